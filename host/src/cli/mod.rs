@@ -1,0 +1,121 @@
+//! The `dmp` command line: parsing, logging, exit codes. Commands live in
+//! one file each; this is the only place that turns errors into exit codes.
+
+mod demo;
+mod plan;
+mod progress;
+mod run;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::error::{Error, ErrorKind};
+
+/// Exit codes, as documented in the README.
+pub const EXIT_OK: u8 = 0;
+pub const EXIT_DATA: u8 = 1;
+pub const EXIT_CONFIG: u8 = 2;
+pub const EXIT_RUNTIME: u8 = 3;
+pub const EXIT_INTERRUPTED: u8 = 130;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "dmp",
+    version,
+    about = "Data migration and synchronization",
+    max_term_width = 100
+)]
+struct Cli {
+    /// More log output (-v: info, -vv: debug). RUST_LOG overrides.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    verbose: u8,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run a pipeline (or resume it where an interrupted run stopped).
+    Run(run::RunArgs),
+    /// Show what a run would do: tables, rows, chunks, type mapping. Writes nothing.
+    Plan {
+        /// The pipeline file.
+        pipeline: PathBuf,
+        /// Print the plan as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Create a sample shop database and migrate it to SQLite and JSON Lines.
+    Demo(demo::DemoArgs),
+}
+
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() { EXIT_CONFIG } else { EXIT_OK });
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(EXIT_RUNTIME);
+        }
+    };
+    let interactive = progress::is_terminal();
+    init_logging(cli.verbose, interactive);
+    let outcome = runtime.block_on(async {
+        match cli.command {
+            Command::Run(args) => run::run(args, interactive).await,
+            Command::Plan { pipeline, json } => plan::plan(&pipeline, json).await.map(|()| EXIT_OK),
+            Command::Demo(args) => demo::demo(args, interactive).await,
+        }
+    });
+    match outcome {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("error: {}", chain(&e));
+            ExitCode::from(match e.kind() {
+                ErrorKind::Config => EXIT_CONFIG,
+                ErrorKind::Data => EXIT_DATA,
+                ErrorKind::Interrupted => EXIT_INTERRUPTED,
+                ErrorKind::Transient | ErrorKind::Fatal => EXIT_RUNTIME,
+            })
+        }
+    }
+}
+
+/// The error and its causes on one line: `writing table t: disk I/O error`.
+fn chain(e: &Error) -> String {
+    let mut text = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+fn init_logging(verbose: u8, interactive: bool) {
+    let default = match (verbose, interactive) {
+        (0, true) => "warn",
+        (0, false) | (1, _) => "info",
+        _ => "debug",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(interactive)
+        .with_target(false)
+        .try_init();
+}

@@ -1,0 +1,67 @@
+//! `dmp plan PIPELINE`
+
+use std::path::Path;
+
+use crate::config::Pipeline;
+use crate::connectors::{TargetOptions, open_source, open_target};
+use crate::engine;
+use crate::error::{Result, ResultExt};
+
+pub(super) async fn plan(path: &Path, json: bool) -> Result<()> {
+    let pipeline = Pipeline::load(path)?;
+    let source = open_source(&pipeline.source)?;
+    let target = open_target(
+        &pipeline.target,
+        TargetOptions {
+            pipeline: pipeline.name.clone(),
+            if_exists: pipeline.if_exists,
+        },
+    )?;
+    let report = engine::plan(&pipeline, &*source, &*target).await?;
+    if json {
+        let text =
+            serde_json::to_string_pretty(&report).context(|| "encoding the plan".to_string())?;
+        println!("{text}");
+        return Ok(());
+    }
+    println!(
+        "pipeline {}: {} → {}",
+        report.pipeline, report.source, report.target
+    );
+    println!(
+        "mode full, batch {} rows, chunk {} rows, parallelism {}",
+        pipeline.batch_rows, pipeline.chunk_rows, pipeline.parallelism
+    );
+    for table in &report.tables {
+        println!();
+        println!(
+            "table {}  ~{} rows in {} chunk(s)  primary key ({})",
+            table.name,
+            table.estimated_rows,
+            table.chunks,
+            table.primary_key.join(", ")
+        );
+        let width = table
+            .columns
+            .iter()
+            .map(|c| c.name.chars().count())
+            .max()
+            .unwrap_or(0);
+        for c in &table.columns {
+            println!(
+                "  {:width$}  {:16} → {}{}",
+                c.name,
+                c.model_type,
+                c.target_type,
+                if c.nullable { "" } else { " NOT NULL" }
+            );
+        }
+        for index in &table.indexes {
+            println!("  index {index}");
+        }
+    }
+    if report.tables.is_empty() {
+        println!("no table matches the selection");
+    }
+    Ok(())
+}

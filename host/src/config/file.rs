@@ -1,0 +1,407 @@
+//! The serde shape of the pipeline file, and its translation into a
+//! [`Pipeline`](super::Pipeline).
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use super::interpolate::interpolate;
+use super::{
+    DEFAULT_BATCH_ROWS, DEFAULT_CHUNK_ROWS, DEFAULT_PARALLELISM, DEFAULT_STATE, Endpoint, Pipeline,
+};
+use crate::connectors::IfExists;
+use crate::error::{Error, Result};
+use crate::model::TableSelection;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "snake_case")]
+struct PipelineFile {
+    #[serde(default)]
+    pipeline: PipelineSection,
+    source: SourceSection,
+    target: TargetSection,
+    #[serde(default)]
+    tables: TablesSection,
+    #[serde(default)]
+    transform: Vec<Spanned<TransformSection>>,
+    #[serde(default)]
+    run: RunSection,
+}
+
+/// `[pipeline]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "snake_case")]
+struct PipelineSection {
+    /// Names runs, checkpoints and dead letters. Default: the file's name
+    /// without `.toml`.
+    name: Option<Spanned<String>>,
+}
+
+/// `[source]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "snake_case")]
+struct SourceSection {
+    /// `sqlite://PATH`, `file://DIR?format=csv|jsonl|parquet`.
+    url: Spanned<String>,
+}
+
+/// `[target]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "snake_case")]
+struct TargetSection {
+    /// Same forms as the source URL.
+    url: Spanned<String>,
+    /// `fail | truncate | append | replace` for tables that exist when a new
+    /// full run starts. Default: `replace`.
+    #[serde(default)]
+    if_exists: IfExists,
+}
+
+/// `[tables]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "snake_case")]
+struct TablesSection {
+    /// Globs over table names. Default: `["*"]`. A name without wildcards
+    /// must exist in the source.
+    #[serde(default)]
+    include: Vec<Spanned<String>>,
+    /// Globs of tables to leave out. Default: none.
+    #[serde(default)]
+    exclude: Vec<Spanned<String>>,
+}
+
+/// `[[transform]]`: a WASM plugin applied to the rows of some tables.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "snake_case")]
+pub struct TransformSection {
+    /// Path of the plugin's `.wasm` component.
+    pub plugin: String,
+    /// Globs of the tables it applies to. Default: all.
+    #[serde(default)]
+    pub tables: Vec<String>,
+    /// Key/value settings handed to the plugin when it opens a table.
+    #[serde(default)]
+    pub config: BTreeMap<String, String>,
+}
+
+/// How rows are selected for a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+pub enum RunMode {
+    /// A snapshot of whole tables.
+    #[default]
+    #[serde(rename = "full")]
+    Full,
+    #[serde(rename = "incremental")]
+    Incremental,
+    #[serde(rename = "cdc")]
+    Cdc,
+    #[serde(rename = "full+cdc")]
+    FullCdc,
+}
+
+/// What happens to a row that cannot be moved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OnError {
+    /// Stop the run (the checkpoint stays valid).
+    Fail,
+    /// Leave the row out and count it.
+    Skip,
+    /// Keep the row with its error in the state store (default).
+    #[default]
+    DeadLetter,
+}
+
+/// `[run]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "snake_case")]
+struct RunSection {
+    /// `full | incremental | cdc | full+cdc`. Default: `full`.
+    #[serde(default = "default_mode")]
+    mode: Spanned<RunMode>,
+    /// Rows per batch (one target transaction). Default: 10000.
+    #[serde(default = "default_batch_rows")]
+    batch_rows: Spanned<usize>,
+    /// Rows per snapshot chunk (the unit of parallelism and resume).
+    /// Default: 100000.
+    #[serde(default = "default_chunk_rows")]
+    chunk_rows: Spanned<u64>,
+    /// Chunks copied at the same time. Default: 4.
+    #[serde(default = "default_parallelism")]
+    parallelism: Spanned<usize>,
+    /// `fail | skip | dead-letter`. Default: `dead-letter`.
+    #[serde(default)]
+    on_error: OnError,
+    /// The embedded state store. Default: `.dmp/state.db` beside the file.
+    #[serde(default = "default_state")]
+    state: Spanned<String>,
+}
+
+impl Default for RunSection {
+    fn default() -> Self {
+        RunSection {
+            mode: default_mode(),
+            batch_rows: default_batch_rows(),
+            chunk_rows: default_chunk_rows(),
+            parallelism: default_parallelism(),
+            on_error: OnError::default(),
+            state: default_state(),
+        }
+    }
+}
+
+fn default_mode() -> Spanned<RunMode> {
+    Spanned::new(0..0, RunMode::Full)
+}
+fn default_batch_rows() -> Spanned<usize> {
+    Spanned::new(0..0, DEFAULT_BATCH_ROWS)
+}
+fn default_chunk_rows() -> Spanned<u64> {
+    Spanned::new(0..0, DEFAULT_CHUNK_ROWS)
+}
+fn default_parallelism() -> Spanned<usize> {
+    Spanned::new(0..0, DEFAULT_PARALLELISM)
+}
+fn default_state() -> Spanned<String> {
+    Spanned::new(0..0, DEFAULT_STATE.to_string())
+}
+
+/// Turns byte spans into `file:line key` places.
+struct Places<'a> {
+    file: &'a Path,
+    text: &'a str,
+}
+
+impl Places<'_> {
+    fn at(&self, span: std::ops::Range<usize>, key: &str) -> String {
+        if span.start == 0 && span.end == 0 {
+            return format!("{} {key}", self.file.display());
+        }
+        let line = self.text[..span.start.min(self.text.len())]
+            .matches('\n')
+            .count()
+            + 1;
+        format!("{}:{line} {key}", self.file.display())
+    }
+
+    fn string(&self, s: &Spanned<String>, key: &str) -> Result<(String, String)> {
+        let place = self.at(s.span(), key);
+        Ok((interpolate(s.get_ref(), &place)?, place))
+    }
+}
+
+pub(super) fn parse(text: &str, path: &Path) -> Result<Pipeline> {
+    let file: PipelineFile = toml::from_str(text)
+        .map_err(|e| Error::Config(format!("{}: {}", path.display(), e.to_string().trim_end())))?;
+    let places = Places { file: path, text };
+    let base_dir = path.parent().unwrap_or(Path::new("."));
+    let base_dir = if base_dir.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        base_dir
+    };
+
+    let (source_url, place) = places.string(&file.source.url, "source.url")?;
+    let source = Endpoint::new(&source_url, base_dir, place)?;
+    let (target_url, place) = places.string(&file.target.url, "target.url")?;
+    let target = Endpoint::new(&target_url, base_dir, place)?;
+
+    let mut include = Vec::new();
+    let mut table_places = BTreeMap::new();
+    for pattern in &file.tables.include {
+        let (pattern, place) = places.string(pattern, "tables.include")?;
+        table_places.insert(pattern.clone(), place);
+        include.push(pattern);
+    }
+    let mut exclude = Vec::new();
+    for pattern in &file.tables.exclude {
+        exclude.push(places.string(pattern, "tables.exclude")?.0);
+    }
+    let selection = TableSelection::new(&include, &exclude)
+        .map_err(|e| Error::Config(format!("{}: {e}", places.at(0..0, "tables"))))?;
+
+    let mut transforms = Vec::new();
+    for (i, spanned) in file.transform.iter().enumerate() {
+        let place = places.at(spanned.span(), &format!("transform[{i}]"));
+        let mut t = spanned.get_ref().clone();
+        t.plugin = interpolate(&t.plugin, &format!("{place}.plugin"))?;
+        for value in t.config.values_mut() {
+            *value = interpolate(value, &format!("{place}.config"))?;
+        }
+        TableSelection::new(&t.tables, &[])
+            .map_err(|e| Error::Config(format!("{place}.tables: {e}")))?;
+        transforms.push(t);
+    }
+
+    let run = &file.run;
+    let positive = |value: u64, span: std::ops::Range<usize>, key: &str| {
+        if value == 0 {
+            Err(Error::Config(format!(
+                "{}: must be at least 1",
+                places.at(span, key)
+            )))
+        } else {
+            Ok(())
+        }
+    };
+    positive(
+        *run.batch_rows.get_ref() as u64,
+        run.batch_rows.span(),
+        "run.batch_rows",
+    )?;
+    positive(
+        *run.chunk_rows.get_ref(),
+        run.chunk_rows.span(),
+        "run.chunk_rows",
+    )?;
+    positive(
+        *run.parallelism.get_ref() as u64,
+        run.parallelism.span(),
+        "run.parallelism",
+    )?;
+    let (state, _) = places.string(&run.state, "run.state")?;
+    let name = match &file.pipeline.name {
+        Some(name) => {
+            let (name, place) = places.string(name, "pipeline.name")?;
+            if name.trim().is_empty() {
+                return Err(Error::Config(format!("{place}: must not be empty")));
+            }
+            name
+        }
+        None => path.file_stem().map_or_else(
+            || "pipeline".to_string(),
+            |s| s.to_string_lossy().into_owned(),
+        ),
+    };
+    let mode = *run.mode.get_ref();
+    if mode != RunMode::Full {
+        return Err(Error::Unsupported(format!(
+            "{}: this build runs `mode = \"full\"` only; incremental and CDC modes are not part of it yet",
+            places.at(run.mode.span(), "run.mode")
+        )));
+    }
+    if let Some(first) = file.transform.first() {
+        return Err(Error::Unsupported(format!(
+            "{}: WASM transforms are not part of this build yet (the transform runtime is the next milestone)",
+            places.at(first.span(), "transform[0]")
+        )));
+    }
+    Ok(Pipeline {
+        name,
+        source,
+        target,
+        if_exists: file.target.if_exists,
+        selection,
+        table_places,
+        transforms,
+        mode,
+        batch_rows: *run.batch_rows.get_ref(),
+        chunk_rows: *run.chunk_rows.get_ref(),
+        parallelism: *run.parallelism.get_ref(),
+        on_error: run.on_error,
+        state: crate::connectors::resolve_path(base_dir, &state),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse_str(text: &str) -> Result<Pipeline> {
+        parse(text, Path::new("conf/p.toml"))
+    }
+
+    #[test]
+    fn minimal_file_gets_documented_defaults() {
+        let p = parse_str(
+            "[source]\nurl = \"sqlite://a.db\"\n[target]\nurl = \"file://out?format=jsonl\"\n",
+        )
+        .unwrap();
+        assert_eq!(p.name, "p");
+        assert_eq!(p.batch_rows, 10_000);
+        assert_eq!(p.parallelism, 4);
+        assert_eq!(p.on_error, OnError::DeadLetter);
+        assert_eq!(p.if_exists, IfExists::Replace);
+        assert_eq!(p.state, Path::new("conf/.dmp/state.db"));
+        assert_eq!(p.source.base_dir(), Path::new("conf"));
+    }
+
+    #[test]
+    fn full_example_parses() {
+        let p = parse_str(
+            r#"
+[pipeline]
+name = "shop"
+[source]
+url = "sqlite://data/shop.db"
+[target]
+url = "file://out?format=jsonl"
+if_exists = "truncate"
+[tables]
+include = ["*"]
+exclude = ["tmp_*"]
+[run]
+mode = "full"
+batch_rows = 500
+chunk_rows = 1000
+parallelism = 2
+on_error = "skip"
+state = "/tmp/s.db"
+"#,
+        )
+        .unwrap();
+        assert_eq!(p.name, "shop");
+        assert_eq!(p.if_exists, IfExists::Truncate);
+        assert!(!p.selection.matches("tmp_x"));
+        assert_eq!(p.on_error, OnError::Skip);
+        assert_eq!(p.state, Path::new("/tmp/s.db"));
+    }
+
+    #[test]
+    fn mistakes_name_file_key_and_line() {
+        let err =
+            parse_str("[source]\nurl = \"sqlite://a.db\"\n[target]\nurl = \"x\"\ncolour = 1\n")
+                .unwrap_err()
+                .to_string();
+        assert!(
+            err.contains("conf/p.toml") && err.contains("line 5") && err.contains("colour"),
+            "{err}"
+        );
+
+        let err = parse_str("[source]\nurl = \"sqlite://a.db\"\n[target]\nurl = \"nonsense\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("conf/p.toml:4 target.url:"), "{err}");
+
+        let err = parse_str("[source]\nurl = \"sqlite://a.db\"\n[target]\nurl = \"sqlite://b\"\n[run]\nbatch_rows = 0\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("conf/p.toml:6 run.batch_rows: must be at least 1"),
+            "{err}"
+        );
+
+        let err = parse_str("[source]\nurl = \"sqlite://a.db\"\n[target]\nurl = \"sqlite://b\"\n[run]\non_error = \"ignore\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("line 6") && err.contains("dead-letter"),
+            "{err}"
+        );
+
+        let err = parse_str("[source]\nurl = \"sqlite://${DMP_TEST_SURELY_UNSET}\"\n[target]\nurl = \"sqlite://b\"\n")
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            err,
+            "conf/p.toml:2 source.url: environment variable DMP_TEST_SURELY_UNSET is not set"
+        );
+
+        let err = parse_str("[source]\nurl = \"sqlite://a\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("missing field `target`"), "{err}");
+    }
+}

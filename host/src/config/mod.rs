@@ -1,0 +1,92 @@
+//! The pipeline file (TOML): what to move, from where, to where, and how.
+//! Every string may hold `${VAR}` (or `${VAR:-default}`), read from the
+//! environment; errors name the file, the key and the line.
+
+mod endpoint;
+mod file;
+mod interpolate;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+pub use endpoint::{Endpoint, mask_url};
+pub use file::{OnError, RunMode, TransformSection};
+
+use crate::connectors::IfExists;
+use crate::error::{Error, Result};
+use crate::model::TableSelection;
+
+/// Defaults of `[run]`, documented in the README's config reference.
+pub const DEFAULT_BATCH_ROWS: usize = 10_000;
+pub const DEFAULT_CHUNK_ROWS: u64 = 100_000;
+pub const DEFAULT_PARALLELISM: usize = 4;
+pub const DEFAULT_STATE: &str = ".dmp/state.db";
+
+/// A pipeline ready to run: the file's content, validated and resolved.
+#[derive(Debug, Clone)]
+pub struct Pipeline {
+    /// Names this pipeline's runs, checkpoints and dead letters.
+    pub name: String,
+    pub source: Endpoint,
+    pub target: Endpoint,
+    pub if_exists: IfExists,
+    pub selection: TableSelection,
+    /// Where each literally named table was written, for "missing table" errors.
+    pub table_places: BTreeMap<String, String>,
+    pub transforms: Vec<TransformSection>,
+    pub mode: RunMode,
+    pub batch_rows: usize,
+    pub chunk_rows: u64,
+    pub parallelism: usize,
+    pub on_error: OnError,
+    pub state: PathBuf,
+}
+
+impl Pipeline {
+    /// Reads and validates a pipeline file.
+    pub fn load(path: &std::path::Path) -> Result<Pipeline> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            Error::Config(format!("cannot read pipeline file {}: {e}", path.display()))
+        })?;
+        file::parse(&text, path)
+    }
+
+    /// A pipeline given on the command line: `dmp run --source URL --target URL`.
+    pub fn from_urls(source: &str, target: &str, tables: &[String]) -> Result<Pipeline> {
+        let cwd = std::env::current_dir()
+            .map_err(|e| Error::Config(format!("cannot read the current folder: {e}")))?;
+        let source = Endpoint::new(source, &cwd, "--source")?;
+        let target = Endpoint::new(target, &cwd, "--target")?;
+        let name = format!(
+            "cli-{:016x}",
+            fnv1a(format!("{}\n{}", source.expose_url(), target.expose_url()).as_bytes())
+        );
+        Ok(Pipeline {
+            name,
+            selection: TableSelection::new(tables, &[])
+                .map_err(|e| Error::Config(format!("--tables: {e}")))?,
+            table_places: tables
+                .iter()
+                .map(|t| (t.clone(), "--tables".to_string()))
+                .collect(),
+            source,
+            target,
+            if_exists: IfExists::default(),
+            transforms: Vec::new(),
+            mode: RunMode::Full,
+            batch_rows: DEFAULT_BATCH_ROWS,
+            chunk_rows: DEFAULT_CHUNK_ROWS,
+            parallelism: DEFAULT_PARALLELISM,
+            on_error: OnError::default(),
+            state: cwd.join(DEFAULT_STATE),
+        })
+    }
+}
+
+/// A stable hash (unlike std's), so a command line names the same pipeline
+/// in every dmp version.
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}

@@ -1,0 +1,15 @@
+//! Files as a source and a target: one file per table in a folder, as CSV,
+//! JSON Lines or Parquet. A `TABLE.schema.json` beside a file declares its
+//! schema (targets write one, so a round trip keeps every type); without it,
+//! CSV and JSON Lines types are inferred from a sample.
+
+mod csv_format;
+mod jsonl_format;
+mod options;
+mod parquet_format;
+mod schema_file;
+mod source;
+mod target;
+
+pub(crate) use source::FileSource;
+pub(crate) use target::FileTarget;

@@ -1,0 +1,234 @@
+//! Reads a folder of files, one table per file. A file is one chunk; its
+//! position is the number of records consumed.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use tokio::sync::mpsc;
+
+use super::options::{FileOptions, Format};
+use super::{csv_format, jsonl_format, parquet_format, schema_file};
+use crate::config::Endpoint;
+use crate::connectors::{BatchStream, READ_AHEAD_BATCHES, Source};
+use crate::error::{Error, Result, ResultExt};
+use crate::model::{
+    Batch, Change, Chunk, Position, Reject, RejectStage, Row, TableSchema, TableSelection,
+};
+
+/// One record of a file: a row, or why it is not one.
+pub(super) enum RowRead {
+    Row(Row),
+    Reject {
+        error: String,
+        raw: serde_json::Value,
+    },
+}
+
+/// Reads the records of one file in order.
+pub(super) trait RowReader: Send {
+    /// The next record; `Ok(None)` at the end; `Err` when the file itself
+    /// cannot be read further.
+    fn next_row(&mut self) -> Result<Option<RowRead>>;
+}
+
+pub(crate) struct FileSource {
+    options: FileOptions,
+}
+
+impl FileSource {
+    pub(crate) fn open(endpoint: &Endpoint) -> Result<Self> {
+        let options = FileOptions::parse(endpoint)?;
+        if !options.dir.is_dir() {
+            return Err(Error::Config(format!(
+                "{}: folder {} does not exist",
+                endpoint.place(),
+                options.dir.display()
+            )));
+        }
+        Ok(FileSource { options })
+    }
+
+    fn tables(&self) -> Result<Vec<(String, PathBuf)>> {
+        let ctx = || format!("listing folder {}", self.options.dir.display());
+        let mut tables = Vec::new();
+        for entry in std::fs::read_dir(&self.options.dir).context(ctx)? {
+            let entry = entry.context(ctx)?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.starts_with('.') || !entry.file_type().context(ctx)?.is_file() {
+                continue;
+            }
+            if let Some(table) = self.options.format.matches(&name) {
+                tables.push((table.to_string(), entry.path()));
+            }
+        }
+        tables.sort();
+        Ok(tables)
+    }
+
+    /// The file holding `table` (`orders.jsonl` or `orders.ndjson`...).
+    fn path_of(&self, table: &str) -> Result<PathBuf> {
+        self.tables()?
+            .into_iter()
+            .find(|(name, _)| name == table)
+            .map(|(_, path)| path)
+            .ok_or_else(|| {
+                Error::Config(format!(
+                    "table {table}: its file is gone from {}",
+                    self.options.dir.display()
+                ))
+            })
+    }
+
+    fn schema_of(&self, table: &str, path: &std::path::Path) -> Result<TableSchema> {
+        if let Some(mut declared) = schema_file::read(&self.options.schema_path(table))? {
+            declared.name = table.to_string();
+            return Ok(declared);
+        }
+        match self.options.format {
+            Format::Csv => csv_format::infer_schema(path, table, &self.options),
+            Format::Jsonl => jsonl_format::infer_schema(path, table),
+            Format::Parquet => Ok(parquet_format::read_schema(path, table)?.0),
+        }
+    }
+
+    fn open_rows(
+        &self,
+        path: &std::path::Path,
+        table: Arc<TableSchema>,
+        batch_rows: usize,
+        skip: u64,
+    ) -> Result<(Box<dyn RowReader>, u64)> {
+        Ok(match self.options.format {
+            Format::Csv => (
+                Box::new(csv_format::CsvRows::open(path, table, &self.options)?),
+                skip,
+            ),
+            Format::Jsonl => (Box::new(jsonl_format::JsonlRows::open(path, table)?), skip),
+            // Parquet skips by itself, without decoding the rows.
+            Format::Parquet => (
+                Box::new(parquet_format::ParquetRows::open(
+                    path, table, batch_rows, skip,
+                )?),
+                0,
+            ),
+        })
+    }
+}
+
+#[async_trait]
+impl Source for FileSource {
+    async fn discover(&self, selection: &TableSelection) -> Result<Vec<TableSchema>> {
+        self.tables()?
+            .into_iter()
+            .filter(|(table, _)| selection.matches(table))
+            .map(|(table, path)| self.schema_of(&table, &path))
+            .collect()
+    }
+
+    async fn plan_snapshot(&self, table: &TableSchema, _chunk_rows: u64) -> Result<Vec<Chunk>> {
+        let path = self.path_of(&table.name)?;
+        let rows = match self.options.format {
+            Format::Parquet => parquet_format::read_schema(&path, &table.name)?.1,
+            Format::Csv | Format::Jsonl => estimate_lines(&path)?,
+        };
+        Ok(vec![Chunk::whole(rows)])
+    }
+
+    fn read_chunk(
+        &self,
+        table: Arc<TableSchema>,
+        chunk: Chunk,
+        resume: Position,
+        batch_rows: usize,
+    ) -> BatchStream {
+        let (tx, rx) = mpsc::channel(READ_AHEAD_BATCHES);
+        let path = self.path_of(&table.name);
+        let start = match resume {
+            Position::Record { index } => index,
+            _ => 0,
+        };
+        let opened =
+            path.and_then(|path| self.open_rows(&path, table.clone(), batch_rows.max(1), start));
+        tokio::task::spawn_blocking(move || {
+            let result = opened.and_then(|(rows, skip)| {
+                read_file(rows, skip, start, &table, chunk.id, batch_rows.max(1), &tx)
+            });
+            if let Err(e) = result {
+                let _ = tx.blocking_send(Err(e));
+            }
+        });
+        rx
+    }
+}
+
+/// Lines in a text file (a header line included): cheap and close enough
+/// for progress.
+fn estimate_lines(path: &std::path::Path) -> Result<u64> {
+    use std::io::Read;
+    let mut file = std::fs::File::open(path).context(|| format!("reading {}", path.display()))?;
+    let mut buf = vec![0u8; 1 << 20];
+    let mut lines = 0u64;
+    loop {
+        let n = file
+            .read(&mut buf)
+            .context(|| format!("reading {}", path.display()))?;
+        if n == 0 {
+            return Ok(lines);
+        }
+        lines += buf[..n].iter().filter(|b| **b == b'\n').count() as u64;
+    }
+}
+
+fn read_file(
+    mut rows: Box<dyn RowReader>,
+    skip: u64,
+    start: u64,
+    table: &Arc<TableSchema>,
+    chunk: u32,
+    batch_rows: usize,
+    tx: &mpsc::Sender<Result<Batch>>,
+) -> Result<()> {
+    for _ in 0..skip {
+        if rows.next_row()?.is_none() {
+            break;
+        }
+    }
+    let mut index = start;
+    let mut changes = Vec::with_capacity(batch_rows);
+    let mut rejects = Vec::new();
+    while let Some(read) = rows.next_row()? {
+        index += 1;
+        match read {
+            RowRead::Row(row) => changes.push(Change::Insert(row)),
+            RowRead::Reject { error, raw } => rejects.push(Reject {
+                stage: RejectStage::Source,
+                error,
+                row: raw,
+                position: Position::Record { index },
+            }),
+        }
+        if changes.len() + rejects.len() >= batch_rows {
+            let batch = Batch {
+                table: table.clone(),
+                chunk,
+                changes: std::mem::replace(&mut changes, Vec::with_capacity(batch_rows)),
+                rejects: std::mem::take(&mut rejects),
+                position: Position::Record { index },
+                last: false,
+            };
+            if tx.blocking_send(Ok(batch)).is_err() {
+                return Ok(());
+            }
+        }
+    }
+    let _ = tx.blocking_send(Ok(Batch {
+        table: table.clone(),
+        chunk,
+        changes,
+        rejects,
+        position: Position::Record { index },
+        last: true,
+    }));
+    Ok(())
+}

@@ -1,0 +1,39 @@
+//! The contract every source connector fulfils.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+use crate::error::Result;
+use crate::model::{Batch, Chunk, Position, TableSchema, TableSelection};
+
+/// Batches of one chunk, in key order. The stream ends after a batch with
+/// `last = true`, or early with an error. Dropping the receiver stops the
+/// reader.
+pub type BatchStream = tokio::sync::mpsc::Receiver<Result<Batch>>;
+
+/// Batches a reader may hold ready ahead of the writer: small, so memory
+/// stays flat whatever the table size.
+pub const READ_AHEAD_BATCHES: usize = 2;
+
+#[async_trait]
+pub trait Source: Send + Sync {
+    /// Schemas of the selected tables, sorted by name. Views are skipped.
+    async fn discover(&self, selection: &TableSelection) -> Result<Vec<TableSchema>>;
+
+    /// Splits a table's snapshot into chunks of about `chunk_rows` rows that
+    /// can be read in parallel and checkpointed on their own. The plan is
+    /// stored, so a resumed run reads the same chunks.
+    async fn plan_snapshot(&self, table: &TableSchema, chunk_rows: u64) -> Result<Vec<Chunk>>;
+
+    /// Reads a chunk after `resume` (a position a checkpoint recorded for this
+    /// chunk, or `Position::Start`) in batches of at most `batch_rows` rows.
+    /// Rows that cannot be decoded travel as the batch's rejects.
+    fn read_chunk(
+        &self,
+        table: Arc<TableSchema>,
+        chunk: Chunk,
+        resume: Position,
+        batch_rows: usize,
+    ) -> BatchStream;
+}

@@ -1,0 +1,16 @@
+//! SQLite as a source and a target: an embedded file, no server. Reads use
+//! rowid (or primary key) ranges; writes use prepared multi-row INSERTs in
+//! one transaction per batch, with the checkpoint in the same transaction.
+
+mod config;
+mod source;
+mod target;
+mod types;
+
+pub(crate) use source::SqliteSource;
+pub(crate) use target::SqliteTarget;
+
+/// Quotes an identifier for SQLite (mixed case, reserved words, unicode).
+pub(crate) fn quote(ident: &str) -> String {
+    format!("\"{}\"", ident.replace('"', "\"\""))
+}

@@ -1,0 +1,430 @@
+//! Reads SQLite tables. Rowid tables are chunked by rowid range; tables
+//! `WITHOUT ROWID` are read whole in primary key order. Each chunk is read
+//! in its own read transaction on its own connection.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use rusqlite::{Connection, OpenFlags, types::ValueRef};
+use tokio::sync::mpsc;
+
+use super::quote;
+use super::types::{Bind, data_type_from_declared, raw_json, read_value};
+use crate::config::Endpoint;
+use crate::connectors::{BatchStream, READ_AHEAD_BATCHES, Source};
+use crate::error::{Error, Result, ResultExt};
+use crate::model::{
+    Batch, Change, Chunk, Column, Index, Position, Reject, RejectStage, Row, TableSchema,
+    TableSelection, Value,
+};
+
+pub(crate) struct SqliteSource {
+    path: PathBuf,
+}
+
+impl SqliteSource {
+    pub(crate) fn open(endpoint: &Endpoint) -> Result<Self> {
+        let path = super::config::database_path(endpoint)?;
+        if !path.is_file() {
+            return Err(Error::Config(format!(
+                "{}: SQLite database {} does not exist",
+                endpoint.place(),
+                path.display()
+            )));
+        }
+        Ok(SqliteSource { path })
+    }
+
+    fn connect(path: &std::path::Path) -> Result<Connection> {
+        Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .context(|| format!("opening SQLite database {}", path.display()))
+    }
+
+    async fn blocking<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&Connection) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let path = self.path.clone();
+        tokio::task::spawn_blocking(move || work(&Self::connect(&path)?))
+            .await
+            .context(|| "SQLite source task".to_string())?
+    }
+}
+
+/// How a table's rows are ordered and chunked.
+enum Key {
+    Rowid,
+    /// `WITHOUT ROWID`: its primary key columns.
+    PrimaryKey(Vec<String>),
+}
+
+impl Key {
+    fn of(conn: &Connection, table: &TableSchema) -> Result<Key> {
+        let without_rowid: bool = conn
+            .query_row(
+                "SELECT wr FROM pragma_table_list WHERE name = ?1 AND schema = 'main'",
+                [&table.name],
+                |r| r.get(0),
+            )
+            .context(|| format!("inspecting table {}", table.name))?;
+        Ok(if without_rowid {
+            Key::PrimaryKey(table.primary_key.clone())
+        } else {
+            Key::Rowid
+        })
+    }
+
+    fn columns(&self) -> Vec<String> {
+        match self {
+            Key::Rowid => vec!["rowid".into()],
+            Key::PrimaryKey(cols) => cols.iter().map(|c| quote(c)).collect(),
+        }
+    }
+}
+
+fn discover_table(conn: &Connection, name: &str) -> Result<TableSchema> {
+    let ctx = || format!("reading the schema of table {name}");
+    let mut stmt = conn
+        .prepare("SELECT name, type, \"notnull\", dflt_value, pk FROM pragma_table_xinfo(?1) WHERE hidden = 0 ORDER BY cid")
+        .context(ctx)?;
+    let mut columns = Vec::new();
+    let mut keys: Vec<(i64, String)> = Vec::new();
+    let mut rows = stmt.query([name]).context(ctx)?;
+    while let Some(r) = rows.next().context(ctx)? {
+        let col_name: String = r.get(0).context(ctx)?;
+        let declared: String = r.get(1).context(ctx)?;
+        let not_null: bool = r.get(2).context(ctx)?;
+        let default: Option<String> = r.get(3).context(ctx)?;
+        let pk: i64 = r.get(4).context(ctx)?;
+        let data_type = data_type_from_declared(&declared);
+        let default = default
+            .as_deref()
+            .and_then(|d| constant_default(d, &data_type));
+        if pk > 0 {
+            keys.push((pk, col_name.clone()));
+        }
+        columns.push(Column {
+            name: col_name,
+            data_type,
+            nullable: !not_null && pk == 0,
+            default,
+        });
+    }
+    keys.sort();
+    let mut indexes = Vec::new();
+    let mut stmt = conn
+        .prepare("SELECT name, \"unique\", origin FROM pragma_index_list(?1) ORDER BY name")
+        .context(ctx)?;
+    let list: Vec<(String, bool, String)> = stmt
+        .query_map([name], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .context(ctx)?
+        .collect::<rusqlite::Result<_>>()
+        .context(ctx)?;
+    for (index_name, unique, origin) in list {
+        if origin == "pk" {
+            continue;
+        }
+        let cols: Vec<Option<String>> = conn
+            .prepare("SELECT name FROM pragma_index_info(?1) ORDER BY seqno")
+            .and_then(|mut s| s.query_map([&index_name], |r| r.get(0))?.collect())
+            .context(ctx)?;
+        match cols.into_iter().collect::<Option<Vec<String>>>() {
+            Some(columns) => indexes.push(Index {
+                name: index_name,
+                columns,
+                unique,
+            }),
+            None => tracing::warn!(table = name, index = index_name, "expression index skipped"),
+        }
+    }
+    Ok(TableSchema {
+        namespace: None,
+        name: name.to_string(),
+        columns,
+        primary_key: keys.into_iter().map(|(_, c)| c).collect(),
+        indexes,
+    })
+}
+
+/// A default that is a literal (`0`, `'new'`, `NULL`); expressions are dropped.
+fn constant_default(sql: &str, t: &crate::model::DataType) -> Option<Value> {
+    let text = sql.trim();
+    let text = match text.strip_prefix('\'').and_then(|t| t.strip_suffix('\'')) {
+        Some(quoted) => quoted.replace("''", "'"),
+        None if text.eq_ignore_ascii_case("null") => return None,
+        None if text.starts_with(|c: char| c.is_ascii_digit() || c == '-' || c == '+') => {
+            text.to_string()
+        }
+        None => return None,
+    };
+    Value::parse_text(&text, t).ok()
+}
+
+#[async_trait]
+impl Source for SqliteSource {
+    async fn discover(&self, selection: &TableSelection) -> Result<Vec<TableSchema>> {
+        let selection = selection.clone();
+        self.blocking(move |conn| {
+            let names: Vec<String> = conn
+                .prepare(
+                    "SELECT name FROM sqlite_schema WHERE type = 'table' \
+                     AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' \
+                     AND name NOT LIKE '\\_dmp\\_%' ESCAPE '\\' ORDER BY name",
+                )
+                .and_then(|mut s| s.query_map([], |r| r.get(0))?.collect())
+                .context(|| "listing SQLite tables".to_string())?;
+            names
+                .iter()
+                .filter(|n| selection.matches(n))
+                .map(|n| discover_table(conn, n))
+                .collect()
+        })
+        .await
+    }
+
+    async fn plan_snapshot(&self, table: &TableSchema, chunk_rows: u64) -> Result<Vec<Chunk>> {
+        let table = table.clone();
+        self.blocking(move |conn| {
+            let ctx = || format!("planning chunks of table {}", table.name);
+            let key = Key::of(conn, &table)?;
+            let sql = format!(
+                "SELECT min(rowid), max(rowid), count(*) FROM {}",
+                quote(&table.name)
+            );
+            if let Key::PrimaryKey(_) = key {
+                let count: i64 = conn
+                    .query_row(
+                        &format!("SELECT count(*) FROM {}", quote(&table.name)),
+                        [],
+                        |r| r.get(0),
+                    )
+                    .context(ctx)?;
+                return Ok(vec![Chunk::whole(count.unsigned_abs())]);
+            }
+            let (min, max, count): (Option<i64>, Option<i64>, i64) = conn
+                .query_row(&sql, [], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                .context(ctx)?;
+            Ok(rowid_chunks(min, max, count.unsigned_abs(), chunk_rows))
+        })
+        .await
+    }
+
+    fn read_chunk(
+        &self,
+        table: Arc<TableSchema>,
+        chunk: Chunk,
+        resume: Position,
+        batch_rows: usize,
+    ) -> BatchStream {
+        let (tx, rx) = mpsc::channel(READ_AHEAD_BATCHES);
+        let path = self.path.clone();
+        tokio::task::spawn_blocking(move || {
+            let result = read_chunk(&path, &table, &chunk, resume, batch_rows.max(1), &tx);
+            if let Err(e) = result {
+                // The receiver may be gone (shutdown): nothing left to tell.
+                let _ = tx.blocking_send(Err(e));
+            }
+        });
+        rx
+    }
+}
+
+/// Splits `[min, max]` into ranges of about `chunk_rows` rows, assuming
+/// rowids are roughly dense. The first and last chunk are open-ended.
+fn rowid_chunks(min: Option<i64>, max: Option<i64>, count: u64, chunk_rows: u64) -> Vec<Chunk> {
+    let (Some(min), Some(max)) = (min, max) else {
+        return vec![Chunk::whole(0)];
+    };
+    let chunks = count.div_ceil(chunk_rows.max(1)).max(1);
+    let span = u64::try_from(i128::from(max) - i128::from(min) + 1).unwrap_or(u64::MAX);
+    let width = span.div_ceil(chunks).max(1);
+    let mut out = Vec::new();
+    let mut lower: Option<i64> = None;
+    let mut id = 0u32;
+    loop {
+        let start = lower.map_or(min, |l| l + 1);
+        let upper = i64::try_from(i128::from(start) + i128::from(width) - 1).unwrap_or(i64::MAX);
+        let last = upper >= max;
+        out.push(Chunk {
+            id,
+            lower: lower.map(|l| vec![Value::Int(l)]),
+            upper: (!last).then(|| vec![Value::Int(upper)]),
+            estimated_rows: count / chunks,
+        });
+        if last {
+            return out;
+        }
+        lower = Some(upper);
+        id += 1;
+    }
+}
+
+fn read_chunk(
+    path: &std::path::Path,
+    table: &Arc<TableSchema>,
+    chunk: &Chunk,
+    resume: Position,
+    batch_rows: usize,
+    tx: &mpsc::Sender<Result<Batch>>,
+) -> Result<()> {
+    let ctx = || format!("reading table {} chunk {}", table.name, chunk.id);
+    let mut conn = SqliteSource::connect(path)?;
+    let key = Key::of(&conn, table)?;
+    let key_columns = key.columns();
+    let lower = match resume {
+        Position::Key { key } => Some(key),
+        _ => chunk.lower.clone(),
+    };
+    let tuple = |cols: &[String]| format!("({})", cols.join(", "));
+    let placeholders = |n: usize, from: usize| {
+        format!(
+            "({})",
+            (from..from + n)
+                .map(|i| format!("?{i}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    };
+    let mut conditions = Vec::new();
+    let mut params: Vec<Value> = Vec::new();
+    if let Some(lower) = &lower {
+        conditions.push(format!(
+            "{} > {}",
+            tuple(&key_columns),
+            placeholders(lower.len(), params.len() + 1)
+        ));
+        params.extend(lower.iter().cloned());
+    }
+    if let Some(upper) = &chunk.upper {
+        conditions.push(format!(
+            "{} <= {}",
+            tuple(&key_columns),
+            placeholders(upper.len(), params.len() + 1)
+        ));
+        params.extend(upper.iter().cloned());
+    }
+    let select: Vec<String> = key_columns
+        .iter()
+        .cloned()
+        .chain(table.columns.iter().map(|c| quote(&c.name)))
+        .collect();
+    let sql = format!(
+        "SELECT {} FROM {}{} ORDER BY {}",
+        select.join(", "),
+        quote(&table.name),
+        if conditions.is_empty() {
+            String::new()
+        } else {
+            format!(" WHERE {}", conditions.join(" AND "))
+        },
+        key_columns.join(", ")
+    );
+    // One read transaction: the chunk is read from a single snapshot.
+    let txn = conn.transaction().context(ctx)?;
+    let mut stmt = txn.prepare(&sql).context(ctx)?;
+    let mut rows = stmt
+        .query(rusqlite::params_from_iter(params.iter().map(Bind)))
+        .context(ctx)?;
+    let nkey = key_columns.len();
+    let ncols = table.columns.len();
+    let mut changes = Vec::with_capacity(batch_rows);
+    let mut rejects = Vec::new();
+    let mut last_key: Option<Vec<Value>> = lower;
+    while let Some(r) = rows.next().context(ctx)? {
+        let mut key_values = Vec::with_capacity(nkey);
+        for i in 0..nkey {
+            let cell = r.get_ref(i).context(ctx)?;
+            key_values.push(match cell {
+                ValueRef::Integer(v) => Value::Int(v),
+                ValueRef::Real(v) => Value::Float(v),
+                ValueRef::Text(t) => Value::Text(String::from_utf8_lossy(t).into_owned()),
+                ValueRef::Blob(b) => Value::Bytes(b.to_vec()),
+                ValueRef::Null => Value::Null,
+            });
+        }
+        let mut values = Vec::with_capacity(ncols);
+        let mut failure = None;
+        for (i, column) in table.columns.iter().enumerate() {
+            let cell = r.get_ref(nkey + i).context(ctx)?;
+            match read_value(cell, &column.data_type) {
+                Ok(v) => values.push(v),
+                Err(e) => {
+                    failure = Some(format!("column {}: {e}", column.name));
+                    break;
+                }
+            }
+        }
+        match failure {
+            None => changes.push(Change::Insert(Row(values))),
+            Some(error) => {
+                let mut raw = serde_json::Map::new();
+                for (i, column) in table.columns.iter().enumerate() {
+                    raw.insert(
+                        column.name.clone(),
+                        raw_json(r.get_ref(nkey + i).context(ctx)?),
+                    );
+                }
+                rejects.push(Reject {
+                    stage: RejectStage::Source,
+                    error,
+                    row: serde_json::Value::Object(raw),
+                    position: Position::Key {
+                        key: key_values.clone(),
+                    },
+                });
+            }
+        }
+        last_key = Some(key_values);
+        if changes.len() + rejects.len() >= batch_rows {
+            let batch = Batch {
+                table: table.clone(),
+                chunk: chunk.id,
+                changes: std::mem::replace(&mut changes, Vec::with_capacity(batch_rows)),
+                rejects: std::mem::take(&mut rejects),
+                position: position_of(&last_key),
+                last: false,
+            };
+            if tx.blocking_send(Ok(batch)).is_err() {
+                return Ok(());
+            }
+        }
+    }
+    let batch = Batch {
+        table: table.clone(),
+        chunk: chunk.id,
+        changes,
+        rejects,
+        position: position_of(&last_key),
+        last: true,
+    };
+    let _ = tx.blocking_send(Ok(batch));
+    Ok(())
+}
+
+fn position_of(key: &Option<Vec<Value>>) -> Position {
+    match key {
+        Some(key) => Position::Key { key: key.clone() },
+        None => Position::Start,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rowid_chunks_cover_the_range_without_overlap() {
+        let chunks = rowid_chunks(Some(1), Some(1000), 1000, 300);
+        assert_eq!(chunks.len(), 4);
+        assert_eq!(chunks[0].lower, None);
+        assert_eq!(chunks[0].upper, Some(vec![Value::Int(250)]));
+        assert_eq!(chunks[1].lower, Some(vec![Value::Int(250)]));
+        assert_eq!(chunks[3].upper, None);
+        assert_eq!(rowid_chunks(None, None, 0, 10), vec![Chunk::whole(0)]);
+        assert_eq!(rowid_chunks(Some(5), Some(5), 1, 10).len(), 1);
+    }
+}

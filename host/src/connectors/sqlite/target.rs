@@ -1,0 +1,391 @@
+//! Writes SQLite tables: one transaction per batch holding the rows and the
+//! chunk's checkpoint in `_dmp_checkpoints`, so a crash leaves both or
+//! neither. SQLite has one writer at a time, so writes share one connection.
+
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use rusqlite::{Connection, ErrorCode, Transaction, params};
+
+use super::quote;
+use super::types::{Bind, declared_type};
+use crate::config::Endpoint;
+use crate::connectors::{IfExists, RejectSink, Start, Target, TargetOptions};
+use crate::error::{Error, Result, ResultExt};
+use crate::model::{
+    Batch, Change, Checkpoint, Column, Reject, RejectStage, Row, TableSchema, Value,
+    json::row_to_json,
+};
+
+/// SQLite's default limit on bound parameters per statement.
+const MAX_PARAMS: usize = 32_766;
+/// Rows per INSERT statement: past this the gain is gone.
+const MAX_ROWS_PER_INSERT: usize = 256;
+
+pub(crate) struct SqliteTarget {
+    conn: Arc<Mutex<Connection>>,
+    options: TargetOptions,
+    place: String,
+}
+
+impl SqliteTarget {
+    pub(crate) fn open(endpoint: &Endpoint, options: TargetOptions) -> Result<Self> {
+        let path = super::config::database_path(endpoint)?;
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)
+                .context(|| format!("creating folder {}", dir.display()))?;
+        }
+        let ctx = || format!("opening SQLite target {}", path.display());
+        let conn = Connection::open(&path).context(ctx)?;
+        // WAL + NORMAL: a process crash never loses a commit; a power loss
+        // may roll back the last ones, together with their checkpoints.
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .context(ctx)?;
+        conn.pragma_update(None, "synchronous", "NORMAL")
+            .context(ctx)?;
+        conn.busy_timeout(std::time::Duration::from_secs(30))
+            .context(ctx)?;
+        conn.execute_batch(
+            "CREATE TABLE IF NOT EXISTS _dmp_checkpoints (
+                pipeline TEXT NOT NULL, table_name TEXT NOT NULL, chunk INTEGER NOT NULL,
+                position TEXT NOT NULL, rows INTEGER NOT NULL, done INTEGER NOT NULL,
+                PRIMARY KEY (pipeline, table_name, chunk)) WITHOUT ROWID",
+        )
+        .context(ctx)?;
+        Ok(SqliteTarget {
+            conn: Arc::new(Mutex::new(conn)),
+            options,
+            place: path.display().to_string(),
+        })
+    }
+
+    async fn blocking<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&mut Connection) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let conn = self.conn.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut guard = conn
+                .lock()
+                .map_err(|_| Error::Data("SQLite target connection poisoned by a panic".into()))?;
+            work(&mut guard)
+        })
+        .await
+        .context(|| "SQLite target task".to_string())?
+    }
+}
+
+fn table_exists(conn: &Connection, name: &str) -> rusqlite::Result<bool> {
+    conn.query_row(
+        "SELECT count(*) FROM sqlite_schema WHERE type = 'table' AND name = ?1",
+        [name],
+        |r| r.get::<_, i64>(0),
+    )
+    .map(|n| n > 0)
+}
+
+fn literal(value: &Value) -> String {
+    match value {
+        Value::Null => "NULL".into(),
+        Value::Bool(b) => i64::from(*b).to_string(),
+        Value::Int(i) => i.to_string(),
+        Value::Float(f) => format!("{f:?}"),
+        Value::Bytes(b) => format!("X'{}'", crate::model::encode_hex(b)),
+        other => format!("'{}'", other.to_text().replace('\'', "''")),
+    }
+}
+
+fn create_table_sql(table: &TableSchema) -> String {
+    let rowid_alias = table.primary_key.len() == 1;
+    let mut parts: Vec<String> = table
+        .columns
+        .iter()
+        .map(|c| {
+            let alias = rowid_alias && table.primary_key[0] == c.name;
+            let mut def = format!("{} {}", quote(&c.name), declared_type(c, alias));
+            if !c.nullable {
+                def.push_str(" NOT NULL");
+            }
+            if let Some(d) = &c.default {
+                def.push_str(" DEFAULT ");
+                def.push_str(&literal(d));
+            }
+            def
+        })
+        .collect();
+    if !table.primary_key.is_empty() {
+        let keys: Vec<String> = table.primary_key.iter().map(|k| quote(k)).collect();
+        parts.push(format!("PRIMARY KEY ({})", keys.join(", ")));
+    }
+    format!(
+        "CREATE TABLE IF NOT EXISTS {} ({})",
+        quote(&table.name),
+        parts.join(", ")
+    )
+}
+
+fn insert_sql(table: &TableSchema, rows: usize) -> String {
+    let cols: Vec<String> = table.columns.iter().map(|c| quote(&c.name)).collect();
+    let one = format!("({})", vec!["?"; cols.len()].join(","));
+    format!(
+        "INSERT INTO {} ({}) VALUES {}",
+        quote(&table.name),
+        cols.join(", "),
+        vec![one.as_str(); rows].join(",")
+    )
+}
+
+/// Errors that belong to the rows, not to the connection: such a row is
+/// refused and the batch goes on.
+fn is_row_error(e: &rusqlite::Error) -> bool {
+    matches!(
+        e.sqlite_error_code(),
+        Some(ErrorCode::ConstraintViolation | ErrorCode::TypeMismatch | ErrorCode::TooBig)
+    )
+}
+
+struct BatchWriter<'a> {
+    txn: &'a Transaction<'a>,
+    table: &'a TableSchema,
+    rejected: Vec<Reject>,
+    position: &'a crate::model::Position,
+}
+
+impl BatchWriter<'_> {
+    fn ctx(&self) -> String {
+        format!("writing table {}", self.table.name)
+    }
+
+    /// Inserts rows with multi-row statements; a statement that fails on a
+    /// row's data is redone row by row so only the bad rows are refused.
+    fn insert(&mut self, rows: &[&Row]) -> Result<u64> {
+        let ncols = self.table.columns.len().max(1);
+        let per_stmt = (MAX_PARAMS / ncols).clamp(1, MAX_ROWS_PER_INSERT);
+        let mut written = 0;
+        for group in rows.chunks(per_stmt) {
+            match self.execute_insert(group) {
+                Ok(()) => written += group.len() as u64,
+                Err(e) if is_row_error(&e) && group.len() > 1 => {
+                    for row in group {
+                        match self.execute_insert(std::slice::from_ref(row)) {
+                            Ok(()) => written += 1,
+                            Err(e) if is_row_error(&e) => self.refuse(row, &e),
+                            Err(e) => return Err(e).context(|| self.ctx()),
+                        }
+                    }
+                }
+                Err(e) if is_row_error(&e) => self.refuse(group[0], &e),
+                Err(e) => return Err(e).context(|| self.ctx()),
+            }
+        }
+        Ok(written)
+    }
+
+    fn execute_insert(&self, rows: &[&Row]) -> rusqlite::Result<()> {
+        let mut stmt = self
+            .txn
+            .prepare_cached(&insert_sql(self.table, rows.len()))?;
+        let mut index = 1;
+        for row in rows {
+            for value in &row.0 {
+                stmt.raw_bind_parameter(index, Bind(value))?;
+                index += 1;
+            }
+        }
+        stmt.raw_execute().map(|_| ())
+    }
+
+    fn refuse(&mut self, row: &Row, e: &rusqlite::Error) {
+        self.rejected.push(Reject {
+            stage: RejectStage::Target,
+            error: e.to_string(),
+            row: row_to_json(self.table, row),
+            position: self.position.clone(),
+        });
+    }
+
+    /// Deletes the row matching `row`'s key (all columns when there is no
+    /// primary key: one matching row).
+    fn delete(&mut self, row: &Row) -> Result<()> {
+        let keys: Vec<usize> = match self.table.primary_key_indices() {
+            k if k.is_empty() => (0..self.table.columns.len()).collect(),
+            k => k,
+        };
+        let cond: Vec<String> = keys
+            .iter()
+            .map(|&i| format!("{} IS ?", quote(&self.table.columns[i].name)))
+            .collect();
+        let name = quote(&self.table.name);
+        let sql = format!(
+            "DELETE FROM {name} WHERE rowid IN (SELECT rowid FROM {name} WHERE {} LIMIT 1)",
+            cond.join(" AND ")
+        );
+        let values: Vec<Bind<'_>> = keys.iter().map(|&i| Bind(&row.0[i])).collect();
+        self.txn
+            .prepare_cached(&sql)
+            .and_then(|mut s| s.execute(rusqlite::params_from_iter(values)))
+            .context(|| self.ctx())?;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Target for SqliteTarget {
+    fn column_type(&self, column: &Column) -> String {
+        declared_type(column, false)
+    }
+
+    async fn prepare(&self, tables: &[Arc<TableSchema>], start: Start) -> Result<()> {
+        let tables = tables.to_vec();
+        let options = self.options.clone();
+        let place = self.place.clone();
+        self.blocking(move |conn| {
+            let ctx = || format!("preparing SQLite target {place}");
+            let txn = conn.transaction().context(ctx)?;
+            if start == Start::Fresh {
+                txn.execute(
+                    "DELETE FROM _dmp_checkpoints WHERE pipeline = ?1",
+                    [&options.pipeline],
+                )
+                .context(ctx)?;
+            }
+            for table in &tables {
+                let exists = table_exists(&txn, &table.name).context(ctx)?;
+                let name = quote(&table.name);
+                if exists && start == Start::Fresh {
+                    match options.if_exists {
+                        IfExists::Fail => {
+                            return Err(Error::Config(format!(
+                                "target table {} already exists in {place} (if_exists = \"fail\")",
+                                table.name
+                            )));
+                        }
+                        IfExists::Truncate => {
+                            txn.execute(&format!("DELETE FROM {name}"), [])
+                                .context(ctx)?;
+                        }
+                        IfExists::Append => {}
+                        IfExists::Replace => {
+                            txn.execute(&format!("DROP TABLE {name}"), [])
+                                .context(ctx)?;
+                        }
+                    }
+                }
+                txn.execute(&create_table_sql(table), []).context(ctx)?;
+            }
+            txn.commit().context(ctx)
+        })
+        .await
+    }
+
+    async fn checkpoints(&self) -> Result<Vec<Checkpoint>> {
+        let pipeline = self.options.pipeline.clone();
+        self.blocking(move |conn| {
+            let ctx = || "reading checkpoints from the SQLite target".to_string();
+            let mut stmt = conn
+                .prepare("SELECT table_name, chunk, position, rows, done FROM _dmp_checkpoints WHERE pipeline = ?1")
+                .context(ctx)?;
+            let rows: Vec<(String, u32, String, i64, bool)> = stmt
+                .query_map([&pipeline], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))
+                .and_then(|rows| rows.collect())
+                .context(ctx)?;
+            rows.into_iter()
+                .map(|(table, chunk, position, rows, done)| {
+                    Ok(Checkpoint {
+                        position: serde_json::from_str(&position).context(ctx)?,
+                        table,
+                        chunk,
+                        rows: rows.unsigned_abs(),
+                        done,
+                    })
+                })
+                .collect()
+        })
+        .await
+    }
+
+    async fn write(
+        &self,
+        batch: Batch,
+        checkpoint: Checkpoint,
+        rejects: Arc<dyn RejectSink>,
+    ) -> Result<u64> {
+        let pipeline = self.options.pipeline.clone();
+        self.blocking(move |conn| {
+            let table = &*batch.table;
+            let ctx = || format!("writing table {} chunk {}", table.name, batch.chunk);
+            let txn = conn.transaction().context(ctx)?;
+            let mut writer = BatchWriter {
+                txn: &txn,
+                table,
+                rejected: Vec::new(),
+                position: &batch.position,
+            };
+            let mut written = 0;
+            let mut pending: Vec<&Row> = Vec::new();
+            for change in &batch.changes {
+                if let Change::Insert(row) = change {
+                    pending.push(row);
+                    continue;
+                }
+                written += writer.insert(&pending)?;
+                pending.clear();
+                match change {
+                    Change::Update { before, after } => {
+                        writer.delete(before.as_ref().unwrap_or(after))?;
+                        written += writer.insert(&[after])?;
+                    }
+                    Change::Delete(row) => {
+                        writer.delete(row)?;
+                        written += 1;
+                    }
+                    Change::Insert(_) => {}
+                }
+            }
+            written += writer.insert(&pending)?;
+            let refused = std::mem::take(&mut writer.rejected);
+            let position = serde_json::to_string(&checkpoint.position).context(ctx)?;
+            txn.execute(
+                "INSERT INTO _dmp_checkpoints (pipeline, table_name, chunk, position, rows, done)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                 ON CONFLICT (pipeline, table_name, chunk) DO UPDATE SET
+                 position = excluded.position, rows = excluded.rows, done = excluded.done",
+                params![
+                    pipeline,
+                    checkpoint.table,
+                    checkpoint.chunk,
+                    position,
+                    i64::try_from(checkpoint.rows).unwrap_or(i64::MAX),
+                    checkpoint.done
+                ],
+            )
+            .context(ctx)?;
+            if !refused.is_empty() {
+                rejects.reject(table, refused)?;
+            }
+            txn.commit().context(ctx)?;
+            Ok(written)
+        })
+        .await
+    }
+
+    async fn finish_table(&self, table: &TableSchema) -> Result<()> {
+        let table = table.clone();
+        self.blocking(move |conn| {
+            for index in &table.indexes {
+                let cols: Vec<String> = index.columns.iter().map(|c| quote(c)).collect();
+                let sql = format!(
+                    "CREATE {}INDEX IF NOT EXISTS {} ON {} ({})",
+                    if index.unique { "UNIQUE " } else { "" },
+                    quote(&index.name),
+                    quote(&table.name),
+                    cols.join(", ")
+                );
+                conn.execute(&sql, [])
+                    .context(|| format!("creating index {} on table {}", index.name, table.name))?;
+            }
+            Ok(())
+        })
+        .await
+    }
+}

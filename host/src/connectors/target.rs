@@ -1,0 +1,70 @@
+//! The contract every target connector fulfils.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+use crate::error::Result;
+use crate::model::{Batch, Checkpoint, Column, Reject, TableSchema};
+
+/// What to do with a table that already exists on the target when a new
+/// (not resumed) full run starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IfExists {
+    /// Stop before anything is written.
+    Fail,
+    /// Empty it, keep its definition.
+    Truncate,
+    /// Add the rows to what is there.
+    Append,
+    /// Drop and create it from the source schema (the default: a full run
+    /// makes the target a copy of the source).
+    #[default]
+    Replace,
+}
+
+/// Whether a run starts anew or continues an interrupted one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Start {
+    Fresh,
+    Resume,
+}
+
+/// Receives rows a stage refused. Called by a target *before* it commits
+/// the batch those rows came from, so that a crash between the two redoes
+/// the batch rather than losing the rows. Returns an error when the run's
+/// policy is to stop on bad rows.
+pub trait RejectSink: Send + Sync {
+    fn reject(&self, table: &TableSchema, rejects: Vec<Reject>) -> Result<()>;
+}
+
+#[async_trait]
+pub trait Target: Send + Sync {
+    /// The column type this target creates for a column, as its DDL says it.
+    fn column_type(&self, column: &Column) -> String;
+
+    /// Fresh: creates the tables per `if_exists` and forgets this pipeline's
+    /// checkpoints. Resume: makes partly written tables ready to continue at
+    /// their checkpoints. Must be safe to repeat after a crash.
+    async fn prepare(&self, tables: &[Arc<TableSchema>], start: Start) -> Result<()>;
+
+    /// The checkpoints that are durable on the target for this pipeline.
+    async fn checkpoints(&self) -> Result<Vec<Checkpoint>>;
+
+    /// Writes the batch's changes and its checkpoint so that, after a crash,
+    /// either both are there or neither is. Rows the target refuses go to
+    /// `rejects` before that commit. Returns the number of rows written.
+    /// Writes of different chunks may be called concurrently.
+    async fn write(
+        &self,
+        batch: Batch,
+        checkpoint: Checkpoint,
+        rejects: Arc<dyn RejectSink>,
+    ) -> Result<u64>;
+
+    /// Called once every chunk of a table is done: builds secondary indexes,
+    /// publishes files. Idempotent.
+    async fn finish_table(&self, table: &TableSchema) -> Result<()>;
+}

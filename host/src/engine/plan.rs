@@ -1,0 +1,106 @@
+//! `dmp plan`: what a run would do, computed without writing anything.
+
+use serde::Serialize;
+
+use crate::config::Pipeline;
+use crate::connectors::{Source, Target};
+use crate::error::{Error, Result};
+use crate::model::TableSchema;
+
+#[derive(Debug, Serialize)]
+pub struct ColumnPlan {
+    pub name: String,
+    /// The model type the source column maps to.
+    pub model_type: String,
+    /// The column type the target would create.
+    pub target_type: String,
+    pub nullable: bool,
+}
+
+#[derive(Debug, Serialize)]
+pub struct TablePlan {
+    pub name: String,
+    pub estimated_rows: u64,
+    pub chunks: usize,
+    pub primary_key: Vec<String>,
+    pub columns: Vec<ColumnPlan>,
+    pub indexes: Vec<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct PlanReport {
+    pub pipeline: String,
+    pub source: String,
+    pub target: String,
+    pub tables: Vec<TablePlan>,
+}
+
+/// Discovers the selected tables and reports, for each, the rows and chunks
+/// a run would copy and the target type of every column.
+pub async fn plan(
+    pipeline: &Pipeline,
+    source: &dyn Source,
+    target: &dyn Target,
+) -> Result<PlanReport> {
+    let schemas = discover(pipeline, source).await?;
+    let mut tables = Vec::new();
+    for schema in schemas {
+        let chunks = source.plan_snapshot(&schema, pipeline.chunk_rows).await?;
+        tables.push(TablePlan {
+            name: schema.qualified_name(),
+            estimated_rows: chunks.iter().map(|c| c.estimated_rows).sum(),
+            chunks: chunks.len(),
+            primary_key: schema.primary_key.clone(),
+            columns: schema
+                .columns
+                .iter()
+                .map(|c| ColumnPlan {
+                    name: c.name.clone(),
+                    model_type: c.data_type.to_string(),
+                    target_type: target.column_type(c),
+                    nullable: c.nullable,
+                })
+                .collect(),
+            indexes: schema
+                .indexes
+                .iter()
+                .map(|i| {
+                    format!(
+                        "{}{} ({})",
+                        if i.unique { "unique " } else { "" },
+                        i.name,
+                        i.columns.join(", ")
+                    )
+                })
+                .collect(),
+        });
+    }
+    Ok(PlanReport {
+        pipeline: pipeline.name.clone(),
+        source: pipeline.source.to_string(),
+        target: pipeline.target.to_string(),
+        tables,
+    })
+}
+
+/// The selected tables' schemas; a table named literally that the source
+/// does not have is an error naming where it was written.
+pub(crate) async fn discover(pipeline: &Pipeline, source: &dyn Source) -> Result<Vec<TableSchema>> {
+    let schemas = source.discover(&pipeline.selection).await?;
+    let found: Vec<String> = schemas.iter().map(TableSchema::qualified_name).collect();
+    let missing = pipeline.selection.missing(&found);
+    if let Some(name) = missing.first() {
+        let place = pipeline
+            .table_places
+            .get(*name)
+            .map_or("tables.include", String::as_str);
+        return Err(Error::Config(format!(
+            "{place}: table `{name}` does not exist in the source {}",
+            pipeline.source
+        )));
+    }
+    if schemas.is_empty() {
+        tracing::warn!(source = %pipeline.source, "no table matches the selection");
+    }
+    Ok(schemas)
+}

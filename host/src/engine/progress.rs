@@ -1,0 +1,68 @@
+//! Live progress counters the engine updates and a display reads; the
+//! engine does not know whether a terminal, a log or an API shows them.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+#[derive(Debug)]
+pub struct TableProgress {
+    pub name: String,
+    total: AtomicU64,
+    done: AtomicU64,
+    finished: AtomicBool,
+}
+
+impl TableProgress {
+    /// Rows expected (an estimate until the table is finished).
+    pub fn total(&self) -> u64 {
+        self.total.load(Ordering::Relaxed)
+    }
+
+    /// Rows read and handled (written or refused), including earlier runs.
+    pub fn done(&self) -> u64 {
+        self.done.load(Ordering::Relaxed)
+    }
+
+    pub fn is_finished(&self) -> bool {
+        self.finished.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn add(&self, rows: u64) {
+        self.done.fetch_add(rows, Ordering::Relaxed);
+    }
+
+    pub(crate) fn finish(&self) {
+        // Estimates are estimates: the finished total is what was read.
+        self.total.store(self.done(), Ordering::Relaxed);
+        self.finished.store(true, Ordering::Relaxed);
+    }
+}
+
+#[derive(Debug, Default)]
+pub struct Progress {
+    tables: Mutex<Vec<Arc<TableProgress>>>,
+}
+
+impl Progress {
+    pub fn new() -> Arc<Self> {
+        Arc::new(Progress::default())
+    }
+
+    pub(crate) fn table(&self, name: &str, total: u64, done: u64) -> Arc<TableProgress> {
+        let table = Arc::new(TableProgress {
+            name: name.to_string(),
+            total: AtomicU64::new(total.max(done)),
+            done: AtomicU64::new(done),
+            finished: AtomicBool::new(false),
+        });
+        if let Ok(mut tables) = self.tables.lock() {
+            tables.push(table.clone());
+        }
+        table
+    }
+
+    /// A snapshot of the tables registered so far.
+    pub fn tables(&self) -> Vec<Arc<TableProgress>> {
+        self.tables.lock().map(|t| t.clone()).unwrap_or_default()
+    }
+}

@@ -1,0 +1,328 @@
+//! Runs a full snapshot: plan (or reload the interrupted run's plan), prepare
+//! the target, then copy the chunks that are not done, `parallelism` at a
+//! time, each through a bounded reader → writer channel.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+use tracing::{Instrument, info, info_span, warn};
+
+use super::plan::discover;
+use super::progress::{Progress, TableProgress};
+use super::shutdown::Shutdown;
+use crate::config::Pipeline;
+use crate::connectors::{RejectSink, Source, Start, Target};
+use crate::error::{Error, ErrorKind, Result, ResultExt};
+use crate::model::{Checkpoint, Chunk, Position, TableSchema};
+use crate::state::{DeadLetterSink, RunStatus, StateStore};
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TableSummary {
+    pub name: String,
+    /// Rows of the table handled in this run (written or refused).
+    pub rows: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RunSummary {
+    pub pipeline: String,
+    pub run: i64,
+    /// Whether this run continued an interrupted one.
+    pub resumed: bool,
+    pub tables: Vec<TableSummary>,
+    /// Rows handled in this run.
+    pub rows: u64,
+    /// Rows refused in this run (dead-lettered or skipped).
+    pub rejected: u64,
+    pub elapsed: Duration,
+}
+
+/// Everything a chunk copy needs, shared by all chunk tasks.
+struct RunContext {
+    pipeline: Pipeline,
+    run: i64,
+    source: Arc<dyn Source>,
+    target: Arc<dyn Target>,
+    state: Arc<StateStore>,
+    sink: Arc<DeadLetterSink>,
+    stop: Shutdown,
+}
+
+/// Per-table bookkeeping during a run.
+struct TableRun {
+    schema: Arc<TableSchema>,
+    progress: Arc<TableProgress>,
+    chunks_left: AtomicUsize,
+    rows: AtomicU64,
+}
+
+/// Runs (or resumes) `pipeline`. Stops at the next batch boundary when
+/// `shutdown` fires, leaving checkpoints from which the next run resumes.
+pub async fn run(
+    pipeline: &Pipeline,
+    source: Arc<dyn Source>,
+    target: Arc<dyn Target>,
+    state: Arc<StateStore>,
+    progress: Arc<Progress>,
+    shutdown: Shutdown,
+) -> Result<RunSummary> {
+    let span = info_span!("pipeline", name = %pipeline.name);
+    async move {
+        let started = Instant::now();
+        let (run_id, plan, start) = plan_or_resume(pipeline, &*source, &state).await?;
+        let tables: Vec<Arc<TableSchema>> = plan.iter().map(|(t, _)| t.clone()).collect();
+        target.prepare(&tables, start).await?;
+        state.mark_prepared(run_id)?;
+        let committed: HashMap<(String, u32), Checkpoint> = match start {
+            Start::Resume => target
+                .checkpoints()
+                .await?
+                .into_iter()
+                .map(|c| ((c.table.clone(), c.chunk), c))
+                .collect(),
+            Start::Fresh => HashMap::new(),
+        };
+        let sink = Arc::new(DeadLetterSink::new(
+            state.clone(),
+            pipeline.name.clone(),
+            run_id,
+            pipeline.on_error,
+        ));
+        let stop = Shutdown::new();
+        let ctx = Arc::new(RunContext {
+            pipeline: pipeline.clone(),
+            run: run_id,
+            source,
+            target,
+            state: state.clone(),
+            sink: sink.clone(),
+            stop: stop.clone(),
+        });
+
+        // Work list: every chunk without a `done` checkpoint, resumed after
+        // its last committed position.
+        let mut jobs = Vec::new();
+        let mut table_runs = Vec::new();
+        for (schema, chunks) in &plan {
+            let mut done_rows = 0;
+            let mut left = Vec::new();
+            for chunk in chunks {
+                match committed.get(&(schema.name.clone(), chunk.id)) {
+                    Some(c) if c.done => done_rows += c.rows,
+                    Some(c) => {
+                        done_rows += c.rows;
+                        left.push((chunk.clone(), c.position.clone(), c.rows));
+                    }
+                    None => left.push((chunk.clone(), Position::Start, 0)),
+                }
+            }
+            let estimated: u64 = chunks.iter().map(|c| c.estimated_rows).sum();
+            let table_run = Arc::new(TableRun {
+                schema: schema.clone(),
+                progress: progress.table(&schema.name, estimated, done_rows),
+                chunks_left: AtomicUsize::new(left.len()),
+                rows: AtomicU64::new(0),
+            });
+            if left.is_empty() {
+                finish_table(&ctx, &table_run).await?;
+            }
+            for (chunk, position, rows) in left {
+                jobs.push((table_run.clone(), chunk, position, rows));
+            }
+            table_runs.push(table_run);
+        }
+        if start == Start::Resume {
+            info!(
+                run = run_id,
+                chunks_left = jobs.len(),
+                "resuming interrupted run"
+            );
+        }
+
+        let forward = {
+            let stop = stop.clone();
+            tokio::spawn(async move {
+                shutdown.wait().await;
+                stop.trigger();
+            })
+        };
+        let permits = Arc::new(Semaphore::new(pipeline.parallelism));
+        let mut tasks = JoinSet::new();
+        for (table_run, chunk, position, rows) in jobs {
+            let ctx = ctx.clone();
+            let permits = permits.clone();
+            let span = info_span!("chunk", table = %table_run.schema.name, chunk = chunk.id);
+            tasks.spawn(
+                async move {
+                    let _permit = permits
+                        .acquire_owned()
+                        .await
+                        .map_err(|_| Error::Interrupted)?;
+                    if ctx.stop.is_triggered() {
+                        return Err(Error::Interrupted);
+                    }
+                    copy_chunk(&ctx, &table_run, chunk, position, rows).await?;
+                    if table_run.chunks_left.fetch_sub(1, Ordering::AcqRel) == 1 {
+                        finish_table(&ctx, &table_run).await?;
+                    }
+                    Ok(())
+                }
+                .instrument(span),
+            );
+        }
+        let mut first_error: Option<Error> = None;
+        while let Some(joined) = tasks.join_next().await {
+            let outcome = joined.context(|| "chunk task".to_string()).and_then(|r| r);
+            if let Err(e) = outcome {
+                if first_error.is_none() || matches!(first_error, Some(Error::Interrupted)) {
+                    if e.kind() != ErrorKind::Interrupted {
+                        warn!(error = %e, "stopping the run");
+                    }
+                    first_error = Some(e);
+                }
+                stop.trigger();
+            }
+        }
+        forward.abort();
+
+        let rows: u64 = table_runs
+            .iter()
+            .map(|t| t.rows.load(Ordering::Relaxed))
+            .sum();
+        let rejected = sink.count();
+        if let Some(error) = first_error {
+            let status = match error.kind() {
+                ErrorKind::Interrupted => RunStatus::Interrupted,
+                _ => RunStatus::Failed,
+            };
+            state.finish_run(run_id, status, rows, rejected, Some(&format!("{error:#}")))?;
+            return Err(error);
+        }
+        state.finish_run(run_id, RunStatus::Done, rows, rejected, None)?;
+        let summary = RunSummary {
+            pipeline: pipeline.name.clone(),
+            run: run_id,
+            resumed: start == Start::Resume,
+            tables: table_runs
+                .iter()
+                .map(|t| TableSummary {
+                    name: t.schema.name.clone(),
+                    rows: t.rows.load(Ordering::Relaxed),
+                })
+                .collect(),
+            rows,
+            rejected,
+            elapsed: started.elapsed(),
+        };
+        info!(
+            rows,
+            rejected,
+            secs = summary.elapsed.as_secs_f64(),
+            "run finished"
+        );
+        Ok(summary)
+    }
+    .instrument(span)
+    .await
+}
+
+type Plan = Vec<(Arc<TableSchema>, Vec<Chunk>)>;
+
+/// Reloads the plan of an interrupted run, or discovers and plans anew.
+async fn plan_or_resume(
+    pipeline: &Pipeline,
+    source: &dyn Source,
+    state: &StateStore,
+) -> Result<(i64, Plan, Start)> {
+    if let Some(record) = state.unfinished_run(&pipeline.name)? {
+        let plan = state.load_plan(record.id)?;
+        let start = if record.prepared {
+            Start::Resume
+        } else {
+            Start::Fresh
+        };
+        return Ok((record.id, plan, start));
+    }
+    let schemas = discover(pipeline, source).await?;
+    let mut plan = Vec::new();
+    for schema in schemas {
+        let chunks = source.plan_snapshot(&schema, pipeline.chunk_rows).await?;
+        info!(
+            table = schema.name,
+            chunks = chunks.len(),
+            rows = chunks.iter().map(|c| c.estimated_rows).sum::<u64>(),
+            "table planned"
+        );
+        plan.push((Arc::new(schema), chunks));
+    }
+    let run = state.begin_run(&pipeline.name, "full", &plan)?;
+    Ok((run, plan, Start::Fresh))
+}
+
+/// Copies one chunk, batch by batch, from `resume` to its end.
+async fn copy_chunk(
+    ctx: &RunContext,
+    table: &TableRun,
+    chunk: Chunk,
+    resume: Position,
+    rows_before: u64,
+) -> Result<()> {
+    let chunk_id = chunk.id;
+    let mut batches =
+        ctx.source
+            .read_chunk(table.schema.clone(), chunk, resume, ctx.pipeline.batch_rows);
+    let mut rows = rows_before;
+    loop {
+        let next = tokio::select! {
+            biased;
+            () = ctx.stop.wait() => return Err(Error::Interrupted),
+            next = batches.recv() => next,
+        };
+        let mut batch = next.ok_or_else(|| {
+            Error::Data(format!(
+                "table {} chunk {chunk_id}: the reader stopped before the end of the chunk",
+                table.schema.name
+            ))
+        })??;
+        let read = batch.rows_read();
+        rows += read;
+        let rejects = std::mem::take(&mut batch.rejects);
+        if !rejects.is_empty() {
+            // Before the write: its commit moves the checkpoint past these rows.
+            let sink = ctx.sink.clone();
+            let schema = table.schema.clone();
+            tokio::task::spawn_blocking(move || sink.reject(&schema, rejects))
+                .await
+                .context(|| "dead-letter task".to_string())??;
+        }
+        let checkpoint = Checkpoint {
+            table: table.schema.name.clone(),
+            chunk: chunk_id,
+            position: batch.position.clone(),
+            rows,
+            done: batch.last,
+        };
+        let last = batch.last;
+        let sink: Arc<dyn RejectSink> = ctx.sink.clone();
+        ctx.target.write(batch, checkpoint.clone(), sink).await?;
+        ctx.state.record_progress(ctx.run, &checkpoint)?;
+        table.progress.add(read);
+        table.rows.fetch_add(read, Ordering::Relaxed);
+        if last {
+            return Ok(());
+        }
+    }
+}
+
+async fn finish_table(ctx: &RunContext, table: &TableRun) -> Result<()> {
+    ctx.target.finish_table(&table.schema).await?;
+    ctx.state.mark_table_done(ctx.run, &table.schema.name)?;
+    table.progress.finish();
+    info!(table = table.schema.name, "table done");
+    Ok(())
+}

@@ -1,0 +1,12 @@
+//! DMP: moves data from a source to a target, resumably, with progress.
+//! The `dmp` binary is a thin layer over this library.
+
+pub mod cli;
+pub mod config;
+pub mod connectors;
+pub mod engine;
+pub mod error;
+pub mod model;
+pub mod state;
+
+pub use error::{Error, ErrorKind, Result};

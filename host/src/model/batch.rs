@@ -1,0 +1,144 @@
+//! What flows through a pipeline: rows and changes grouped into batches, each
+//! carrying the source position reached after its last row.
+
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use super::{TableSchema, Value};
+
+/// One row: values in the order of its table's columns.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Row(pub Vec<Value>);
+
+/// A change to one row. Snapshots produce only inserts.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Change {
+    Insert(Row),
+    /// `before` holds the old image where the source provides one (full, or
+    /// only the key columns with the others null).
+    Update {
+        before: Option<Row>,
+        after: Row,
+    },
+    /// The deleted row's old image (at least its key).
+    Delete(Row),
+}
+
+impl Change {
+    /// The row a target writes: the new image, or the old one for a delete.
+    pub fn row(&self) -> &Row {
+        match self {
+            Change::Insert(row) | Change::Delete(row) => row,
+            Change::Update { after, .. } => after,
+        }
+    }
+
+    pub fn op(&self) -> &'static str {
+        match self {
+            Change::Insert(_) => "insert",
+            Change::Update { .. } => "update",
+            Change::Delete(_) => "delete",
+        }
+    }
+}
+
+/// Where a reader stands in a source, stored in checkpoints. A position is
+/// always the point *after* the last row that was handed on.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Position {
+    /// Nothing read yet.
+    Start,
+    /// Key of the last row read, in the chunk's key order (a rowid, a
+    /// primary key tuple).
+    Key { key: Vec<Value> },
+    /// Number of records consumed from a file.
+    Record { index: u64 },
+}
+
+/// A slice of a table's snapshot that can be copied, checkpointed and redone
+/// on its own. Bounds are keys in the source's order: `lower` exclusive,
+/// `upper` inclusive, `None` open.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Chunk {
+    pub id: u32,
+    pub lower: Option<Vec<Value>>,
+    pub upper: Option<Vec<Value>>,
+    pub estimated_rows: u64,
+}
+
+impl Chunk {
+    /// The whole table as one chunk.
+    pub fn whole(estimated_rows: u64) -> Self {
+        Chunk {
+            id: 0,
+            lower: None,
+            upper: None,
+            estimated_rows,
+        }
+    }
+}
+
+/// Where a row was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RejectStage {
+    Source,
+    Transform,
+    Target,
+}
+
+impl RejectStage {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RejectStage::Source => "source",
+            RejectStage::Transform => "transform",
+            RejectStage::Target => "target",
+        }
+    }
+}
+
+/// A row that could not be moved, with the reason. `row` is the row as JSON
+/// when it could be decoded, else the raw record as a JSON string.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reject {
+    pub stage: RejectStage,
+    pub error: String,
+    pub row: serde_json::Value,
+    /// Source position of the row (a key or record number).
+    pub position: Position,
+}
+
+/// Rows of one table read together, plus the position after the last one.
+#[derive(Debug, Clone)]
+pub struct Batch {
+    pub table: Arc<TableSchema>,
+    pub chunk: u32,
+    pub changes: Vec<Change>,
+    /// Rows the reader could not decode; they travel with the batch so they
+    /// are dead-lettered before the batch's checkpoint commits.
+    pub rejects: Vec<Reject>,
+    pub position: Position,
+    /// Set on the chunk's final batch (which may be empty).
+    pub last: bool,
+}
+
+impl Batch {
+    /// Rows read from the source for this batch, good and bad.
+    pub fn rows_read(&self) -> u64 {
+        (self.changes.len() + self.rejects.len()) as u64
+    }
+}
+
+/// What a target stores, atomically with a batch's rows, so that a restarted
+/// run knows where each chunk stands.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Checkpoint {
+    pub table: String,
+    pub chunk: u32,
+    pub position: Position,
+    /// Rows of this chunk read so far (written plus rejected).
+    pub rows: u64,
+    pub done: bool,
+}

@@ -1,0 +1,21 @@
+//! The data model every connector and the engine share: types, values, schemas,
+//! rows, changes, batches and positions. No I/O lives here; the WIT contract of
+//! the transform runtime mirrors these types one to one.
+
+mod batch;
+mod data_type;
+mod decimal;
+mod infer;
+pub mod json;
+mod schema;
+mod selection;
+mod value;
+
+pub use batch::{Batch, Change, Checkpoint, Chunk, Position, Reject, RejectStage, Row};
+pub use data_type::DataType;
+pub use decimal::Decimal;
+pub use infer::{infer_text_type, widen};
+pub use schema::{Column, Index, TableSchema};
+pub use selection::TableSelection;
+pub use value::{Value, ValueError};
+pub(crate) use value::{decode_hex, encode_hex};
