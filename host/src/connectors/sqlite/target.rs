@@ -2,6 +2,7 @@
 //! chunk's checkpoint in `_dmp_checkpoints`, so a crash leaves both or
 //! neither. SQLite has one writer at a time, so writes share one connection.
 
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
@@ -23,39 +24,46 @@ const MAX_PARAMS: usize = 32_766;
 const MAX_ROWS_PER_INSERT: usize = 256;
 
 pub(crate) struct SqliteTarget {
-    conn: Arc<Mutex<Connection>>,
+    path: PathBuf,
+    /// Opened on first use, so that `dmp plan` and a failing config leave
+    /// no file behind.
+    conn: Arc<Mutex<Option<Connection>>>,
     options: TargetOptions,
     place: String,
+}
+
+fn connect(path: &Path) -> Result<Connection> {
+    let ctx = || format!("opening SQLite target {}", path.display());
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).context(ctx)?;
+    }
+    let conn = Connection::open(path).context(ctx)?;
+    // WAL + NORMAL: a process crash never loses a commit; a power loss
+    // may roll back the last ones, together with their checkpoints.
+    conn.pragma_update(None, "journal_mode", "WAL")
+        .context(ctx)?;
+    conn.pragma_update(None, "synchronous", "NORMAL")
+        .context(ctx)?;
+    conn.busy_timeout(std::time::Duration::from_secs(30))
+        .context(ctx)?;
+    conn.execute_batch(
+        "CREATE TABLE IF NOT EXISTS _dmp_checkpoints (
+            pipeline TEXT NOT NULL, table_name TEXT NOT NULL, chunk INTEGER NOT NULL,
+            position TEXT NOT NULL, rows INTEGER NOT NULL, done INTEGER NOT NULL,
+            PRIMARY KEY (pipeline, table_name, chunk)) WITHOUT ROWID",
+    )
+    .context(ctx)?;
+    Ok(conn)
 }
 
 impl SqliteTarget {
     pub(crate) fn open(endpoint: &Endpoint, options: TargetOptions) -> Result<Self> {
         let path = super::config::database_path(endpoint)?;
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir)
-                .context(|| format!("creating folder {}", dir.display()))?;
-        }
-        let ctx = || format!("opening SQLite target {}", path.display());
-        let conn = Connection::open(&path).context(ctx)?;
-        // WAL + NORMAL: a process crash never loses a commit; a power loss
-        // may roll back the last ones, together with their checkpoints.
-        conn.pragma_update(None, "journal_mode", "WAL")
-            .context(ctx)?;
-        conn.pragma_update(None, "synchronous", "NORMAL")
-            .context(ctx)?;
-        conn.busy_timeout(std::time::Duration::from_secs(30))
-            .context(ctx)?;
-        conn.execute_batch(
-            "CREATE TABLE IF NOT EXISTS _dmp_checkpoints (
-                pipeline TEXT NOT NULL, table_name TEXT NOT NULL, chunk INTEGER NOT NULL,
-                position TEXT NOT NULL, rows INTEGER NOT NULL, done INTEGER NOT NULL,
-                PRIMARY KEY (pipeline, table_name, chunk)) WITHOUT ROWID",
-        )
-        .context(ctx)?;
         Ok(SqliteTarget {
-            conn: Arc::new(Mutex::new(conn)),
-            options,
             place: path.display().to_string(),
+            path,
+            conn: Arc::new(Mutex::new(None)),
+            options,
         })
     }
 
@@ -64,11 +72,18 @@ impl SqliteTarget {
         work: impl FnOnce(&mut Connection) -> Result<T> + Send + 'static,
     ) -> Result<T> {
         let conn = self.conn.clone();
+        let path = self.path.clone();
         tokio::task::spawn_blocking(move || {
             let mut guard = conn
                 .lock()
                 .map_err(|_| Error::Data("SQLite target connection poisoned by a panic".into()))?;
-            work(&mut guard)
+            if guard.is_none() {
+                *guard = Some(connect(&path)?);
+            }
+            match guard.as_mut() {
+                Some(conn) => work(conn),
+                None => Err(Error::Data("SQLite target connection missing".into())),
+            }
         })
         .await
         .context(|| "SQLite target task".to_string())?
