@@ -131,10 +131,10 @@ pub fn mask_url(url: &str) -> String {
     let mut out = url.to_string();
     let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
     let authority = &rest[..authority_end];
-    if let Some(at) = authority.rfind('@') {
-        if let Some((user, _)) = authority[..at].split_once(':') {
-            out = format!("{prefix}{user}:***{}", &rest[at..]);
-        }
+    if let Some(at) = authority.rfind('@')
+        && let Some((user, _)) = authority[..at].split_once(':')
+    {
+        out = format!("{prefix}{user}:***{}", &rest[at..]);
     }
     if let Some((base, query)) = out.clone().split_once('?') {
         let masked: Vec<String> = query

@@ -19,8 +19,8 @@ pub fn infer_text_type(text: &str) -> DataType {
         .into_iter()
         .find(|t| {
             !text.trim().is_empty()
+                && (!matches!(t, DataType::Bool) || looks_boolean(text))
                 && Value::parse_text(text, t).is_ok()
-                && !(matches!(t, DataType::Bool) && !looks_boolean(text))
         })
         .unwrap_or(DataType::TEXT)
 }

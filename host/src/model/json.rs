@@ -6,7 +6,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use serde_json::value::RawValue;
 
-use super::{DataType, Row, TableSchema, Value, ValueError};
+use super::{DataType, Row, TableSchema, Value, ValueError, temporal};
 
 /// Appends the JSON form of `value` to `out`, on one line.
 pub fn write_value(out: &mut String, value: &Value) {
@@ -30,10 +30,27 @@ pub fn write_value(out: &mut String, value: &Value) {
             s.chars()
                 .map(|c| if c == '\n' || c == '\r' { ' ' } else { c }),
         ),
-        Value::Date(d) => write_str(out, &d.format("%Y-%m-%d").to_string()),
-        Value::Time(t) => write_str(out, &t.format("%H:%M:%S%.f").to_string()),
-        Value::Timestamp(ts) => write_str(out, &ts.format("%Y-%m-%dT%H:%M:%S%.f").to_string()),
-        Value::TimestampTz(ts) => write_str(out, &ts.format("%Y-%m-%dT%H:%M:%S%.fZ").to_string()),
+        // Dates and times need no JSON escaping.
+        Value::Date(d) => {
+            out.push('"');
+            temporal::write_date(out, *d);
+            out.push('"');
+        }
+        Value::Time(t) => {
+            out.push('"');
+            temporal::write_time(out, *t);
+            out.push('"');
+        }
+        Value::Timestamp(ts) => {
+            out.push('"');
+            temporal::write_datetime(out, *ts, 'T');
+            out.push('"');
+        }
+        Value::TimestampTz(ts) => {
+            out.push('"');
+            temporal::write_datetime(out, ts.naive_utc(), 'T');
+            out.push_str("Z\"");
+        }
         Value::Uuid(u) => write_str(out, &u.to_string()),
     }
 }

@@ -9,6 +9,7 @@ mod infer;
 pub mod json;
 mod schema;
 mod selection;
+mod temporal;
 mod value;
 
 pub use batch::{Batch, Change, Checkpoint, Chunk, Position, Reject, RejectStage, Row};

@@ -5,7 +5,7 @@ use chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime, Timelike, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::{DataType, Decimal};
+use super::{DataType, Decimal, temporal};
 
 /// A single value. Integer widths and float precision live in the column's
 /// [`DataType`]; the value carries the widest representation.
@@ -35,7 +35,6 @@ pub struct ValueError(pub String);
 
 const DATE_FORMAT: &str = "%Y-%m-%d";
 const TIME_FORMAT: &str = "%H:%M:%S%.f";
-const TIMESTAMP_FORMAT: &str = "%Y-%m-%d %H:%M:%S%.f";
 
 /// Drops sub-microsecond digits: the model's resolution is one microsecond.
 fn micros<T: Timelike>(t: T) -> T {
@@ -100,10 +99,14 @@ impl Value {
                 Value::Json(text.to_string())
             }
             DataType::Date => Value::Date(
-                NaiveDate::parse_from_str(trimmed, DATE_FORMAT).map_err(|_| bad("date"))?,
+                temporal::parse_date(trimmed)
+                    .or_else(|| NaiveDate::parse_from_str(trimmed, DATE_FORMAT).ok())
+                    .ok_or_else(|| bad("date"))?,
             ),
             DataType::Time => Value::Time(micros(
-                NaiveTime::parse_from_str(trimmed, TIME_FORMAT).map_err(|_| bad("time"))?,
+                temporal::parse_time(trimmed)
+                    .or_else(|| NaiveTime::parse_from_str(trimmed, TIME_FORMAT).ok())
+                    .ok_or_else(|| bad("time"))?,
             )),
             DataType::Timestamp => Value::Timestamp(micros(
                 parse_timestamp(trimmed).ok_or_else(|| bad("timestamp"))?,
@@ -138,10 +141,27 @@ impl Value {
             Value::Decimal(d) => d.to_string(),
             Value::Text(s) | Value::Json(s) => s.clone(),
             Value::Bytes(b) => format!("\\x{}", encode_hex(b)),
-            Value::Date(d) => d.format(DATE_FORMAT).to_string(),
-            Value::Time(t) => t.format(TIME_FORMAT).to_string(),
-            Value::Timestamp(ts) => ts.format(TIMESTAMP_FORMAT).to_string(),
-            Value::TimestampTz(ts) => format!("{}+00:00", ts.format(TIMESTAMP_FORMAT)),
+            Value::Date(d) => {
+                let mut out = String::with_capacity(10);
+                temporal::write_date(&mut out, *d);
+                out
+            }
+            Value::Time(t) => {
+                let mut out = String::with_capacity(15);
+                temporal::write_time(&mut out, *t);
+                out
+            }
+            Value::Timestamp(ts) => {
+                let mut out = String::with_capacity(26);
+                temporal::write_datetime(&mut out, *ts, ' ');
+                out
+            }
+            Value::TimestampTz(ts) => {
+                let mut out = String::with_capacity(32);
+                temporal::write_datetime(&mut out, ts.naive_utc(), ' ');
+                out.push_str("+00:00");
+                out
+            }
             Value::Uuid(u) => u.to_string(),
         }
     }
@@ -169,6 +189,9 @@ impl Value {
 /// Accepts `2024-01-02 03:04:05[.ffffff]`, with `T` instead of the space, or
 /// a date alone (midnight).
 pub(crate) fn parse_timestamp(text: &str) -> Option<NaiveDateTime> {
+    if let Some(ts) = temporal::parse_datetime(text) {
+        return Some(ts);
+    }
     NaiveDateTime::parse_from_str(text, "%Y-%m-%d %H:%M:%S%.f")
         .or_else(|_| NaiveDateTime::parse_from_str(text, "%Y-%m-%dT%H:%M:%S%.f"))
         .ok()
@@ -182,6 +205,11 @@ pub(crate) fn parse_timestamp(text: &str) -> Option<NaiveDateTime> {
 /// Accepts RFC 3339 and the SQL form with a space; an offset (`+02:00`,
 /// `+0200`, `+02` or `Z`) is required, since guessing a zone corrupts data.
 pub(crate) fn parse_timestamptz(text: &str) -> Option<DateTime<Utc>> {
+    // The canonical form: UTC written as `+00:00` or `Z`.
+    let utc = text.strip_suffix("+00:00").or_else(|| text.strip_suffix('Z'));
+    if let Some(ts) = utc.and_then(temporal::parse_datetime) {
+        return Some(ts.and_utc());
+    }
     if let Ok(ts) = DateTime::parse_from_rfc3339(text) {
         return Some(ts.with_timezone(&Utc));
     }
@@ -223,7 +251,7 @@ pub(crate) fn encode_hex(bytes: &[u8]) -> String {
 }
 
 pub(crate) fn decode_hex(hex: &str) -> Option<Vec<u8>> {
-    if hex.len() % 2 != 0 {
+    if !hex.len().is_multiple_of(2) {
         return None;
     }
     let nibble = |c: u8| match c {

@@ -198,24 +198,24 @@ impl ParquetRows {
 impl RowReader for ParquetRows {
     fn next_row(&mut self) -> Result<Option<RowRead>> {
         loop {
-            if let Some(batch) = &self.batch {
-                if self.row < batch.num_rows() {
-                    let row = self.row;
-                    self.row += 1;
-                    let mut values = Vec::with_capacity(batch.num_columns());
-                    for (column, array) in self.schema.columns.iter().zip(batch.columns()) {
-                        match read_cell(array, row, &column.data_type) {
-                            Ok(v) => values.push(v),
-                            Err(e) => {
-                                return Ok(Some(RowRead::Reject {
-                                    error: format!("{}: column {}: {e}", self.path, column.name),
-                                    raw: serde_json::Value::Null,
-                                }));
-                            }
+            if let Some(batch) = &self.batch
+                && self.row < batch.num_rows()
+            {
+                let row = self.row;
+                self.row += 1;
+                let mut values = Vec::with_capacity(batch.num_columns());
+                for (column, array) in self.schema.columns.iter().zip(batch.columns()) {
+                    match read_cell(array, row, &column.data_type) {
+                        Ok(v) => values.push(v),
+                        Err(e) => {
+                            return Ok(Some(RowRead::Reject {
+                                error: format!("{}: column {}: {e}", self.path, column.name),
+                                raw: serde_json::Value::Null,
+                            }));
                         }
                     }
-                    return Ok(Some(RowRead::Row(Row(values))));
                 }
+                return Ok(Some(RowRead::Row(Row(values))));
             }
             match self.reader.next() {
                 None => return Ok(None),
