@@ -12,6 +12,8 @@ use crate::support::{
 };
 
 const ROWS: i64 = 300_000;
+/// Small batches and chunks, so a kill lands mid-table.
+const PIPELINE: &str = "[source]\nurl = \"sqlite://source.db\"\n[target]\nurl = \"sqlite://target.db\"\n[run]\nbatch_rows = 500\nchunk_rows = 60000\nparallelism = 2\n";
 
 fn start(dir: &Path, file: &str) -> Child {
     dmp(dir)
@@ -59,11 +61,7 @@ fn source_rows(dir: &Path) -> Vec<Vec<rusqlite::types::Value>> {
 fn sigkill_mid_table_then_rerun_gives_every_row_once() {
     let dir = tempfile::tempdir().expect("tempdir");
     create_events_db(&dir.path().join("source.db"), ROWS);
-    pipeline(
-        dir.path(),
-        "p.toml",
-        "[source]\nurl = \"sqlite://source.db\"\n[target]\nurl = \"sqlite://target.db\"\n[run]\nbatch_rows = 500\nchunk_rows = 60000\nparallelism = 2\n",
-    );
+    pipeline(dir.path(), "p.toml", PIPELINE);
     let target = dir.path().join("target.db");
     // Several kills at different points, then a run that finishes.
     let mut kills = 0;
@@ -139,11 +137,7 @@ fn sigkill_while_writing_jsonl_then_rerun_gives_every_row_once() {
 fn ctrl_c_stops_cleanly_and_the_next_run_resumes() {
     let dir = tempfile::tempdir().expect("tempdir");
     create_events_db(&dir.path().join("source.db"), ROWS);
-    pipeline(
-        dir.path(),
-        "p.toml",
-        "[source]\nurl = \"sqlite://source.db\"\n[target]\nurl = \"sqlite://target.db\"\n[run]\nbatch_rows = 500\nchunk_rows = 60000\nparallelism = 2\n",
-    );
+    pipeline(dir.path(), "p.toml", PIPELINE);
     let target = dir.path().join("target.db");
     let mut child = start(dir.path(), "p.toml");
     wait_for_progress(&mut child, || committed_rows(&target));

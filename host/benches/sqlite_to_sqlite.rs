@@ -32,7 +32,15 @@ fn create_source(path: &Path, rows: i64) -> anyhow::Result<()> {
                 id % 9973,
                 format!("{}.{:02}", id % 5000, id % 100),
                 ["new", "paid", "shipped", "cancelled"][usize::try_from(id % 4)?],
-                format!("2024-{:02}-{:02} {:02}:{:02}:{:02}.{:06}", 1 + id % 12, 1 + id % 28, id % 24, id % 60, id % 60, id % 1_000_000),
+                format!(
+                    "2024-{:02}-{:02} {:02}:{:02}:{:02}.{:06}",
+                    1 + id % 12,
+                    1 + id % 28,
+                    id % 24,
+                    id % 60,
+                    id % 60,
+                    id % 1_000_000
+                ),
                 note
             ])?;
         }
@@ -60,15 +68,20 @@ fn peak_rss_mib() -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse::<u64>().ok()))
+            s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| {
+                l.split_whitespace()
+                    .nth(1)
+                    .and_then(|v| v.parse::<u64>().ok())
+            })
         })
         .map_or(0, |kib| kib / 1024)
 }
 
 fn main() -> anyhow::Result<()> {
-    let rows: i64 = std::env::var("DMP_BENCH_ROWS").ok().and_then(|v| v.parse().ok()).unwrap_or(1_000_000);
+    let rows: i64 = std::env::var("DMP_BENCH_ROWS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_000_000);
     let dir = tempfile::tempdir()?;
     let source = dir.path().join("source.db");
     create_source(&source, rows)?;
@@ -80,15 +93,29 @@ fn main() -> anyhow::Result<()> {
         "[source]\nurl = \"sqlite://source.db\"\n[target]\nurl = \"sqlite://target.db\"\n[run]\nbatch_rows = 10000\nchunk_rows = 250000\nparallelism = 2\n",
     )?;
     let pipeline = Pipeline::load(&file)?;
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     let summary = runtime.block_on(async {
         let source = open_source(&pipeline.source)?;
         let target = open_target(
             &pipeline.target,
-            TargetOptions { pipeline: pipeline.name.clone(), if_exists: pipeline.if_exists },
+            TargetOptions {
+                pipeline: pipeline.name.clone(),
+                if_exists: pipeline.if_exists,
+            },
         )?;
         let state = Arc::new(StateStore::open(&pipeline.state)?);
-        engine::run(&pipeline, source, target, state, Progress::new(), Shutdown::new()).await
+        engine::run(
+            &pipeline,
+            false,
+            source,
+            target,
+            state,
+            Progress::new(),
+            Shutdown::new(),
+        )
+        .await
     })?;
     let dmp_secs = summary.elapsed.as_secs_f64();
     let rss_after = peak_rss_mib();
@@ -97,9 +124,18 @@ fn main() -> anyhow::Result<()> {
     #[allow(clippy::cast_precision_loss)]
     let rate = |secs: f64| rows as f64 / secs;
     println!("rows: {rows}");
-    println!("baseline (sqlite INSERT ... SELECT): {base_secs:.3} s, {:.0} rows/s", rate(base_secs));
-    println!("dmp sqlite -> sqlite:                {dmp_secs:.3} s, {:.0} rows/s", rate(dmp_secs));
-    println!("dmp / baseline wall time:            {:.2}x", dmp_secs / base_secs);
+    println!(
+        "baseline (sqlite INSERT ... SELECT): {base_secs:.3} s, {:.0} rows/s",
+        rate(base_secs)
+    );
+    println!(
+        "dmp sqlite -> sqlite:                {dmp_secs:.3} s, {:.0} rows/s",
+        rate(dmp_secs)
+    );
+    println!(
+        "dmp / baseline wall time:            {:.2}x",
+        dmp_secs / base_secs
+    );
     println!("peak RSS: {rss_after} MiB (process after generating the source: {rss_before} MiB)");
     Ok(())
 }

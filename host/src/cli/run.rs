@@ -29,6 +29,9 @@ pub(super) struct RunArgs {
     /// Print the summary as JSON on stdout.
     #[arg(long)]
     json: bool,
+    /// Abandon an interrupted run of this pipeline and start anew.
+    #[arg(long)]
+    restart: bool,
 }
 
 pub(super) async fn run(args: RunArgs, interactive: bool) -> Result<u8> {
@@ -41,7 +44,7 @@ pub(super) async fn run(args: RunArgs, interactive: bool) -> Result<u8> {
             ));
         }
     };
-    let summary = run_pipeline(&pipeline, interactive).await?;
+    let summary = run_pipeline(&pipeline, args.restart, interactive).await?;
     print_summary(&summary, args.json);
     Ok(if summary.rejected > 0 {
         EXIT_DATA
@@ -51,7 +54,11 @@ pub(super) async fn run(args: RunArgs, interactive: bool) -> Result<u8> {
 }
 
 /// Runs a pipeline with progress display and Ctrl-C handling.
-pub(super) async fn run_pipeline(pipeline: &Pipeline, interactive: bool) -> Result<RunSummary> {
+pub(super) async fn run_pipeline(
+    pipeline: &Pipeline,
+    restart: bool,
+    interactive: bool,
+) -> Result<RunSummary> {
     let source = open_source(&pipeline.source)?;
     let target = open_target(
         &pipeline.target,
@@ -76,7 +83,7 @@ pub(super) async fn run_pipeline(pipeline: &Pipeline, interactive: bool) -> Resu
         })
     };
     let display = ProgressDisplay::start(progress.clone(), interactive);
-    let result = engine::run(pipeline, source, target, state, progress, shutdown).await;
+    let result = engine::run(pipeline, restart, source, target, state, progress, shutdown).await;
     display.stop().await;
     signals.abort();
     result

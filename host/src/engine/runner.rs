@@ -63,8 +63,11 @@ struct TableRun {
 
 /// Runs (or resumes) `pipeline`. Stops at the next batch boundary when
 /// `shutdown` fires, leaving checkpoints from which the next run resumes.
+/// `restart` abandons an interrupted run instead of resuming it.
+#[allow(clippy::too_many_arguments)]
 pub async fn run(
     pipeline: &Pipeline,
+    restart: bool,
     source: Arc<dyn Source>,
     target: Arc<dyn Target>,
     state: Arc<StateStore>,
@@ -74,7 +77,7 @@ pub async fn run(
     let span = info_span!("pipeline", name = %pipeline.name);
     async move {
         let started = Instant::now();
-        let (run_id, plan, start) = plan_or_resume(pipeline, &*source, &state).await?;
+        let (run_id, plan, start) = plan_or_resume(pipeline, restart, &*source, &state).await?;
         let tables: Vec<Arc<TableSchema>> = plan.iter().map(|(t, _)| t.clone()).collect();
         target.prepare(&tables, start).await?;
         state.mark_prepared(run_id)?;
@@ -236,19 +239,37 @@ type Plan = Vec<(Arc<TableSchema>, Vec<Chunk>)>;
 /// Reloads the plan of an interrupted run, or discovers and plans anew.
 async fn plan_or_resume(
     pipeline: &Pipeline,
+    restart: bool,
     source: &dyn Source,
     state: &StateStore,
 ) -> Result<(i64, Plan, Start)> {
-    if let Some(record) = state.unfinished_run(&pipeline.name)? {
-        let plan = state.load_plan(record.id)?;
-        let start = if record.prepared {
-            Start::Resume
-        } else {
-            Start::Fresh
-        };
-        return Ok((record.id, plan, start));
-    }
     let schemas = discover(pipeline, source).await?;
+    if let Some(record) = state.unfinished_run(&pipeline.name)? {
+        if restart {
+            state.abandon_run(record.id)?;
+            info!(run = record.id, "interrupted run abandoned; starting anew");
+        } else {
+            let plan = state.load_plan(record.id)?;
+            let planned: Vec<&str> = plan.iter().map(|(t, _)| t.name.as_str()).collect();
+            let selected: Vec<&str> = schemas.iter().map(|t| t.name.as_str()).collect();
+            if planned != selected {
+                return Err(Error::Config(format!(
+                    "pipeline {}: the interrupted run {} copies tables [{}] but the pipeline now selects [{}]; \
+                     run with --restart to abandon it and start anew",
+                    pipeline.name,
+                    record.id,
+                    planned.join(", "),
+                    selected.join(", ")
+                )));
+            }
+            let start = if record.prepared {
+                Start::Resume
+            } else {
+                Start::Fresh
+            };
+            return Ok((record.id, plan, start));
+        }
+    }
     let mut plan = Vec::new();
     for schema in schemas {
         let chunks = source.plan_snapshot(&schema, pipeline.chunk_rows).await?;

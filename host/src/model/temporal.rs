@@ -35,7 +35,10 @@ pub(crate) fn parse_time(text: &str) -> Option<NaiveTime> {
         [b'.', frac @ ..] if !frac.is_empty() && frac.len() <= 9 => {
             let mut micros = 0;
             for i in 0..6 {
-                micros = micros * 10 + frac.get(i).map_or(Some(0), |d| digits(std::slice::from_ref(d)))?;
+                micros = micros * 10
+                    + frac
+                        .get(i)
+                        .map_or(Some(0), |d| digits(std::slice::from_ref(d)))?;
             }
             if frac.len() > 6 {
                 digits(&frac[6..])?;
@@ -44,7 +47,12 @@ pub(crate) fn parse_time(text: &str) -> Option<NaiveTime> {
         }
         _ => return None,
     };
-    NaiveTime::from_hms_micro_opt(digits(&b[..2])?, digits(&b[3..5])?, digits(&b[6..8])?, micros)
+    NaiveTime::from_hms_micro_opt(
+        digits(&b[..2])?,
+        digits(&b[3..5])?,
+        digits(&b[6..8])?,
+        micros,
+    )
 }
 
 /// `YYYY-MM-DD HH:MM:SS[.ffffff]` (or with `T`).
@@ -53,7 +61,10 @@ pub(crate) fn parse_datetime(text: &str) -> Option<NaiveDateTime> {
     if b.len() < 19 || !matches!(b[10], b' ' | b'T') {
         return None;
     }
-    Some(NaiveDateTime::new(parse_date(&text[..10])?, parse_time(&text[11..])?))
+    Some(NaiveDateTime::new(
+        parse_date(&text[..10])?,
+        parse_time(&text[11..])?,
+    ))
 }
 
 pub(crate) fn write_date(out: &mut String, d: NaiveDate) {
@@ -68,7 +79,7 @@ pub(crate) fn write_time(out: &mut String, t: NaiveTime) {
     if micros == 0 {
         return;
     }
-    if micros % 1000 == 0 {
+    if micros.is_multiple_of(1000) {
         let _ = write!(out, ".{:03}", micros / 1000);
     } else {
         let _ = write!(out, ".{micros:06}");
@@ -87,17 +98,41 @@ mod tests {
 
     #[test]
     fn hand_written_forms_agree_with_chrono() {
-        for text in ["2024-02-29 23:59:59.123456", "0001-01-01 00:00:00", "9999-12-31 12:00:00.500", "2024-01-01 00:00:00.000010"] {
+        for text in [
+            "2024-02-29 23:59:59.123456",
+            "0001-01-01 00:00:00",
+            "9999-12-31 12:00:00.500",
+            "2024-01-01 00:00:00.000010",
+        ] {
             let ts = parse_datetime(text).unwrap();
-            assert_eq!(ts, NaiveDateTime::parse_from_str(text, "%Y-%m-%d %H:%M:%S%.f").unwrap());
+            assert_eq!(
+                ts,
+                NaiveDateTime::parse_from_str(text, "%Y-%m-%d %H:%M:%S%.f").unwrap()
+            );
             let mut out = String::new();
             write_datetime(&mut out, ts, ' ');
             assert_eq!(out, ts.format("%Y-%m-%d %H:%M:%S%.f").to_string());
             assert_eq!(out, text);
         }
-        assert_eq!(parse_time("01:02:03.1234567").unwrap(), NaiveTime::from_hms_micro_opt(1, 2, 3, 123_456).unwrap());
-        for bad in ["2024-02-30", "2024-1-01", "24:00:00", "12:00", "12:00:00.", "12:00:00.x", "2024-01-01X00:00:00"] {
-            assert!(parse_date(bad).is_none() && parse_time(bad).is_none() && parse_datetime(bad).is_none(), "{bad}");
+        assert_eq!(
+            parse_time("01:02:03.1234567").unwrap(),
+            NaiveTime::from_hms_micro_opt(1, 2, 3, 123_456).unwrap()
+        );
+        for bad in [
+            "2024-02-30",
+            "2024-1-01",
+            "24:00:00",
+            "12:00",
+            "12:00:00.",
+            "12:00:00.x",
+            "2024-01-01X00:00:00",
+        ] {
+            assert!(
+                parse_date(bad).is_none()
+                    && parse_time(bad).is_none()
+                    && parse_datetime(bad).is_none(),
+                "{bad}"
+            );
         }
     }
 }

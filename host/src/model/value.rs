@@ -206,7 +206,9 @@ pub(crate) fn parse_timestamp(text: &str) -> Option<NaiveDateTime> {
 /// `+0200`, `+02` or `Z`) is required, since guessing a zone corrupts data.
 pub(crate) fn parse_timestamptz(text: &str) -> Option<DateTime<Utc>> {
     // The canonical form: UTC written as `+00:00` or `Z`.
-    let utc = text.strip_suffix("+00:00").or_else(|| text.strip_suffix('Z'));
+    let utc = text
+        .strip_suffix("+00:00")
+        .or_else(|| text.strip_suffix('Z'));
     if let Some(ts) = utc.and_then(temporal::parse_datetime) {
         return Some(ts.and_utc());
     }

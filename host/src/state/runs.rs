@@ -16,6 +16,8 @@ pub enum RunStatus {
     Done,
     Failed,
     Interrupted,
+    /// Given up by `dmp run --restart`; never resumed.
+    Abandoned,
 }
 
 impl RunStatus {
@@ -25,6 +27,7 @@ impl RunStatus {
             RunStatus::Done => "done",
             RunStatus::Failed => "failed",
             RunStatus::Interrupted => "interrupted",
+            RunStatus::Abandoned => "abandoned",
         }
     }
 }
@@ -59,8 +62,10 @@ impl StateStore {
         .optional()
         .context(|| self.ctx("looking up the last run"))
         .map(|last| {
-            last.filter(|(_, status, _)| status != RunStatus::Done.as_str())
-                .map(|(id, _, prepared)| RunRecord { id, prepared })
+            last.filter(|(_, status, _)| {
+                status != RunStatus::Done.as_str() && status != RunStatus::Abandoned.as_str()
+            })
+            .map(|(id, _, prepared)| RunRecord { id, prepared })
         })
     }
 
@@ -125,6 +130,16 @@ impl StateStore {
             ));
         }
         Ok(plan)
+    }
+
+    pub fn abandon_run(&self, run: i64) -> Result<()> {
+        self.conn()?
+            .execute(
+                "UPDATE runs SET status = 'abandoned', finished_at = ?2 WHERE id = ?1",
+                params![run, now()],
+            )
+            .context(|| self.ctx("abandoning the run"))?;
+        Ok(())
     }
 
     pub fn mark_prepared(&self, run: i64) -> Result<()> {
