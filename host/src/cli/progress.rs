@@ -1,7 +1,7 @@
 //! Shows engine progress: bars on a terminal, a log line per table every
 //! few seconds otherwise. ETA = remaining rows / current speed.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::io::IsTerminal;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -40,35 +40,91 @@ impl ProgressDisplay {
     }
 }
 
+/// Rows/s over the last few seconds and the ETA it gives, per table.
+#[derive(Default)]
+struct Speed {
+    samples: VecDeque<(Instant, u64)>,
+}
+
+impl Speed {
+    const WINDOW: Duration = Duration::from_secs(3);
+
+    /// Records `done` rows now; returns (rows/s, ETA text) for `total`.
+    fn update(&mut self, done: u64, total: u64) -> (f64, String) {
+        let now = Instant::now();
+        self.samples.push_back((now, done));
+        while self.samples.len() > 2
+            && self
+                .samples
+                .front()
+                .is_some_and(|(t, _)| now.duration_since(*t) > Self::WINDOW)
+        {
+            self.samples.pop_front();
+        }
+        let (since, before) = self.samples.front().copied().unwrap_or((now, done));
+        let secs = now.duration_since(since).as_secs_f64();
+        #[allow(clippy::cast_precision_loss)]
+        let rate = if secs > 0.0 {
+            done.saturating_sub(before) as f64 / secs
+        } else {
+            0.0
+        };
+        let remaining = total.saturating_sub(done);
+        #[allow(clippy::cast_precision_loss)]
+        let eta = match (remaining, rate > 0.0) {
+            (0, _) => "0s".to_string(),
+            (_, true) => human_duration(remaining as f64 / rate),
+            (_, false) => "?".to_string(),
+        };
+        (rate, eta)
+    }
+}
+
+fn human_duration(secs: f64) -> String {
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+    let secs = secs.round() as u64;
+    match secs {
+        0..60 => format!("{secs}s"),
+        60..3600 => format!("{}m{:02}s", secs / 60, secs % 60),
+        _ => format!("{}h{:02}m", secs / 3600, secs / 60 % 60),
+    }
+}
+
 async fn bars(progress: Arc<Progress>, mut stopped: oneshot::Receiver<()>) {
     let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stderr_with_hz(10));
     let style = ProgressStyle::with_template(
-        "{prefix:>20.bold} [{bar:30.cyan/blue}] {human_pos:>9}/{human_len:9} {per_sec:>12} ETA {eta:>4}",
+        "{prefix:>20.bold} [{bar:30.cyan/blue}] {human_pos:>11}/{human_len:11} {msg}",
     )
     .unwrap_or_else(|_| ProgressStyle::default_bar())
     .progress_chars("=> ");
-    let mut shown: HashMap<String, ProgressBar> = HashMap::new();
-    let mut tick = tokio::time::interval(Duration::from_millis(100));
+    let mut shown: HashMap<String, (ProgressBar, Speed)> = HashMap::new();
+    let mut tick = tokio::time::interval(Duration::from_millis(200));
     loop {
         let last = tokio::select! {
             _ = &mut stopped => true,
             _ = tick.tick() => false,
         };
         for table in progress.tables() {
-            let bar = shown.entry(table.name.clone()).or_insert_with(|| {
+            let (bar, speed) = shown.entry(table.name.clone()).or_insert_with(|| {
                 let bar = multi.add(ProgressBar::new(table.total()));
                 bar.set_style(style.clone());
                 bar.set_prefix(table.name.clone());
-                bar
+                (bar, Speed::default())
             });
-            bar.set_length(table.total().max(table.done()));
-            bar.set_position(table.done());
-            if table.is_finished() && !bar.is_finished() {
-                bar.finish();
+            if bar.is_finished() {
+                continue;
+            }
+            let (done, total) = (table.done(), table.total().max(table.done()));
+            bar.set_length(total);
+            bar.set_position(done);
+            let (rate, eta) = speed.update(done, total);
+            bar.set_message(format!("{:>9.0} rows/s  ETA {eta}", rate));
+            if table.is_finished() {
+                bar.finish_with_message("done");
             }
         }
         if last {
-            for bar in shown.values() {
+            for (bar, _) in shown.values() {
                 if !bar.is_finished() {
                     bar.abandon();
                 }
@@ -79,9 +135,8 @@ async fn bars(progress: Arc<Progress>, mut stopped: oneshot::Receiver<()>) {
 }
 
 async fn log_lines(progress: Arc<Progress>, mut stopped: oneshot::Receiver<()>) {
-    let mut last: HashMap<String, (u64, Instant)> = HashMap::new();
+    let mut speeds: HashMap<String, Speed> = HashMap::new();
     let mut tick = tokio::time::interval(LOG_EVERY);
-    tick.tick().await;
     loop {
         tokio::select! {
             _ = &mut stopped => return,
@@ -91,29 +146,15 @@ async fn log_lines(progress: Arc<Progress>, mut stopped: oneshot::Receiver<()>) 
             if table.is_finished() {
                 continue;
             }
-            let now = Instant::now();
-            let done = table.done();
-            let (before, at) = last
-                .insert(table.name.clone(), (done, now))
-                .unwrap_or((done, now));
-            let secs = now.duration_since(at).as_secs_f64();
-            #[allow(clippy::cast_precision_loss)]
-            let rate = if secs > 0.0 {
-                (done - before.min(done)) as f64 / secs
-            } else {
-                0.0
-            };
-            let remaining = table.total().saturating_sub(done);
-            #[allow(clippy::cast_precision_loss)]
-            let eta = if rate > 0.0 {
-                format!("{:.0}s", remaining as f64 / rate)
-            } else {
-                "?".into()
-            };
+            let (done, total) = (table.done(), table.total().max(table.done()));
+            let (rate, eta) = speeds
+                .entry(table.name.clone())
+                .or_default()
+                .update(done, total);
             tracing::info!(
                 table = table.name,
                 rows = done,
-                total = table.total(),
+                total,
                 rows_per_sec = rate.round(),
                 eta,
                 "progress"

@@ -134,11 +134,24 @@ pub async fn run(
             if left.is_empty() {
                 finish_table(&ctx, &table_run).await?;
             }
-            for (chunk, position, rows) in left {
-                jobs.push((table_run.clone(), chunk, position, rows));
-            }
+            jobs.push(
+                left.into_iter()
+                    .map(|(chunk, position, rows)| (table_run.clone(), chunk, position, rows))
+                    .collect::<std::collections::VecDeque<_>>(),
+            );
             table_runs.push(table_run);
         }
+        // Round robin over tables: small tables finish early instead of
+        // queueing behind every chunk of a big one.
+        let mut jobs_in_order = Vec::new();
+        while jobs.iter().any(|j| !j.is_empty()) {
+            for table_jobs in &mut jobs {
+                if let Some(job) = table_jobs.pop_front() {
+                    jobs_in_order.push(job);
+                }
+            }
+        }
+        let jobs = jobs_in_order;
         if start == Start::Resume {
             info!(
                 run = run_id,
@@ -330,7 +343,13 @@ async fn copy_chunk(
         };
         let last = batch.last;
         let sink: Arc<dyn RejectSink> = ctx.sink.clone();
-        ctx.target.write(batch, checkpoint.clone(), sink).await?;
+        let span = tracing::debug_span!("batch", rows = read, last);
+        let written = ctx
+            .target
+            .write(batch, checkpoint.clone(), sink)
+            .instrument(span)
+            .await?;
+        tracing::debug!(rows = read, written, "batch committed");
         ctx.state.record_progress(ctx.run, &checkpoint)?;
         table.progress.add(read);
         table.rows.fetch_add(read, Ordering::Relaxed);
