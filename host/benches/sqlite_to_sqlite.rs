@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use dmp::config::Pipeline;
-use dmp::connectors::{TargetOptions, open_source, open_target};
+use dmp::connectors::open_pipeline;
 use dmp::engine::{self, Progress, Shutdown};
 use dmp::state::StateStore;
 use rusqlite::{Connection, params};
@@ -97,14 +97,7 @@ fn main() -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     let summary = runtime.block_on(async {
-        let source = open_source(&pipeline.source)?;
-        let target = open_target(
-            &pipeline.target,
-            TargetOptions {
-                pipeline: pipeline.name.clone(),
-                if_exists: pipeline.if_exists,
-            },
-        )?;
+        let (source, target) = open_pipeline(&pipeline)?;
         let state = Arc::new(StateStore::open(&pipeline.state)?);
         engine::run(
             &pipeline,

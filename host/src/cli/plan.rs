@@ -3,20 +3,13 @@
 use std::path::Path;
 
 use crate::config::Pipeline;
-use crate::connectors::{TargetOptions, open_source, open_target};
+use crate::connectors::open_pipeline;
 use crate::engine;
 use crate::error::{Result, ResultExt};
 
 pub(super) async fn plan(path: &Path, json: bool) -> Result<()> {
     let pipeline = Pipeline::load(path)?;
-    let source = open_source(&pipeline.source)?;
-    let target = open_target(
-        &pipeline.target,
-        TargetOptions {
-            pipeline: pipeline.name.clone(),
-            if_exists: pipeline.if_exists,
-        },
-    )?;
+    let (source, target) = open_pipeline(&pipeline)?;
     let report = engine::plan(&pipeline, &*source, &*target).await?;
     if json {
         let text =

@@ -8,7 +8,7 @@ use clap::Args;
 use super::progress::{ProgressDisplay, peak_rss_bytes};
 use super::{EXIT_DATA, EXIT_OK};
 use crate::config::Pipeline;
-use crate::connectors::{TargetOptions, open_source, open_target};
+use crate::connectors::open_pipeline;
 use crate::engine::{self, Progress, RunSummary, Shutdown};
 use crate::error::{Error, Result};
 use crate::state::StateStore;
@@ -59,14 +59,7 @@ pub(super) async fn run_pipeline(
     restart: bool,
     interactive: bool,
 ) -> Result<RunSummary> {
-    let source = open_source(&pipeline.source)?;
-    let target = open_target(
-        &pipeline.target,
-        TargetOptions {
-            pipeline: pipeline.name.clone(),
-            if_exists: pipeline.if_exists,
-        },
-    )?;
+    let (source, target) = open_pipeline(pipeline)?;
     let state = Arc::new(StateStore::open(&pipeline.state)?);
     let progress = Progress::new();
     let shutdown = Shutdown::new();

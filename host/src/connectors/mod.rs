@@ -12,7 +12,7 @@ use std::sync::Arc;
 pub use source::{BatchStream, READ_AHEAD_BATCHES, Source};
 pub use target::{IfExists, RejectSink, Start, Target};
 
-use crate::config::Endpoint;
+use crate::config::{Endpoint, Pipeline};
 use crate::error::{Error, Result};
 
 /// Settings every target gets besides its URL.
@@ -21,6 +21,19 @@ pub struct TargetOptions {
     /// Names this pipeline's checkpoints on the target.
     pub pipeline: String,
     pub if_exists: IfExists,
+}
+
+/// The source and target of a pipeline.
+pub fn open_pipeline(pipeline: &Pipeline) -> Result<(Arc<dyn Source>, Arc<dyn Target>)> {
+    let source = open_source(&pipeline.source)?;
+    let target = open_target(
+        &pipeline.target,
+        TargetOptions {
+            pipeline: pipeline.name.clone(),
+            if_exists: pipeline.if_exists,
+        },
+    )?;
+    Ok((source, target))
 }
 
 /// The source connector for `endpoint`'s URL scheme.
