@@ -4,13 +4,23 @@
 CARGO ?= cargo
 export CARGO_BUILD_JOBS ?= 2
 
-.PHONY: demo test lint bench
+.PHONY: demo test lint bench plugins
 
-demo:
+# Rust plugins build as plain core modules carrying their WIT type; the host
+# turns them into components. Without WASI they can import nothing but what
+# the host grants.
+WASM_TARGET := wasm32-unknown-unknown
+PLUGIN_DIR := target/plugins/$(WASM_TARGET)/release
+
+demo: plugins
 	$(CARGO) run --release --bin dmp -- demo
 
-test:
+test: plugins
 	$(CARGO) test --workspace
+
+plugins:
+	rustup target add $(WASM_TARGET)
+	$(CARGO) build --release --target $(WASM_TARGET) --manifest-path plugins/Cargo.toml --target-dir target/plugins
 
 lint:
 	$(CARGO) fmt --all -- --check
