@@ -25,6 +25,10 @@ pub enum Error {
     Data(String),
     #[error("{0}")]
     Unsupported(String),
+    /// A plugin that cannot be loaded or opened: the pipeline stops before
+    /// any row moves.
+    #[error("{0}")]
+    Plugin(String),
     #[error("interrupted; run the same command again to resume")]
     Interrupted,
     #[error("{context}")]
@@ -76,7 +80,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 impl Error {
     pub fn kind(&self) -> ErrorKind {
         match self {
-            Error::Config(_) | Error::Unsupported(_) => ErrorKind::Config,
+            Error::Config(_) | Error::Unsupported(_) | Error::Plugin(_) => ErrorKind::Config,
             Error::Data(_) => ErrorKind::Data,
             Error::Interrupted => ErrorKind::Interrupted,
             Error::Sqlite { source, .. } if is_busy(source) => ErrorKind::Transient,

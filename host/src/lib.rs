@@ -8,5 +8,6 @@ pub mod engine;
 pub mod error;
 pub mod model;
 pub mod state;
+pub mod transform;
 
 pub use error::{Error, ErrorKind, Result};

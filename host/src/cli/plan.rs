@@ -34,6 +34,16 @@ pub(super) async fn plan(path: &Path, json: bool) -> Result<()> {
             table.chunks,
             table.primary_key.join(", ")
         );
+        if !table.transforms.is_empty() {
+            println!("  transforms: {}", table.transforms.join(" → "));
+            let source: Vec<String> = table
+                .source_columns
+                .iter()
+                .map(|c| format!("{} {}", c.name, c.model_type))
+                .collect();
+            println!("  source columns: {}", source.join(", "));
+            println!("  after transforms:");
+        }
         let width = table
             .columns
             .iter()

@@ -84,6 +84,20 @@ pub struct TransformSection {
     /// Key/value settings handed to the plugin when it opens a table.
     #[serde(default)]
     pub config: BTreeMap<String, String>,
+    /// Memory one instance of the plugin may use, in MiB. Default: 64.
+    #[serde(default = "default_memory_mb")]
+    pub memory_mb: u64,
+    /// Time one batch may take in the plugin, in milliseconds. Default: 1000.
+    #[serde(default = "default_timeout_ms")]
+    pub timeout_ms: u64,
+}
+
+const fn default_memory_mb() -> u64 {
+    64
+}
+
+const fn default_timeout_ms() -> u64 {
+    1000
 }
 
 /// How rows are selected for a run.
@@ -226,7 +240,15 @@ pub(super) fn parse(text: &str, path: &Path) -> Result<Pipeline> {
     for (i, spanned) in file.transform.iter().enumerate() {
         let place = places.at(spanned.span(), &format!("transform[{i}]"));
         let mut t = spanned.get_ref().clone();
-        t.plugin = interpolate(&t.plugin, &format!("{place}.plugin"))?;
+        let plugin = interpolate(&t.plugin, &format!("{place}.plugin"))?;
+        t.plugin = crate::connectors::resolve_path(base_dir, &plugin)
+            .to_string_lossy()
+            .into_owned();
+        if t.memory_mb == 0 || t.timeout_ms == 0 {
+            return Err(Error::Config(format!(
+                "{place}: memory_mb and timeout_ms must be at least 1"
+            )));
+        }
         for value in t.config.values_mut() {
             *value = interpolate(value, &format!("{place}.config"))?;
         }
@@ -282,13 +304,7 @@ pub(super) fn parse(text: &str, path: &Path) -> Result<Pipeline> {
             places.at(run.mode.span(), "run.mode")
         )));
     }
-    if let Some(first) = file.transform.first() {
-        return Err(Error::Unsupported(format!(
-            "{}: WASM transforms are not part of this build yet (the transform runtime is the next milestone)",
-            places.at(first.span(), "transform[0]")
-        )));
-    }
-    Ok(Pipeline {
+    Ok(Pipeline::with_plugin_cache(Pipeline {
         name,
         source,
         target,
@@ -302,7 +318,8 @@ pub(super) fn parse(text: &str, path: &Path) -> Result<Pipeline> {
         parallelism: *run.parallelism.get_ref(),
         on_error: run.on_error,
         state: crate::connectors::resolve_path(base_dir, &state),
-    })
+        plugin_cache: std::path::PathBuf::new(),
+    }))
 }
 
 #[cfg(test)]

@@ -40,6 +40,8 @@ pub struct Pipeline {
     pub parallelism: usize,
     pub on_error: OnError,
     pub state: PathBuf,
+    /// Compiled plugins, by content hash: `plugins/` beside the state store.
+    pub plugin_cache: PathBuf,
 }
 
 impl Pipeline {
@@ -79,7 +81,17 @@ impl Pipeline {
             parallelism: DEFAULT_PARALLELISM,
             on_error: OnError::default(),
             state: cwd.join(DEFAULT_STATE),
-        })
+            plugin_cache: PathBuf::new(),
+        }
+        .with_plugin_cache())
+    }
+
+    fn with_plugin_cache(mut self) -> Self {
+        self.plugin_cache = self
+            .state
+            .parent()
+            .map_or_else(|| PathBuf::from("plugins"), |dir| dir.join("plugins"));
+        self
     }
 }
 

@@ -1,7 +1,10 @@
 //! `dmp plan`: what a run would do, computed without writing anything.
 
+use std::sync::Arc;
+
 use serde::Serialize;
 
+use super::runner::open_transforms;
 use crate::config::Pipeline;
 use crate::connectors::{Source, Target};
 use crate::error::{Error, Result};
@@ -22,6 +25,11 @@ pub struct TablePlan {
     pub name: String,
     pub estimated_rows: u64,
     pub chunks: usize,
+    /// Plugins applied to the table, in order (`name@sha256-prefix`).
+    pub transforms: Vec<String>,
+    /// The source's columns, when transforms change them.
+    pub source_columns: Vec<ColumnPlan>,
+    /// The columns the target gets (after transforms).
     pub primary_key: Vec<String>,
     pub columns: Vec<ColumnPlan>,
     pub indexes: Vec<String>,
@@ -43,24 +51,34 @@ pub async fn plan(
     target: &dyn Target,
 ) -> Result<PlanReport> {
     let schemas = discover(pipeline, source).await?;
-    let mut tables = Vec::new();
+    let mut planned = Vec::new();
     for schema in schemas {
         let chunks = source.plan_snapshot(&schema, pipeline.chunk_rows).await?;
+        planned.push((Arc::new(schema), chunks));
+    }
+    let (_plugins, chains) = open_transforms(pipeline, &planned).await?;
+    let mut tables = Vec::new();
+    for (input, chunks) in planned {
+        let chain = chains.get(&input.name).cloned().unwrap_or_default();
+        let schema = chain.output_schema(&input);
+        let describe = |c: &crate::model::Column| ColumnPlan {
+            name: c.name.clone(),
+            model_type: c.data_type.to_string(),
+            target_type: target.column_type(c),
+            nullable: c.nullable,
+        };
         tables.push(TablePlan {
+            transforms: chain.plugins(),
+            source_columns: if chain.is_empty() {
+                Vec::new()
+            } else {
+                input.columns.iter().map(describe).collect()
+            },
             name: schema.qualified_name(),
             estimated_rows: chunks.iter().map(|c| c.estimated_rows).sum(),
             chunks: chunks.len(),
             primary_key: schema.primary_key.clone(),
-            columns: schema
-                .columns
-                .iter()
-                .map(|c| ColumnPlan {
-                    name: c.name.clone(),
-                    model_type: c.data_type.to_string(),
-                    target_type: target.column_type(c),
-                    nullable: c.nullable,
-                })
-                .collect(),
+            columns: schema.columns.iter().map(describe).collect(),
             indexes: schema
                 .indexes
                 .iter()

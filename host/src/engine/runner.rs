@@ -15,11 +15,12 @@ use tracing::{Instrument, info, info_span, warn};
 use super::plan::discover;
 use super::progress::{Progress, TableProgress};
 use super::shutdown::Shutdown;
-use crate::config::Pipeline;
+use crate::config::{OnError, Pipeline};
 use crate::connectors::{RejectSink, Source, Start, Target};
 use crate::error::{Error, ErrorKind, Result, ResultExt};
 use crate::model::{Checkpoint, Chunk, Position, TableSchema};
 use crate::state::{DeadLetterSink, RunStatus, StateStore};
+use crate::transform::{PluginRuntime, TransformChain, open_chains, reject_whole_batch};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct TableSummary {
@@ -51,11 +52,16 @@ struct RunContext {
     state: Arc<StateStore>,
     sink: Arc<DeadLetterSink>,
     stop: Shutdown,
+    /// Keeps the plugin engine (and its time-limit ticker) alive.
+    _plugins: Option<Arc<PluginRuntime>>,
 }
 
 /// Per-table bookkeeping during a run.
 struct TableRun {
     schema: Arc<TableSchema>,
+    /// The schema after the table's transforms: what the target holds.
+    output: Arc<TableSchema>,
+    chain: TransformChain,
     progress: Arc<TableProgress>,
     chunks_left: AtomicUsize,
     rows: AtomicU64,
@@ -78,8 +84,16 @@ pub async fn run(
     async move {
         let started = Instant::now();
         let (run_id, plan, start) = plan_or_resume(pipeline, restart, &*source, &state).await?;
-        let tables: Vec<Arc<TableSchema>> = plan.iter().map(|(t, _)| t.clone()).collect();
-        target.prepare(&tables, start).await?;
+        let (plugins, chains) = open_transforms(pipeline, &plan).await?;
+        let outputs: Vec<Arc<TableSchema>> = plan
+            .iter()
+            .map(|(t, _)| {
+                chains
+                    .get(&t.name)
+                    .map_or_else(|| t.clone(), |c| c.output_schema(t))
+            })
+            .collect();
+        target.prepare(&outputs, start).await?;
         state.mark_prepared(run_id)?;
         let committed: HashMap<(String, u32), Checkpoint> = match start {
             Start::Resume => target
@@ -105,6 +119,7 @@ pub async fn run(
             state: state.clone(),
             sink: sink.clone(),
             stop: stop.clone(),
+            _plugins: plugins,
         });
 
         // Work list: every chunk without a `done` checkpoint, resumed after
@@ -125,8 +140,11 @@ pub async fn run(
                 }
             }
             let estimated: u64 = chunks.iter().map(|c| c.estimated_rows).sum();
+            let chain = chains.get(&schema.name).cloned().unwrap_or_default();
             let table_run = Arc::new(TableRun {
                 schema: schema.clone(),
+                output: chain.output_schema(schema),
+                chain,
                 progress: progress.table(&schema.name, estimated, done_rows),
                 chunks_left: AtomicUsize::new(left.len()),
                 rows: AtomicU64::new(0),
@@ -249,6 +267,25 @@ pub async fn run(
 
 type Plan = Vec<(Arc<TableSchema>, Vec<Chunk>)>;
 
+/// Loads the pipeline's plugins and opens them for the planned tables.
+pub(crate) async fn open_transforms(
+    pipeline: &Pipeline,
+    plan: &[(Arc<TableSchema>, Vec<Chunk>)],
+) -> Result<(Option<Arc<PluginRuntime>>, HashMap<String, TransformChain>)> {
+    if pipeline.transforms.is_empty() {
+        return Ok((None, HashMap::new()));
+    }
+    let runtime = PluginRuntime::new(&pipeline.plugin_cache)?;
+    let transforms = pipeline.transforms.clone();
+    let tables: Vec<Arc<TableSchema>> = plan.iter().map(|(t, _)| t.clone()).collect();
+    let opener = runtime.clone();
+    // Compiling a plugin takes from milliseconds to seconds: off the async threads.
+    let chains = tokio::task::spawn_blocking(move || open_chains(&opener, &transforms, &tables))
+        .await
+        .context(|| "opening transforms".to_string())??;
+    Ok((Some(runtime), chains))
+}
+
 /// Reloads the plan of an interrupted run, or discovers and plans anew.
 async fn plan_or_resume(
     pipeline: &Pipeline,
@@ -317,7 +354,7 @@ async fn copy_chunk(
             () = ctx.stop.wait() => return Err(Error::Interrupted),
             next = batches.recv() => next,
         };
-        let mut batch = next.ok_or_else(|| {
+        let batch = next.ok_or_else(|| {
             Error::Data(format!(
                 "table {} chunk {chunk_id}: the reader stopped before the end of the chunk",
                 table.schema.name
@@ -325,6 +362,17 @@ async fn copy_chunk(
         })??;
         let read = batch.rows_read();
         rows += read;
+        let mut batch = match table.chain.apply(batch).await? {
+            Ok(batch) => batch,
+            Err((mut batch, reason)) => {
+                if ctx.pipeline.on_error == OnError::Fail {
+                    return Err(Error::Data(format!("{reason} (on_error = \"fail\")")));
+                }
+                warn!(table = %table.schema.name, error = %reason, "transform failed on a batch; its rows are refused");
+                reject_whole_batch(&mut batch, &reason);
+                batch
+            }
+        };
         let rejects = std::mem::take(&mut batch.rejects);
         if !rejects.is_empty() {
             // Before the write: its commit moves the checkpoint past these rows.
@@ -350,7 +398,8 @@ async fn copy_chunk(
             .instrument(span)
             .await?;
         tracing::debug!(rows = read, written, "batch committed");
-        ctx.state.record_progress(ctx.run, &checkpoint)?;
+        ctx.state
+            .record_progress(ctx.run, &checkpoint, &table.chain.plugins().join(","))?;
         table.progress.add(read);
         table.rows.fetch_add(read, Ordering::Relaxed);
         if last {
@@ -360,7 +409,7 @@ async fn copy_chunk(
 }
 
 async fn finish_table(ctx: &RunContext, table: &TableRun) -> Result<()> {
-    ctx.target.finish_table(&table.schema).await?;
+    ctx.target.finish_table(&table.output).await?;
     ctx.state.mark_table_done(ctx.run, &table.schema.name)?;
     table.progress.finish();
     info!(table = table.schema.name, "table done");

@@ -46,6 +46,7 @@ CREATE TABLE IF NOT EXISTS chunks (
     position TEXT,
     rows INTEGER NOT NULL DEFAULT 0,
     done INTEGER NOT NULL DEFAULT 0,
+    plugins TEXT,
     PRIMARY KEY (run_id, table_name, chunk)
 );
 CREATE TABLE IF NOT EXISTS dead_letters (
@@ -99,6 +100,18 @@ impl StateStore {
         conn.busy_timeout(std::time::Duration::from_secs(30))
             .context(ctx)?;
         conn.execute_batch(SCHEMA).context(ctx)?;
+        // Stores made before chunks recorded their plugin versions.
+        let has_plugins: bool = conn
+            .query_row(
+                "SELECT count(*) FROM pragma_table_info('chunks') WHERE name = 'plugins'",
+                [],
+                |r| r.get(0),
+            )
+            .context(ctx)?;
+        if !has_plugins {
+            conn.execute_batch("ALTER TABLE chunks ADD COLUMN plugins TEXT")
+                .context(ctx)?;
+        }
         Ok(StateStore {
             conn: Mutex::new(conn),
             path: path.to_path_buf(),

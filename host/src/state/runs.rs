@@ -154,19 +154,21 @@ impl StateStore {
 
     /// Mirrors a checkpoint that the target made durable (for `dmp status`
     /// and progress; resuming trusts the target's own copy).
-    pub fn record_progress(&self, run: i64, checkpoint: &Checkpoint) -> Result<()> {
+    /// `plugins` names the plugin versions that produced the batch.
+    pub fn record_progress(&self, run: i64, checkpoint: &Checkpoint, plugins: &str) -> Result<()> {
         let position = serde_json::to_string(&checkpoint.position)
             .context(|| self.ctx("recording progress"))?;
         self.conn()?
             .execute(
-                "UPDATE chunks SET position = ?4, rows = ?5, done = ?6 WHERE run_id = ?1 AND table_name = ?2 AND chunk = ?3",
+                "UPDATE chunks SET position = ?4, rows = ?5, done = ?6, plugins = ?7 WHERE run_id = ?1 AND table_name = ?2 AND chunk = ?3",
                 params![
                     run,
                     checkpoint.table,
                     checkpoint.chunk,
                     position,
                     i64::try_from(checkpoint.rows).unwrap_or(i64::MAX),
-                    checkpoint.done
+                    checkpoint.done,
+                    plugins
                 ],
             )
             .context(|| self.ctx("recording progress"))?;

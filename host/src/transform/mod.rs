@@ -1,0 +1,16 @@
+//! The WebAssembly transform runtime: plugins are components that see rows
+//! through the WIT contract in `wit/`, each call sandboxed (memory cap,
+//! time limit, no imports but logging). One wasmtime `Engine` per process;
+//! compiled components are cached on disk by content hash.
+
+mod bindings;
+mod convert;
+mod host;
+mod instance;
+mod plugin;
+mod runtime;
+mod stage;
+
+pub use plugin::LoadedPlugin;
+pub use runtime::{Limits, PluginRuntime};
+pub use stage::{TransformChain, WasmTransform, open_chains, reject_whole_batch};

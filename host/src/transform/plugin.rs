@@ -1,0 +1,69 @@
+//! A compiled plugin, checked to import nothing but what the host grants,
+//! ready to be instantiated per table.
+
+use std::path::PathBuf;
+
+use wasmtime::component::Component;
+
+use super::bindings::PluginPre;
+use super::host::HostState;
+use super::runtime::PluginRuntime;
+use crate::error::{Error, Result};
+
+/// The only import a plugin may have.
+const GRANTED: &str = "dmp:transform/host@0.1.0";
+/// Imports the host answers although plugins need not use them: the types
+/// interface carries no functions.
+const TYPES: &str = "dmp:transform/types@0.1.0";
+
+pub struct LoadedPlugin {
+    pub name: String,
+    pub path: PathBuf,
+    /// SHA-256 of the file, recorded with every batch it transforms.
+    pub hash: String,
+    /// `plugin NAME (PATH, sha256 …)`, for messages.
+    pub place: String,
+    pub(crate) pre: PluginPre<HostState>,
+    pub(crate) engine: wasmtime::Engine,
+}
+
+impl LoadedPlugin {
+    pub(crate) fn new(
+        runtime: &PluginRuntime,
+        name: String,
+        path: PathBuf,
+        hash: String,
+        place: String,
+        component: &Component,
+    ) -> Result<std::sync::Arc<Self>> {
+        let ty = component.component_type();
+        let refused: Vec<&str> = ty
+            .imports(&runtime.engine)
+            .map(|(name, _)| name)
+            .filter(|name| *name != GRANTED && *name != TYPES)
+            .collect();
+        if !refused.is_empty() {
+            return Err(Error::Plugin(format!(
+                "{place} imports {}: a plugin may import only {GRANTED} (no filesystem, network, environment or clock)",
+                refused.join(", ")
+            )));
+        }
+        let pre = runtime
+            .linker
+            .instantiate_pre(component)
+            .and_then(PluginPre::new)
+            .map_err(|e| {
+                Error::Plugin(format!(
+                    "{place} does not fit the dmp:transform@0.1.0 contract: {e:#}"
+                ))
+            })?;
+        Ok(std::sync::Arc::new(LoadedPlugin {
+            name,
+            path,
+            hash,
+            place,
+            pre,
+            engine: runtime.engine.clone(),
+        }))
+    }
+}
