@@ -19,8 +19,11 @@ test: plugins
 	$(CARGO) test --workspace
 
 plugins:
-	rustup target add $(WASM_TARGET)
+	rustup target add $(WASM_TARGET) wasm32-wasip2
 	$(CARGO) build --release --target $(WASM_TARGET) --manifest-path plugins/Cargo.toml --target-dir target/plugins
+	$(CARGO) build --release --target $(WASM_TARGET) --manifest-path tests/plugins/Cargo.toml --target-dir target/plugins
+	# The same identity plugin built against WASI: the host must refuse it.
+	$(CARGO) build --release --target wasm32-wasip2 --manifest-path tests/plugins/Cargo.toml --target-dir target/plugins -p identity
 
 lint:
 	$(CARGO) fmt --all -- --check

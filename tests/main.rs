@@ -6,3 +6,4 @@ mod support;
 mod cli_errors;
 mod crash;
 mod round_trip;
+mod transform;

@@ -22,7 +22,7 @@ fn indexes(db: &Path) -> Vec<(String, String)> {
 }
 
 /// Every table of `a` is in `b` with the same columns, types and rows.
-fn assert_same_database(a: &Path, b: &Path) {
+pub fn assert_same_database(a: &Path, b: &Path) {
     let names = tables(a);
     assert_eq!(names, tables(b), "table lists differ");
     for table in &names {

@@ -20,6 +20,14 @@ pub struct Adapter<T: Transform> {
 
 impl<T: Transform> GuestTransformer for Adapter<T> {
     fn open(config: Vec<(String, String)>, input: TableSchema) -> Result<Transformer, String> {
+        // A panic ends in a bare trap; logging its message first lets the
+        // host say why.
+        static HOOK: std::sync::Once = std::sync::Once::new();
+        HOOK.call_once(|| {
+            std::panic::set_hook(Box::new(|info| {
+                crate::log(crate::Level::Error, &info.to_string())
+            }))
+        });
         let transform = T::open(&Config::new(config), &input)?;
         let output = transform.output_schema(&input);
         Ok(Transformer::new(Adapter {

@@ -1,0 +1,307 @@
+//! Pipelines with WebAssembly transforms: real plugin components built by
+//! `make plugins`, run by the real `dmp` binary.
+
+use std::path::{Path, PathBuf};
+
+use rusqlite::Connection;
+use rusqlite::types::Value;
+
+use crate::round_trip::assert_same_database;
+use crate::support::{assert_exit, create_every_type_db, pipeline, rows, run_dmp, text};
+
+/// A plugin built by `make plugins` (`wasi`: the WASI build).
+pub fn plugin(name: &str, wasi: bool) -> PathBuf {
+    let target = if wasi {
+        "wasm32-wasip2"
+    } else {
+        "wasm32-unknown-unknown"
+    };
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../target/plugins")
+        .join(target)
+        .join("release")
+        .join(format!("{name}.wasm"));
+    assert!(
+        path.is_file(),
+        "{} is missing: run `make plugins` (or `make test`)",
+        path.display()
+    );
+    path
+}
+
+fn dead_letters(dir: &Path, table: &str) -> Vec<(String, String)> {
+    let state = Connection::open(dir.join(".dmp/state.db")).expect("state");
+    let mut stmt = state
+        .prepare("SELECT stage, error FROM dead_letters WHERE table_name = ?1 ORDER BY id")
+        .expect("prepare");
+    stmt.query_map([table], |r| Ok((r.get(0)?, r.get(1)?)))
+        .expect("query")
+        .collect::<rusqlite::Result<_>>()
+        .expect("rows")
+}
+
+#[test]
+fn identity_plugin_keeps_every_value_of_every_type() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    create_every_type_db(&dir.path().join("source.db"));
+    pipeline(
+        dir.path(),
+        "p.toml",
+        &format!(
+            "[source]\nurl = \"sqlite://source.db\"\n[target]\nurl = \"sqlite://target.db\"\n[[transform]]\nplugin = \"{}\"\n[run]\nbatch_rows = 3\n",
+            plugin("identity", false).display()
+        ),
+    );
+    assert_exit(&run_dmp(dir.path(), &["run", "p.toml"]), 0);
+    assert_same_database(&dir.path().join("source.db"), &dir.path().join("target.db"));
+}
+
+fn create_people_db(path: &Path) {
+    let conn = Connection::open(path).expect("db");
+    conn.execute_batch(
+        "CREATE TABLE people (id INTEGER PRIMARY KEY, full_name TEXT, email TEXT, phone TEXT, amount_cents BIGINT, status TEXT);
+         INSERT INTO people VALUES
+           (1, 'Zoë Müller', 'zoe.mueller@example.com', '+49 170 1234589', 12345, 'active'),
+           (2, 'Li', 'li@例え.jp', NULL, -5, 'cancelled'),
+           (3, NULL, NULL, '12', NULL, 'active');
+         CREATE TABLE orders (id INTEGER PRIMARY KEY, status TEXT, amount TEXT);
+         INSERT INTO orders VALUES (1, 'paid', '250.00'), (2, 'cancelled', '900'), (3, 'paid', '99.99'),
+           (4, 'paid', 'abc'), (5, NULL, '500'), (6, 'shipped', '101');",
+    )
+    .expect("fill");
+}
+
+#[test]
+fn example_plugins_mask_filter_and_reshape() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    create_people_db(&dir.path().join("source.db"));
+    pipeline(
+        dir.path(),
+        "p.toml",
+        &format!(
+            r#"[source]
+url = "sqlite://source.db"
+[target]
+url = "sqlite://target.db"
+[[transform]]
+plugin = "{mask}"
+tables = ["people"]
+config = {{ columns = "email, phone" }}
+[[transform]]
+plugin = "{reshape}"
+tables = ["people"]
+config = {{ split = "full_name=first_name,last_name", cents_to_decimal = "amount_cents=amount", rename = "status=state", drop = "full_name, amount_cents" }}
+[[transform]]
+plugin = "{filter}"
+tables = ["orders"]
+config = {{ where = "status != 'cancelled' and amount > 100" }}
+"#,
+            mask = plugin("mask_pii", false).display(),
+            reshape = plugin("reshape", false).display(),
+            filter = plugin("filter_rows", false).display(),
+        ),
+    );
+    let out = run_dmp(dir.path(), &["run", "p.toml"]);
+    // The order with amount `abc` is refused: exit code 1.
+    assert_exit(&out, 1);
+    let target = dir.path().join("target.db");
+    let columns: Vec<String> = crate::support::columns(&target, "people")
+        .into_iter()
+        .map(|(n, _)| n)
+        .collect();
+    assert_eq!(
+        columns,
+        [
+            "id",
+            "email",
+            "phone",
+            "state",
+            "first_name",
+            "last_name",
+            "amount"
+        ]
+    );
+    let t = |s: &str| Value::Text(s.to_string());
+    assert_eq!(
+        rows(&target, "people"),
+        vec![
+            vec![
+                Value::Integer(1),
+                t("z***@example.com"),
+                t("*************89"),
+                t("active"),
+                t("Zoë"),
+                t("Müller"),
+                t("123.45")
+            ],
+            vec![
+                Value::Integer(2),
+                t("l***@例え.jp"),
+                Value::Null,
+                t("cancelled"),
+                t("Li"),
+                Value::Null,
+                t("-0.05")
+            ],
+            vec![
+                Value::Integer(3),
+                Value::Null,
+                t("*12"),
+                t("active"),
+                Value::Null,
+                Value::Null,
+                Value::Null
+            ],
+        ]
+    );
+    let ids: Vec<Value> = rows(&target, "orders")
+        .into_iter()
+        .map(|r| r[0].clone())
+        .collect();
+    assert_eq!(ids, vec![Value::Integer(1), Value::Integer(6)]);
+    let refused = dead_letters(dir.path(), "orders");
+    assert_eq!(refused.len(), 1, "{refused:?}");
+    assert_eq!(refused[0].0, "transform");
+    assert!(
+        refused[0].1.starts_with("filter_rows (sha256 ")
+            && refused[0].1.contains("`abc` is not a number"),
+        "{}",
+        refused[0].1
+    );
+
+    let plan = run_dmp(dir.path(), &["plan", "p.toml"]);
+    assert_exit(&plan, 0);
+    let plan = text(&plan.stdout);
+    assert!(
+        plan.contains("transforms: mask_pii@") && plan.contains("→ reshape@"),
+        "{plan}"
+    );
+    assert!(
+        plan.contains("amount") && plan.contains("decimal(20,2)"),
+        "{plan}"
+    );
+}
+
+/// Runs the hostile plugin in `mode` on table `victim` while table
+/// `bystander` has no transform; returns dmp's output.
+fn run_hostile(dir: &Path, mode: &str) -> std::process::Output {
+    let conn = Connection::open(dir.join("source.db")).expect("db");
+    conn.execute_batch(
+        "CREATE TABLE IF NOT EXISTS victim (id INTEGER PRIMARY KEY, n BIGINT, note TEXT);
+         CREATE TABLE IF NOT EXISTS bystander (id INTEGER PRIMARY KEY, note TEXT);
+         INSERT OR IGNORE INTO victim VALUES (1, 10, 'a'), (2, 20, 'b'), (3, 30, NULL), (4, 40, 'd'), (5, 50, 'e');
+         INSERT OR IGNORE INTO bystander VALUES (1, 'x'), (2, 'y');",
+    )
+    .expect("fill");
+    pipeline(
+        dir,
+        "p.toml",
+        &format!(
+            "[source]\nurl = \"sqlite://source.db\"\n[target]\nurl = \"sqlite://target.db\"\n[[transform]]\nplugin = \"{}\"\ntables = [\"victim\"]\nconfig = {{ mode = \"{mode}\" }}\nmemory_mb = 16\ntimeout_ms = 300\n[run]\nbatch_rows = 2\n",
+            plugin("hostile", false).display()
+        ),
+    );
+    run_dmp(dir, &["run", "p.toml"])
+}
+
+#[test]
+fn hostile_plugins_fail_their_batches_and_the_host_goes_on() {
+    let cases = [
+        ("loop", "ran past its time limit"),
+        ("alloc", "ran past its memory limit"),
+        ("panic", "panicked: "),
+        ("trap", "trapped"),
+        ("refuse", "hostile plugin refuses this batch"),
+        (
+            "wrong-count",
+            "returned an invalid result: output column id",
+        ),
+        ("wrong-type", "returned an invalid result"),
+        ("fanout", "more than 100x fan-out"),
+    ];
+    for (mode, expected) in cases {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let started = std::time::Instant::now();
+        let out = run_hostile(dir.path(), mode);
+        assert_exit(&out, 1);
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(60),
+            "{mode} took {:?}",
+            started.elapsed()
+        );
+        let target = dir.path().join("target.db");
+        assert_eq!(
+            rows(&target, "bystander").len(),
+            2,
+            "{mode}: bystander incomplete"
+        );
+        assert!(
+            rows(&target, "victim").is_empty(),
+            "{mode}: rows passed a failing plugin"
+        );
+        let refused = dead_letters(dir.path(), "victim");
+        assert_eq!(refused.len(), 5, "{mode}: {refused:?}");
+        for (stage, error) in &refused {
+            assert_eq!(stage, "transform");
+            assert!(
+                error.contains(expected) && error.contains("plugin hostile"),
+                "{mode}: {error}"
+            );
+            assert!(error.contains("on table victim"), "{mode}: {error}");
+        }
+    }
+}
+
+#[test]
+fn plugins_that_refuse_to_open_or_import_wasi_stop_before_any_row_moves() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = run_hostile(dir.path(), "fail-open");
+    assert_exit(&out, 2);
+    assert!(
+        text(&out.stderr).contains("hostile plugin refuses table victim"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(
+        !dir.path().join("target.db").exists()
+            || crate::support::tables(&dir.path().join("target.db")).is_empty()
+    );
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    create_every_type_db(&dir.path().join("source.db"));
+    pipeline(
+        dir.path(),
+        "p.toml",
+        &format!(
+            "[source]\nurl = \"sqlite://source.db\"\n[target]\nurl = \"sqlite://target.db\"\n[[transform]]\nplugin = \"{}\"\n",
+            plugin("identity", true).display()
+        ),
+    );
+    let out = run_dmp(dir.path(), &["run", "p.toml"]);
+    assert_exit(&out, 2);
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("imports wasi:") && err.contains("may import only dmp:transform/host@0.1.0"),
+        "{err}"
+    );
+}
+
+#[test]
+fn on_error_fail_stops_at_the_first_failing_batch() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let _ = run_hostile(dir.path(), "refuse");
+    let body = std::fs::read_to_string(dir.path().join("p.toml")).expect("read");
+    pipeline(
+        dir.path(),
+        "p.toml",
+        &format!("{body}on_error = \"fail\"\n"),
+    );
+    let out = run_dmp(dir.path(), &["run", "p.toml", "--restart"]);
+    assert_exit(&out, 1);
+    assert!(
+        text(&out.stderr).contains("refuses this batch")
+            && text(&out.stderr).contains("on_error = \"fail\""),
+        "{}",
+        text(&out.stderr)
+    );
+}
