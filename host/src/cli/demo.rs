@@ -20,6 +20,43 @@ pub(super) struct DemoArgs {
     /// Orders in the sample database.
     #[arg(long, default_value_t = 120_000)]
     orders: u64,
+    /// Where the built plugins are (`make plugins` puts them there).
+    #[arg(long, default_value = "target/plugins/wasm32-unknown-unknown/release")]
+    plugins: PathBuf,
+    /// Run the pipelines without the WebAssembly transforms.
+    #[arg(long)]
+    no_transforms: bool,
+}
+
+/// The demo's transforms: e-mail addresses hashed (domain kept, still
+/// unique), cancelled orders left out.
+const TRANSFORMS: &str = r#"
+[[transform]]
+plugin = "plugins/mask_pii.wasm"
+tables = ["customers"]
+config = { columns = "email", mode = "hash", salt = "demo" }
+
+[[transform]]
+plugin = "plugins/filter_rows.wasm"
+tables = ["orders"]
+config = { where = "status != 'cancelled'" }
+"#;
+
+/// Copies the demo's plugins next to its pipelines.
+fn install_plugins(from: &Path, demo: &Path) -> Result<()> {
+    let dir = demo.join("plugins");
+    std::fs::create_dir_all(&dir).context(|| format!("creating {}", dir.display()))?;
+    for name in ["mask_pii.wasm", "filter_rows.wasm"] {
+        let source = from.join(name);
+        if !source.is_file() {
+            return Err(Error::Config(format!(
+                "plugin {} is not built: run `make plugins` first, or `dmp demo --no-transforms`",
+                source.display()
+            )));
+        }
+        std::fs::copy(&source, dir.join(name)).context(|| format!("copying {}", source.display()))?;
+    }
+    Ok(())
 }
 
 pub(super) async fn demo(args: DemoArgs, interactive: bool) -> Result<u8> {
@@ -35,6 +72,12 @@ pub(super) async fn demo(args: DemoArgs, interactive: bool) -> Result<u8> {
     } else {
         println!("using existing {}", db.display());
     }
+    let transforms = if args.no_transforms {
+        ""
+    } else {
+        install_plugins(&args.plugins, &args.dir)?;
+        TRANSFORMS
+    };
     let mut code = EXIT_OK;
     for (name, target) in [
         ("shop-to-sqlite", "sqlite://shop_copy.db"),
@@ -44,7 +87,7 @@ pub(super) async fn demo(args: DemoArgs, interactive: bool) -> Result<u8> {
         let text = format!(
             "# Written by `dmp demo`; run it again with `dmp run {}`.\n\
              [source]\nurl = \"sqlite://shop.db\"\n\n[target]\nurl = \"{target}\"\n\n\
-             [tables]\ninclude = [\"customers\", \"products\", \"orders\"]\n\n\
+             [tables]\ninclude = [\"customers\", \"products\", \"orders\"]\n{transforms}\n\
              [run]\nbatch_rows = 10000\nparallelism = 4\non_error = \"dead-letter\"\n",
             file.display()
         );

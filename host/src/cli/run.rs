@@ -98,7 +98,11 @@ pub(super) fn print_summary(summary: &RunSummary, json: bool) {
         secs
     );
     for table in &summary.tables {
-        println!("  {:24} {:>10} rows", table.name, table.rows);
+        if table.written == table.rows {
+            println!("  {:24} {:>10} rows", table.name, table.rows);
+        } else {
+            println!("  {:24} {:>10} rows read, {} written", table.name, table.rows, table.written);
+        }
     }
     #[allow(clippy::cast_precision_loss)]
     let rate = summary.rows as f64 / secs;

@@ -25,8 +25,11 @@ use crate::transform::{PluginRuntime, TransformChain, open_chains, reject_whole_
 #[derive(Debug, Clone, Serialize)]
 pub struct TableSummary {
     pub name: String,
-    /// Rows of the table handled in this run (written or refused).
+    /// Rows of the table read in this run.
     pub rows: u64,
+    /// Rows written to the target in this run (transforms may drop or add
+    /// rows; refused rows are not written).
+    pub written: u64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -65,6 +68,7 @@ struct TableRun {
     progress: Arc<TableProgress>,
     chunks_left: AtomicUsize,
     rows: AtomicU64,
+    written: AtomicU64,
 }
 
 /// Runs (or resumes) `pipeline`. Stops at the next batch boundary when
@@ -148,6 +152,7 @@ pub async fn run(
                 progress: progress.table(&schema.name, estimated, done_rows),
                 chunks_left: AtomicUsize::new(left.len()),
                 rows: AtomicU64::new(0),
+                written: AtomicU64::new(0),
             });
             if left.is_empty() {
                 finish_table(&ctx, &table_run).await?;
@@ -247,6 +252,7 @@ pub async fn run(
                 .map(|t| TableSummary {
                     name: t.schema.name.clone(),
                     rows: t.rows.load(Ordering::Relaxed),
+                    written: t.written.load(Ordering::Relaxed),
                 })
                 .collect(),
             rows,
@@ -402,6 +408,7 @@ async fn copy_chunk(
             .record_progress(ctx.run, &checkpoint, &table.chain.plugins().join(","))?;
         table.progress.add(read);
         table.rows.fetch_add(read, Ordering::Relaxed);
+        table.written.fetch_add(written, Ordering::Relaxed);
         if last {
             return Ok(());
         }
