@@ -29,5 +29,5 @@ lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --all-targets -- -D warnings
 
-bench:
+bench: plugins
 	$(CARGO) bench --bench sqlite_to_sqlite

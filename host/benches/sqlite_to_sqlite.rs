@@ -1,9 +1,11 @@
 //! Migrates a 1M-row SQLite table to SQLite with dmp and, as the baseline,
 //! with SQLite's own `INSERT INTO ... SELECT` across two attached files (no
-//! conversion, no checkpoints: the ceiling for this copy). Prints rows/s,
-//! the ratio, and dmp's peak RSS.
+//! conversion, no checkpoints: the ceiling for this copy). Then the same dmp
+//! run with an identity WASM transform and with `mask_pii`. Prints rows/s,
+//! the ratios, the transform cost per row, and peak RSS.
 //!
-//! `cargo bench --bench sqlite_to_sqlite` (rows: `DMP_BENCH_ROWS`, default 1000000).
+//! `make bench` (builds the plugins first); rows: `DMP_BENCH_ROWS`, default
+//! 1000000.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -87,30 +89,49 @@ fn main() -> anyhow::Result<()> {
     create_source(&source, rows)?;
     let rss_before = peak_rss_mib();
 
-    let file = dir.path().join("bench.toml");
-    std::fs::write(
-        &file,
-        "[source]\nurl = \"sqlite://source.db\"\n[target]\nurl = \"sqlite://target.db\"\n[run]\nbatch_rows = 10000\nchunk_rows = 250000\nparallelism = 2\n",
-    )?;
-    let pipeline = Pipeline::load(&file)?;
+    let plugins = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../target/plugins/wasm32-unknown-unknown/release");
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    let summary = runtime.block_on(async {
-        let (source, target) = open_pipeline(&pipeline)?;
-        let state = Arc::new(StateStore::open(&pipeline.state)?);
-        engine::run(
-            &pipeline,
-            false,
-            source,
-            target,
-            state,
-            Progress::new(),
-            Shutdown::new(),
+    let run = |name: &str, transform: &str| -> anyhow::Result<f64> {
+        let file = dir.path().join(format!("{name}.toml"));
+        std::fs::write(
+            &file,
+            format!(
+                "[source]\nurl = \"sqlite://source.db\"\n[target]\nurl = \"sqlite://{name}.db\"\n{transform}[run]\nbatch_rows = 10000\nchunk_rows = 250000\nparallelism = 2\n"
+            ),
+        )?;
+        let pipeline = Pipeline::load(&file)?;
+        let summary = runtime.block_on(async {
+            let (source, target) = open_pipeline(&pipeline)?;
+            let state = Arc::new(StateStore::open(&pipeline.state)?);
+            engine::run(
+                &pipeline,
+                false,
+                source,
+                target,
+                state,
+                Progress::new(),
+                Shutdown::new(),
+            )
+            .await
+        })?;
+        Ok(summary.elapsed.as_secs_f64())
+    };
+    let transform = |plugin: &str, config: &str| {
+        format!(
+            "[[transform]]\nplugin = \"{}\"\nconfig = {{ {config} }}\n",
+            plugins.join(plugin).display()
         )
-        .await
-    })?;
-    let dmp_secs = summary.elapsed.as_secs_f64();
+    };
+    let dmp_secs = run("plain", "")?;
+    let rss_plain = peak_rss_mib();
+    // Compile the plugins once so that the timed runs load them from the cache.
+    run("warm", &transform("identity.wasm", ""))?;
+    run("warm2", &transform("mask_pii.wasm", "columns = \"status\""))?;
+    let identity_secs = run("identity", &transform("identity.wasm", ""))?;
+    let mask_secs = run("mask", &transform("mask_pii.wasm", "columns = \"status\""))?;
     let rss_after = peak_rss_mib();
     let base_secs = baseline(&source, &dir.path().join("baseline.db"))?;
 
@@ -129,6 +150,25 @@ fn main() -> anyhow::Result<()> {
         "dmp / baseline wall time:            {:.2}x",
         dmp_secs / base_secs
     );
-    println!("peak RSS: {rss_after} MiB (process after generating the source: {rss_before} MiB)");
+    println!(
+        "dmp + identity WASM transform:       {identity_secs:.3} s, {:.0} rows/s, {:.2}x no transform",
+        rate(identity_secs),
+        identity_secs / dmp_secs
+    );
+    println!(
+        "dmp + mask_pii WASM transform:       {mask_secs:.3} s, {:.0} rows/s, {:.2}x no transform",
+        rate(mask_secs),
+        mask_secs / dmp_secs
+    );
+    #[allow(clippy::cast_precision_loss)]
+    let per_row = |secs: f64| (secs - dmp_secs) * 1e9 / rows as f64;
+    println!(
+        "transform cost per row (wall):       identity {:.0} ns, mask_pii {:.0} ns",
+        per_row(identity_secs),
+        per_row(mask_secs)
+    );
+    println!(
+        "peak RSS: {rss_plain} MiB without transforms, {rss_after} MiB at the end (after generating the source: {rss_before} MiB)"
+    );
     Ok(())
 }

@@ -54,7 +54,8 @@ fn install_plugins(from: &Path, demo: &Path) -> Result<()> {
                 source.display()
             )));
         }
-        std::fs::copy(&source, dir.join(name)).context(|| format!("copying {}", source.display()))?;
+        std::fs::copy(&source, dir.join(name))
+            .context(|| format!("copying {}", source.display()))?;
     }
     Ok(())
 }

@@ -101,7 +101,10 @@ pub(super) fn print_summary(summary: &RunSummary, json: bool) {
         if table.written == table.rows {
             println!("  {:24} {:>10} rows", table.name, table.rows);
         } else {
-            println!("  {:24} {:>10} rows read, {} written", table.name, table.rows, table.written);
+            println!(
+                "  {:24} {:>10} rows read, {} written",
+                table.name, table.rows, table.written
+            );
         }
     }
     #[allow(clippy::cast_precision_loss)]
