@@ -305,3 +305,51 @@ fn on_error_fail_stops_at_the_first_failing_batch() {
         text(&out.stderr)
     );
 }
+
+#[test]
+fn plugin_test_shows_schema_and_outcomes_without_a_database() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        dir.path().join("schema.json"),
+        r#"{"name": "orders", "columns": [{"name": "id", "type": "int64", "nullable": false}, {"name": "amount", "type": "text"}], "primary_key": ["id"]}"#,
+    )
+    .expect("schema");
+    std::fs::write(dir.path().join("rows.jsonl"), "{\"id\": 1, \"amount\": \"250\"}\n{\"id\": 2, \"amount\": \"5\"}\n{\"id\": 3, \"amount\": \"abc\"}\n").expect("rows");
+    let filter = plugin("filter_rows", false);
+    let out = run_dmp(
+        dir.path(),
+        &[
+            "plugin",
+            "test",
+            &filter.to_string_lossy(),
+            "--schema",
+            "schema.json",
+            "--rows",
+            "rows.jsonl",
+            "--config",
+            "where=amount > 100",
+        ],
+    );
+    assert_exit(&out, 0);
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.contains("output schema of table orders:\n  id int64 NOT NULL\n  amount text\n"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(
+            "row 1: {\"id\":1,\"amount\":\"250\"}\n  kept: {\"id\":1,\"amount\":\"250\"}"
+        ),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("row 2: {\"id\":2,\"amount\":\"5\"}\n  dropped"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(
+            "row 3: {\"id\":3,\"amount\":\"abc\"}\n  rejected: column amount: `abc` is not a number"
+        ),
+        "{stdout}"
+    );
+}

@@ -3,6 +3,7 @@
 
 mod demo;
 mod plan;
+mod plugin;
 mod progress;
 mod run;
 
@@ -49,6 +50,9 @@ enum Command {
     },
     /// Create a sample shop database and migrate it to SQLite and JSON Lines.
     Demo(demo::DemoArgs),
+    /// Develop WebAssembly transform plugins.
+    #[command(subcommand)]
+    Plugin(plugin::PluginCommand),
 }
 
 pub fn main() -> ExitCode {
@@ -76,6 +80,7 @@ pub fn main() -> ExitCode {
             Command::Run(args) => run::run(args, interactive).await,
             Command::Plan { pipeline, json } => plan::plan(&pipeline, json).await.map(|()| EXIT_OK),
             Command::Demo(args) => demo::demo(args, interactive).await,
+            Command::Plugin(command) => plugin::plugin(command).await,
         }
     });
     match outcome {

@@ -488,6 +488,8 @@ fn read_cell(column: &wit::ColumnData, row: usize) -> Result<Cell<'_>, String> {
 #[derive(Debug)]
 pub(crate) struct Decoded {
     pub changes: Vec<Change>,
+    /// Input row index of each change.
+    pub origins: Vec<usize>,
     /// Input row index and reason of each refused row.
     pub rejects: Vec<(usize, String)>,
 }
@@ -597,6 +599,7 @@ pub(crate) fn decode_result(
     }
     Ok(Decoded {
         changes,
+        origins: result.origin.iter().map(|o| *o as usize).collect(),
         rejects: result
             .rejects
             .iter()

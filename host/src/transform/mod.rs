@@ -13,4 +13,4 @@ mod stage;
 
 pub use plugin::LoadedPlugin;
 pub use runtime::{Limits, PluginRuntime};
-pub use stage::{TransformChain, WasmTransform, open_chains, reject_whole_batch};
+pub use stage::{SampleOutcome, TransformChain, WasmTransform, open_chains, reject_whole_batch};

@@ -166,6 +166,54 @@ impl WasmTransform {
     }
 }
 
+/// What a plugin made of sample rows (`dmp plugin test`).
+#[derive(Debug)]
+pub struct SampleOutcome {
+    /// Output rows with the input row index each comes from.
+    pub rows: Vec<(usize, crate::model::Row)>,
+    /// Refused input rows with the reason.
+    pub rejects: Vec<(usize, String)>,
+}
+
+impl WasmTransform {
+    /// Runs sample rows (inserts) through the plugin and reports what
+    /// became of each.
+    pub fn try_rows(
+        &self,
+        rows: Vec<crate::model::Row>,
+    ) -> std::result::Result<SampleOutcome, String> {
+        let changes: Vec<crate::model::Change> =
+            rows.into_iter().map(crate::model::Change::Insert).collect();
+        let (mut instance, _) = Instance::open(
+            &self.plugin,
+            self.limits,
+            &self.input.name,
+            &self.config,
+            &self.input_wit,
+        )
+        .map_err(|f| format!("{}: opening failed: {f}", self.plugin.place))?;
+        let result = instance
+            .process(&encode_batch(&self.input, &changes))
+            .map_err(|f| format!("{}: {f}", self.plugin.place))?;
+        let decoded = decode_result(&result, &changes, &self.input, &self.output)
+            .map_err(|e| format!("{}: returned an invalid result: {e}", self.plugin.place))?;
+        Ok(SampleOutcome {
+            rows: decoded
+                .origins
+                .into_iter()
+                .zip(decoded.changes)
+                .map(|(origin, change)| match change {
+                    crate::model::Change::Insert(row) | crate::model::Change::Delete(row) => {
+                        (origin, row)
+                    }
+                    crate::model::Change::Update { after, .. } => (origin, after),
+                })
+                .collect(),
+            rejects: decoded.rejects,
+        })
+    }
+}
+
 /// Opens, for every table, the `[[transform]]` entries whose `tables`
 /// globs match it (all tables when empty), in pipeline order, each stage
 /// getting the previous stage's output schema. Each plugin file is loaded
