@@ -22,6 +22,11 @@ plugins:
 	rustup target add $(WASM_TARGET) wasm32-wasip2
 	$(CARGO) build --release --target $(WASM_TARGET) --manifest-path plugins/Cargo.toml --target-dir target/plugins
 	$(CARGO) build --release --target $(WASM_TARGET) --manifest-path tests/plugins/Cargo.toml --target-dir target/plugins
+	# Three builds of `stamp` for the hot-swap test.
+	for v in v1 v2 broken; do \
+	  STAMP_VERSION=$$v $(CARGO) build --release --target $(WASM_TARGET) --manifest-path tests/plugins/Cargo.toml --target-dir target/plugins -p stamp && \
+	  cp $(PLUGIN_DIR)/stamp.wasm $(PLUGIN_DIR)/stamp_$$v.wasm || exit 1; \
+	done
 	# The same identity plugin built against WASI: the host must refuse it.
 	$(CARGO) build --release --target wasm32-wasip2 --manifest-path tests/plugins/Cargo.toml --target-dir target/plugins -p identity
 

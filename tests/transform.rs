@@ -353,3 +353,107 @@ fn plugin_test_shows_schema_and_outcomes_without_a_database() {
         "{stdout}"
     );
 }
+
+/// Copies `from` over `to` the way a plugin is published: a temporary file
+/// renamed into place.
+fn publish(from: &Path, to: &Path) {
+    let tmp = to.with_extension("wasm.tmp");
+    std::fs::copy(from, &tmp).expect("copy plugin");
+    std::fs::rename(&tmp, to).expect("publish plugin");
+}
+
+fn wait_for(what: &str, child: &mut std::process::Child, done: impl Fn() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while !done() {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            panic!("dmp ended ({status}) before {what}: make the table bigger");
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no {what} within two minutes"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+}
+
+#[test]
+fn hot_swap_mid_run_moves_every_row_once_and_refuses_a_broken_version() {
+    const ROWS: i64 = 1_000_000;
+    let dir = tempfile::tempdir().expect("tempdir");
+    crate::support::create_events_db(&dir.path().join("source.db"), ROWS);
+    let live = dir.path().join("plugin.wasm");
+    publish(&plugin("stamp_v1", false), &live);
+    pipeline(
+        dir.path(),
+        "p.toml",
+        "[source]\nurl = \"sqlite://source.db\"\n[target]\nurl = \"sqlite://target.db\"\n[[transform]]\nplugin = \"plugin.wasm\"\n[run]\nbatch_rows = 500\nchunk_rows = 10000000\nparallelism = 1\n",
+    );
+    let log = dir.path().join("dmp.log");
+    let mut child = crate::support::dmp(dir.path())
+        .args(["run", "p.toml"])
+        .env("RUST_LOG", "info")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).expect("log"))
+        .spawn()
+        .expect("dmp starts");
+    let target = dir.path().join("target.db");
+    let committed = || {
+        Connection::open_with_flags(&target, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .and_then(|c| {
+                c.query_row(
+                    "SELECT coalesce(sum(rows), 0) FROM _dmp_checkpoints",
+                    [],
+                    |r| r.get::<_, i64>(0),
+                )
+            })
+            .unwrap_or(0)
+    };
+    let logged = |needle: &str| std::fs::read_to_string(&log).is_ok_and(|l| l.contains(needle));
+    wait_for("the first commit", &mut child, || committed() > 0);
+    publish(&plugin("stamp_v2", false), &live);
+    wait_for("the swap to v2", &mut child, || logged("plugin swapped"));
+    publish(&plugin("stamp_broken", false), &live);
+    wait_for("the broken version's refusal", &mut child, || {
+        logged("hot swap refused")
+    });
+    let status = child.wait().expect("wait");
+    let log_text = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(status.success(), "dmp failed: {status}\n{log_text}");
+    assert!(
+        log_text.contains("this build is broken on purpose"),
+        "{log_text}"
+    );
+
+    // Every row once, each stamped by the version running when it passed:
+    // v1 first, then v2, never the broken one.
+    let got = rows(&target, "events");
+    assert_eq!(got.len() as i64, ROWS);
+    let source = rows(&dir.path().join("source.db"), "events");
+    let mut stamps = Vec::new();
+    for (row, expected) in got.iter().zip(&source) {
+        assert_eq!(&row[..3], &expected[..], "row data changed");
+        stamps.push(row[3].clone());
+    }
+    let v1 = Value::Text("v1".into());
+    let v2 = Value::Text("v2".into());
+    let switch = stamps
+        .iter()
+        .position(|s| *s == v2)
+        .expect("no row was processed by v2");
+    assert!(switch > 0, "no row was processed by v1");
+    assert!(
+        stamps[..switch].iter().all(|s| *s == v1),
+        "a row before the swap was not stamped v1"
+    );
+    assert!(
+        stamps[switch..].iter().all(|s| *s == v2),
+        "a row after the swap was not stamped v2"
+    );
+
+    // The state store recorded which plugin version produced the last batch.
+    let state = Connection::open(dir.path().join(".dmp/state.db")).expect("state");
+    let recorded: String = state
+        .query_row("SELECT plugins FROM chunks", [], |r| r.get(0))
+        .expect("plugins");
+    assert!(recorded.starts_with("plugin@"), "{recorded}");
+}

@@ -20,7 +20,7 @@ use crate::connectors::{RejectSink, Source, Start, Target};
 use crate::error::{Error, ErrorKind, Result, ResultExt};
 use crate::model::{Checkpoint, Chunk, Position, TableSchema};
 use crate::state::{DeadLetterSink, RunStatus, StateStore};
-use crate::transform::{PluginRuntime, TransformChain, open_chains, reject_whole_batch};
+use crate::transform::{PluginRuntime, TransformChain, open_chains, reject_whole_batch, watch};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct TableSummary {
@@ -89,6 +89,10 @@ pub async fn run(
         let started = Instant::now();
         let (run_id, plan, start) = plan_or_resume(pipeline, restart, &*source, &state).await?;
         let (plugins, chains) = open_transforms(pipeline, &plan).await?;
+        let _hot_swap = match &plugins {
+            Some(runtime) => Some(watch(runtime.clone(), &chains)?),
+            None => None,
+        };
         let outputs: Vec<Arc<TableSchema>> = plan
             .iter()
             .map(|(t, _)| {
@@ -368,15 +372,15 @@ async fn copy_chunk(
         })??;
         let read = batch.rows_read();
         rows += read;
-        let mut batch = match table.chain.apply(batch).await? {
-            Ok(batch) => batch,
+        let (mut batch, versions) = match table.chain.apply(batch).await? {
+            Ok(done) => done,
             Err((mut batch, reason)) => {
                 if ctx.pipeline.on_error == OnError::Fail {
                     return Err(Error::Data(format!("{reason} (on_error = \"fail\")")));
                 }
                 warn!(table = %table.schema.name, error = %reason, "transform failed on a batch; its rows are refused");
                 reject_whole_batch(&mut batch, &reason);
-                batch
+                (batch, String::new())
             }
         };
         let rejects = std::mem::take(&mut batch.rejects);
@@ -404,8 +408,7 @@ async fn copy_chunk(
             .instrument(span)
             .await?;
         tracing::debug!(rows = read, written, "batch committed");
-        ctx.state
-            .record_progress(ctx.run, &checkpoint, &table.chain.plugins().join(","))?;
+        ctx.state.record_progress(ctx.run, &checkpoint, &versions)?;
         table.progress.add(read);
         table.rows.fetch_add(read, Ordering::Relaxed);
         table.written.fetch_add(written, Ordering::Relaxed);

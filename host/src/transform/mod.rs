@@ -6,11 +6,13 @@
 mod bindings;
 mod convert;
 mod host;
+mod hot_swap;
 mod instance;
 mod plugin;
 mod runtime;
 mod stage;
 
+pub use hot_swap::{HotSwap, watch};
 pub use plugin::LoadedPlugin;
 pub use runtime::{Limits, PluginRuntime};
 pub use stage::{SampleOutcome, TransformChain, WasmTransform, open_chains, reject_whole_batch};

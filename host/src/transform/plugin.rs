@@ -25,6 +25,15 @@ pub struct LoadedPlugin {
     pub place: String,
     pub(crate) pre: PluginPre<HostState>,
     pub(crate) engine: wasmtime::Engine,
+    /// Order of loading: a hot swap only moves to a later generation.
+    pub generation: u64,
+}
+
+static GENERATIONS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
+/// The next load's generation, taken when its file is read.
+pub(crate) fn next_generation() -> u64 {
+    GENERATIONS.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
 }
 
 impl LoadedPlugin {
@@ -35,6 +44,7 @@ impl LoadedPlugin {
         hash: String,
         place: String,
         component: &Component,
+        generation: u64,
     ) -> Result<std::sync::Arc<Self>> {
         let ty = component.component_type();
         let refused: Vec<&str> = ty
@@ -64,6 +74,7 @@ impl LoadedPlugin {
             place,
             pre,
             engine: runtime.engine.clone(),
+            generation,
         }))
     }
 }

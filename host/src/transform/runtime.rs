@@ -94,6 +94,7 @@ impl PluginRuntime {
 
     /// Reads, checks and compiles (or loads from the cache) a plugin.
     pub fn load(&self, path: &Path) -> Result<Arc<LoadedPlugin>> {
+        let generation = super::plugin::next_generation();
         let bytes = std::fs::read(path)
             .map_err(|e| Error::Config(format!("cannot read plugin {}: {e}", path.display())))?;
         let hash: String = Sha256::digest(&bytes)
@@ -105,7 +106,15 @@ impl PluginRuntime {
             .map_or_else(|| "plugin".into(), |s| s.to_string_lossy().into_owned());
         let place = format!("plugin {name} ({}, sha256 {})", path.display(), &hash[..12]);
         let component = self.compile(&bytes, &hash, &place)?;
-        LoadedPlugin::new(self, name, path.to_path_buf(), hash, place, &component)
+        LoadedPlugin::new(
+            self,
+            name,
+            path.to_path_buf(),
+            hash,
+            place,
+            &component,
+            generation,
+        )
     }
 
     fn compile(&self, bytes: &[u8], hash: &str, place: &str) -> Result<Component> {

@@ -6,6 +6,8 @@
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
+
+use arc_swap::ArcSwap;
 use std::time::Duration;
 
 use super::bindings::wit;
@@ -17,15 +19,22 @@ use crate::config::TransformSection;
 use crate::error::{Error, Result, ResultExt};
 use crate::model::{Batch, Reject, RejectStage, TableSchema, TableSelection, json::row_to_json};
 
-/// One plugin applied to one table.
-pub struct WasmTransform {
+/// One version of a plugin opened for a table, with its idle instances.
+struct Version {
     plugin: Arc<LoadedPlugin>,
+    idle: Mutex<Vec<Instance>>,
+}
+
+/// One plugin applied to one table. The plugin can be swapped while the
+/// pipeline runs: each batch pins the version it starts with, so batches in
+/// flight finish on the old one.
+pub struct WasmTransform {
+    current: ArcSwap<Version>,
     config: Vec<(String, String)>,
     limits: Limits,
     input: Arc<TableSchema>,
     input_wit: wit::TableSchema,
     output: Arc<TableSchema>,
-    idle: Mutex<Vec<Instance>>,
 }
 
 impl WasmTransform {
@@ -39,34 +48,90 @@ impl WasmTransform {
         input: Arc<TableSchema>,
     ) -> Result<Self> {
         let input_wit = schema_to_wit(&input);
-        let place = format!("{} on table {}", plugin.place, input.name);
-        let (instance, output) = Instance::open(&plugin, limits, &input.name, &config, &input_wit)
-            .map_err(|f| Error::Plugin(format!("{place}: opening failed: {f}")))?;
-        let output =
-            schema_from_wit(&output, &input).map_err(|e| Error::Plugin(format!("{place}: {e}")))?;
+        let (instance, output) = Self::open_version(&plugin, &config, limits, &input, &input_wit)
+            .map_err(Error::Plugin)?;
         Ok(WasmTransform {
-            plugin,
+            current: ArcSwap::from_pointee(Version {
+                plugin,
+                idle: Mutex::new(vec![instance]),
+            }),
             config,
             limits,
             input,
             input_wit,
             output: Arc::new(output),
-            idle: Mutex::new(vec![instance]),
         })
+    }
+
+    fn open_version(
+        plugin: &LoadedPlugin,
+        config: &[(String, String)],
+        limits: Limits,
+        input: &TableSchema,
+        input_wit: &wit::TableSchema,
+    ) -> std::result::Result<(Instance, TableSchema), String> {
+        let place = format!("{} on table {}", plugin.place, input.name);
+        let (instance, output) = Instance::open(plugin, limits, &input.name, config, input_wit)
+            .map_err(|f| format!("{place}: opening failed: {f}"))?;
+        let output = schema_from_wit(&output, input).map_err(|e| format!("{place}: {e}"))?;
+        Ok((instance, output))
+    }
+
+    /// Installs a new version of the plugin if it opens for this table with
+    /// the same output schema and is newer than the running one; otherwise
+    /// the running version stays and the reason is returned.
+    pub fn swap(&self, plugin: Arc<LoadedPlugin>) -> std::result::Result<bool, String> {
+        let running = self.current.load();
+        if plugin.hash == running.plugin.hash || plugin.generation <= running.plugin.generation {
+            return Ok(false);
+        }
+        let (instance, output) = Self::open_version(
+            &plugin,
+            &self.config,
+            self.limits,
+            &self.input,
+            &self.input_wit,
+        )?;
+        if output != *self.output {
+            return Err(format!(
+                "{} on table {}: its output schema differs from the running version's",
+                plugin.place, self.input.name
+            ));
+        }
+        let new = Arc::new(Version {
+            plugin,
+            idle: Mutex::new(vec![instance]),
+        });
+        // Two reloads may finish out of order: only ever move forward.
+        let previous = self.current.rcu(|current| {
+            if new.plugin.generation > current.plugin.generation {
+                new.clone()
+            } else {
+                current.clone()
+            }
+        });
+        Ok(previous.plugin.generation < new.plugin.generation)
+    }
+
+    /// The plugin file this transform runs.
+    pub fn plugin_path(&self) -> std::path::PathBuf {
+        self.current.load().plugin.path.clone()
+    }
+
+    /// `name@sha256-prefix` of the running version.
+    pub fn version(&self) -> String {
+        let plugin = &self.current.load().plugin;
+        format!("{}@{}", plugin.name, &plugin.hash[..12])
     }
 
     pub fn output_schema(&self) -> &Arc<TableSchema> {
         &self.output
     }
 
-    pub fn plugin(&self) -> &LoadedPlugin {
-        &self.plugin
-    }
-
-    fn place(&self, batch: &Batch) -> String {
+    fn place(&self, plugin: &LoadedPlugin, batch: &Batch) -> String {
         format!(
             "{} on table {} (batch ending at {})",
-            self.plugin.place,
+            plugin.place,
             self.input.name,
             serde_json::to_string(&batch.position).unwrap_or_default()
         )
@@ -75,12 +140,14 @@ impl WasmTransform {
     /// Transforms a batch (blocking: run it off the async threads). Rows the
     /// plugin refuses join the batch's rejects; a failure of the whole call
     /// is an error naming plugin, table and batch.
-    pub fn apply(&self, batch: Batch) -> std::result::Result<Batch, (Batch, String)> {
-        let instance = self.idle.lock().ok().and_then(|mut idle| idle.pop());
+    pub fn apply(&self, batch: Batch) -> std::result::Result<(Batch, String), (Batch, String)> {
+        let version = self.current.load_full();
+        let plugin = &*version.plugin;
+        let instance = version.idle.lock().ok().and_then(|mut idle| idle.pop());
         let mut instance = match instance {
             Some(instance) => instance,
             None => match Instance::open(
-                &self.plugin,
+                plugin,
                 self.limits,
                 &self.input.name,
                 &self.config,
@@ -90,7 +157,7 @@ impl WasmTransform {
                 Err(f) => {
                     let message = format!(
                         "{}: opening another instance failed: {f}",
-                        self.place(&batch)
+                        self.place(plugin, &batch)
                     );
                     return Err((batch, message));
                 }
@@ -103,14 +170,14 @@ impl WasmTransform {
             // A trap poisons the instance: it is dropped, not pooled.
             Err(failure) => {
                 let kept = matches!(failure, Failure::Refused(_));
-                if kept && let Ok(mut idle) = self.idle.lock() {
+                if kept && let Ok(mut idle) = version.idle.lock() {
                     idle.push(instance);
                 }
-                let message = format!("{}: {failure}", self.place(&batch));
+                let message = format!("{}: {failure}", self.place(plugin, &batch));
                 return Err((batch, message));
             }
         };
-        if let Ok(mut idle) = self.idle.lock() {
+        if let Ok(mut idle) = version.idle.lock() {
             idle.push(instance);
         }
         let limit = u64::from(encoded.len)
@@ -119,7 +186,7 @@ impl WasmTransform {
         if u64::from(result.len) > limit {
             let message = format!(
                 "{}: returned {} rows for {} (more than {}x fan-out)",
-                self.place(&batch),
+                self.place(plugin, &batch),
                 result.len,
                 encoded.len,
                 self.limits.max_fanout
@@ -129,7 +196,10 @@ impl WasmTransform {
         let decoded = match decode_result(&result, &batch.changes, &self.input, &self.output) {
             Ok(decoded) => decoded,
             Err(e) => {
-                let message = format!("{}: returned an invalid result: {e}", self.place(&batch));
+                let message = format!(
+                    "{}: returned an invalid result: {e}",
+                    self.place(plugin, &batch)
+                );
                 return Err((batch, message));
             }
         };
@@ -137,17 +207,13 @@ impl WasmTransform {
         for (row, reason) in decoded.rejects {
             rejects.push(Reject {
                 stage: RejectStage::Transform,
-                error: format!(
-                    "{} (sha256 {}): {reason}",
-                    self.plugin.name,
-                    &self.plugin.hash[..12]
-                ),
+                error: format!("{} (sha256 {}): {reason}", plugin.name, &plugin.hash[..12]),
                 row: row_to_json(&self.input, batch.changes[row].row()),
                 position: batch.position.clone(),
             });
         }
         tracing::debug!(
-            plugin = self.plugin.name,
+            plugin = plugin.name,
             table = self.input.name,
             rows_in = encoded.len,
             rows_out = decoded.changes.len(),
@@ -155,14 +221,15 @@ impl WasmTransform {
             micros = started.elapsed().as_micros(),
             "batch transformed"
         );
-        Ok(Batch {
+        let batch = Batch {
             table: self.output.clone(),
             chunk: batch.chunk,
             changes: decoded.changes,
             rejects,
             position: batch.position,
             last: batch.last,
-        })
+        };
+        Ok((batch, format!("{}@{}", plugin.name, &plugin.hash[..12])))
     }
 }
 
@@ -184,19 +251,21 @@ impl WasmTransform {
     ) -> std::result::Result<SampleOutcome, String> {
         let changes: Vec<crate::model::Change> =
             rows.into_iter().map(crate::model::Change::Insert).collect();
+        let version = self.current.load_full();
+        let place = &version.plugin.place;
         let (mut instance, _) = Instance::open(
-            &self.plugin,
+            &version.plugin,
             self.limits,
             &self.input.name,
             &self.config,
             &self.input_wit,
         )
-        .map_err(|f| format!("{}: opening failed: {f}", self.plugin.place))?;
+        .map_err(|f| format!("{place}: opening failed: {f}"))?;
         let result = instance
             .process(&encode_batch(&self.input, &changes))
-            .map_err(|f| format!("{}: {f}", self.plugin.place))?;
+            .map_err(|f| format!("{place}: {f}"))?;
         let decoded = decode_result(&result, &changes, &self.input, &self.output)
-            .map_err(|e| format!("{}: returned an invalid result: {e}", self.plugin.place))?;
+            .map_err(|e| format!("{place}: returned an invalid result: {e}"))?;
         Ok(SampleOutcome {
             rows: decoded
                 .origins
@@ -283,27 +352,35 @@ impl TransformChain {
             .map_or_else(|| input.clone(), |s| s.output_schema().clone())
     }
 
-    /// Hashes of the plugins of this chain, for checkpoints and dead letters.
+    /// The running versions of this chain's plugins.
     pub fn plugins(&self) -> Vec<String> {
-        self.stages
-            .iter()
-            .map(|s| format!("{}@{}", s.plugin.name, &s.plugin.hash[..12]))
-            .collect()
+        self.stages.iter().map(|s| s.version()).collect()
     }
 
-    /// Runs the batch through every stage, off the async threads. On a
-    /// failure, gives back the batch as the failing stage got it.
-    pub async fn apply(&self, batch: Batch) -> Result<std::result::Result<Batch, (Batch, String)>> {
+    pub fn stages(&self) -> &[Arc<WasmTransform>] {
+        &self.stages
+    }
+
+    /// Runs the batch through every stage, off the async threads, and names
+    /// the plugin versions that did it. On a failure, gives back the batch
+    /// as the failing stage got it.
+    pub async fn apply(
+        &self,
+        batch: Batch,
+    ) -> Result<std::result::Result<(Batch, String), (Batch, String)>> {
         if self.stages.is_empty() {
-            return Ok(Ok(batch));
+            return Ok(Ok((batch, String::new())));
         }
         let stages = self.stages.clone();
         tokio::task::spawn_blocking(move || {
             let mut batch = batch;
+            let mut versions = Vec::with_capacity(stages.len());
             for stage in &stages {
-                batch = stage.apply(batch)?;
+                let (next, version) = stage.apply(batch)?;
+                batch = next;
+                versions.push(version);
             }
-            Ok(batch)
+            Ok((batch, versions.join(",")))
         })
         .await
         .context(|| "transform task".to_string())
