@@ -18,7 +18,11 @@ demo: plugins
 test: plugins
 	$(CARGO) test --workspace
 
-plugins:
+# The mask_pii plugin again in Python and JavaScript, against the same WIT.
+PY_PLUGIN := target/plugins/mask_pii_py.wasm
+JS_PLUGIN := target/plugins/mask_pii_js.wasm
+
+plugins: $(PY_PLUGIN) $(JS_PLUGIN)
 	rustup target add $(WASM_TARGET) wasm32-wasip2
 	$(CARGO) build --release --target $(WASM_TARGET) --manifest-path plugins/Cargo.toml --target-dir target/plugins
 	$(CARGO) build --release --target $(WASM_TARGET) --manifest-path tests/plugins/Cargo.toml --target-dir target/plugins
@@ -36,3 +40,14 @@ lint:
 
 bench: plugins
 	$(CARGO) bench --bench sqlite_to_sqlite
+
+# --stub-wasi: the component imports nothing but the host interface.
+$(PY_PLUGIN): plugins/python/mask_pii/app.py plugins/python/mask_pii/transform.py wit/transform.wit
+	python3 -m pip install --quiet --disable-pip-version-check componentize-py==0.25.1
+	mkdir -p $(dir $@)
+	componentize-py -d wit -w plugin componentize --stub-wasi -p plugins/python/mask_pii app -o $@
+
+$(JS_PLUGIN): plugins/js/mask_pii/plugin.js plugins/js/build.mjs plugins/js/package-lock.json wit/transform.wit
+	cd plugins/js && npm ci --no-audit --no-fund
+	mkdir -p $(dir $@)
+	node plugins/js/build.mjs mask_pii $(abspath $@)

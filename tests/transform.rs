@@ -457,3 +457,72 @@ fn hot_swap_mid_run_moves_every_row_once_and_refuses_a_broken_version() {
         .expect("plugins");
     assert!(recorded.starts_with("plugin@"), "{recorded}");
 }
+
+/// A plugin built from another language by `make plugins`.
+fn foreign_plugin(file: &str) -> PathBuf {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../target/plugins")
+        .join(file);
+    assert!(
+        path.is_file(),
+        "{} is missing: run `make plugins` (or `make test`)",
+        path.display()
+    );
+    path
+}
+
+#[test]
+fn rust_python_and_javascript_plugins_give_the_same_rows() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    create_every_type_db(&dir.path().join("source.db"));
+    let plugins = [
+        ("rust", plugin("mask_pii", false)),
+        ("python", foreign_plugin("mask_pii_py.wasm")),
+        ("js", foreign_plugin("mask_pii_js.wasm")),
+    ];
+    let mut results = Vec::new();
+    for (language, path) in &plugins {
+        pipeline(
+            dir.path(),
+            &format!("{language}.toml"),
+            &format!(
+                "[source]\nurl = \"sqlite://source.db\"\n[target]\nurl = \"sqlite://{language}.db\"\n[tables]\ninclude = [\"every_type\"]\n[[transform]]\nplugin = \"{}\"\nconfig = {{ columns = \"txt, vc\" }}\n[run]\nbatch_rows = 3\n",
+                path.display()
+            ),
+        );
+        assert_exit(
+            &run_dmp(dir.path(), &["run", &format!("{language}.toml")]),
+            0,
+        );
+        results.push(rows(
+            &dir.path().join(format!("{language}.db")),
+            "every_type",
+        ));
+    }
+    assert_eq!(results[0], results[1], "Python differs from Rust");
+    assert_eq!(results[0], results[2], "JavaScript differs from Rust");
+    // Masked where asked, everything else as in the source.
+    let source = rows(&dir.path().join("source.db"), "every_type");
+    let t = |s: &str| Value::Text(s.to_string());
+    let (txt, vc) = (9, 10);
+    let masked: Vec<(Value, Value)> = results[0]
+        .iter()
+        .map(|r| (r[txt].clone(), r[vc].clone()))
+        .collect();
+    assert_eq!(
+        masked,
+        vec![
+            (t("***in"), t("**********rs")),
+            (t(&format!("{}ne", "*".repeat(51))), t("***** 😀")),
+            (Value::Null, Value::Null),
+            (t("*"), t("********中文")),
+        ]
+    );
+    for (got, want) in results[0].iter().zip(&source) {
+        for (i, (g, w)) in got.iter().zip(want).enumerate() {
+            if i != txt && i != vc {
+                assert_eq!(g, w, "column {i} changed");
+            }
+        }
+    }
+}

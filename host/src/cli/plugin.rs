@@ -104,7 +104,9 @@ fn test(args: &TestArgs) -> Result<u8> {
             .ok_or_else(|| Error::Config(format!("--config {pair}: expected KEY=VALUE")))?;
         config.push((k.to_string(), v.to_string()));
     }
-    let runtime = PluginRuntime::new(Path::new(".dmp/plugins"))?;
+    let cache =
+        crate::config::default_plugin_cache().unwrap_or_else(|| PathBuf::from(".dmp/plugins"));
+    let runtime = PluginRuntime::new(&cache)?;
     let plugin = runtime.load(&args.plugin)?;
     println!("{} ({} rows in)", plugin.place, rows.len());
     let transform = WasmTransform::open(plugin, config, Limits::default(), schema.clone())?;

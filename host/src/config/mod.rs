@@ -40,7 +40,7 @@ pub struct Pipeline {
     pub parallelism: usize,
     pub on_error: OnError,
     pub state: PathBuf,
-    /// Compiled plugins, by content hash: `plugins/` beside the state store.
+    /// Compiled plugins, by content hash (see `default_plugin_cache`).
     pub plugin_cache: PathBuf,
 }
 
@@ -86,13 +86,30 @@ impl Pipeline {
         .with_plugin_cache())
     }
 
+    /// Compiled plugins are cached per user, so that every pipeline and
+    /// every restart shares them: `$DMP_PLUGIN_CACHE`, else
+    /// `$XDG_CACHE_HOME/dmp/plugins`, else `~/.cache/dmp/plugins`, else
+    /// `plugins/` beside the state store.
     fn with_plugin_cache(mut self) -> Self {
-        self.plugin_cache = self
-            .state
-            .parent()
-            .map_or_else(|| PathBuf::from("plugins"), |dir| dir.join("plugins"));
+        self.plugin_cache = default_plugin_cache().unwrap_or_else(|| {
+            self.state
+                .parent()
+                .map_or_else(|| PathBuf::from("plugins"), |dir| dir.join("plugins"))
+        });
         self
     }
+}
+
+/// The per-user cache of compiled plugins (see `Pipeline::plugin_cache`).
+pub fn default_plugin_cache() -> Option<PathBuf> {
+    let var = |name: &str| {
+        std::env::var_os(name)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    };
+    var("DMP_PLUGIN_CACHE")
+        .or_else(|| var("XDG_CACHE_HOME").map(|d| d.join("dmp/plugins")))
+        .or_else(|| var("HOME").map(|d| d.join(".cache/dmp/plugins")))
 }
 
 /// A stable hash (unlike std's), so a command line names the same pipeline

@@ -61,7 +61,9 @@ impl Instance {
             limits: StoreLimitsBuilder::new()
                 .memory_size(limits.memory_bytes)
                 .trap_on_grow_failure(true)
-                .instances(4)
+                .instances(256)
+                .tables(256)
+                .memories(16)
                 .build(),
             plugin: plugin.name.clone(),
             table: table.to_string(),
