@@ -526,3 +526,106 @@ fn rust_python_and_javascript_plugins_give_the_same_rows() {
         }
     }
 }
+
+/// Runs a build command of a scaffolded plugin, failing with its output.
+fn build(dir: &Path, program: &str, args: &[&str]) {
+    let out = std::process::Command::new(program)
+        .args(args)
+        .current_dir(dir)
+        .env(
+            "CARGO_TARGET_DIR",
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/plugins"),
+        )
+        .output()
+        .unwrap_or_else(|e| panic!("{program} does not start: {e} (run `make plugins` first)"));
+    assert!(
+        out.status.success(),
+        "{program} {args:?} failed:\n{}\n{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn scaffolded_plugins_build_as_they_are_in_three_languages() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let rust_wasm = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../target/plugins/wasm32-unknown-unknown/release/shout_rs.wasm");
+    let cases: [(&str, &str, PathBuf); 3] = [
+        ("shout-rs", "rust", rust_wasm),
+        (
+            "shout-py",
+            "python",
+            dir.path().join("shout-py/shout_py.wasm"),
+        ),
+        ("shout-js", "js", dir.path().join("shout-js/shout_js.wasm")),
+    ];
+    for (name, lang, wasm) in cases {
+        assert_exit(
+            &run_dmp(dir.path(), &["plugin", "new", name, "--lang", lang]),
+            0,
+        );
+        let project = dir.path().join(name);
+        match lang {
+            "rust" => build(
+                &project,
+                "cargo",
+                &["build", "--release", "--target", "wasm32-unknown-unknown"],
+            ),
+            "python" => build(
+                &project,
+                "componentize-py",
+                &[
+                    "-d",
+                    "wit",
+                    "-w",
+                    "plugin",
+                    "componentize",
+                    "--stub-wasi",
+                    "-p",
+                    ".",
+                    "app",
+                    "-o",
+                    "shout_py.wasm",
+                ],
+            ),
+            _ => {
+                let modules =
+                    Path::new(env!("CARGO_MANIFEST_DIR")).join("../plugins/js/node_modules");
+                std::os::unix::fs::symlink(&modules, project.join("node_modules"))
+                    .expect("link node_modules");
+                build(&project, "node", &["build.mjs"]);
+            }
+        }
+        let out = run_dmp(
+            &project,
+            &[
+                "plugin",
+                "test",
+                &wasm.to_string_lossy(),
+                "--schema",
+                "sample/schema.json",
+                "--rows",
+                "sample/rows.jsonl",
+                "--config",
+                "column=name",
+            ],
+        );
+        assert_exit(&out, 0);
+        let stdout = text(&out.stdout);
+        assert!(
+            stdout.contains("kept: {\"id\":1,\"name\":\"ZOË\"}"),
+            "{lang}: {stdout}"
+        );
+        assert!(
+            stdout.contains("row 2: {\"id\":2,\"name\":\"\"}\n  dropped"),
+            "{lang}: {stdout}"
+        );
+        assert!(
+            stdout.contains("kept: {\"id\":3,\"name\":null}"),
+            "{lang}: {stdout}"
+        );
+    }
+    assert_exit(&run_dmp(dir.path(), &["plugin", "new", "shout-rs"]), 2);
+    assert_exit(&run_dmp(dir.path(), &["plugin", "new", "9 lives"]), 2);
+}

@@ -6,6 +6,7 @@ mod plan;
 mod plugin;
 mod progress;
 mod run;
+mod scaffold;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

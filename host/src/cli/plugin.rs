@@ -15,6 +15,8 @@ use crate::transform::{Limits, PluginRuntime, WasmTransform};
 
 #[derive(Debug, Subcommand)]
 pub(super) enum PluginCommand {
+    /// Create a plugin project that builds as it is.
+    New(super::scaffold::NewArgs),
     /// Run a plugin on sample rows and print its output schema and what
     /// became of each row.
     Test(TestArgs),
@@ -37,6 +39,7 @@ pub(super) struct TestArgs {
 
 pub(super) async fn plugin(command: PluginCommand) -> Result<u8> {
     match command {
+        PluginCommand::New(args) => super::scaffold::new_plugin(&args),
         PluginCommand::Test(args) => tokio::task::spawn_blocking(move || test(&args))
             .await
             .map_err(|e| Error::Data(format!("plugin test task: {e}")))?,
