@@ -165,6 +165,18 @@ impl WasmTransform {
         };
         let started = std::time::Instant::now();
         let encoded = encode_batch(&self.input, &batch.changes);
+        // One span per call: rows in and out, refused rows, time in the plugin.
+        let span = tracing::debug_span!(
+            "plugin_call",
+            plugin = %plugin.name,
+            hash = &plugin.hash[..12],
+            table = %self.input.name,
+            rows_in = encoded.len,
+            rows_out = tracing::field::Empty,
+            rejected = tracing::field::Empty,
+            micros = tracing::field::Empty,
+        );
+        let _entered = span.enter();
         let result = match instance.process(&encoded) {
             Ok(result) => result,
             // A trap poisons the instance: it is dropped, not pooled.
@@ -212,15 +224,10 @@ impl WasmTransform {
                 position: batch.position.clone(),
             });
         }
-        tracing::debug!(
-            plugin = plugin.name,
-            table = self.input.name,
-            rows_in = encoded.len,
-            rows_out = decoded.changes.len(),
-            rejected = rejects.len(),
-            micros = started.elapsed().as_micros(),
-            "batch transformed"
-        );
+        span.record("rows_out", decoded.changes.len());
+        span.record("rejected", rejects.len());
+        span.record("micros", started.elapsed().as_micros());
+        tracing::debug!(parent: &span, "batch transformed");
         let batch = Batch {
             table: self.output.clone(),
             chunk: batch.chunk,
