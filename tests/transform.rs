@@ -306,6 +306,23 @@ fn on_error_fail_stops_at_the_first_failing_batch() {
     );
 }
 
+/// `dmp plugin test` in `dir`.
+fn plugin_test(
+    dir: &Path,
+    wasm: &Path,
+    schema: &str,
+    rows: &str,
+    config: &str,
+) -> std::process::Output {
+    let wasm = wasm.to_string_lossy();
+    run_dmp(
+        dir,
+        &[
+            "plugin", "test", &wasm, "--schema", schema, "--rows", rows, "--config", config,
+        ],
+    )
+}
+
 #[test]
 fn plugin_test_shows_schema_and_outcomes_without_a_database() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -315,20 +332,12 @@ fn plugin_test_shows_schema_and_outcomes_without_a_database() {
     )
     .expect("schema");
     std::fs::write(dir.path().join("rows.jsonl"), "{\"id\": 1, \"amount\": \"250\"}\n{\"id\": 2, \"amount\": \"5\"}\n{\"id\": 3, \"amount\": \"abc\"}\n").expect("rows");
-    let filter = plugin("filter_rows", false);
-    let out = run_dmp(
+    let out = plugin_test(
         dir.path(),
-        &[
-            "plugin",
-            "test",
-            &filter.to_string_lossy(),
-            "--schema",
-            "schema.json",
-            "--rows",
-            "rows.jsonl",
-            "--config",
-            "where=amount > 100",
-        ],
+        &plugin("filter_rows", false),
+        "schema.json",
+        "rows.jsonl",
+        "where=amount > 100",
     );
     assert_exit(&out, 0);
     let stdout = text(&out.stdout);
@@ -597,19 +606,12 @@ fn scaffolded_plugins_build_as_they_are_in_three_languages() {
                 build(&project, "node", &["build.mjs"]);
             }
         }
-        let out = run_dmp(
+        let out = plugin_test(
             &project,
-            &[
-                "plugin",
-                "test",
-                &wasm.to_string_lossy(),
-                "--schema",
-                "sample/schema.json",
-                "--rows",
-                "sample/rows.jsonl",
-                "--config",
-                "column=name",
-            ],
+            &wasm,
+            "sample/schema.json",
+            "sample/rows.jsonl",
+            "column=name",
         );
         assert_exit(&out, 0);
         let stdout = text(&out.stdout);
