@@ -21,8 +21,11 @@ test: plugins
 # The mask_pii plugin again in Python and JavaScript, against the same WIT.
 PY_PLUGIN := target/plugins/mask_pii_py.wasm
 JS_PLUGIN := target/plugins/mask_pii_js.wasm
+# Test-only: identities that rebuild every column, in Python and JavaScript.
+PY_REBUILD := target/plugins/rebuild_py.wasm
+JS_REBUILD := target/plugins/rebuild_js.wasm
 
-plugins: $(PY_PLUGIN) $(JS_PLUGIN)
+plugins: $(PY_PLUGIN) $(JS_PLUGIN) $(PY_REBUILD) $(JS_REBUILD)
 	rustup target add $(WASM_TARGET) wasm32-wasip2
 	$(CARGO) build --release --target $(WASM_TARGET) --manifest-path plugins/Cargo.toml --target-dir target/plugins
 	$(CARGO) build --release --target $(WASM_TARGET) --manifest-path tests/plugins/Cargo.toml --target-dir target/plugins
@@ -42,12 +45,21 @@ bench: plugins
 	$(CARGO) bench --bench sqlite_to_sqlite
 
 # --stub-wasi: the component imports nothing but the host interface.
-$(PY_PLUGIN): plugins/python/mask_pii/app.py plugins/python/mask_pii/transform.py wit/transform.wit
-	python3 -m pip install --quiet --disable-pip-version-check componentize-py==0.25.1
-	mkdir -p $(dir $@)
-	componentize-py -d wit -w plugin componentize --stub-wasi -p plugins/python/mask_pii app -o $@
+PY_BUILD = python3 -m pip install --quiet --disable-pip-version-check componentize-py==0.25.1 && \
+	mkdir -p target/plugins && componentize-py -d wit -w plugin componentize --stub-wasi -p
 
-$(JS_PLUGIN): plugins/js/mask_pii/plugin.js plugins/js/build.mjs plugins/js/package-lock.json wit/transform.wit
+$(PY_PLUGIN): plugins/python/mask_pii/app.py plugins/python/mask_pii/transform.py wit/transform.wit
+	$(PY_BUILD) plugins/python/mask_pii app -o $@
+
+$(PY_REBUILD): tests/plugins/python/rebuild/app.py tests/plugins/python/rebuild/transform.py wit/transform.wit
+	$(PY_BUILD) tests/plugins/python/rebuild app -o $@
+
+plugins/js/node_modules: plugins/js/package-lock.json
 	cd plugins/js && npm ci --no-audit --no-fund
-	mkdir -p $(dir $@)
-	node plugins/js/build.mjs mask_pii $(abspath $@)
+	touch $@
+
+$(JS_PLUGIN): plugins/js/mask_pii/plugin.js plugins/js/build.mjs wit/transform.wit plugins/js/node_modules
+	mkdir -p target/plugins && node plugins/js/build.mjs mask_pii $(abspath $@)
+
+$(JS_REBUILD): tests/plugins/js/rebuild/plugin.js plugins/js/build.mjs wit/transform.wit plugins/js/node_modules
+	mkdir -p target/plugins && node plugins/js/build.mjs $(abspath tests/plugins/js/rebuild) $(abspath $@)

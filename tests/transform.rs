@@ -631,3 +631,22 @@ fn scaffolded_plugins_build_as_they_are_in_three_languages() {
     assert_exit(&run_dmp(dir.path(), &["plugin", "new", "shout-rs"]), 2);
     assert_exit(&run_dmp(dir.path(), &["plugin", "new", "9 lives"]), 2);
 }
+
+#[test]
+fn python_and_javascript_plugins_handle_every_column_type() {
+    for file in ["rebuild_py.wasm", "rebuild_js.wasm"] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        create_every_type_db(&dir.path().join("source.db"));
+        pipeline(
+            dir.path(),
+            "p.toml",
+            &format!(
+                "[source]\nurl = \"sqlite://source.db\"\n[target]\nurl = \"sqlite://target.db\"\n[[transform]]\nplugin = \"{}\"\nmemory_mb = 256\n[run]\nbatch_rows = 3\n",
+                foreign_plugin(file).display()
+            ),
+        );
+        let out = run_dmp(dir.path(), &["run", "p.toml"]);
+        assert_exit(&out, 0);
+        assert_same_database(&dir.path().join("source.db"), &dir.path().join("target.db"));
+    }
+}

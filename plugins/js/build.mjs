@@ -1,10 +1,10 @@
-// Builds each plugin folder's `plugin.js` into a component at the path
-// given on the command line. Every WASI feature is disabled, so the
+// Builds a plugin folder's `plugin.js` (relative to this file, or absolute)
+// into a component at the path given on the command line. Every WASI feature is disabled, so the
 // component imports nothing but the host interface the DMP host grants.
 import { componentize } from '@bytecodealliance/componentize-js';
 import { writeFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
-import { dirname, join, resolve } from 'node:path';
+import { dirname, resolve } from 'node:path';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const [plugin, output] = process.argv.slice(2);
@@ -13,7 +13,7 @@ if (!plugin || !output) {
   process.exit(2);
 }
 const { component } = await componentize({
-  sourcePath: join(here, plugin, 'plugin.js'),
+  sourcePath: resolve(here, plugin, 'plugin.js'),
   witPath: resolve(here, '../../wit'),
   worldName: 'plugin',
   disableFeatures: ['stdio', 'random', 'clocks', 'http', 'fetch-event'],
