@@ -650,3 +650,77 @@ fn python_and_javascript_plugins_handle_every_column_type() {
         assert_same_database(&dir.path().join("source.db"), &dir.path().join("target.db"));
     }
 }
+
+#[test]
+fn with_watching_off_a_plugin_is_swapped_on_sighup_only() {
+    const ROWS: i64 = 1_000_000;
+    let dir = tempfile::tempdir().expect("tempdir");
+    crate::support::create_events_db(&dir.path().join("source.db"), ROWS);
+    let live = dir.path().join("plugin.wasm");
+    publish(&plugin("stamp_v1", false), &live);
+    pipeline(
+        dir.path(),
+        "p.toml",
+        "[source]\nurl = \"sqlite://source.db\"\n[target]\nurl = \"sqlite://target.db\"\n[[transform]]\nplugin = \"plugin.wasm\"\n[run]\nbatch_rows = 500\nchunk_rows = 10000000\nparallelism = 1\nwatch_plugins = false\n",
+    );
+    let log = dir.path().join("dmp.log");
+    let mut child = crate::support::dmp(dir.path())
+        .args(["run", "p.toml"])
+        .env("RUST_LOG", "info")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).expect("log"))
+        .spawn()
+        .expect("dmp starts");
+    let target = dir.path().join("target.db");
+    let committed = || {
+        Connection::open_with_flags(&target, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .and_then(|c| {
+                c.query_row(
+                    "SELECT coalesce(sum(rows), 0) FROM _dmp_checkpoints",
+                    [],
+                    |r| r.get::<_, i64>(0),
+                )
+            })
+            .unwrap_or(0)
+    };
+    let logged = |needle: &str| std::fs::read_to_string(&log).is_ok_and(|l| l.contains(needle));
+    wait_for("the first commit", &mut child, || committed() > 0);
+    publish(&plugin("stamp_v2", false), &live);
+    // Long enough for a watcher to have swapped (it takes well under a
+    // second): 200,000 more rows.
+    let published_at = committed();
+    wait_for("200,000 more rows", &mut child, || {
+        committed() > published_at + 200_000
+    });
+    assert!(
+        !logged("plugin swapped"),
+        "the plugin was swapped without SIGHUP"
+    );
+    let status = std::process::Command::new("kill")
+        .args(["-HUP", &child.id().to_string()])
+        .status()
+        .expect("kill -HUP");
+    assert!(status.success());
+    wait_for("the swap on SIGHUP", &mut child, || {
+        logged("plugin swapped")
+    });
+    assert!(child.wait().expect("wait").success());
+    let stamps: Vec<Value> = rows(&target, "events")
+        .into_iter()
+        .map(|r| r[3].clone())
+        .collect();
+    assert_eq!(stamps.len() as i64, ROWS);
+    let switch = stamps
+        .iter()
+        .position(|s| *s == Value::Text("v2".into()))
+        .expect("no row stamped v2");
+    assert!(
+        switch as i64 > published_at + 200_000,
+        "v2 ran before the SIGHUP"
+    );
+    assert!(
+        stamps[switch..]
+            .iter()
+            .all(|s| *s == Value::Text("v2".into()))
+    );
+}

@@ -151,6 +151,14 @@ struct RunSection {
     /// The embedded state store. Default: `.dmp/state.db` beside the file.
     #[serde(default = "default_state")]
     state: Spanned<String>,
+    /// Swap in a plugin as soon as its file changes. With `false`, plugins
+    /// are reloaded only on SIGHUP. Default: true.
+    #[serde(default = "default_watch_plugins")]
+    watch_plugins: bool,
+}
+
+const fn default_watch_plugins() -> bool {
+    true
 }
 
 impl Default for RunSection {
@@ -162,6 +170,7 @@ impl Default for RunSection {
             parallelism: default_parallelism(),
             on_error: OnError::default(),
             state: default_state(),
+            watch_plugins: default_watch_plugins(),
         }
     }
 }
@@ -319,6 +328,7 @@ pub(super) fn parse(text: &str, path: &Path) -> Result<Pipeline> {
         on_error: run.on_error,
         state: crate::connectors::resolve_path(base_dir, &state),
         plugin_cache: std::path::PathBuf::new(),
+        watch_plugins: run.watch_plugins,
     }))
 }
 

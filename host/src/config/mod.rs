@@ -42,6 +42,8 @@ pub struct Pipeline {
     pub state: PathBuf,
     /// Compiled plugins, by content hash (see `default_plugin_cache`).
     pub plugin_cache: PathBuf,
+    /// Reload a plugin when its file changes (else only on SIGHUP).
+    pub watch_plugins: bool,
 }
 
 impl Pipeline {
@@ -82,6 +84,7 @@ impl Pipeline {
             on_error: OnError::default(),
             state: cwd.join(DEFAULT_STATE),
             plugin_cache: PathBuf::new(),
+            watch_plugins: true,
         }
         .with_plugin_cache())
     }

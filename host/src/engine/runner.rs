@@ -90,7 +90,7 @@ pub async fn run(
         let (run_id, plan, start) = plan_or_resume(pipeline, restart, &*source, &state).await?;
         let (plugins, chains) = open_transforms(pipeline, &plan).await?;
         let _hot_swap = match &plugins {
-            Some(runtime) => Some(watch(runtime.clone(), &chains)?),
+            Some(runtime) => Some(watch(runtime.clone(), &chains, pipeline.watch_plugins)?),
             None => None,
         };
         let outputs: Vec<Arc<TableSchema>> = plan

@@ -37,10 +37,12 @@ fn canonical(path: &std::path::Path) -> PathBuf {
     path.canonicalize().unwrap_or_else(|_| path.to_path_buf())
 }
 
-/// Starts watching the plugin files of `chains`.
+/// Starts reloading the plugins of `chains` on SIGHUP and, with
+/// `watch_files`, whenever their files change.
 pub fn watch(
     runtime: Arc<PluginRuntime>,
     chains: &HashMap<String, TransformChain>,
+    watch_files: bool,
 ) -> Result<HotSwap> {
     let mut by_path: HashMap<PathBuf, Vec<Arc<WasmTransform>>> = HashMap::new();
     for chain in chains.values() {
@@ -64,7 +66,7 @@ pub fn watch(
         .keys()
         .filter_map(|p| p.parent().map(std::path::Path::to_path_buf))
         .collect();
-    for dir in &dirs {
+    for dir in dirs.iter().filter(|_| watch_files) {
         watcher
             .watch(dir, RecursiveMode::NonRecursive)
             .map_err(|e| Error::Plugin(format!("cannot watch {}: {e}", dir.display())))?;
