@@ -34,8 +34,9 @@ plugins: $(PY_PLUGIN) $(JS_PLUGIN) $(PY_REBUILD) $(JS_REBUILD)
 	  STAMP_VERSION=$$v $(CARGO) build --release --target $(WASM_TARGET) --manifest-path tests/plugins/Cargo.toml --target-dir target/plugins -p stamp && \
 	  cp $(PLUGIN_DIR)/stamp.wasm $(PLUGIN_DIR)/stamp_$$v.wasm || exit 1; \
 	done
-	# The same identity plugin built against WASI: the host must refuse it.
-	$(CARGO) build --release --target wasm32-wasip2 --manifest-path tests/plugins/Cargo.toml --target-dir target/plugins -p identity
+	# Plugins built against WASI (they import the filesystem, the CLI world...):
+	# the host must refuse them.
+	$(CARGO) build --release --target wasm32-wasip2 --manifest-path tests/plugins/Cargo.toml --target-dir target/plugins -p identity -p hostile
 
 lint:
 	$(CARGO) fmt --all -- --check

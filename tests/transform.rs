@@ -724,3 +724,51 @@ fn with_watching_off_a_plugin_is_swapped_on_sighup_only() {
             .all(|s| *s == Value::Text("v2".into()))
     );
 }
+
+#[test]
+fn filter_rows_and_reshape_carry_every_type_through() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    create_every_type_db(&dir.path().join("source.db"));
+    pipeline(
+        dir.path(),
+        "p.toml",
+        &format!(
+            r#"[source]
+url = "sqlite://source.db"
+[target]
+url = "sqlite://target.db"
+[tables]
+include = ["every_type"]
+[[transform]]
+plugin = "{filter}"
+config = {{ where = "i16 >= 0" }}
+[[transform]]
+plugin = "{reshape}"
+config = {{ rename = "txt=text_renamed", constant = "origin=legacy" }}
+"#,
+            filter = plugin("filter_rows", false).display(),
+            reshape = plugin("reshape", false).display(),
+        ),
+    );
+    assert_exit(&run_dmp(dir.path(), &["run", "p.toml"]), 0);
+    let target = dir.path().join("target.db");
+    let source_columns = crate::support::columns(&dir.path().join("source.db"), "every_type");
+    let mut expected_columns = source_columns.clone();
+    expected_columns[9].0 = "text_renamed".into();
+    expected_columns.push(("origin".into(), "TEXT".into()));
+    assert_eq!(
+        crate::support::columns(&target, "every_type"),
+        expected_columns
+    );
+    // Rows 2 (i16 = 32767) and 4 (i16 = 0) pass; every value as in the source.
+    let expected: Vec<Vec<Value>> = rows(&dir.path().join("source.db"), "every_type")
+        .into_iter()
+        .filter(|r| matches!(r[2], Value::Integer(i) if i >= 0))
+        .map(|mut r| {
+            r.push(Value::Text("legacy".into()));
+            r
+        })
+        .collect();
+    assert_eq!(expected.len(), 2);
+    assert_eq!(rows(&target, "every_type"), expected);
+}

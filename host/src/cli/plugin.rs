@@ -109,7 +109,7 @@ fn test(args: &TestArgs) -> Result<u8> {
     }
     let cache =
         crate::config::default_plugin_cache().unwrap_or_else(|| PathBuf::from(".dmp/plugins"));
-    let runtime = PluginRuntime::new(&cache)?;
+    let runtime = PluginRuntime::shared(&cache)?;
     let plugin = runtime.load(&args.plugin)?;
     println!("{} ({} rows in)", plugin.place, rows.len());
     let transform = WasmTransform::open(plugin, config, Limits::default(), schema.clone())?;

@@ -285,7 +285,7 @@ pub(crate) async fn open_transforms(
     if pipeline.transforms.is_empty() {
         return Ok((None, HashMap::new()));
     }
-    let runtime = PluginRuntime::new(&pipeline.plugin_cache)?;
+    let runtime = PluginRuntime::shared(&pipeline.plugin_cache)?;
     let transforms = pipeline.transforms.clone();
     let tables: Vec<Arc<TableSchema>> = plan.iter().map(|(t, _)| t.clone()).collect();
     let opener = runtime.clone();

@@ -56,8 +56,25 @@ fn wasm_error(context: String, e: &wasmtime::Error) -> Error {
     Error::Plugin(format!("{context}: {e:?}"))
 }
 
+/// The process's runtime: one engine (and one timer thread) for every
+/// pipeline a process runs.
+static SHARED: std::sync::Mutex<Option<Arc<PluginRuntime>>> = std::sync::Mutex::new(None);
+
 impl PluginRuntime {
-    /// A runtime whose compiled components are cached in `cache_dir`.
+    /// The process-wide runtime, created on first use with `cache_dir`.
+    pub fn shared(cache_dir: &Path) -> Result<Arc<Self>> {
+        let mut shared = SHARED
+            .lock()
+            .map_err(|_| Error::Plugin("plugin runtime poisoned by a panic".into()))?;
+        if let Some(runtime) = shared.as_ref().filter(|r| r.cache_dir == cache_dir) {
+            return Ok(runtime.clone());
+        }
+        let runtime = Self::new(cache_dir)?;
+        *shared = Some(runtime.clone());
+        Ok(runtime)
+    }
+
+    /// A runtime of its own, whose compiled components are cached in `cache_dir`.
     pub fn new(cache_dir: &Path) -> Result<Arc<Self>> {
         let mut config = Config::new();
         config.wasm_component_model(true);

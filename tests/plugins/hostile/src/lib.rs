@@ -4,7 +4,9 @@
 //! `trap` divides by zero in wasm, `wrong-count` returns too few values in a
 //! column, `wrong-type` returns text in an integer column, `fail-open`
 //! refuses to open, `refuse` returns an error for the batch, `fanout`
-//! returns a thousand copies of every row.
+//! returns a thousand copies of every row, `read-file` tries to read
+//! `/etc/passwd` (built for WASI it imports the filesystem; the host must
+//! refuse it at load time).
 
 use dmp_sdk::{
     Batch, BatchResult, Cell, ColumnBuilder, Config, DataType, Outcome, OutputColumn, Row,
@@ -64,6 +66,10 @@ impl Transform for Hostile {
                 }))
             }
             "refuse" => Some(Err("hostile plugin refuses this batch".into())),
+            "read-file" => Some(match std::fs::read_to_string("/etc/passwd") {
+                Ok(text) => Err(format!("read {} bytes of /etc/passwd", text.len())),
+                Err(e) => Err(format!("no filesystem: {e}")),
+            }),
             "wrong-count" => {
                 let mut columns: Vec<OutputColumn> = (0..schema.columns.len())
                     .map(|i| OutputColumn::Unchanged(i as u32))
