@@ -4,7 +4,7 @@
 CARGO ?= cargo
 export CARGO_BUILD_JOBS ?= 2
 
-.PHONY: demo test lint bench plugins
+.PHONY: demo test lint bench plugins rust-plugins
 
 # Rust plugins build as plain core modules carrying their WIT type; the host
 # turns them into components. Without WASI they can import nothing but what
@@ -12,7 +12,7 @@ export CARGO_BUILD_JOBS ?= 2
 WASM_TARGET := wasm32-unknown-unknown
 PLUGIN_DIR := target/plugins/$(WASM_TARGET)/release
 
-demo: plugins
+demo: rust-plugins
 	$(CARGO) run --release --bin dmp -- demo
 
 test: plugins
@@ -25,7 +25,9 @@ JS_PLUGIN := target/plugins/mask_pii_js.wasm
 PY_REBUILD := target/plugins/rebuild_py.wasm
 JS_REBUILD := target/plugins/rebuild_js.wasm
 
-plugins: $(PY_PLUGIN) $(JS_PLUGIN) $(PY_REBUILD) $(JS_REBUILD)
+plugins: rust-plugins $(PY_PLUGIN) $(JS_PLUGIN) $(PY_REBUILD) $(JS_REBUILD)
+
+rust-plugins:
 	rustup target add $(WASM_TARGET) wasm32-wasip2
 	$(CARGO) build --release --target $(WASM_TARGET) --manifest-path plugins/Cargo.toml --target-dir target/plugins
 	$(CARGO) build --release --target $(WASM_TARGET) --manifest-path tests/plugins/Cargo.toml --target-dir target/plugins
@@ -42,7 +44,7 @@ lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --all-targets -- -D warnings
 
-bench: plugins
+bench: rust-plugins
 	$(CARGO) bench --bench sqlite_to_sqlite
 
 # --stub-wasi: the component imports nothing but the host interface.

@@ -544,6 +544,16 @@ pub(crate) fn decode_result(
                         column_len(data)
                     ));
                 }
+                if data
+                    .validity
+                    .as_ref()
+                    .is_some_and(|bits| bits.len() < len.div_ceil(8))
+                {
+                    return Err(format!(
+                        "output column {} has a validity bitmap too short for {len} rows",
+                        column.name
+                    ));
+                }
             }
             wit::OutputColumn::Unchanged(i) => match input_schema.columns.get(*i as usize) {
                 None => {
@@ -715,6 +725,15 @@ mod tests {
         let mut bad = echo(&batch);
         bad.columns[1] = wit::OutputColumn::Values(batch.columns[5].clone());
         assert!(decode_result(&bad, &input, &schema, &schema).is_err());
+        let mut bad = echo(&batch);
+        if let wit::OutputColumn::Values(data) = &mut bad.columns[3] {
+            data.validity = Some(vec![]);
+        }
+        assert!(
+            decode_result(&bad, &input, &schema, &schema)
+                .unwrap_err()
+                .contains("too short")
+        );
         let mut bad = echo(&batch);
         bad.columns.pop();
         assert!(
