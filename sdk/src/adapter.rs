@@ -94,7 +94,9 @@ impl<T: Transform> Adapter<T> {
         let mut columns = Vec::with_capacity(self.layout.schema.columns.len());
         for (out, column) in self.layout.schema.columns.iter().enumerate() {
             let source = self.layout.source[out];
-            let touched = emitted.iter().any(|(_, values)| values[out].is_some());
+            let touched = emitted
+                .iter()
+                .any(|(_, values)| values.get(out).is_some_and(Option::is_some));
             if let (Some(source), false) = (source, touched) {
                 columns.push(OutputColumn::Unchanged(
                     u32::try_from(source).unwrap_or(u32::MAX),
@@ -103,7 +105,7 @@ impl<T: Transform> Adapter<T> {
             }
             let mut builder = ColumnBuilder::new(&column.data_type, emitted.len());
             for (origin, values) in &emitted {
-                let cell = match (&values[out], source) {
+                let cell = match (values.get(out).and_then(Option::as_ref), source) {
                     (Some(value), _) => value_cell(value),
                     (None, Some(source)) => cell(&input.batch.columns[source], *origin as usize),
                     (None, None) => crate::Cell::Null,

@@ -63,7 +63,9 @@ impl<'a> Row<'a> {
             input,
             layout,
             index,
-            values: vec![None; layout.schema.columns.len()],
+            // Filled on the first `set`: rows that change nothing cost no
+            // allocation.
+            values: Vec::new(),
             copies: Vec::new(),
             error: None,
         }
@@ -88,7 +90,7 @@ impl<'a> Row<'a> {
     /// input's value. `None` when there is no such column.
     pub fn cell(&self, name: &str) -> Option<Cell<'_>> {
         if let Some(out) = self.layout.column(name) {
-            if let Some(value) = &self.values[out] {
+            if let Some(value) = self.values.get(out).and_then(Option::as_ref) {
                 return Some(value_cell(value));
             }
             if let Some(input) = self.layout.source[out] {
@@ -130,7 +132,12 @@ impl<'a> Row<'a> {
         };
         let column = &self.layout.schema.columns[out];
         match coerce(value.into(), &column.data_type) {
-            Ok(value) => self.values[out] = Some(value),
+            Ok(value) => {
+                if self.values.is_empty() {
+                    self.values.resize(self.layout.schema.columns.len(), None);
+                }
+                self.values[out] = Some(value);
+            }
             Err(kind) => self.fail(format!(
                 "set(\"{name}\"): a {kind} value does not fit a {:?} column",
                 column.data_type

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
-use tokio::sync::Semaphore;
+use tokio::sync::{Semaphore, mpsc};
 use tokio::task::JoinSet;
 use tracing::{Instrument, info, info_span, warn};
 
@@ -16,9 +16,9 @@ use super::plan::discover;
 use super::progress::{Progress, TableProgress};
 use super::shutdown::Shutdown;
 use crate::config::{OnError, Pipeline};
-use crate::connectors::{RejectSink, Source, Start, Target};
+use crate::connectors::{BatchStream, READ_AHEAD_BATCHES, RejectSink, Source, Start, Target};
 use crate::error::{Error, ErrorKind, Result, ResultExt};
-use crate::model::{Checkpoint, Chunk, Position, TableSchema};
+use crate::model::{Batch, Checkpoint, Chunk, Position, TableSchema};
 use crate::state::{DeadLetterSink, RunStatus, StateStore};
 use crate::transform::{PluginRuntime, TransformChain, open_chains, reject_whole_batch, watch};
 
@@ -354,35 +354,36 @@ async fn copy_chunk(
     rows_before: u64,
 ) -> Result<()> {
     let chunk_id = chunk.id;
-    let mut batches =
+    let batches =
         ctx.source
             .read_chunk(table.schema.clone(), chunk, resume, ctx.pipeline.batch_rows);
+    let mut staged = transform_stage(table.chain.clone(), batches);
     let mut rows = rows_before;
     loop {
         let next = tokio::select! {
             biased;
             () = ctx.stop.wait() => return Err(Error::Interrupted),
-            next = batches.recv() => next,
+            next = staged.recv() => next,
         };
-        let batch = next.ok_or_else(|| {
+        let Staged {
+            read,
+            mut batch,
+            versions,
+            failure,
+        } = next.ok_or_else(|| {
             Error::Data(format!(
                 "table {} chunk {chunk_id}: the reader stopped before the end of the chunk",
                 table.schema.name
             ))
         })??;
-        let read = batch.rows_read();
         rows += read;
-        let (mut batch, versions) = match table.chain.apply(batch).await? {
-            Ok(done) => done,
-            Err((mut batch, reason)) => {
-                if ctx.pipeline.on_error == OnError::Fail {
-                    return Err(Error::Data(format!("{reason} (on_error = \"fail\")")));
-                }
-                warn!(table = %table.schema.name, error = %reason, "transform failed on a batch; its rows are refused");
-                reject_whole_batch(&mut batch, &reason);
-                (batch, String::new())
+        if let Some(reason) = failure {
+            if ctx.pipeline.on_error == OnError::Fail {
+                return Err(Error::Data(format!("{reason} (on_error = \"fail\")")));
             }
-        };
+            warn!(table = %table.schema.name, error = %reason, "transform failed on a batch; its rows are refused");
+            reject_whole_batch(&mut batch, &reason);
+        }
         let rejects = std::mem::take(&mut batch.rejects);
         if !rejects.is_empty() {
             // Before the write: its commit moves the checkpoint past these rows.
@@ -416,6 +417,59 @@ async fn copy_chunk(
             return Ok(());
         }
     }
+}
+
+/// A batch between the transform stage and the writer.
+struct Staged {
+    /// Rows the batch had when read (before transforms).
+    read: u64,
+    batch: Batch,
+    /// The plugin versions that produced it.
+    versions: String,
+    /// Why the transforms failed on it (the batch is then as the failing
+    /// stage got it).
+    failure: Option<String>,
+}
+
+/// The transform stage: its own task between the reader and the writer,
+/// joined by bounded channels, so that a batch is transformed while the
+/// previous one is written.
+fn transform_stage(
+    chain: TransformChain,
+    mut batches: BatchStream,
+) -> mpsc::Receiver<Result<Staged>> {
+    let (tx, rx) = mpsc::channel(READ_AHEAD_BATCHES);
+    tokio::spawn(async move {
+        while let Some(next) = batches.recv().await {
+            let staged = match next {
+                Err(e) => Err(e),
+                Ok(batch) => {
+                    let read = batch.rows_read();
+                    match chain.apply(batch).await {
+                        Err(e) => Err(e),
+                        Ok(Ok((batch, versions))) => Ok(Staged {
+                            read,
+                            batch,
+                            versions,
+                            failure: None,
+                        }),
+                        Ok(Err((batch, reason))) => Ok(Staged {
+                            read,
+                            batch,
+                            versions: String::new(),
+                            failure: Some(reason),
+                        }),
+                    }
+                }
+            };
+            let failed = staged.is_err();
+            // A closed receiver means the writer stopped: so does the stage.
+            if tx.send(staged).await.is_err() || failed {
+                return;
+            }
+        }
+    });
+    rx
 }
 
 async fn finish_table(ctx: &RunContext, table: &TableRun) -> Result<()> {

@@ -34,6 +34,13 @@ impl Change {
         }
     }
 
+    pub fn row_mut(&mut self) -> &mut Row {
+        match self {
+            Change::Insert(row) | Change::Delete(row) => row,
+            Change::Update { after, .. } => after,
+        }
+    }
+
     pub fn op(&self) -> &'static str {
         match self {
             Change::Insert(_) => "insert",

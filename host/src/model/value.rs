@@ -9,9 +9,10 @@ use super::{DataType, Decimal, temporal};
 
 /// A single value. Integer widths and float precision live in the column's
 /// [`DataType`]; the value carries the widest representation.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Value {
+    #[default]
     Null,
     Bool(bool),
     Int(i64),

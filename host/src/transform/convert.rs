@@ -496,9 +496,25 @@ pub(crate) struct Decoded {
 
 /// Checks a plugin's result against its input and output schemas and
 /// builds the output rows. Any inconsistency fails the whole batch.
+/// The output change for an input change: same op, new row. The old image
+/// of an update was in the input schema; the target finds the row by the
+/// new image's key.
+fn rebuilt(input: &Change, row: Row) -> Change {
+    match input {
+        Change::Insert(_) => Change::Insert(row),
+        Change::Update { .. } => Change::Update {
+            before: None,
+            after: row,
+        },
+        Change::Delete(_) => Change::Delete(row),
+    }
+}
+
+/// Passed-through values are moved out of `input` (only once everything
+/// is checked); rows refused by the plugin are left as they were.
 pub(crate) fn decode_result(
     result: &wit::BatchResult,
-    input: &[Change],
+    input: &mut [Change],
     input_schema: &TableSchema,
     output_schema: &TableSchema,
 ) -> Result<Decoded, String> {
@@ -572,40 +588,91 @@ pub(crate) fn decode_result(
             },
         }
     }
+    // Every value the plugin produced is decoded and every passed-through
+    // value checked before any input row is touched: a bad result fails the
+    // batch and leaves its rows intact for the dead-letter store.
+    let mut produced: Vec<Option<std::vec::IntoIter<Value>>> =
+        Vec::with_capacity(result.columns.len());
+    let mut pass_count = vec![0usize; input_schema.columns.len()];
+    for (column, out) in output_schema.columns.iter().zip(&result.columns) {
+        match out {
+            wit::OutputColumn::Values(data) => {
+                let mut values = Vec::with_capacity(len);
+                for r in 0..len {
+                    let value = cell_value(read_cell(data, r)?, &column.data_type)
+                        .map_err(|e| format!("output column {} row {r}: {e}", column.name))?;
+                    if value.is_null() && !column.nullable {
+                        return Err(format!(
+                            "output column {} row {r}: NULL in a NOT NULL column",
+                            column.name
+                        ));
+                    }
+                    values.push(value);
+                }
+                produced.push(Some(values.into_iter()));
+            }
+            wit::OutputColumn::Unchanged(i) => {
+                let i = *i as usize;
+                pass_count[i] += 1;
+                if !column.nullable
+                    && let Some(r) = result
+                        .origin
+                        .iter()
+                        .position(|o| input[*o as usize].row().0.get(i).is_none_or(Value::is_null))
+                {
+                    return Err(format!(
+                        "output column {} row {r}: NULL in a NOT NULL column",
+                        column.name
+                    ));
+                }
+                produced.push(None);
+            }
+        }
+    }
+    // A passed-through value moves from its input row unless the row is
+    // emitted more than once, refused as well, or the column passed twice.
+    let refused: std::collections::HashSet<u32> = result.rejects.iter().map(|r| r.row).collect();
+    let in_place = result.columns.len() == input_schema.columns.len()
+        && result.columns.iter().enumerate().all(|(c, out)| match out {
+            wit::OutputColumn::Unchanged(i) => *i as usize == c,
+            wit::OutputColumn::Values(_) => true,
+        });
     let mut changes = Vec::with_capacity(len);
     for (r, origin) in result.origin.iter().enumerate() {
-        let origin = *origin as usize;
-        let source = input[origin].row();
-        let mut values = Vec::with_capacity(output_schema.columns.len());
-        for (column, out) in output_schema.columns.iter().zip(&result.columns) {
-            let value = match out {
-                wit::OutputColumn::Values(data) => {
-                    cell_value(read_cell(data, r)?, &column.data_type)
-                        .map_err(|e| format!("output column {} row {r}: {e}", column.name))?
+        let shared = (r > 0 && result.origin[r - 1] == *origin)
+            || result.origin.get(r + 1) == Some(origin)
+            || refused.contains(origin);
+        let source = &mut input[*origin as usize];
+        if in_place && !shared {
+            // Same columns in the same places: reuse the input row and
+            // overwrite only what the plugin produced.
+            let mut values = std::mem::take(&mut source.row_mut().0);
+            for (c, column) in produced.iter_mut().enumerate() {
+                if let (Some(column), Some(slot)) = (column.as_mut(), values.get_mut(c)) {
+                    *slot = column.next().unwrap_or(Value::Null);
                 }
-                wit::OutputColumn::Unchanged(i) => {
-                    source.0.get(*i as usize).cloned().unwrap_or(Value::Null)
-                }
-            };
-            if value.is_null() && !column.nullable {
-                return Err(format!(
-                    "output column {} row {r}: NULL in a NOT NULL column",
-                    column.name
-                ));
             }
-            values.push(value);
+            changes.push(rebuilt(source, Row(values)));
+            continue;
         }
-        let row = Row(values);
-        changes.push(match &input[origin] {
-            Change::Insert(_) => Change::Insert(row),
-            // The old image was in the input schema; the target finds the
-            // row by the new image's key.
-            Change::Update { .. } => Change::Update {
-                before: None,
-                after: row,
-            },
-            Change::Delete(_) => Change::Delete(row),
-        });
+        let mut values = Vec::with_capacity(output_schema.columns.len());
+        for (c, out) in result.columns.iter().enumerate() {
+            values.push(match out {
+                wit::OutputColumn::Values(_) => produced[c]
+                    .as_mut()
+                    .and_then(Iterator::next)
+                    .unwrap_or(Value::Null),
+                wit::OutputColumn::Unchanged(i) => {
+                    let i = *i as usize;
+                    match source.row_mut().0.get_mut(i) {
+                        Some(slot) if !shared && pass_count[i] == 1 => std::mem::take(slot),
+                        Some(slot) => slot.clone(),
+                        None => Value::Null,
+                    }
+                }
+            });
+        }
+        changes.push(rebuilt(source, Row(values)));
     }
     Ok(Decoded {
         changes,
@@ -697,7 +764,7 @@ mod tests {
         let schema = schema();
         let input = rows(&schema);
         let batch = encode_batch(&schema, &input);
-        let decoded = decode_result(&echo(&batch), &input, &schema, &schema).unwrap();
+        let decoded = decode_result(&echo(&batch), &mut input.clone(), &schema, &schema).unwrap();
         assert_eq!(decoded.changes, input);
         let round = schema_from_wit(&schema_to_wit(&schema), &schema).unwrap();
         assert_eq!(round, schema);
@@ -711,47 +778,47 @@ mod tests {
         let mut bad = echo(&batch);
         bad.origin = vec![1, 0];
         assert!(
-            decode_result(&bad, &input, &schema, &schema)
+            decode_result(&bad, &mut input.clone(), &schema, &schema)
                 .unwrap_err()
                 .contains("ascend")
         );
         let mut bad = echo(&batch);
         bad.origin = vec![0, 7];
         assert!(
-            decode_result(&bad, &input, &schema, &schema)
+            decode_result(&bad, &mut input.clone(), &schema, &schema)
                 .unwrap_err()
                 .contains("beyond")
         );
         let mut bad = echo(&batch);
         bad.columns[1] = wit::OutputColumn::Values(batch.columns[5].clone());
-        assert!(decode_result(&bad, &input, &schema, &schema).is_err());
+        assert!(decode_result(&bad, &mut input.clone(), &schema, &schema).is_err());
         let mut bad = echo(&batch);
         if let wit::OutputColumn::Values(data) = &mut bad.columns[3] {
             data.validity = Some(vec![]);
         }
         assert!(
-            decode_result(&bad, &input, &schema, &schema)
+            decode_result(&bad, &mut input.clone(), &schema, &schema)
                 .unwrap_err()
                 .contains("too short")
         );
         let mut bad = echo(&batch);
         bad.columns.pop();
         assert!(
-            decode_result(&bad, &input, &schema, &schema)
+            decode_result(&bad, &mut input.clone(), &schema, &schema)
                 .unwrap_err()
                 .contains("output columns")
         );
         let mut bad = echo(&batch);
         bad.columns[0] = wit::OutputColumn::Unchanged(2);
         assert!(
-            decode_result(&bad, &input, &schema, &schema)
+            decode_result(&bad, &mut input.clone(), &schema, &schema)
                 .unwrap_err()
                 .contains("passes through")
         );
         let mut ok = echo(&batch);
         ok.columns = (0..13).map(wit::OutputColumn::Unchanged).collect();
         assert_eq!(
-            decode_result(&ok, &input, &schema, &schema)
+            decode_result(&ok, &mut input.clone(), &schema, &schema)
                 .unwrap()
                 .changes,
             input

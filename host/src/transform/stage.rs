@@ -140,7 +140,7 @@ impl WasmTransform {
     /// Transforms a batch (blocking: run it off the async threads). Rows the
     /// plugin refuses join the batch's rejects; a failure of the whole call
     /// is an error naming plugin, table and batch.
-    pub fn apply(&self, batch: Batch) -> std::result::Result<(Batch, String), (Batch, String)> {
+    pub fn apply(&self, mut batch: Batch) -> std::result::Result<(Batch, String), (Batch, String)> {
         let version = self.current.load_full();
         let plugin = &*version.plugin;
         let instance = version.idle.lock().ok().and_then(|mut idle| idle.pop());
@@ -205,7 +205,7 @@ impl WasmTransform {
             );
             return Err((batch, message));
         }
-        let decoded = match decode_result(&result, &batch.changes, &self.input, &self.output) {
+        let decoded = match decode_result(&result, &mut batch.changes, &self.input, &self.output) {
             Ok(decoded) => decoded,
             Err(e) => {
                 let message = format!(
@@ -256,7 +256,7 @@ impl WasmTransform {
         &self,
         rows: Vec<crate::model::Row>,
     ) -> std::result::Result<SampleOutcome, String> {
-        let changes: Vec<crate::model::Change> =
+        let mut changes: Vec<crate::model::Change> =
             rows.into_iter().map(crate::model::Change::Insert).collect();
         let version = self.current.load_full();
         let place = &version.plugin.place;
@@ -271,7 +271,7 @@ impl WasmTransform {
         let result = instance
             .process(&encode_batch(&self.input, &changes))
             .map_err(|f| format!("{place}: {f}"))?;
-        let decoded = decode_result(&result, &changes, &self.input, &self.output)
+        let decoded = decode_result(&result, &mut changes, &self.input, &self.output)
             .map_err(|e| format!("{place}: returned an invalid result: {e}"))?;
         Ok(SampleOutcome {
             rows: decoded
