@@ -5,10 +5,11 @@ use std::path::Path;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use rusqlite::{Connection, OpenFlags};
+use rusqlite::Connection;
 
 use crate::support::{
-    assert_exit, assert_same_rows, create_events_db, dmp, pipeline, rows, run_dmp, text,
+    assert_exit, assert_same_rows, committed_rows, create_events_db, dmp, pipeline, rows, run_dmp,
+    text,
 };
 
 const ROWS: i64 = 300_000;
@@ -22,19 +23,6 @@ fn start(dir: &Path, file: &str) -> Child {
         .stderr(Stdio::piped())
         .spawn()
         .expect("dmp starts")
-}
-
-/// Rows the target has committed so far, by its own checkpoints.
-fn committed_rows(db: &Path) -> i64 {
-    let Ok(conn) = Connection::open_with_flags(db, OpenFlags::SQLITE_OPEN_READ_ONLY) else {
-        return 0;
-    };
-    conn.query_row(
-        "SELECT coalesce(sum(rows), 0) FROM _dmp_checkpoints",
-        [],
-        |r| r.get(0),
-    )
-    .unwrap_or(0)
 }
 
 /// Waits until `progress()` reports rows, as the target commits them.

@@ -385,38 +385,56 @@ fn wait_for(what: &str, child: &mut std::process::Child, done: impl Fn() -> bool
     }
 }
 
-#[test]
-fn hot_swap_mid_run_moves_every_row_once_and_refuses_a_broken_version() {
-    const ROWS: i64 = 1_000_000;
+/// A running `dmp` over `rows` events with the `stamp` plugin (v1) at
+/// `live`, one ordered chunk, its log in `log`.
+struct SwapRun {
+    dir: tempfile::TempDir,
+    live: PathBuf,
+    target: PathBuf,
+    log: PathBuf,
+    child: std::process::Child,
+}
+
+fn start_swap_run(rows: i64, watch_plugins: bool) -> SwapRun {
     let dir = tempfile::tempdir().expect("tempdir");
-    crate::support::create_events_db(&dir.path().join("source.db"), ROWS);
+    crate::support::create_events_db(&dir.path().join("source.db"), rows);
     let live = dir.path().join("plugin.wasm");
     publish(&plugin("stamp_v1", false), &live);
     pipeline(
         dir.path(),
         "p.toml",
-        "[source]\nurl = \"sqlite://source.db\"\n[target]\nurl = \"sqlite://target.db\"\n[[transform]]\nplugin = \"plugin.wasm\"\n[run]\nbatch_rows = 500\nchunk_rows = 10000000\nparallelism = 1\n",
+        &format!(
+            "[source]\nurl = \"sqlite://source.db\"\n[target]\nurl = \"sqlite://target.db\"\n[[transform]]\nplugin = \"plugin.wasm\"\n[run]\nbatch_rows = 500\nchunk_rows = 10000000\nparallelism = 1\nwatch_plugins = {watch_plugins}\n"
+        ),
     );
     let log = dir.path().join("dmp.log");
-    let mut child = crate::support::dmp(dir.path())
+    let child = crate::support::dmp(dir.path())
         .args(["run", "p.toml"])
         .env("RUST_LOG", "info")
         .stdout(std::process::Stdio::null())
         .stderr(std::fs::File::create(&log).expect("log"))
         .spawn()
         .expect("dmp starts");
-    let target = dir.path().join("target.db");
-    let committed = || {
-        Connection::open_with_flags(&target, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
-            .and_then(|c| {
-                c.query_row(
-                    "SELECT coalesce(sum(rows), 0) FROM _dmp_checkpoints",
-                    [],
-                    |r| r.get::<_, i64>(0),
-                )
-            })
-            .unwrap_or(0)
-    };
+    SwapRun {
+        target: dir.path().join("target.db"),
+        dir,
+        live,
+        log,
+        child,
+    }
+}
+
+#[test]
+fn hot_swap_mid_run_moves_every_row_once_and_refuses_a_broken_version() {
+    const ROWS: i64 = 1_000_000;
+    let SwapRun {
+        dir,
+        live,
+        target,
+        log,
+        mut child,
+    } = start_swap_run(ROWS, true);
+    let committed = || crate::support::committed_rows(&target);
     let logged = |needle: &str| std::fs::read_to_string(&log).is_ok_and(|l| l.contains(needle));
     wait_for("the first commit", &mut child, || committed() > 0);
     publish(&plugin("stamp_v2", false), &live);
@@ -654,35 +672,14 @@ fn python_and_javascript_plugins_handle_every_column_type() {
 #[test]
 fn with_watching_off_a_plugin_is_swapped_on_sighup_only() {
     const ROWS: i64 = 1_000_000;
-    let dir = tempfile::tempdir().expect("tempdir");
-    crate::support::create_events_db(&dir.path().join("source.db"), ROWS);
-    let live = dir.path().join("plugin.wasm");
-    publish(&plugin("stamp_v1", false), &live);
-    pipeline(
-        dir.path(),
-        "p.toml",
-        "[source]\nurl = \"sqlite://source.db\"\n[target]\nurl = \"sqlite://target.db\"\n[[transform]]\nplugin = \"plugin.wasm\"\n[run]\nbatch_rows = 500\nchunk_rows = 10000000\nparallelism = 1\nwatch_plugins = false\n",
-    );
-    let log = dir.path().join("dmp.log");
-    let mut child = crate::support::dmp(dir.path())
-        .args(["run", "p.toml"])
-        .env("RUST_LOG", "info")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::fs::File::create(&log).expect("log"))
-        .spawn()
-        .expect("dmp starts");
-    let target = dir.path().join("target.db");
-    let committed = || {
-        Connection::open_with_flags(&target, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
-            .and_then(|c| {
-                c.query_row(
-                    "SELECT coalesce(sum(rows), 0) FROM _dmp_checkpoints",
-                    [],
-                    |r| r.get::<_, i64>(0),
-                )
-            })
-            .unwrap_or(0)
-    };
+    let SwapRun {
+        dir: _dir,
+        live,
+        target,
+        log,
+        mut child,
+    } = start_swap_run(ROWS, false);
+    let committed = || crate::support::committed_rows(&target);
     let logged = |needle: &str| std::fs::read_to_string(&log).is_ok_and(|l| l.contains(needle));
     wait_for("the first commit", &mut child, || committed() > 0);
     publish(&plugin("stamp_v2", false), &live);

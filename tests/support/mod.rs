@@ -86,6 +86,21 @@ pub fn count(db: &Path, table: &str) -> i64 {
     .expect("count")
 }
 
+/// Rows a target has committed so far, by its own checkpoints (0 before it
+/// exists).
+pub fn committed_rows(db: &Path) -> i64 {
+    let Ok(conn) = Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+    else {
+        return 0;
+    };
+    conn.query_row(
+        "SELECT coalesce(sum(rows), 0) FROM _dmp_checkpoints",
+        [],
+        |r| r.get(0),
+    )
+    .unwrap_or(0)
+}
+
 /// Tables of a database (without SQLite's and dmp's own).
 pub fn tables(db: &Path) -> Vec<String> {
     let conn = Connection::open(db).expect("open db");
