@@ -6,8 +6,8 @@ use std::path::Path;
 use rusqlite::Connection;
 
 use crate::support::{
-    assert_exit, assert_same_rows, columns, create_every_type_db, pipeline, rows, run_dmp, tables,
-    text,
+    assert_exit, assert_same_rows, columns, create_every_type_db, dead_letters, pipeline, rows,
+    run_dmp, tables, text,
 };
 
 fn indexes(db: &Path) -> Vec<(String, String)> {
@@ -159,14 +159,12 @@ fn csv_without_schema_is_inferred_and_bad_rows_are_dead_lettered() {
     assert_eq!(got[3][2], rusqlite::types::Value::Null);
     assert_eq!(got[3][3], rusqlite::types::Value::Null);
 
-    let state = Connection::open(dir.path().join(".dmp/state.db")).expect("state");
-    let errors: Vec<String> = state
-        .prepare("SELECT error FROM dead_letters WHERE table_name = 'people' ORDER BY id")
-        .expect("prepare")
-        .query_map([], |r| r.get(0))
-        .expect("query")
-        .collect::<rusqlite::Result<_>>()
-        .expect("rows");
+    let refused = dead_letters(dir.path(), "p", "people");
+    assert!(
+        refused.iter().all(|(stage, _)| stage == "source"),
+        "{refused:?}"
+    );
+    let errors: Vec<String> = refused.into_iter().map(|(_, e)| e).collect();
     assert_eq!(errors.len(), 2, "{errors:?}");
     assert!(
         errors[0].contains("people.csv line 4") && errors[0].contains("2 fields"),
@@ -189,13 +187,10 @@ fn csv_without_schema_is_inferred_and_bad_rows_are_dead_lettered() {
     assert_exit(&out, 1);
     let got = rows(&dir.path().join("events.db"), "events");
     assert_eq!(got.len(), 2, "{got:?}");
-    let errors: Vec<String> = state
-        .prepare("SELECT error FROM dead_letters WHERE table_name = 'events' ORDER BY id")
-        .expect("prepare")
-        .query_map([], |r| r.get(0))
-        .expect("query")
-        .collect::<rusqlite::Result<_>>()
-        .expect("rows");
+    let errors: Vec<String> = dead_letters(dir.path(), "j", "events")
+        .into_iter()
+        .map(|(_, e)| e)
+        .collect();
     assert_eq!(errors.len(), 3, "{errors:?}");
     assert!(
         errors

@@ -7,7 +7,9 @@ use rusqlite::Connection;
 use rusqlite::types::Value;
 
 use crate::round_trip::assert_same_database;
-use crate::support::{assert_exit, create_every_type_db, pipeline, rows, run_dmp, text};
+use crate::support::{
+    assert_exit, create_every_type_db, dead_letters, pipeline, rows, run_dmp, text,
+};
 
 /// A plugin built by `make plugins` (`wasi`: the WASI build).
 pub fn plugin(name: &str, wasi: bool) -> PathBuf {
@@ -27,17 +29,6 @@ pub fn plugin(name: &str, wasi: bool) -> PathBuf {
         path.display()
     );
     path
-}
-
-fn dead_letters(dir: &Path, table: &str) -> Vec<(String, String)> {
-    let state = Connection::open(dir.join(".dmp/state.db")).expect("state");
-    let mut stmt = state
-        .prepare("SELECT stage, error FROM dead_letters WHERE table_name = ?1 ORDER BY id")
-        .expect("prepare");
-    stmt.query_map([table], |r| Ok((r.get(0)?, r.get(1)?)))
-        .expect("query")
-        .collect::<rusqlite::Result<_>>()
-        .expect("rows")
 }
 
 #[test]
@@ -159,7 +150,7 @@ config = {{ where = "status != 'cancelled' and amount > 100" }}
         .map(|r| r[0].clone())
         .collect();
     assert_eq!(ids, vec![Value::Integer(1), Value::Integer(6)]);
-    let refused = dead_letters(dir.path(), "orders");
+    let refused = dead_letters(dir.path(), "p", "orders");
     assert_eq!(refused.len(), 1, "{refused:?}");
     assert_eq!(refused[0].0, "transform");
     assert!(
@@ -239,7 +230,7 @@ fn hostile_plugins_fail_their_batches_and_the_host_goes_on() {
             rows(&target, "victim").is_empty(),
             "{mode}: rows passed a failing plugin"
         );
-        let refused = dead_letters(dir.path(), "victim");
+        let refused = dead_letters(dir.path(), "p", "victim");
         assert_eq!(refused.len(), 5, "{mode}: {refused:?}");
         for (stage, error) in &refused {
             assert_eq!(stage, "transform");

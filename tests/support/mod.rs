@@ -101,6 +101,19 @@ pub fn committed_rows(db: &Path) -> i64 {
     .unwrap_or(0)
 }
 
+/// The dead-letter rows of `table` in the state store of a pipeline run
+/// from `dir`, as (stage, error), read through the store's own API.
+pub fn dead_letters(dir: &Path, pipeline: &str, table: &str) -> Vec<(String, String)> {
+    let store = dmp::state::StateStore::open(&dir.join(".dmp/state.db")).expect("state store");
+    store
+        .dead_letters(pipeline)
+        .expect("dead letters")
+        .into_iter()
+        .filter(|d| d.table == table)
+        .map(|d| (d.stage, d.error))
+        .collect()
+}
+
 /// Tables of a database (without SQLite's and dmp's own).
 pub fn tables(db: &Path) -> Vec<String> {
     let conn = Connection::open(db).expect("open db");

@@ -119,10 +119,6 @@ impl StateStore {
         })
     }
 
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
     fn conn(&self) -> Result<MutexGuard<'_, Connection>> {
         self.conn
             .lock()

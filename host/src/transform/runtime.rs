@@ -75,7 +75,7 @@ impl PluginRuntime {
     }
 
     /// A runtime of its own, whose compiled components are cached in `cache_dir`.
-    pub fn new(cache_dir: &Path) -> Result<Arc<Self>> {
+    fn new(cache_dir: &Path) -> Result<Arc<Self>> {
         let mut config = Config::new();
         config.wasm_component_model(true);
         config.epoch_interruption(true);
