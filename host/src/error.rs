@@ -68,6 +68,18 @@ pub enum Error {
         source: serde_json::Error,
     },
     #[error("{context}")]
+    Postgres {
+        context: String,
+        #[source]
+        source: sqlx::Error,
+    },
+    #[error("{context}")]
+    Mysql {
+        context: String,
+        #[source]
+        source: mysql_async::Error,
+    },
+    #[error("{context}")]
     Task {
         context: String,
         #[source]
@@ -84,6 +96,8 @@ impl Error {
             Error::Data(_) => ErrorKind::Data,
             Error::Interrupted => ErrorKind::Interrupted,
             Error::Sqlite { source, .. } if is_busy(source) => ErrorKind::Transient,
+            Error::Postgres { source, .. } if postgres_transient(source) => ErrorKind::Transient,
+            Error::Mysql { source, .. } if mysql_transient(source) => ErrorKind::Transient,
             _ => ErrorKind::Fatal,
         }
     }
@@ -94,6 +108,41 @@ fn is_busy(e: &rusqlite::Error) -> bool {
         e.sqlite_error_code(),
         Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
     )
+}
+
+/// Lost connections, deadlocks, serialization failures, too many
+/// connections, a server shutting down: worth another try.
+fn postgres_transient(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed => true,
+        sqlx::Error::Database(db) => db.code().is_some_and(|code| {
+            matches!(
+                code.as_ref(),
+                "40001"
+                    | "40P01"
+                    | "53300"
+                    | "57P01"
+                    | "57P02"
+                    | "57P03"
+                    | "08000"
+                    | "08003"
+                    | "08006"
+            )
+        }),
+        _ => false,
+    }
+}
+
+/// Lost connections, lock wait timeouts, deadlocks, too many connections.
+fn mysql_transient(e: &mysql_async::Error) -> bool {
+    match e {
+        mysql_async::Error::Io(_) => true,
+        mysql_async::Error::Driver(mysql_async::DriverError::ConnectionClosed) => true,
+        mysql_async::Error::Server(server) => {
+            matches!(server.code, 1040 | 1053 | 1205 | 1213 | 2006 | 2013)
+        }
+        _ => false,
+    }
 }
 
 /// Errors that can be wrapped with a description of where they happened.
@@ -119,6 +168,8 @@ contextual! {
     arrow_schema::ArrowError => Arrow,
     serde_json::Error => Json,
     tokio::task::JoinError => Task,
+    sqlx::Error => Postgres,
+    mysql_async::Error => Mysql,
 }
 
 /// `result.context(|| format!("reading {path}"))` on any contextual error.

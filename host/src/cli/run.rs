@@ -7,7 +7,7 @@ use clap::Args;
 
 use super::progress::{ProgressDisplay, peak_rss_bytes};
 use super::{EXIT_DATA, EXIT_OK};
-use crate::config::Pipeline;
+use crate::config::{Pipeline, Scope};
 use crate::connectors::open_pipeline;
 use crate::engine::{self, Progress, RunSummary, Shutdown};
 use crate::error::{Error, Result};
@@ -32,10 +32,16 @@ pub(super) struct RunArgs {
     /// Abandon an interrupted run of this pipeline and start anew.
     #[arg(long)]
     restart: bool,
+    /// Create the target tables, indexes and foreign keys, copy no row.
+    #[arg(long, conflicts_with = "data_only")]
+    schema_only: bool,
+    /// Copy rows into target tables that exist already; no DDL.
+    #[arg(long)]
+    data_only: bool,
 }
 
 pub(super) async fn run(args: RunArgs, interactive: bool) -> Result<u8> {
-    let pipeline = match (&args.pipeline, &args.source, &args.target) {
+    let mut pipeline = match (&args.pipeline, &args.source, &args.target) {
         (Some(path), _, _) => Pipeline::load(path)?,
         (None, Some(source), Some(target)) => Pipeline::from_urls(source, target, &args.tables)?,
         _ => {
@@ -43,6 +49,11 @@ pub(super) async fn run(args: RunArgs, interactive: bool) -> Result<u8> {
                 "give a pipeline file (dmp run pipeline.toml) or --source URL --target URL".into(),
             ));
         }
+    };
+    pipeline.scope = match (args.schema_only, args.data_only) {
+        (true, _) => Scope::SchemaOnly,
+        (_, true) => Scope::DataOnly,
+        _ => Scope::SchemaAndData,
     };
     let summary = run_pipeline(&pipeline, args.restart, interactive).await?;
     print_summary(&summary, args.json);

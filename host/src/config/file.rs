@@ -329,6 +329,7 @@ pub(super) fn parse(text: &str, path: &Path) -> Result<Pipeline> {
         state: crate::connectors::resolve_path(base_dir, &state),
         plugin_cache: std::path::PathBuf::new(),
         watch_plugins: run.watch_plugins,
+        scope: super::Scope::default(),
     }))
 }
 

@@ -44,6 +44,21 @@ pub struct Pipeline {
     pub plugin_cache: PathBuf,
     /// Reload a plugin when its file changes (else only on SIGHUP).
     pub watch_plugins: bool,
+    /// Whether the run creates tables, copies rows, or both (set from the
+    /// command line: `--schema-only`, `--data-only`).
+    pub scope: Scope,
+}
+
+/// What a full run does to the target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Scope {
+    /// Create the tables, copy the rows, then build indexes and foreign keys.
+    #[default]
+    SchemaAndData,
+    /// Create tables, indexes and foreign keys; copy no row.
+    SchemaOnly,
+    /// Copy rows into tables that exist already; no DDL at all.
+    DataOnly,
 }
 
 impl Pipeline {
@@ -85,6 +100,7 @@ impl Pipeline {
             state: cwd.join(DEFAULT_STATE),
             plugin_cache: PathBuf::new(),
             watch_plugins: true,
+            scope: Scope::default(),
         }
         .with_plugin_cache())
     }

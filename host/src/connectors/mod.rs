@@ -2,6 +2,8 @@
 //! scheme to the connector that serves it.
 
 mod file;
+mod mysql;
+mod postgres;
 mod source;
 mod sqlite;
 mod target;
@@ -12,8 +14,16 @@ use std::sync::Arc;
 pub use source::{BatchStream, READ_AHEAD_BATCHES, Source};
 pub use target::{IfExists, RejectSink, Start, Target};
 
-use crate::config::{Endpoint, Pipeline};
+use crate::config::{Endpoint, Pipeline, Scope};
 use crate::error::{Error, Result};
+
+/// Settings every source gets besides its URL.
+#[derive(Debug, Clone)]
+pub struct SourceOptions {
+    /// Chunks read at the same time: sources that hold one snapshot open
+    /// per reader size their connection pool by it.
+    pub readers: usize,
+}
 
 /// Settings every target gets besides its URL.
 #[derive(Debug, Clone)]
@@ -21,26 +31,42 @@ pub struct TargetOptions {
     /// Names this pipeline's checkpoints on the target.
     pub pipeline: String,
     pub if_exists: IfExists,
+    /// Chunks written at the same time (connection pool size).
+    pub writers: usize,
+    /// The tables exist already: create, drop or alter nothing, and build no
+    /// index or foreign key (`dmp run --data-only`).
+    pub data_only: bool,
 }
 
 /// The source and target of a pipeline.
 pub fn open_pipeline(pipeline: &Pipeline) -> Result<(Arc<dyn Source>, Arc<dyn Target>)> {
-    let source = open_source(&pipeline.source)?;
+    let source = open_source(
+        &pipeline.source,
+        SourceOptions {
+            readers: pipeline.parallelism,
+        },
+    )?;
     let target = open_target(
         &pipeline.target,
         TargetOptions {
             pipeline: pipeline.name.clone(),
             if_exists: pipeline.if_exists,
+            writers: pipeline.parallelism,
+            data_only: pipeline.scope == Scope::DataOnly,
         },
     )?;
     Ok((source, target))
 }
 
 /// The source connector for `endpoint`'s URL scheme.
-pub fn open_source(endpoint: &Endpoint) -> Result<Arc<dyn Source>> {
+pub fn open_source(endpoint: &Endpoint, options: SourceOptions) -> Result<Arc<dyn Source>> {
     match endpoint.scheme() {
         "sqlite" => Ok(Arc::new(sqlite::SqliteSource::open(endpoint)?)),
         "file" => Ok(Arc::new(file::FileSource::open(endpoint)?)),
+        "postgres" | "postgresql" => {
+            Ok(Arc::new(postgres::PostgresSource::open(endpoint, options)?))
+        }
+        "mysql" | "mariadb" => Ok(Arc::new(mysql::MysqlSource::open(endpoint, options)?)),
         other => Err(not_available(other, endpoint)),
     }
 }
@@ -50,20 +76,17 @@ pub fn open_target(endpoint: &Endpoint, options: TargetOptions) -> Result<Arc<dy
     match endpoint.scheme() {
         "sqlite" => Ok(Arc::new(sqlite::SqliteTarget::open(endpoint, options)?)),
         "file" => Ok(Arc::new(file::FileTarget::open(endpoint, options)?)),
+        "postgres" | "postgresql" => {
+            Ok(Arc::new(postgres::PostgresTarget::open(endpoint, options)?))
+        }
+        "mysql" | "mariadb" => Ok(Arc::new(mysql::MysqlTarget::open(endpoint, options)?)),
         other => Err(not_available(other, endpoint)),
     }
 }
 
 fn not_available(scheme: &str, endpoint: &Endpoint) -> Error {
-    let known = "sqlite://, file://";
-    let hint = match scheme {
-        "postgres" | "postgresql" | "mysql" | "mariadb" => {
-            " (the PostgreSQL and MySQL/MariaDB connectors are not part of this build yet)"
-        }
-        _ => "",
-    };
     Error::Config(format!(
-        "{}: no connector for `{scheme}://`{hint}; this build knows {known}",
+        "{}: no connector for `{scheme}://`; this build knows sqlite://, file://, postgres://, mysql:// (or mariadb://)",
         endpoint.place()
     ))
 }

@@ -36,4 +36,11 @@ pub trait Source: Send + Sync {
         resume: Position,
         batch_rows: usize,
     ) -> BatchStream;
+
+    /// Where the source's change log stood when the snapshot was taken (a
+    /// binlog file+pos and GTID, an LSN), once the first chunk was read; a
+    /// later change-data-capture run starts there.
+    fn snapshot_position(&self) -> Option<String> {
+        None
+    }
 }

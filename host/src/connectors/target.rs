@@ -67,4 +67,12 @@ pub trait Target: Send + Sync {
     /// Called once every chunk of a table is done: builds secondary indexes,
     /// publishes files. Idempotent.
     async fn finish_table(&self, table: &TableSchema) -> Result<()>;
+
+    /// Called once after every table of the run is finished: creates the
+    /// foreign keys among `tables` (now that all rows are there, in any
+    /// order). Idempotent.
+    async fn finish_pipeline(&self, tables: &[Arc<TableSchema>]) -> Result<()> {
+        let _ = tables;
+        Ok(())
+    }
 }

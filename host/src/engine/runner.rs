@@ -15,7 +15,7 @@ use tracing::{Instrument, info, info_span, warn};
 use super::plan::discover;
 use super::progress::{Progress, TableProgress};
 use super::shutdown::Shutdown;
-use crate::config::{OnError, Pipeline};
+use crate::config::{OnError, Pipeline, Scope};
 use crate::connectors::{BatchStream, READ_AHEAD_BATCHES, RejectSink, Source, Start, Target};
 use crate::error::{Error, ErrorKind, Result, ResultExt};
 use crate::model::{Batch, Checkpoint, Chunk, Position, TableSchema};
@@ -178,7 +178,16 @@ pub async fn run(
                 }
             }
         }
-        let jobs = jobs_in_order;
+        let jobs = if pipeline.scope == Scope::SchemaOnly {
+            for table_run in &table_runs {
+                if table_run.chunks_left.load(Ordering::Acquire) > 0 {
+                    finish_table(&ctx, table_run).await?;
+                }
+            }
+            Vec::new()
+        } else {
+            jobs_in_order
+        };
         if start == Start::Resume {
             info!(
                 run = run_id,
@@ -232,6 +241,16 @@ pub async fn run(
             }
         }
         forward.abort();
+        if first_error.is_none() {
+            // Foreign keys last: every referenced row is there by now.
+            if let Err(e) = ctx.target.finish_pipeline(&outputs).await {
+                first_error = Some(e);
+            }
+        }
+        if let Some(position) = ctx.source.snapshot_position() {
+            info!(%position, "source change log position at the snapshot");
+            state.set_snapshot_position(run_id, &position)?;
+        }
 
         let rows: u64 = table_runs
             .iter()

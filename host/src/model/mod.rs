@@ -16,7 +16,7 @@ pub use batch::{Batch, Change, Checkpoint, Chunk, Position, Reject, RejectStage,
 pub use data_type::DataType;
 pub use decimal::Decimal;
 pub use infer::{infer_text_type, widen};
-pub use schema::{Column, Index, TableSchema};
+pub use schema::{Column, ForeignKey, Index, TableSchema};
 pub use selection::TableSelection;
 pub use value::{Value, ValueError};
 pub(crate) use value::{decode_hex, encode_hex};

@@ -16,6 +16,10 @@ pub struct Column {
     /// A constant default; expressions (`CURRENT_TIMESTAMP`) are not carried.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub default: Option<Value>,
+    /// The values a text column may hold (a MySQL `ENUM`); targets enforce
+    /// them with a CHECK constraint.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enum_values: Option<Vec<String>>,
 }
 
 const fn default_nullable() -> bool {
@@ -29,6 +33,7 @@ impl Column {
             data_type,
             nullable: true,
             default: None,
+            enum_values: None,
         }
     }
 }
@@ -40,6 +45,27 @@ pub struct Index {
     pub columns: Vec<String>,
     #[serde(default)]
     pub unique: bool,
+}
+
+/// A foreign key: `columns` of this table reference `columns` of another
+/// table of the same source. Targets create them after every table is loaded.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ForeignKey {
+    pub name: String,
+    pub columns: Vec<String>,
+    /// The referenced table, by name (its namespace is this table's).
+    pub references: String,
+    pub referenced_columns: Vec<String>,
+    /// `CASCADE`, `SET NULL`, `SET DEFAULT`, `RESTRICT` or `NO ACTION`.
+    #[serde(default = "no_action")]
+    pub on_delete: String,
+    #[serde(default = "no_action")]
+    pub on_update: String,
+}
+
+fn no_action() -> String {
+    "NO ACTION".to_string()
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -54,6 +80,8 @@ pub struct TableSchema {
     pub primary_key: Vec<String>,
     #[serde(default)]
     pub indexes: Vec<Index>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub foreign_keys: Vec<ForeignKey>,
 }
 
 impl TableSchema {

@@ -100,17 +100,19 @@ impl StateStore {
         conn.busy_timeout(std::time::Duration::from_secs(30))
             .context(ctx)?;
         conn.execute_batch(SCHEMA).context(ctx)?;
-        // Stores made before chunks recorded their plugin versions.
-        let has_plugins: bool = conn
-            .query_row(
-                "SELECT count(*) FROM pragma_table_info('chunks') WHERE name = 'plugins'",
-                [],
-                |r| r.get(0),
-            )
-            .context(ctx)?;
-        if !has_plugins {
-            conn.execute_batch("ALTER TABLE chunks ADD COLUMN plugins TEXT")
+        // Columns added since the first stores were made.
+        for (table, column) in [("chunks", "plugins"), ("runs", "snapshot_position")] {
+            let present: bool = conn
+                .query_row(
+                    "SELECT count(*) FROM pragma_table_info(?1) WHERE name = ?2",
+                    [table, column],
+                    |r| r.get(0),
+                )
                 .context(ctx)?;
+            if !present {
+                conn.execute_batch(&format!("ALTER TABLE {table} ADD COLUMN {column} TEXT"))
+                    .context(ctx)?;
+            }
         }
         Ok(StateStore {
             conn: Mutex::new(conn),

@@ -152,6 +152,33 @@ impl StateStore {
         Ok(())
     }
 
+    /// Records where the source's change log stood at the run's snapshot.
+    pub fn set_snapshot_position(&self, run: i64, position: &str) -> Result<()> {
+        self.conn()?
+            .execute(
+                "UPDATE runs SET snapshot_position = ?2 WHERE id = ?1",
+                rusqlite::params![run, position],
+            )
+            .context(|| self.ctx("recording the snapshot position"))?;
+        Ok(())
+    }
+
+    /// The source change log position recorded by the pipeline's latest
+    /// run that recorded one.
+    pub fn snapshot_position(&self, pipeline: &str) -> Result<Option<String>> {
+        use rusqlite::OptionalExtension;
+        let position = self
+            .conn()?
+            .query_row(
+                "SELECT snapshot_position FROM runs WHERE pipeline = ?1 AND snapshot_position IS NOT NULL ORDER BY id DESC LIMIT 1",
+                [pipeline],
+                |r| r.get(0),
+            )
+            .optional()
+            .context(|| self.ctx("reading the snapshot position"))?;
+        Ok(position)
+    }
+
     /// Mirrors a checkpoint that the target made durable (for `dmp status`
     /// and progress; resuming trusts the target's own copy).
     /// `plugins` names the plugin versions that produced the batch.

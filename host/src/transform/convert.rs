@@ -102,8 +102,8 @@ pub(crate) fn schema_to_wit(schema: &TableSchema) -> wit::TableSchema {
     }
 }
 
-/// The model schema of a plugin's output. Indexes of the input whose
-/// columns all survive are kept; a primary key naming a missing column is
+/// The model schema of a plugin's output. Indexes, foreign keys and enum
+/// values of the input whose columns all survive are kept; a primary key naming a missing column is
 /// an error.
 pub(crate) fn schema_from_wit(
     output: &wit::TableSchema,
@@ -130,6 +130,11 @@ pub(crate) fn schema_from_wit(
             data_type,
             nullable: c.nullable,
             default: default.filter(|d| !d.is_null()),
+            enum_values: input
+                .columns
+                .iter()
+                .find(|ic| ic.name == c.name && ic.data_type == data_type)
+                .and_then(|ic| ic.enum_values.clone()),
         });
     }
     if let Some(missing) = output
@@ -151,12 +156,23 @@ pub(crate) fn schema_from_wit(
         })
         .cloned()
         .collect();
+    let foreign_keys = input
+        .foreign_keys
+        .iter()
+        .filter(|fk| {
+            fk.columns
+                .iter()
+                .all(|fc| columns.iter().any(|c| &c.name == fc))
+        })
+        .cloned()
+        .collect();
     Ok(TableSchema {
         namespace: input.namespace.clone(),
         name: input.name.clone(),
         columns,
         primary_key: output.primary_key.clone(),
         indexes,
+        foreign_keys,
     })
 }
 
@@ -715,6 +731,7 @@ mod tests {
                 .collect(),
             primary_key: vec![],
             indexes: vec![],
+            foreign_keys: Vec::new(),
         }
     }
 

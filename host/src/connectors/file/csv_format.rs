@@ -80,6 +80,7 @@ pub(super) fn infer_schema(path: &Path, table: &str, options: &FileOptions) -> R
         columns,
         primary_key: Vec::new(),
         indexes: Vec::new(),
+        foreign_keys: Vec::new(),
     })
 }
 

@@ -48,6 +48,7 @@ pub(super) fn infer_schema(path: &Path, table: &str) -> Result<TableSchema> {
             .collect(),
         primary_key: Vec::new(),
         indexes: Vec::new(),
+        foreign_keys: Vec::new(),
     })
 }
 

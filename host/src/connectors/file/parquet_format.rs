@@ -139,6 +139,7 @@ pub(super) fn read_schema(path: &Path, table: &str) -> Result<(TableSchema, u64)
             data_type,
             nullable: field.is_nullable(),
             default: None,
+            enum_values: None,
         });
     }
     let meta = arrow.metadata();
@@ -157,6 +158,7 @@ pub(super) fn read_schema(path: &Path, table: &str) -> Result<(TableSchema, u64)
             columns,
             primary_key,
             indexes,
+            foreign_keys: Vec::new(),
         },
         rows,
     ))

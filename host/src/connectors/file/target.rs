@@ -211,6 +211,7 @@ impl Target for FileTarget {
                     columns: vec![column.clone()],
                     primary_key: Vec::new(),
                     indexes: Vec::new(),
+                    foreign_keys: Vec::new(),
                 };
                 parquet_format::arrow_schema(&schema)
                     .field(0)

@@ -15,8 +15,8 @@ use crate::config::Endpoint;
 use crate::connectors::{BatchStream, READ_AHEAD_BATCHES, Source};
 use crate::error::{Error, Result, ResultExt};
 use crate::model::{
-    Batch, Change, Chunk, Column, Index, Position, Reject, RejectStage, Row, TableSchema,
-    TableSelection, Value,
+    Batch, Change, Chunk, Column, ForeignKey, Index, Position, Reject, RejectStage, Row,
+    TableSchema, TableSelection, Value,
 };
 
 pub(crate) struct SqliteSource {
@@ -112,6 +112,7 @@ fn discover_table(conn: &Connection, name: &str) -> Result<TableSchema> {
             data_type,
             nullable: !not_null && pk == 0,
             default,
+            enum_values: None,
         });
     }
     keys.sort();
@@ -141,13 +142,73 @@ fn discover_table(conn: &Connection, name: &str) -> Result<TableSchema> {
             None => tracing::warn!(table = name, index = index_name, "expression index skipped"),
         }
     }
+    let foreign_keys = foreign_keys(conn, name).context(ctx)?;
     Ok(TableSchema {
         namespace: None,
         name: name.to_string(),
         columns,
         primary_key: keys.into_iter().map(|(_, c)| c).collect(),
         indexes,
+        foreign_keys,
     })
+}
+
+/// Foreign keys, one per `id` of `pragma_foreign_key_list`. SQLite names
+/// none, so they get `fk_<table>_<id>`. A key that references the parent's
+/// primary key implicitly (no `to` column) is skipped: the parent's key
+/// columns are not known here.
+fn foreign_keys(conn: &Connection, table: &str) -> rusqlite::Result<Vec<ForeignKey>> {
+    let mut stmt = conn.prepare(
+        "SELECT id, \"table\", \"from\", \"to\", on_update, on_delete FROM pragma_foreign_key_list(?1) ORDER BY id, seq",
+    )?;
+    type FkRow = (i64, String, String, Option<String>, String, String);
+    let rows: Vec<FkRow> = stmt
+        .query_map([table], |r| {
+            Ok((
+                r.get(0)?,
+                r.get(1)?,
+                r.get(2)?,
+                r.get(3)?,
+                r.get(4)?,
+                r.get(5)?,
+            ))
+        })?
+        .collect::<rusqlite::Result<_>>()?;
+    let mut keys: Vec<(i64, Option<ForeignKey>)> = Vec::new();
+    for (id, parent, from, to, on_update, on_delete) in rows {
+        if keys.last().is_none_or(|(last, _)| *last != id) {
+            keys.push((
+                id,
+                Some(ForeignKey {
+                    name: format!("fk_{table}_{id}"),
+                    columns: Vec::new(),
+                    references: parent,
+                    referenced_columns: Vec::new(),
+                    on_delete,
+                    on_update,
+                }),
+            ));
+        }
+        let Some((_, slot)) = keys.last_mut() else {
+            continue;
+        };
+        match (slot.as_mut(), to) {
+            (Some(fk), Some(to)) => {
+                fk.columns.push(from);
+                fk.referenced_columns.push(to);
+            }
+            (Some(fk), None) => {
+                tracing::warn!(
+                    table,
+                    references = fk.references,
+                    "foreign key without referenced columns skipped"
+                );
+                *slot = None;
+            }
+            (None, _) => {}
+        }
+    }
+    Ok(keys.into_iter().filter_map(|(_, fk)| fk).collect())
 }
 
 /// A default that is a literal (`0`, `'new'`, `NULL`); expressions are dropped.

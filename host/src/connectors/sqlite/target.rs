@@ -125,12 +125,38 @@ fn create_table_sql(table: &TableSchema) -> String {
                 def.push_str(" DEFAULT ");
                 def.push_str(&literal(d));
             }
+            if let Some(values) = &c.enum_values {
+                let values: Vec<String> = values
+                    .iter()
+                    .map(|v| literal(&Value::Text(v.clone())))
+                    .collect();
+                def.push_str(&format!(
+                    " CHECK ({} IN ({}))",
+                    quote(&c.name),
+                    values.join(", ")
+                ));
+            }
             def
         })
         .collect();
     if !table.primary_key.is_empty() {
         let keys: Vec<String> = table.primary_key.iter().map(|k| quote(k)).collect();
         parts.push(format!("PRIMARY KEY ({})", keys.join(", ")));
+    }
+    // SQLite cannot add a foreign key later, and does not enforce them
+    // unless asked (PRAGMA foreign_keys), so declaring them here does not
+    // constrain the load order.
+    for fk in &table.foreign_keys {
+        let list = |cols: &[String]| cols.iter().map(|c| quote(c)).collect::<Vec<_>>().join(", ");
+        parts.push(format!(
+            "CONSTRAINT {} FOREIGN KEY ({}) REFERENCES {} ({}) ON DELETE {} ON UPDATE {}",
+            quote(&fk.name),
+            list(&fk.columns),
+            quote(&fk.references),
+            list(&fk.referenced_columns),
+            fk.on_delete,
+            fk.on_update
+        ));
     }
     format!(
         "CREATE TABLE IF NOT EXISTS {} ({})",
@@ -267,6 +293,21 @@ impl Target for SqliteTarget {
             for table in &tables {
                 let exists = table_exists(&txn, &table.name).context(ctx)?;
                 let name = quote(&table.name);
+                if options.data_only {
+                    if !exists {
+                        return Err(Error::Config(format!(
+                            "target table {} does not exist in {place} (--data-only creates no table)",
+                            table.name
+                        )));
+                    }
+                    if start == Start::Fresh
+                        && matches!(options.if_exists, IfExists::Truncate | IfExists::Replace)
+                    {
+                        txn.execute(&format!("DELETE FROM {name}"), [])
+                            .context(ctx)?;
+                    }
+                    continue;
+                }
                 if exists && start == Start::Fresh {
                     match options.if_exists {
                         IfExists::Fail => {
@@ -385,6 +426,9 @@ impl Target for SqliteTarget {
     }
 
     async fn finish_table(&self, table: &TableSchema) -> Result<()> {
+        if self.options.data_only {
+            return Ok(());
+        }
         let table = table.clone();
         self.blocking(move |conn| {
             for index in &table.indexes {
