@@ -4,7 +4,7 @@
 CARGO ?= cargo
 export CARGO_BUILD_JOBS ?= 2
 
-.PHONY: demo test lint bench plugins rust-plugins
+.PHONY: demo test lint bench bench-sql plugins rust-plugins servers
 
 # Rust plugins build as plain core modules carrying their WIT type; the host
 # turns them into components. Without WASI they can import nothing but what
@@ -15,8 +15,19 @@ PLUGIN_DIR := target/plugins/$(WASM_TARGET)/release
 demo: rust-plugins
 	$(CARGO) run --release --bin dmp -- demo
 
-test: plugins
+test: plugins servers
 	$(CARGO) test --workspace
+
+# The SQL tests start private PostgreSQL 15 and MariaDB 10.11 servers
+# (tests/servers) from the Debian packages' binaries; install them if
+# missing. The packages' own services are not used and must stay stopped:
+# where a policy-rc.d denies starting them during the install, that is fine.
+PG_BIN := /usr/lib/postgresql/15/bin
+APT_INSTALL := apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y
+
+servers:
+	command -v mariadbd >/dev/null || test -x /usr/sbin/mariadbd || ($(APT_INSTALL) mariadb-server)
+	test -x $(PG_BIN)/initdb || ($(APT_INSTALL) postgresql)
 
 # The mask_pii plugin again in Python and JavaScript, against the same WIT.
 PY_PLUGIN := target/plugins/mask_pii_py.wasm
@@ -43,6 +54,9 @@ rust-plugins:
 lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --all-targets -- -D warnings
+
+bench-sql: servers
+	bench/pg_full.sh
 
 bench: rust-plugins
 	$(CARGO) bench --bench sqlite_to_sqlite

@@ -1,9 +1,11 @@
 //! Integration tests: whole pipelines through the real `dmp` binary, on real
-//! SQLite databases and files, compared cell by cell.
+//! SQLite databases, files and private PostgreSQL / MariaDB servers,
+//! compared cell by cell.
 
 mod support;
 
 mod cli_errors;
 mod crash;
 mod round_trip;
+mod sql;
 mod transform;

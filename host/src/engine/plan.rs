@@ -105,7 +105,7 @@ pub async fn plan(
 /// does not have is an error naming where it was written.
 pub(crate) async fn discover(pipeline: &Pipeline, source: &dyn Source) -> Result<Vec<TableSchema>> {
     let schemas = source.discover(&pipeline.selection).await?;
-    let found: Vec<String> = schemas.iter().map(TableSchema::qualified_name).collect();
+    let found: Vec<String> = schemas.iter().map(|s| s.name.clone()).collect();
     let missing = pipeline.selection.missing(&found);
     if let Some(name) = missing.first() {
         let place = pipeline

@@ -16,6 +16,10 @@ pub enum Value {
     Null,
     Bool(bool),
     Int(i64),
+    /// NaN and ±Infinity are stored as the strings `"NaN"`, `"Infinity"`,
+    /// `"-Infinity"` (JSON has no such numbers), so stored plans and
+    /// positions keep them.
+    #[serde(with = "float_repr")]
     Float(f64),
     Decimal(Decimal),
     Text(String),
@@ -325,5 +329,66 @@ mod tests {
     fn nanoseconds_are_cut_to_microseconds() {
         let v = Value::parse_text("2024-01-01 00:00:00.123456789", &DataType::Timestamp).unwrap();
         assert_eq!(v.to_text(), "2024-01-01 00:00:00.123456");
+    }
+}
+
+/// Serde form of a float cell that survives JSON: finite values as numbers,
+/// the others as their names.
+mod float_repr {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub(super) fn serialize<S: Serializer>(value: &f64, serializer: S) -> Result<S::Ok, S::Error> {
+        if value.is_nan() {
+            serializer.serialize_str("NaN")
+        } else if value.is_infinite() {
+            serializer.serialize_str(if *value > 0.0 {
+                "Infinity"
+            } else {
+                "-Infinity"
+            })
+        } else {
+            serializer.serialize_f64(*value)
+        }
+    }
+
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Repr {
+        Number(f64),
+        Name(String),
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<f64, D::Error> {
+        match Repr::deserialize(deserializer)? {
+            Repr::Number(n) => Ok(n),
+            Repr::Name(name) => match name.as_str() {
+                "NaN" => Ok(f64::NAN),
+                "Infinity" => Ok(f64::INFINITY),
+                "-Infinity" => Ok(f64::NEG_INFINITY),
+                other => Err(serde::de::Error::custom(format!(
+                    "`{other}` is not a float (expected a number, NaN, Infinity or -Infinity)"
+                ))),
+            },
+        }
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::super::Value;
+
+        #[test]
+        fn non_finite_floats_survive_json() {
+            for v in [f64::NAN, f64::INFINITY, f64::NEG_INFINITY, -0.0, 1.5] {
+                let json = serde_json::to_string(&Value::Float(v)).unwrap();
+                let back: Value = serde_json::from_str(&json).unwrap();
+                match back {
+                    Value::Float(b) => assert!(
+                        b.to_bits() == v.to_bits() || (b.is_nan() && v.is_nan()),
+                        "{json}"
+                    ),
+                    other => panic!("{other:?}"),
+                }
+            }
+        }
     }
 }

@@ -46,6 +46,10 @@ fn connect(path: &Path) -> Result<Connection> {
         .context(ctx)?;
     conn.busy_timeout(std::time::Duration::from_secs(30))
         .context(ctx)?;
+    // Tables load in parallel and in any order: a child row may arrive
+    // before its parent.
+    conn.pragma_update(None, "foreign_keys", "OFF")
+        .context(ctx)?;
     conn.execute_batch(
         "CREATE TABLE IF NOT EXISTS _dmp_checkpoints (
             pipeline TEXT NOT NULL, table_name TEXT NOT NULL, chunk INTEGER NOT NULL,

@@ -1,0 +1,504 @@
+//! Writes MySQL / MariaDB tables: created from the model schema (primary
+//! key with the data, indexes once a table is loaded, foreign keys at the
+//! end), written batch by batch over a pool of sessions, each batch in one
+//! transaction with its checkpoint in `_dmp_checkpoints`.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+
+use async_trait::async_trait;
+use mysql_async::prelude::Queryable;
+use mysql_async::{Conn, Pool};
+use tokio::sync::OnceCell;
+use tracing::{info, warn};
+
+use super::config::{MysqlConfig, Role};
+use super::ddl::create_table;
+use super::server::Server;
+use super::sql::{quote, quote_list};
+use super::types::target_type;
+use super::writer::{Method, TablePlan, write_batch};
+use crate::config::Endpoint;
+use crate::connectors::{IfExists, RejectSink, Start, Target, TargetOptions};
+use crate::error::{Error, Result, ResultExt};
+use crate::model::{Batch, Checkpoint, Column, ForeignKey, TableSchema};
+
+pub(crate) struct MysqlTarget {
+    config: MysqlConfig,
+    options: TargetOptions,
+    /// Opened at first use: `dmp plan` needs no server.
+    pool: OnceCell<(Pool, Server)>,
+    /// Known once connected; until then types are named for MariaDB.
+    server: OnceLock<Server>,
+    plans: Mutex<HashMap<String, Arc<TablePlan>>>,
+    /// Cleared when the server refuses LOAD DATA LOCAL.
+    load_data: AtomicBool,
+}
+
+const CHECKPOINTS_DDL: &str = "CREATE TABLE IF NOT EXISTS _dmp_checkpoints (
+    pipeline VARCHAR(255) NOT NULL, table_name VARCHAR(255) NOT NULL, chunk INT NOT NULL,
+    position LONGTEXT NOT NULL, `rows` BIGINT NOT NULL, done TINYINT(1) NOT NULL,
+    PRIMARY KEY (pipeline, table_name, chunk))
+    ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin";
+
+/// Error number of a missing table.
+const NO_SUCH_TABLE: u16 = 1146;
+
+impl MysqlTarget {
+    pub(crate) fn open(endpoint: &Endpoint, options: TargetOptions) -> Result<Self> {
+        Ok(MysqlTarget {
+            config: MysqlConfig::parse(endpoint)?,
+            options,
+            pool: OnceCell::new(),
+            server: OnceLock::new(),
+            plans: Mutex::new(HashMap::new()),
+            load_data: AtomicBool::new(true),
+        })
+    }
+
+    async fn pool(&self) -> Result<&(Pool, Server)> {
+        self.pool
+            .get_or_try_init(|| async {
+                let pool = self
+                    .config
+                    .pool(Role::Target, self.options.writers.max(1) + 1)
+                    .await?;
+                let mut conn = self.conn_from(&pool).await?;
+                let server = Server::detect(&mut conn, &self.config.place).await?;
+                tracing::debug!(
+                    place = self.config.place,
+                    server = server.name(),
+                    version = ?server.version,
+                    "connected"
+                );
+                let _ = self.server.set(server);
+                Ok((pool, server))
+            })
+            .await
+    }
+
+    async fn conn_from(&self, pool: &Pool) -> Result<Conn> {
+        pool.get_conn()
+            .await
+            .context(|| format!("{}: connecting to MySQL", self.config.place))
+    }
+
+    async fn conn(&self) -> Result<(Conn, Server)> {
+        let (pool, server) = self.pool().await?;
+        Ok((self.conn_from(pool).await?, *server))
+    }
+
+    /// How batches of `table` are written, worked out at its first batch
+    /// from the table as the server has it.
+    async fn plan(
+        &self,
+        conn: &mut Conn,
+        table: &Arc<TableSchema>,
+        server: Server,
+    ) -> Result<Arc<TablePlan>> {
+        let poisoned = || Error::Data("MySQL target state poisoned by a panic".into());
+        if let Some(plan) = self.plans.lock().map_err(|_| poisoned())?.get(&table.name)
+            && plan.table.columns == table.columns
+        {
+            return Ok(plan.clone());
+        }
+        let actual: HashMap<String, String> = conn
+            .exec::<(String, String), _, _>(
+                "SELECT COLUMN_NAME, LOWER(DATA_TYPE) FROM information_schema.COLUMNS \
+                 WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = ?",
+                (table.name.as_str(),),
+            )
+            .await
+            .context(|| format!("reading the columns of target table {}", table.name))?
+            .into_iter()
+            .collect();
+        let plan = Arc::new(TablePlan::new(table.clone(), server, &actual));
+        self.plans
+            .lock()
+            .map_err(|_| poisoned())?
+            .insert(table.name.clone(), plan.clone());
+        Ok(plan)
+    }
+
+    fn place(&self) -> String {
+        format!("MySQL database {}", self.config.database)
+    }
+}
+
+async fn existing_tables(conn: &mut Conn) -> Result<HashSet<String>> {
+    let names: Vec<String> = conn
+        .query(
+            "SELECT TABLE_NAME FROM information_schema.TABLES \
+             WHERE TABLE_SCHEMA = DATABASE() AND TABLE_TYPE = 'BASE TABLE'",
+        )
+        .await
+        .context(|| "listing the target's tables".to_string())?;
+    Ok(names.into_iter().collect())
+}
+
+#[async_trait]
+impl Target for MysqlTarget {
+    fn column_type(&self, column: &Column) -> String {
+        let server = self.server.get().copied().unwrap_or_else(Server::assumed);
+        target_type(
+            &column.data_type,
+            column.enum_values.as_deref(),
+            None,
+            server,
+        )
+    }
+
+    async fn prepare(&self, tables: &[Arc<TableSchema>], start: Start) -> Result<()> {
+        let (mut conn, server) = self.conn().await?;
+        let place = self.place();
+        let ctx = || format!("preparing {place}");
+        conn.query_drop(CHECKPOINTS_DDL).await.context(ctx)?;
+        let pipeline = self.options.pipeline.as_str();
+        if start == Start::Fresh {
+            conn.exec_drop(
+                "DELETE FROM _dmp_checkpoints WHERE pipeline = ?",
+                (pipeline,),
+            )
+            .await
+            .context(ctx)?;
+        }
+        let existing = existing_tables(&mut conn).await?;
+        let done: HashSet<String> = conn
+            .exec::<String, _, _>(
+                "SELECT DISTINCT table_name FROM _dmp_checkpoints WHERE pipeline = ? AND done = 1",
+                (pipeline,),
+            )
+            .await
+            .context(ctx)?
+            .into_iter()
+            .collect();
+        for table in tables {
+            let name = quote(&table.name);
+            let exists = existing.contains(&table.name);
+            let table_ctx = || format!("preparing table {} in {place}", table.name);
+            if start == Start::Resume {
+                if !exists && !self.options.data_only {
+                    conn.query_drop(create_table(table, server))
+                        .await
+                        .context(table_ctx)?;
+                }
+                // A table without key restarts from its beginning: a new
+                // snapshot cannot continue an old one's row count.
+                if table.primary_key.is_empty() && !done.contains(&table.name) && exists {
+                    info!(
+                        table = table.name,
+                        "table without primary key restarts from its beginning"
+                    );
+                    conn.query_drop(format!("TRUNCATE TABLE {name}"))
+                        .await
+                        .context(table_ctx)?;
+                    conn.exec_drop(
+                        "DELETE FROM _dmp_checkpoints WHERE pipeline = ? AND table_name = ?",
+                        (pipeline, table.name.as_str()),
+                    )
+                    .await
+                    .context(table_ctx)?;
+                }
+                continue;
+            }
+            if self.options.data_only {
+                if !exists {
+                    return Err(Error::Config(format!(
+                        "target table {} does not exist in {place} (--data-only creates no table)",
+                        table.name
+                    )));
+                }
+                if matches!(
+                    self.options.if_exists,
+                    IfExists::Truncate | IfExists::Replace
+                ) {
+                    conn.query_drop(format!("TRUNCATE TABLE {name}"))
+                        .await
+                        .context(table_ctx)?;
+                }
+                continue;
+            }
+            if exists {
+                match self.options.if_exists {
+                    IfExists::Fail => {
+                        return Err(Error::Config(format!(
+                            "target table {} already exists in {place} (if_exists = \"fail\")",
+                            table.name
+                        )));
+                    }
+                    IfExists::Truncate => {
+                        conn.query_drop(format!("TRUNCATE TABLE {name}"))
+                            .await
+                            .context(table_ctx)?;
+                        continue;
+                    }
+                    IfExists::Append => continue,
+                    IfExists::Replace => {
+                        conn.query_drop(format!("DROP TABLE IF EXISTS {name}"))
+                            .await
+                            .context(table_ctx)?;
+                    }
+                }
+            }
+            conn.query_drop(create_table(table, server))
+                .await
+                .context(table_ctx)?;
+        }
+        Ok(())
+    }
+
+    async fn checkpoints(&self) -> Result<Vec<Checkpoint>> {
+        let (mut conn, _) = self.conn().await?;
+        let ctx = || format!("reading checkpoints from {}", self.place());
+        let rows: Vec<(String, u32, String, u64, bool)> = match conn
+            .exec(
+                "SELECT table_name, chunk, position, `rows`, done FROM _dmp_checkpoints WHERE pipeline = ?",
+                (self.options.pipeline.as_str(),),
+            )
+            .await
+        {
+            Ok(rows) => rows,
+            Err(mysql_async::Error::Server(e)) if e.code == NO_SUCH_TABLE => Vec::new(),
+            Err(e) => return Err(e).context(ctx),
+        };
+        rows.into_iter()
+            .map(|(table, chunk, position, rows, done)| {
+                Ok(Checkpoint {
+                    position: serde_json::from_str(&position).context(ctx)?,
+                    table,
+                    chunk,
+                    rows,
+                    done,
+                })
+            })
+            .collect()
+    }
+
+    async fn write(
+        &self,
+        batch: Batch,
+        checkpoint: Checkpoint,
+        rejects: Arc<dyn RejectSink>,
+    ) -> Result<u64> {
+        let (mut conn, server) = self.conn().await?;
+        let plan = self.plan(&mut conn, &batch.table, server).await?;
+        let method = if self.load_data.load(Ordering::Relaxed) {
+            Method::LoadData
+        } else {
+            Method::Insert
+        };
+        let written = write_batch(
+            &mut conn,
+            &plan,
+            &batch,
+            &checkpoint,
+            &self.options.pipeline,
+            method,
+            rejects,
+        )
+        .await?;
+        if written.load_data_disabled && self.load_data.swap(false, Ordering::Relaxed) {
+            warn!(
+                place = self.config.place,
+                "the server refuses LOAD DATA LOCAL INFILE (local_infile is off); writing with INSERTs"
+            );
+        }
+        Ok(written.rows)
+    }
+
+    async fn finish_table(&self, table: &TableSchema) -> Result<()> {
+        if self.options.data_only || table.indexes.is_empty() {
+            return Ok(());
+        }
+        let (mut conn, _) = self.conn().await?;
+        let ctx = || format!("creating the indexes of table {}", table.name);
+        let existing: HashSet<String> = conn
+            .exec::<String, _, _>(
+                "SELECT DISTINCT INDEX_NAME FROM information_schema.STATISTICS \
+                 WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = ?",
+                (table.name.as_str(),),
+            )
+            .await
+            .context(ctx)?
+            .into_iter()
+            .collect();
+        let column_types: HashMap<String, String> = conn
+            .exec::<(String, String), _, _>(
+                "SELECT COLUMN_NAME, DATA_TYPE FROM information_schema.COLUMNS \
+                 WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = ?",
+                (table.name.as_str(),),
+            )
+            .await
+            .context(ctx)?
+            .into_iter()
+            .collect();
+        let mut adds = Vec::new();
+        for index in &table.indexes {
+            if existing.contains(&index.name) {
+                continue;
+            }
+            let unindexable = index.columns.iter().find(|c| {
+                column_types.get(*c).is_none_or(|t| {
+                    matches!(
+                        t.to_ascii_lowercase().as_str(),
+                        "tinytext"
+                            | "text"
+                            | "mediumtext"
+                            | "longtext"
+                            | "tinyblob"
+                            | "blob"
+                            | "mediumblob"
+                            | "longblob"
+                            | "json"
+                    )
+                })
+            });
+            if let Some(column) = unindexable {
+                warn!(
+                    table = table.name,
+                    index = index.name,
+                    column,
+                    "index skipped: the column is missing or of a type MySQL cannot index whole"
+                );
+                continue;
+            }
+            adds.push(format!(
+                "ADD {}INDEX {} ({})",
+                if index.unique { "UNIQUE " } else { "" },
+                quote(&index.name),
+                quote_list(&index.columns)
+            ));
+        }
+        if adds.is_empty() {
+            return Ok(());
+        }
+        // One ALTER builds every index in one pass over the table.
+        conn.query_drop(format!(
+            "ALTER TABLE {} {}",
+            quote(&table.name),
+            adds.join(", ")
+        ))
+        .await
+        .context(ctx)
+    }
+
+    async fn finish_pipeline(&self, tables: &[Arc<TableSchema>]) -> Result<()> {
+        if self.options.data_only || tables.iter().all(|t| t.foreign_keys.is_empty()) {
+            return Ok(());
+        }
+        let (mut conn, _) = self.conn().await?;
+        let existing: Vec<(String, String)> = conn
+            .query(
+                "SELECT TABLE_NAME, CONSTRAINT_NAME FROM information_schema.REFERENTIAL_CONSTRAINTS \
+                 WHERE CONSTRAINT_SCHEMA = DATABASE()",
+            )
+            .await
+            .context(|| "reading the target's foreign keys".to_string())?;
+        let names: HashSet<&str> = tables.iter().map(|t| t.name.as_str()).collect();
+        let mut failures = Vec::new();
+        for table in tables {
+            for fk in &table.foreign_keys {
+                if !names.contains(fk.references.as_str()) {
+                    warn!(
+                        table = table.name,
+                        foreign_key = fk.name,
+                        references = fk.references,
+                        "foreign key skipped: the referenced table is not copied"
+                    );
+                    continue;
+                }
+                if existing
+                    .iter()
+                    .any(|(t, n)| *t == table.name && *n == fk.name)
+                {
+                    continue;
+                }
+                // Constraint names are unique per database in MySQL.
+                let name = if existing.iter().any(|(_, n)| *n == fk.name) {
+                    let mut name = format!("{}_{}", table.name, fk.name);
+                    name.truncate(name.char_indices().nth(64).map_or(name.len(), |(i, _)| i));
+                    name
+                } else {
+                    fk.name.clone()
+                };
+                if let Err(e) = add_foreign_key(&mut conn, table, fk, &name).await {
+                    failures.push(e.to_string());
+                }
+            }
+        }
+        if failures.is_empty() {
+            Ok(())
+        } else {
+            Err(Error::Data(format!(
+                "foreign keys not created: {}",
+                failures.join("; ")
+            )))
+        }
+    }
+}
+
+/// Adds one foreign key after checking that every row has its parent: the
+/// session's FOREIGN_KEY_CHECKS=0 lets InnoDB add it in place without a
+/// table copy, but also without that check.
+async fn add_foreign_key(
+    conn: &mut Conn,
+    table: &TableSchema,
+    fk: &ForeignKey,
+    name: &str,
+) -> Result<()> {
+    let ctx = || format!("foreign key {} of table {}", fk.name, table.name);
+    let child = quote(&table.name);
+    let parent = quote(&fk.references);
+    let not_null: Vec<String> = fk
+        .columns
+        .iter()
+        .map(|c| format!("c.{} IS NOT NULL", quote(c)))
+        .collect();
+    let matches: Vec<String> = fk
+        .columns
+        .iter()
+        .zip(&fk.referenced_columns)
+        .map(|(c, p)| format!("p.{} = c.{}", quote(p), quote(c)))
+        .collect();
+    let orphans: Option<u64> = conn
+        .query_first(format!(
+            "SELECT COUNT(*) FROM {child} c WHERE {} AND NOT EXISTS (SELECT 1 FROM {parent} p WHERE {})",
+            not_null.join(" AND "),
+            matches.join(" AND ")
+        ))
+        .await
+        .context(ctx)?;
+    if let Some(n) = orphans.filter(|n| *n > 0) {
+        return Err(Error::Data(format!(
+            "{}: {n} rows reference no row of {}",
+            ctx(),
+            fk.references
+        )));
+    }
+    let rule = |r: &str| {
+        let upper = r.trim().to_ascii_uppercase();
+        match upper.as_str() {
+            "CASCADE" | "SET NULL" | "RESTRICT" | "NO ACTION" => upper,
+            other => {
+                // InnoDB rejects SET DEFAULT.
+                warn!(
+                    table = table.name,
+                    foreign_key = fk.name,
+                    rule = other,
+                    "referential action not supported by InnoDB; NO ACTION used"
+                );
+                "NO ACTION".to_string()
+            }
+        }
+    };
+    let sql = format!(
+        "ALTER TABLE {child} ADD CONSTRAINT {} FOREIGN KEY ({}) REFERENCES {parent} ({}) ON DELETE {} ON UPDATE {}",
+        quote(name),
+        quote_list(&fk.columns),
+        quote_list(&fk.referenced_columns),
+        rule(&fk.on_delete),
+        rule(&fk.on_update)
+    );
+    conn.query_drop(sql).await.context(ctx)
+}

@@ -1,0 +1,520 @@
+//! Reads PostgreSQL tables: each chunk is one `COPY (SELECT … ORDER BY pk)
+//! TO STDOUT (FORMAT binary)` inside a read-only transaction that adopts
+//! the source's exported snapshot, so all chunks see the same data. The
+//! stream is decoded as it arrives straight into model values; a value the
+//! model cannot hold refuses its row (a source reject), never the chunk.
+//!
+//! The snapshot is exported lazily, by the first `read_chunk`, so that
+//! discovery and planning (and `dmp plan`) hold no transaction open; it
+//! lives as long as the source.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use futures_util::TryStreamExt;
+use sqlx::{PgConnection, PgPool};
+use tokio::sync::{OnceCell, mpsc};
+use tracing::debug;
+
+use super::catalog::{self, SourceTable};
+use super::chunks;
+use super::config::PgConfig;
+use super::copy_binary::{CopyDecoder, FieldSpan, Undecodable, Wire, decode_value};
+use super::snapshot::Snapshot;
+use super::sql::{qualified, quote_ident, typed_literal};
+use crate::config::Endpoint;
+use crate::connectors::{BatchStream, READ_AHEAD_BATCHES, Source, SourceOptions};
+use crate::error::{Error, Result, ResultExt};
+use crate::model::{
+    Batch, Change, Chunk, Position, Reject, RejectStage, Row, TableSchema, TableSelection, Value,
+    json::row_to_json,
+};
+
+pub(crate) struct PostgresSource {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: PgConfig,
+    pool: PgPool,
+    /// Read plans of the tables discovered by this process.
+    tables: Mutex<HashMap<String, Arc<SourceTable>>>,
+    snapshot: OnceCell<Arc<Snapshot>>,
+}
+
+impl PostgresSource {
+    pub(crate) fn open(endpoint: &Endpoint, options: SourceOptions) -> Result<Self> {
+        let config = PgConfig::parse(endpoint)?;
+        // One session per reader, and one for discovery and planning.
+        let pool = config.pool(options.readers.max(1) + 1);
+        Ok(PostgresSource {
+            inner: Arc::new(Inner {
+                config,
+                pool,
+                tables: Mutex::new(HashMap::new()),
+                snapshot: OnceCell::new(),
+            }),
+        })
+    }
+}
+
+impl Inner {
+    fn place(&self) -> &str {
+        &self.config.place
+    }
+
+    /// The read plan of `name`, from this process's discovery or the
+    /// catalog.
+    async fn table(&self, name: &str) -> Result<Arc<SourceTable>> {
+        if let Some(t) = self.cached(name) {
+            return Ok(t);
+        }
+        let found = catalog::discover(
+            &self.pool,
+            &self.config.schema,
+            self.place(),
+            None,
+            Some(name),
+        )
+        .await?;
+        let table = found.into_iter().next().map(Arc::new).ok_or_else(|| {
+            Error::Config(format!(
+                "{}: table {}.{name} no longer exists",
+                self.place(),
+                self.config.schema
+            ))
+        })?;
+        self.remember(&table);
+        Ok(table)
+    }
+
+    fn cached(&self, name: &str) -> Option<Arc<SourceTable>> {
+        self.tables.lock().ok()?.get(name).cloned()
+    }
+
+    fn remember(&self, table: &Arc<SourceTable>) {
+        if let Ok(mut tables) = self.tables.lock() {
+            tables.insert(table.schema.name.clone(), table.clone());
+        }
+    }
+
+    async fn snapshot(&self) -> Result<Arc<Snapshot>> {
+        self.snapshot
+            .get_or_try_init(|| async { Snapshot::export(&self.config).await.map(Arc::new) })
+            .await
+            .cloned()
+    }
+}
+
+#[async_trait]
+impl Source for PostgresSource {
+    async fn discover(&self, selection: &TableSelection) -> Result<Vec<TableSchema>> {
+        let inner = &self.inner;
+        let tables = catalog::discover(
+            &inner.pool,
+            &inner.config.schema,
+            inner.place(),
+            Some(selection),
+            None,
+        )
+        .await?;
+        Ok(tables
+            .into_iter()
+            .map(|t| {
+                let t = Arc::new(t);
+                inner.remember(&t);
+                t.schema.clone()
+            })
+            .collect())
+    }
+
+    async fn plan_snapshot(&self, table: &TableSchema, chunk_rows: u64) -> Result<Vec<Chunk>> {
+        let source = self.inner.table(&table.name).await?;
+        chunks::plan(&self.inner.pool, &source, chunk_rows, self.inner.place()).await
+    }
+
+    fn read_chunk(
+        &self,
+        table: Arc<TableSchema>,
+        chunk: Chunk,
+        resume: Position,
+        batch_rows: usize,
+    ) -> BatchStream {
+        let (tx, rx) = mpsc::channel(READ_AHEAD_BATCHES);
+        let inner = self.inner.clone();
+        tokio::spawn(async move {
+            let result = read_chunk(&inner, table, &chunk, resume, batch_rows.max(1), &tx).await;
+            if let Err(e) = result {
+                // The receiver may be gone (shutdown): nothing left to tell.
+                let _ = tx.send(Err(e)).await;
+            }
+        });
+        rx
+    }
+
+    fn snapshot_position(&self) -> Option<String> {
+        self.inner.snapshot.get().map(|s| s.position())
+    }
+}
+
+/// How a chunk read ended.
+enum Outcome {
+    /// The whole chunk was read and the last batch handed on.
+    Finished,
+    /// The consumer went away: the session is closed rather than drained.
+    Abandoned,
+}
+
+async fn read_chunk(
+    inner: &Inner,
+    schema: Arc<TableSchema>,
+    chunk: &Chunk,
+    resume: Position,
+    batch_rows: usize,
+    tx: &mpsc::Sender<Result<Batch>>,
+) -> Result<()> {
+    let table = inner.table(&schema.name).await?;
+    let planned: Vec<&str> = schema.columns.iter().map(|c| c.name.as_str()).collect();
+    let current: Vec<&str> = table
+        .schema
+        .columns
+        .iter()
+        .map(|c| c.name.as_str())
+        .collect();
+    if planned != current {
+        return Err(Error::Config(format!(
+            "{}: the columns of table {} changed since the run was planned ({} → {}); run with --restart",
+            inner.place(),
+            schema.name,
+            planned.join(", "),
+            current.join(", ")
+        )));
+    }
+    let lower = match resume {
+        Position::Start => chunk.lower.clone(),
+        Position::Key { key } => Some(key),
+        Position::Record { index } => {
+            return Err(Error::Data(format!(
+                "{}: table {} has no primary key and cannot resume after row {index}; run with --restart",
+                inner.place(),
+                schema.name
+            )));
+        }
+    };
+    let sql = chunk_query(&table, lower.as_deref(), chunk.upper.as_deref())?;
+    debug!(table = schema.name, chunk = chunk.id, sql, "reading chunk");
+    let snapshot = inner.snapshot().await?;
+    let ctx = || {
+        format!(
+            "{}: reading table {} chunk {}",
+            inner.place(),
+            schema.name,
+            chunk.id
+        )
+    };
+    let mut conn = inner.pool.acquire().await.context(ctx)?;
+    let mut reader = ChunkReader {
+        schema: schema.clone(),
+        table: &table,
+        chunk: chunk.id,
+        batch_rows,
+        changes: Vec::with_capacity(batch_rows),
+        rejects: Vec::new(),
+        last_key: lower,
+        rows: 0,
+    };
+    let outcome = reader.run(&mut conn, &snapshot, &sql, tx).await;
+    if !matches!(outcome, Ok(Outcome::Finished)) {
+        // A COPY stopped half way leaves rows in flight: close the session
+        // rather than hand it back to be drained.
+        conn.close_on_drop();
+    }
+    outcome.map(|_| ()).context_chunk(ctx)
+}
+
+/// Adds the chunk to the context of a database error.
+trait ChunkContext<T> {
+    fn context_chunk(self, ctx: impl FnOnce() -> String) -> Result<T>;
+}
+
+impl<T> ChunkContext<T> for std::result::Result<T, ReadError> {
+    fn context_chunk(self, ctx: impl FnOnce() -> String) -> Result<T> {
+        match self {
+            Ok(v) => Ok(v),
+            Err(ReadError::Db(e)) => Err(e).context(ctx),
+            Err(ReadError::Other(e)) => Err(e),
+        }
+    }
+}
+
+enum ReadError {
+    Db(sqlx::Error),
+    Other(Error),
+}
+
+impl From<sqlx::Error> for ReadError {
+    fn from(e: sqlx::Error) -> Self {
+        ReadError::Db(e)
+    }
+}
+
+/// `COPY (SELECT … WHERE (pk) > (lower) AND (pk) <= (upper) ORDER BY pk)`.
+fn chunk_query(
+    table: &SourceTable,
+    lower: Option<&[Value]>,
+    upper: Option<&[Value]>,
+) -> Result<String> {
+    let schema = &table.schema;
+    let from = qualified(
+        schema.namespace.as_deref().unwrap_or("public"),
+        &schema.name,
+    );
+    let keys = schema.primary_key_indices();
+    let key_list = keys
+        .iter()
+        .map(|&k| quote_ident(&schema.columns[k].name))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let bound = |values: &[Value]| -> Result<String> {
+        if values.len() != keys.len() {
+            return Err(Error::Data(format!(
+                "table {}: a chunk bound of {} values for a key of {} columns",
+                schema.name,
+                values.len(),
+                keys.len()
+            )));
+        }
+        let literals: Result<Vec<String>> = keys
+            .iter()
+            .zip(values)
+            .map(|(&k, v)| {
+                let column = &table.columns[k];
+                if column.read == super::types::Read::ArrayAsJson {
+                    return Err(Error::Unsupported(format!(
+                        "table {}: primary key column {} is an array: the table is read whole and cannot resume half way; run with --restart",
+                        schema.name, schema.columns[k].name
+                    )));
+                }
+                Ok(typed_literal(v, &column.sql_type))
+            })
+            .collect();
+        Ok(format!("({})", literals?.join(", ")))
+    };
+    let mut conditions = Vec::new();
+    if let Some(lower) = lower {
+        conditions.push(format!("({key_list}) > {}", bound(lower)?));
+    }
+    if let Some(upper) = upper {
+        conditions.push(format!("({key_list}) <= {}", bound(upper)?));
+    }
+    let mut sql = format!("COPY (SELECT {} FROM {from}", table.select_list());
+    if !conditions.is_empty() {
+        sql.push_str(" WHERE ");
+        sql.push_str(&conditions.join(" AND "));
+    }
+    if !keys.is_empty() {
+        sql.push_str(" ORDER BY ");
+        sql.push_str(&key_list);
+    }
+    sql.push_str(") TO STDOUT (FORMAT binary)");
+    Ok(sql)
+}
+
+/// Decodes one chunk's COPY stream into batches.
+struct ChunkReader<'a> {
+    schema: Arc<TableSchema>,
+    table: &'a SourceTable,
+    chunk: u32,
+    batch_rows: usize,
+    changes: Vec<Change>,
+    rejects: Vec<Reject>,
+    /// Key of the last row read (or the bound the read started after).
+    last_key: Option<Vec<Value>>,
+    /// Rows read by this reader, for tables without a key.
+    rows: u64,
+}
+
+impl ChunkReader<'_> {
+    async fn run(
+        &mut self,
+        conn: &mut PgConnection,
+        snapshot: &Snapshot,
+        sql: &str,
+        tx: &mpsc::Sender<Result<Batch>>,
+    ) -> std::result::Result<Outcome, ReadError> {
+        let mut txn = snapshot.adopt(conn).await?;
+        let wires: Vec<Wire> = self.table.columns.iter().map(|c| c.read.wire()).collect();
+        let keys = self.schema.primary_key_indices();
+        let mut decoder = CopyDecoder::new(wires.len());
+        let mut spans: Vec<FieldSpan> = Vec::with_capacity(wires.len());
+        {
+            let mut stream = txn.copy_out_raw(sql).await?;
+            while let Some(bytes) = stream.try_next().await? {
+                decoder.feed(&bytes);
+                while decoder.next_row(&mut spans).map_err(|e| {
+                    ReadError::Other(Error::Data(format!(
+                        "table {} chunk {}: broken COPY stream: {}",
+                        self.schema.name, self.chunk, e.0
+                    )))
+                })? {
+                    self.row(decoder.data(), &spans, &wires, &keys);
+                    if self.changes.len() + self.rejects.len() >= self.batch_rows
+                        && !self.send(tx, false).await
+                    {
+                        return Ok(Outcome::Abandoned);
+                    }
+                }
+            }
+        }
+        if !decoder.finished() {
+            return Err(ReadError::Other(Error::Data(format!(
+                "table {} chunk {}: the COPY stream ended without its trailer",
+                self.schema.name, self.chunk
+            ))));
+        }
+        txn.commit().await?;
+        if self.send(tx, true).await {
+            Ok(Outcome::Finished)
+        } else {
+            Ok(Outcome::Abandoned)
+        }
+    }
+
+    /// Decodes one tuple into a row, or a reject naming the bad values.
+    fn row(&mut self, data: &[u8], spans: &[FieldSpan], wires: &[Wire], keys: &[usize]) {
+        let mut values = Vec::with_capacity(wires.len());
+        let mut bad: Vec<(usize, Undecodable)> = Vec::new();
+        for (i, (span, wire)) in spans.iter().zip(wires).enumerate() {
+            match span {
+                None => values.push(Value::Null),
+                Some((s, e)) => match decode_value(*wire, &data[*s..*e]) {
+                    Ok(v) => values.push(v),
+                    Err(u) => {
+                        values.push(Value::Null);
+                        bad.push((i, u));
+                    }
+                },
+            }
+        }
+        self.rows += 1;
+        let key_ok = keys.iter().all(|k| !bad.iter().any(|(i, _)| i == k));
+        if key_ok && !keys.is_empty() {
+            self.last_key = Some(keys.iter().map(|&k| values[k].clone()).collect());
+        }
+        if bad.is_empty() {
+            self.changes.push(Change::Insert(Row(values)));
+            return;
+        }
+        let error = bad
+            .iter()
+            .map(|(i, u)| format!("column {}: {}", self.schema.columns[*i].name, u.reason))
+            .collect::<Vec<_>>()
+            .join("; ");
+        let mut row = row_to_json(&self.schema, &Row(values));
+        if let serde_json::Value::Object(map) = &mut row {
+            for (i, u) in bad {
+                map.insert(
+                    self.schema.columns[i].name.clone(),
+                    serde_json::Value::String(u.value),
+                );
+            }
+        }
+        self.rejects.push(Reject {
+            stage: RejectStage::Source,
+            error,
+            row,
+            position: self.position(),
+        });
+    }
+
+    fn position(&self) -> Position {
+        if self.schema.primary_key.is_empty() {
+            return Position::Record { index: self.rows };
+        }
+        match &self.last_key {
+            Some(key) => Position::Key { key: key.clone() },
+            None => Position::Start,
+        }
+    }
+
+    /// Hands the batch read so far on; false when nobody listens any more.
+    async fn send(&mut self, tx: &mpsc::Sender<Result<Batch>>, last: bool) -> bool {
+        let batch = Batch {
+            table: self.schema.clone(),
+            chunk: self.chunk,
+            changes: std::mem::replace(&mut self.changes, Vec::with_capacity(self.batch_rows)),
+            rejects: std::mem::take(&mut self.rejects),
+            position: self.position(),
+            last,
+        };
+        tx.send(Ok(batch)).await.is_ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::catalog::SourceColumn;
+    use super::super::types::Read;
+    use super::*;
+    use crate::model::{Column, DataType};
+
+    fn table(keys: &[&str]) -> SourceTable {
+        let columns = vec![
+            Column::new("Id", DataType::Int64),
+            Column::new("select", DataType::TEXT),
+            Column::new("tags", DataType::Json),
+        ];
+        SourceTable {
+            oid: sqlx::postgres::types::Oid(1),
+            schema: TableSchema {
+                namespace: Some("public".into()),
+                name: "Order".into(),
+                columns,
+                primary_key: keys.iter().map(|k| k.to_string()).collect(),
+                indexes: Vec::new(),
+                foreign_keys: Vec::new(),
+            },
+            columns: vec![
+                SourceColumn {
+                    read: Read::Native(Wire::Int8),
+                    sql_type: "bigint".into(),
+                },
+                SourceColumn {
+                    read: Read::AsText,
+                    sql_type: "public.mood".into(),
+                },
+                SourceColumn {
+                    read: Read::ArrayAsJson,
+                    sql_type: "text[]".into(),
+                },
+            ],
+            partitioned: false,
+        }
+    }
+
+    #[test]
+    fn chunk_queries_bound_the_key() {
+        let t = table(&["Id", "select"]);
+        let sql = chunk_query(
+            &t,
+            Some(&[Value::Int(5), Value::Text("it's".into())]),
+            Some(&[Value::Int(9), Value::Text("z".into())]),
+        )
+        .unwrap();
+        assert_eq!(
+            sql,
+            "COPY (SELECT \"Id\", \"select\"::text, to_json(\"tags\")::text FROM \"public\".\"Order\" \
+             WHERE (\"Id\", \"select\") > ('5'::bigint, 'it''s'::public.mood) \
+             AND (\"Id\", \"select\") <= ('9'::bigint, 'z'::public.mood) ORDER BY \"Id\", \"select\") \
+             TO STDOUT (FORMAT binary)"
+        );
+        let whole = chunk_query(&table(&[]), None, None).unwrap();
+        assert_eq!(
+            whole,
+            "COPY (SELECT \"Id\", \"select\"::text, to_json(\"tags\")::text FROM \"public\".\"Order\") TO STDOUT (FORMAT binary)"
+        );
+        assert!(chunk_query(&table(&["tags"]), Some(&[Value::Json("[]".into())]), None).is_err());
+        assert!(chunk_query(&t, Some(&[Value::Int(1)]), None).is_err());
+    }
+}

@@ -1,0 +1,602 @@
+//! Writes PostgreSQL tables. `prepare` creates (or truncates, drops, checks)
+//! the tables and the `_dmp_checkpoints` table in one transaction, then
+//! reads each table's actual column types, which decide how values are
+//! encoded. Each batch is one transaction on a pooled session: binary COPY
+//! of its rows plus the chunk's checkpoint. Secondary indexes are built
+//! when a table is done, foreign keys when every table is.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use sqlx::postgres::types::Oid;
+use sqlx::{AssertSqlSafe, PgPool, Postgres, Row, Transaction};
+use tracing::{info, warn};
+
+use super::catalog::resolve_column_types;
+use super::config::PgConfig;
+use super::ddl::{self, CHECKPOINTS};
+use super::sql::qualified;
+use super::types::{ddl_type, native};
+use super::writer::{self, WriteTable};
+use crate::config::Endpoint;
+use crate::connectors::{IfExists, RejectSink, Start, Target, TargetOptions};
+use crate::error::{Error, Result, ResultExt};
+use crate::model::{Batch, Checkpoint, Column, TableSchema};
+
+pub(crate) struct PostgresTarget {
+    config: PgConfig,
+    pool: PgPool,
+    options: TargetOptions,
+    /// Tables as prepared, by name.
+    tables: Mutex<HashMap<String, Arc<WriteTable>>>,
+}
+
+impl PostgresTarget {
+    pub(crate) fn open(endpoint: &Endpoint, options: TargetOptions) -> Result<Self> {
+        let config = PgConfig::parse(endpoint)?;
+        // One session per writer, and one for index builds running while
+        // other tables are still being written.
+        let pool = config.pool(options.writers.max(1) + 1);
+        Ok(PostgresTarget {
+            config,
+            pool,
+            options,
+            tables: Mutex::new(HashMap::new()),
+        })
+    }
+
+    fn place(&self) -> &str {
+        &self.config.place
+    }
+
+    fn schema(&self) -> &str {
+        &self.config.schema
+    }
+
+    fn cached(&self, name: &str) -> Option<Arc<WriteTable>> {
+        self.tables.lock().ok()?.get(name).cloned()
+    }
+
+    /// Reads `table`'s columns on the target and how each is encoded.
+    async fn load(&self, table: &TableSchema) -> Result<Arc<WriteTable>> {
+        let ctx = || {
+            format!(
+                "{}: reading the columns of target table {}",
+                self.place(),
+                table.name
+            )
+        };
+        let rows = sqlx::query(
+            "SELECT a.attname::text, a.atttypid, a.atttypmod, format_type(a.atttypid, a.atttypmod), \
+             a.attgenerated::text, \
+             EXISTS (SELECT 1 FROM pg_constraint f WHERE f.conrelid = c.oid AND f.contype = 'f') \
+             FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid \
+             JOIN pg_namespace n ON n.oid = c.relnamespace \
+             WHERE n.nspname = $1 AND c.relname = $2 AND c.relkind IN ('r', 'p') \
+             AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum",
+        )
+        .bind(self.schema())
+        .bind(&table.name)
+        .fetch_all(&self.pool)
+        .await
+        .context(ctx)?;
+        if rows.is_empty() {
+            return Err(Error::Config(format!(
+                "{}: target table {}.{} does not exist",
+                self.place(),
+                self.schema(),
+                table.name
+            )));
+        }
+        struct Attr {
+            type_oid: Oid,
+            typmod: i32,
+            sql_type: String,
+            generated: bool,
+        }
+        let mut attrs: HashMap<String, Attr> = HashMap::new();
+        let mut has_foreign_keys = false;
+        for row in rows {
+            let name: String = row.try_get(0).context(ctx)?;
+            let generated: String = row.try_get(4).context(ctx)?;
+            has_foreign_keys = row.try_get(5).context(ctx)?;
+            attrs.insert(
+                name,
+                Attr {
+                    type_oid: row.try_get(1).context(ctx)?,
+                    typmod: row.try_get(2).context(ctx)?,
+                    sql_type: row.try_get(3).context(ctx)?,
+                    generated: !generated.is_empty(),
+                },
+            );
+        }
+        let wanted: Vec<(Oid, i32)> = attrs.values().map(|a| (a.type_oid, a.typmod)).collect();
+        let types = resolve_column_types(&self.pool, &wanted, self.place()).await?;
+        let mut encodings = Vec::with_capacity(table.columns.len());
+        let mut sql_types = Vec::with_capacity(table.columns.len());
+        for column in &table.columns {
+            let Some(attr) = attrs.get(&column.name) else {
+                return Err(Error::Config(format!(
+                    "{}: target table {} has no column {} (it has {})",
+                    self.place(),
+                    table.name,
+                    column.name,
+                    {
+                        let mut names: Vec<&str> = attrs.keys().map(String::as_str).collect();
+                        names.sort_unstable();
+                        names.join(", ")
+                    }
+                )));
+            };
+            sql_types.push(attr.sql_type.clone());
+            if attr.generated {
+                info!(
+                    table = table.name,
+                    column = column.name,
+                    "generated column on the target: its values are computed there"
+                );
+                encodings.push(None);
+                continue;
+            }
+            let encoding = types
+                .get(&(attr.type_oid, attr.typmod))
+                .and_then(native)
+                .ok_or_else(|| {
+                    Error::Unsupported(format!(
+                        "{}: target column {}.{} has type {}, which dmp cannot write (it writes {} values as {})",
+                        self.place(),
+                        table.name,
+                        column.name,
+                        attr.sql_type,
+                        column.data_type,
+                        ddl_type(column)
+                    ))
+                })?;
+            encodings.push(Some(encoding));
+        }
+        let replica = has_foreign_keys && self.may_skip_foreign_keys(&table.name).await?;
+        let write_table = Arc::new(WriteTable::new(
+            self.schema(),
+            table,
+            encodings,
+            sql_types,
+            replica,
+        ));
+        if let Ok(mut tables) = self.tables.lock() {
+            tables.insert(table.name.clone(), write_table.clone());
+        }
+        Ok(write_table)
+    }
+
+    /// Whether rows may load with foreign key triggers off: only a
+    /// superuser may set `session_replication_role`. Otherwise rows whose
+    /// parent arrives later are refused, and the user is told.
+    async fn may_skip_foreign_keys(&self, table: &str) -> Result<bool> {
+        let superuser: bool =
+            sqlx::query_scalar("SELECT rolsuper FROM pg_roles WHERE rolname = current_user")
+                .fetch_optional(&self.pool)
+                .await
+                .context(|| format!("{}: reading the role's privileges", self.place()))?
+                .unwrap_or(false);
+        if !superuser {
+            warn!(
+                table,
+                "the target table has foreign keys and the role may not defer them: \
+                 rows whose referenced row is not loaded yet will be refused"
+            );
+        }
+        Ok(superuser)
+    }
+
+    async fn exists(
+        txn: &mut Transaction<'static, Postgres>,
+        schema: &str,
+        table: &str,
+    ) -> std::result::Result<bool, sqlx::Error> {
+        sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+             WHERE n.nspname = $1 AND c.relname = $2 AND c.relkind IN ('r', 'p'))",
+        )
+        .bind(schema)
+        .bind(table)
+        .fetch_one(&mut **txn)
+        .await
+    }
+
+    async fn prepare_in(
+        &self,
+        txn: &mut Transaction<'static, Postgres>,
+        tables: &[Arc<TableSchema>],
+        start: Start,
+    ) -> Result<()> {
+        let schema = self.schema();
+        let place = self.place();
+        let ctx = || format!("{place}: preparing the target tables");
+        let exec = |sql: String| sqlx::raw_sql(AssertSqlSafe(sql));
+        let found: bool =
+            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)")
+                .bind(schema)
+                .fetch_one(&mut **txn)
+                .await
+                .context(ctx)?;
+        if !found && self.options.data_only {
+            return Err(Error::Config(format!(
+                "{place}: schema {schema} does not exist (--data-only creates nothing); \
+                 the tables {} must exist",
+                tables
+                    .iter()
+                    .map(|t| t.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
+        }
+        if !found {
+            exec(format!("CREATE SCHEMA {}", super::sql::quote_ident(schema)))
+                .execute(&mut **txn)
+                .await
+                .context(ctx)?;
+        }
+        // The checkpoint table is dmp's own, made even in data-only runs.
+        if !Self::exists(txn, schema, CHECKPOINTS).await.context(ctx)? {
+            exec(ddl::create_checkpoints(schema))
+                .execute(&mut **txn)
+                .await
+                .context(ctx)?;
+        }
+        if start == Start::Fresh {
+            sqlx::query(AssertSqlSafe(format!(
+                "DELETE FROM {} WHERE pipeline = $1",
+                qualified(schema, CHECKPOINTS)
+            )))
+            .bind(&self.options.pipeline)
+            .execute(&mut **txn)
+            .await
+            .context(ctx)?;
+        }
+        // Emptied together, in one statement: tables that reference each
+        // other can only be truncated at once.
+        let mut truncate: Vec<String> = Vec::new();
+        for table in tables {
+            let name = qualified(schema, &table.name);
+            let table_ctx = || format!("{place}: preparing target table {}", table.name);
+            let exists = Self::exists(txn, schema, &table.name)
+                .await
+                .context(table_ctx)?;
+            if start == Start::Resume {
+                if !exists && !self.options.data_only {
+                    exec(ddl::create_table(schema, table))
+                        .execute(&mut **txn)
+                        .await
+                        .context(table_ctx)?;
+                }
+                if exists && table.primary_key.is_empty() {
+                    self.restart_partial(txn, table).await?;
+                }
+                if !exists && self.options.data_only {
+                    return Err(self.missing(&table.name));
+                }
+                continue;
+            }
+            if self.options.data_only {
+                if !exists {
+                    return Err(self.missing(&table.name));
+                }
+                if matches!(
+                    self.options.if_exists,
+                    IfExists::Truncate | IfExists::Replace
+                ) {
+                    truncate.push(name);
+                }
+                continue;
+            }
+            let mut create = !exists;
+            if exists {
+                match self.options.if_exists {
+                    IfExists::Fail => {
+                        return Err(Error::Config(format!(
+                            "{place}: target table {schema}.{} already exists (if_exists = \"fail\")",
+                            table.name
+                        )));
+                    }
+                    IfExists::Truncate => truncate.push(name),
+                    IfExists::Append => {}
+                    IfExists::Replace => {
+                        exec(format!("DROP TABLE {name} CASCADE"))
+                            .execute(&mut **txn)
+                            .await
+                            .context(table_ctx)?;
+                        create = true;
+                    }
+                }
+            }
+            if create {
+                exec(ddl::create_table(schema, table))
+                    .execute(&mut **txn)
+                    .await
+                    .context(table_ctx)?;
+            }
+        }
+        if !truncate.is_empty() {
+            exec(format!("TRUNCATE {}", truncate.join(", ")))
+                .execute(&mut **txn)
+                .await
+                .context(|| format!("{place}: emptying the target tables"))?;
+        }
+        Ok(())
+    }
+
+    fn missing(&self, table: &str) -> Error {
+        Error::Config(format!(
+            "{}: target table {}.{table} does not exist (--data-only creates no table)",
+            self.place(),
+            self.schema()
+        ))
+    }
+
+    /// A table without a primary key that was partly written cannot
+    /// continue at a row count under a new snapshot: it is emptied and its
+    /// checkpoints forgotten, so it is copied again from the start.
+    async fn restart_partial(
+        &self,
+        txn: &mut Transaction<'static, Postgres>,
+        table: &TableSchema,
+    ) -> Result<()> {
+        let ctx = || format!("{}: restarting target table {}", self.place(), table.name);
+        let checkpoints = qualified(self.schema(), CHECKPOINTS);
+        let (partial, done): (bool, bool) = sqlx::query_as(AssertSqlSafe(format!(
+            "SELECT coalesce(bool_or(NOT done), false), coalesce(bool_or(done), false) \
+             FROM {checkpoints} WHERE pipeline = $1 AND table_name = $2"
+        )))
+        .bind(&self.options.pipeline)
+        .bind(&table.name)
+        .fetch_one(&mut **txn)
+        .await
+        .context(ctx)?;
+        if !partial || done {
+            return Ok(());
+        }
+        if self.options.if_exists == IfExists::Append {
+            warn!(
+                table = table.name,
+                "table without primary key partly copied: emptied to copy it again, rows it had before the run included"
+            );
+        } else {
+            info!(
+                table = table.name,
+                "table without primary key partly copied: copied again"
+            );
+        }
+        sqlx::raw_sql(AssertSqlSafe(format!(
+            "TRUNCATE {}",
+            qualified(self.schema(), &table.name)
+        )))
+        .execute(&mut **txn)
+        .await
+        .context(ctx)?;
+        sqlx::query(AssertSqlSafe(format!(
+            "DELETE FROM {checkpoints} WHERE pipeline = $1 AND table_name = $2"
+        )))
+        .bind(&self.options.pipeline)
+        .bind(&table.name)
+        .execute(&mut **txn)
+        .await
+        .context(ctx)?;
+        Ok(())
+    }
+
+    /// The name to create `index` under: its own, unless another relation
+    /// of the schema has it (index names are per schema here).
+    async fn index_name(&self, table: &TableSchema, index: &str) -> Result<Option<String>> {
+        let ctx = || {
+            format!(
+                "{}: checking index {index} of table {}",
+                self.place(),
+                table.name
+            )
+        };
+        for candidate in [
+            ddl::truncate_ident(index),
+            ddl::index_name_for(&table.name, index),
+        ] {
+            let owner: Option<(String, Option<String>)> = sqlx::query_as(
+                "SELECT c.relkind::text, t.relname::text FROM pg_class c \
+                 JOIN pg_namespace n ON n.oid = c.relnamespace \
+                 LEFT JOIN pg_index i ON i.indexrelid = c.oid LEFT JOIN pg_class t ON t.oid = i.indrelid \
+                 WHERE n.nspname = $1 AND c.relname = $2",
+            )
+            .bind(self.schema())
+            .bind(&candidate)
+            .fetch_optional(&self.pool)
+            .await
+            .context(ctx)?;
+            match owner {
+                None => return Ok(Some(candidate)),
+                // Built by an earlier try: nothing to do.
+                Some((kind, Some(on))) if kind == "i" && on == table.name => return Ok(None),
+                Some(_) => continue,
+            }
+        }
+        Err(Error::Config(format!(
+            "{}: cannot name index {index} of table {}: the name and {} are taken",
+            self.place(),
+            table.name,
+            ddl::index_name_for(&table.name, index)
+        )))
+    }
+}
+
+#[async_trait]
+impl Target for PostgresTarget {
+    fn column_type(&self, column: &Column) -> String {
+        ddl_type(column)
+    }
+
+    async fn prepare(&self, tables: &[Arc<TableSchema>], start: Start) -> Result<()> {
+        let ctx = || format!("{}: preparing the target", self.place());
+        let mut txn = self.pool.begin().await.context(ctx)?;
+        self.prepare_in(&mut txn, tables, start).await?;
+        txn.commit().await.context(ctx)?;
+        for table in tables {
+            self.load(table).await?;
+        }
+        Ok(())
+    }
+
+    async fn checkpoints(&self) -> Result<Vec<Checkpoint>> {
+        let ctx = || format!("{}: reading checkpoints", self.place());
+        let rows: Vec<(String, i32, String, i64, bool)> = match sqlx::query_as(AssertSqlSafe(
+            format!(
+                "SELECT table_name, chunk, position, \"rows\", done FROM {} WHERE pipeline = $1",
+                qualified(self.schema(), CHECKPOINTS)
+            ),
+        ))
+        .bind(&self.options.pipeline)
+        .fetch_all(&self.pool)
+        .await
+        {
+            Ok(rows) => rows,
+            Err(sqlx::Error::Database(db)) if db.code().as_deref() == Some("42P01") => Vec::new(),
+            Err(e) => return Err(e).context(ctx),
+        };
+        rows.into_iter()
+            .map(|(table, chunk, position, rows, done)| {
+                Ok(Checkpoint {
+                    position: serde_json::from_str(&position).context(ctx)?,
+                    table,
+                    chunk: u32::try_from(chunk).unwrap_or(0),
+                    rows: rows.unsigned_abs(),
+                    done,
+                })
+            })
+            .collect()
+    }
+
+    async fn write(
+        &self,
+        batch: Batch,
+        checkpoint: Checkpoint,
+        rejects: Arc<dyn RejectSink>,
+    ) -> Result<u64> {
+        let table = match self.cached(&batch.table.name) {
+            Some(t) => t,
+            None => self.load(&batch.table).await?,
+        };
+        writer::write(
+            &self.pool,
+            self.schema(),
+            &self.options.pipeline,
+            &table,
+            batch,
+            checkpoint,
+            rejects,
+        )
+        .await
+        .map_err(|e| match e {
+            Error::Postgres { context, source } => Error::Postgres {
+                context: format!("{}: {context}", self.place()),
+                source,
+            },
+            other => other,
+        })
+    }
+
+    async fn finish_table(&self, table: &TableSchema) -> Result<()> {
+        if self.options.data_only {
+            return Ok(());
+        }
+        for index in &table.indexes {
+            if ddl::duplicates_primary_key(table, index) {
+                continue;
+            }
+            let Some(name) = self.index_name(table, &index.name).await? else {
+                continue;
+            };
+            let sql = ddl::create_index(self.schema(), &table.name, &name, index);
+            let started = std::time::Instant::now();
+            sqlx::raw_sql(AssertSqlSafe(sql))
+                .execute(&self.pool)
+                .await
+                .context(|| {
+                    format!(
+                        "{}: creating index {name} on table {}",
+                        self.place(),
+                        table.name
+                    )
+                })?;
+            info!(
+                table = table.name,
+                index = name,
+                secs = started.elapsed().as_secs_f64(),
+                "index built"
+            );
+        }
+        Ok(())
+    }
+
+    async fn finish_pipeline(&self, tables: &[Arc<TableSchema>]) -> Result<()> {
+        if self.options.data_only {
+            return Ok(());
+        }
+        let schema = self.schema();
+        for table in tables {
+            for fk in &table.foreign_keys {
+                let ctx = || {
+                    format!(
+                        "{}: adding foreign key {} to table {}",
+                        self.place(),
+                        fk.name,
+                        table.name
+                    )
+                };
+                let (present, parent): (bool, bool) = sqlx::query_as(
+                    "SELECT EXISTS (SELECT 1 FROM pg_constraint k JOIN pg_class c ON c.oid = k.conrelid \
+                       JOIN pg_namespace n ON n.oid = c.relnamespace \
+                       WHERE n.nspname = $1 AND c.relname = $2 AND k.conname = $3), \
+                     EXISTS (SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+                       WHERE n.nspname = $1 AND c.relname = $4 AND c.relkind IN ('r', 'p'))",
+                )
+                .bind(schema)
+                .bind(&table.name)
+                .bind(&fk.name)
+                .bind(&fk.references)
+                .fetch_one(&self.pool)
+                .await
+                .context(ctx)?;
+                if present {
+                    continue;
+                }
+                if !parent {
+                    warn!(
+                        table = table.name,
+                        foreign_key = fk.name,
+                        references = fk.references,
+                        "foreign key skipped: the referenced table is not on the target"
+                    );
+                    continue;
+                }
+                let sql = ddl::add_foreign_key(schema, &table.name, fk, true)?;
+                match sqlx::raw_sql(AssertSqlSafe(sql)).execute(&self.pool).await {
+                    Ok(_) => {}
+                    // Rows refused on the way (dead-lettered parents) leave
+                    // orphans: the key is added unchecked for them, and said.
+                    Err(sqlx::Error::Database(db)) if db.code().as_deref() == Some("23503") => {
+                        warn!(
+                            table = table.name,
+                            foreign_key = fk.name,
+                            error = db.message(),
+                            "rows violate the foreign key: added NOT VALID (checked for new rows only)"
+                        );
+                        let sql = ddl::add_foreign_key(schema, &table.name, fk, false)?;
+                        sqlx::raw_sql(AssertSqlSafe(sql))
+                            .execute(&self.pool)
+                            .await
+                            .context(ctx)?;
+                    }
+                    Err(e) => return Err(e).context(ctx),
+                }
+            }
+        }
+        Ok(())
+    }
+}

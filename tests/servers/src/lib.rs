@@ -1,0 +1,179 @@
+//! Private PostgreSQL 15 and MariaDB 10.11 servers for DMP's tests and
+//! benchmarks, run from the Debian packages' binaries (`make test` installs
+//! them) in temp dirs on free 127.0.0.1 ports. No server of the machine is
+//! used or touched.
+//!
+//! In tests, [`postgres()`] and [`mariadb()`] start their server on first
+//! use, once per process, and [`PostgresServer::create_database`] /
+//! [`MariadbServer::create_database`] give each test a database of its own
+//! with helpers to run SQL through `psql` / `mariadb`:
+//!
+//! ```text
+//! let db = dmp_test_servers::postgres().create_database("copy_source");
+//! db.exec("CREATE TABLE t (id int PRIMARY KEY); INSERT INTO t VALUES (1)");
+//! assert_eq!(db.scalar("SELECT count(*) FROM t"), "1");
+//! ```
+//!
+//! Servers stop, and their directories are removed, when the process ends in
+//! any way — normal exit, panic, SIGKILL: each server has a reaper process
+//! waiting for EOF on a pipe only this process holds open (see `reaper.rs`).
+//!
+//! Scripts (the benchmarks) run the `dmp-test-servers` binary, which prints
+//! `export` lines, then `ready`, and keeps the servers until its stdin
+//! closes or it is killed (SIGTERM, SIGINT, even SIGKILL):
+//!
+//! ```sh
+//! coproc SERVERS { exec dmp-test-servers start postgres mariadb; }
+//! while IFS= read -r line <&"${SERVERS[0]}"; do
+//!     case "$line" in export\ *) eval "$line" ;; ready) break ;; esac
+//! done
+//! psql "$DMP_TEST_PG_URL" -c 'SELECT 1'   # servers stop when the script exits
+//! ```
+//!
+//! It exports `DMP_TEST_PG_URL` (`postgres://postgres@127.0.0.1:PORT/postgres`),
+//! `DMP_TEST_PG_PORT`, `DMP_TEST_PG_BIN_DIR`, `DMP_TEST_MARIADB_URL`
+//! (`mysql://root@127.0.0.1:PORT/`), `DMP_TEST_MARIADB_PORT` and
+//! `DMP_TEST_MARIADB_BIN_DIR` for the servers it started. Without a coprocess,
+//! `exec 3> >(dmp-test-servers start > servers.env)` keeps them until fd 3
+//! closes; source `servers.env` once its last line is `ready`.
+
+mod database;
+mod launch;
+mod mariadb;
+mod postgres;
+mod reaper;
+
+use std::sync::OnceLock;
+
+pub use database::{Rows, SqlError, TestDb};
+pub use launch::StartError;
+pub use mariadb::MariadbServer;
+pub use postgres::PostgresServer;
+
+// A failed start is kept too: every test then fails at once with the same
+// message instead of each retrying a start that takes seconds.
+static POSTGRES: OnceLock<Result<PostgresServer, StartError>> = OnceLock::new();
+static MARIADB: OnceLock<Result<MariadbServer, StartError>> = OnceLock::new();
+
+/// This process's PostgreSQL server, started on first call.
+///
+/// # Panics
+/// When it cannot start: binaries missing (the message says how to install
+/// them), or the server failed (the message ends with its log).
+pub fn postgres() -> &'static PostgresServer {
+    try_postgres().unwrap_or_else(|e| panic!("cannot start the test PostgreSQL server: {e}"))
+}
+
+/// This process's MariaDB server, started on first call.
+///
+/// # Panics
+/// As [`postgres()`].
+pub fn mariadb() -> &'static MariadbServer {
+    try_mariadb().unwrap_or_else(|e| panic!("cannot start the test MariaDB server: {e}"))
+}
+
+/// [`postgres()`] returning the error instead of panicking.
+pub fn try_postgres() -> Result<&'static PostgresServer, StartError> {
+    POSTGRES
+        .get_or_init(PostgresServer::start)
+        .as_ref()
+        .map_err(Clone::clone)
+}
+
+/// [`mariadb()`] returning the error instead of panicking.
+pub fn try_mariadb() -> Result<&'static MariadbServer, StartError> {
+    MARIADB
+        .get_or_init(MariadbServer::start)
+        .as_ref()
+        .map_err(Clone::clone)
+}
+
+/// Stops the servers now and waits until their directories are gone, for
+/// the binary's orderly exit. The process must not use them afterwards.
+#[doc(hidden)]
+pub fn shutdown() {
+    if let Some(Ok(server)) = POSTGRES.get() {
+        server.reaper.finish();
+    }
+    if let Some(Ok(server)) = MARIADB.get() {
+        server.reaper.finish();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Tab, newline, backslash, quotes, 4-byte UTF-8, XML's specials.
+    const TRICKY: &str = "a\tb\nc\\d 'q' \"dq\" 😀 <x>&amp;";
+
+    fn check(db: &TestDb, other: &TestDb, string_literal: &dyn Fn(&str) -> String) {
+        db.exec(&format!(
+            "CREATE TABLE t (id int PRIMARY KEY, v text);
+             INSERT INTO t VALUES (1, NULL), (2, ''), (3, 'NULL'), (4, {}), (5, ' ');",
+            string_literal(TRICKY)
+        ));
+        assert_eq!(
+            db.query("SELECT id, v FROM t ORDER BY id"),
+            vec![
+                vec![Some("1".to_owned()), None],
+                vec![Some("2".to_owned()), Some(String::new())],
+                vec![Some("3".to_owned()), Some("NULL".to_owned())],
+                vec![Some("4".to_owned()), Some(TRICKY.to_owned())],
+                vec![Some("5".to_owned()), Some(" ".to_owned())],
+            ]
+        );
+        assert_eq!(db.scalar("SELECT count(*) FROM t"), "5");
+        assert_eq!(db.query("SELECT v FROM t WHERE id > 5"), Rows::new());
+        // Each test's database is its own.
+        other.exec("CREATE TABLE t (other int)");
+        assert_eq!(other.scalar("SELECT count(*) FROM t"), "0");
+        let err = db
+            .try_exec("SELECT * FROM no_such_table")
+            .expect_err("missing table");
+        assert!(err.message.contains("no_such_table"), "{err}");
+        assert!(db.try_scalar("SELECT v FROM t WHERE id = 1").is_err());
+    }
+
+    #[test]
+    fn both_servers_start_and_round_trip_values() {
+        let pg = std::thread::spawn(|| {
+            let server = postgres();
+            let (a, b) = (
+                server.create_database("pg one"),
+                server.create_database("pg one"),
+            );
+            assert_ne!(a.name, b.name);
+            assert_eq!(
+                a.url,
+                format!("postgres://postgres@127.0.0.1:{}/{}", server.port(), a.name)
+            );
+            check(&a, &b, &|s| {
+                format!("E'{}'", s.replace('\\', "\\\\").replace('\'', "\\'"))
+            });
+            assert_eq!(a.scalar("SHOW wal_level"), "logical");
+        });
+        let my = std::thread::spawn(|| {
+            let server = mariadb();
+            let (a, b) = (server.create_database("my"), server.create_database("my"));
+            assert_ne!(a.name, b.name);
+            assert_eq!(
+                a.url,
+                format!("mysql://root@127.0.0.1:{}/{}", server.port(), a.name)
+            );
+            check(&a, &b, &|s| {
+                format!("'{}'", s.replace('\\', "\\\\").replace('\'', "\\'"))
+            });
+            assert_eq!(
+                a.query("SELECT @@binlog_format, @@binlog_row_metadata, @@local_infile"),
+                vec![vec![
+                    Some("ROW".into()),
+                    Some("FULL".into()),
+                    Some("1".into())
+                ]]
+            );
+        });
+        pg.join().expect("PostgreSQL checks");
+        my.join().expect("MariaDB checks");
+    }
+}

@@ -1,0 +1,164 @@
+//! A private MariaDB 10.11: `mariadb-install-db` in a temp dir, `mariadbd`
+//! on a free 127.0.0.1 port with the row-based binlog the CDC connector
+//! reads, and durability off for speed.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use crate::database::{Client, TestDb, unique_name};
+use crate::launch::{
+    PORT_ATTEMPTS, StartError, Started, fail, find_binary, free_port, is_root, log_file, run,
+    server_dir, wait_until_ready,
+};
+use crate::reaper::Reaper;
+
+/// The system user that owns the data when we run as root.
+const MARIADB_USER: &str = "mysql";
+
+/// A MariaDB server of this process; `root@127.0.0.1` without a password.
+pub struct MariadbServer {
+    port: u16,
+    dir: PathBuf,
+    bin_dir: PathBuf,
+    client: Client,
+    pub(crate) reaper: Reaper,
+}
+
+impl MariadbServer {
+    /// The TCP port on 127.0.0.1.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// `mysql://root@127.0.0.1:PORT/`: the server, no database selected.
+    pub fn url(&self) -> String {
+        format!("mysql://root@127.0.0.1:{}/", self.port)
+    }
+
+    /// The directory of the `mariadb` client (and `mariadb-dump`…).
+    pub fn bin_dir(&self) -> &Path {
+        &self.bin_dir
+    }
+
+    /// The server's temp dir: `data/`, `mariadbd.log`, binlogs, the socket.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// A new, empty database for one test (the server's default utf8mb4).
+    ///
+    /// # Panics
+    /// When the server refuses it.
+    pub fn create_database(&self, name_hint: &str) -> TestDb {
+        let name = unique_name(name_hint);
+        let url = format!("{}{name}", self.url());
+        let sql = format!("CREATE DATABASE {name}");
+        TestDb::create(self.client.clone(), name, url, &sql)
+    }
+
+    pub(crate) fn start() -> Result<MariadbServer, StartError> {
+        let sbin = [Path::new("/usr/sbin")];
+        let mariadbd = find_binary("mariadbd", &[], &sbin)?;
+        let install_db = find_binary("mariadb-install-db", &[], &[Path::new("/usr/bin")])?;
+        let mariadb = find_binary("mariadb", &[], &[Path::new("/usr/bin")])?;
+        let bin_dir = mariadb.parent().unwrap_or(Path::new("/")).to_path_buf();
+        let user = is_root().then_some(MARIADB_USER);
+
+        let temp = server_dir("dmp-test-mariadb-", user)?;
+        let dir = temp.path().to_path_buf();
+        let data = dir.join("data");
+        // No stop command: the reaper SIGKILLs mariadbd (the data goes anyway).
+        let reaper = Reaper::spawn(&dir, &[])?;
+        // From here on the reaper removes the directory.
+        let _ = temp.keep();
+
+        let mut install = Command::new(&install_db);
+        // --no-defaults must come first; the system's my.cnf is not ours.
+        install
+            .arg("--no-defaults")
+            .arg(format!("--datadir={}", data.display()));
+        if let Some(user) = user {
+            install.arg(format!("--user={user}"));
+        }
+        run(install.args([
+            "--auth-root-authentication-method=normal",
+            "--skip-test-db",
+            "--skip-name-resolve",
+        ]))?;
+
+        let log = dir.join("mariadbd.log");
+        for _ in 0..PORT_ATTEMPTS {
+            let port = free_port()?;
+            let (stdout, stderr) = log_file(&log)?;
+            let mut server = Command::new(&mariadbd)
+                .args(settings(port, &dir, user))
+                .stdin(Stdio::null())
+                .stdout(stdout)
+                .stderr(stderr)
+                .spawn()
+                .map_err(|e| StartError(format!("cannot run {}: {e}", mariadbd.display())))?;
+            let client = Client::Mariadb {
+                program: mariadb.clone(),
+                port,
+            };
+            let started = wait_until_ready("MariaDB", &mut server, &log, || {
+                client.run("", "SELECT 1", false).is_ok()
+            });
+            reaper.adopt(server, Some("mariadbd"));
+            match started? {
+                Started::Ready => {
+                    return Ok(MariadbServer {
+                        port,
+                        dir,
+                        bin_dir,
+                        client,
+                        reaper,
+                    });
+                }
+                Started::PortTaken => continue,
+            }
+        }
+        fail(format!(
+            "MariaDB found its port taken {PORT_ATTEMPTS} times in a row"
+        ))
+    }
+}
+
+/// mariadbd's options; `--no-defaults` first (it must be).
+fn settings(port: u16, dir: &Path, user: Option<&str>) -> Vec<String> {
+    let path = |name: &str| dir.join(name).display().to_string();
+    let mut settings = vec![
+        "--no-defaults".to_owned(),
+        format!("--datadir={}", path("data")),
+        format!("--port={port}"),
+        "--bind-address=127.0.0.1".to_owned(),
+        format!("--socket={}", path("mysql.sock")),
+        format!("--pid-file={}", path("mariadbd.pid")),
+        // The row-based binlog with full images and column names that CDC
+        // reads, as production servers must be configured for it.
+        format!("--log-bin={}", path("binlog")),
+        "--server-id=1".to_owned(),
+        "--binlog-format=ROW".to_owned(),
+        "--binlog-row-image=FULL".to_owned(),
+        "--binlog-row-metadata=FULL".to_owned(),
+        // LOAD DATA LOCAL INFILE: the fast write path.
+        "--local-infile=1".to_owned(),
+        "--skip-name-resolve".to_owned(),
+        // Debian's packaged defaults (--no-defaults drops its my.cnf, and
+        // the compiled-in default is latin1).
+        "--character-set-server=utf8mb4".to_owned(),
+        "--collation-server=utf8mb4_general_ci".to_owned(),
+        // Test speed: nothing here must survive a machine crash.
+        "--innodb-flush-log-at-trx-commit=0".to_owned(),
+        "--innodb-doublewrite=0".to_owned(),
+        // Tests run in parallel, each with a pool of connections.
+        "--max-connections=300".to_owned(),
+        // Rows with 16 MiB blobs.
+        "--max-allowed-packet=256M".to_owned(),
+    ];
+    if let Some(user) = user {
+        // Root only: mariadbd then switches to this user.
+        settings.insert(2, format!("--user={user}"));
+    }
+    settings
+}

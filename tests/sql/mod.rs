@@ -1,0 +1,6 @@
+//! Migrations between PostgreSQL, MariaDB and SQLite on private server
+//! instances started by `dmp-test-servers`, compared value by value.
+
+mod crash;
+mod every_type;
+mod schema;

@@ -1,0 +1,196 @@
+//! A schema with foreign keys, composite keys, a table without a key,
+//! reserved and unicode names migrates PostgreSQL → MariaDB → PostgreSQL;
+//! each target enforces the foreign keys it received. `--schema-only` and
+//! `--data-only` split the two halves of a migration.
+
+use dmp_test_servers::{TestDb, mariadb, postgres};
+
+use crate::support::sql::{assert_same_dump, dump, scalar_i64, sql_pipeline};
+use crate::support::{assert_exit, pipeline, run_dmp, text};
+
+const SHOP: &str = r#"
+CREATE TABLE "Customer" ("Id" integer PRIMARY KEY, "Name" text NOT NULL, email varchar(100) UNIQUE,
+                         status varchar(10) NOT NULL DEFAULT 'new');
+CREATE TABLE "order" (id integer, line integer, "Customer" integer NOT NULL
+                      REFERENCES "Customer" ("Id") ON DELETE CASCADE,
+                      "select" text DEFAULT 'x', amount numeric(12,2) NOT NULL DEFAULT 0,
+                      PRIMARY KEY (id, line));
+CREATE INDEX order_by_customer ON "order" ("Customer");
+CREATE TABLE order_note (order_id integer, order_line integer, note text,
+                         CONSTRAINT note_order FOREIGN KEY (order_id, order_line) REFERENCES "order" (id, line));
+CREATE TABLE "Ünïcödé" (k text PRIMARY KEY, v integer);
+CREATE TABLE log_lines (at timestamp, msg text);
+CREATE VIEW big_orders AS SELECT * FROM "order" WHERE amount > 100;
+INSERT INTO "Customer" SELECT g, 'name ' || g, 'c' || g || '@example.com', 'new' FROM generate_series(1, 300) g;
+INSERT INTO "order" SELECT g / 3, g % 3, 1 + g % 300, 's' || g, g * 1.25 FROM generate_series(3, 2999) g;
+INSERT INTO order_note SELECT g / 3, g % 3, 'note ' || g FROM generate_series(3, 2999, 7) g;
+INSERT INTO order_note VALUES (NULL, NULL, 'no order');
+INSERT INTO "Ünïcödé" VALUES ('ä', 1), ('A', 2), ('a', 3), ('a ', 4), ('😀', 5);
+INSERT INTO log_lines SELECT '2024-01-01'::timestamp + g * interval '1 second', 'same line' FROM generate_series(1, 50) g;
+INSERT INTO log_lines SELECT '2024-01-01', 'same line' FROM generate_series(1, 5);
+"#;
+
+const DUMPS: &[(&str, &str)] = &[
+    (
+        "Customer",
+        "SELECT \"Id\", \"Name\", email, status FROM \"Customer\" ORDER BY 1",
+    ),
+    (
+        "order",
+        "SELECT id, line, \"Customer\", \"select\", amount FROM \"order\" ORDER BY 1, 2",
+    ),
+    (
+        "order_note",
+        "SELECT order_id, order_line, note FROM order_note ORDER BY 3",
+    ),
+    ("Ünïcödé", "SELECT k, v FROM \"Ünïcödé\" ORDER BY v"),
+    (
+        "log_lines",
+        "SELECT at, msg, count(*) FROM log_lines GROUP BY at, msg ORDER BY 1",
+    ),
+];
+
+/// The same dumps in MariaDB's dialect.
+fn mariadb_sql(sql: &str) -> String {
+    sql.replace('"', "`")
+}
+
+fn migrate(dir: &std::path::Path, file: &str, source: &TestDb, target: &TestDb, flags: &[&str]) {
+    pipeline(
+        dir,
+        file,
+        &sql_pipeline(
+            &source.url,
+            &target.url,
+            "chunk_rows = 500\nbatch_rows = 200",
+        ),
+    );
+    let mut args = vec!["run", file];
+    args.extend_from_slice(flags);
+    let out = run_dmp(dir, &args);
+    assert_exit(&out, 0);
+    assert!(
+        !text(&out.stdout).contains("big_orders"),
+        "views are not copied"
+    );
+}
+
+#[test]
+fn foreign_keys_and_odd_names_migrate_both_ways() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let origin = postgres().create_database("shop_origin");
+    origin.exec(SHOP);
+    let middle = mariadb().create_database("shop_middle");
+    let back = postgres().create_database("shop_back");
+    migrate(dir.path(), "there.toml", &origin, &middle, &[]);
+    migrate(dir.path(), "back.toml", &middle, &back, &[]);
+
+    for (table, sql) in DUMPS {
+        let original = dump(&origin, sql);
+        assert_same_dump(
+            &original,
+            &dump(&back, sql),
+            &[],
+            &format!("{table} back in PostgreSQL"),
+        );
+        let in_mariadb = dump(&middle, &mariadb_sql(sql));
+        assert_eq!(original.len(), in_mariadb.len(), "{table} rows in MariaDB");
+    }
+    // Keys, indexes and both foreign keys arrived, and are enforced.
+    assert_eq!(
+        scalar_i64(
+            &middle,
+            "SELECT count(*) FROM information_schema.REFERENTIAL_CONSTRAINTS WHERE CONSTRAINT_SCHEMA = DATABASE()"
+        ),
+        2
+    );
+    assert_eq!(
+        scalar_i64(
+            &back,
+            "SELECT count(*) FROM pg_constraint WHERE contype = 'f' AND convalidated"
+        ),
+        2
+    );
+    assert_eq!(
+        scalar_i64(
+            &back,
+            "SELECT count(*) FROM pg_indexes WHERE indexname = 'order_by_customer'"
+        ),
+        1
+    );
+    assert_eq!(
+        scalar_i64(
+            &middle,
+            "SELECT count(*) FROM information_schema.STATISTICS WHERE TABLE_SCHEMA = DATABASE() AND INDEX_NAME = 'order_by_customer'"
+        ),
+        1
+    );
+    assert!(
+        back.try_exec("INSERT INTO order_note VALUES (999999, 1, 'dangling')")
+            .is_err()
+    );
+    assert!(
+        middle
+            .try_exec("INSERT INTO order_note VALUES (999999, 1, 'dangling')")
+            .is_err()
+    );
+    // Unique and NOT NULL + constant default came along.
+    assert!(
+        back.try_exec("INSERT INTO \"Customer\" VALUES (1000, 'x', 'c1@example.com')")
+            .is_err()
+    );
+    back.exec("INSERT INTO \"Customer\" (\"Id\", \"Name\") VALUES (1001, 'defaulted')");
+    assert_eq!(
+        back.scalar("SELECT status FROM \"Customer\" WHERE \"Id\" = 1001"),
+        "new"
+    );
+    // The view stayed behind.
+    assert_eq!(
+        scalar_i64(
+            &back,
+            "SELECT count(*) FROM information_schema.tables WHERE table_name = 'big_orders'"
+        ),
+        0
+    );
+}
+
+#[test]
+fn schema_only_then_data_only() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let origin = postgres().create_database("split_origin");
+    origin.exec(SHOP);
+    let target = mariadb().create_database("split_target");
+    migrate(dir.path(), "p.toml", &origin, &target, &["--schema-only"]);
+    assert_eq!(scalar_i64(&target, "SELECT count(*) FROM `order`"), 0);
+    assert_eq!(
+        scalar_i64(
+            &target,
+            "SELECT count(*) FROM information_schema.REFERENTIAL_CONSTRAINTS WHERE CONSTRAINT_SCHEMA = DATABASE()"
+        ),
+        2
+    );
+    // Rows now, into the existing tables, foreign keys on: dmp must load
+    // them without tripping over the order of the tables.
+    migrate(dir.path(), "p.toml", &origin, &target, &["--data-only"]);
+    for (table, sql) in DUMPS {
+        assert_eq!(
+            dump(&origin, sql).len(),
+            dump(&target, &mariadb_sql(sql)).len(),
+            "{table} rows"
+        );
+    }
+    // A data-only run into a database without the tables says which one.
+    let empty = postgres().create_database("split_empty");
+    pipeline(
+        dir.path(),
+        "q.toml",
+        &sql_pipeline(&origin.url, &empty.url, ""),
+    );
+    let out = run_dmp(dir.path(), &["run", "q.toml", "--data-only"]);
+    assert_exit(&out, 2);
+    assert!(
+        text(&out.stderr).contains("Customer"),
+        "{}",
+        text(&out.stderr)
+    );
+}
