@@ -71,6 +71,17 @@ impl PgConfig {
             .connect_lazy_with(self.options.clone())
     }
 
+    /// Connects once and hangs up: a pool retries a refused connection
+    /// until its acquire timeout and then reports only the timeout, so the
+    /// first contact goes around it to surface the real cause at once.
+    pub(super) async fn check_reachable(&self) -> Result<()> {
+        use sqlx::Connection as _;
+        let conn = self.connect().await?;
+        conn.close()
+            .await
+            .context(|| format!("{}: connecting to PostgreSQL", self.place))
+    }
+
     /// One session outside any pool (the snapshot holder).
     pub(super) async fn connect(&self) -> Result<PgConnection> {
         self.options

@@ -111,6 +111,7 @@ impl Inner {
 impl Source for PostgresSource {
     async fn discover(&self, selection: &TableSelection) -> Result<Vec<TableSchema>> {
         let inner = &self.inner;
+        inner.config.check_reachable().await?;
         let tables = catalog::discover(
             &inner.pool,
             &inner.config.schema,

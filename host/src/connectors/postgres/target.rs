@@ -434,6 +434,7 @@ impl Target for PostgresTarget {
 
     async fn prepare(&self, tables: &[Arc<TableSchema>], start: Start) -> Result<()> {
         let ctx = || format!("{}: preparing the target", self.place());
+        self.config.check_reachable().await?;
         let mut txn = self.pool.begin().await.context(ctx)?;
         self.prepare_in(&mut txn, tables, start).await?;
         txn.commit().await.context(ctx)?;
