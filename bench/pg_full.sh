@@ -45,7 +45,8 @@ pg -d src -c "$TABLE" -c "INSERT INTO t SELECT g, g % 100000, 'label ' || g, (g 
   '2024-01-01 00:00:00+00'::timestamptz + g * interval '1.5 second',
   CASE WHEN g % 3 = 0 THEN NULL ELSE 'note ' || md5(g::text) END,
   jsonb_build_object('g', g, 'tags', jsonb_build_array('a', g % 7)), g % 2 = 0,
-  md5(g::text)::uuid FROM generate_series(1, $ROWS) g" -c "VACUUM ANALYZE t"
+  overlay(overlay(md5(g::text) placing '4' from 13) placing '8' from 17)::uuid
+  FROM generate_series(1, $ROWS) g" -c "VACUUM ANALYZE t"
 echo "loading the same rows into MariaDB…"
 my -e "CREATE DATABASE src"
 printf '[source]\nurl = "%s"\n[target]\nurl = "%s"\n' "$(pg_url src)" "$(my_url src)" > "$WORK/load.toml"

@@ -23,8 +23,6 @@ enum Field {
         precision: u16,
         scale: u16,
     },
-    /// MariaDB's UUID type reads a binary-charset field as the 16 bytes.
-    BinaryUuid,
     Other,
 }
 
@@ -154,15 +152,13 @@ pub(super) fn too_long(len: usize, max: usize) -> String {
 }
 
 impl Encoder {
-    /// An encoder for columns of the given model types; `binary_uuid`
-    /// marks the target's UUID-typed columns.
-    pub(super) fn new(types: &[(DataType, bool)], max_value: usize) -> Self {
+    /// An encoder for columns of the given model types.
+    pub(super) fn new(types: &[DataType], max_value: usize) -> Self {
         Encoder {
             max_value,
             fields: types
                 .iter()
-                .map(|(t, binary_uuid)| match *t {
-                    DataType::Uuid if *binary_uuid => Field::BinaryUuid,
+                .map(|t| match *t {
                     DataType::Float32 => Field::Float32,
                     DataType::Float64 => Field::Float64,
                     DataType::Decimal {
@@ -238,7 +234,6 @@ impl Encoder {
                 out.push(b' ');
                 push_time(out, ts.time());
             }
-            Value::Uuid(u) if field == Field::BinaryUuid => escape_into(out, u.as_bytes()),
             Value::Uuid(u) => {
                 let mut buf = [0u8; uuid::fmt::Hyphenated::LENGTH];
                 out.extend_from_slice(u.hyphenated().encode_lower(&mut buf).as_bytes());
@@ -253,8 +248,7 @@ mod tests {
     use super::*;
 
     fn encoder(types: &[DataType]) -> Encoder {
-        let types: Vec<(DataType, bool)> = types.iter().map(|t| (*t, false)).collect();
-        Encoder::new(&types, 1 << 20)
+        Encoder::new(types, 1 << 20)
     }
 
     fn encode(types: &[&str], values: Vec<Value>) -> Result<String, String> {
@@ -399,18 +393,5 @@ mod tests {
         assert_eq!(out, b"before\n".to_vec());
         let err = encode(&["bytes"], vec![Value::Bytes(vec![1; (1 << 20) + 1])]).unwrap_err();
         assert!(err.contains("max_allowed_packet"), "{err}");
-    }
-
-    #[test]
-    fn mariadb_uuids_go_as_their_16_bytes() {
-        let u: uuid::Uuid = "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11".parse().unwrap();
-        let mut out = Vec::new();
-        Encoder::new(&[(DataType::Uuid, true)], 100)
-            .encode_row(&Row(vec![Value::Uuid(u)]), &mut out)
-            .unwrap();
-        let mut expected = Vec::new();
-        escape_into(&mut expected, u.as_bytes());
-        expected.push(b'\n');
-        assert_eq!(out, expected);
     }
 }

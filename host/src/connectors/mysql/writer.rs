@@ -83,7 +83,10 @@ impl TablePlan {
                     targets.push(format!("@v{i}"));
                     sets.push(format!("{quoted} = CONVERT(@v{i} USING utf8mb4)"));
                 }
-                Some("uuid") if c.data_type != DataType::Uuid => {
+                // MariaDB's UUID type takes a binary-charset field as its
+                // internal byte order (segments swapped for RFC 4122
+                // UUIDs): give it the text form instead.
+                Some("uuid") => {
                     targets.push(format!("@v{i}"));
                     sets.push(format!("{quoted} = CONVERT(@v{i} USING utf8mb4)"));
                 }
@@ -103,16 +106,7 @@ impl TablePlan {
             load_sql.push_str(" SET ");
             load_sql.push_str(&sets.join(", "));
         }
-        let types: Vec<(DataType, bool)> = table
-            .columns
-            .iter()
-            .map(|c| {
-                (
-                    c.data_type,
-                    actual.get(&c.name).is_some_and(|t| t == "uuid"),
-                )
-            })
-            .collect();
+        let types: Vec<DataType> = table.columns.iter().map(|c| c.data_type).collect();
         let max_value = usize::try_from(server.max_packet).unwrap_or(usize::MAX);
         TablePlan {
             load_sql,
