@@ -14,7 +14,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ROWS=${ROWS:-1000000}
 ROUNDS=${ROUNDS:-3}
-PARALLELISM=${PARALLELISM:-$(nproc)}   # one chunk per core measured best here
+PARALLELISM=${PARALLELISM:-$(nproc)}   # dmp's default: one chunk per core
 
 cargo build --release -q -p dmp -p dmp-test-servers
 DMP=$PWD/target/release/dmp

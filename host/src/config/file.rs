@@ -8,9 +8,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use super::interpolate::interpolate;
-use super::{
-    DEFAULT_BATCH_ROWS, DEFAULT_CHUNK_ROWS, DEFAULT_PARALLELISM, DEFAULT_STATE, Endpoint, Pipeline,
-};
+use super::{DEFAULT_BATCH_ROWS, DEFAULT_CHUNK_ROWS, DEFAULT_STATE, Endpoint, Pipeline};
 use crate::connectors::IfExists;
 use crate::error::{Error, Result};
 use crate::model::TableSelection;
@@ -185,7 +183,7 @@ fn default_chunk_rows() -> Spanned<u64> {
     Spanned::new(0..0, DEFAULT_CHUNK_ROWS)
 }
 fn default_parallelism() -> Spanned<usize> {
-    Spanned::new(0..0, DEFAULT_PARALLELISM)
+    Spanned::new(0..0, super::default_parallelism())
 }
 fn default_state() -> Spanned<String> {
     Spanned::new(0..0, DEFAULT_STATE.to_string())
@@ -349,7 +347,8 @@ mod tests {
         .unwrap();
         assert_eq!(p.name, "p");
         assert_eq!(p.batch_rows, 10_000);
-        assert_eq!(p.parallelism, 4);
+        assert_eq!(p.parallelism, super::super::default_parallelism());
+        assert!((2..=8).contains(&p.parallelism));
         assert_eq!(p.on_error, OnError::DeadLetter);
         assert_eq!(p.if_exists, IfExists::Replace);
         assert_eq!(p.state, Path::new("conf/.dmp/state.db"));
