@@ -83,6 +83,27 @@ fn canonical(text: &str) -> Decimal {
     Decimal(out)
 }
 
+/// Whether `text` is already in the canonical form `canonical` produces.
+fn is_canonical(text: &str) -> bool {
+    let (negative, digits) = match text.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, text),
+    };
+    let (int, frac) = match digits.split_once('.') {
+        Some((i, f)) => (i, Some(f)),
+        None => (digits, None),
+    };
+    let all_digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    if !all_digits(int) || (int.len() > 1 && int.starts_with('0')) {
+        return false;
+    }
+    if frac.is_some_and(|f| !all_digits(f)) {
+        return false;
+    }
+    let is_zero = int == "0" && frac.is_none_or(|f| f.bytes().all(|b| b == b'0'));
+    !(negative && is_zero)
+}
+
 /// Moves the decimal point of `digits` (with an optional `.`) by `exp` places.
 fn apply_exponent(mantissa: &str, exp: i64) -> Option<String> {
     let (int, frac) = mantissa.split_once('.').unwrap_or((mantissa, ""));
@@ -109,6 +130,11 @@ impl FromStr for Decimal {
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let text = s.trim();
+        // Databases print decimals in canonical form already: one copy, no
+        // reassembly (this parse is hot in every SQL reader).
+        if is_canonical(text) {
+            return Ok(Decimal(text.to_string()));
+        }
         let bad = || format!("`{s}` is not a decimal number");
         let (sign, unsigned) = match text.as_bytes().first() {
             Some(b'-') => ("-", &text[1..]),
@@ -184,6 +210,23 @@ mod tests {
         );
         assert_eq!(d("1.5e3"), "1500");
         assert_eq!(d("-2.5E-3"), "-0.0025");
+    }
+
+    #[test]
+    fn the_canonical_shortcut_agrees_with_the_full_parse() {
+        for text in [
+            "0", "-1", "12.50", "0.000", "-0.5", "10", "-0", "-0.00", "007", "1.", ".5", "+1",
+            "1e3", "-", "1.2.3", "1.-2", "0.0e0",
+        ] {
+            if is_canonical(text) {
+                let full = canonical(text);
+                assert_eq!(full.as_str(), text, "{text} is not canonical after all");
+            }
+        }
+        assert!(is_canonical("-12.50"));
+        assert!(!is_canonical("-0.00"));
+        assert!(!is_canonical("007"));
+        assert_eq!(d("-0"), "0");
     }
 
     #[test]
