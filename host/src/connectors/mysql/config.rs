@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use mysql_async::{Conn, Opts, OptsBuilder, Pool, PoolConstraints, PoolOpts, SslOpts};
 
+use super::server::Server;
 use super::sql::SQL_MODE;
 use crate::config::Endpoint;
 use crate::error::{Error, Result, ResultExt};
@@ -105,9 +106,27 @@ impl MysqlConfig {
             .with_danger_skip_domain_validation(self.ssl != SslMode::VerifyIdentity)
     }
 
+    /// A pool of `size` sessions and the server it reaches (which
+    /// decides type names and SQL dialect details).
+    pub(super) async fn connect(&self, role: Role, size: usize) -> Result<(Pool, Server)> {
+        let pool = self.pool(role, size).await?;
+        let mut conn = pool
+            .get_conn()
+            .await
+            .context(|| format!("{}: connecting to MySQL", self.place))?;
+        let server = Server::detect(&mut conn, &self.place).await?;
+        tracing::debug!(
+            place = self.place,
+            server = server.name(),
+            version = ?server.version,
+            "connected"
+        );
+        Ok((pool, server))
+    }
+
     /// A pool of `size` sessions. With `ssl-mode=prefer` one connection is
     /// tried with TLS first; a server that offers none gets plain ones.
-    pub(super) async fn pool(&self, role: Role, size: usize) -> Result<Pool> {
+    async fn pool(&self, role: Role, size: usize) -> Result<Pool> {
         let ctx = || format!("{}: connecting to MySQL", self.place);
         let opts = match self.ssl {
             SslMode::Disable => self.opts(role, false, size),

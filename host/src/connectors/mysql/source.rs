@@ -60,22 +60,8 @@ impl MysqlSource {
 impl Inner {
     async fn pool(&self) -> Result<&(Pool, Server)> {
         self.pool
-            .get_or_try_init(|| async {
-                // The snapshot's readers plus one session for the catalog.
-                let pool = self.config.pool(Role::Source, self.readers + 1).await?;
-                let mut conn = pool
-                    .get_conn()
-                    .await
-                    .context(|| format!("{}: connecting to MySQL", self.config.place))?;
-                let server = Server::detect(&mut conn, &self.config.place).await?;
-                tracing::debug!(
-                    place = self.config.place,
-                    server = server.name(),
-                    version = ?server.version,
-                    "connected"
-                );
-                Ok((pool, server))
-            })
+            // The snapshot's readers plus one session for the catalog.
+            .get_or_try_init(|| self.config.connect(Role::Source, self.readers + 1))
             .await
     }
 

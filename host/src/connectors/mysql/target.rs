@@ -5,7 +5,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use mysql_async::prelude::Queryable;
@@ -29,8 +29,6 @@ pub(crate) struct MysqlTarget {
     options: TargetOptions,
     /// Opened at first use: `dmp plan` needs no server.
     pool: OnceCell<(Pool, Server)>,
-    /// Known once connected; until then types are named for MariaDB.
-    server: OnceLock<Server>,
     plans: Mutex<HashMap<String, Arc<TablePlan>>>,
     /// Cleared when the server refuses LOAD DATA LOCAL.
     load_data: AtomicBool,
@@ -51,7 +49,6 @@ impl MysqlTarget {
             config: MysqlConfig::parse(endpoint)?,
             options,
             pool: OnceCell::new(),
-            server: OnceLock::new(),
             plans: Mutex::new(HashMap::new()),
             load_data: AtomicBool::new(true),
         })
@@ -59,21 +56,9 @@ impl MysqlTarget {
 
     async fn pool(&self) -> Result<&(Pool, Server)> {
         self.pool
-            .get_or_try_init(|| async {
-                let pool = self
-                    .config
-                    .pool(Role::Target, self.options.writers.max(1) + 1)
-                    .await?;
-                let mut conn = self.conn_from(&pool).await?;
-                let server = Server::detect(&mut conn, &self.config.place).await?;
-                tracing::debug!(
-                    place = self.config.place,
-                    server = server.name(),
-                    version = ?server.version,
-                    "connected"
-                );
-                let _ = self.server.set(server);
-                Ok((pool, server))
+            .get_or_try_init(|| {
+                self.config
+                    .connect(Role::Target, self.options.writers.max(1) + 1)
             })
             .await
     }
@@ -140,7 +125,11 @@ async fn existing_tables(conn: &mut Conn) -> Result<HashSet<String>> {
 #[async_trait]
 impl Target for MysqlTarget {
     fn column_type(&self, column: &Column) -> String {
-        let server = self.server.get().copied().unwrap_or_else(Server::assumed);
+        // Known once connected; until then types are named for MariaDB.
+        let server = self
+            .pool
+            .get()
+            .map_or_else(Server::assumed, |(_, server)| *server);
         target_type(
             &column.data_type,
             column.enum_values.as_deref(),
