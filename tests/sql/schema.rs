@@ -84,6 +84,27 @@ fn foreign_keys_and_odd_names_migrate_both_ways() {
     let back = postgres().create_database("shop_back");
     migrate(dir.path(), "there.toml", &origin, &middle, &[]);
     migrate(dir.path(), "back.toml", &middle, &back, &[]);
+    // Where each source's change log stood at its snapshot is recorded
+    // (change data capture starts there).
+    let store = dmp::state::StateStore::open(&dir.path().join(".dmp/state.db")).expect("state");
+    let position = |p: &str| {
+        store
+            .snapshot_position(p)
+            .expect("read")
+            .unwrap_or_default()
+    };
+    assert!(
+        position("there").starts_with("lsn="),
+        "{}",
+        position("there")
+    );
+    assert!(
+        position("back").starts_with("file="),
+        "{}",
+        position("back")
+    );
+    assert!(position("back").contains(" gtid="), "{}", position("back"));
+    drop(store);
 
     for (table, sql) in DUMPS {
         let original = dump(&origin, sql);
