@@ -134,7 +134,7 @@ pub async fn run(
         // its last committed position.
         let mut jobs = Vec::new();
         let mut table_runs = Vec::new();
-        for (schema, chunks) in &plan {
+        for ((schema, chunks), output) in plan.iter().zip(&outputs) {
             let mut done_rows = 0;
             let mut left = Vec::new();
             for chunk in chunks {
@@ -151,7 +151,7 @@ pub async fn run(
             let chain = chains.get(&schema.name).cloned().unwrap_or_default();
             let table_run = Arc::new(TableRun {
                 schema: schema.clone(),
-                output: chain.output_schema(schema),
+                output: output.clone(),
                 chain,
                 progress: progress.table(&schema.name, estimated, done_rows),
                 chunks_left: AtomicUsize::new(left.len()),
