@@ -8,7 +8,10 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use super::interpolate::interpolate;
-use super::{DEFAULT_BATCH_ROWS, DEFAULT_CHUNK_ROWS, DEFAULT_STATE, Endpoint, Pipeline};
+use super::{
+    CdcSettings, DEFAULT_BATCH_ROWS, DEFAULT_CHUNK_ROWS, DEFAULT_HEARTBEAT, DEFAULT_STATE, Endpoint,
+    Pipeline, Schedule, TableOptions,
+};
 use crate::connectors::IfExists;
 use crate::error::{Error, Result};
 use crate::model::TableSelection;
@@ -26,6 +29,41 @@ struct PipelineFile {
     transform: Vec<Spanned<TransformSection>>,
     #[serde(default)]
     run: RunSection,
+    /// `[table."GLOB"]`: per-table settings of incremental runs.
+    #[serde(default)]
+    table: BTreeMap<String, Spanned<TableSection>>,
+    #[serde(default)]
+    cdc: CdcSection,
+}
+
+/// `[table."GLOB"]`: settings of the tables whose names match the glob (the
+/// first matching entry, in file order, applies).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "snake_case")]
+struct TableSection {
+    /// Incremental runs: the column whose value grows with every insert and
+    /// update (`updated_at`, an increasing id). Required in incremental mode.
+    cursor: Option<String>,
+    /// Incremental runs: a column that marks a row deleted at the source
+    /// (not NULL and not false/0); such rows are deleted in the target.
+    /// Default: none.
+    soft_delete: Option<String>,
+}
+
+/// `[cdc]`: the change stream of `cdc` and `full+cdc` runs.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "snake_case")]
+struct CdcSection {
+    /// PostgreSQL replication slot. Default: `dmp_` + the pipeline name.
+    slot: Option<Spanned<String>>,
+    /// PostgreSQL publication. Default: the slot's name.
+    publication: Option<Spanned<String>>,
+    /// MySQL/MariaDB replica server id. Default: derived from the pipeline
+    /// name.
+    server_id: Option<u32>,
+    /// How often an idle stream confirms the source's position (a
+    /// duration: `10s`, `1m`). Default: `10s`.
+    heartbeat: Option<Spanned<String>>,
 }
 
 /// `[pipeline]`
@@ -113,6 +151,17 @@ pub enum RunMode {
     FullCdc,
 }
 
+impl RunMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunMode::Full => "full",
+            RunMode::Incremental => "incremental",
+            RunMode::Cdc => "cdc",
+            RunMode::FullCdc => "full+cdc",
+        }
+    }
+}
+
 /// What happens to a row that cannot be moved.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -153,6 +202,10 @@ struct RunSection {
     /// are reloaded only on SIGHUP. Default: true.
     #[serde(default = "default_watch_plugins")]
     watch_plugins: bool,
+    /// Repeat the (incremental) run on a schedule until stopped: a duration
+    /// between run starts (`30s`, `5m`, `1h`) or a cron expression
+    /// (`*/5 * * * *`, seconds optional). Default: run once.
+    every: Option<Spanned<String>>,
 }
 
 const fn default_watch_plugins() -> bool {
@@ -169,6 +222,7 @@ impl Default for RunSection {
             on_error: OnError::default(),
             state: default_state(),
             watch_plugins: default_watch_plugins(),
+            every: None,
         }
     }
 }
@@ -305,12 +359,79 @@ pub(super) fn parse(text: &str, path: &Path) -> Result<Pipeline> {
         ),
     };
     let mode = *run.mode.get_ref();
-    if mode != RunMode::Full {
-        return Err(Error::Unsupported(format!(
-            "{}: this build runs `mode = \"full\"` only; incremental and CDC modes are not part of it yet",
-            places.at(run.mode.span(), "run.mode")
-        )));
+    let every = match &run.every {
+        Some(every) => {
+            let (text, place) = places.string(every, "run.every")?;
+            if matches!(mode, RunMode::Cdc | RunMode::FullCdc) {
+                return Err(Error::Config(format!(
+                    "{place}: a {} run streams until stopped and cannot be scheduled; use `mode = \"incremental\"`",
+                    mode.as_str()
+                )));
+            }
+            Some(Schedule::parse(&text).map_err(|e| Error::Config(format!("{place}: {e}")))?)
+        }
+        None => None,
+    };
+    let mut tables = Vec::new();
+    for (pattern, section) in &file.table {
+        let place = places.at(section.span(), &format!("table.\"{pattern}\""));
+        let glob = TableSelection::new(std::slice::from_ref(pattern), &[])
+            .map_err(|e| Error::Config(format!("{place}: {e}")))?;
+        let section = section.get_ref();
+        for (key, value) in [("cursor", &section.cursor), ("soft_delete", &section.soft_delete)] {
+            if value.as_deref().is_some_and(|v| v.trim().is_empty()) {
+                return Err(Error::Config(format!("{place}.{key}: must not be empty")));
+            }
+        }
+        tables.push(TableOptions {
+            pattern: pattern.clone(),
+            glob,
+            cursor: section.cursor.clone(),
+            soft_delete: section.soft_delete.clone(),
+            place,
+        });
     }
+    // File order: the first matching entry applies.
+    tables.sort_by_key(|t| file.table.get(&t.pattern).map_or(0, |s| s.span().start));
+    let cdc = &file.cdc;
+    let name_setting = |value: &Option<Spanned<String>>, key: &str| -> Result<Option<String>> {
+        match value {
+            Some(v) => {
+                let (text, place) = places.string(v, key)?;
+                if text.is_empty()
+                    || !text
+                        .chars()
+                        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+                {
+                    return Err(Error::Config(format!(
+                        "{place}: `{text}` must be lower-case letters, digits and `_`"
+                    )));
+                }
+                Ok(Some(text))
+            }
+            None => Ok(None),
+        }
+    };
+    let heartbeat = match &cdc.heartbeat {
+        Some(h) => {
+            let (text, place) = places.string(h, "cdc.heartbeat")?;
+            humantime::parse_duration(&text)
+                .ok()
+                .filter(|d| !d.is_zero())
+                .ok_or_else(|| {
+                    Error::Config(format!(
+                        "{place}: `{text}` is not a duration such as `10s` or `1m`"
+                    ))
+                })?
+        }
+        None => DEFAULT_HEARTBEAT,
+    };
+    let cdc = CdcSettings {
+        slot: name_setting(&cdc.slot, "cdc.slot")?,
+        publication: name_setting(&cdc.publication, "cdc.publication")?,
+        server_id: cdc.server_id,
+        heartbeat,
+    };
     Ok(Pipeline::with_plugin_cache(Pipeline {
         name,
         source,
@@ -328,6 +449,9 @@ pub(super) fn parse(text: &str, path: &Path) -> Result<Pipeline> {
         plugin_cache: std::path::PathBuf::new(),
         watch_plugins: run.watch_plugins,
         scope: super::Scope::default(),
+        every,
+        tables,
+        cdc,
     }))
 }
 

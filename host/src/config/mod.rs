@@ -5,12 +5,14 @@
 mod endpoint;
 mod file;
 mod interpolate;
+mod schedule;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 pub use endpoint::{Endpoint, mask_url};
 pub use file::{OnError, RunMode, TransformSection};
+pub use schedule::Schedule;
 
 use crate::connectors::IfExists;
 use crate::error::{Error, Result};
@@ -29,6 +31,7 @@ pub fn default_parallelism() -> usize {
 }
 const DEFAULT_MIN_PARALLELISM: usize = 2;
 pub const DEFAULT_STATE: &str = ".dmp/state.db";
+pub const DEFAULT_HEARTBEAT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// A pipeline ready to run: the file's content, validated and resolved.
 #[derive(Debug, Clone)]
@@ -55,6 +58,62 @@ pub struct Pipeline {
     /// Whether the run creates tables, copies rows, or both (set from the
     /// command line: `--schema-only`, `--data-only`).
     pub scope: Scope,
+    /// `[run] every`: repeat the run on this schedule until stopped.
+    pub every: Option<Schedule>,
+    /// `[table."GLOB"]` entries in file order.
+    pub tables: Vec<TableOptions>,
+    pub cdc: CdcSettings,
+}
+
+/// Per-table settings (`[table."GLOB"]`).
+#[derive(Debug, Clone)]
+pub struct TableOptions {
+    pub pattern: String,
+    pub glob: TableSelection,
+    /// Incremental cursor column.
+    pub cursor: Option<String>,
+    /// Column marking rows deleted at the source.
+    pub soft_delete: Option<String>,
+    /// `file:line table."GLOB"`, for errors.
+    pub place: String,
+}
+
+/// `[cdc]` settings.
+#[derive(Debug, Clone)]
+pub struct CdcSettings {
+    pub slot: Option<String>,
+    pub publication: Option<String>,
+    pub server_id: Option<u32>,
+    pub heartbeat: std::time::Duration,
+}
+
+impl Default for CdcSettings {
+    fn default() -> Self {
+        CdcSettings {
+            slot: None,
+            publication: None,
+            server_id: None,
+            heartbeat: DEFAULT_HEARTBEAT,
+        }
+    }
+}
+
+impl Pipeline {
+    /// The settings of table `name`: the first `[table."GLOB"]` that matches.
+    pub fn table_options(&self, name: &str) -> Option<&TableOptions> {
+        self.tables.iter().find(|t| t.glob.matches(name))
+    }
+
+    /// The change stream settings handed to a source.
+    pub fn change_options(&self) -> crate::connectors::ChangeOptions {
+        crate::connectors::ChangeOptions {
+            pipeline: self.name.clone(),
+            slot: self.cdc.slot.clone(),
+            publication: self.cdc.publication.clone(),
+            server_id: self.cdc.server_id,
+            heartbeat: self.cdc.heartbeat,
+        }
+    }
 }
 
 /// What a full run does to the target.
@@ -109,6 +168,9 @@ impl Pipeline {
             plugin_cache: PathBuf::new(),
             watch_plugins: true,
             scope: Scope::default(),
+            every: None,
+            tables: Vec::new(),
+            cdc: CdcSettings::default(),
         }
         .with_plugin_cache())
     }

@@ -1,6 +1,7 @@
 //! Connectors, one folder per system, and the one place that maps a URL
 //! scheme to the connector that serves it.
 
+mod changes;
 mod file;
 mod mysql;
 mod postgres;
@@ -11,6 +12,9 @@ mod target;
 use std::path::Path;
 use std::sync::Arc;
 
+pub use changes::{
+    ChangeFeed, ChangeOptions, ChangeSource, SnapshotStart, StreamEvent, StreamLag,
+};
 pub use source::{BatchStream, READ_AHEAD_BATCHES, Source};
 pub use target::{IfExists, RejectSink, Start, Target};
 

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::model::{Batch, Chunk, Position, TableSchema, TableSelection};
 
 /// Batches of one chunk, in key order. The stream ends after a batch with
@@ -42,5 +42,45 @@ pub trait Source: Send + Sync {
     /// later change-data-capture run starts there.
     fn snapshot_position(&self) -> Option<String> {
         None
+    }
+
+    /// Incremental runs: reads the rows of `table` that come after `after`
+    /// in `(cursor, primary key)` order (all rows from `Position::Start`),
+    /// in that order, in batches of at most `batch_rows` rows. Each batch's
+    /// position is the `Position::Cursor` of its last row (or `after` for an
+    /// empty final batch); the stream ends with a `last` batch. The rows go
+    /// out as `Change::Insert` (the target upserts them).
+    fn read_incremental(
+        &self,
+        table: Arc<TableSchema>,
+        cursor: usize,
+        after: Position,
+        batch_rows: usize,
+    ) -> BatchStream {
+        let _ = (cursor, after, batch_rows);
+        let (tx, rx) = tokio::sync::mpsc::channel(1);
+        let _ = tx.try_send(Err(Error::Unsupported(format!(
+            "table {}: this source cannot read incrementally",
+            table.name
+        ))));
+        rx
+    }
+
+    /// Makes every later snapshot read use `snapshot`, a snapshot exported
+    /// by the source's change stream (`SnapshotStart::snapshot`), so that the
+    /// copy and the stream meet without gap or overlap.
+    fn use_snapshot(&self, snapshot: String) -> Result<()> {
+        Err(Error::Unsupported(format!(
+            "this source cannot read snapshot {snapshot} exported by its change stream"
+        )))
+    }
+
+    /// The change stream of this source, if it has one (`mode = "cdc"`).
+    fn changes(
+        &self,
+        options: &super::ChangeOptions,
+    ) -> Result<Option<Arc<dyn super::ChangeSource>>> {
+        let _ = options;
+        Ok(None)
     }
 }

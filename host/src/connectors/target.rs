@@ -6,7 +6,8 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 use crate::error::Result;
-use crate::model::{Batch, Checkpoint, Column, Reject, TableSchema};
+use crate::error::Error;
+use crate::model::{Batch, ChangeBatch, Checkpoint, Column, Reject, TableSchema};
 
 /// What to do with a table that already exists on the target when a new
 /// (not resumed) full run starts.
@@ -30,6 +31,10 @@ pub enum IfExists {
 pub enum Start {
     Fresh,
     Resume,
+    /// Incremental and change data capture runs: create the tables that are
+    /// missing (with their indexes), leave existing ones and every
+    /// checkpoint as they are.
+    Keep,
 }
 
 /// Receives rows a stage refused. Called by a target *before* it commits
@@ -63,6 +68,25 @@ pub trait Target: Send + Sync {
         checkpoint: Checkpoint,
         rejects: Arc<dyn RejectSink>,
     ) -> Result<u64>;
+
+    /// Applies `batch` (see [`ChangeBatch`]: idempotent upserts and deletes
+    /// by primary key, truncates, segment after segment) and `checkpoint`
+    /// in one transaction, so that after a crash either both are there or
+    /// neither is. Refused rows go to `rejects` before that commit. Changes
+    /// of a table without a primary key: inserts are appended; updates and
+    /// deletes are refused rows. Returns the changes applied. Calls do not
+    /// overlap.
+    async fn apply(
+        &self,
+        batch: ChangeBatch,
+        checkpoint: Checkpoint,
+        rejects: Arc<dyn RejectSink>,
+    ) -> Result<u64> {
+        let _ = (batch, checkpoint, rejects);
+        Err(Error::Unsupported(
+            "this target cannot apply changes (incremental and CDC modes)".to_string(),
+        ))
+    }
 
     /// Called once every chunk of a table is done: builds secondary indexes,
     /// publishes files. Idempotent.

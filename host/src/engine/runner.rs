@@ -104,7 +104,7 @@ pub async fn run(
         target.prepare(&outputs, start).await?;
         state.mark_prepared(run_id)?;
         let committed: HashMap<(String, u32), Checkpoint> = match start {
-            Start::Resume => target
+            Start::Resume | Start::Keep => target
                 .checkpoints()
                 .await?
                 .into_iter()

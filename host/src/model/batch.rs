@@ -62,7 +62,26 @@ pub enum Position {
     Key { key: Vec<Value> },
     /// Number of records consumed from a file.
     Record { index: u64 },
+    /// Incremental runs: the cursor column's value and the primary key of
+    /// the last row read; the next run reads rows ordered after
+    /// `(cursor, key)`, so equal cursor values on a batch boundary are not
+    /// lost.
+    Cursor { cursor: Value, key: Vec<Value> },
+    /// A change log position. `log` is where the source's stream restarts
+    /// (connector-specific text: `lsn=0/16B3748`, `file=…;pos=…;gtid=…`);
+    /// the first transaction streamed from there has had its first `skip`
+    /// changes handed on already (0 at a transaction boundary).
+    Log { log: String, skip: u64 },
 }
+
+/// The checkpoint chunk number of a table's incremental cursor (snapshot
+/// chunks count up from 0; the number must fit an SQL `integer`).
+pub const CURSOR_CHUNK: u32 = i32::MAX as u32;
+
+/// The checkpoint table name of a pipeline's change stream (a name no SQL
+/// table can have unquoted, and which `_dmp_checkpoints` keeps apart from
+/// the snapshot's per-table rows).
+pub const STREAM_CHECKPOINT: &str = "";
 
 /// A slice of a table's snapshot that can be copied, checkpointed and redone
 /// on its own. Bounds are keys in the source's order: `lower` exclusive,
@@ -148,4 +167,98 @@ pub struct Checkpoint {
     /// Rows of this chunk read so far (written plus rejected).
     pub rows: u64,
     pub done: bool,
+}
+
+/// One table's part of a [`ChangeBatch`].
+#[derive(Debug, Clone)]
+pub enum TableChanges {
+    /// Row changes of one table, in source order.
+    Rows {
+        table: Arc<TableSchema>,
+        changes: Vec<Change>,
+    },
+    /// The table was emptied at the source.
+    Truncate { table: Arc<TableSchema> },
+}
+
+impl TableChanges {
+    pub fn table(&self) -> &Arc<TableSchema> {
+        match self {
+            TableChanges::Rows { table, .. } | TableChanges::Truncate { table } => table,
+        }
+    }
+
+    /// Row changes carried (a truncate counts one).
+    pub fn len(&self) -> usize {
+        match self {
+            TableChanges::Rows { changes, .. } => changes.len(),
+            TableChanges::Truncate { .. } => 1,
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Changes of several tables that a target applies in one transaction, in
+/// order (incremental runs and change data capture). Unlike a snapshot
+/// [`Batch`], applying is idempotent: an insert is an upsert by primary
+/// key, an update replaces the row (deleting its old key when the key
+/// changed), a delete of a missing row does nothing. So a change replayed
+/// after a crash, or streamed from a point older than the snapshot it
+/// lands on, leaves the row as the source has it.
+#[derive(Debug, Clone)]
+pub struct ChangeBatch {
+    /// Consecutive changes of one table form one segment; segments keep
+    /// the source's order.
+    pub segments: Vec<TableChanges>,
+    /// Rows refused before the target (decode errors, transforms), kept with
+    /// their table; dead-lettered before the batch commits.
+    pub rejects: Vec<(Arc<TableSchema>, Reject)>,
+}
+
+impl ChangeBatch {
+    pub fn new() -> Self {
+        ChangeBatch {
+            segments: Vec::new(),
+            rejects: Vec::new(),
+        }
+    }
+
+    /// Appends a change, opening a new segment when the table differs from
+    /// the last one.
+    pub fn push(&mut self, table: &Arc<TableSchema>, change: Change) {
+        if let Some(TableChanges::Rows { table: t, changes }) = self.segments.last_mut()
+            && Arc::ptr_eq(t, table)
+        {
+            changes.push(change);
+            return;
+        }
+        self.segments.push(TableChanges::Rows {
+            table: table.clone(),
+            changes: vec![change],
+        });
+    }
+
+    pub fn truncate(&mut self, table: &Arc<TableSchema>) {
+        self.segments.push(TableChanges::Truncate {
+            table: table.clone(),
+        });
+    }
+
+    /// Changes carried (truncates count one each).
+    pub fn len(&self) -> usize {
+        self.segments.iter().map(TableChanges::len).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.segments.is_empty() && self.rejects.is_empty()
+    }
+}
+
+impl Default for ChangeBatch {
+    fn default() -> Self {
+        Self::new()
+    }
 }

@@ -12,7 +12,10 @@ mod selection;
 mod temporal;
 mod value;
 
-pub use batch::{Batch, Change, Checkpoint, Chunk, Position, Reject, RejectStage, Row};
+pub use batch::{
+    Batch, CURSOR_CHUNK, Change, ChangeBatch, Checkpoint, Chunk, Position, Reject, RejectStage,
+    Row, STREAM_CHECKPOINT, TableChanges,
+};
 pub use data_type::DataType;
 pub use decimal::Decimal;
 pub use infer::{infer_text_type, widen};

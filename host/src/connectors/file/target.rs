@@ -141,7 +141,7 @@ impl FileTarget {
 
     fn open_table(&self, table: &TableSchema, start: Start) -> Result<OpenTable> {
         let previous = match start {
-            Start::Resume => self.read_manifest(&table.name)?,
+            Start::Resume | Start::Keep => self.read_manifest(&table.name)?,
             Start::Fresh => None,
         };
         let published = !self.partial_path(&table.name).exists()

@@ -202,6 +202,13 @@ async fn read_chunk(
                 schema.name
             )));
         }
+        other @ (Position::Cursor { .. } | Position::Log { .. }) => {
+            return Err(Error::Data(format!(
+                "{}: table {}: a snapshot chunk cannot resume at {other:?}; run with --restart",
+                inner.place(),
+                schema.name
+            )));
+        }
     };
     let sql = chunk_query(&table, lower.as_deref(), chunk.upper.as_deref())?;
     debug!(table = schema.name, chunk = chunk.id, sql, "reading chunk");
