@@ -94,9 +94,18 @@ pub struct StreamLag {
 pub trait ChangeSource: Send + Sync {
     /// Sets up what the stream needs at the source (publication, slot,
     /// replica registration checks) and returns the consistent point a
-    /// `full+cdc` run starts from. Called before the snapshot is read; an
-    /// existing slot is reused.
-    async fn begin_snapshot(&self, tables: &[Arc<TableSchema>]) -> Result<SnapshotStart>;
+    /// `full+cdc` run starts from. Called before the snapshot is read.
+    /// `fresh`: a new run: an existing slot is dropped and created anew
+    /// with an exported snapshot. Otherwise (an interrupted snapshot is
+    /// resumed) the existing slot is kept and its confirmed point returned
+    /// with no snapshot: the chunks left are read in a newer snapshot and
+    /// the stream replays from the older point, which converges because
+    /// applying changes is idempotent.
+    async fn begin_snapshot(
+        &self,
+        tables: &[Arc<TableSchema>],
+        fresh: bool,
+    ) -> Result<SnapshotStart>;
 
     /// The source's current log position: where a `cdc` run that has no
     /// checkpoint and no snapshot position starts. Creates what the stream
