@@ -1,6 +1,7 @@
 //! The `dmp` command line: parsing, logging, exit codes. Commands live in
 //! one file each; this is the only place that turns errors into exit codes.
 
+mod cdc;
 mod demo;
 mod plan;
 mod plugin;
@@ -49,6 +50,9 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Change data capture: stream status, dropping the replication slot.
+    #[command(subcommand)]
+    Cdc(cdc::CdcCommand),
     /// Create a sample shop database and migrate it to SQLite and JSON Lines.
     Demo(demo::DemoArgs),
     /// Develop WebAssembly transform plugins.
@@ -81,6 +85,7 @@ pub fn main() -> ExitCode {
             Command::Run(args) => run::run(args, interactive).await,
             Command::Plan { pipeline, json } => plan::plan(&pipeline, json).await.map(|()| EXIT_OK),
             Command::Demo(args) => demo::demo(args, interactive).await,
+            Command::Cdc(command) => cdc::cdc(command).await,
             Command::Plugin(command) => plugin::plugin(command).await,
         }
     });

@@ -6,11 +6,11 @@ use std::sync::Arc;
 use clap::Args;
 
 use super::progress::{ProgressDisplay, peak_rss_bytes};
-use super::{EXIT_DATA, EXIT_OK};
-use crate::config::{Pipeline, Scope};
+use super::{EXIT_DATA, EXIT_OK, EXIT_RUNTIME};
+use crate::config::{Pipeline, Schedule, Scope};
 use crate::connectors::open_pipeline;
 use crate::engine::{self, Progress, RunSummary, Shutdown};
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorKind, Result};
 use crate::state::StateStore;
 
 #[derive(Debug, Args)]
@@ -55,6 +55,9 @@ pub(super) async fn run(args: RunArgs, interactive: bool) -> Result<u8> {
         (_, true) => Scope::DataOnly,
         _ => Scope::SchemaAndData,
     };
+    if let Some(schedule) = pipeline.every.clone() {
+        return run_scheduled(&pipeline, &schedule, args.restart, interactive, args.json).await;
+    }
     let summary = run_pipeline(&pipeline, args.restart, interactive).await?;
     print_summary(&summary, args.json);
     Ok(if summary.rejected > 0 {
@@ -70,27 +73,103 @@ pub(super) async fn run_pipeline(
     restart: bool,
     interactive: bool,
 ) -> Result<RunSummary> {
+    let shutdown = Shutdown::new();
+    let signals = stop_on_signals(shutdown.clone());
+    let result = run_once(pipeline, restart, interactive, shutdown).await;
+    signals.abort();
+    result
+}
+
+/// One run with its own connectors, state store handle and progress
+/// display.
+async fn run_once(
+    pipeline: &Pipeline,
+    restart: bool,
+    interactive: bool,
+    shutdown: Shutdown,
+) -> Result<RunSummary> {
     let (source, target) = open_pipeline(pipeline)?;
     let state = Arc::new(StateStore::open(&pipeline.state)?);
     let progress = Progress::new();
-    let shutdown = Shutdown::new();
-    let signals = {
-        let shutdown = shutdown.clone();
-        tokio::spawn(async move {
-            if tokio::signal::ctrl_c().await.is_ok() {
-                eprintln!("stopping after the batches in flight (Ctrl-C again to abort at once)");
-                shutdown.trigger();
-                if tokio::signal::ctrl_c().await.is_ok() {
-                    std::process::exit(i32::from(super::EXIT_INTERRUPTED));
-                }
-            }
-        })
-    };
     let display = ProgressDisplay::start(progress.clone(), interactive);
     let result = engine::run(pipeline, restart, source, target, state, progress, shutdown).await;
     display.stop().await;
-    signals.abort();
     result
+}
+
+/// Ctrl-C or SIGTERM stop the run at the next batch boundary (a stream
+/// after the transaction being applied); a second Ctrl-C exits at once.
+fn stop_on_signals(shutdown: Shutdown) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let terminate = async {
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(mut term) => {
+                    term.recv().await;
+                }
+                Err(_) => std::future::pending::<()>().await,
+            }
+        };
+        tokio::select! {
+            r = tokio::signal::ctrl_c() => if r.is_err() { return },
+            () = terminate => {}
+        }
+        eprintln!("stopping after the batches in flight (Ctrl-C again to abort at once)");
+        shutdown.trigger();
+        if tokio::signal::ctrl_c().await.is_ok() {
+            std::process::exit(i32::from(super::EXIT_INTERRUPTED));
+        }
+    })
+}
+
+/// `[run] every`: runs the pipeline, waits for the schedule's next start,
+/// and again, until stopped. Runs never overlap; a run that fails for a
+/// passing reason (a server down) is logged and the schedule goes on; a
+/// configuration error stops it.
+async fn run_scheduled(
+    pipeline: &Pipeline,
+    schedule: &Schedule,
+    restart: bool,
+    interactive: bool,
+    json: bool,
+) -> Result<u8> {
+    let shutdown = Shutdown::new();
+    let signals = stop_on_signals(shutdown.clone());
+    let mut restart = restart;
+    let mut code = EXIT_OK;
+    let outcome = loop {
+        let started = chrono::Utc::now();
+        match run_once(pipeline, restart, interactive, shutdown.clone()).await {
+            Ok(summary) => {
+                tracing::info!(
+                    run = summary.run,
+                    rows = summary.rows,
+                    rejected = summary.rejected,
+                    secs = summary.elapsed.as_secs_f64(),
+                    "scheduled run finished"
+                );
+                print_summary(&summary, json);
+                if summary.rejected > 0 {
+                    code = EXIT_DATA;
+                }
+            }
+            Err(e) if matches!(e.kind(), ErrorKind::Interrupted) => break Ok(code),
+            Err(e) if matches!(e.kind(), ErrorKind::Config) => break Err(e),
+            Err(e) => {
+                tracing::error!(error = %format!("{e:#}"), "scheduled run failed; trying again at the next start");
+                code = EXIT_RUNTIME;
+            }
+        }
+        restart = false;
+        let next = schedule.next_start(started, chrono::Utc::now());
+        tracing::info!(next = %next.format("%Y-%m-%d %H:%M:%S UTC"), "next run");
+        let wait = (next - chrono::Utc::now()).to_std().unwrap_or_default();
+        tokio::select! {
+            () = shutdown.wait() => break Ok(code),
+            () = tokio::time::sleep(wait) => {}
+        }
+    };
+    signals.abort();
+    outcome
 }
 
 pub(super) fn print_summary(summary: &RunSummary, json: bool) {
@@ -120,6 +199,19 @@ pub(super) fn print_summary(summary: &RunSummary, json: bool) {
     }
     #[allow(clippy::cast_precision_loss)]
     let rate = summary.rows as f64 / secs;
+    if let Some(stream) = &summary.stream {
+        let ms = |v: Option<f64>| v.map_or_else(|| "-".to_string(), |v| format!("{v:.1} ms"));
+        println!(
+            "  stream: {} changes in {} transactions, {} target commits; lag p50 {}, p99 {}, max {}; at {}",
+            stream.changes,
+            stream.transactions,
+            stream.batches,
+            ms(stream.lag_p50_ms),
+            ms(stream.lag_p99_ms),
+            ms(stream.lag_max_ms),
+            stream.position.as_deref().unwrap_or("-")
+        );
+    }
     println!(
         "  total {} rows, {:.0} rows/s, {} dead-lettered, peak memory {} MiB",
         summary.rows,

@@ -1,14 +1,76 @@
 //! The pipeline runner. It plans chunks, copies them in parallel through
 //! bounded channels (reader → writer), checkpoints every batch on the
-//! target, and resumes an interrupted run where its checkpoints say. It
-//! knows connectors only through the `Source` and `Target` traits.
+//! target, and resumes an interrupted run where its checkpoints say; it
+//! runs incremental passes and applies change streams the same way. It
+//! knows connectors only through the `Source`, `Target` and `ChangeSource`
+//! traits.
 
+mod cdc;
+mod incremental;
+mod lag;
 mod plan;
 mod progress;
 mod runner;
 mod shutdown;
+mod stream;
+
+use std::sync::Arc;
+
+use tracing::Instrument;
 
 pub use plan::{ColumnPlan, PlanReport, TablePlan, plan};
-pub use progress::{Progress, TableProgress};
-pub use runner::{RunSummary, TableSummary, run};
+pub use progress::{Progress, StreamProgress, TableProgress};
+pub use runner::{RunSummary, TableSummary};
 pub use shutdown::Shutdown;
+pub use stream::StreamSummary;
+
+use crate::config::{Pipeline, RunMode};
+use crate::connectors::{Source, Target};
+use crate::error::{Error, Result};
+use crate::state::StateStore;
+
+/// Runs `pipeline` once in its mode: a full snapshot (resuming an
+/// interrupted one unless `restart`), an incremental pass, or a change
+/// stream that goes on until `shutdown` fires.
+pub async fn run(
+    pipeline: &Pipeline,
+    restart: bool,
+    source: Arc<dyn Source>,
+    target: Arc<dyn Target>,
+    state: Arc<StateStore>,
+    progress: Arc<Progress>,
+    shutdown: Shutdown,
+) -> Result<RunSummary> {
+    // The full runner opens its own `pipeline` span.
+    let span = tracing::info_span!("pipeline", name = %pipeline.name, mode = pipeline.mode.as_str());
+    match pipeline.mode {
+        RunMode::Full => {
+            runner::run(pipeline, restart, source, target, state, progress, shutdown).await
+        }
+        RunMode::Incremental => {
+            if restart {
+                return Err(Error::Config(format!(
+                    "pipeline {}: --restart abandons an interrupted full run; an incremental run has none (it continues at the target's cursor marks)",
+                    pipeline.name
+                )));
+            }
+            incremental::run(pipeline, source, target, state, progress, shutdown)
+                .instrument(span)
+                .await
+        }
+        RunMode::Cdc | RunMode::FullCdc => {
+            cdc::run(
+                pipeline,
+                restart,
+                pipeline.mode == RunMode::FullCdc,
+                source,
+                target,
+                state,
+                progress,
+                shutdown,
+            )
+            .instrument(span)
+            .await
+        }
+    }
+}

@@ -38,9 +38,52 @@ impl TableProgress {
     }
 }
 
+/// Counters of a change stream (cdc runs).
+#[derive(Debug, Default)]
+pub struct StreamProgress {
+    changes: AtomicU64,
+    transactions: AtomicU64,
+    /// Source commit → target commit of the last applied transaction.
+    lag_ms: AtomicU64,
+    active: AtomicBool,
+}
+
+impl StreamProgress {
+    /// Changes applied (or refused) since the stream started.
+    pub fn changes(&self) -> u64 {
+        self.changes.load(Ordering::Relaxed)
+    }
+
+    pub fn transactions(&self) -> u64 {
+        self.transactions.load(Ordering::Relaxed)
+    }
+
+    pub fn lag_ms(&self) -> u64 {
+        self.lag_ms.load(Ordering::Relaxed)
+    }
+
+    /// Whether a stream is running (the display shows its line then).
+    pub fn is_active(&self) -> bool {
+        self.active.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn start(&self) {
+        self.active.store(true, Ordering::Relaxed);
+    }
+
+    pub(crate) fn add(&self, changes: u64, transactions: u64, lag_ms: Option<u64>) {
+        self.changes.fetch_add(changes, Ordering::Relaxed);
+        self.transactions.fetch_add(transactions, Ordering::Relaxed);
+        if let Some(lag) = lag_ms {
+            self.lag_ms.store(lag, Ordering::Relaxed);
+        }
+    }
+}
+
 #[derive(Debug, Default)]
 pub struct Progress {
     tables: Mutex<Vec<Arc<TableProgress>>>,
+    pub stream: StreamProgress,
 }
 
 impl Progress {

@@ -44,6 +44,9 @@ pub struct RunSummary {
     /// Rows refused in this run (dead-lettered or skipped).
     pub rejected: u64,
     pub elapsed: Duration,
+    /// The change stream's figures (cdc runs).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stream: Option<super::stream::StreamSummary>,
 }
 
 /// Everything a chunk copy needs, shared by all chunk tasks.
@@ -281,6 +284,7 @@ pub async fn run(
             rows,
             rejected,
             elapsed: started.elapsed(),
+            stream: None,
         };
         info!(
             rows,
@@ -439,21 +443,21 @@ async fn copy_chunk(
 }
 
 /// A batch between the transform stage and the writer.
-struct Staged {
+pub(super) struct Staged {
     /// Rows the batch had when read (before transforms).
-    read: u64,
-    batch: Batch,
+    pub(super) read: u64,
+    pub(super) batch: Batch,
     /// The plugin versions that produced it.
-    versions: String,
+    pub(super) versions: String,
     /// Why the transforms failed on it (the batch is then as the failing
     /// stage got it).
-    failure: Option<String>,
+    pub(super) failure: Option<String>,
 }
 
 /// The transform stage: its own task between the reader and the writer,
 /// joined by bounded channels, so that a batch is transformed while the
 /// previous one is written.
-fn transform_stage(
+pub(super) fn transform_stage(
     chain: TransformChain,
     mut batches: BatchStream,
 ) -> mpsc::Receiver<Result<Staged>> {

@@ -49,6 +49,11 @@ CREATE TABLE IF NOT EXISTS chunks (
     plugins TEXT,
     PRIMARY KEY (run_id, table_name, chunk)
 );
+CREATE TABLE IF NOT EXISTS stream_starts (
+    pipeline TEXT PRIMARY KEY,
+    position TEXT NOT NULL,
+    recorded_at TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS dead_letters (
     id INTEGER PRIMARY KEY,
     pipeline TEXT NOT NULL,

@@ -7,7 +7,7 @@ use serde::Serialize;
 
 use super::{StateStore, now};
 use crate::error::{Result, ResultExt};
-use crate::model::{Checkpoint, Chunk, TableSchema};
+use crate::model::{Checkpoint, Chunk, Position, TableSchema};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -44,12 +44,14 @@ pub struct RunRecord {
 pub type PlannedTable = (Arc<TableSchema>, Vec<Chunk>);
 
 impl StateStore {
-    /// The last run of `pipeline` if it did not finish (crashed, failed or
-    /// interrupted): the next run resumes it.
+    /// The last snapshot (full) run of `pipeline` if it did not finish
+    /// (crashed, failed or interrupted): the next full run resumes it.
+    /// Incremental and streaming runs resume from the target's checkpoints
+    /// and are not looked at.
     pub fn unfinished_run(&self, pipeline: &str) -> Result<Option<RunRecord>> {
         let conn = self.conn()?;
         conn.query_row(
-            "SELECT id, status, prepared FROM runs WHERE pipeline = ?1 ORDER BY id DESC LIMIT 1",
+            "SELECT id, status, prepared FROM runs WHERE pipeline = ?1 AND mode = 'full' ORDER BY id DESC LIMIT 1",
             [pipeline],
             |r| {
                 Ok((
@@ -177,6 +179,37 @@ impl StateStore {
             .optional()
             .context(|| self.ctx("reading the snapshot position"))?;
         Ok(position)
+    }
+
+    /// Records where a `full+cdc` pipeline's stream starts once its snapshot
+    /// is copied, before the copy begins: a resumed copy must stream from
+    /// this same point (or an earlier one), never from a later one.
+    pub fn set_stream_start(&self, pipeline: &str, position: &Position) -> Result<()> {
+        let ctx = || self.ctx("recording where the change stream starts");
+        let text = serde_json::to_string(position).context(ctx)?;
+        self.conn()?
+            .execute(
+                "INSERT INTO stream_starts (pipeline, position, recorded_at) VALUES (?1, ?2, ?3) \
+                 ON CONFLICT (pipeline) DO UPDATE SET position = excluded.position, recorded_at = excluded.recorded_at",
+                params![pipeline, text, now()],
+            )
+            .context(ctx)?;
+        Ok(())
+    }
+
+    pub fn stream_start(&self, pipeline: &str) -> Result<Option<Position>> {
+        let ctx = || self.ctx("reading where the change stream starts");
+        let text: Option<String> = self
+            .conn()?
+            .query_row(
+                "SELECT position FROM stream_starts WHERE pipeline = ?1",
+                [pipeline],
+                |r| r.get(0),
+            )
+            .optional()
+            .context(ctx)?;
+        text.map(|t| serde_json::from_str(&t).context(ctx))
+            .transpose()
     }
 
     /// Mirrors a checkpoint that the target made durable (for `dmp status`

@@ -1,0 +1,391 @@
+//! Applies a change stream to the target: events are gathered into batches
+//! (whatever has arrived, up to `batch_rows` changes, cut at a transaction
+//! boundary unless a transaction alone is bigger), run through the tables'
+//! transforms, and applied with the stream position in one target
+//! transaction. Only then is the position confirmed to the source, which
+//! may then free its log. A restart resumes at the position the target
+//! holds, so every change is applied exactly once in effect.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use tokio::sync::mpsc::error::TryRecvError;
+use tracing::{Instrument, debug, info, warn};
+
+use super::lag::LagHistogram;
+use super::progress::Progress;
+use super::shutdown::Shutdown;
+use crate::config::OnError;
+use crate::connectors::{ChangeSource, RejectSink, StreamEvent, Target};
+use crate::error::{Error, Result, ResultExt};
+use crate::model::{
+    Batch, Change, ChangeBatch, Checkpoint, Position, Reject, STREAM_CHECKPOINT, TableChanges,
+    TableSchema,
+};
+use crate::state::DeadLetterSink;
+use crate::transform::{TransformChain, reject_whole_batch};
+
+/// How often the stream logs its rate and lag.
+const REPORT_EVERY: Duration = Duration::from_secs(10);
+
+/// Figures of a stream, for the run summary.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct StreamSummary {
+    /// Changes applied or refused.
+    pub changes: u64,
+    pub transactions: u64,
+    /// Target transactions.
+    pub batches: u64,
+    /// Source commit → target commit, over the whole stream.
+    pub lag_p50_ms: Option<f64>,
+    pub lag_p99_ms: Option<f64>,
+    pub lag_max_ms: Option<f64>,
+    /// The last position the target holds.
+    pub position: Option<String>,
+}
+
+/// A streamed table: its source schema and transforms.
+pub(super) struct StreamTable {
+    pub(super) schema: Arc<TableSchema>,
+    pub(super) chain: TransformChain,
+}
+
+pub(super) struct StreamContext {
+    pub(super) changes: Arc<dyn ChangeSource>,
+    pub(super) target: Arc<dyn Target>,
+    pub(super) tables: Vec<StreamTable>,
+    pub(super) sink: Arc<DeadLetterSink>,
+    pub(super) progress: Arc<Progress>,
+    pub(super) stop: Shutdown,
+    pub(super) batch_rows: usize,
+    pub(super) on_error: OnError,
+}
+
+/// The source transaction being received.
+struct OpenTransaction {
+    /// Where the source streams it again from.
+    log: String,
+    /// Its changes received so far.
+    seen: u64,
+    /// Its first changes to drop: they were applied before a restart.
+    skip: u64,
+}
+
+/// Changes received and not yet applied.
+#[derive(Default)]
+struct Pending {
+    /// (table index, change) in source order; rejects keep their place.
+    items: Vec<(usize, Item)>,
+    changes: u64,
+    /// Commit times (µs since the epoch) of the transactions it completes.
+    commits: Vec<Option<i64>>,
+    /// Where the stream stands after the last item (set at a commit or a
+    /// heartbeat, or when a big transaction is cut).
+    position: Option<Position>,
+}
+
+enum Item {
+    Change(Change),
+    Reject(Reject),
+    Truncate,
+}
+
+/// Streams from `from` until the run is stopped (Ok) or fails.
+pub(super) async fn stream(ctx: &StreamContext, from: Position) -> Result<StreamSummary> {
+    let Position::Log { log, skip } = &from else {
+        return Err(Error::Data(format!(
+            "the change stream cannot start at {from:?}: not a change log position"
+        )));
+    };
+    info!(%log, skip, "streaming changes");
+    let schemas = ctx.tables.iter().map(|t| t.schema.clone()).collect();
+    let mut feed = ctx
+        .changes
+        .open(
+            schemas,
+            Position::Log {
+                log: log.clone(),
+                skip: 0,
+            },
+        )
+        .await?;
+    ctx.progress.stream.start();
+    let mut resume_skip = (*skip > 0).then(|| (log.clone(), *skip));
+    let mut open: Option<OpenTransaction> = None;
+    let mut pending = Pending::default();
+    let mut summary = StreamSummary::default();
+    let mut last_position = from.clone();
+    let mut lag_all = LagHistogram::default();
+    let mut lag_window = LagHistogram::default();
+    let mut window_changes = 0u64;
+    let mut window_start = Instant::now();
+    loop {
+        let first = tokio::select! {
+            biased;
+            () = ctx.stop.wait() => break,
+            event = feed.events.recv() => event,
+        };
+        let Some(event) = first else {
+            return Err(Error::Data(
+                "the change stream ended without an error; its reader stopped".to_string(),
+            ));
+        };
+        receive(event?, &mut open, &mut resume_skip, &mut pending);
+        // Whatever else has arrived joins the batch: under load batches grow,
+        // when idle each transaction goes alone (lowest lag).
+        while pending.changes < ctx.batch_rows as u64 {
+            match feed.events.try_recv() {
+                Ok(event) => receive(event?, &mut open, &mut resume_skip, &mut pending),
+                Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
+            }
+        }
+        let cut = match &open {
+            None => true,
+            // A transaction bigger than a batch: cut it, remembering how
+            // much of it is applied.
+            Some(txn) if pending.changes >= ctx.batch_rows as u64 => {
+                pending.position = Some(Position::Log {
+                    log: txn.log.clone(),
+                    skip: txn.seen,
+                });
+                true
+            }
+            Some(_) => false,
+        };
+        let Some(position) = pending.position.clone().filter(|_| cut) else {
+            continue;
+        };
+        if pending.items.is_empty() && position == last_position {
+            pending = Pending::default();
+            continue;
+        }
+        let batch = std::mem::take(&mut pending);
+        let changes = batch.changes;
+        let commit_times = batch.commits.clone();
+        apply(ctx, batch, position.clone(), summary.changes + changes)
+            .instrument(tracing::debug_span!("changes", changes))
+            .await?;
+        // Durable on the target: the source may free its log up to here.
+        let _ = feed.confirmed.send(Some(position.clone()));
+        let now_us = chrono::Utc::now().timestamp_micros();
+        let mut last_lag_ms = None;
+        for commit in commit_times.iter().flatten() {
+            let lag = u64::try_from(now_us - commit).unwrap_or(0);
+            lag_all.record(lag);
+            lag_window.record(lag);
+            last_lag_ms = Some(lag / 1000);
+        }
+        summary.changes += changes;
+        summary.transactions += commit_times.len() as u64;
+        summary.batches += 1;
+        window_changes += changes;
+        ctx.progress
+            .stream
+            .add(changes, commit_times.len() as u64, last_lag_ms);
+        last_position = position;
+        if window_start.elapsed() >= REPORT_EVERY {
+            report(&lag_window, window_changes, window_start.elapsed());
+            lag_window.clear();
+            window_changes = 0;
+            window_start = Instant::now();
+        }
+    }
+    summary.lag_p50_ms = lag_all.percentile_ms(0.5);
+    summary.lag_p99_ms = lag_all.percentile_ms(0.99);
+    summary.lag_max_ms = lag_all.max_ms();
+    summary.position = Some(match &last_position {
+        Position::Log { log, skip: 0 } => log.clone(),
+        Position::Log { log, skip } => format!("{log} (+{skip} changes)"),
+        other => format!("{other:?}"),
+    });
+    info!(
+        changes = summary.changes,
+        transactions = summary.transactions,
+        lag_p50_ms = summary.lag_p50_ms,
+        lag_p99_ms = summary.lag_p99_ms,
+        position = summary.position,
+        "change stream stopped"
+    );
+    Ok(summary)
+}
+
+fn report(lag: &LagHistogram, changes: u64, elapsed: Duration) {
+    #[allow(clippy::cast_precision_loss)]
+    let rate = changes as f64 / elapsed.as_secs_f64().max(1e-9);
+    info!(
+        changes_per_sec = rate.round(),
+        transactions = lag.count(),
+        lag_p50_ms = lag.percentile_ms(0.5),
+        lag_p99_ms = lag.percentile_ms(0.99),
+        lag_max_ms = lag.max_ms(),
+        "stream"
+    );
+}
+
+/// Adds one event to the pending batch.
+fn receive(
+    event: StreamEvent,
+    open: &mut Option<OpenTransaction>,
+    resume_skip: &mut Option<(String, u64)>,
+    pending: &mut Pending,
+) {
+    let counted = |open: &mut Option<OpenTransaction>| -> bool {
+        match open {
+            Some(txn) => {
+                txn.seen += 1;
+                txn.seen > txn.skip
+            }
+            // A change outside a transaction (a source that has no
+            // transaction markers for it): never skipped.
+            None => true,
+        }
+    };
+    match event {
+        StreamEvent::Begin { log } => {
+            // Only the first transaction after a restart can have been
+            // applied in part.
+            let skip = match resume_skip.take() {
+                Some((at, skip)) if at == log => skip,
+                _ => 0,
+            };
+            *open = Some(OpenTransaction { log, seen: 0, skip });
+        }
+        StreamEvent::Change { table, change } => {
+            if counted(open) {
+                pending.items.push((table, Item::Change(change)));
+                pending.changes += 1;
+            }
+        }
+        StreamEvent::Reject { table, reject } => {
+            if counted(open) {
+                pending.items.push((table, Item::Reject(reject)));
+                pending.changes += 1;
+            }
+        }
+        StreamEvent::Truncate { tables } => {
+            if counted(open) {
+                for table in tables {
+                    pending.items.push((table, Item::Truncate));
+                }
+                pending.changes += 1;
+            }
+        }
+        StreamEvent::Commit {
+            position,
+            commit_time,
+        } => {
+            *open = None;
+            pending.position = Some(position);
+            pending.commits.push(commit_time);
+        }
+        StreamEvent::Heartbeat { position } => {
+            if open.is_none() {
+                pending.position = Some(position);
+            }
+        }
+    }
+}
+
+/// Transforms the pending changes segment by segment and applies them with
+/// the stream checkpoint.
+async fn apply(ctx: &StreamContext, pending: Pending, position: Position, total: u64) -> Result<()> {
+    let mut batch = ChangeBatch::new();
+    let mut rejects: Vec<(Arc<TableSchema>, Vec<Reject>)> = Vec::new();
+    let mut items = pending.items.into_iter().peekable();
+    while let Some((table, item)) = items.next() {
+        let Some(streamed) = ctx.tables.get(table) else {
+            return Err(Error::Data(format!(
+                "the change stream named table #{table}, which it was not opened with"
+            )));
+        };
+        let mut segment = Vec::new();
+        let mut refused = Vec::new();
+        let mut truncate = false;
+        match item {
+            Item::Change(change) => segment.push(change),
+            Item::Reject(reject) => refused.push(reject),
+            Item::Truncate => truncate = true,
+        }
+        if !truncate {
+            // The rest of this table's run of changes.
+            while let Some((_, next)) = items.next_if(|(t, i)| *t == table && !matches!(i, Item::Truncate)) {
+                match next {
+                    Item::Change(change) => segment.push(change),
+                    Item::Reject(reject) => refused.push(reject),
+                    Item::Truncate => {}
+                }
+            }
+        }
+        if !refused.is_empty() {
+            rejects.push((streamed.schema.clone(), refused));
+        }
+        let output = streamed.chain.output_schema(&streamed.schema);
+        if truncate {
+            batch.truncate(&output);
+            continue;
+        }
+        if segment.is_empty() {
+            continue;
+        }
+        let (changes, refused) = transform(ctx, streamed, segment, &position).await?;
+        if !refused.is_empty() {
+            rejects.push((streamed.schema.clone(), refused));
+        }
+        if !changes.changes.is_empty() {
+            batch.segments.push(TableChanges::Rows {
+                table: changes.table,
+                changes: changes.changes,
+            });
+        }
+    }
+    for (schema, refused) in rejects {
+        // Before the apply: its commit moves the position past these rows.
+        let sink = ctx.sink.clone();
+        tokio::task::spawn_blocking(move || sink.reject(&schema, refused))
+            .await
+            .context(|| "dead-letter task".to_string())??;
+    }
+    let checkpoint = Checkpoint {
+        table: STREAM_CHECKPOINT.to_string(),
+        chunk: 0,
+        position,
+        rows: total,
+        done: true,
+    };
+    let sink: Arc<dyn RejectSink> = ctx.sink.clone();
+    let applied = ctx.target.apply(batch, checkpoint, sink).await?;
+    debug!(applied, "changes committed");
+    Ok(())
+}
+
+/// Runs one table's segment through its transforms (the op of each change
+/// is visible to the plugin).
+async fn transform(
+    ctx: &StreamContext,
+    table: &StreamTable,
+    changes: Vec<Change>,
+    position: &Position,
+) -> Result<(Batch, Vec<Reject>)> {
+    let batch = Batch {
+        table: table.schema.clone(),
+        chunk: 0,
+        changes,
+        rejects: Vec::new(),
+        position: position.clone(),
+        last: false,
+    };
+    let (mut batch, failure) = match table.chain.apply(batch).await? {
+        Ok((batch, _versions)) => (batch, None),
+        Err((batch, reason)) => (batch, Some(reason)),
+    };
+    if let Some(reason) = failure {
+        if ctx.on_error == OnError::Fail {
+            return Err(Error::Data(format!("{reason} (on_error = \"fail\")")));
+        }
+        warn!(table = %table.schema.name, error = %reason, "transform failed on a batch of changes; they are refused");
+        reject_whole_batch(&mut batch, &reason);
+    }
+    let refused = std::mem::take(&mut batch.rejects);
+    Ok((batch, refused))
+}
