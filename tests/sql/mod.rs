@@ -1,6 +1,8 @@
 //! Migrations between PostgreSQL, MariaDB and SQLite on private server
 //! instances started by `dmp-test-servers`, compared value by value.
 
+mod cdc;
 mod crash;
 mod every_type;
+mod incremental;
 mod schema;

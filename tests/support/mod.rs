@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod sql;
+pub mod workload;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

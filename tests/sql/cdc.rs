@@ -1,0 +1,252 @@
+//! Change data capture while the source is written to: `full+cdc` copies a
+//! snapshot during the workload and streams the rest; PostgreSQL → MariaDB
+//! and MariaDB → PostgreSQL; `dmp` killed with SIGKILL at random points and
+//! restarted. Afterwards the target equals the source row for row (every
+//! update bumps a counter column, so a change lost or applied twice shows).
+
+use std::path::Path;
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use dmp_test_servers::{TestDb, mariadb, postgres};
+
+use crate::support::sql::{assert_same_dump, sql_pipeline};
+use crate::support::workload::{self, Dialect, Lcg};
+use crate::support::{assert_exit, dmp, pipeline, text};
+
+fn seed() -> u64 {
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(7, |d| d.as_secs());
+    eprintln!("workload seed {seed}");
+    seed
+}
+
+fn spawn_run(dir: &Path) -> Child {
+    dmp(dir)
+        .args(["run", "p.toml", "--json"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("dmp starts")
+}
+
+/// SIGINT: the stream stops after the transaction being applied.
+fn interrupt(child: Child) -> std::process::Output {
+    let pid = child.id().to_string();
+    let status = std::process::Command::new("kill")
+        .args(["-INT", &pid])
+        .status()
+        .expect("kill runs");
+    assert!(status.success());
+    child.wait_with_output().expect("dmp ends")
+}
+
+/// Waits until the target holds what the source holds (or fails showing
+/// the first difference).
+fn wait_until_equal(
+    child: &mut Child,
+    source: &TestDb,
+    from: Dialect,
+    target: &TestDb,
+    to: Dialect,
+) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            let mut err = String::new();
+            if let Some(mut e) = child.stderr.take() {
+                use std::io::Read;
+                let _ = e.read_to_string(&mut err);
+            }
+            panic!("dmp ended while streaming: {status}\n{err}");
+        }
+        let want = workload::snapshot(source, from);
+        let got = target
+            .try_query("SELECT 1 FROM accounts LIMIT 0")
+            .map(|_| workload::snapshot(target, to))
+            .unwrap_or_default();
+        if want == got {
+            return;
+        }
+        if Instant::now() > deadline {
+            assert_same_dump(
+                &want,
+                &got,
+                &["table", "id", "c2", "c3", "n", "c5", "note"],
+                "target after the stream",
+            );
+            panic!("the target did not catch up within two minutes");
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
+fn cdc_pipeline(dir: &Path, source: &TestDb, target: &TestDb, slot: &str) {
+    pipeline(
+        dir,
+        "p.toml",
+        &format!(
+            "{}[cdc]\nslot = \"{slot}\"\nheartbeat = \"1s\"\n",
+            sql_pipeline(
+                &source.url,
+                &target.url,
+                "mode = \"full+cdc\"\nbatch_rows = 500\nchunk_rows = 700\nparallelism = 2"
+            )
+        ),
+    );
+}
+
+fn stream_while_writing(
+    from: Dialect,
+    source: &TestDb,
+    to: Dialect,
+    target: &TestDb,
+    slot: &str,
+) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("tempdir");
+    workload::create_tables(source, from);
+    cdc_pipeline(dir.path(), source, target, slot);
+    let seed = seed();
+    // Writes run while the snapshot is copied and while it streams.
+    let writers = workload::start(source, from, 150, seed);
+    let mut child = spawn_run(dir.path());
+    for writer in writers {
+        writer.join().expect("workload session");
+    }
+    wait_until_equal(&mut child, source, from, target, to);
+    let out = interrupt(child);
+    assert_exit(&out, 0);
+    let summary = text(&out.stdout);
+    assert!(summary.contains("\"stream\""), "{summary}");
+    assert!(summary.contains("\"lag_p99_ms\""), "{summary}");
+
+    // A second run continues the stream where the target stands: more
+    // writes arrive, nothing is copied again.
+    let writers = workload::start(source, from, 30, seed + 1);
+    let mut child = spawn_run(dir.path());
+    for writer in writers {
+        writer.join().expect("workload session");
+    }
+    wait_until_equal(&mut child, source, from, target, to);
+    let out = interrupt(child);
+    assert_exit(&out, 0);
+    assert!(
+        text(&out.stderr).contains("continuing the change stream where the target stands"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(text(&out.stdout).contains("\"tables\": []"), "{}", text(&out.stdout));
+    dir
+}
+
+#[test]
+fn full_and_cdc_postgres_to_mariadb_during_writes() {
+    let source = postgres().create_database("cdc_pg_source");
+    let target = mariadb().create_database("cdc_my_target");
+    let dir = stream_while_writing(
+        Dialect::Postgres,
+        &source,
+        Dialect::Mariadb,
+        &target,
+        "dmp_test_pg_to_my",
+    );
+    let held = || {
+        source.scalar(
+            "SELECT count(*) FROM pg_replication_slots WHERE slot_name = 'dmp_test_pg_to_my'",
+        )
+    };
+    assert_eq!(held(), "1");
+    // The slot goes with `dmp cdc drop-slot`.
+    let out = dmp(dir.path())
+        .args(["cdc", "drop-slot", "p.toml"])
+        .output()
+        .expect("dmp starts");
+    assert_exit(&out, 0);
+    assert_eq!(held(), "0");
+}
+
+#[test]
+fn full_and_cdc_mariadb_to_postgres_during_writes() {
+    let source = mariadb().create_database("cdc_my_source");
+    let target = postgres().create_database("cdc_pg_target");
+    stream_while_writing(Dialect::Mariadb, &source, Dialect::Postgres, &target, "unused");
+}
+
+#[test]
+fn sigkill_during_postgres_cdc_loses_and_doubles_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let source = postgres().create_database("cdc_kill_source");
+    let target = postgres().create_database("cdc_kill_target");
+    workload::create_tables(&source, Dialect::Postgres);
+    cdc_pipeline(dir.path(), &source, &target, "dmp_test_kill");
+    let seed = seed();
+    let mut rng = Lcg::new(seed);
+    let writers = workload::start(&source, Dialect::Postgres, 400, seed);
+    for kill in 0..5 {
+        let mut child = spawn_run(dir.path());
+        let wait = Duration::from_millis(300 + rng.below(2500));
+        std::thread::sleep(wait);
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            let out = child.wait_with_output().expect("output");
+            panic!("dmp ended before kill {kill}: {status}\n{}", text(&out.stderr));
+        }
+        child.kill().expect("SIGKILL");
+        child.wait().expect("wait");
+        eprintln!("kill {kill} after {wait:?}");
+    }
+    for writer in writers {
+        writer.join().expect("workload session");
+    }
+    let mut child = spawn_run(dir.path());
+    wait_until_equal(&mut child, &source, Dialect::Postgres, &target, Dialect::Postgres);
+    let out = interrupt(child);
+    assert_exit(&out, 0);
+
+    let out = dmp(dir.path())
+        .args(["cdc", "status", "p.toml"])
+        .output()
+        .expect("dmp starts");
+    assert_exit(&out, 0);
+    assert!(text(&out.stdout).contains("lsn="), "{}", text(&out.stdout));
+    let out = dmp(dir.path())
+        .args(["cdc", "drop-slot", "p.toml"])
+        .output()
+        .expect("dmp starts");
+    assert_exit(&out, 0);
+    assert_eq!(
+        source.scalar("SELECT count(*) FROM pg_replication_slots WHERE slot_name = 'dmp_test_kill'"),
+        "0"
+    );
+}
+
+#[test]
+fn sigkill_during_mariadb_cdc_loses_and_doubles_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let source = mariadb().create_database("cdc_mykill_source");
+    let target = mariadb().create_database("cdc_mykill_target");
+    workload::create_tables(&source, Dialect::Mariadb);
+    cdc_pipeline(dir.path(), &source, &target, "unused");
+    let seed = seed();
+    let mut rng = Lcg::new(seed);
+    let writers = workload::start(&source, Dialect::Mariadb, 400, seed);
+    for kill in 0..5 {
+        let mut child = spawn_run(dir.path());
+        let wait = Duration::from_millis(300 + rng.below(2500));
+        std::thread::sleep(wait);
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            let out = child.wait_with_output().expect("output");
+            panic!("dmp ended before kill {kill}: {status}\n{}", text(&out.stderr));
+        }
+        child.kill().expect("SIGKILL");
+        child.wait().expect("wait");
+        eprintln!("kill {kill} after {wait:?}");
+    }
+    for writer in writers {
+        writer.join().expect("workload session");
+    }
+    let mut child = spawn_run(dir.path());
+    wait_until_equal(&mut child, &source, Dialect::Mariadb, &target, Dialect::Mariadb);
+    let out = interrupt(child);
+    assert_exit(&out, 0);
+}

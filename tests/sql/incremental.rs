@@ -1,0 +1,163 @@
+//! Incremental runs: rows past the cursor mark arrive and are upserted,
+//! equal cursor values on batch boundaries are not lost, soft-deleted rows
+//! are deleted; `[run] every` repeats the run until stopped.
+
+use std::path::Path;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use dmp_test_servers::{TestDb, mariadb, postgres};
+
+use crate::support::sql::{assert_same_dump, sql_pipeline};
+use crate::support::{assert_exit, dmp, pipeline, run_dmp, text};
+
+const INCREMENTAL: &str = "mode = \"incremental\"\nbatch_rows = 2";
+const ITEMS: &str = "[table.items]\ncursor = \"updated_at\"\nsoft_delete = \"deleted\"\n";
+
+/// Live rows of the source (not soft-deleted) as both servers print them.
+fn live_rows(db: &TestDb, postgres: bool) -> Vec<Vec<Option<String>>> {
+    if postgres {
+        db.query("SET TIME ZONE 'UTC'; SELECT id, name, to_char(updated_at, 'YYYY-MM-DD HH24:MI:SS.US') FROM items WHERE NOT deleted ORDER BY id")
+    } else {
+        db.query("SET time_zone = '+00:00'; SELECT id, name, DATE_FORMAT(updated_at, '%Y-%m-%d %H:%i:%s.%f') FROM items ORDER BY id")
+    }
+}
+
+fn assert_in_sync(source: &TestDb, target: &TestDb, what: &str) {
+    assert_same_dump(
+        &live_rows(source, true),
+        &live_rows(target, false),
+        &["id", "name", "updated_at"],
+        what,
+    );
+}
+
+#[test]
+fn incremental_postgres_to_mariadb() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let source = postgres().create_database("incr_source");
+    let target = mariadb().create_database("incr_target");
+    // Five rows share one cursor value: with 2 rows a batch, the value
+    // spans batch boundaries.
+    source.exec(
+        "CREATE TABLE items (id integer PRIMARY KEY, name text NOT NULL, updated_at timestamptz NOT NULL, deleted boolean NOT NULL DEFAULT false);
+         INSERT INTO items (id, name, updated_at) SELECT g, 'item ' || g, '2026-03-01 10:00:00+00' FROM generate_series(1, 5) g;
+         INSERT INTO items (id, name, updated_at) SELECT g, 'item ' || g, '2026-03-01 09:00:00+00'::timestamptz + g * interval '1 ms' FROM generate_series(6, 9) g;",
+    );
+    pipeline(
+        dir.path(),
+        "p.toml",
+        &format!("{}{ITEMS}", sql_pipeline(&source.url, &target.url, INCREMENTAL)),
+    );
+    let out = run_dmp(dir.path(), &["run", "p.toml"]);
+    assert_exit(&out, 0);
+    assert_in_sync(&source, &target, "first run (all rows)");
+
+    // Between runs: new rows (one with the mark's very cursor value and a
+    // higher key), updates, a soft delete.
+    source.exec(
+        "INSERT INTO items (id, name, updated_at) VALUES (10, 'same mark, higher key', '2026-03-01 10:00:00+00'), (11, 'later', '2026-03-02 00:00:00+00');
+         UPDATE items SET name = 'renamed', updated_at = '2026-03-02 00:00:01+00' WHERE id IN (2, 7);
+         UPDATE items SET deleted = true, updated_at = '2026-03-02 00:00:02+00' WHERE id = 3;",
+    );
+    let out = run_dmp(dir.path(), &["run", "p.toml", "--json"]);
+    assert_exit(&out, 0);
+    assert_in_sync(&source, &target, "second run");
+    assert_eq!(
+        target.scalar("SELECT count(*) FROM items WHERE id = 3"),
+        "0",
+        "the soft-deleted row is deleted in the target"
+    );
+    // Only what changed was read: 2 new, 2 updated, 1 soft-deleted.
+    let summary: serde_json::Value =
+        serde_json::from_slice(&out.stdout).expect("JSON summary");
+    assert_eq!(summary["rows"], 5, "{summary}");
+
+    // Nothing new: nothing read.
+    let out = run_dmp(dir.path(), &["run", "p.toml", "--json"]);
+    assert_exit(&out, 0);
+    let summary: serde_json::Value =
+        serde_json::from_slice(&out.stdout).expect("JSON summary");
+    assert_eq!(summary["rows"], 0, "{summary}");
+}
+
+#[test]
+fn incremental_without_cursor_names_the_table() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let source = postgres().create_database("incr_nocursor");
+    let target = postgres().create_database("incr_nocursor_target");
+    source.exec("CREATE TABLE things (id integer PRIMARY KEY, v text)");
+    pipeline(
+        dir.path(),
+        "p.toml",
+        &sql_pipeline(&source.url, &target.url, INCREMENTAL),
+    );
+    let out = run_dmp(dir.path(), &["run", "p.toml"]);
+    assert_exit(&out, 2);
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("table things") && err.contains("cursor"),
+        "{err}"
+    );
+}
+
+fn sqlite_exec(path: &Path, sql: &str) {
+    rusqlite::Connection::open(path)
+        .and_then(|c| c.execute_batch(sql))
+        .expect("sqlite");
+}
+
+fn sqlite_count(path: &Path, sql: &str) -> i64 {
+    rusqlite::Connection::open(path)
+        .and_then(|c| c.query_row(sql, [], |r| r.get(0)))
+        .unwrap_or(-1)
+}
+
+#[test]
+fn periodic_incremental_sqlite_runs_until_stopped() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let source = dir.path().join("source.db");
+    sqlite_exec(
+        &source,
+        "CREATE TABLE items (id INTEGER PRIMARY KEY, name TEXT, version INTEGER NOT NULL);
+         INSERT INTO items VALUES (1, 'a', 1), (2, 'b', 1), (3, 'c', 1);",
+    );
+    pipeline(
+        dir.path(),
+        "p.toml",
+        "[source]\nurl = \"sqlite://source.db\"\n[target]\nurl = \"sqlite://target.db\"\n\
+         [run]\nmode = \"incremental\"\nevery = \"1s\"\n[table.\"*\"]\ncursor = \"version\"\n",
+    );
+    let child = dmp(dir.path())
+        .args(["run", "p.toml"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("dmp starts");
+    let target = dir.path().join("target.db");
+    let wait_for = |sql: &str, want: i64| {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while sqlite_count(&target, sql) != want {
+            assert!(Instant::now() < deadline, "`{sql}` never gave {want}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    wait_for("SELECT count(*) FROM items", 3);
+    sqlite_exec(
+        &source,
+        "INSERT INTO items VALUES (4, 'd', 2); UPDATE items SET name = 'B', version = 2 WHERE id = 2;",
+    );
+    wait_for("SELECT count(*) FROM items WHERE name IN ('B', 'd')", 2);
+    let pid = child.id().to_string();
+    std::process::Command::new("kill")
+        .args(["-INT", &pid])
+        .status()
+        .expect("kill");
+    let out = child.wait_with_output().expect("dmp ends");
+    assert_exit(&out, 0);
+    let log = text(&out.stderr);
+    assert!(
+        log.matches("scheduled run finished").count() >= 2,
+        "{log}"
+    );
+}
