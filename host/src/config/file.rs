@@ -555,4 +555,71 @@ state = "/tmp/s.db"
             .to_string();
         assert!(err.contains("missing field `target`"), "{err}");
     }
+
+    #[test]
+    fn sync_settings_parse_with_places() {
+        let p = parse_str(
+            r#"
+[source]
+url = "sqlite://a.db"
+[target]
+url = "sqlite://b.db"
+[run]
+mode = "incremental"
+every = "5m"
+[table."orders"]
+cursor = "updated_at"
+soft_delete = "deleted_at"
+[table."*"]
+cursor = "id"
+[cdc]
+slot = "my_slot"
+heartbeat = "2s"
+"#,
+        )
+        .unwrap();
+        assert_eq!(p.mode, RunMode::Incremental);
+        assert!(matches!(p.every, Some(super::super::Schedule::Every(d)) if d.as_secs() == 300));
+        let orders = p.table_options("orders").unwrap();
+        assert_eq!(orders.cursor.as_deref(), Some("updated_at"));
+        assert_eq!(orders.soft_delete.as_deref(), Some("deleted_at"));
+        // File order: `orders` first, then the catch-all.
+        assert_eq!(p.table_options("items").unwrap().cursor.as_deref(), Some("id"));
+        assert_eq!(p.cdc.slot.as_deref(), Some("my_slot"));
+        assert_eq!(p.cdc.heartbeat.as_secs(), 2);
+        let cron = parse_str(
+            "[source]\nurl = \"sqlite://a.db\"\n[target]\nurl = \"sqlite://b\"\n[run]\nmode = \"incremental\"\nevery = \"*/5 * * * *\"\n",
+        )
+        .unwrap();
+        assert!(matches!(cron.every, Some(super::super::Schedule::Cron(_))));
+    }
+
+    #[test]
+    fn sync_mistakes_name_their_place() {
+        let base = "[source]\nurl = \"sqlite://a.db\"\n[target]\nurl = \"sqlite://b\"\n";
+        let err = parse_str(&format!("{base}[run]\nmode = \"cdc\"\nevery = \"5m\"\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("conf/p.toml:7 run.every:") && err.contains("cdc"), "{err}");
+        let err = parse_str(&format!("{base}[run]\nevery = \"sometimes\"\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("conf/p.toml:6 run.every:"), "{err}");
+        let err = parse_str(&format!("{base}[cdc]\nslot = \"My-Slot\"\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("conf/p.toml:6 cdc.slot:"), "{err}");
+        let err = parse_str(&format!("{base}[cdc]\nheartbeat = \"soon\"\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("conf/p.toml:6 cdc.heartbeat:"), "{err}");
+        let err = parse_str(&format!("{base}[table.items]\ncursor = \"\"\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("table.\"items\".cursor: must not be empty"), "{err}");
+        let err = parse_str(&format!("{base}[table.items]\ncursr = \"x\"\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("cursr"), "{err}");
+    }
 }
