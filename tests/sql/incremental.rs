@@ -161,3 +161,42 @@ fn periodic_incremental_sqlite_runs_until_stopped() {
         "{log}"
     );
 }
+
+#[test]
+fn incremental_into_files_writes_a_change_log() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let source = dir.path().join("source.db");
+    sqlite_exec(
+        &source,
+        "CREATE TABLE items (id INTEGER PRIMARY KEY, name TEXT, version INTEGER NOT NULL, gone INTEGER NOT NULL DEFAULT 0);
+         INSERT INTO items (id, name, version) VALUES (1, 'a', 1), (2, 'b', 1), (3, 'c', 1);",
+    );
+    pipeline(
+        dir.path(),
+        "p.toml",
+        "[source]\nurl = \"sqlite://source.db\"\n[target]\nurl = \"file://out?format=jsonl\"\n\
+         [run]\nmode = \"incremental\"\n[table.items]\ncursor = \"version\"\nsoft_delete = \"gone\"\n",
+    );
+    assert_exit(&run_dmp(dir.path(), &["run", "p.toml"]), 0);
+    sqlite_exec(
+        &source,
+        "UPDATE items SET name = 'B', version = 2 WHERE id = 2; UPDATE items SET gone = 1, version = 3 WHERE id = 3;",
+    );
+    assert_exit(&run_dmp(dir.path(), &["run", "p.toml"]), 0);
+    let log = std::fs::read_to_string(dir.path().join("out/items.changes.jsonl")).expect("change log");
+    let lines: Vec<serde_json::Value> = log
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("JSON line"))
+        .collect();
+    let ops: Vec<(String, i64)> = lines
+        .iter()
+        .map(|l| (l["_op"].as_str().unwrap_or("?").to_string(), l["id"].as_i64().unwrap_or(-1)))
+        .collect();
+    let expected: Vec<(String, i64)> = [("insert", 1), ("insert", 2), ("insert", 3), ("insert", 2), ("delete", 3)]
+        .iter()
+        .map(|(op, id)| ((*op).to_string(), *id))
+        .collect();
+    assert_eq!(ops, expected, "{log}");
+    assert_eq!(lines[3]["name"], "B");
+    assert!(lines.iter().all(|l| l["_position"].is_string()), "{log}");
+}

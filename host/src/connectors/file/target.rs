@@ -12,13 +12,15 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
+use super::change_log::ChangeLogs;
 use super::options::{FileOptions, Format};
 use super::{csv_format, jsonl_format, parquet_format, schema_file};
 use crate::config::Endpoint;
 use crate::connectors::{IfExists, RejectSink, Start, Target, TargetOptions};
 use crate::error::{Error, Result, ResultExt};
 use crate::model::{
-    Batch, Change, Checkpoint, Column, Reject, RejectStage, Row, TableSchema, json::row_to_json,
+    Batch, Change, ChangeBatch, Checkpoint, Column, Reject, RejectStage, Row, TableSchema,
+    json::row_to_json,
 };
 
 /// Encodes rows of one table into its partial file.
@@ -52,6 +54,8 @@ pub(crate) struct FileTarget {
     options: FileOptions,
     target: TargetOptions,
     tables: Mutex<HashMap<String, Arc<Mutex<OpenTable>>>>,
+    /// Incremental and CDC runs (`Start::Keep`): the tables' change logs.
+    change_logs: Arc<Mutex<Option<ChangeLogs>>>,
 }
 
 /// Writes `bytes` to `path` through a synced temporary file and a rename.
@@ -78,6 +82,7 @@ impl FileTarget {
             options,
             target,
             tables: Mutex::new(HashMap::new()),
+            change_logs: Arc::new(Mutex::new(None)),
         })
     }
 
@@ -226,6 +231,16 @@ impl Target for FileTarget {
         let dir = &self.options.dir;
         std::fs::create_dir_all(self.manifest_dir())
             .context(|| format!("creating folder {}", dir.display()))?;
+        if start == Start::Keep {
+            // Changes go to append-only logs beside the table files.
+            let logs = ChangeLogs::open(dir, &self.manifest_dir())?;
+            *self.change_logs.lock().map_err(|_| poisoned())? = Some(logs);
+            return Ok(());
+        }
+        if start == Start::Fresh {
+            // A new copy: change logs of an earlier stream no longer apply.
+            ChangeLogs::forget(dir, &self.manifest_dir(), tables)?;
+        }
         let mut opened = HashMap::new();
         for table in tables {
             let open = self.open_table(table, start)?;
@@ -236,8 +251,11 @@ impl Target for FileTarget {
     }
 
     async fn checkpoints(&self) -> Result<Vec<Checkpoint>> {
+        let mut out = match &*self.change_logs.lock().map_err(|_| poisoned())? {
+            Some(logs) => logs.checkpoints(),
+            None => ChangeLogs::recorded(&self.manifest_dir())?,
+        };
         let tables = self.tables.lock().map_err(|_| poisoned())?;
-        let mut out = Vec::new();
         for table in tables.values() {
             let table = table.lock().map_err(|_| poisoned())?;
             out.extend(table.manifest.chunks.values().cloned());
@@ -298,7 +316,32 @@ impl Target for FileTarget {
         .context(|| "file target task".to_string())?
     }
 
+    async fn apply(
+        &self,
+        batch: ChangeBatch,
+        checkpoint: Checkpoint,
+        rejects: Arc<dyn RejectSink>,
+    ) -> Result<u64> {
+        let logs = self.change_logs.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut guard = logs.lock().map_err(|_| poisoned())?;
+            let logs = guard.as_mut().ok_or_else(|| {
+                Error::Data("the file target was not prepared for changes".to_string())
+            })?;
+            for (table, reject) in batch.rejects.clone() {
+                rejects.reject(&table, vec![reject])?;
+            }
+            logs.append(&batch, checkpoint)
+        })
+        .await
+        .context(|| "file target task".to_string())?
+    }
+
     async fn finish_table(&self, table: &TableSchema) -> Result<()> {
+        if self.change_logs.lock().map_err(|_| poisoned())?.is_some() {
+            // Change logs are complete after every batch.
+            return Ok(());
+        }
         let open = self.table(&table.name)?;
         let writer = {
             let mut open = open.lock().map_err(|_| poisoned())?;
