@@ -186,6 +186,7 @@ pub(super) async fn stream(ctx: &StreamContext, from: Position) -> Result<Stream
         last_position = position;
         if window_start.elapsed() >= REPORT_EVERY {
             report(&lag_window, window_changes, window_start.elapsed());
+            report_retained(&*ctx.changes).await;
             lag_window.clear();
             window_changes = 0;
             window_start = Instant::now();
@@ -221,6 +222,25 @@ fn report(lag: &LagHistogram, changes: u64, elapsed: Duration) {
         lag_max_ms = lag.max_ms(),
         "stream"
     );
+}
+
+/// How much change log the source keeps for this stream (slot lag), when
+/// it can say quickly.
+async fn report_retained(changes: &dyn ChangeSource) {
+    match tokio::time::timeout(Duration::from_secs(2), changes.lag()).await {
+        Ok(Ok(lag)) => {
+            if let Some(bytes) = lag.retained_bytes {
+                info!(
+                    retained_bytes = bytes,
+                    source = lag.current.as_deref().unwrap_or("?"),
+                    confirmed = lag.confirmed.as_deref().unwrap_or("?"),
+                    "change log kept at the source"
+                );
+            }
+        }
+        Ok(Err(e)) => debug!(error = %e, "cannot read the source's change log lag"),
+        Err(_) => debug!("reading the source's change log lag timed out"),
+    }
 }
 
 /// Adds one event to the pending batch.
