@@ -240,13 +240,13 @@ async fn start_without_snapshot(
     state: &StateStore,
 ) -> Result<Position> {
     let recorded = state.snapshot_position(&pipeline.name)?;
-    if let Some(text) = &recorded {
-        if let Some(position) = changes.position_from_snapshot(text) {
-            // Makes sure the publication/slot exist before streaming.
-            changes.current_position(schemas).await?;
-            info!(?position, snapshot = %text, "streaming from the last full run's snapshot");
-            return Ok(position);
-        }
+    if let Some(text) = &recorded
+        && let Some(position) = changes.position_from_snapshot(text)
+    {
+        // Makes sure the publication/slot exist before streaming.
+        changes.current_position(schemas).await?;
+        info!(?position, snapshot = %text, "streaming from the last full run's snapshot");
+        return Ok(position);
     }
     let now = changes.current_position(schemas).await?;
     match recorded {
