@@ -4,6 +4,7 @@
 mod changes;
 mod file;
 mod mysql;
+mod net_effect;
 mod postgres;
 mod source;
 mod sqlite;

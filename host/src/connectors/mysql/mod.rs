@@ -3,6 +3,7 @@
 //! recorded), rows written with `LOAD DATA LOCAL INFILE` streamed from
 //! memory, each batch in one transaction with its checkpoint.
 
+mod apply;
 mod catalog;
 mod chunks;
 mod config;

@@ -1,7 +1,8 @@
 //! Writes MySQL / MariaDB tables: created from the model schema (primary
 //! key with the data, indexes once a table is loaded, foreign keys at the
-//! end), written batch by batch over a pool of sessions, each batch in one
-//! transaction with its checkpoint in `_dmp_checkpoints`.
+//! end), written batch by batch over a pool of sessions, each batch (or
+//! batch of changes, see `apply`) in one transaction with its checkpoint in
+//! `_dmp_checkpoints`.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -13,6 +14,7 @@ use mysql_async::{Conn, Pool};
 use tokio::sync::OnceCell;
 use tracing::{info, warn};
 
+use super::apply;
 use super::config::{MysqlConfig, Role};
 use super::ddl::create_table;
 use super::server::Server;
@@ -22,7 +24,7 @@ use super::writer::{Method, TablePlan, write_batch};
 use crate::config::Endpoint;
 use crate::connectors::{IfExists, RejectSink, Start, Target, TargetOptions};
 use crate::error::{Error, Result, ResultExt};
-use crate::model::{Batch, Checkpoint, Column, ForeignKey, TableSchema};
+use crate::model::{Batch, ChangeBatch, Checkpoint, Column, ForeignKey, TableSchema};
 
 pub(crate) struct MysqlTarget {
     config: MysqlConfig,
@@ -166,6 +168,21 @@ impl Target for MysqlTarget {
             let name = quote(&table.name);
             let exists = existing.contains(&table.name);
             let table_ctx = || format!("preparing table {} in {place}", table.name);
+            // Incremental and change runs add to what the target has.
+            if start == Start::Keep {
+                if !exists && self.options.data_only {
+                    return Err(Error::Config(format!(
+                        "target table {} does not exist in {place} (--data-only creates no table)",
+                        table.name
+                    )));
+                }
+                if !exists {
+                    conn.query_drop(create_table(table, server))
+                        .await
+                        .context(table_ctx)?;
+                }
+                continue;
+            }
             if start == Start::Resume {
                 if !exists && !self.options.data_only {
                     conn.query_drop(create_table(table, server))
@@ -294,6 +311,29 @@ impl Target for MysqlTarget {
             );
         }
         Ok(written.rows)
+    }
+
+    async fn apply(
+        &self,
+        batch: ChangeBatch,
+        checkpoint: Checkpoint,
+        rejects: Arc<dyn RejectSink>,
+    ) -> Result<u64> {
+        let (mut conn, server) = self.conn().await?;
+        let mut plans = Vec::with_capacity(batch.segments.len());
+        for segment in &batch.segments {
+            plans.push(self.plan(&mut conn, segment.table(), server).await?);
+        }
+        apply::apply(
+            &mut conn,
+            &plans,
+            server,
+            &self.options.pipeline,
+            batch,
+            checkpoint,
+            rejects,
+        )
+        .await
     }
 
     async fn finish_table(&self, table: &TableSchema) -> Result<()> {

@@ -27,11 +27,11 @@ use crate::model::{
 };
 
 /// MySQL's limit on parameters of one statement.
-const MAX_PARAMS: usize = 65_535;
+pub(super) const MAX_PARAMS: usize = 65_535;
 /// Rows per INSERT statement, and bytes: big statements amortize the round
 /// trip, past this there is no gain and the packet limit comes near.
-const MAX_ROWS_PER_INSERT: usize = 2_000;
-const MAX_BYTES_PER_INSERT: usize = 4 << 20;
+pub(super) const MAX_ROWS_PER_INSERT: usize = 2_000;
+pub(super) const MAX_BYTES_PER_INSERT: usize = 4 << 20;
 /// Pieces the LOAD DATA stream is handed to the driver in.
 const INFILE_PIECE: usize = 1 << 20;
 
@@ -50,7 +50,7 @@ pub(super) struct TablePlan {
     row_placeholders: String,
     encoder: Encoder,
     /// The server's `max_allowed_packet`.
-    max_value: usize,
+    pub(super) max_value: usize,
     keys: Vec<usize>,
 }
 
@@ -119,7 +119,7 @@ impl TablePlan {
         }
     }
 
-    fn insert_sql(&self, rows: usize) -> String {
+    pub(super) fn insert_sql(&self, rows: usize) -> String {
         let mut sql = String::with_capacity(
             self.insert_head.len() + rows * (self.row_placeholders.len() + 1),
         );
@@ -188,7 +188,7 @@ fn is_load_data_disabled(e: &mysql_async::Error) -> bool {
     matches!(e, mysql_async::Error::Server(s) if matches!(s.code, 1148 | 3948 | 3950 | 4166))
 }
 
-fn data_error(e: &mysql_async::Error) -> Option<String> {
+pub(super) fn data_error(e: &mysql_async::Error) -> Option<String> {
     match e {
         mysql_async::Error::Server(s) if is_data_error(s.code) => {
             Some(format!("{} (MySQL error {})", s.message, s.code))
@@ -204,7 +204,7 @@ pub(super) struct Written {
     pub(super) load_data_disabled: bool,
 }
 
-const CHECKPOINT_SQL: &str = "INSERT INTO _dmp_checkpoints (pipeline, table_name, chunk, position, `rows`, done) \
+pub(super) const CHECKPOINT_SQL: &str = "INSERT INTO _dmp_checkpoints (pipeline, table_name, chunk, position, `rows`, done) \
      VALUES (?, ?, ?, ?, ?, ?) ON DUPLICATE KEY UPDATE position = VALUES(position), \
      `rows` = VALUES(`rows`), done = VALUES(done)";
 
@@ -418,7 +418,7 @@ async fn delete(
 }
 
 /// The longest text or bytes value of a row.
-fn longest_value(row: &Row) -> usize {
+pub(super) fn longest_value(row: &Row) -> usize {
     row.0
         .iter()
         .map(|v| match v {
@@ -431,7 +431,7 @@ fn longest_value(row: &Row) -> usize {
 }
 
 /// Bytes a row takes in an INSERT, roughly.
-fn row_size(row: &Row) -> usize {
+pub(super) fn row_size(row: &Row) -> usize {
     row.0
         .iter()
         .map(|v| match v {

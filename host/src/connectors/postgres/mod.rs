@@ -3,6 +3,7 @@
 //! binary `COPY FROM STDIN`, each batch in one transaction with its
 //! checkpoint.
 
+mod apply;
 mod catalog;
 mod chunks;
 mod config;

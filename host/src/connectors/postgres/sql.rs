@@ -58,7 +58,7 @@ pub(super) fn quote_literal(text: &str) -> String {
 }
 
 /// A value's text as PostgreSQL's input functions read it.
-fn pg_text(value: &Value) -> Option<String> {
+pub(super) fn pg_text(value: &Value) -> Option<String> {
     Some(match value {
         Value::Null => return None,
         Value::Float(f) if f.is_nan() => "NaN".into(),

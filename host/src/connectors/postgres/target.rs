@@ -2,8 +2,9 @@
 //! the tables and the `_dmp_checkpoints` table in one transaction, then
 //! reads each table's actual column types, which decide how values are
 //! encoded. Each batch is one transaction on a pooled session: binary COPY
-//! of its rows plus the chunk's checkpoint. Secondary indexes are built
-//! when a table is done, foreign keys when every table is.
+//! of its rows plus the chunk's checkpoint; a batch of changes is applied
+//! the same way (see `apply`). Secondary indexes are built when a table is
+//! done, foreign keys when every table is.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -13,6 +14,7 @@ use sqlx::postgres::types::Oid;
 use sqlx::{AssertSqlSafe, PgPool, Postgres, Row, Transaction};
 use tracing::{info, warn};
 
+use super::apply;
 use super::catalog::resolve_column_types;
 use super::config::PgConfig;
 use super::ddl::{self, CHECKPOINTS};
@@ -22,7 +24,7 @@ use super::writer::{self, WriteTable};
 use crate::config::Endpoint;
 use crate::connectors::{IfExists, RejectSink, Start, Target, TargetOptions};
 use crate::error::{Error, Result, ResultExt};
-use crate::model::{Batch, Checkpoint, Column, TableSchema};
+use crate::model::{Batch, ChangeBatch, Checkpoint, Column, TableSchema};
 
 pub(crate) struct PostgresTarget {
     config: PgConfig,
@@ -30,6 +32,8 @@ pub(crate) struct PostgresTarget {
     options: TargetOptions,
     /// Tables as prepared, by name.
     tables: Mutex<HashMap<String, Arc<WriteTable>>>,
+    /// Whether the role may set `session_replication_role`, asked once.
+    superuser: tokio::sync::OnceCell<bool>,
 }
 
 impl PostgresTarget {
@@ -43,6 +47,7 @@ impl PostgresTarget {
             pool,
             options,
             tables: Mutex::new(HashMap::new()),
+            superuser: tokio::sync::OnceCell::new(),
         })
     }
 
@@ -56,6 +61,23 @@ impl PostgresTarget {
 
     fn cached(&self, name: &str) -> Option<Arc<WriteTable>> {
         self.tables.lock().ok()?.get(name).cloned()
+    }
+
+    /// `table` as prepared, or read again when its columns changed since.
+    async fn write_table(&self, table: &TableSchema) -> Result<Arc<WriteTable>> {
+        match self.cached(&table.name) {
+            Some(t)
+                if t.key == table.primary_key_indices()
+                    && t.quoted_names.len() == table.columns.len()
+                    && t.quoted_names
+                        .iter()
+                        .zip(&table.columns)
+                        .all(|(q, c)| *q == super::sql::quote_ident(&c.name)) =>
+            {
+                Ok(t)
+            }
+            _ => self.load(table).await,
+        }
     }
 
     /// Reads `table`'s columns on the target and how each is encoded.
@@ -173,12 +195,7 @@ impl PostgresTarget {
     /// superuser may set `session_replication_role`. Otherwise rows whose
     /// parent arrives later are refused, and the user is told.
     async fn may_skip_foreign_keys(&self, table: &str) -> Result<bool> {
-        let superuser: bool =
-            sqlx::query_scalar("SELECT rolsuper FROM pg_roles WHERE rolname = current_user")
-                .fetch_optional(&self.pool)
-                .await
-                .context(|| format!("{}: reading the role's privileges", self.place()))?
-                .unwrap_or(false);
+        let superuser = self.superuser().await?;
         if !superuser {
             warn!(
                 table,
@@ -187,6 +204,21 @@ impl PostgresTarget {
             );
         }
         Ok(superuser)
+    }
+
+    async fn superuser(&self) -> Result<bool> {
+        self.superuser
+            .get_or_try_init(|| async {
+                let superuser: Option<bool> = sqlx::query_scalar(
+                    "SELECT rolsuper FROM pg_roles WHERE rolname = current_user",
+                )
+                .fetch_optional(&self.pool)
+                .await
+                .context(|| format!("{}: reading the role's privileges", self.place()))?;
+                Ok(superuser.unwrap_or(false))
+            })
+            .await
+            .copied()
     }
 
     async fn exists(
@@ -263,6 +295,19 @@ impl PostgresTarget {
             let exists = Self::exists(txn, schema, &table.name)
                 .await
                 .context(table_ctx)?;
+            // Incremental and change runs add to what the target has.
+            if start == Start::Keep {
+                if !exists && self.options.data_only {
+                    return Err(self.missing(&table.name));
+                }
+                if !exists {
+                    exec(ddl::create_table(schema, table))
+                        .execute(&mut **txn)
+                        .await
+                        .context(table_ctx)?;
+                }
+                continue;
+            }
             if start == Start::Resume {
                 if !exists && !self.options.data_only {
                     exec(ddl::create_table(schema, table))
@@ -488,6 +533,37 @@ impl Target for PostgresTarget {
             self.schema(),
             &self.options.pipeline,
             &table,
+            batch,
+            checkpoint,
+            rejects,
+        )
+        .await
+        .map_err(|e| match e {
+            Error::Postgres { context, source } => Error::Postgres {
+                context: format!("{}: {context}", self.place()),
+                source,
+            },
+            other => other,
+        })
+    }
+
+    async fn apply(
+        &self,
+        batch: ChangeBatch,
+        checkpoint: Checkpoint,
+        rejects: Arc<dyn RejectSink>,
+    ) -> Result<u64> {
+        let mut tables = Vec::with_capacity(batch.segments.len());
+        for segment in &batch.segments {
+            tables.push(self.write_table(segment.table()).await?);
+        }
+        let replica = self.superuser().await?;
+        apply::apply(
+            &self.pool,
+            self.schema(),
+            &self.options.pipeline,
+            replica,
+            &tables,
             batch,
             checkpoint,
             rejects,

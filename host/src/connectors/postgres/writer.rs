@@ -78,12 +78,24 @@ impl WriteTable {
             replica,
         }
     }
+
+    /// `"a", "b"`: the columns rows are written to (generated ones left
+    /// to the server).
+    pub(super) fn written_names(&self) -> String {
+        self.columns
+            .iter()
+            .zip(&self.quoted_names)
+            .filter(|(e, _)| e.is_some())
+            .map(|(_, name)| name.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
 }
 
 /// Errors that belong to the rows, not the connection: a data exception
 /// (class 22), an integrity constraint (class 23), a row too large for an
 /// index (54000).
-fn is_row_error(e: &sqlx::Error) -> bool {
+pub(super) fn is_row_error(e: &sqlx::Error) -> bool {
     match e {
         sqlx::Error::Database(db) => db.code().is_some_and(|code| {
             code.starts_with("22") || code.starts_with("23") || code == "54000"
@@ -92,7 +104,7 @@ fn is_row_error(e: &sqlx::Error) -> bool {
     }
 }
 
-fn server_message(e: &sqlx::Error) -> String {
+pub(super) fn server_message(e: &sqlx::Error) -> String {
     match e {
         sqlx::Error::Database(db) => {
             let mut msg = db.message().to_string();
@@ -301,7 +313,7 @@ fn count_rows(steps: &[Step<'_>]) -> usize {
 }
 
 /// Runs one COPY over the given pieces of a stream.
-async fn copy<'s>(
+pub(super) async fn copy<'s>(
     conn: &mut PgConnection,
     sql: &str,
     parts: impl Iterator<Item = &'s [u8]>,

@@ -2,6 +2,7 @@
 //! rowid (or primary key) ranges; writes use prepared multi-row INSERTs in
 //! one transaction per batch, with the checkpoint in the same transaction.
 
+mod apply;
 mod config;
 mod source;
 mod target;

@@ -1,6 +1,6 @@
-//! Writes SQLite tables: one transaction per batch holding the rows and the
-//! chunk's checkpoint in `_dmp_checkpoints`, so a crash leaves both or
-//! neither. SQLite has one writer at a time, so writes share one connection.
+//! Writes SQLite tables: one transaction per batch (or batch of changes,
+//! see `apply`) holding the rows and the checkpoint in `_dmp_checkpoints`,
+//! so a crash leaves both or neither. SQLite has one writer at a time, so writes share one connection.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -8,13 +8,14 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use rusqlite::{Connection, ErrorCode, Transaction, params};
 
+use super::apply;
 use super::quote;
 use super::types::{Bind, declared_type};
 use crate::config::Endpoint;
 use crate::connectors::{IfExists, RejectSink, Start, Target, TargetOptions};
 use crate::error::{Error, Result, ResultExt};
 use crate::model::{
-    Batch, Change, Checkpoint, Column, Reject, RejectStage, Row, TableSchema, Value,
+    Batch, Change, ChangeBatch, Checkpoint, Column, Reject, RejectStage, Row, TableSchema, Value,
     json::row_to_json,
 };
 
@@ -180,9 +181,35 @@ fn insert_sql(table: &TableSchema, rows: usize) -> String {
     )
 }
 
+/// Writes `checkpoint` in `txn`, replacing the chunk's previous one.
+pub(super) fn upsert_checkpoint(
+    txn: &Transaction<'_>,
+    pipeline: &str,
+    checkpoint: &Checkpoint,
+) -> Result<()> {
+    let ctx = || format!("writing the checkpoint of table {}", checkpoint.table);
+    let position = serde_json::to_string(&checkpoint.position).context(ctx)?;
+    txn.execute(
+        "INSERT INTO _dmp_checkpoints (pipeline, table_name, chunk, position, rows, done)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+         ON CONFLICT (pipeline, table_name, chunk) DO UPDATE SET
+         position = excluded.position, rows = excluded.rows, done = excluded.done",
+        params![
+            pipeline,
+            checkpoint.table,
+            checkpoint.chunk,
+            position,
+            i64::try_from(checkpoint.rows).unwrap_or(i64::MAX),
+            checkpoint.done
+        ],
+    )
+    .context(ctx)?;
+    Ok(())
+}
+
 /// Errors that belong to the rows, not to the connection: such a row is
 /// refused and the batch goes on.
-fn is_row_error(e: &rusqlite::Error) -> bool {
+pub(super) fn is_row_error(e: &rusqlite::Error) -> bool {
     matches!(
         e.sqlite_error_code(),
         Some(ErrorCode::ConstraintViolation | ErrorCode::TypeMismatch | ErrorCode::TooBig)
@@ -312,6 +339,8 @@ impl Target for SqliteTarget {
                     }
                     continue;
                 }
+                // Resumed, incremental and change runs keep what is there;
+                // a missing table is created below (IF NOT EXISTS).
                 if exists && start == Start::Fresh {
                     match options.if_exists {
                         IfExists::Fail => {
@@ -404,22 +433,7 @@ impl Target for SqliteTarget {
             }
             written += writer.insert(&pending)?;
             let refused = std::mem::take(&mut writer.rejected);
-            let position = serde_json::to_string(&checkpoint.position).context(ctx)?;
-            txn.execute(
-                "INSERT INTO _dmp_checkpoints (pipeline, table_name, chunk, position, rows, done)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)
-                 ON CONFLICT (pipeline, table_name, chunk) DO UPDATE SET
-                 position = excluded.position, rows = excluded.rows, done = excluded.done",
-                params![
-                    pipeline,
-                    checkpoint.table,
-                    checkpoint.chunk,
-                    position,
-                    i64::try_from(checkpoint.rows).unwrap_or(i64::MAX),
-                    checkpoint.done
-                ],
-            )
-            .context(ctx)?;
+            upsert_checkpoint(&txn, &pipeline, &checkpoint)?;
             if !refused.is_empty() {
                 rejects.reject(table, refused)?;
             }
@@ -427,6 +441,17 @@ impl Target for SqliteTarget {
             Ok(written)
         })
         .await
+    }
+
+    async fn apply(
+        &self,
+        batch: ChangeBatch,
+        checkpoint: Checkpoint,
+        rejects: Arc<dyn RejectSink>,
+    ) -> Result<u64> {
+        let pipeline = self.options.pipeline.clone();
+        self.blocking(move |conn| apply::apply(conn, &pipeline, &batch, &checkpoint, &*rejects))
+            .await
     }
 
     async fn finish_table(&self, table: &TableSchema) -> Result<()> {
