@@ -5,6 +5,7 @@
 
 mod change_log;
 mod csv_format;
+mod incremental;
 mod jsonl_format;
 mod options;
 mod parquet_format;

@@ -160,6 +160,20 @@ impl Source for FileSource {
         });
         rx
     }
+
+    fn read_incremental(
+        &self,
+        table: Arc<TableSchema>,
+        cursor: usize,
+        after: Position,
+        batch_rows: usize,
+    ) -> BatchStream {
+        let rows = self.path_of(&table.name).and_then(|path| {
+            self.open_rows(&path, table.clone(), batch_rows.max(1), 0)
+                .map(|(rows, _)| rows)
+        });
+        super::incremental::read(rows, table, cursor, after, batch_rows)
+    }
 }
 
 /// Lines in a text file (a header line included): cheap and close enough

@@ -8,6 +8,7 @@ mod catalog;
 mod chunks;
 mod config;
 mod ddl;
+mod incremental;
 mod load_data;
 mod server;
 mod snapshot;

@@ -9,6 +9,7 @@ mod chunks;
 mod config;
 mod copy_binary;
 mod ddl;
+mod incremental;
 mod snapshot;
 mod source;
 mod sql;

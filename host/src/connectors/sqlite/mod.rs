@@ -4,6 +4,7 @@
 
 mod apply;
 mod config;
+mod incremental;
 mod source;
 mod target;
 mod types;

@@ -292,6 +292,16 @@ impl Source for SqliteSource {
         });
         rx
     }
+
+    fn read_incremental(
+        &self,
+        table: Arc<TableSchema>,
+        cursor: usize,
+        after: Position,
+        batch_rows: usize,
+    ) -> BatchStream {
+        super::incremental::read(self.path.clone(), table, cursor, after, batch_rows)
+    }
 }
 
 /// Splits `[min, max]` into ranges of about `chunk_rows` rows, assuming

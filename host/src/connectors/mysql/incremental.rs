@@ -1,0 +1,619 @@
+//! Incremental reads of MySQL / MariaDB tables: keyset pages over
+//! `(cursor, primary key)`, each `SELECT … WHERE … ORDER BY c, k… LIMIT n`
+//! with the bound written out as nested comparisons (MariaDB does not
+//! range-scan a row-value comparison) and bound as parameters of the
+//! columns' types. Comparisons and `ORDER BY` use the same expressions, so
+//! they agree in every collation. Pages are separate statements: each
+//! starts after the last row handed on, so a stopped run loses nothing.
+
+use std::collections::{HashMap, HashSet};
+use std::future::Future;
+use std::sync::Arc;
+
+use mysql_async::prelude::Queryable;
+use mysql_async::{Params, Pool, Value as My};
+use tokio::sync::mpsc;
+use tracing::{Instrument, debug, warn};
+
+use super::catalog::ReadColumn;
+use super::chunks::key_param;
+use super::sql::{Bound, key_predicate, quote};
+use super::types::{Decoded, ReadAs, Wire, decode, raw_json, to_param};
+use crate::connectors::{BatchStream, READ_AHEAD_BATCHES};
+use crate::error::{Error, Result, ResultExt};
+use crate::model::{
+    Batch, Change, DataType, Decimal, Position, Reject, RejectStage, Row, TableSchema, Value,
+};
+
+/// How the columns of a table are read, by name (the source's discovery).
+pub(super) type Reads = Arc<HashMap<String, ReadColumn>>;
+
+/// Reads the rows of `table` after `after`; `connect` yields the source's
+/// pool and how the table's columns are read.
+pub(super) fn read(
+    connect: impl Future<Output = Result<(Pool, Reads)>> + Send + 'static,
+    table: Arc<TableSchema>,
+    cursor: usize,
+    after: Position,
+    batch_rows: usize,
+) -> BatchStream {
+    let (tx, rx) = mpsc::channel(READ_AHEAD_BATCHES);
+    // The caller's span (the engine's, naming the table) goes with the reader.
+    let span = tracing::Span::current();
+    tokio::spawn(
+        async move {
+            let result = async {
+                let (pool, reads) = connect.await?;
+                let reader = Reader::new(table, &reads, cursor)?;
+                reader.run(&pool, after, batch_rows.max(1), &tx).await
+            }
+            .await;
+            if let Err(e) = result {
+                // The receiver may be gone (shutdown): nothing left to tell.
+                let _ = tx.send(Err(e)).await;
+            }
+        }
+        .instrument(span),
+    );
+    rx
+}
+
+/// The columns pages are ordered by: the cursor, then the primary key.
+struct Keyset {
+    /// Column positions, cursor first.
+    columns: Vec<usize>,
+    /// The expression each is ordered and compared by: ENUM and SET
+    /// columns as text, as the chunk readers do.
+    exprs: Vec<String>,
+    /// The parameter text each is compared with.
+    params: Vec<String>,
+}
+
+impl Keyset {
+    fn of(
+        table: &TableSchema,
+        reads: &HashMap<String, ReadColumn>,
+        cursor: usize,
+    ) -> Result<Keyset> {
+        let column = table.columns.get(cursor).ok_or_else(|| {
+            Error::Config(format!(
+                "table {}: cursor column number {cursor} does not exist",
+                table.name
+            ))
+        })?;
+        let read = reads.get(&column.name);
+        if matches!(column.data_type, DataType::Json | DataType::Bytes)
+            || read.is_some_and(|r| r.read == ReadAs::Wkt)
+        {
+            return Err(Error::Config(format!(
+                "table {}: cursor column {} is of type {}, which has no useful order; choose a number, text, date or timestamp column",
+                table.name, column.name, column.data_type
+            )));
+        }
+        let keys = table.primary_key_indices();
+        if keys.is_empty() {
+            return Err(Error::Config(format!(
+                "table {}: incremental mode needs a primary key (rows with equal cursor values are told apart by it)",
+                table.name
+            )));
+        }
+        let columns: Vec<usize> = std::iter::once(cursor).chain(keys).collect();
+        let exprs = columns
+            .iter()
+            .map(|&i| {
+                let name = &table.columns[i].name;
+                match reads.get(name).map(|r| r.wire) {
+                    Some(Wire::Ordinal) => format!("CAST({} AS CHAR)", quote(name)),
+                    _ => quote(name),
+                }
+            })
+            .collect();
+        let params = columns
+            .iter()
+            .map(|&i| key_param(&table.columns[i].data_type))
+            .collect();
+        Ok(Keyset {
+            columns,
+            exprs,
+            params,
+        })
+    }
+
+    /// The page after `after` (cursor and key of the last row read), or
+    /// the first page, with its parameters.
+    fn page(
+        &self,
+        table: &TableSchema,
+        reads: &HashMap<String, ReadColumn>,
+        after: Option<&[Value]>,
+        limit: usize,
+    ) -> (String, Vec<My>) {
+        let (filter, params) = match after {
+            Some(values) => {
+                let (sql, binds) = key_predicate(&self.exprs, &self.params, Bound::After);
+                let params = binds
+                    .into_iter()
+                    .map(|i| values.get(i).map_or(My::NULL, to_param))
+                    .collect();
+                (sql, params)
+            }
+            // NULL sorts first: such rows are left out, not read on the
+            // first run only.
+            None => (
+                format!(
+                    "{} IS NOT NULL",
+                    quote(&table.columns[self.columns[0]].name)
+                ),
+                Vec::new(),
+            ),
+        };
+        let select: Vec<String> = table
+            .columns
+            .iter()
+            .map(|c| {
+                let name = quote(&c.name);
+                match reads.get(&c.name).map_or(ReadAs::Plain, |r| r.read) {
+                    ReadAs::Plain => name,
+                    ReadAs::Wkt => format!("ST_AsText({name})"),
+                    ReadAs::Text => format!("CAST({name} AS CHAR)"),
+                }
+            })
+            .collect();
+        let sql = format!(
+            "SELECT {} FROM {} WHERE {filter} ORDER BY {} LIMIT {limit}",
+            select.join(", "),
+            quote(&table.name),
+            self.exprs.join(", ")
+        );
+        (sql, params)
+    }
+}
+
+struct Reader<'a> {
+    table: Arc<TableSchema>,
+    reads: &'a HashMap<String, ReadColumn>,
+    keyset: Keyset,
+    wires: Vec<Wire>,
+    /// Whether each column is one of the keyset's.
+    ordering: Vec<bool>,
+}
+
+impl<'a> Reader<'a> {
+    fn new(
+        table: Arc<TableSchema>,
+        reads: &'a HashMap<String, ReadColumn>,
+        cursor: usize,
+    ) -> Result<Self> {
+        let keyset = Keyset::of(&table, reads, cursor)?;
+        let mut ordering = vec![false; table.columns.len()];
+        for &i in &keyset.columns {
+            ordering[i] = true;
+        }
+        Ok(Reader {
+            wires: table
+                .columns
+                .iter()
+                .map(|c| reads.get(&c.name).map_or(Wire::Other, |r| r.wire))
+                .collect(),
+            table,
+            reads,
+            keyset,
+            ordering,
+        })
+    }
+
+    fn ctx(&self) -> String {
+        format!("reading table {} incrementally", self.table.name)
+    }
+
+    async fn run(
+        &self,
+        pool: &Pool,
+        after: Position,
+        batch_rows: usize,
+        tx: &mpsc::Sender<Result<Batch>>,
+    ) -> Result<()> {
+        let keys = self.keyset.columns.len() - 1;
+        let mut mark: Option<Vec<Value>> = match &after {
+            Position::Start => None,
+            Position::Cursor { cursor, key } if key.len() == keys && !cursor.is_null() => Some(
+                std::iter::once(cursor.clone())
+                    .chain(key.iter().cloned())
+                    .collect(),
+            ),
+            other => {
+                return Err(Error::Data(format!(
+                    "table {}: an incremental read cannot start after {other:?}; if the table's cursor or key changed, delete its mark (chunk 2147483647) from _dmp_checkpoints in the target to read it from the start",
+                    self.table.name
+                )));
+            }
+        };
+        self.warn_null_cursors(pool).await?;
+        let mut zero_dates = HashSet::new();
+        let mut position = after;
+        loop {
+            let (sql, params) =
+                self.keyset
+                    .page(&self.table, self.reads, mark.as_deref(), batch_rows);
+            debug!(table = self.table.name, sql, "reading page");
+            let page = self
+                .page(pool, sql, params, batch_rows, &mut zero_dates)
+                .await
+                .context(|| self.ctx())?;
+            let full = page.rows == batch_rows;
+            if let Some(last) = page.last_order(&self.keyset.columns) {
+                // A bound that does not move would read the same page forever.
+                if last.iter().any(Value::is_null) || mark.as_ref() == Some(&last) {
+                    return Err(Error::Data(format!(
+                        "table {}: cannot read past cursor and key {last:?}",
+                        self.table.name
+                    )));
+                }
+                position = Position::Cursor {
+                    cursor: last[0].clone(),
+                    key: last[1..].to_vec(),
+                };
+                mark = Some(last);
+                let batch = Batch {
+                    table: self.table.clone(),
+                    chunk: 0,
+                    changes: page.changes,
+                    rejects: page.rejects,
+                    position: position.clone(),
+                    last: false,
+                };
+                if tx.send(Ok(batch)).await.is_err() {
+                    return Ok(());
+                }
+            }
+            if !full {
+                break;
+            }
+        }
+        let _ = tx
+            .send(Ok(Batch {
+                table: self.table.clone(),
+                chunk: 0,
+                changes: Vec::new(),
+                rejects: Vec::new(),
+                position,
+                last: true,
+            }))
+            .await;
+        Ok(())
+    }
+
+    async fn warn_null_cursors(&self, pool: &Pool) -> Result<()> {
+        let cursor = &self.table.columns[self.keyset.columns[0]].name;
+        let sql = format!(
+            "SELECT COUNT(*) FROM {} WHERE {} IS NULL",
+            quote(&self.table.name),
+            quote(cursor)
+        );
+        let mut conn = pool.get_conn().await.context(|| self.ctx())?;
+        let nulls: Option<u64> = conn.query_first(sql).await.context(|| self.ctx())?;
+        if let Some(nulls) = nulls.filter(|n| *n > 0) {
+            warn!(
+                table = self.table.name,
+                column = cursor,
+                rows = nulls,
+                "rows with a NULL cursor are never read incrementally"
+            );
+        }
+        Ok(())
+    }
+
+    /// Reads one page whole, so the session goes back to the pool before
+    /// the batch waits for the writer.
+    async fn page(
+        &self,
+        pool: &Pool,
+        sql: String,
+        params: Vec<My>,
+        limit: usize,
+        zero_dates: &mut HashSet<usize>,
+    ) -> std::result::Result<Page, mysql_async::Error> {
+        let mut conn = pool.get_conn().await?;
+        let params = if params.is_empty() {
+            Params::Empty
+        } else {
+            Params::Positional(params)
+        };
+        let mut result = conn.exec_iter(sql, params).await?;
+        let mut page = Page {
+            changes: Vec::with_capacity(limit),
+            rejects: Vec::new(),
+            rows: 0,
+            last: None,
+        };
+        while let Some(row) = result.next().await? {
+            self.row(&mut page, row.unwrap_raw(), zero_dates);
+        }
+        Ok(page)
+    }
+
+    /// Decodes one row into a change, or a reject naming the bad value.
+    fn row(&self, page: &mut Page, cells: Vec<Option<My>>, zero_dates: &mut HashSet<usize>) {
+        page.rows += 1;
+        let mut values = Vec::with_capacity(cells.len());
+        let mut failure: Option<(String, serde_json::Map<String, serde_json::Value>)> = None;
+        // Keyset cells the model cannot hold, as the server sent them.
+        let mut stand_ins: Vec<(usize, Value)> = Vec::new();
+        for (i, cell) in cells.into_iter().enumerate() {
+            let column = &self.table.columns[i];
+            let cell = cell.unwrap_or(My::NULL);
+            // Scalars are a few bytes: kept in case a key cell is a zero date.
+            let scalar = (self.ordering[i] && !matches!(cell, My::Bytes(_))).then(|| cell.clone());
+            match decode(cell, &column.data_type, self.wires[i]) {
+                Ok(Decoded::Value(v)) => values.push(v),
+                Ok(Decoded::ZeroDate) => {
+                    if zero_dates.insert(i) {
+                        warn!(
+                            table = self.table.name,
+                            column = column.name,
+                            "zero dates read as NULL (documented policy)"
+                        );
+                    }
+                    if let Some(raw) = scalar {
+                        stand_ins.push((i, stand_in(&raw_json(&raw))));
+                    }
+                    values.push(Value::Null);
+                }
+                Err(refused) => {
+                    if self.ordering[i] {
+                        stand_ins.push((i, stand_in(&refused.raw)));
+                    }
+                    let entry = failure.get_or_insert_with(|| {
+                        (
+                            format!("column {}: {}", column.name, refused.error),
+                            serde_json::Map::new(),
+                        )
+                    });
+                    entry.1.insert(column.name.clone(), refused.raw);
+                    values.push(Value::Null);
+                }
+            }
+        }
+        let order = (!stand_ins.is_empty() || failure.is_some()).then(|| {
+            self.keyset
+                .columns
+                .iter()
+                .map(|&c| match stand_ins.iter().find(|(i, _)| *i == c) {
+                    Some((_, v)) => v.clone(),
+                    None => values[c].clone(),
+                })
+                .collect::<Vec<_>>()
+        });
+        let Some((error, raw)) = failure else {
+            page.last = order;
+            page.changes.push(Change::Insert(Row(values)));
+            return;
+        };
+        // The row as far as it decoded, the refused cells as they were.
+        let mut json = serde_json::Map::new();
+        for (column, value) in self.table.columns.iter().zip(&values) {
+            let cell = raw.get(&column.name).cloned().unwrap_or_else(|| {
+                let mut text = String::new();
+                crate::model::json::write_value(&mut text, value);
+                serde_json::from_str(&text).unwrap_or(serde_json::Value::Null)
+            });
+            json.insert(column.name.clone(), cell);
+        }
+        let order = order.unwrap_or_default();
+        page.rejects.push(Reject {
+            stage: RejectStage::Source,
+            error,
+            row: serde_json::Value::Object(json),
+            position: Position::Cursor {
+                cursor: order.first().cloned().unwrap_or_default(),
+                key: order.get(1..).unwrap_or_default().to_vec(),
+            },
+        });
+        page.last = Some(order);
+    }
+}
+
+/// A keyset value for a cell the model cannot hold (a zero date, a time
+/// past a day), from the cell as the server sent it: bound back as a
+/// parameter, the server compares it with the column as the same value.
+fn stand_in(raw: &serde_json::Value) -> Value {
+    match raw {
+        serde_json::Value::String(s) => Value::Text(s.clone()),
+        serde_json::Value::Number(n) => n
+            .as_i64()
+            .map(Value::Int)
+            .or_else(|| {
+                n.as_u64()
+                    .and_then(|u| u.to_string().parse::<Decimal>().ok())
+                    .map(Value::Decimal)
+            })
+            .or_else(|| n.as_f64().map(Value::Float))
+            .unwrap_or_default(),
+        _ => Value::Null,
+    }
+}
+
+/// One page of rows, decoded.
+struct Page {
+    changes: Vec<Change>,
+    rejects: Vec<Reject>,
+    rows: usize,
+    /// Cursor and key of the last row when they were not all decoded;
+    /// taken from the last change otherwise (not cloned for every row).
+    last: Option<Vec<Value>>,
+}
+
+impl Page {
+    /// Cursor and key of the page's last row, if it has rows.
+    fn last_order(&self, columns: &[usize]) -> Option<Vec<Value>> {
+        if let Some(order) = &self.last {
+            return Some(order.clone());
+        }
+        match self.changes.last() {
+            Some(Change::Insert(Row(values))) => {
+                Some(columns.iter().map(|&c| values[c].clone()).collect())
+            }
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Column;
+
+    fn table(keys: &[&str]) -> TableSchema {
+        TableSchema {
+            namespace: Some("db".into()),
+            name: "Order Items".into(),
+            columns: vec![
+                Column::new("id", DataType::Int64),
+                Column::new("kind", DataType::TEXT),
+                Column::new(
+                    "price",
+                    DataType::Decimal {
+                        precision: Some(10),
+                        scale: Some(2),
+                    },
+                ),
+                Column::new("updated_at", DataType::Timestamp),
+                Column::new("shape", DataType::TEXT),
+                Column::new("doc", DataType::Json),
+            ],
+            primary_key: keys.iter().map(|k| k.to_string()).collect(),
+            indexes: Vec::new(),
+            foreign_keys: Vec::new(),
+        }
+    }
+
+    fn reads() -> HashMap<String, ReadColumn> {
+        let mut reads = HashMap::new();
+        reads.insert(
+            "kind".to_string(),
+            ReadColumn {
+                read: ReadAs::Plain,
+                wire: Wire::Ordinal,
+            },
+        );
+        reads.insert(
+            "shape".to_string(),
+            ReadColumn {
+                read: ReadAs::Wkt,
+                wire: Wire::Other,
+            },
+        );
+        reads
+    }
+
+    const SELECT: &str =
+        "SELECT `id`, `kind`, `price`, `updated_at`, ST_AsText(`shape`), `doc` FROM `Order Items`";
+
+    fn ts(text: &str) -> Value {
+        Value::parse_text(text, &DataType::Timestamp).unwrap()
+    }
+
+    #[test]
+    fn pages_expand_the_keyset_bound() {
+        let reads = reads();
+        let t = table(&["id"]);
+        let k = Keyset::of(&t, &reads, 3).unwrap();
+        let (sql, params) = k.page(&t, &reads, None, 2);
+        assert_eq!(
+            sql,
+            format!("{SELECT} WHERE `updated_at` IS NOT NULL ORDER BY `updated_at`, `id` LIMIT 2")
+        );
+        assert!(params.is_empty());
+        let at = ts("2024-01-01 10:00:00.5");
+        let (sql, params) = k.page(&t, &reads, Some(&[at.clone(), Value::Int(7)]), 2);
+        assert_eq!(
+            sql,
+            format!(
+                "{SELECT} WHERE `updated_at` >= ? AND (`updated_at` > ? OR (`updated_at` = ? AND `id` > ?)) \
+                 ORDER BY `updated_at`, `id` LIMIT 2"
+            )
+        );
+        let p = to_param(&at);
+        assert_eq!(params, vec![p.clone(), p.clone(), p, My::Int(7)]);
+
+        // Two key columns: an ENUM compares as text, a decimal as a decimal.
+        let t = table(&["kind", "price"]);
+        let k = Keyset::of(&t, &reads, 0).unwrap();
+        let (sql, params) = k.page(
+            &t,
+            &reads,
+            Some(&[
+                Value::Int(5),
+                Value::Text("a".into()),
+                Value::Decimal("1.50".parse().unwrap()),
+            ]),
+            10,
+        );
+        assert_eq!(
+            sql,
+            format!(
+                "{SELECT} WHERE `id` >= ? AND (`id` > ? OR (`id` = ? AND CAST(`kind` AS CHAR) >= ? \
+                 AND (CAST(`kind` AS CHAR) > ? OR (CAST(`kind` AS CHAR) = ? AND `price` > CAST(? AS DECIMAL(10,2)))))) \
+                 ORDER BY `id`, CAST(`kind` AS CHAR), `price` LIMIT 10"
+            )
+        );
+        assert_eq!(params.len(), 7);
+        assert_eq!(params[6], My::Bytes(b"1.50".to_vec()));
+
+        // Three key columns.
+        let t = table(&["id", "kind", "price"]);
+        let k = Keyset::of(&t, &reads, 3).unwrap();
+        let values = [
+            at,
+            Value::Int(1),
+            Value::Text("b".into()),
+            Value::Decimal("2".parse().unwrap()),
+        ];
+        let (sql, params) = k.page(&t, &reads, Some(&values), 10);
+        assert!(
+            sql.contains(
+                "WHERE `updated_at` >= ? AND (`updated_at` > ? OR (`updated_at` = ? AND `id` >= ? AND (`id` > ? \
+                 OR (`id` = ? AND CAST(`kind` AS CHAR) >= ? AND (CAST(`kind` AS CHAR) > ? OR (CAST(`kind` AS CHAR) = ? \
+                 AND `price` > CAST(? AS DECIMAL(10,2)))))))) ORDER BY `updated_at`, `id`, CAST(`kind` AS CHAR), `price` LIMIT 10"
+            ),
+            "{sql}"
+        );
+        assert_eq!(params.len(), 10);
+        assert_eq!(params[9], My::Bytes(b"2".to_vec()));
+    }
+
+    #[test]
+    fn unusable_tables_are_refused() {
+        let reads = reads();
+        let err = Keyset::of(&table(&[]), &reads, 3).err().unwrap();
+        assert!(matches!(err, Error::Config(_)));
+        assert!(
+            err.to_string()
+                .contains("table Order Items: incremental mode needs a primary key"),
+            "{err}"
+        );
+        for (cursor, name) in [(4, "shape"), (5, "doc")] {
+            let err = Keyset::of(&table(&["id"]), &reads, cursor).err().unwrap();
+            assert!(matches!(err, Error::Config(_)));
+            assert!(
+                err.to_string().contains(&format!("cursor column {name}")),
+                "{err}"
+            );
+        }
+    }
+
+    #[test]
+    fn stand_ins_keep_the_servers_text() {
+        let zero = raw_json(&My::Date(0, 0, 0, 0, 0, 0, 0));
+        assert_eq!(
+            stand_in(&zero),
+            Value::Text("0000-00-00 00:00:00.000000".into())
+        );
+        assert_eq!(stand_in(&raw_json(&My::Int(-3))), Value::Int(-3));
+        assert_eq!(
+            stand_in(&raw_json(&My::UInt(u64::MAX))),
+            Value::Decimal("18446744073709551615".parse().unwrap())
+        );
+        assert_eq!(stand_in(&serde_json::Value::Null), Value::Null);
+    }
+}
