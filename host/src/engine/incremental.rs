@@ -37,8 +37,11 @@ struct IncrementalTable {
     rows_before: u64,
 }
 
+/// `restart`: ignore the marks and read every row again (upserted: the
+/// target ends the same, with rows the source no longer has left alone).
 pub(super) async fn run(
     pipeline: &Pipeline,
+    restart: bool,
     source: Arc<dyn Source>,
     target: Arc<dyn Target>,
     state: Arc<StateStore>,
@@ -75,7 +78,7 @@ pub(super) async fn run(
         .checkpoints()
         .await?
         .into_iter()
-        .filter(|c| c.chunk == CURSOR_CHUNK)
+        .filter(|c| c.chunk == CURSOR_CHUNK && !restart)
         .map(|c| (c.table.clone(), c))
         .collect();
     let run_id = state.begin_run(&pipeline.name, "incremental", &plan)?;

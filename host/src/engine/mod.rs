@@ -26,12 +26,14 @@ pub use stream::StreamSummary;
 
 use crate::config::{Pipeline, RunMode};
 use crate::connectors::{Source, Target};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::state::StateStore;
 
 /// Runs `pipeline` once in its mode: a full snapshot (resuming an
-/// interrupted one unless `restart`), an incremental pass, or a change
-/// stream that goes on until `shutdown` fires.
+/// interrupted one unless `restart`), an incremental pass (from the
+/// target's cursor marks, or from the start with `restart`), or a change
+/// stream that goes on until `shutdown` fires (from the target's position,
+/// or anew with `restart`).
 pub async fn run(
     pipeline: &Pipeline,
     restart: bool,
@@ -48,13 +50,7 @@ pub async fn run(
             runner::run(pipeline, restart, source, target, state, progress, shutdown).await
         }
         RunMode::Incremental => {
-            if restart {
-                return Err(Error::Config(format!(
-                    "pipeline {}: --restart abandons an interrupted full run; an incremental run has none (it continues at the target's cursor marks)",
-                    pipeline.name
-                )));
-            }
-            incremental::run(pipeline, source, target, state, progress, shutdown)
+            incremental::run(pipeline, restart, source, target, state, progress, shutdown)
                 .instrument(span)
                 .await
         }

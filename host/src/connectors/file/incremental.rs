@@ -85,7 +85,7 @@ impl Filter {
             }
             other => {
                 return Err(Error::Data(format!(
-                    "table {}: an incremental read cannot start after {other:?} (the table's key is {:?}); if the table's cursor or key changed, delete its mark (chunk 2147483647) from _dmp_checkpoints in the target to read it from the start",
+                    "table {}: an incremental read cannot start after {other:?} (the table's key is {:?}); if the table's cursor or key changed, run with --restart to read every row again",
                     table.name, table.primary_key
                 )));
             }
@@ -145,7 +145,7 @@ fn pass_on(
                 let order = |mark: &(Value, Vec<Value>)| {
                     compare((cursor, &key), (&mark.0, mark.1.iter())).map_err(|why| {
                         Error::Data(format!(
-                            "table {}, record {index}: {why} (the stored mark is a value of another type); if the table's cursor or key changed, delete its mark (chunk 2147483647) from _dmp_checkpoints in the target to read it from the start",
+                            "table {}, record {index}: {why} (the stored mark is a value of another type); if the table's cursor or key changed, run with --restart to read every row again",
                             table.name
                         ))
                     })

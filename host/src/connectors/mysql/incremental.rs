@@ -223,7 +223,7 @@ impl<'a> Reader<'a> {
             ),
             other => {
                 return Err(Error::Data(format!(
-                    "table {}: an incremental read cannot start after {other:?}; if the table's cursor or key changed, delete its mark (chunk 2147483647) from _dmp_checkpoints in the target to read it from the start",
+                    "table {}: an incremental read cannot start after {other:?}; if the table's cursor or key changed, run with --restart to read every row again",
                     self.table.name
                 )));
             }
