@@ -14,11 +14,13 @@ use crate::error::{Error, Result, ResultExt};
 const DEFAULT_PORT: u16 = 5432;
 const DEFAULT_SCHEMA: &str = "public";
 
-/// A parsed URL. The password only lives in `options`; nothing here is
-/// ever formatted into a message.
+/// A parsed URL. Nothing here is ever formatted into a message.
 #[derive(Clone)]
 pub(super) struct PgConfig {
     options: PgConnectOptions,
+    /// The URL's parts, for the replication client (sqlx speaks no
+    /// replication protocol).
+    pub(super) url: Url,
     /// The schema tables are read from or written to.
     pub(super) schema: String,
     /// Where the URL was written, for messages.
@@ -57,7 +59,8 @@ impl PgConfig {
         }
         Ok(PgConfig {
             options,
-            schema: url.schema,
+            schema: url.schema.clone(),
+            url,
             place: endpoint.place().to_string(),
         })
     }
@@ -92,16 +95,31 @@ impl PgConfig {
 }
 
 /// The parts of a PostgreSQL URL.
-#[derive(Debug)]
-struct Url {
-    user: String,
-    password: Option<String>,
-    host: String,
-    port: u16,
-    database: String,
-    ssl: PgSslMode,
-    ssl_root_cert: Option<String>,
-    schema: String,
+#[derive(Clone)]
+pub(super) struct Url {
+    pub(super) user: String,
+    pub(super) password: Option<String>,
+    /// A host name or address, or a Unix socket directory (`/…`).
+    pub(super) host: String,
+    pub(super) port: u16,
+    pub(super) database: String,
+    pub(super) ssl: PgSslMode,
+    pub(super) ssl_root_cert: Option<String>,
+    pub(super) schema: String,
+}
+
+impl std::fmt::Debug for Url {
+    /// Everything but the password.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Url")
+            .field("user", &self.user)
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("database", &self.database)
+            .field("ssl", &self.ssl)
+            .field("schema", &self.schema)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Parses `scheme://user[:password]@host[:port]/database[?options]`.

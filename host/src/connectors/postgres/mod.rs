@@ -10,6 +10,7 @@ mod config;
 mod copy_binary;
 mod ddl;
 mod incremental;
+mod replication;
 mod snapshot;
 mod source;
 mod sql;

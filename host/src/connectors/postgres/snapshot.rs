@@ -18,8 +18,9 @@ pub(super) struct Snapshot {
     /// capture will start; `None` when the server cannot say.
     lsn: Option<String>,
     /// Keeps the exporting transaction, and so the snapshot, alive;
-    /// closing it (dropping the source) ends both.
-    _holder: tokio::sync::Mutex<PgConnection>,
+    /// closing it (dropping the source) ends both. `None` for a snapshot
+    /// exported by someone else (a replication slot's), who keeps it.
+    _holder: Option<tokio::sync::Mutex<PgConnection>>,
 }
 
 impl Snapshot {
@@ -45,8 +46,23 @@ impl Snapshot {
         Ok(Snapshot {
             id,
             lsn,
-            _holder: tokio::sync::Mutex::new(conn),
+            _holder: Some(tokio::sync::Mutex::new(conn)),
         })
+    }
+
+    /// A snapshot exported elsewhere (by the change stream's slot, at WAL
+    /// position `lsn`) and held there for as long as it is read.
+    pub(super) fn imported(id: String, lsn: Option<String>) -> Snapshot {
+        info!(
+            snapshot = id,
+            lsn = lsn.as_deref().unwrap_or("unknown"),
+            "reading in the change stream's snapshot"
+        );
+        Snapshot {
+            id,
+            lsn,
+            _holder: None,
+        }
     }
 
     /// `lsn=0/16B3748 snapshot=00000003-0000001B-1`.

@@ -41,6 +41,8 @@ struct Inner {
     /// Read plans of the tables discovered by this process.
     tables: Mutex<HashMap<String, Arc<SourceTable>>>,
     snapshot: OnceCell<Arc<Snapshot>>,
+    /// Where the snapshots exported by this source's change stream stand.
+    exported: Arc<super::replication::ExportedSnapshots>,
 }
 
 impl PostgresSource {
@@ -54,6 +56,7 @@ impl PostgresSource {
                 pool,
                 tables: Mutex::new(HashMap::new()),
                 snapshot: OnceCell::new(),
+                exported: Arc::default(),
             }),
         })
     }
@@ -154,8 +157,53 @@ impl Source for PostgresSource {
         rx
     }
 
+    fn read_incremental(
+        &self,
+        table: Arc<TableSchema>,
+        cursor: usize,
+        after: Position,
+        batch_rows: usize,
+    ) -> BatchStream {
+        let inner = self.inner.clone();
+        let name = table.name.clone();
+        let plan = async move { inner.table(&name).await };
+        super::incremental::read(
+            self.inner.pool.clone(),
+            self.inner.place().to_string(),
+            plan,
+            table,
+            cursor,
+            after,
+            batch_rows,
+        )
+    }
+
     fn snapshot_position(&self) -> Option<String> {
         self.inner.snapshot.get().map(|s| s.position())
+    }
+
+    fn use_snapshot(&self, snapshot: String) -> Result<()> {
+        let lsn = self.inner.exported.lsn(&snapshot);
+        self.inner
+            .snapshot
+            .set(Arc::new(Snapshot::imported(snapshot, lsn)))
+            .map_err(|_| {
+                Error::Data(format!(
+                    "{}: the snapshot was taken already; the change stream's cannot replace it",
+                    self.inner.place()
+                ))
+            })
+    }
+
+    fn changes(
+        &self,
+        options: &crate::connectors::ChangeOptions,
+    ) -> Result<Option<Arc<dyn crate::connectors::ChangeSource>>> {
+        Ok(Some(Arc::new(super::replication::PgChangeSource::new(
+            &self.inner.config,
+            options,
+            self.inner.exported.clone(),
+        )?)))
     }
 }
 
