@@ -109,7 +109,7 @@ fn stream_while_writing(
     cdc_pipeline(dir.path(), source, target, slot);
     let seed = seed();
     // Writes run while the snapshot is copied and while it streams.
-    let writers = workload::start(source, from, 150, seed);
+    let writers = workload::start(source, from, 300, seed, 0);
     let mut child = spawn_run(dir.path());
     for writer in writers {
         writer.join().expect("workload session");
@@ -123,7 +123,7 @@ fn stream_while_writing(
 
     // A second run continues the stream where the target stands: more
     // writes arrive, nothing is copied again.
-    let writers = workload::start(source, from, 30, seed + 1);
+    let writers = workload::start(source, from, 30, seed + 1, 1);
     let mut child = spawn_run(dir.path());
     for writer in writers {
         writer.join().expect("workload session");
@@ -182,7 +182,7 @@ fn sigkill_during_postgres_cdc_loses_and_doubles_nothing() {
     cdc_pipeline(dir.path(), &source, &target, "dmp_test_kill");
     let seed = seed();
     let mut rng = Lcg::new(seed);
-    let writers = workload::start(&source, Dialect::Postgres, 400, seed);
+    let writers = workload::start(&source, Dialect::Postgres, 400, seed, 0);
     for kill in 0..5 {
         let mut child = spawn_run(dir.path());
         let wait = Duration::from_millis(300 + rng.below(2500));
@@ -229,7 +229,7 @@ fn sigkill_during_mariadb_cdc_loses_and_doubles_nothing() {
     cdc_pipeline(dir.path(), &source, &target, "unused");
     let seed = seed();
     let mut rng = Lcg::new(seed);
-    let writers = workload::start(&source, Dialect::Mariadb, 400, seed);
+    let writers = workload::start(&source, Dialect::Mariadb, 400, seed, 0);
     for kill in 0..5 {
         let mut child = spawn_run(dir.path());
         let wait = Duration::from_millis(300 + rng.below(2500));

@@ -62,14 +62,22 @@ impl Lcg {
 }
 
 /// The SQL of one session: `transactions` transactions of 1 to 4
-/// operations each, a short pause after each.
-pub fn session_script(dialect: Dialect, session: u64, transactions: u64, seed: u64) -> String {
+/// operations each, a short pause after each. Later `phase`s of a test
+/// create and move rows to ids of their own (ids an earlier phase deleted
+/// or moved are just not found by its updates).
+pub fn session_script(
+    dialect: Dialect,
+    session: u64,
+    transactions: u64,
+    seed: u64,
+    phase: u64,
+) -> String {
     let mut rng = Lcg::new(seed ^ (session + 1).wrapping_mul(0x9E37_79B9));
     let mut live: Vec<u64> = (1..=INITIAL).filter(|id| id % SESSIONS == session).collect();
     let mut next_new = 0u64;
     let (now, pause) = match dialect {
-        Dialect::Postgres => ("clock_timestamp()", "SELECT pg_sleep(0.004);"),
-        Dialect::Mariadb => ("NOW(6)", "DO SLEEP(0.004);"),
+        Dialect::Postgres => ("clock_timestamp()", "SELECT pg_sleep(0.01);"),
+        Dialect::Mariadb => ("NOW(6)", "DO SLEEP(0.01);"),
     };
     let mut sql = String::new();
     for t in 0..transactions {
@@ -79,7 +87,7 @@ pub fn session_script(dialect: Dialect, session: u64, transactions: u64, seed: u
             match rng.below(10) {
                 0..=2 => {
                     next_new += 1;
-                    let id = 10_000_000 + next_new * SESSIONS + session;
+                    let id = 10_000_000 * (phase + 1) + next_new * SESSIONS + session;
                     live.push(id);
                     sql.push_str(&format!(
                         "INSERT INTO accounts (id, owner, balance, n, updated_at, note) VALUES ({id}, 'new {session}-{t}', {}.{:02}, 0, {now}, {});\n",
@@ -102,7 +110,7 @@ pub fn session_script(dialect: Dialect, session: u64, transactions: u64, seed: u
                     // A primary key change, staying in this session's class.
                     let at = rng.below(live.len() as u64) as usize;
                     let id = live[at];
-                    let moved = id + 100_000_000 * SESSIONS;
+                    let moved = id + 100_000_000 * SESSIONS * (phase + 1);
                     live[at] = moved;
                     sql.push_str(&format!(
                         "UPDATE accounts SET id = {moved}, n = n + 1 WHERE id = {id};\n"
@@ -131,10 +139,16 @@ pub fn session_script(dialect: Dialect, session: u64, transactions: u64, seed: u
 
 /// Starts the sessions in the background; join the handles to wait for the
 /// end (each panics with the server's message if a statement failed).
-pub fn start(db: &TestDb, dialect: Dialect, transactions: u64, seed: u64) -> Vec<JoinHandle<()>> {
+pub fn start(
+    db: &TestDb,
+    dialect: Dialect,
+    transactions: u64,
+    seed: u64,
+    phase: u64,
+) -> Vec<JoinHandle<()>> {
     (0..SESSIONS)
         .map(|session| {
-            let script = session_script(dialect, session, transactions, seed);
+            let script = session_script(dialect, session, transactions, seed, phase);
             let db = db.clone();
             std::thread::spawn(move || db.exec(&script))
         })
