@@ -79,7 +79,10 @@ TOML
     args=(-n -f "$WORK/update.sql" -c "$CLIENTS" -j 2 -T "$DURATION")
     [ "$rate" != max ] && args+=(-R "$rate")
     echo "rate $rate: pgbench for ${DURATION}s…"
-    "$BIN/pgbench" "${args[@]}" -h 127.0.0.1 -p "$DMP_TEST_PG_PORT" -U postgres src > "$WORK/pgbench.out" 2>&1
+    # The private server runs with synchronous_commit=off (WAL flushed every
+    # 200 ms, which would delay every change that long); sources in
+    # production commit synchronously, so the load does.
+    PGOPTIONS='-c synchronous_commit=on' "$BIN/pgbench" "${args[@]}" -h 127.0.0.1 -p "$DMP_TEST_PG_PORT" -U postgres src > "$WORK/pgbench.out" 2>&1
     tps=$(grep -oP 'tps = \K[0-9.]+' "$WORK/pgbench.out" | head -1)
     # Let the stream drain, then stop it (SIGINT: it stops between transactions).
     deadline=$((SECONDS + 60))
