@@ -4,6 +4,7 @@
 //! memory, each batch in one transaction with its checkpoint.
 
 mod apply;
+mod binlog;
 mod catalog;
 mod chunks;
 mod config;

@@ -189,8 +189,34 @@ impl Source for MysqlSource {
         rx
     }
 
+    fn read_incremental(
+        &self,
+        table: Arc<TableSchema>,
+        cursor: usize,
+        after: Position,
+        batch_rows: usize,
+    ) -> BatchStream {
+        let inner = self.inner.clone();
+        let schema = table.clone();
+        let connect = async move {
+            let (pool, _) = inner.pool().await?;
+            Ok((pool.clone(), inner.reads(&schema).await?))
+        };
+        super::incremental::read(connect, table, cursor, after, batch_rows)
+    }
+
     fn snapshot_position(&self) -> Option<String> {
         self.inner.snapshot.get().and_then(|s| s.position.clone())
+    }
+
+    fn changes(
+        &self,
+        options: &crate::connectors::ChangeOptions,
+    ) -> Result<Option<Arc<dyn crate::connectors::ChangeSource>>> {
+        Ok(Some(Arc::new(super::binlog::MysqlChanges::new(
+            self.inner.config.clone(),
+            options.clone(),
+        ))))
     }
 }
 
