@@ -90,7 +90,10 @@ pub(super) async fn cdc(command: CdcCommand) -> Result<u8> {
             let pipeline = Pipeline::load(&pipeline)?;
             let (source, _target) = open_pipeline(&pipeline)?;
             change_source(&pipeline, &*source)?.drop_stream().await?;
-            println!("pipeline {}: change stream removed at the source", pipeline.name);
+            println!(
+                "pipeline {}: change stream removed at the source",
+                pipeline.name
+            );
             Ok(EXIT_OK)
         }
     }

@@ -9,8 +9,8 @@ use toml::Spanned;
 
 use super::interpolate::interpolate;
 use super::{
-    CdcSettings, DEFAULT_BATCH_ROWS, DEFAULT_CHUNK_ROWS, DEFAULT_HEARTBEAT, DEFAULT_STATE, Endpoint,
-    Pipeline, Schedule, TableOptions,
+    CdcSettings, DEFAULT_BATCH_ROWS, DEFAULT_CHUNK_ROWS, DEFAULT_HEARTBEAT, DEFAULT_STATE,
+    Endpoint, Pipeline, Schedule, TableOptions,
 };
 use crate::connectors::IfExists;
 use crate::error::{Error, Result};
@@ -378,7 +378,10 @@ pub(super) fn parse(text: &str, path: &Path) -> Result<Pipeline> {
         let glob = TableSelection::new(std::slice::from_ref(pattern), &[])
             .map_err(|e| Error::Config(format!("{place}: {e}")))?;
         let section = section.get_ref();
-        for (key, value) in [("cursor", &section.cursor), ("soft_delete", &section.soft_delete)] {
+        for (key, value) in [
+            ("cursor", &section.cursor),
+            ("soft_delete", &section.soft_delete),
+        ] {
             if value.as_deref().is_some_and(|v| v.trim().is_empty()) {
                 return Err(Error::Config(format!("{place}.{key}: must not be empty")));
             }
@@ -584,7 +587,10 @@ heartbeat = "2s"
         assert_eq!(orders.cursor.as_deref(), Some("updated_at"));
         assert_eq!(orders.soft_delete.as_deref(), Some("deleted_at"));
         // File order: `orders` first, then the catch-all.
-        assert_eq!(p.table_options("items").unwrap().cursor.as_deref(), Some("id"));
+        assert_eq!(
+            p.table_options("items").unwrap().cursor.as_deref(),
+            Some("id")
+        );
         assert_eq!(p.cdc.slot.as_deref(), Some("my_slot"));
         assert_eq!(p.cdc.heartbeat.as_secs(), 2);
         let cron = parse_str(
@@ -600,7 +606,10 @@ heartbeat = "2s"
         let err = parse_str(&format!("{base}[run]\nmode = \"cdc\"\nevery = \"5m\"\n"))
             .unwrap_err()
             .to_string();
-        assert!(err.starts_with("conf/p.toml:7 run.every:") && err.contains("cdc"), "{err}");
+        assert!(
+            err.starts_with("conf/p.toml:7 run.every:") && err.contains("cdc"),
+            "{err}"
+        );
         let err = parse_str(&format!("{base}[run]\nevery = \"sometimes\"\n"))
             .unwrap_err()
             .to_string();
@@ -616,7 +625,10 @@ heartbeat = "2s"
         let err = parse_str(&format!("{base}[table.items]\ncursor = \"\"\n"))
             .unwrap_err()
             .to_string();
-        assert!(err.contains("table.\"items\".cursor: must not be empty"), "{err}");
+        assert!(
+            err.contains("table.\"items\".cursor: must not be empty"),
+            "{err}"
+        );
         let err = parse_str(&format!("{base}[table.items]\ncursr = \"x\"\n"))
             .unwrap_err()
             .to_string();

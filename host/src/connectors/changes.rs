@@ -113,8 +113,9 @@ pub trait ChangeSource: Send + Sync {
     async fn current_position(&self, tables: &[Arc<TableSchema>]) -> Result<Position>;
 
     /// Turns a snapshot position text (`Source::snapshot_position`) into a
-    /// stream position, when this source can stream from there.
-    fn position_from_snapshot(&self, snapshot_position: &str) -> Option<Position>;
+    /// stream position, when this source can stream from there (it may
+    /// have to ask the source whether it still keeps that log).
+    async fn position_from_snapshot(&self, snapshot_position: &str) -> Result<Option<Position>>;
 
     /// Starts streaming the changes of `tables` from `from` (a
     /// `Position::Log`; the engine skips the `skip` changes itself).

@@ -13,9 +13,7 @@ mod target;
 use std::path::Path;
 use std::sync::Arc;
 
-pub use changes::{
-    ChangeFeed, ChangeOptions, ChangeSource, SnapshotStart, StreamEvent, StreamLag,
-};
+pub use changes::{ChangeFeed, ChangeOptions, ChangeSource, SnapshotStart, StreamEvent, StreamLag};
 pub use source::{BatchStream, READ_AHEAD_BATCHES, Source};
 pub use target::{IfExists, RejectSink, Start, Target};
 

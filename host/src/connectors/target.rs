@@ -5,8 +5,8 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
-use crate::error::Result;
 use crate::error::Error;
+use crate::error::Result;
 use crate::model::{Batch, ChangeBatch, Checkpoint, Column, Reject, TableSchema};
 
 /// What to do with a table that already exists on the target when a new

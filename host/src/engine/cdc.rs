@@ -51,7 +51,10 @@ pub(super) async fn run(
     let mut snapshot_summary = None;
     let from = match held {
         Some(position) => {
-            info!(?position, "continuing the change stream where the target stands");
+            info!(
+                ?position,
+                "continuing the change stream where the target stands"
+            );
             position
         }
         None if with_snapshot => {
@@ -122,7 +125,13 @@ pub(super) async fn run(
     let rejected = sink.count();
     match outcome {
         Ok(stream_summary) => {
-            state.finish_run(run_id, RunStatus::Done, stream_summary.changes, rejected, None)?;
+            state.finish_run(
+                run_id,
+                RunStatus::Done,
+                stream_summary.changes,
+                rejected,
+                None,
+            )?;
             let (tables, rows) = snapshot_summary
                 .map(|s| (s.tables, s.rows))
                 .unwrap_or_default();
@@ -224,10 +233,12 @@ async fn snapshot_then_position(
     .await?;
     // The snapshot's own position is exact (no change replayed) when one
     // uninterrupted snapshot was read; else the earlier point.
-    let exact = (fresh && !summary.resumed && !exported && start.position.is_none())
-        .then(|| source.snapshot_position())
-        .flatten()
-        .and_then(|text| changes.position_from_snapshot(&text));
+    let exact = match source.snapshot_position() {
+        Some(text) if fresh && !summary.resumed && !exported && start.position.is_none() => {
+            changes.position_from_snapshot(&text).await?
+        }
+        _ => None,
+    };
     Ok((exact.unwrap_or(before), summary))
 }
 
@@ -240,9 +251,11 @@ async fn start_without_snapshot(
     state: &StateStore,
 ) -> Result<Position> {
     let recorded = state.snapshot_position(&pipeline.name)?;
-    if let Some(text) = &recorded
-        && let Some(position) = changes.position_from_snapshot(text)
-    {
+    let from_snapshot = match &recorded {
+        Some(text) => changes.position_from_snapshot(text).await?,
+        None => None,
+    };
+    if let (Some(text), Some(position)) = (&recorded, from_snapshot) {
         // Makes sure the publication/slot exist before streaming.
         changes.current_position(schemas).await?;
         info!(?position, snapshot = %text, "streaming from the last full run's snapshot");

@@ -20,8 +20,8 @@ use crate::config::{OnError, Pipeline};
 use crate::connectors::{BatchStream, READ_AHEAD_BATCHES, RejectSink, Source, Start, Target};
 use crate::error::{Error, ErrorKind, Result, ResultExt};
 use crate::model::{
-    Batch, CURSOR_CHUNK, Change, ChangeBatch, Checkpoint, Position, Row, TableChanges,
-    TableSchema, Value,
+    Batch, CURSOR_CHUNK, Change, ChangeBatch, Checkpoint, Position, Row, TableChanges, TableSchema,
+    Value,
 };
 use crate::state::{DeadLetterSink, RunStatus, StateStore};
 use crate::transform::{TransformChain, reject_whole_batch, watch};

@@ -309,7 +309,12 @@ fn receive(
 
 /// Transforms the pending changes segment by segment and applies them with
 /// the stream checkpoint.
-async fn apply(ctx: &StreamContext, pending: Pending, position: Position, total: u64) -> Result<()> {
+async fn apply(
+    ctx: &StreamContext,
+    pending: Pending,
+    position: Position,
+    total: u64,
+) -> Result<()> {
     let mut batch = ChangeBatch::new();
     let mut rejects: Vec<(Arc<TableSchema>, Vec<Reject>)> = Vec::new();
     let mut items = pending.items.into_iter().peekable();
@@ -329,7 +334,9 @@ async fn apply(ctx: &StreamContext, pending: Pending, position: Position, total:
         }
         if !truncate {
             // The rest of this table's run of changes.
-            while let Some((_, next)) = items.next_if(|(t, i)| *t == table && !matches!(i, Item::Truncate)) {
+            while let Some((_, next)) =
+                items.next_if(|(t, i)| *t == table && !matches!(i, Item::Truncate))
+            {
                 match next {
                     Item::Change(change) => segment.push(change),
                     Item::Reject(reject) => refused.push(reject),

@@ -151,7 +151,12 @@ fn line(out: &mut String, table: &TableSchema, change: &Change, position: &str) 
     let body = row
         .strip_prefix('{')
         .and_then(|r| r.strip_suffix('}'))
-        .ok_or_else(|| Error::Data(format!("table {}: a row that is not a JSON object", table.name)))?;
+        .ok_or_else(|| {
+            Error::Data(format!(
+                "table {}: a row that is not a JSON object",
+                table.name
+            ))
+        })?;
     out.push_str("{\"_op\":\"");
     out.push_str(change.op());
     out.push_str("\",\"_position\":");
@@ -235,8 +240,10 @@ mod tests {
         batch.push(&t, Change::Delete(row(2, "")));
         assert_eq!(logs.append(&batch, checkpoint("lsn=0/10")).unwrap(), 3);
         let text = std::fs::read_to_string(dir.path().join("t.changes.jsonl")).unwrap();
-        let lines: Vec<serde_json::Value> =
-            text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        let lines: Vec<serde_json::Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
         assert_eq!(lines[0]["_op"], "insert");
         assert_eq!(lines[0]["_position"], "lsn=0/10");
         assert_eq!(lines[1]["_before"]["id"], 1);

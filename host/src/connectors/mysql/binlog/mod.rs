@@ -114,8 +114,8 @@ impl ChangeSource for MysqlChanges {
         Ok(at.to_position())
     }
 
-    fn position_from_snapshot(&self, snapshot_position: &str) -> Option<Position> {
-        LogPosition::from_snapshot(snapshot_position).map(|p| p.to_position())
+    async fn position_from_snapshot(&self, snapshot_position: &str) -> Result<Option<Position>> {
+        Ok(LogPosition::from_snapshot(snapshot_position).map(|p| p.to_position()))
     }
 
     async fn open(&self, tables: Vec<Arc<TableSchema>>, from: Position) -> Result<ChangeFeed> {

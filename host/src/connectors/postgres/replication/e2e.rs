@@ -400,11 +400,23 @@ async fn stream_against_a_real_server() {
     // A cdc run after a full run streams from the slot when it holds the
     // WAL since that run's snapshot.
     assert_eq!(
-        changes.position_from_snapshot("lsn=FF/0 snapshot=x"),
+        changes
+            .position_from_snapshot("lsn=FF/0 snapshot=x")
+            .await
+            .unwrap(),
         Some(confirm.clone())
     );
-    assert_eq!(changes.position_from_snapshot("lsn=0/1 snapshot=x"), None);
-    assert_eq!(changes.position_from_snapshot("snapshot=x"), None);
+    assert_eq!(
+        changes
+            .position_from_snapshot("lsn=0/1 snapshot=x")
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        changes.position_from_snapshot("snapshot=x").await.unwrap(),
+        None
+    );
 
     tokio::time::sleep(Duration::from_millis(300)).await;
     changes.drop_stream().await.unwrap();
@@ -418,7 +430,7 @@ async fn stream_against_a_real_server() {
     assert_eq!((slots, pubs), (0, 0));
     changes.drop_stream().await.unwrap();
     assert_eq!(
-        changes.position_from_snapshot("lsn=FF/0"),
+        changes.position_from_snapshot("lsn=FF/0").await.unwrap(),
         None,
         "no slot, no stream"
     );

@@ -196,45 +196,33 @@ impl ChangeSource for PgChangeSource {
         Ok(self.existing_or_new_slot().await?.position())
     }
 
-    fn position_from_snapshot(&self, snapshot_position: &str) -> Option<Position> {
-        let lsn = Lsn::from_position_text(snapshot_position)?;
-        // The trait asks synchronously; the slot is read on a thread of its
-        // own with a session of its own (the caller may run on any runtime).
-        let config = self.config.clone();
-        let slot = self.slot.clone();
-        let state = std::thread::scope(|scope| {
-            scope
-                .spawn(move || -> Result<Option<slot::SlotState>> {
-                    let runtime = tokio::runtime::Builder::new_current_thread()
-                        .enable_all()
-                        .build()
-                        .context(|| "starting a runtime to read the slot".to_string())?;
-                    runtime.block_on(async {
-                        let pool = config.pool(1);
-                        let state = slot::state(&pool, &config.place, &slot).await;
-                        pool.close().await;
-                        state
-                    })
-                })
-                .join()
-        });
+    async fn position_from_snapshot(&self, snapshot_position: &str) -> Result<Option<Position>> {
+        let Some(lsn) = Lsn::from_position_text(snapshot_position) else {
+            return Ok(None);
+        };
+        let state = slot::state(&self.pool, self.place(), &self.slot).await;
         let state = match state {
-            Ok(Ok(Some(state))) => state,
-            Ok(Ok(None)) | Err(_) => return None,
-            Ok(Err(e)) => {
+            Ok(Some(state)) => state,
+            Ok(None) => return Ok(None),
+            Err(e) => {
                 warn!(error = %e, slot = self.slot, "cannot read the replication slot");
-                return None;
+                return Ok(None);
             }
         };
-        state
+        if state
             .check(&self.slot, &self.config.url.database, self.place())
-            .ok()?;
+            .is_err()
+        {
+            return Ok(None);
+        }
         // Streaming from the slot's own confirmed point (at or before the
         // snapshot) replays what the snapshot may hold already, which
         // converges; from the snapshot's LSN, a transaction that committed
         // just before it was read could be missed.
-        let confirmed = state.confirmed?;
-        (confirmed <= lsn).then(|| confirmed.position())
+        Ok(state
+            .confirmed
+            .filter(|confirmed| *confirmed <= lsn)
+            .map(|confirmed| confirmed.position()))
     }
 
     async fn open(&self, tables: Vec<Arc<TableSchema>>, from: Position) -> Result<ChangeFeed> {
