@@ -136,7 +136,11 @@ fn stream_while_writing(
         "{}",
         text(&out.stderr)
     );
-    assert!(text(&out.stdout).contains("\"tables\": []"), "{}", text(&out.stdout));
+    assert!(
+        text(&out.stdout).contains("\"tables\": []"),
+        "{}",
+        text(&out.stdout)
+    );
     dir
 }
 
@@ -170,7 +174,13 @@ fn full_and_cdc_postgres_to_mariadb_during_writes() {
 fn full_and_cdc_mariadb_to_postgres_during_writes() {
     let source = mariadb().create_database("cdc_my_source");
     let target = postgres().create_database("cdc_pg_target");
-    stream_while_writing(Dialect::Mariadb, &source, Dialect::Postgres, &target, "unused");
+    stream_while_writing(
+        Dialect::Mariadb,
+        &source,
+        Dialect::Postgres,
+        &target,
+        "unused",
+    );
 }
 
 #[test]
@@ -189,7 +199,10 @@ fn sigkill_during_postgres_cdc_loses_and_doubles_nothing() {
         std::thread::sleep(wait);
         if let Some(status) = child.try_wait().expect("try_wait") {
             let out = child.wait_with_output().expect("output");
-            panic!("dmp ended before kill {kill}: {status}\n{}", text(&out.stderr));
+            panic!(
+                "dmp ended before kill {kill}: {status}\n{}",
+                text(&out.stderr)
+            );
         }
         child.kill().expect("SIGKILL");
         child.wait().expect("wait");
@@ -199,7 +212,13 @@ fn sigkill_during_postgres_cdc_loses_and_doubles_nothing() {
         writer.join().expect("workload session");
     }
     let mut child = spawn_run(dir.path());
-    wait_until_equal(&mut child, &source, Dialect::Postgres, &target, Dialect::Postgres);
+    wait_until_equal(
+        &mut child,
+        &source,
+        Dialect::Postgres,
+        &target,
+        Dialect::Postgres,
+    );
     let out = interrupt(child);
     assert_exit(&out, 0);
 
@@ -215,7 +234,8 @@ fn sigkill_during_postgres_cdc_loses_and_doubles_nothing() {
         .expect("dmp starts");
     assert_exit(&out, 0);
     assert_eq!(
-        source.scalar("SELECT count(*) FROM pg_replication_slots WHERE slot_name = 'dmp_test_kill'"),
+        source
+            .scalar("SELECT count(*) FROM pg_replication_slots WHERE slot_name = 'dmp_test_kill'"),
         "0"
     );
 }
@@ -236,7 +256,10 @@ fn sigkill_during_mariadb_cdc_loses_and_doubles_nothing() {
         std::thread::sleep(wait);
         if let Some(status) = child.try_wait().expect("try_wait") {
             let out = child.wait_with_output().expect("output");
-            panic!("dmp ended before kill {kill}: {status}\n{}", text(&out.stderr));
+            panic!(
+                "dmp ended before kill {kill}: {status}\n{}",
+                text(&out.stderr)
+            );
         }
         child.kill().expect("SIGKILL");
         child.wait().expect("wait");
@@ -246,7 +269,13 @@ fn sigkill_during_mariadb_cdc_loses_and_doubles_nothing() {
         writer.join().expect("workload session");
     }
     let mut child = spawn_run(dir.path());
-    wait_until_equal(&mut child, &source, Dialect::Mariadb, &target, Dialect::Mariadb);
+    wait_until_equal(
+        &mut child,
+        &source,
+        Dialect::Mariadb,
+        &target,
+        Dialect::Mariadb,
+    );
     let out = interrupt(child);
     assert_exit(&out, 0);
 }

@@ -47,7 +47,10 @@ fn incremental_postgres_to_mariadb() {
     pipeline(
         dir.path(),
         "p.toml",
-        &format!("{}{ITEMS}", sql_pipeline(&source.url, &target.url, INCREMENTAL)),
+        &format!(
+            "{}{ITEMS}",
+            sql_pipeline(&source.url, &target.url, INCREMENTAL)
+        ),
     );
     let out = run_dmp(dir.path(), &["run", "p.toml"]);
     assert_exit(&out, 0);
@@ -69,15 +72,13 @@ fn incremental_postgres_to_mariadb() {
         "the soft-deleted row is deleted in the target"
     );
     // Only what changed was read: 2 new, 2 updated, 1 soft-deleted.
-    let summary: serde_json::Value =
-        serde_json::from_slice(&out.stdout).expect("JSON summary");
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON summary");
     assert_eq!(summary["rows"], 5, "{summary}");
 
     // Nothing new: nothing read.
     let out = run_dmp(dir.path(), &["run", "p.toml", "--json"]);
     assert_exit(&out, 0);
-    let summary: serde_json::Value =
-        serde_json::from_slice(&out.stdout).expect("JSON summary");
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON summary");
     assert_eq!(summary["rows"], 0, "{summary}");
 }
 
@@ -156,10 +157,7 @@ fn periodic_incremental_sqlite_runs_until_stopped() {
     let out = child.wait_with_output().expect("dmp ends");
     assert_exit(&out, 0);
     let log = text(&out.stderr);
-    assert!(
-        log.matches("scheduled run finished").count() >= 2,
-        "{log}"
-    );
+    assert!(log.matches("scheduled run finished").count() >= 2, "{log}");
 }
 
 #[test]
@@ -183,19 +181,31 @@ fn incremental_into_files_writes_a_change_log() {
         "UPDATE items SET name = 'B', version = 2 WHERE id = 2; UPDATE items SET gone = 1, version = 3 WHERE id = 3;",
     );
     assert_exit(&run_dmp(dir.path(), &["run", "p.toml"]), 0);
-    let log = std::fs::read_to_string(dir.path().join("out/items.changes.jsonl")).expect("change log");
+    let log =
+        std::fs::read_to_string(dir.path().join("out/items.changes.jsonl")).expect("change log");
     let lines: Vec<serde_json::Value> = log
         .lines()
         .map(|l| serde_json::from_str(l).expect("JSON line"))
         .collect();
     let ops: Vec<(String, i64)> = lines
         .iter()
-        .map(|l| (l["_op"].as_str().unwrap_or("?").to_string(), l["id"].as_i64().unwrap_or(-1)))
+        .map(|l| {
+            (
+                l["_op"].as_str().unwrap_or("?").to_string(),
+                l["id"].as_i64().unwrap_or(-1),
+            )
+        })
         .collect();
-    let expected: Vec<(String, i64)> = [("insert", 1), ("insert", 2), ("insert", 3), ("insert", 2), ("delete", 3)]
-        .iter()
-        .map(|(op, id)| ((*op).to_string(), *id))
-        .collect();
+    let expected: Vec<(String, i64)> = [
+        ("insert", 1),
+        ("insert", 2),
+        ("insert", 3),
+        ("insert", 2),
+        ("delete", 3),
+    ]
+    .iter()
+    .map(|(op, id)| ((*op).to_string(), *id))
+    .collect();
     assert_eq!(ops, expected, "{log}");
     assert_eq!(lines[3]["name"], "B");
     assert!(lines.iter().all(|l| l["_position"].is_string()), "{log}");

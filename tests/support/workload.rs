@@ -74,7 +74,9 @@ pub fn session_script(
     phase: u64,
 ) -> String {
     let mut rng = Lcg::new(seed ^ (session + 1).wrapping_mul(0x9E37_79B9));
-    let mut live: Vec<u64> = (1..=INITIAL).filter(|id| id % SESSIONS == session).collect();
+    let mut live: Vec<u64> = (1..=INITIAL)
+        .filter(|id| id % SESSIONS == session)
+        .collect();
     let mut next_new = 0u64;
     let (now, pause) = match dialect {
         Dialect::Postgres => ("clock_timestamp()", "SELECT pg_sleep(0.01);"),
@@ -172,11 +174,16 @@ pub fn snapshot(db: &TestDb, dialect: Dialect) -> Vec<Vec<Option<String>>> {
             "SET TIME ZONE 'UTC';",
             "to_char(updated_at, 'YYYY-MM-DD HH24:MI:SS.US')",
         ),
-        Dialect::Mariadb => ("SET time_zone = '+00:00';", "DATE_FORMAT(updated_at, '%Y-%m-%d %H:%i:%s.%f')"),
+        Dialect::Mariadb => (
+            "SET time_zone = '+00:00';",
+            "DATE_FORMAT(updated_at, '%Y-%m-%d %H:%i:%s.%f')",
+        ),
     };
     let mut rows = db.query(&format!(
         "{set} SELECT 'a', id, owner, balance, n, {ts}, note FROM accounts ORDER BY id"
     ));
-    rows.extend(db.query("SELECT 'e', id, account, kind, amount, NULL, NULL FROM events ORDER BY id"));
+    rows.extend(
+        db.query("SELECT 'e', id, account, kind, amount, NULL, NULL FROM events ORDER BY id"),
+    );
     rows
 }
