@@ -183,16 +183,21 @@ fn full_and_cdc_mariadb_to_postgres_during_writes() {
     );
 }
 
-#[test]
-fn sigkill_during_postgres_cdc_loses_and_doubles_nothing() {
+/// Streams `source` into `target` while a workload runs, killing `dmp`
+/// with SIGKILL at five random points, then lets a last run catch up and
+/// checks the target equals the source. Returns the pipeline's folder.
+fn kill_while_streaming(
+    dialect: Dialect,
+    source: &TestDb,
+    target: &TestDb,
+    slot: &str,
+) -> tempfile::TempDir {
     let dir = tempfile::tempdir().expect("tempdir");
-    let source = postgres().create_database("cdc_kill_source");
-    let target = postgres().create_database("cdc_kill_target");
-    workload::create_tables(&source, Dialect::Postgres);
-    cdc_pipeline(dir.path(), &source, &target, "dmp_test_kill");
+    workload::create_tables(source, dialect);
+    cdc_pipeline(dir.path(), source, target, slot);
     let seed = seed();
     let mut rng = Lcg::new(seed);
-    let writers = workload::start(&source, Dialect::Postgres, 400, seed, 0);
+    let writers = workload::start(source, dialect, 400, seed, 0);
     for kill in 0..5 {
         let mut child = spawn_run(dir.path());
         let wait = Duration::from_millis(300 + rng.below(2500));
@@ -212,15 +217,17 @@ fn sigkill_during_postgres_cdc_loses_and_doubles_nothing() {
         writer.join().expect("workload session");
     }
     let mut child = spawn_run(dir.path());
-    wait_until_equal(
-        &mut child,
-        &source,
-        Dialect::Postgres,
-        &target,
-        Dialect::Postgres,
-    );
+    wait_until_equal(&mut child, source, dialect, target, dialect);
     let out = interrupt(child);
     assert_exit(&out, 0);
+    dir
+}
+
+#[test]
+fn sigkill_during_postgres_cdc_loses_and_doubles_nothing() {
+    let source = postgres().create_database("cdc_kill_source");
+    let target = postgres().create_database("cdc_kill_target");
+    let dir = kill_while_streaming(Dialect::Postgres, &source, &target, "dmp_test_kill");
 
     let out = dmp(dir.path())
         .args(["cdc", "status", "p.toml"])
@@ -242,40 +249,7 @@ fn sigkill_during_postgres_cdc_loses_and_doubles_nothing() {
 
 #[test]
 fn sigkill_during_mariadb_cdc_loses_and_doubles_nothing() {
-    let dir = tempfile::tempdir().expect("tempdir");
     let source = mariadb().create_database("cdc_mykill_source");
     let target = mariadb().create_database("cdc_mykill_target");
-    workload::create_tables(&source, Dialect::Mariadb);
-    cdc_pipeline(dir.path(), &source, &target, "unused");
-    let seed = seed();
-    let mut rng = Lcg::new(seed);
-    let writers = workload::start(&source, Dialect::Mariadb, 400, seed, 0);
-    for kill in 0..5 {
-        let mut child = spawn_run(dir.path());
-        let wait = Duration::from_millis(300 + rng.below(2500));
-        std::thread::sleep(wait);
-        if let Some(status) = child.try_wait().expect("try_wait") {
-            let out = child.wait_with_output().expect("output");
-            panic!(
-                "dmp ended before kill {kill}: {status}\n{}",
-                text(&out.stderr)
-            );
-        }
-        child.kill().expect("SIGKILL");
-        child.wait().expect("wait");
-        eprintln!("kill {kill} after {wait:?}");
-    }
-    for writer in writers {
-        writer.join().expect("workload session");
-    }
-    let mut child = spawn_run(dir.path());
-    wait_until_equal(
-        &mut child,
-        &source,
-        Dialect::Mariadb,
-        &target,
-        Dialect::Mariadb,
-    );
-    let out = interrupt(child);
-    assert_exit(&out, 0);
+    kill_while_streaming(Dialect::Mariadb, &source, &target, "unused");
 }

@@ -9,14 +9,14 @@ use tracing::{info, warn};
 
 use super::plan::discover;
 use super::progress::Progress;
-use super::runner::{self, RunSummary, open_transforms};
+use super::runner::{self, RunSummary, end_run, open_transforms};
 use super::shutdown::Shutdown;
 use super::stream::{StreamContext, StreamTable, stream};
 use crate::config::Pipeline;
 use crate::connectors::{ChangeSource, RejectSink, Source, Start, Target};
-use crate::error::{Error, ErrorKind, Result};
+use crate::error::{Error, Result};
 use crate::model::{ChangeBatch, Checkpoint, Position, STREAM_CHECKPOINT, TableSchema};
-use crate::state::{DeadLetterSink, RunStatus, StateStore};
+use crate::state::{DeadLetterSink, StateStore};
 use crate::transform::watch;
 
 #[allow(clippy::too_many_arguments)]
@@ -123,38 +123,21 @@ pub(super) async fn run(
     };
     let outcome = stream(&ctx, from).await;
     let rejected = sink.count();
-    match outcome {
-        Ok(stream_summary) => {
-            state.finish_run(
-                run_id,
-                RunStatus::Done,
-                stream_summary.changes,
-                rejected,
-                None,
-            )?;
-            let (tables, rows) = snapshot_summary
-                .map(|s| (s.tables, s.rows))
-                .unwrap_or_default();
-            Ok(RunSummary {
-                pipeline: pipeline.name.clone(),
-                run: run_id,
-                resumed: false,
-                tables,
-                rows: rows + stream_summary.changes,
-                rejected,
-                elapsed: started.elapsed(),
-                stream: Some(stream_summary),
-            })
-        }
-        Err(error) => {
-            let status = match error.kind() {
-                ErrorKind::Interrupted => RunStatus::Interrupted,
-                _ => RunStatus::Failed,
-            };
-            state.finish_run(run_id, status, 0, rejected, Some(&format!("{error:#}")))?;
-            Err(error)
-        }
-    }
+    let changes = outcome.as_ref().map_or(0, |s| s.changes);
+    let stream_summary = end_run(&state, run_id, outcome, changes, rejected)?;
+    let (tables, rows) = snapshot_summary
+        .map(|s| (s.tables, s.rows))
+        .unwrap_or_default();
+    Ok(RunSummary {
+        pipeline: pipeline.name.clone(),
+        run: run_id,
+        resumed: false,
+        tables,
+        rows: rows + stream_summary.changes,
+        rejected,
+        elapsed: started.elapsed(),
+        stream: Some(stream_summary),
+    })
 }
 
 /// The stream position the target holds for this pipeline, if any.

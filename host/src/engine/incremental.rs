@@ -14,7 +14,7 @@ use tracing::{Instrument, info, info_span, warn};
 
 use super::plan::discover;
 use super::progress::Progress;
-use super::runner::{RunSummary, Staged, TableSummary, open_transforms, transform_stage};
+use super::runner::{RunSummary, Staged, TableSummary, end_run, open_transforms, transform_stage};
 use super::shutdown::Shutdown;
 use crate::config::{OnError, Pipeline};
 use crate::connectors::{BatchStream, READ_AHEAD_BATCHES, RejectSink, Source, Start, Target};
@@ -23,7 +23,7 @@ use crate::model::{
     Batch, CURSOR_CHUNK, Change, ChangeBatch, Checkpoint, Position, Row, TableChanges, TableSchema,
     Value,
 };
-use crate::state::{DeadLetterSink, RunStatus, StateStore};
+use crate::state::{DeadLetterSink, StateStore};
 use crate::transform::{TransformChain, reject_whole_batch, watch};
 
 /// One table of an incremental run.
@@ -174,15 +174,13 @@ pub(super) async fn run(
         .map(|(_, c)| c.0.load(Ordering::Relaxed))
         .sum();
     let rejected = sink.count();
-    if let Some(error) = first_error {
-        let status = match error.kind() {
-            ErrorKind::Interrupted => RunStatus::Interrupted,
-            _ => RunStatus::Failed,
-        };
-        state.finish_run(run_id, status, rows, rejected, Some(&format!("{error:#}")))?;
-        return Err(error);
-    }
-    state.finish_run(run_id, RunStatus::Done, rows, rejected, None)?;
+    end_run(
+        &state,
+        run_id,
+        first_error.map_or(Ok(()), Err),
+        rows,
+        rejected,
+    )?;
     let summary = RunSummary {
         pipeline: pipeline.name.clone(),
         run: run_id,

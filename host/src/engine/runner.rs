@@ -260,15 +260,13 @@ pub async fn run(
             .map(|t| t.rows.load(Ordering::Relaxed))
             .sum();
         let rejected = sink.count();
-        if let Some(error) = first_error {
-            let status = match error.kind() {
-                ErrorKind::Interrupted => RunStatus::Interrupted,
-                _ => RunStatus::Failed,
-            };
-            state.finish_run(run_id, status, rows, rejected, Some(&format!("{error:#}")))?;
-            return Err(error);
-        }
-        state.finish_run(run_id, RunStatus::Done, rows, rejected, None)?;
+        end_run(
+            &state,
+            run_id,
+            first_error.map_or(Ok(()), Err),
+            rows,
+            rejected,
+        )?;
         let summary = RunSummary {
             pipeline: pipeline.name.clone(),
             run: run_id,
@@ -296,6 +294,30 @@ pub async fn run(
     }
     .instrument(span)
     .await
+}
+
+/// Records how a run ended, and passes its outcome on.
+pub(super) fn end_run<T>(
+    state: &StateStore,
+    run: i64,
+    outcome: Result<T>,
+    rows: u64,
+    rejected: u64,
+) -> Result<T> {
+    match outcome {
+        Ok(value) => {
+            state.finish_run(run, RunStatus::Done, rows, rejected, None)?;
+            Ok(value)
+        }
+        Err(error) => {
+            let status = match error.kind() {
+                ErrorKind::Interrupted => RunStatus::Interrupted,
+                _ => RunStatus::Failed,
+            };
+            state.finish_run(run, status, rows, rejected, Some(&format!("{error:#}")))?;
+            Err(error)
+        }
+    }
 }
 
 type Plan = Vec<(Arc<TableSchema>, Vec<Chunk>)>;
