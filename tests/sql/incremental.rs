@@ -210,3 +210,41 @@ fn incremental_into_files_writes_a_change_log() {
     assert_eq!(lines[3]["name"], "B");
     assert!(lines.iter().all(|l| l["_position"].is_string()), "{log}");
 }
+
+#[test]
+fn rows_the_target_refuses_are_dead_lettered_and_the_rest_applied() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let source = postgres().create_database("incr_bad_source");
+    let target = postgres().create_database("incr_bad_target");
+    source.exec(
+        "CREATE TABLE items (id integer PRIMARY KEY, v integer NOT NULL, updated_at bigint NOT NULL);
+         INSERT INTO items SELECT g, g * 10, g FROM generate_series(1, 20) g;",
+    );
+    // The target exists with a stricter rule than the source.
+    target.exec(
+        "CREATE TABLE items (id integer PRIMARY KEY, v integer NOT NULL CHECK (v < 150), updated_at bigint NOT NULL)",
+    );
+    pipeline(
+        dir.path(),
+        "p.toml",
+        &format!(
+            "{}[table.items]\ncursor = \"updated_at\"\n",
+            sql_pipeline(
+                &source.url,
+                &target.url,
+                "mode = \"incremental\"\nbatch_rows = 8"
+            )
+        ),
+    );
+    let out = run_dmp(dir.path(), &["run", "p.toml"]);
+    assert_exit(&out, 1);
+    assert_eq!(target.scalar("SELECT count(*) FROM items"), "14");
+    let letters = crate::support::dead_letters(dir.path(), "p", "items");
+    assert_eq!(letters.len(), 6, "{letters:?}");
+    assert!(
+        letters
+            .iter()
+            .all(|(_, error)| error.contains("check constraint")),
+        "{letters:?}"
+    );
+}

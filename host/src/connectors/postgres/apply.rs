@@ -177,6 +177,39 @@ pub(super) async fn apply(
     // Sent with the last statements: one round trip fewer per batch, which
     // a change stream of small transactions feels.
     let checkpoint_sql = checkpoint_sql(schema_name, pipeline, &checkpoint).context(ctx)?;
+    if let Some((script, applied)) = one_script(&steps, &checkpoint_sql, replica) {
+        // The common case of a stream: BEGIN, the statements, the
+        // checkpoint and COMMIT in one round trip. Rows refused before
+        // the target are dead-lettered first (before the commit, as the
+        // contract wants; a redone batch writes them again, idempotently).
+        dead_letter(std::mem::take(&mut refused), &sink).await?;
+        let mut conn = pool.acquire().await.context(ctx)?;
+        match sqlx::raw_sql(AssertSqlSafe(script))
+            .execute(&mut *conn)
+            .await
+        {
+            Ok(_) => return Ok(applied),
+            Err(e) => {
+                // A failed statement leaves the transaction open and
+                // aborted: end it before the connection goes back.
+                sqlx::raw_sql("ROLLBACK")
+                    .execute(&mut *conn)
+                    .await
+                    .context(ctx)?;
+                if !is_data_error(&e) {
+                    return Err(e).context(ctx);
+                }
+                debug!(error = %e, "changes refused by the server; isolating the bad rows");
+            }
+        }
+        let (txn, applied, bad) = attempt(pool, &steps, &checkpoint_sql, replica, true)
+            .await
+            .context(ctx)?;
+        refuse_bad(&steps, bad, &checkpoint, &mut refused);
+        dead_letter(refused, &sink).await?;
+        txn.commit().await.context(ctx)?;
+        return Ok(applied);
+    }
     let first = attempt(pool, &steps, &checkpoint_sql, replica, false).await;
     let outcome = match first {
         Err(e) if is_data_error(&e) => {
@@ -186,6 +219,19 @@ pub(super) async fn apply(
         other => other,
     };
     let (txn, applied, bad) = outcome.context(ctx)?;
+    refuse_bad(&steps, bad, &checkpoint, &mut refused);
+    dead_letter(refused, &sink).await?;
+    txn.commit().await.context(ctx)?;
+    Ok(applied)
+}
+
+/// The rows the server refused, as rejects of their tables.
+fn refuse_bad(
+    steps: &[Step<'_>],
+    bad: Vec<(usize, NetRow<'_>, String)>,
+    checkpoint: &Checkpoint,
+    refused: &mut Refused,
+) {
     for (step, row, error) in bad {
         let Some(schema) = steps.get(step).and_then(Step::schema) else {
             continue;
@@ -200,16 +246,53 @@ pub(super) async fn apply(
             },
         );
     }
+}
+
+/// Hands refused rows to the sink; called before the commit, so a crash in
+/// between redoes the batch rather than losing them.
+async fn dead_letter(refused: Refused, sink: &Arc<dyn RejectSink>) -> Result<()> {
     for (table, rejects) in refused.into_groups() {
-        // Before the commit: a crash in between redoes the batch rather
-        // than losing these rows.
         let sink = sink.clone();
         tokio::task::spawn_blocking(move || sink.reject(&table, rejects))
             .await
             .context(|| "dead-letter task".to_string())??;
     }
-    txn.commit().await.context(ctx)?;
-    Ok(applied)
+    Ok(())
+}
+
+/// The whole batch as one script from `BEGIN` to `COMMIT`, with the
+/// changes it applies, when every step fits in literal statements (no
+/// staging table) and the script stays small.
+fn one_script(steps: &[Step<'_>], checkpoint_sql: &str, replica: bool) -> Option<(String, u64)> {
+    let mut script = String::from("BEGIN;\n");
+    if replica {
+        script.push_str("SET LOCAL session_replication_role = replica;\n");
+    }
+    let mut applied = 0u64;
+    for step in steps {
+        match step {
+            Step::Truncate(tables) => {
+                script.push_str(&truncate_sql(tables));
+                applied += tables.len() as u64;
+            }
+            Step::Delete { table, rows, .. } if rows.len() <= GROUP_ROWS => {
+                script.push_str(&delete_sql(table, rows));
+                applied += rows.iter().map(|r| r.changes).sum::<u64>();
+            }
+            Step::Upsert { table, rows, .. } if rows.len() <= LITERAL_ROWS => {
+                script.push_str(&upsert_sql(table, rows));
+                applied += rows.iter().map(|r| r.changes).sum::<u64>();
+            }
+            Step::Delete { .. } | Step::Upsert { .. } => return None,
+        }
+        script.push_str(";\n");
+        if script.len() > SCRIPT_BYTES {
+            return None;
+        }
+    }
+    script.push_str(checkpoint_sql);
+    script.push_str(";\nCOMMIT");
+    Some((script, applied))
 }
 
 /// The checkpoint upsert with its values as literals.
