@@ -253,3 +253,71 @@ fn sigkill_during_mariadb_cdc_loses_and_doubles_nothing() {
     let target = mariadb().create_database("cdc_mykill_target");
     kill_while_streaming(Dialect::Mariadb, &source, &target, "unused");
 }
+
+#[test]
+fn transforms_apply_to_streamed_changes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let source = postgres().create_database("cdc_transform_source");
+    let target = postgres().create_database("cdc_transform_target");
+    source.exec(
+        "CREATE TABLE t (id integer PRIMARY KEY, v text);
+         INSERT INTO t SELECT g, 'v' || g FROM generate_series(1, 100) g;",
+    );
+    let plugin = crate::transform::plugin("mask_pii", false);
+    pipeline(
+        dir.path(),
+        "p.toml",
+        &format!(
+            "{}[cdc]\nslot = \"dmp_test_transform\"\n[[transform]]\nplugin = \"{}\"\nconfig = {{ columns = \"v\" }}\n",
+            sql_pipeline(&source.url, &target.url, "mode = \"full+cdc\""),
+            plugin.display()
+        ),
+    );
+    let mut child = spawn_run(dir.path());
+    // What mask_pii makes of `v`: its last two characters behind stars.
+    let masked = || {
+        source.query(
+            "SELECT id, repeat('*', greatest(length(v) - 2, 1)) || right(v, 2) FROM t ORDER BY id",
+        )
+    };
+    let wait_for = |child: &mut Child, what: &str| {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(status) = child.try_wait().expect("try_wait") {
+                panic!("dmp ended: {status}");
+            }
+            let got = target
+                .try_query("SELECT id, v FROM t ORDER BY id")
+                .unwrap_or_default();
+            if got == masked() {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{what}: the target did not catch up"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    };
+    wait_for(&mut child, "snapshot");
+    source.exec(
+        "UPDATE t SET v = 'changed' WHERE id <= 10;
+         DELETE FROM t WHERE id > 95;
+         INSERT INTO t VALUES (200, 'new');",
+    );
+    wait_for(&mut child, "stream");
+    let out = interrupt(child);
+    assert_exit(&out, 0);
+    // Every row the target holds went through the plugin, streamed ones
+    // too: `changed` arrived as `*****ed`.
+    assert_eq!(
+        target.scalar("SELECT count(*) FROM t WHERE v = '*****ed'"),
+        "10"
+    );
+    assert_eq!(target.scalar("SELECT count(*) FROM t"), "96");
+    let out = dmp(dir.path())
+        .args(["cdc", "drop-slot", "p.toml"])
+        .output()
+        .expect("dmp starts");
+    assert_exit(&out, 0);
+}
