@@ -14,11 +14,13 @@ use tracing::{Instrument, info, info_span, warn};
 
 use super::plan::discover;
 use super::progress::Progress;
-use super::runner::{RunSummary, Staged, TableSummary, end_run, open_transforms, transform_stage};
+use super::runner::{
+    RunSummary, Staged, TableSummary, end_run, join_tasks, open_transforms, transform_stage,
+};
 use super::shutdown::Shutdown;
 use crate::config::{OnError, Pipeline};
 use crate::connectors::{BatchStream, READ_AHEAD_BATCHES, RejectSink, Source, Start, Target};
-use crate::error::{Error, ErrorKind, Result, ResultExt};
+use crate::error::{Error, Result, ResultExt};
 use crate::model::{
     Batch, CURSOR_CHUNK, Change, ChangeBatch, Checkpoint, Position, Row, TableChanges, TableSchema,
     Value,
@@ -142,18 +144,7 @@ pub(super) async fn run(
             .instrument(span),
         );
     }
-    let mut first_error: Option<Error> = None;
-    while let Some(joined) = tasks.join_next().await {
-        if let Err(e) = joined.context(|| "table task".to_string()).and_then(|r| r) {
-            if first_error.is_none() || matches!(first_error, Some(Error::Interrupted)) {
-                if e.kind() != ErrorKind::Interrupted {
-                    warn!(error = %e, "stopping the run");
-                }
-                first_error = Some(e);
-            }
-            stop.trigger();
-        }
-    }
+    let mut first_error = join_tasks(&mut tasks, &stop, "table task").await;
     forward.abort();
     if first_error.is_none() {
         // Indexes and foreign keys of the tables this run created.

@@ -230,19 +230,7 @@ pub async fn run(
                 .instrument(span),
             );
         }
-        let mut first_error: Option<Error> = None;
-        while let Some(joined) = tasks.join_next().await {
-            let outcome = joined.context(|| "chunk task".to_string()).and_then(|r| r);
-            if let Err(e) = outcome {
-                if first_error.is_none() || matches!(first_error, Some(Error::Interrupted)) {
-                    if e.kind() != ErrorKind::Interrupted {
-                        warn!(error = %e, "stopping the run");
-                    }
-                    first_error = Some(e);
-                }
-                stop.trigger();
-            }
-        }
+        let mut first_error = join_tasks(&mut tasks, &stop, "chunk task").await;
         forward.abort();
         if first_error.is_none() {
             // Foreign keys last: every referenced row is there by now.
@@ -294,6 +282,28 @@ pub async fn run(
     }
     .instrument(span)
     .await
+}
+
+/// Waits for every task; the first error (other than an interruption, which
+/// any error triggers in the others) stops the rest and is returned.
+pub(super) async fn join_tasks(
+    tasks: &mut JoinSet<Result<()>>,
+    stop: &Shutdown,
+    what: &str,
+) -> Option<Error> {
+    let mut first_error: Option<Error> = None;
+    while let Some(joined) = tasks.join_next().await {
+        if let Err(e) = joined.context(|| what.to_string()).and_then(|r| r) {
+            if first_error.is_none() || matches!(first_error, Some(Error::Interrupted)) {
+                if e.kind() != ErrorKind::Interrupted {
+                    warn!(error = %e, "stopping the run");
+                }
+                first_error = Some(e);
+            }
+            stop.trigger();
+        }
+    }
+    first_error
 }
 
 /// Records how a run ended, and passes its outcome on.
