@@ -186,7 +186,9 @@ pub(super) async fn stream(ctx: &StreamContext, from: Position) -> Result<Stream
         last_position = position;
         if window_start.elapsed() >= REPORT_EVERY {
             report(&lag_window, window_changes, window_start.elapsed());
-            report_retained(&*ctx.changes).await;
+            // Off the apply loop: it asks the source.
+            let changes = ctx.changes.clone();
+            tokio::spawn(async move { report_retained(&*changes).await });
             lag_window.clear();
             window_changes = 0;
             window_start = Instant::now();
