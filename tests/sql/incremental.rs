@@ -248,3 +248,36 @@ fn rows_the_target_refuses_are_dead_lettered_and_the_rest_applied() {
         "{letters:?}"
     );
 }
+
+#[test]
+fn incremental_mariadb_to_postgres() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let source = mariadb().create_database("incr_my_source");
+    let target = postgres().create_database("incr_my_target");
+    source.exec(
+        "CREATE TABLE items (id int PRIMARY KEY, name varchar(50) NOT NULL, updated_at datetime(6) NOT NULL, deleted tinyint(1) NOT NULL DEFAULT 0);
+         INSERT INTO items (id, name, updated_at) SELECT seq, CONCAT('item ', seq), '2026-03-01 10:00:00' FROM seq_1_to_7;",
+    );
+    pipeline(
+        dir.path(),
+        "p.toml",
+        &format!(
+            "{}{ITEMS}",
+            sql_pipeline(&source.url, &target.url, INCREMENTAL)
+        ),
+    );
+    let rows = |db: &TestDb| db.query("SELECT id, name FROM items ORDER BY id");
+    assert_exit(&run_dmp(dir.path(), &["run", "p.toml"]), 0);
+    assert_eq!(rows(&target), rows(&source), "first run");
+    source.exec(
+        "INSERT INTO items (id, name, updated_at) VALUES (8, 'tie', '2026-03-01 10:00:00');
+         UPDATE items SET name = 'renamed', updated_at = '2026-03-02 00:00:00' WHERE id = 2;
+         UPDATE items SET deleted = 1, updated_at = '2026-03-02 00:00:01' WHERE id = 3;",
+    );
+    assert_exit(&run_dmp(dir.path(), &["run", "p.toml"]), 0);
+    assert_eq!(
+        rows(&target),
+        source.query("SELECT id, name FROM items WHERE deleted = 0 ORDER BY id"),
+        "second run"
+    );
+}

@@ -3,6 +3,7 @@
 
 mod changes;
 mod file;
+mod keyset;
 mod mysql;
 mod net_effect;
 mod postgres;

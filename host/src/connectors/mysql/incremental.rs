@@ -19,6 +19,7 @@ use super::catalog::ReadColumn;
 use super::chunks::key_param;
 use super::sql::{Bound, key_predicate, quote};
 use super::types::{Decoded, ReadAs, Wire, decode, raw_json, to_param};
+use crate::connectors::keyset::{Page, Pages, read_pages};
 use crate::connectors::{BatchStream, READ_AHEAD_BATCHES};
 use crate::error::{Error, Result, ResultExt};
 use crate::model::{
@@ -213,74 +214,24 @@ impl<'a> Reader<'a> {
         batch_rows: usize,
         tx: &mpsc::Sender<Result<Batch>>,
     ) -> Result<()> {
-        let keys = self.keyset.columns.len() - 1;
-        let mut mark: Option<Vec<Value>> = match &after {
-            Position::Start => None,
-            Position::Cursor { cursor, key } if key.len() == keys && !cursor.is_null() => Some(
-                std::iter::once(cursor.clone())
-                    .chain(key.iter().cloned())
-                    .collect(),
-            ),
-            other => {
-                return Err(Error::Data(format!(
-                    "table {}: an incremental read cannot start after {other:?}; if the table's cursor or key changed, run with --restart to read every row again",
-                    self.table.name
-                )));
-            }
-        };
         self.warn_null_cursors(pool).await?;
-        let mut zero_dates = HashSet::new();
-        let mut position = after;
-        loop {
-            let (sql, params) =
-                self.keyset
-                    .page(&self.table, self.reads, mark.as_deref(), batch_rows);
-            debug!(table = self.table.name, sql, "reading page");
-            let page = self
-                .page(pool, sql, params, batch_rows, &mut zero_dates)
-                .await
-                .context(|| self.ctx())?;
-            let full = page.rows == batch_rows;
-            if let Some(last) = page.last_order(&self.keyset.columns) {
-                // A bound that does not move would read the same page forever.
-                if last.iter().any(Value::is_null) || mark.as_ref() == Some(&last) {
-                    return Err(Error::Data(format!(
-                        "table {}: cannot read past cursor and key {last:?}",
-                        self.table.name
-                    )));
-                }
-                position = Position::Cursor {
-                    cursor: last[0].clone(),
-                    key: last[1..].to_vec(),
-                };
-                mark = Some(last);
-                let batch = Batch {
-                    table: self.table.clone(),
-                    chunk: 0,
-                    changes: page.changes,
-                    rejects: page.rejects,
-                    position: position.clone(),
-                    last: false,
-                };
-                if tx.send(Ok(batch)).await.is_err() {
-                    return Ok(());
-                }
-            }
-            if !full {
-                break;
-            }
-        }
-        let _ = tx
-            .send(Ok(Batch {
-                table: self.table.clone(),
-                chunk: 0,
-                changes: Vec::new(),
-                rejects: Vec::new(),
-                position,
-                last: true,
-            }))
-            .await;
-        Ok(())
+        let label = format!("table {}", self.table.name);
+        let mut pages = MyPages {
+            reader: self,
+            pool,
+            batch_rows,
+            zero_dates: HashSet::new(),
+        };
+        read_pages(
+            &self.table,
+            &self.keyset.columns,
+            &label,
+            after,
+            batch_rows,
+            tx,
+            &mut pages,
+        )
+        .await
     }
 
     async fn warn_null_cursors(&self, pool: &Pool) -> Result<()> {
@@ -320,12 +271,7 @@ impl<'a> Reader<'a> {
             Params::Positional(params)
         };
         let mut result = conn.exec_iter(sql, params).await?;
-        let mut page = Page {
-            changes: Vec::with_capacity(limit),
-            rejects: Vec::new(),
-            rows: 0,
-            last: None,
-        };
+        let mut page = Page::with_capacity(limit);
         while let Some(row) = result.next().await? {
             self.row(&mut page, row.unwrap_raw(), zero_dates);
         }
@@ -433,28 +379,33 @@ fn stand_in(raw: &serde_json::Value) -> Value {
     }
 }
 
-/// One page of rows, decoded.
-struct Page {
-    changes: Vec<Change>,
-    rejects: Vec<Reject>,
-    rows: usize,
-    /// Cursor and key of the last row when they were not all decoded;
-    /// taken from the last change otherwise (not cloned for every row).
-    last: Option<Vec<Value>>,
+/// The pages of one incremental read.
+struct MyPages<'r, 'a> {
+    reader: &'r Reader<'a>,
+    pool: &'r Pool,
+    batch_rows: usize,
+    /// Columns whose zero dates were warned about already.
+    zero_dates: HashSet<usize>,
 }
 
-impl Page {
-    /// Cursor and key of the page's last row, if it has rows.
-    fn last_order(&self, columns: &[usize]) -> Option<Vec<Value>> {
-        if let Some(order) = &self.last {
-            return Some(order.clone());
-        }
-        match self.changes.last() {
-            Some(Change::Insert(Row(values))) => {
-                Some(columns.iter().map(|&c| values[c].clone()).collect())
-            }
-            _ => None,
-        }
+#[async_trait::async_trait]
+impl Pages for MyPages<'_, '_> {
+    async fn fetch(&mut self, mark: Option<&[Value]>) -> Result<Page> {
+        let reader = self.reader;
+        let (sql, params) = reader
+            .keyset
+            .page(&reader.table, reader.reads, mark, self.batch_rows);
+        debug!(table = reader.table.name, sql, "reading page");
+        reader
+            .page(
+                self.pool,
+                sql,
+                params,
+                self.batch_rows,
+                &mut self.zero_dates,
+            )
+            .await
+            .context(|| reader.ctx())
     }
 }
 

@@ -18,6 +18,7 @@ use super::catalog::SourceTable;
 use super::copy_binary::{CopyDecoder, FieldSpan, Wire, decode_value};
 use super::sql::{qualified, quote_ident, typed_literal};
 use super::types::Read;
+use crate::connectors::keyset::{Page, Pages, read_pages};
 use crate::connectors::{BatchStream, READ_AHEAD_BATCHES};
 use crate::error::{Error, Result, ResultExt};
 use crate::model::{
@@ -190,70 +191,23 @@ impl<'a> Reader<'a> {
         batch_rows: usize,
         tx: &mpsc::Sender<Result<Batch>>,
     ) -> Result<()> {
-        let keys = self.keyset.columns.len() - 1;
-        let mut mark: Option<Vec<Value>> = match &after {
-            Position::Start => None,
-            Position::Cursor { cursor, key } if key.len() == keys && !cursor.is_null() => Some(
-                std::iter::once(cursor.clone())
-                    .chain(key.iter().cloned())
-                    .collect(),
-            ),
-            other => {
-                return Err(Error::Data(format!(
-                    "{}: table {}: an incremental read cannot start after {other:?}; if the table's cursor or key changed, run with --restart to read every row again",
-                    self.place, self.schema.name
-                )));
-            }
-        };
         self.warn_null_cursors(pool).await?;
-        let mut position = after;
-        loop {
-            let sql = self
-                .keyset
-                .page_sql(self.table, mark.as_deref(), batch_rows);
-            debug!(table = self.schema.name, sql, "reading page");
-            let page = self.page(pool, &sql, batch_rows).await?;
-            let full = page.rows == batch_rows;
-            if let Some(last) = page.last_order(&self.keyset.columns) {
-                // A bound that does not move would read the same page forever.
-                if last.iter().any(Value::is_null) || mark.as_ref() == Some(&last) {
-                    return Err(Error::Data(format!(
-                        "{}: table {}: cannot read past cursor and key {last:?}",
-                        self.place, self.schema.name
-                    )));
-                }
-                position = Position::Cursor {
-                    cursor: last[0].clone(),
-                    key: last[1..].to_vec(),
-                };
-                mark = Some(last);
-                let batch = Batch {
-                    table: self.schema.clone(),
-                    chunk: 0,
-                    changes: page.changes,
-                    rejects: page.rejects,
-                    position: position.clone(),
-                    last: false,
-                };
-                if tx.send(Ok(batch)).await.is_err() {
-                    return Ok(());
-                }
-            }
-            if !full {
-                break;
-            }
-        }
-        let _ = tx
-            .send(Ok(Batch {
-                table: self.schema.clone(),
-                chunk: 0,
-                changes: Vec::new(),
-                rejects: Vec::new(),
-                position,
-                last: true,
-            }))
-            .await;
-        Ok(())
+        let label = format!("{}: table {}", self.place, self.schema.name);
+        let mut pages = PgPages {
+            reader: self,
+            pool,
+            batch_rows,
+        };
+        read_pages(
+            &self.schema,
+            &self.keyset.columns,
+            &label,
+            after,
+            batch_rows,
+            tx,
+            &mut pages,
+        )
+        .await
     }
 
     async fn warn_null_cursors(&self, pool: &PgPool) -> Result<()> {
@@ -286,12 +240,7 @@ impl<'a> Reader<'a> {
     /// the batch waits for the writer.
     async fn page(&self, pool: &PgPool, sql: &str, limit: usize) -> Result<Page> {
         let mut conn = pool.acquire().await.context(|| self.ctx())?;
-        let mut page = Page {
-            changes: Vec::with_capacity(limit),
-            rejects: Vec::new(),
-            rows: 0,
-            last: None,
-        };
+        let mut page = Page::with_capacity(limit);
         let read = async {
             let mut decoder = CopyDecoder::new(self.wires.len());
             let mut spans: Vec<FieldSpan> = Vec::with_capacity(self.wires.len());
@@ -383,28 +332,20 @@ impl<'a> Reader<'a> {
     }
 }
 
-/// One page of rows, decoded.
-struct Page {
-    changes: Vec<Change>,
-    rejects: Vec<Reject>,
-    rows: usize,
-    /// Cursor and key of the last row when it was refused; taken from the
-    /// last change otherwise (not cloned for every row).
-    last: Option<Vec<Value>>,
+/// The pages of one incremental read.
+struct PgPages<'r, 'a> {
+    reader: &'r Reader<'a>,
+    pool: &'r PgPool,
+    batch_rows: usize,
 }
 
-impl Page {
-    /// Cursor and key of the page's last row, if it has rows.
-    fn last_order(&self, columns: &[usize]) -> Option<Vec<Value>> {
-        if let Some(order) = &self.last {
-            return Some(order.clone());
-        }
-        match self.changes.last() {
-            Some(Change::Insert(Row(values))) => {
-                Some(columns.iter().map(|&c| values[c].clone()).collect())
-            }
-            _ => None,
-        }
+#[async_trait::async_trait]
+impl Pages for PgPages<'_, '_> {
+    async fn fetch(&mut self, mark: Option<&[Value]>) -> Result<Page> {
+        let reader = self.reader;
+        let sql = reader.keyset.page_sql(reader.table, mark, self.batch_rows);
+        debug!(table = reader.schema.name, sql, "reading page");
+        reader.page(self.pool, &sql, self.batch_rows).await
     }
 }
 
