@@ -15,16 +15,14 @@ use tokio::sync::mpsc;
 use tracing::{Instrument, debug, warn};
 
 use super::catalog::SourceTable;
-use super::copy_binary::{CopyDecoder, FieldSpan, Wire, decode_value};
+use super::copy_binary::{CopyDecoder, FieldSpan, Wire};
+use super::source::{decode_tuple, undecodable_row};
 use super::sql::{qualified, quote_ident, typed_literal};
 use super::types::Read;
 use crate::connectors::keyset::{Page, Pages, read_pages};
 use crate::connectors::{BatchStream, READ_AHEAD_BATCHES};
 use crate::error::{Error, Result, ResultExt};
-use crate::model::{
-    Batch, Change, DataType, Position, Reject, RejectStage, Row, TableSchema, Value,
-    json::row_to_json,
-};
+use crate::model::{Batch, Change, DataType, Position, Row, TableSchema, Value};
 
 /// Reads the rows of `schema` after `after`; `plan` resolves how the
 /// table's columns are read (the source's discovery).
@@ -274,20 +272,7 @@ impl<'a> Reader<'a> {
     /// Decodes one tuple into a row, or a reject naming the bad values.
     fn row(&self, page: &mut Page, data: &[u8], spans: &[FieldSpan]) {
         page.rows += 1;
-        let mut values = Vec::with_capacity(self.wires.len());
-        let mut bad = Vec::new();
-        for (i, (span, wire)) in spans.iter().zip(&self.wires).enumerate() {
-            match span {
-                None => values.push(Value::Null),
-                Some((s, e)) => match decode_value(*wire, &data[*s..*e]) {
-                    Ok(v) => values.push(v),
-                    Err(u) => {
-                        values.push(Value::Null);
-                        bad.push((i, u));
-                    }
-                },
-            }
-        }
+        let (values, bad) = decode_tuple(data, spans, &self.wires);
         if bad.is_empty() {
             page.last = None;
             page.changes.push(Change::Insert(Row(values)));
@@ -302,32 +287,18 @@ impl<'a> Reader<'a> {
             .iter()
             .map(|&c| match bad.iter().find(|(i, _)| *i == c) {
                 Some((_, u)) => Value::Text(u.value.clone()),
-                None => values[c].clone(),
+                None => values.get(c).cloned().unwrap_or(Value::Null),
             })
             .collect();
-        let error = bad
-            .iter()
-            .map(|(i, u)| format!("column {}: {}", self.schema.columns[*i].name, u.reason))
-            .collect::<Vec<_>>()
-            .join("; ");
-        let mut row = row_to_json(&self.schema, &Row(values));
-        if let serde_json::Value::Object(map) = &mut row {
-            for (i, u) in bad {
-                map.insert(
-                    self.schema.columns[i].name.clone(),
-                    serde_json::Value::String(u.value),
-                );
-            }
-        }
-        page.rejects.push(Reject {
-            stage: RejectStage::Source,
-            error,
-            row,
-            position: Position::Cursor {
-                cursor: order[0].clone(),
-                key: order[1..].to_vec(),
+        let position = match order.split_first() {
+            Some((cursor, key)) => Position::Cursor {
+                cursor: cursor.clone(),
+                key: key.to_vec(),
             },
-        });
+            None => Position::Start,
+        };
+        page.rejects
+            .push(undecodable_row(&self.schema, values, bad, position));
         page.last = Some(order);
     }
 }

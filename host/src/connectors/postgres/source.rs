@@ -439,20 +439,7 @@ impl ChunkReader<'_> {
 
     /// Decodes one tuple into a row, or a reject naming the bad values.
     fn row(&mut self, data: &[u8], spans: &[FieldSpan], wires: &[Wire], keys: &[usize]) {
-        let mut values = Vec::with_capacity(wires.len());
-        let mut bad: Vec<(usize, Undecodable)> = Vec::new();
-        for (i, (span, wire)) in spans.iter().zip(wires).enumerate() {
-            match span {
-                None => values.push(Value::Null),
-                Some((s, e)) => match decode_value(*wire, &data[*s..*e]) {
-                    Ok(v) => values.push(v),
-                    Err(u) => {
-                        values.push(Value::Null);
-                        bad.push((i, u));
-                    }
-                },
-            }
-        }
+        let (values, bad) = decode_tuple(data, spans, wires);
         self.rows += 1;
         let key_ok = keys.iter().all(|k| !bad.iter().any(|(i, _)| i == k));
         if key_ok && !keys.is_empty() {
@@ -462,26 +449,9 @@ impl ChunkReader<'_> {
             self.changes.push(Change::Insert(Row(values)));
             return;
         }
-        let error = bad
-            .iter()
-            .map(|(i, u)| format!("column {}: {}", self.schema.columns[*i].name, u.reason))
-            .collect::<Vec<_>>()
-            .join("; ");
-        let mut row = row_to_json(&self.schema, &Row(values));
-        if let serde_json::Value::Object(map) = &mut row {
-            for (i, u) in bad {
-                map.insert(
-                    self.schema.columns[i].name.clone(),
-                    serde_json::Value::String(u.value),
-                );
-            }
-        }
-        self.rejects.push(Reject {
-            stage: RejectStage::Source,
-            error,
-            row,
-            position: self.position(),
-        });
+        let position = self.position();
+        self.rejects
+            .push(undecodable_row(&self.schema, values, bad, position));
     }
 
     fn position(&self) -> Position {
@@ -505,6 +475,68 @@ impl ChunkReader<'_> {
             last,
         };
         tx.send(Ok(batch)).await.is_ok()
+    }
+}
+
+/// Decodes one COPY tuple: its values (NULL where a value did not decode)
+/// and the values that did not, by column.
+pub(super) fn decode_tuple(
+    data: &[u8],
+    spans: &[FieldSpan],
+    wires: &[Wire],
+) -> (Vec<Value>, Vec<(usize, Undecodable)>) {
+    let mut values = Vec::with_capacity(wires.len());
+    let mut bad = Vec::new();
+    for (i, (span, wire)) in spans.iter().zip(wires).enumerate() {
+        match span {
+            None => values.push(Value::Null),
+            Some((s, e)) => match data.get(*s..*e).map(|field| decode_value(*wire, field)) {
+                Some(Ok(v)) => values.push(v),
+                Some(Err(u)) => {
+                    values.push(Value::Null);
+                    bad.push((i, u));
+                }
+                None => {
+                    values.push(Value::Null);
+                    bad.push((
+                        i,
+                        Undecodable {
+                            value: String::new(),
+                            reason: "a field past the end of its tuple".to_string(),
+                        },
+                    ));
+                }
+            },
+        }
+    }
+    (values, bad)
+}
+
+/// The reject of a row some of whose values did not decode: the error
+/// names each column, the row keeps the server's text for those values.
+pub(super) fn undecodable_row(
+    schema: &TableSchema,
+    values: Vec<Value>,
+    bad: Vec<(usize, Undecodable)>,
+    position: Position,
+) -> Reject {
+    let name = |i: usize| schema.columns.get(i).map_or("?", |c| c.name.as_str());
+    let error = bad
+        .iter()
+        .map(|(i, u)| format!("column {}: {}", name(*i), u.reason))
+        .collect::<Vec<_>>()
+        .join("; ");
+    let mut row = row_to_json(schema, &Row(values));
+    if let serde_json::Value::Object(map) = &mut row {
+        for (i, u) in bad {
+            map.insert(name(i).to_string(), serde_json::Value::String(u.value));
+        }
+    }
+    Reject {
+        stage: RejectStage::Source,
+        error,
+        row,
+        position,
     }
 }
 
