@@ -100,3 +100,59 @@ fn sigkill_during_parallel_postgres_to_mariadb_copy() {
         "tags",
     );
 }
+
+/// The target's sessions are killed several times during a load: each
+/// chunk waits, continues from its checkpoint on the target, and the run
+/// completes with every row once.
+#[test]
+fn target_sessions_killed_during_a_load_are_retried() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let source = postgres().create_database("retry_source");
+    let target = postgres().create_database("retry_target");
+    source.exec(
+        "CREATE TABLE items (id bigint PRIMARY KEY, n integer NOT NULL, label text);
+         INSERT INTO items SELECT g, g % 1000, 'item ' || g FROM generate_series(1, 300000) g;",
+    );
+    pipeline(
+        dir.path(),
+        "p.toml",
+        &sql_pipeline(
+            &source.url,
+            &target.url,
+            "batch_rows = 2000\nchunk_rows = 50000\nparallelism = 2\nretry_max_delay = \"1s\"",
+        ),
+    );
+    let child = dmp(dir.path())
+        .args(["run", "p.toml"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("dmp starts");
+    let kill = format!(
+        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = '{}' AND pid <> pg_backend_pid()",
+        target.name
+    );
+    let mut killed = 0;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while killed < 4 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(250));
+        if scalar_i64(&source, &kill) > 0 {
+            killed += 1;
+        }
+    }
+    let out = child.wait_with_output().expect("dmp ends");
+    assert_exit(&out, 0);
+    assert!(killed >= 1, "no target session was ever killed");
+    assert!(
+        text(&out.stderr).contains("transient failure; retrying"),
+        "{}",
+        text(&out.stderr)
+    );
+    let sql = "SELECT id, n, label FROM items ORDER BY id";
+    assert_same_dump(
+        &dump(&source, sql),
+        &dump(&target, sql),
+        &["id", "n", "label"],
+        "items",
+    );
+}

@@ -10,7 +10,7 @@ use toml::Spanned;
 use super::interpolate::interpolate;
 use super::{
     CdcSettings, DEFAULT_BATCH_ROWS, DEFAULT_CHUNK_ROWS, DEFAULT_HEARTBEAT, DEFAULT_STATE,
-    Endpoint, Pipeline, Schedule, TableOptions,
+    Endpoint, Pipeline, RetryPolicy, Schedule, TableOptions,
 };
 use crate::connectors::IfExists;
 use crate::error::{Error, Result};
@@ -206,6 +206,13 @@ struct RunSection {
     /// between run starts (`30s`, `5m`, `1h`) or a cron expression
     /// (`*/5 * * * *`, seconds optional). Default: run once.
     every: Option<Spanned<String>>,
+    /// Retries of a transient failure (lost connection, server restart,
+    /// deadlock, serialization failure, too many connections), each from
+    /// the target's checkpoint; 0: none. Default: 8.
+    retries: Option<u32>,
+    /// The longest pause between retries (they double from 200 ms, with
+    /// jitter). Default: `30s`.
+    retry_max_delay: Option<Spanned<String>>,
 }
 
 const fn default_watch_plugins() -> bool {
@@ -223,6 +230,8 @@ impl Default for RunSection {
             state: default_state(),
             watch_plugins: default_watch_plugins(),
             every: None,
+            retries: None,
+            retry_max_delay: None,
         }
     }
 }
@@ -429,6 +438,21 @@ pub(super) fn parse(text: &str, path: &Path) -> Result<Pipeline> {
         }
         None => DEFAULT_HEARTBEAT,
     };
+    let mut retry = RetryPolicy::default();
+    if let Some(attempts) = run.retries {
+        retry.attempts = attempts;
+    }
+    if let Some(max) = &run.retry_max_delay {
+        let (text, place) = places.string(max, "run.retry_max_delay")?;
+        retry.max_delay = humantime::parse_duration(&text)
+            .ok()
+            .filter(|d| !d.is_zero())
+            .ok_or_else(|| {
+                Error::Config(format!(
+                    "{place}: `{text}` is not a duration such as `30s` or `2m`"
+                ))
+            })?;
+    }
     let cdc = CdcSettings {
         slot: name_setting(&cdc.slot, "cdc.slot")?,
         publication: name_setting(&cdc.publication, "cdc.publication")?,
@@ -455,6 +479,7 @@ pub(super) fn parse(text: &str, path: &Path) -> Result<Pipeline> {
         every,
         tables,
         cdc,
+        retry,
     }))
 }
 

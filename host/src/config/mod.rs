@@ -5,6 +5,7 @@
 mod endpoint;
 mod file;
 mod interpolate;
+mod retry;
 mod schedule;
 
 use std::collections::BTreeMap;
@@ -12,6 +13,7 @@ use std::path::PathBuf;
 
 pub use endpoint::{Endpoint, mask_url};
 pub use file::{OnError, RunMode, TransformSection};
+pub use retry::RetryPolicy;
 pub use schedule::Schedule;
 
 use crate::connectors::IfExists;
@@ -63,6 +65,8 @@ pub struct Pipeline {
     /// `[table."GLOB"]` entries in file order.
     pub tables: Vec<TableOptions>,
     pub cdc: CdcSettings,
+    /// How transient failures are retried.
+    pub retry: RetryPolicy,
 }
 
 /// Per-table settings (`[table."GLOB"]`).
@@ -171,6 +175,7 @@ impl Pipeline {
             every: None,
             tables: Vec::new(),
             cdc: CdcSettings::default(),
+            retry: RetryPolicy::default(),
         }
         .with_plugin_cache())
     }

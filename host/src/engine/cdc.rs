@@ -121,7 +121,19 @@ pub(super) async fn run(
         batch_rows: pipeline.batch_rows,
         on_error: pipeline.on_error,
     };
-    let outcome = stream(&ctx, from).await;
+    let outcome = super::retry::retrying(
+        &pipeline.retry,
+        &ctx.stop,
+        "the change stream",
+        from.clone(),
+        |from| stream(&ctx, from),
+        || async {
+            Ok(stream_checkpoint(&*ctx.target)
+                .await?
+                .unwrap_or_else(|| from.clone()))
+        },
+    )
+    .await;
     let rejected = sink.count();
     let changes = outcome.as_ref().map_or(0, |s| s.changes);
     let stream_summary = end_run(&state, run_id, outcome, changes, rejected)?;

@@ -13,12 +13,12 @@ use tokio::task::JoinSet;
 use tracing::{Instrument, info, info_span, warn};
 
 use super::plan::discover;
-use super::progress::Progress;
+use super::progress::{Progress, TableProgress};
 use super::runner::{
     RunSummary, Staged, TableSummary, end_run, join_tasks, open_transforms, transform_stage,
 };
 use super::shutdown::Shutdown;
-use crate::config::{OnError, Pipeline};
+use crate::config::{OnError, Pipeline, RetryPolicy};
 use crate::connectors::{BatchStream, READ_AHEAD_BATCHES, RejectSink, Source, Start, Target};
 use crate::error::{Error, Result, ResultExt};
 use crate::model::{
@@ -124,6 +124,7 @@ pub(super) async fn run(
             progress: progress.clone(),
             batch_rows: pipeline.batch_rows,
             on_error: pipeline.on_error,
+            retry: pipeline.retry,
             run: run_id,
         };
         let permits = permits.clone();
@@ -137,7 +138,23 @@ pub(super) async fn run(
                 if ctx.stop.is_triggered() {
                     return Err(Error::Interrupted);
                 }
-                sync_table(&ctx, &table, &counter).await?;
+                let progress = ctx.progress.table(&table.schema.name, 0, 0);
+                let what = format!("table {}", table.schema.name);
+                super::retry::retrying(
+                    &ctx.retry,
+                    &ctx.stop,
+                    &what,
+                    (table.after.clone(), table.rows_before),
+                    |(after, rows)| sync_table(&ctx, &table, after, rows, &progress, &counter),
+                    || async {
+                        let held = ctx.target.checkpoints().await?;
+                        Ok(held
+                            .into_iter()
+                            .find(|c| c.table == table.schema.name && c.chunk == CURSOR_CHUNK)
+                            .map_or((Position::Start, 0), |c| (c.position, c.rows)))
+                    },
+                )
+                .await?;
                 ctx.state.mark_table_done(ctx.run, &table.schema.name)?;
                 Ok(())
             }
@@ -247,6 +264,7 @@ struct TableContext {
     progress: Arc<Progress>,
     batch_rows: usize,
     on_error: OnError,
+    retry: RetryPolicy,
     run: i64,
 }
 
@@ -254,19 +272,18 @@ struct TableContext {
 async fn sync_table(
     ctx: &TableContext,
     table: &IncrementalTable,
+    after: Position,
+    rows_before: u64,
+    progress: &TableProgress,
     counter: &(AtomicU64, AtomicU64),
 ) -> Result<()> {
-    info!(table = table.schema.name, after = ?table.after, "reading rows past the cursor");
-    let batches = ctx.source.read_incremental(
-        table.schema.clone(),
-        table.cursor,
-        table.after.clone(),
-        ctx.batch_rows,
-    );
+    info!(table = table.schema.name, after = ?after, "reading rows past the cursor");
+    let batches =
+        ctx.source
+            .read_incremental(table.schema.clone(), table.cursor, after, ctx.batch_rows);
     let batches = mark_soft_deletes(batches, table.soft_delete);
     let mut staged = transform_stage(table.chain.clone(), batches);
-    let progress = ctx.progress.table(&table.schema.name, 0, 0);
-    let mut rows = table.rows_before;
+    let mut rows = rows_before;
     loop {
         let next = tokio::select! {
             biased;

@@ -10,6 +10,7 @@ mod incremental;
 mod lag;
 mod plan;
 mod progress;
+mod retry;
 mod runner;
 mod shutdown;
 mod stream;

@@ -221,7 +221,7 @@ pub async fn run(
                     if ctx.stop.is_triggered() {
                         return Err(Error::Interrupted);
                     }
-                    copy_chunk(&ctx, &table_run, chunk, position, rows).await?;
+                    copy_chunk_with_retries(&ctx, &table_run, chunk, position, rows).await?;
                     if table_run.chunks_left.fetch_sub(1, Ordering::AcqRel) == 1 {
                         finish_table(&ctx, &table_run).await?;
                     }
@@ -398,6 +398,33 @@ async fn plan_or_resume(
     }
     let run = state.begin_run(&pipeline.name, "full", &plan)?;
     Ok((run, plan, Start::Fresh))
+}
+
+/// Copies one chunk; after a transient failure, waits and continues from
+/// the chunk's checkpoint on the target.
+async fn copy_chunk_with_retries(
+    ctx: &RunContext,
+    table: &TableRun,
+    chunk: Chunk,
+    resume: Position,
+    rows: u64,
+) -> Result<()> {
+    let what = format!("table {} chunk {}", table.schema.name, chunk.id);
+    super::retry::retrying(
+        &ctx.pipeline.retry,
+        &ctx.stop,
+        &what,
+        (resume, rows),
+        |(resume, rows)| copy_chunk(ctx, table, chunk.clone(), resume, rows),
+        || async {
+            let held = ctx.target.checkpoints().await?;
+            Ok(held
+                .into_iter()
+                .find(|c| c.table == table.schema.name && c.chunk == chunk.id)
+                .map_or((Position::Start, 0), |c| (c.position, c.rows)))
+        },
+    )
+    .await
 }
 
 /// Copies one chunk, batch by batch, from `resume` to its end.
