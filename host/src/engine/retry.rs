@@ -38,6 +38,10 @@ pub(crate) async fn pause(
     }
 }
 
+/// How long work must have run before its failure counts as a new
+/// incident with a fresh budget of retries.
+const HEALTHY: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// Runs `run(from)` until it succeeds. After a transient failure it waits
 /// (see [`pause`]) and asks `recover` where to continue — the checkpoint
 /// the target holds — then runs again from there.
@@ -57,10 +61,16 @@ where
 {
     let mut attempt = 0;
     loop {
+        let started = std::time::Instant::now();
         let mut error = match run(from).await {
             Ok(value) => return Ok(value),
             Err(e) => e,
         };
+        // A run that went well for a while is a new incident: a stream
+        // that runs for weeks gets its retries per outage, not in total.
+        if started.elapsed() >= HEALTHY {
+            attempt = 0;
+        }
         from = loop {
             if !policy.allows(&error, attempt) {
                 return Err(error);
