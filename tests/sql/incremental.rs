@@ -247,6 +247,37 @@ fn rows_the_target_refuses_are_dead_lettered_and_the_rest_applied() {
             .all(|(_, error)| error.contains("check constraint")),
         "{letters:?}"
     );
+
+    // `dmp dlq` shows them and purges them.
+    let out = run_dmp(dir.path(), &["dlq", "list", "p.toml", "--json"]);
+    assert_exit(&out, 0);
+    let groups: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(groups[0]["table"], "items", "{groups}");
+    assert_eq!(groups[0]["stage"], "target", "{groups}");
+    assert_eq!(groups[0]["rows"], 6, "{groups}");
+    let out = run_dmp(
+        dir.path(),
+        &["dlq", "show", "p.toml", "--json", "--limit", "2"],
+    );
+    assert_exit(&out, 0);
+    let shown: Vec<serde_json::Value> = text(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("JSON line"))
+        .collect();
+    assert_eq!(shown.len(), 2);
+    assert_eq!(shown[0]["row"]["v"], 150, "{shown:?}");
+    let first = shown[0]["id"].as_i64().expect("id").to_string();
+    let out = run_dmp(dir.path(), &["dlq", "purge", "p.toml"]);
+    assert_exit(&out, 2);
+    let out = run_dmp(dir.path(), &["dlq", "purge", "p.toml", "--id", &first]);
+    assert_exit(&out, 0);
+    assert_eq!(
+        crate::support::dead_letters(dir.path(), "p", "items").len(),
+        5
+    );
+    let out = run_dmp(dir.path(), &["dlq", "purge", "p.toml", "--table", "items"]);
+    assert_exit(&out, 0);
+    assert!(crate::support::dead_letters(dir.path(), "p", "items").is_empty());
 }
 
 #[test]

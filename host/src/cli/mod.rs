@@ -3,6 +3,7 @@
 
 mod cdc;
 mod demo;
+mod dlq;
 mod plan;
 mod plugin;
 mod progress;
@@ -53,6 +54,9 @@ enum Command {
     /// Change data capture: stream status, dropping the replication slot.
     #[command(subcommand)]
     Cdc(cdc::CdcCommand),
+    /// Dead-letter rows: what could not be moved, and why.
+    #[command(subcommand)]
+    Dlq(dlq::DlqCommand),
     /// Create a sample shop database and migrate it to SQLite and JSON Lines.
     Demo(demo::DemoArgs),
     /// Develop WebAssembly transform plugins.
@@ -86,6 +90,7 @@ pub fn main() -> ExitCode {
             Command::Plan { pipeline, json } => plan::plan(&pipeline, json).await.map(|()| EXIT_OK),
             Command::Demo(args) => demo::demo(args, interactive).await,
             Command::Cdc(command) => cdc::cdc(command).await,
+            Command::Dlq(command) => dlq::dlq(command).await,
             Command::Plugin(command) => plugin::plugin(command).await,
         }
     });

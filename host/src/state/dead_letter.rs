@@ -15,6 +15,8 @@ use crate::model::{Reject, TableSchema};
 /// A stored dead-letter row.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct DeadLetter {
+    /// Its number in the store (`dmp dlq purge --id`).
+    pub id: i64,
     pub table: String,
     pub stage: String,
     pub error: String,
@@ -62,9 +64,10 @@ impl StateStore {
         let conn = self.conn()?;
         let ctx = || self.ctx("reading dead-letter rows");
         let mut stmt = conn
-            .prepare("SELECT table_name, stage, error, row, position, created_at FROM dead_letters WHERE pipeline = ?1 ORDER BY id")
+            .prepare("SELECT id, table_name, stage, error, row, position, created_at FROM dead_letters WHERE pipeline = ?1 ORDER BY id")
             .context(ctx)?;
-        let rows: Vec<(String, String, String, String, String, String)> = stmt
+        type Stored = (i64, String, String, String, String, String, String);
+        let rows: Vec<Stored> = stmt
             .query_map([pipeline], |r| {
                 Ok((
                     r.get(0)?,
@@ -73,13 +76,15 @@ impl StateStore {
                     r.get(3)?,
                     r.get(4)?,
                     r.get(5)?,
+                    r.get(6)?,
                 ))
             })
             .and_then(|rows| rows.collect())
             .context(ctx)?;
         rows.into_iter()
-            .map(|(table, stage, error, row, position, created_at)| {
+            .map(|(id, table, stage, error, row, position, created_at)| {
                 Ok(DeadLetter {
+                    id,
                     table,
                     stage,
                     error,
@@ -89,6 +94,41 @@ impl StateStore {
                 })
             })
             .collect()
+    }
+}
+
+impl StateStore {
+    /// Deletes a pipeline's dead-letter rows: those of `table` when given,
+    /// those numbered `ids` when given, else all. Returns how many.
+    pub fn purge_dead_letters(
+        &self,
+        pipeline: &str,
+        table: Option<&str>,
+        ids: &[i64],
+    ) -> Result<usize> {
+        let mut conn = self.conn()?;
+        let ctx = || self.ctx("purging dead-letter rows");
+        let txn = conn.transaction().context(ctx)?;
+        let mut purged = 0;
+        if ids.is_empty() {
+            purged += txn
+                .execute(
+                    "DELETE FROM dead_letters WHERE pipeline = ?1 AND (?2 IS NULL OR table_name = ?2)",
+                    params![pipeline, table],
+                )
+                .context(ctx)?;
+        } else {
+            for id in ids {
+                purged += txn
+                    .execute(
+                        "DELETE FROM dead_letters WHERE pipeline = ?1 AND id = ?2 AND (?3 IS NULL OR table_name = ?3)",
+                        params![pipeline, id, table],
+                    )
+                    .context(ctx)?;
+            }
+        }
+        txn.commit().context(ctx)?;
+        Ok(purged)
     }
 }
 

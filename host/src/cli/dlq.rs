@@ -1,0 +1,168 @@
+//! `dmp dlq list|show|purge PIPELINE`: the rows a pipeline's runs could not
+//! move, kept in its state store with their table, stage, error and source
+//! position.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use clap::Subcommand;
+use serde::Serialize;
+
+use super::EXIT_OK;
+use crate::config::Pipeline;
+use crate::error::{Error, Result};
+use crate::state::{DeadLetter, StateStore};
+
+#[derive(Debug, Subcommand)]
+pub(super) enum DlqCommand {
+    /// Dead-letter rows per table and stage, with the most frequent error.
+    List {
+        /// The pipeline file.
+        pipeline: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// The rows themselves, oldest first.
+    Show {
+        /// The pipeline file.
+        pipeline: PathBuf,
+        /// Only this table's rows.
+        #[arg(long)]
+        table: Option<String>,
+        /// At most this many rows.
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+        /// One JSON object per line.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Delete rows: those of `--table`, those numbered `--id`, or with
+    /// `--all` every one.
+    Purge {
+        /// The pipeline file.
+        pipeline: PathBuf,
+        #[arg(long)]
+        table: Option<String>,
+        /// A row's number as `show` gives it; repeatable.
+        #[arg(long = "id")]
+        ids: Vec<i64>,
+        /// Every dead-letter row of the pipeline.
+        #[arg(long, conflicts_with_all = ["table", "ids"])]
+        all: bool,
+    },
+}
+
+#[derive(Debug, Serialize)]
+struct Group {
+    table: String,
+    stage: String,
+    rows: usize,
+    /// The most frequent error of the group, and how many rows have it.
+    top_error: String,
+    top_error_rows: usize,
+}
+
+pub(super) async fn dlq(command: DlqCommand) -> Result<u8> {
+    match command {
+        DlqCommand::List { pipeline, json } => {
+            let (pipeline, store) = open(&pipeline)?;
+            let groups = groups(&store.dead_letters(&pipeline.name)?);
+            if json {
+                println!("{}", to_json(&groups)?);
+            } else if groups.is_empty() {
+                println!("pipeline {}: no dead-letter rows", pipeline.name);
+            } else {
+                println!("pipeline {}: dead-letter rows", pipeline.name);
+                for g in &groups {
+                    println!(
+                        "  {:24} {:9} {:>8} rows  e.g. ({}×) {}",
+                        g.table, g.stage, g.rows, g.top_error_rows, g.top_error
+                    );
+                }
+            }
+        }
+        DlqCommand::Show {
+            pipeline,
+            table,
+            limit,
+            json,
+        } => {
+            let (pipeline, store) = open(&pipeline)?;
+            let rows = store
+                .dead_letters(&pipeline.name)?
+                .into_iter()
+                .filter(|d| table.as_ref().is_none_or(|t| &d.table == t))
+                .take(limit);
+            for d in rows {
+                if json {
+                    println!("{}", serde_json::to_string(&d).map_err(json_error)?);
+                } else {
+                    println!(
+                        "#{} {} ({}, {}) at {}: {}\n    {}",
+                        d.id, d.table, d.stage, d.created_at, d.position, d.error, d.row
+                    );
+                }
+            }
+        }
+        DlqCommand::Purge {
+            pipeline,
+            table,
+            ids,
+            all,
+        } => {
+            if !all && table.is_none() && ids.is_empty() {
+                return Err(Error::Config(
+                    "dmp dlq purge: say which rows: --table NAME, --id N, or --all".to_string(),
+                ));
+            }
+            let (pipeline, store) = open(&pipeline)?;
+            let purged = store.purge_dead_letters(&pipeline.name, table.as_deref(), &ids)?;
+            println!(
+                "pipeline {}: {purged} dead-letter rows purged",
+                pipeline.name
+            );
+        }
+    }
+    Ok(EXIT_OK)
+}
+
+fn open(path: &std::path::Path) -> Result<(Pipeline, StateStore)> {
+    let pipeline = Pipeline::load(path)?;
+    let store = StateStore::open(&pipeline.state)?;
+    Ok((pipeline, store))
+}
+
+/// Rows per (table, stage), with their most frequent error.
+fn groups(letters: &[DeadLetter]) -> Vec<Group> {
+    let mut by: BTreeMap<(&str, &str), BTreeMap<&str, usize>> = BTreeMap::new();
+    for d in letters {
+        *by.entry((&d.table, &d.stage))
+            .or_default()
+            .entry(&d.error)
+            .or_default() += 1;
+    }
+    by.into_iter()
+        .map(|((table, stage), errors)| {
+            let rows = errors.values().sum();
+            let (top_error, top_error_rows) = errors
+                .into_iter()
+                .max_by_key(|(_, n)| *n)
+                .unwrap_or(("", 0));
+            Group {
+                table: table.to_string(),
+                stage: stage.to_string(),
+                rows,
+                top_error: top_error.to_string(),
+                top_error_rows,
+            }
+        })
+        .collect()
+}
+
+fn to_json<T: Serialize>(value: &T) -> Result<String> {
+    serde_json::to_string_pretty(value).map_err(json_error)
+}
+
+fn json_error(e: serde_json::Error) -> Error {
+    Error::Data(format!("writing JSON: {e}"))
+}
