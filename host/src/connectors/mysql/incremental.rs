@@ -13,14 +13,15 @@ use std::sync::Arc;
 use mysql_async::prelude::Queryable;
 use mysql_async::{Params, Pool, Value as My};
 use tokio::sync::mpsc;
-use tracing::{Instrument, debug, warn};
+use tracing::{debug, warn};
 
 use super::catalog::ReadColumn;
 use super::chunks::key_param;
+use super::source::select_list;
 use super::sql::{Bound, key_predicate, quote};
 use super::types::{Decoded, ReadAs, Wire, decode, raw_json, to_param};
-use crate::connectors::keyset::{Page, Pages, read_pages};
-use crate::connectors::{BatchStream, READ_AHEAD_BATCHES};
+use crate::connectors::BatchStream;
+use crate::connectors::keyset::{Page, Pages, read_pages, spawn_read};
 use crate::error::{Error, Result, ResultExt};
 use crate::model::{
     Batch, Change, DataType, Decimal, Position, Reject, RejectStage, Row, TableSchema, Value,
@@ -38,25 +39,11 @@ pub(super) fn read(
     after: Position,
     batch_rows: usize,
 ) -> BatchStream {
-    let (tx, rx) = mpsc::channel(READ_AHEAD_BATCHES);
-    // The caller's span (the engine's, naming the table) goes with the reader.
-    let span = tracing::Span::current();
-    tokio::spawn(
-        async move {
-            let result = async {
-                let (pool, reads) = connect.await?;
-                let reader = Reader::new(table, &reads, cursor)?;
-                reader.run(&pool, after, batch_rows.max(1), &tx).await
-            }
-            .await;
-            if let Err(e) = result {
-                // The receiver may be gone (shutdown): nothing left to tell.
-                let _ = tx.send(Err(e)).await;
-            }
-        }
-        .instrument(span),
-    );
-    rx
+    spawn_read(move |tx| async move {
+        let (pool, reads) = connect.await?;
+        let reader = Reader::new(table, &reads, cursor)?;
+        reader.run(&pool, after, batch_rows.max(1), &tx).await
+    })
 }
 
 /// The columns pages are ordered by: the cursor, then the primary key.
@@ -148,21 +135,9 @@ impl Keyset {
                 Vec::new(),
             ),
         };
-        let select: Vec<String> = table
-            .columns
-            .iter()
-            .map(|c| {
-                let name = quote(&c.name);
-                match reads.get(&c.name).map_or(ReadAs::Plain, |r| r.read) {
-                    ReadAs::Plain => name,
-                    ReadAs::Wkt => format!("ST_AsText({name})"),
-                    ReadAs::Text => format!("CAST({name} AS CHAR)"),
-                }
-            })
-            .collect();
         let sql = format!(
             "SELECT {} FROM {} WHERE {filter} ORDER BY {} LIMIT {limit}",
-            select.join(", "),
+            select_list(table, reads),
             quote(&table.name),
             self.exprs.join(", ")
         );

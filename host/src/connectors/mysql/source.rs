@@ -228,12 +228,9 @@ struct ChunkQuery {
     skipped: u64,
 }
 
-fn chunk_query(
-    table: &TableSchema,
-    reads: &HashMap<String, ReadColumn>,
-    chunk: &Chunk,
-    resume: &Position,
-) -> ChunkQuery {
+/// The columns as the readers select them: geometry as WKT, the types
+/// read as text cast to it.
+pub(super) fn select_list(table: &TableSchema, reads: &HashMap<String, ReadColumn>) -> String {
     let select: Vec<String> = table
         .columns
         .iter()
@@ -246,7 +243,20 @@ fn chunk_query(
             }
         })
         .collect();
-    let mut sql = format!("SELECT {} FROM {}", select.join(", "), quote(&table.name));
+    select.join(", ")
+}
+
+fn chunk_query(
+    table: &TableSchema,
+    reads: &HashMap<String, ReadColumn>,
+    chunk: &Chunk,
+    resume: &Position,
+) -> ChunkQuery {
+    let mut sql = format!(
+        "SELECT {} FROM {}",
+        select_list(table, reads),
+        quote(&table.name)
+    );
     if table.primary_key.is_empty() {
         let skipped = match resume {
             Position::Record { index } => *index,

@@ -12,15 +12,15 @@ use std::sync::Arc;
 use futures_util::TryStreamExt;
 use sqlx::{AssertSqlSafe, PgPool};
 use tokio::sync::mpsc;
-use tracing::{Instrument, debug, warn};
+use tracing::{debug, warn};
 
 use super::catalog::SourceTable;
 use super::copy_binary::{CopyDecoder, FieldSpan, Wire};
 use super::source::{decode_tuple, undecodable_row};
 use super::sql::{qualified, quote_ident, typed_literal};
 use super::types::Read;
-use crate::connectors::keyset::{Page, Pages, read_pages};
-use crate::connectors::{BatchStream, READ_AHEAD_BATCHES};
+use crate::connectors::BatchStream;
+use crate::connectors::keyset::{Page, Pages, read_pages, spawn_read};
 use crate::error::{Error, Result, ResultExt};
 use crate::model::{Batch, Change, DataType, Position, Row, TableSchema, Value};
 
@@ -35,25 +35,11 @@ pub(super) fn read(
     after: Position,
     batch_rows: usize,
 ) -> BatchStream {
-    let (tx, rx) = mpsc::channel(READ_AHEAD_BATCHES);
-    // The caller's span (the engine's, naming the table) goes with the reader.
-    let span = tracing::Span::current();
-    tokio::spawn(
-        async move {
-            let result = async {
-                let table = plan.await?;
-                let reader = Reader::new(&place, &table, schema, cursor)?;
-                reader.run(&pool, after, batch_rows.max(1), &tx).await
-            }
-            .await;
-            if let Err(e) = result {
-                // The receiver may be gone (shutdown): nothing left to tell.
-                let _ = tx.send(Err(e)).await;
-            }
-        }
-        .instrument(span),
-    );
-    rx
+    spawn_read(move |tx| async move {
+        let table = plan.await?;
+        let reader = Reader::new(&place, &table, schema, cursor)?;
+        reader.run(&pool, after, batch_rows.max(1), &tx).await
+    })
 }
 
 /// The columns pages are ordered by: the cursor, then the primary key.
