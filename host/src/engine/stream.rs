@@ -160,9 +160,9 @@ pub(super) async fn stream(ctx: &StreamContext, from: Position) -> Result<Stream
             pending = Pending::default();
             continue;
         }
-        let batch = std::mem::take(&mut pending);
+        let mut batch = std::mem::take(&mut pending);
         let changes = batch.changes;
-        let commit_times = batch.commits.clone();
+        let commit_times = std::mem::take(&mut batch.commits);
         apply(ctx, batch, position.clone(), summary.changes + changes)
             .instrument(tracing::debug_span!("changes", changes))
             .await?;

@@ -213,16 +213,12 @@ pub struct ChangeBatch {
     /// Consecutive changes of one table form one segment; segments keep
     /// the source's order.
     pub segments: Vec<TableChanges>,
-    /// Rows refused before the target (decode errors, transforms), kept with
-    /// their table; dead-lettered before the batch commits.
-    pub rejects: Vec<(Arc<TableSchema>, Reject)>,
 }
 
 impl ChangeBatch {
     pub fn new() -> Self {
         ChangeBatch {
             segments: Vec::new(),
-            rejects: Vec::new(),
         }
     }
 
@@ -253,7 +249,7 @@ impl ChangeBatch {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.segments.is_empty() && self.rejects.is_empty()
+        self.segments.is_empty()
     }
 }
 

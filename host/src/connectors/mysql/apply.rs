@@ -158,9 +158,6 @@ pub(super) async fn apply(
 ) -> Result<u64> {
     let ctx = || "applying changes".to_string();
     let mut refused = Refused::default();
-    for (table, reject) in &batch.rejects {
-        refused.push(table, reject.clone());
-    }
     let checkpoint_params = Params::Positional(vec![
         My::from(pipeline),
         My::from(checkpoint.table.as_str()),
@@ -250,31 +247,13 @@ async fn delete<'a>(
     let per_statement = (MAX_PARAMS / keys.len().max(1)).clamp(1, DELETE_KEYS);
     let mut applied = 0;
     for group in rows.chunks(per_statement) {
-        let sql = delete_sql(&plan.table, keys, group.len());
-        match tx.exec_drop(sql, statements.delete_params(group)).await {
-            Ok(()) => applied += changes(group),
-            Err(e) => {
-                let Some(reason) = data_error(&e) else {
-                    return Err(e);
-                };
-                if let [row] = group {
-                    bad.push((*row, reason));
-                    continue;
-                }
-                debug!(table = plan.table.name, error = %e, "delete refused; redone key by key");
-                for row in group {
-                    let one = std::slice::from_ref(row);
-                    let sql = delete_sql(&plan.table, keys, 1);
-                    match tx.exec_drop(sql, statements.delete_params(one)).await {
-                        Ok(()) => applied += row.changes,
-                        Err(e) => match data_error(&e) {
-                            Some(reason) => bad.push((*row, reason)),
-                            None => return Err(e),
-                        },
-                    }
-                }
-            }
-        }
+        applied += group_or_rows(tx, &plan.table.name, "delete", group, bad, |rows| {
+            (
+                delete_sql(&plan.table, keys, rows.len()),
+                statements.delete_params(rows),
+            )
+        })
+        .await?;
     }
     Ok(applied)
 }
@@ -303,30 +282,50 @@ async fn upsert<'a>(
         }
         let group = &rows[start..end];
         start = end;
-        let sql = statements.upsert_sql(group.len());
-        match tx.exec_drop(sql, statements.upsert_params(group)).await {
-            Ok(()) => applied += changes(group),
-            Err(e) => {
-                let Some(reason) = data_error(&e) else {
-                    return Err(e);
-                };
-                if let [row] = group {
-                    bad.push((*row, reason));
-                    continue;
-                }
-                debug!(table = plan.table.name, error = %e, "upsert refused; redone row by row");
-                for row in group {
-                    let one = std::slice::from_ref(row);
-                    let sql = statements.upsert_sql(1);
-                    match tx.exec_drop(sql, statements.upsert_params(one)).await {
-                        Ok(()) => applied += row.changes,
-                        Err(e) => match data_error(&e) {
-                            Some(reason) => bad.push((*row, reason)),
-                            None => return Err(e),
-                        },
-                    }
-                }
-            }
+        applied += group_or_rows(tx, &plan.table.name, "upsert", group, bad, |rows| {
+            (
+                statements.upsert_sql(rows.len()),
+                statements.upsert_params(rows),
+            )
+        })
+        .await?;
+    }
+    Ok(applied)
+}
+
+/// Runs one statement for `group`; when the server refuses it for its
+/// data, redoes it row by row so that only the bad rows go to `bad`.
+/// Returns the changes applied.
+async fn group_or_rows<'a>(
+    tx: &mut Transaction<'_>,
+    table: &str,
+    what: &str,
+    group: &[NetRow<'a>],
+    bad: &mut Vec<(NetRow<'a>, String)>,
+    render: impl Fn(&[NetRow<'a>]) -> (String, Vec<My>),
+) -> std::result::Result<u64, mysql_async::Error> {
+    let (sql, params) = render(group);
+    let e = match tx.exec_drop(sql, params).await {
+        Ok(()) => return Ok(changes(group)),
+        Err(e) => e,
+    };
+    let Some(reason) = data_error(&e) else {
+        return Err(e);
+    };
+    if let [row] = group {
+        bad.push((*row, reason));
+        return Ok(0);
+    }
+    debug!(table, error = %e, "{what} refused; redone row by row");
+    let mut applied = 0;
+    for row in group {
+        let (sql, params) = render(std::slice::from_ref(row));
+        match tx.exec_drop(sql, params).await {
+            Ok(()) => applied += row.changes,
+            Err(e) => match data_error(&e) {
+                Some(reason) => bad.push((*row, reason)),
+                None => return Err(e),
+            },
         }
     }
     Ok(applied)

@@ -170,9 +170,6 @@ pub(super) async fn apply(
 ) -> Result<u64> {
     let ctx = || "applying changes".to_string();
     let mut refused = Refused::default();
-    for (table, reject) in &batch.rejects {
-        refused.push(table, reject.clone());
-    }
     let steps = plan(tables, &batch, &checkpoint, &mut refused)?;
     // Sent with the last statements: one round trip fewer per batch, which
     // a change stream of small transactions feels.

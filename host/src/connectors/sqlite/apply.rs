@@ -73,9 +73,6 @@ pub(super) fn apply(
 ) -> Result<u64> {
     let ctx = || "applying changes to the SQLite target".to_string();
     let mut refused = Refused::default();
-    for (table, reject) in &batch.rejects {
-        refused.push(table, reject.clone());
-    }
     let txn = conn.transaction().context(ctx)?;
     let mut applied = 0u64;
     for segment in &batch.segments {
