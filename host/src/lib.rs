@@ -9,5 +9,6 @@ pub mod error;
 pub mod model;
 pub mod state;
 pub mod transform;
+pub mod verify;
 
 pub use error::{Error, ErrorKind, Result};

@@ -9,6 +9,7 @@ mod plugin;
 mod progress;
 mod run;
 mod scaffold;
+mod verify;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -51,6 +52,9 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Compare source and target row by row (checksums in each database);
+    /// exit 0 when equal, 1 when rows differ. --repair rewrites them.
+    Verify(verify::VerifyArgs),
     /// Change data capture: stream status, dropping the replication slot.
     #[command(subcommand)]
     Cdc(cdc::CdcCommand),
@@ -91,6 +95,7 @@ pub fn main() -> ExitCode {
             Command::Demo(args) => demo::demo(args, interactive).await,
             Command::Cdc(command) => cdc::cdc(command).await,
             Command::Dlq(command) => dlq::dlq(command).await,
+            Command::Verify(args) => verify::verify_command(args).await,
             Command::Plugin(command) => plugin::plugin(command).await,
         }
     });

@@ -38,6 +38,10 @@ pub(super) struct RunArgs {
     /// Copy rows into target tables that exist already; no DDL.
     #[arg(long)]
     data_only: bool,
+    /// After the run, compare source and target (`dmp verify`); exit 1
+    /// when rows differ.
+    #[arg(long, conflicts_with = "schema_only")]
+    verify: bool,
 }
 
 pub(super) async fn run(args: RunArgs, interactive: bool) -> Result<u8> {
@@ -60,7 +64,13 @@ pub(super) async fn run(args: RunArgs, interactive: bool) -> Result<u8> {
     }
     let summary = run_pipeline(&pipeline, args.restart, interactive).await?;
     print_summary(&summary, args.json);
-    Ok(if summary.rejected > 0 {
+    let verified = if args.verify {
+        super::verify::verify_pipeline(&pipeline, &super::verify::VerifyFlags::all(args.json))
+            .await?
+    } else {
+        EXIT_OK
+    };
+    Ok(if summary.rejected > 0 || verified != EXIT_OK {
         EXIT_DATA
     } else {
         EXIT_OK
@@ -99,7 +109,7 @@ async fn run_once(
 
 /// Ctrl-C or SIGTERM stop the run at the next batch boundary (a stream
 /// after the transaction being applied); a second Ctrl-C exits at once.
-fn stop_on_signals(shutdown: Shutdown) -> tokio::task::JoinHandle<()> {
+pub(super) fn stop_on_signals(shutdown: Shutdown) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let terminate = async {
             match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {

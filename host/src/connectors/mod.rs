@@ -2,6 +2,7 @@
 //! scheme to the connector that serves it.
 
 mod changes;
+pub mod checksum;
 mod file;
 mod keyset;
 mod mysql;
@@ -14,6 +15,7 @@ mod target;
 use std::path::Path;
 use std::sync::Arc;
 
+pub use checksum::{BucketSum, ChecksumQuery, Checksums, CompareColumn};
 pub use changes::{ChangeFeed, ChangeOptions, ChangeSource, SnapshotStart, StreamEvent, StreamLag};
 pub use source::{BatchStream, READ_AHEAD_BATCHES, Source};
 pub use target::{IfExists, RejectSink, Start, Target};

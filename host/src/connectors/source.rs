@@ -75,6 +75,12 @@ pub trait Source: Send + Sync {
         )))
     }
 
+    /// The database's own checksums of its rows (`dmp verify`), if it can
+    /// compute them; otherwise verify reads the rows and hashes them.
+    fn checksums(&self) -> Option<&dyn super::Checksums> {
+        None
+    }
+
     /// The change stream of this source, if it has one (`mode = "cdc"`).
     fn changes(
         &self,

@@ -19,6 +19,7 @@ use std::sync::Arc;
 
 use tracing::Instrument;
 
+pub(crate) use plan::discover;
 pub use plan::{ColumnPlan, PlanReport, TablePlan, plan};
 pub use progress::{Progress, StreamProgress, TableProgress};
 pub use runner::{RunSummary, TableSummary};

@@ -3,6 +3,7 @@
 //! the transform runtime mirrors these types one to one.
 
 mod batch;
+pub mod canonical;
 mod data_type;
 mod decimal;
 mod infer;
@@ -14,7 +15,7 @@ mod value;
 
 pub use batch::{
     Batch, CURSOR_CHUNK, Change, ChangeBatch, Checkpoint, Chunk, Position, Reject, RejectStage,
-    Row, STREAM_CHECKPOINT, TableChanges,
+    REPAIR_CHUNK, Row, STREAM_CHECKPOINT, TableChanges,
 };
 pub use data_type::DataType;
 pub use decimal::Decimal;

@@ -6,6 +6,7 @@
 mod apply;
 mod binlog;
 mod catalog;
+mod checksum;
 mod chunks;
 mod config;
 mod ddl;

@@ -78,13 +78,8 @@ impl Inner {
 
     /// How `table`'s columns are read; discovered again if this source did
     /// not discover it (a resumed plan).
-    async fn reads(&self, table: &TableSchema) -> Result<Arc<HashMap<String, ReadColumn>>> {
-        if let Some(known) = self
-            .reads
-            .lock()
-            .ok()
-            .and_then(|r| r.get(&table.name).cloned())
-        {
+    async fn reads(&self, table: &str) -> Result<Arc<HashMap<String, ReadColumn>>> {
+        if let Some(known) = self.reads.lock().ok().and_then(|r| r.get(table).cloned()) {
             return Ok(known);
         }
         let (pool, server) = self.pool().await?;
@@ -92,14 +87,8 @@ impl Inner {
             .get_conn()
             .await
             .context(|| format!("{}: connecting to MySQL", self.config.place))?;
-        let found = catalog::discover(
-            &mut conn,
-            *server,
-            &self.config.database,
-            None,
-            Some(&table.name),
-        )
-        .await?;
+        let found =
+            catalog::discover(&mut conn, *server, &self.config.database, None, Some(table)).await?;
         let reads = Arc::new(
             found
                 .into_iter()
@@ -108,7 +97,7 @@ impl Inner {
                 .unwrap_or_default(),
         );
         if let Ok(mut known) = self.reads.lock() {
-            known.insert(table.name.clone(), reads.clone());
+            known.insert(table.to_string(), reads.clone());
         }
         Ok(reads)
     }
@@ -121,6 +110,29 @@ impl Inner {
         if first {
             warn!(table, column, "zero dates read as NULL (documented policy)");
         }
+    }
+}
+
+impl MysqlSource {
+    /// How `table`'s columns are read (`dmp verify` spells them alike).
+    pub(super) async fn read_columns(
+        &self,
+        table: &str,
+    ) -> Result<Arc<HashMap<String, ReadColumn>>> {
+        self.inner.reads(table).await
+    }
+
+    /// A session for `dmp verify`'s checksum queries, and the place to
+    /// name in errors.
+    pub(super) async fn checksum_conn(&self) -> Result<(Conn, &str)> {
+        let inner = &self.inner;
+        let (pool, _) = inner.pool().await?;
+        let place = inner.config.place.as_str();
+        let conn = pool
+            .get_conn()
+            .await
+            .context(|| format!("{place}: connecting to MySQL"))?;
+        Ok((conn, place))
     }
 }
 
@@ -156,7 +168,7 @@ impl Source for MysqlSource {
 
     async fn plan_snapshot(&self, table: &TableSchema, chunk_rows: u64) -> Result<Vec<Chunk>> {
         let (pool, server) = self.inner.pool().await?;
-        let reads = self.inner.reads(table).await?;
+        let reads = self.inner.reads(&table.name).await?;
         let order = chunks::KeyOrder::of(table, &reads);
         let mut conn = pool
             .get_conn()
@@ -200,13 +212,17 @@ impl Source for MysqlSource {
         let schema = table.clone();
         let connect = async move {
             let (pool, _) = inner.pool().await?;
-            Ok((pool.clone(), inner.reads(&schema).await?))
+            Ok((pool.clone(), inner.reads(&schema.name).await?))
         };
         super::incremental::read(connect, table, cursor, after, batch_rows)
     }
 
     fn snapshot_position(&self) -> Option<String> {
         self.inner.snapshot.get().and_then(|s| s.position.clone())
+    }
+
+    fn checksums(&self) -> Option<&dyn crate::connectors::Checksums> {
+        Some(self)
     }
 
     fn changes(
@@ -367,7 +383,7 @@ async fn read_chunk(
     tx: &mpsc::Sender<Result<Batch>>,
 ) -> Result<()> {
     let ctx = || format!("reading table {} chunk {}", table.name, chunk.id);
-    let reads = inner.reads(table).await?;
+    let reads = inner.reads(&table.name).await?;
     let query = chunk_query(table, &reads, chunk, &resume);
     let decoder = Decoder {
         inner,

@@ -5,6 +5,7 @@
 
 mod apply;
 mod catalog;
+mod checksum;
 mod chunks;
 mod config;
 mod copy_binary;

@@ -62,6 +62,15 @@ impl PostgresSource {
     }
 }
 
+impl PostgresSource {
+    /// What `dmp verify`'s checksum queries run on: the pool, the schema
+    /// and the place to name in errors.
+    pub(super) fn checksum_session(&self) -> (&PgPool, &str, &str) {
+        let inner = &self.inner;
+        (&inner.pool, &inner.config.schema, inner.place())
+    }
+}
+
 impl Inner {
     fn place(&self) -> &str {
         &self.config.place
@@ -193,6 +202,10 @@ impl Source for PostgresSource {
                     self.inner.place()
                 ))
             })
+    }
+
+    fn checksums(&self) -> Option<&dyn crate::connectors::Checksums> {
+        Some(self)
     }
 
     fn changes(

@@ -1,0 +1,230 @@
+//! `dmp verify` checksums computed by MySQL / MariaDB: each column spelled
+//! in its canonical text (`model::canonical`) by SQL, the digests by
+//! `MD5()`, the bucket sums by one aggregate query. Sessions run in UTC
+//! (see `config`), so `TIMESTAMP` columns read as the instants they hold.
+
+use std::collections::HashMap;
+
+use async_trait::async_trait;
+use mysql_async::prelude::Queryable;
+
+use super::catalog::ReadColumn;
+use super::source::MysqlSource;
+use super::sql::{literal, quote};
+use super::types::{ReadAs, Wire};
+use crate::connectors::checksum::{
+    BucketSum, ChecksumQuery, Checksums, CompareColumn, digest_filters,
+};
+use crate::error::{Error, Result, ResultExt};
+use crate::model::DataType;
+
+/// The canonical text of column `quoted` of type `t` read as `read`, NULL
+/// for NULL; `None` where SQL cannot match the canonical spelling (floats
+/// and JSON: dmp hashes such tables itself).
+fn canonical_expr(quoted: &str, t: &DataType, read: Option<ReadColumn>) -> Option<String> {
+    let read_as = read.map_or(ReadAs::Plain, |r| r.read);
+    let wire = read.map_or(Wire::Other, |r| r.wire);
+    match read_as {
+        ReadAs::Wkt => return Some(format!("ST_AsText({quoted})")),
+        ReadAs::Text => return Some(format!("CAST({quoted} AS CHAR)")),
+        ReadAs::Plain => {}
+    }
+    Some(match t {
+        DataType::Bool => {
+            format!("CASE WHEN {quoted} <> 0 THEN '1' WHEN {quoted} = 0 THEN '0' END")
+        }
+        DataType::Int16 | DataType::Int32 | DataType::Int64 if wire == Wire::Bit => {
+            format!("CAST({quoted} + 0 AS CHAR)")
+        }
+        DataType::Int16 | DataType::Int32 | DataType::Int64 => format!("CAST({quoted} AS CHAR)"),
+        // MySQL writes every fraction digit of the column's scale.
+        DataType::Decimal { scale: Some(0), .. } => format!("CAST({quoted} AS CHAR)"),
+        DataType::Decimal { scale: Some(_), .. } => {
+            format!("TRIM(TRAILING '.' FROM TRIM(TRAILING '0' FROM CAST({quoted} AS CHAR)))")
+        }
+        // Scale unknown (read through a type comment): trim only fractions.
+        DataType::Decimal { scale: None, .. } => format!(
+            "IF(LOCATE('.', {quoted}) > 0, \
+             TRIM(TRAILING '.' FROM TRIM(TRAILING '0' FROM CAST({quoted} AS CHAR))), \
+             CAST({quoted} AS CHAR))"
+        ),
+        DataType::Text { .. } => format!("CONVERT({quoted} USING utf8mb4)"),
+        DataType::Uuid => format!("LOWER(CAST({quoted} AS CHAR))"),
+        DataType::Bytes => format!("CONCAT({}, LOWER(HEX({quoted})))", literal("\\x")),
+        DataType::Date => format!("DATE_FORMAT({quoted}, '%Y-%m-%d')"),
+        DataType::Time => format!("TIME_FORMAT({quoted}, '%H:%i:%s.%f')"),
+        DataType::Timestamp | DataType::TimestampTz => {
+            format!("DATE_FORMAT({quoted}, '%Y-%m-%d %H:%i:%s.%f')")
+        }
+        DataType::Float32 | DataType::Float64 | DataType::Json => return None,
+    })
+}
+
+fn expr(c: &CompareColumn, reads: &HashMap<String, ReadColumn>) -> Option<String> {
+    canonical_expr(&quote(&c.name), &c.data_type, reads.get(&c.name).copied())
+}
+
+/// The digest input of `columns`: each one's part, concatenated.
+fn parts(columns: &[CompareColumn], reads: &HashMap<String, ReadColumn>) -> Option<String> {
+    if columns.is_empty() {
+        return Some("''".into());
+    }
+    let mut out = Vec::with_capacity(columns.len());
+    for c in columns {
+        let text = expr(c, reads)?;
+        out.push(format!(
+            "IF({} IS NULL, '~', CONCAT(CHAR_LENGTH({text}), ':', {text}))",
+            quote(&c.name)
+        ));
+    }
+    Some(format!("CONCAT({})", out.join(", ")))
+}
+
+/// `WHERE …` on the key digest `k` for the query's filters.
+fn filters(query: &ChecksumQuery, k: &str) -> String {
+    digest_filters(query, k, "SUBSTRING", "")
+}
+
+fn buckets_sql(query: &ChecksumQuery, reads: &HashMap<String, ReadColumn>) -> Option<String> {
+    let (key, rest) = query.columns.split_at(query.key_columns);
+    let (kp, rp) = (parts(key, reads)?, parts(rest, reads)?);
+    Some(format!(
+        "SELECT SUBSTRING(k, 1, {group}), COUNT(*), \
+         CAST(SUM(CAST(CONV(SUBSTRING(r, 1, 15), 16, 10) AS UNSIGNED)) AS CHAR) \
+         FROM (SELECT MD5(kp) AS k, MD5(CONCAT(kp, rp)) AS r \
+               FROM (SELECT {kp} AS kp, {rp} AS rp FROM {table}) AS p) AS d{filters} \
+         GROUP BY 1",
+        group = query.group,
+        table = quote(&query.table),
+        filters = filters(query, "k"),
+    ))
+}
+
+fn rows_sql(query: &ChecksumQuery, reads: &HashMap<String, ReadColumn>) -> Option<String> {
+    let (key, _) = query.columns.split_at(query.key_columns);
+    let kp = parts(key, reads)?;
+    let mut select = Vec::with_capacity(query.columns.len());
+    for c in &query.columns {
+        select.push(expr(c, reads)?);
+    }
+    Some(format!(
+        "SELECT {} FROM {}{}",
+        select.join(", "),
+        quote(&query.table),
+        filters(query, &format!("MD5({kp})")),
+    ))
+}
+
+impl MysqlSource {
+    /// Runs a checksum query, every cell as text.
+    async fn text_rows(
+        &self,
+        query: &ChecksumQuery,
+        render: fn(&ChecksumQuery, &HashMap<String, ReadColumn>) -> Option<String>,
+        what: &str,
+    ) -> Result<Vec<Vec<Option<String>>>> {
+        let reads = self.read_columns(&query.table).await?;
+        let sql = render(query, &reads).ok_or_else(|| {
+            Error::Unsupported(format!(
+                "table {}: a column type MySQL cannot hash canonically",
+                query.table
+            ))
+        })?;
+        let (mut conn, place) = self.checksum_conn().await?;
+        let ctx = || format!("{place}: {what} of table {}", query.table);
+        let rows: Vec<mysql_async::Row> = conn.query(sql).await.context(ctx)?;
+        rows.into_iter()
+            .map(|row| {
+                row.unwrap()
+                    .into_iter()
+                    .map(|cell| {
+                        mysql_async::from_value_opt::<Option<String>>(cell)
+                            .map_err(|e| Error::Data(format!("{}: {e}", ctx())))
+                    })
+                    .collect()
+            })
+            .collect()
+    }
+}
+
+#[async_trait]
+impl Checksums for MysqlSource {
+    fn can_hash(&self, query: &ChecksumQuery) -> bool {
+        // Read columns only change geometry and unknown types to text,
+        // which are always hashable: the model types decide.
+        buckets_sql(query, &HashMap::new()).is_some()
+    }
+
+    async fn buckets(&self, query: &ChecksumQuery) -> Result<Vec<(String, BucketSum)>> {
+        let rows = self.text_rows(query, buckets_sql, "checksums").await?;
+        let bad = |what: &str| {
+            Error::Data(format!(
+                "table {}: the server returned checksum {what}",
+                query.table
+            ))
+        };
+        rows.into_iter()
+            .map(|cells| match cells.as_slice() {
+                [Some(bucket), Some(rows), Some(sum)] => Ok((
+                    bucket.clone(),
+                    BucketSum {
+                        rows: rows.parse().map_err(|_| bad(rows))?,
+                        sum: sum.parse().map_err(|_| bad(sum))?,
+                    },
+                )),
+                _ => Err(bad("NULL")),
+            })
+            .collect()
+    }
+
+    async fn rows(&self, query: &ChecksumQuery) -> Result<Vec<Vec<Option<String>>>> {
+        self.text_rows(query, rows_sql, "rows to compare").await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn query() -> ChecksumQuery {
+        ChecksumQuery {
+            table: "t".into(),
+            columns: vec![
+                CompareColumn {
+                    name: "id".into(),
+                    data_type: DataType::Int64,
+                },
+                CompareColumn {
+                    name: "price".into(),
+                    data_type: DataType::Decimal {
+                        precision: Some(12),
+                        scale: Some(2),
+                    },
+                },
+            ],
+            key_columns: 1,
+            group: 3,
+            within: None,
+            below: Some("400".into()),
+        }
+    }
+
+    #[test]
+    fn bucket_queries_hash_key_and_row() {
+        let sql = buckets_sql(&query(), &HashMap::new()).expect("hashable");
+        assert!(sql.contains("MD5(CONCAT(kp, rp))"), "{sql}");
+        assert!(
+            sql.contains("TRIM(TRAILING '.' FROM TRIM(TRAILING '0' FROM CAST(`price` AS CHAR)))"),
+            "{sql}"
+        );
+        assert!(sql.contains("SUBSTRING(k, 1, 3) < '400'"), "{sql}");
+    }
+
+    #[test]
+    fn floats_and_json_are_left_to_dmp() {
+        let mut q = query();
+        q.columns[1].data_type = DataType::Float32;
+        assert!(buckets_sql(&q, &HashMap::new()).is_none());
+        assert!(rows_sql(&q, &HashMap::new()).is_none());
+    }
+}

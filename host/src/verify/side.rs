@@ -1,0 +1,215 @@
+//! One side of a comparison: a source or target table whose buckets and
+//! rows are computed inside its database when it can hash them there, and
+//! otherwise by reading its rows (through the pipeline's transforms, for a
+//! transformed source) and hashing them here, in the same canonical form.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use tracing::warn;
+
+use crate::connectors::{BucketSum, ChecksumQuery, CompareColumn, Source};
+use crate::error::{Error, Result};
+use crate::model::canonical::{canonical_text, push_part, row_digests};
+use crate::model::{Chunk, DataType, Position, TableSchema, Value};
+use crate::transform::TransformChain;
+
+/// Rows of a table as canonical texts, in the compared columns' order.
+pub(super) type CanonRow = Vec<Option<String>>;
+
+#[derive(Clone)]
+pub(super) struct Side {
+    /// `source` or `target`, for messages.
+    pub(super) role: &'static str,
+    pub(super) source: Arc<dyn Source>,
+    /// The table as this side's reader sees it.
+    pub(super) schema: Arc<TableSchema>,
+    /// The compared columns under this side's names and types, key first.
+    pub(super) columns: Vec<CompareColumn>,
+    pub(super) key_columns: usize,
+    /// The types values are spelled as: the source's (after transforms),
+    /// so a value this side holds in another type still compares.
+    pub(super) reference: Vec<DataType>,
+    /// Where each compared column sits in the rows this side reads (after
+    /// `chain`).
+    pub(super) positions: Vec<usize>,
+    /// The pipeline's transforms, on a source that has them.
+    pub(super) chain: Option<TransformChain>,
+    pub(super) batch_rows: usize,
+    pub(super) chunk_rows: u64,
+}
+
+impl Side {
+    fn query(&self, group: usize, within: Option<&[String]>, below: Option<&str>) -> ChecksumQuery {
+        ChecksumQuery {
+            table: self.schema.name.clone(),
+            columns: self.columns.clone(),
+            key_columns: self.key_columns,
+            group,
+            within: within.map(<[String]>::to_vec),
+            below: below.map(str::to_string),
+        }
+    }
+
+    /// Whether the database computes this side's checksums.
+    pub(super) fn in_database(&self) -> bool {
+        self.chain.is_none()
+            && self
+                .source
+                .checksums()
+                .is_some_and(|c| c.can_hash(&self.query(3, None, None)))
+    }
+
+    /// The checksums of the buckets of `group` key-digest digits, among the
+    /// rows the filters select.
+    pub(super) async fn buckets(
+        &self,
+        group: usize,
+        within: Option<&[String]>,
+        below: Option<&str>,
+    ) -> Result<BTreeMap<String, BucketSum>> {
+        let query = self.query(group, within, below);
+        if self.in_database()
+            && let Some(db) = self.source.checksums()
+        {
+            return Ok(db.buckets(&query).await?.into_iter().collect());
+        }
+        let mut buckets: BTreeMap<String, BucketSum> = BTreeMap::new();
+        self.scan(&query, |key, digest, _| {
+            let prefix = key.get(..group).unwrap_or(key);
+            buckets.entry(prefix.to_string()).or_default().add(digest);
+        })
+        .await?;
+        Ok(buckets)
+    }
+
+    /// The rows the filters select.
+    pub(super) async fn rows(
+        &self,
+        within: &[String],
+        below: Option<&str>,
+    ) -> Result<Vec<CanonRow>> {
+        let query = self.query(0, Some(within), below);
+        if self.in_database()
+            && let Some(db) = self.source.checksums()
+        {
+            return db.rows(&query).await;
+        }
+        let mut rows = Vec::new();
+        self.scan(&query, |_, _, row| rows.push(row)).await?;
+        Ok(rows)
+    }
+
+    /// Reads the whole table, hands on the rows the query's filters select
+    /// with their key digest and row digest.
+    async fn scan(
+        &self,
+        query: &ChecksumQuery,
+        mut found: impl FnMut(&str, u64, CanonRow),
+    ) -> Result<()> {
+        let chunks = match self
+            .source
+            .plan_snapshot(&self.schema, self.chunk_rows)
+            .await
+        {
+            Ok(chunks) => chunks,
+            Err(Error::Unsupported(_)) => vec![Chunk::whole(0)],
+            Err(e) => return Err(e),
+        };
+        let mut refused = 0u64;
+        for chunk in chunks {
+            let mut stream = self.source.read_chunk(
+                self.schema.clone(),
+                chunk,
+                Position::Start,
+                self.batch_rows,
+            );
+            while let Some(batch) = stream.recv().await {
+                let mut batch = batch?;
+                if let Some(chain) = &self.chain {
+                    batch = match chain.apply(batch).await? {
+                        Ok((batch, _)) => batch,
+                        Err((batch, reason)) => {
+                            refused += batch.changes.len() as u64;
+                            warn!(table = %self.schema.name, %reason, "a transform failed on rows being verified");
+                            continue;
+                        }
+                    };
+                }
+                refused += batch.rejects.len() as u64;
+                for change in &batch.changes {
+                    let values = &change.row().0;
+                    let row: CanonRow = self
+                        .positions
+                        .iter()
+                        .zip(&self.columns)
+                        .zip(&self.reference)
+                        .map(|((&i, c), reference)| {
+                            spell(
+                                values.get(i).unwrap_or(&Value::Null),
+                                &c.data_type,
+                                reference,
+                            )
+                        })
+                        .collect();
+                    let (key, digest) = digests(&row, self.key_columns);
+                    if query.selects(&key) {
+                        found(&key, digest, row);
+                    }
+                }
+                if batch.last {
+                    break;
+                }
+            }
+        }
+        if refused > 0 {
+            warn!(
+                table = %self.schema.name,
+                side = self.role,
+                rows = refused,
+                "rows the reader or a transform refused are not compared (see the dead-letter store)"
+            );
+        }
+        Ok(())
+    }
+}
+
+/// The canonical text of a value this side holds as `own`, spelled as the
+/// `reference` type when the two differ (a text column holding the
+/// timestamps the source had, a float column for a source's float32).
+fn spell(value: &Value, own: &DataType, reference: &DataType) -> Option<String> {
+    if own == reference {
+        return canonical_text(value, own);
+    }
+    match value {
+        Value::Text(text) | Value::Json(text) if !matches!(reference, DataType::Text { .. }) => {
+            Value::parse_text(text, reference).map_or_else(
+                |_| canonical_text(value, own),
+                |v| canonical_text(&v, reference),
+            )
+        }
+        _ => canonical_text(value, reference),
+    }
+}
+
+/// The key digest (hex) and the row digest's 60 bits of a canonical row.
+pub(super) fn digests(row: &[Option<String>], key_columns: usize) -> (String, u64) {
+    let (key, rest) = row.split_at(key_columns.min(row.len()));
+    let (mut kp, mut rp) = (String::new(), String::new());
+    for text in key {
+        push_part(&mut kp, text.as_deref());
+    }
+    for text in rest {
+        push_part(&mut rp, text.as_deref());
+    }
+    row_digests(&kp, &rp)
+}
+
+/// The identity of a row within its table: its key parts.
+pub(super) fn key_of(row: &[Option<String>], key_columns: usize) -> String {
+    let mut out = String::new();
+    for text in &row[..key_columns.min(row.len())] {
+        push_part(&mut out, text.as_deref());
+    }
+    out
+}
