@@ -21,9 +21,10 @@ use super::{DataType, Decimal, Value, ValueError, encode_hex};
 /// - booleans are `1` / `0`, integers their decimal digits;
 /// - decimals drop trailing fraction zeros (`1.50` → `1.5`, `2.00` → `2`),
 ///   so they also equal integers of the same value;
-/// - floats are the shortest text that reads back to the same number, in
-///   Rust's exponent form (`1.5e-7`, `1e20`, `1e-1`); a `float32` column
-///   rounds to single precision first;
+/// - floats are the shortest digits that read back to the same number,
+///   written out in full between 1e-13 and 1e35 (`0.00000015`, `1e20` as
+///   `100000000000000000000`), in exponent form beyond (`1.5e-14`, `1e300`);
+///   a `float32` column's shortest single-precision digits; zero is `0`;
 /// - bytes are `\x` and lowercase hex;
 /// - JSON is re-serialized compactly with object keys sorted;
 /// - dates `YYYY-MM-DD`, times `HH:MM:SS.ffffff`, timestamps
@@ -52,15 +53,26 @@ fn timestamp_text(ts: NaiveDateTime) -> String {
     ts.format("%Y-%m-%d %H:%M:%S%.6f").to_string()
 }
 
+/// Floats between these magnitudes are written out in full (what an exact
+/// `DECIMAL(65,30)` holds of their shortest digits), others in exponent
+/// form; the SQL connectors draw the same line.
+pub const PLAIN_FLOATS: std::ops::Range<f64> = 1e-13..1e35;
+
 fn float_text(f: f64, single: bool) -> String {
     if f.is_nan() {
         "NaN".into()
     } else if f.is_infinite() {
         if f > 0.0 { "Infinity" } else { "-Infinity" }.into()
-    } else if single {
-        format!("{:e}", f as f32)
+    } else if f == 0.0 {
+        "0".into()
     } else {
-        format!("{f:e}")
+        let plain = PLAIN_FLOATS.contains(&f.abs());
+        match (single, plain) {
+            (true, true) => format!("{}", f as f32),
+            (true, false) => format!("{:e}", f as f32),
+            (false, true) => format!("{f}"),
+            (false, false) => format!("{f:e}"),
+        }
     }
 }
 
@@ -153,12 +165,20 @@ mod tests {
         assert_eq!(text(dec("-0.00"), any_dec), "0");
         assert_eq!(text(Value::Int(2), DataType::Int32), "2");
         assert_eq!(text(Value::Bool(true), DataType::Bool), "1");
-        assert_eq!(text(Value::Float(1.5e-7), DataType::Float64), "1.5e-7");
-        assert_eq!(text(Value::Float(1e20), DataType::Float64), "1e20");
-        assert_eq!(text(Value::Float(0.1), DataType::Float64), "1e-1");
+        // As PostgreSQL's and MariaDB's shortest digits read into numerics.
+        assert_eq!(text(Value::Float(1.5e-7), DataType::Float64), "0.00000015");
+        assert_eq!(
+            text(Value::Float(1e20), DataType::Float64),
+            "100000000000000000000"
+        );
+        assert_eq!(text(Value::Float(0.1), DataType::Float64), "0.1");
+        assert_eq!(text(Value::Float(100.0), DataType::Float64), "100");
+        assert_eq!(text(Value::Float(-0.0), DataType::Float64), "0");
+        assert_eq!(text(Value::Float(1.5e-14), DataType::Float64), "1.5e-14");
+        assert_eq!(text(Value::Float(1e300), DataType::Float64), "1e300");
         assert_eq!(
             text(Value::Float(f64::from(0.1f32)), DataType::Float32),
-            "1e-1"
+            "0.1"
         );
         assert_eq!(text(Value::Float(f64::NAN), DataType::Float64), "NaN");
         assert_eq!(

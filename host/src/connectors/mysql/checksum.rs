@@ -17,6 +17,7 @@ use crate::connectors::checksum::{
 };
 use crate::error::{Error, Result, ResultExt};
 use crate::model::DataType;
+use crate::model::canonical::PLAIN_FLOATS;
 
 /// The canonical text of column `quoted` of type `t` read as `read`, NULL
 /// for NULL; `None` where SQL cannot match the canonical spelling (floats
@@ -56,7 +57,28 @@ fn canonical_expr(quoted: &str, t: &DataType, read: Option<ReadColumn>) -> Optio
         DataType::Timestamp | DataType::TimestampTz => {
             format!("DATE_FORMAT({quoted}, '%Y-%m-%d %H:%i:%s.%f')")
         }
-        DataType::Float32 | DataType::Float64 | DataType::Json => return None,
+        // Shortest digits held exactly by a DECIMAL(65,30) in the plain
+        // range; beyond, MySQL's own text, which is in exponent form except
+        // for tiny numbers it writes out (`0.000000000000015`): those are
+        // turned into exponent form here.
+        DataType::Float64 => {
+            let tiny = format!("TRIM(LEADING '0' FROM SUBSTRING(CAST(ABS({quoted}) AS CHAR), 3))");
+            format!(
+                "CASE WHEN {quoted} = 0 THEN '0' \
+                 WHEN ABS({quoted}) >= {low:e} AND ABS({quoted}) < {high:e} THEN \
+                 TRIM(TRAILING '.' FROM TRIM(TRAILING '0' FROM CAST({quoted} AS DECIMAL(65,30)))) \
+                 WHEN CAST({quoted} AS CHAR) LIKE '%e%' THEN CAST({quoted} AS CHAR) \
+                 ELSE CONCAT(IF({quoted} < 0, '-', ''), LEFT({tiny}, 1), \
+                   IF(CHAR_LENGTH({tiny}) > 1, CONCAT('.', SUBSTRING({tiny}, 2)), ''), 'e-', \
+                   CHAR_LENGTH(SUBSTRING(CAST(ABS({quoted}) AS CHAR), 3)) - CHAR_LENGTH({tiny}) + 1) END",
+                low = PLAIN_FLOATS.start,
+                high = PLAIN_FLOATS.end,
+            )
+        }
+        // A FLOAT reads into a DECIMAL with its double's digits, not its
+        // own shortest ones: dmp hashes those; so it does JSON, whose
+        // normal form differs between systems.
+        DataType::Float32 | DataType::Json => return None,
     })
 }
 

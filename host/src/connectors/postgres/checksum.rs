@@ -13,10 +13,10 @@ use crate::connectors::checksum::{
 };
 use crate::error::{Error, Result, ResultExt};
 use crate::model::DataType;
+use crate::model::canonical::PLAIN_FLOATS;
 
 /// The canonical text of column `quoted` of type `t`, NULL for NULL;
-/// `None` where SQL cannot match the canonical spelling (floats, whose
-/// shortest form PostgreSQL writes in another layout, and JSON, whose
+/// `None` where SQL cannot match the canonical spelling (JSON, whose
 /// normal form differs between systems): such tables are hashed by dmp.
 fn canonical_expr(quoted: &str, t: &DataType) -> Option<String> {
     Some(match t {
@@ -33,7 +33,19 @@ fn canonical_expr(quoted: &str, t: &DataType) -> Option<String> {
         DataType::TimestampTz => {
             format!("to_char({quoted} AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US')")
         }
-        DataType::Float32 | DataType::Float64 | DataType::Json => return None,
+        // Shortest digits, read into a numeric to write them out in full,
+        // or PostgreSQL's exponent form without `+` and leading zeros.
+        DataType::Float32 | DataType::Float64 => format!(
+            "CASE WHEN {quoted} = 0 THEN '0' \
+             WHEN {quoted} IN ('NaN', 'Infinity', '-Infinity') THEN {quoted}::text \
+             WHEN abs({quoted}) >= {low:e}::float8 AND abs({quoted}) < {high:e}::float8 \
+             THEN trim_scale({quoted}::text::numeric)::text \
+             ELSE regexp_replace(replace({quoted}::text, 'e+', 'e'), 'e(-?)0+', {back}) END",
+            low = PLAIN_FLOATS.start,
+            high = PLAIN_FLOATS.end,
+            back = quote_literal("e\\1"),
+        ),
+        DataType::Json => return None,
     })
 }
 
@@ -186,10 +198,10 @@ mod tests {
     }
 
     #[test]
-    fn floats_and_json_are_left_to_dmp() {
+    fn json_is_left_to_dmp() {
         let mut q = query();
         q.columns[1].data_type = DataType::Float64;
-        assert!(buckets_sql("public", &q).is_none());
+        assert!(buckets_sql("public", &q).is_some());
         q.columns[1].data_type = DataType::Json;
         assert!(rows_sql("public", &q).is_none());
     }
