@@ -6,3 +6,4 @@ mod crash;
 mod every_type;
 mod incremental;
 mod schema;
+mod verify;

@@ -161,6 +161,17 @@ fn print_table(t: &TableReport) {
             f.target_rows
         ),
     }
+    for (rows, side) in [
+        (f.unreadable_source_rows, "source"),
+        (f.unreadable_target_rows, "target"),
+    ] {
+        if rows > 0 {
+            println!(
+                "    {rows} {side} rows could not be read (a value dmp refuses; the run \
+                 dead-letters them): not compared"
+            );
+        }
+    }
     if let Some(repair) = &t.repair {
         println!(
             "    repaired {} differences: {} rows written, {} deleted, {} refused",

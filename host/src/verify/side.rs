@@ -61,26 +61,28 @@ impl Side {
     }
 
     /// The checksums of the buckets of `group` key-digest digits, among the
-    /// rows the filters select.
+    /// rows the filters select, and how many rows could not be read (a
+    /// value dmp's reader or a transform refused: never compared).
     pub(super) async fn buckets(
         &self,
         group: usize,
         within: Option<&[String]>,
         below: Option<&str>,
-    ) -> Result<BTreeMap<String, BucketSum>> {
+    ) -> Result<(BTreeMap<String, BucketSum>, u64)> {
         let query = self.query(group, within, below);
         if self.in_database()
             && let Some(db) = self.source.checksums()
         {
-            return Ok(db.buckets(&query).await?.into_iter().collect());
+            return Ok((db.buckets(&query).await?.into_iter().collect(), 0));
         }
         let mut buckets: BTreeMap<String, BucketSum> = BTreeMap::new();
-        self.scan(&query, |key, digest, _| {
-            let prefix = key.get(..group).unwrap_or(key);
-            buckets.entry(prefix.to_string()).or_default().add(digest);
-        })
-        .await?;
-        Ok(buckets)
+        let refused = self
+            .scan(&query, |key, digest, _| {
+                let prefix = key.get(..group).unwrap_or(key);
+                buckets.entry(prefix.to_string()).or_default().add(digest);
+            })
+            .await?;
+        Ok((buckets, refused))
     }
 
     /// The rows the filters select.
@@ -101,12 +103,13 @@ impl Side {
     }
 
     /// Reads the whole table, hands on the rows the query's filters select
-    /// with their key digest and row digest.
+    /// with their key digest and row digest; gives the number of rows that
+    /// could not be read.
     async fn scan(
         &self,
         query: &ChecksumQuery,
         mut found: impl FnMut(&str, u64, CanonRow),
-    ) -> Result<()> {
+    ) -> Result<u64> {
         let chunks = match self
             .source
             .plan_snapshot(&self.schema, self.chunk_rows)
@@ -167,10 +170,10 @@ impl Side {
                 table = %self.schema.name,
                 side = self.role,
                 rows = refused,
-                "rows the reader or a transform refused are not compared (see the dead-letter store)"
+                "rows the reader or a transform refused are not compared"
             );
         }
-        Ok(())
+        Ok(refused)
     }
 }
 

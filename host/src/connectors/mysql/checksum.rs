@@ -52,10 +52,11 @@ fn canonical_expr(quoted: &str, t: &DataType, read: Option<ReadColumn>) -> Optio
         DataType::Text { .. } => format!("CONVERT({quoted} USING utf8mb4)"),
         DataType::Uuid => format!("LOWER(CAST({quoted} AS CHAR))"),
         DataType::Bytes => format!("CONCAT({}, LOWER(HEX({quoted})))", literal("\\x")),
-        DataType::Date => format!("DATE_FORMAT({quoted}, '%Y-%m-%d')"),
+        // Zero dates read as NULL (the reader's documented policy).
+        DataType::Date => zero_date_null(quoted, "%Y-%m-%d"),
         DataType::Time => format!("TIME_FORMAT({quoted}, '%H:%i:%s.%f')"),
         DataType::Timestamp | DataType::TimestampTz => {
-            format!("DATE_FORMAT({quoted}, '%Y-%m-%d %H:%i:%s.%f')")
+            zero_date_null(quoted, "%Y-%m-%d %H:%i:%s.%f")
         }
         // Shortest digits held exactly by a DECIMAL(65,30) in the plain
         // range; beyond, MySQL's own text, which is in exponent form except
@@ -82,6 +83,13 @@ fn canonical_expr(quoted: &str, t: &DataType, read: Option<ReadColumn>) -> Optio
     })
 }
 
+fn zero_date_null(quoted: &str, format: &str) -> String {
+    format!(
+        "CASE WHEN MONTH({quoted}) = 0 OR DAYOFMONTH({quoted}) = 0 THEN NULL \
+         ELSE DATE_FORMAT({quoted}, '{format}') END"
+    )
+}
+
 fn expr(c: &CompareColumn, reads: &HashMap<String, ReadColumn>) -> Option<String> {
     canonical_expr(&quote(&c.name), &c.data_type, reads.get(&c.name).copied())
 }
@@ -95,8 +103,7 @@ fn parts(columns: &[CompareColumn], reads: &HashMap<String, ReadColumn>) -> Opti
     for c in columns {
         let text = expr(c, reads)?;
         out.push(format!(
-            "IF({} IS NULL, '~', CONCAT(CHAR_LENGTH({text}), ':', {text}))",
-            quote(&c.name)
+            "COALESCE(CONCAT(CHAR_LENGTH({text}), ':', {text}), '~')"
         ));
     }
     Some(format!("CONCAT({})", out.join(", ")))

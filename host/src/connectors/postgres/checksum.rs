@@ -56,10 +56,9 @@ fn parts(columns: &[CompareColumn]) -> Option<String> {
     }
     let mut out = Vec::with_capacity(columns.len());
     for c in columns {
-        let quoted = quote_ident(&c.name);
-        let text = canonical_expr(&quoted, &c.data_type)?;
+        let text = canonical_expr(&quote_ident(&c.name), &c.data_type)?;
         out.push(format!(
-            "CASE WHEN {quoted} IS NULL THEN '~' ELSE length({text})::text || ':' || {text} END"
+            "COALESCE(length({text})::text || ':' || {text}, '~')"
         ));
     }
     Some(out.join(" || "))
@@ -186,9 +185,10 @@ mod tests {
     fn bucket_queries_hash_key_and_row() {
         let sql = buckets_sql("public", &query()).expect("hashable");
         assert!(sql.contains("md5(kp || rp)"), "{sql}");
-        assert!(sql.contains(
-            "CASE WHEN \"at\" IS NULL THEN '~' ELSE length(to_char(\"at\" AT TIME ZONE 'UTC'"
-        ));
+        assert!(
+            sql.contains("COALESCE(length(to_char(\"at\" AT TIME ZONE 'UTC'"),
+            "{sql}"
+        );
         assert!(
             sql.contains("substr(k, 1, 3) < '800' COLLATE \"C\""),
             "{sql}"
