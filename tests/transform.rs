@@ -160,6 +160,35 @@ config = {{ where = "status != 'cancelled' and amount > 100" }}
         refused[0].1
     );
 
+    // Verify compares the target with the source's rows as the transforms
+    // make them; the order a transform refused is counted, not compared.
+    let out = run_dmp(dir.path(), &["verify", "p.toml", "--json"]);
+    assert_exit(&out, 1);
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json report");
+    let tables = report["tables"].as_array().expect("tables");
+    let (orders, people) = (&tables[0], &tables[1]);
+    assert_eq!(people["status"], "equal", "{report}");
+    assert_eq!(people["source_hashing"], "dmp");
+    assert_eq!(orders["unreadable_source_rows"], 1, "{report}");
+    assert_eq!(orders["missing_in_target"], 0, "{report}");
+    assert_eq!(orders["extra_in_target"], 0, "{report}");
+    // A changed row is named, in the transformed column, and repaired.
+    let conn = rusqlite::Connection::open(&target).expect("open target");
+    conn.execute("UPDATE people SET state = 'gone' WHERE id = 1", [])
+        .expect("update");
+    let out = run_dmp(dir.path(), &["verify", "p.toml", "--tables", "people"]);
+    assert_exit(&out, 1);
+    assert!(
+        text(&out.stdout).contains("id=\"1\": state: source \"active\", target \"gone\""),
+        "{}",
+        text(&out.stdout)
+    );
+    let out = run_dmp(
+        dir.path(),
+        &["verify", "p.toml", "--tables", "people", "--repair"],
+    );
+    assert_exit(&out, 0);
+
     let plan = run_dmp(dir.path(), &["plan", "p.toml"]);
     assert_exit(&plan, 0);
     let plan = text(&plan.stdout);

@@ -23,6 +23,9 @@ use crate::model::DataType;
 pub struct CompareColumn {
     pub name: String,
     pub data_type: DataType,
+    /// Whether its part is length-prefixed (`canonical::length_prefixed`
+    /// of the source's type, so both sides frame it alike).
+    pub prefixed: bool,
 }
 
 /// What to hash: a table's compared columns, key columns first.
@@ -40,6 +43,23 @@ pub struct ChecksumQuery {
     /// Only rows whose key digest's first three hex digits sort below this
     /// (a sample of the key space); `None` for every row.
     pub below: Option<String>,
+    /// Range mode, for a key of one integer column (which every system
+    /// sorts alike): a bucket per range of key values (both ends included;
+    /// disjoint), named by its first value; the digest filters and `group`
+    /// do not apply.
+    pub ranges: Option<Vec<KeyRange>>,
+}
+
+/// Integer key values from the first to the last, both included.
+pub type KeyRange = (i64, i64);
+
+/// `(k BETWEEN a AND b OR …)` for `query`'s key ranges on column `key`.
+pub(crate) fn range_condition(ranges: &[KeyRange], key: &str) -> String {
+    let list: Vec<String> = ranges
+        .iter()
+        .map(|(first, last)| format!("{key} BETWEEN {first} AND {last}"))
+        .collect();
+    format!("({})", list.join(" OR "))
 }
 
 impl ChecksumQuery {
@@ -61,32 +81,38 @@ impl ChecksumQuery {
     }
 }
 
-/// The `WHERE …` clause (or nothing) of `query`'s filters on the key
+/// The `WHERE …` clause (or nothing) of `query`'s filters: on the key
 /// digest expression `k`, in SQL where `substr` takes a string's first
-/// characters and `collate` makes `<` compare bytes.
+/// characters and `collate` makes `<` compare bytes; or on the quoted key
+/// column `key` in range mode.
 pub(crate) fn digest_filters(
     query: &ChecksumQuery,
     k: &str,
+    key: &str,
     substr: &str,
     collate: &str,
 ) -> String {
     let mut conds = Vec::new();
-    if let Some(below) = &query.below {
-        conds.push(format!(
-            "{substr}({k}, 1, {}) < '{below}'{collate}",
-            below.len()
-        ));
-    }
-    if let Some(prefixes) = &query.within
-        && let Some(first) = prefixes.first()
-    {
-        // Hex digits only: safe as literals.
-        let list: Vec<String> = prefixes.iter().map(|p| format!("'{p}'")).collect();
-        conds.push(format!(
-            "{substr}({k}, 1, {}) IN ({})",
-            first.len(),
-            list.join(", ")
-        ));
+    if let Some(ranges) = &query.ranges {
+        conds.push(range_condition(ranges, key));
+    } else {
+        if let Some(below) = &query.below {
+            conds.push(format!(
+                "{substr}({k}, 1, {}) < '{below}'{collate}",
+                below.len()
+            ));
+        }
+        if let Some(prefixes) = &query.within
+            && let Some(first) = prefixes.first()
+        {
+            // Hex digits only: safe as literals.
+            let list: Vec<String> = prefixes.iter().map(|p| format!("'{p}'")).collect();
+            conds.push(format!(
+                "{substr}({k}, 1, {}) IN ({})",
+                first.len(),
+                list.join(", ")
+            ));
+        }
     }
     if conds.is_empty() {
         String::new()
@@ -119,6 +145,10 @@ pub trait Checksums: Send + Sync {
     /// The non-empty buckets the query selects, with their checksums.
     async fn buckets(&self, query: &ChecksumQuery) -> Result<Vec<(String, BucketSum)>>;
 
+    /// The smallest and largest value of the integer key column `column`
+    /// (range mode); `None` for an empty table.
+    async fn key_span(&self, table: &str, column: &str) -> Result<Option<KeyRange>>;
+
     /// The rows the query selects, each column's canonical text (`None` for
     /// NULL) in the query's column order.
     async fn rows(&self, query: &ChecksumQuery) -> Result<Vec<Vec<Option<String>>>>;
@@ -137,6 +167,7 @@ mod tests {
             group: 6,
             within: Some(vec!["0ab".into(), "f00".into()]),
             below: None,
+            ranges: None,
         };
         assert!(query.selects("0ab123"));
         assert!(query.selects("f00fff"));

@@ -24,6 +24,7 @@ use crate::connectors::{
     CompareColumn, Source, SourceOptions, Start, TargetOptions, open_source, open_target,
 };
 use crate::error::{Error, Result};
+use crate::model::canonical::length_prefixed;
 use crate::model::{Column, TableSchema, TableSelection};
 use crate::transform::{PluginRuntime, TransformChain, open_chains};
 
@@ -122,7 +123,6 @@ pub async fn verify(pipeline: &Pipeline, options: &VerifyOptions) -> Result<Veri
     let (_runtime, chains) = open_transform_chains(pipeline, &schemas).await?;
     let all = TableSelection::new(&["*".to_string()], &[]).map_err(Error::Config)?;
     let target_tables = target_reader.discover(&all).await?;
-    let below = options.sample_percent.and_then(sample_prefix);
     let mut tables = Vec::with_capacity(schemas.len());
     for schema in schemas {
         let chain = chains.get(&schema.name).filter(|c| !c.is_empty()).cloned();
@@ -151,7 +151,7 @@ pub async fn verify(pipeline: &Pipeline, options: &VerifyOptions) -> Result<Veri
                 Arc::new(target_schema.clone()),
                 chain,
             );
-            pair.verify(pipeline, options, below.as_deref()).await
+            pair.verify(pipeline, options).await
         }
         .instrument(span)
         .await?;
@@ -175,12 +175,6 @@ pub async fn verify(pipeline: &Pipeline, options: &VerifyOptions) -> Result<Veri
 
 fn millis(since: Instant) -> u64 {
     u64::try_from(since.elapsed().as_millis()).unwrap_or(u64::MAX)
-}
-
-/// The first three key-digest digits below which a `percent` sample lies.
-fn sample_prefix(percent: f64) -> Option<String> {
-    let buckets = (4096.0 * percent / 100.0).ceil().clamp(1.0, 4096.0) as u32;
-    (buckets < 4096).then(|| format!("{buckets:03x}"))
 }
 
 async fn open_transform_chains(
@@ -324,7 +318,7 @@ impl TablePair {
             &schema,
             matched
                 .iter()
-                .map(|&(i, _)| compare_column(&output.columns[i]))
+                .map(|&(i, _)| compare_column(&output.columns[i], &output.columns[i]))
                 .collect(),
             matched.iter().map(|&(i, _)| i).collect(),
             chain,
@@ -335,7 +329,7 @@ impl TablePair {
             &target_schema,
             matched
                 .iter()
-                .map(|&(_, j)| compare_column(&target_schema.columns[j]))
+                .map(|&(i, j)| compare_column(&target_schema.columns[j], &output.columns[i]))
                 .collect(),
             matched.iter().map(|&(_, j)| j).collect(),
             None,
@@ -378,12 +372,8 @@ impl TablePair {
         }
     }
 
-    async fn verify(
-        &self,
-        pipeline: &Pipeline,
-        options: &VerifyOptions,
-        below: Option<&str>,
-    ) -> Result<TableReport> {
+    async fn verify(&self, pipeline: &Pipeline, options: &VerifyOptions) -> Result<TableReport> {
+        let sample = options.sample_percent;
         let started = Instant::now();
         let max_listed = options.max_listed;
         let mut repair_summary = None;
@@ -412,7 +402,7 @@ impl TablePair {
                 &self.source,
                 &self.target,
                 &self.names,
-                below,
+                sample,
                 max_listed,
                 |diffs| repairer.fix(diffs),
             )
@@ -441,7 +431,7 @@ impl TablePair {
                 &self.source,
                 &fresh,
                 &self.names,
-                below,
+                sample,
                 max_listed,
                 |_| async { Ok(()) },
             )
@@ -451,7 +441,7 @@ impl TablePair {
                 &self.source,
                 &self.target,
                 &self.names,
-                below,
+                sample,
                 max_listed,
                 |_| async { Ok(()) },
             )
@@ -483,22 +473,11 @@ impl TablePair {
     }
 }
 
-fn compare_column(c: &Column) -> CompareColumn {
+/// Column `c` of one side, framed by `reference`, the source's column.
+fn compare_column(c: &Column, reference: &Column) -> CompareColumn {
     CompareColumn {
         name: c.name.clone(),
         data_type: c.data_type,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn samples_take_a_share_of_the_key_space() {
-        assert_eq!(sample_prefix(100.0), None);
-        assert_eq!(sample_prefix(50.0).as_deref(), Some("800"));
-        assert_eq!(sample_prefix(0.001).as_deref(), Some("001"));
-        assert_eq!(sample_prefix(10.0).as_deref(), Some("19a"));
+        prefixed: length_prefixed(&reference.data_type),
     }
 }

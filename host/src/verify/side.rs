@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use tracing::warn;
 
+use crate::connectors::checksum::KeyRange;
 use crate::connectors::{BucketSum, ChecksumQuery, CompareColumn, Source};
 use crate::error::{Error, Result};
 use crate::model::canonical::{canonical_text, push_part, row_digests};
@@ -48,7 +49,62 @@ impl Side {
             group,
             within: within.map(<[String]>::to_vec),
             below: below.map(str::to_string),
+            ranges: None,
         }
+    }
+
+    /// Whether the key is one integer column, which every system sorts
+    /// alike: then both databases can checksum key ranges.
+    pub(super) fn integer_key(&self) -> bool {
+        self.key_columns == 1
+            && matches!(
+                self.reference.first(),
+                Some(DataType::Int16 | DataType::Int32 | DataType::Int64)
+            )
+    }
+
+    fn database(&self) -> Result<&dyn crate::connectors::Checksums> {
+        self.source
+            .checksums()
+            .filter(|_| self.in_database())
+            .ok_or_else(|| {
+                Error::Unsupported(format!(
+                    "table {}: the {} cannot checksum key ranges",
+                    self.schema.name, self.role
+                ))
+            })
+    }
+
+    /// The smallest and largest key (range mode).
+    pub(super) async fn key_span(&self) -> Result<Option<KeyRange>> {
+        let key = self.columns.first().map_or("", |c| c.name.as_str());
+        self.database()?.key_span(&self.schema.name, key).await
+    }
+
+    fn ranged(&self, ranges: &[KeyRange]) -> ChecksumQuery {
+        ChecksumQuery {
+            ranges: Some(ranges.to_vec()),
+            ..self.query(0, None, None)
+        }
+    }
+
+    /// The checksums of key ranges, by their first key (range mode).
+    pub(super) async fn range_sums(
+        &self,
+        ranges: &[KeyRange],
+    ) -> Result<BTreeMap<String, BucketSum>> {
+        let query = self.ranged(ranges);
+        Ok(self
+            .database()?
+            .buckets(&query)
+            .await?
+            .into_iter()
+            .collect())
+    }
+
+    /// The rows of key ranges (range mode).
+    pub(super) async fn range_rows(&self, ranges: &[KeyRange]) -> Result<Vec<CanonRow>> {
+        self.database()?.rows(&self.ranged(ranges)).await
     }
 
     /// Whether the database computes this side's checksums.
@@ -155,7 +211,7 @@ impl Side {
                             )
                         })
                         .collect();
-                    let (key, digest) = digests(&row, self.key_columns);
+                    let (key, digest) = digests(&row, &self.columns, self.key_columns);
                     if query.selects(&key) {
                         found(&key, digest, row);
                     }
@@ -196,14 +252,15 @@ fn spell(value: &Value, own: &DataType, reference: &DataType) -> Option<String> 
 }
 
 /// The key digest (hex) and the row digest's 60 bits of a canonical row.
-pub(super) fn digests(row: &[Option<String>], key_columns: usize) -> (String, u64) {
-    let (key, rest) = row.split_at(key_columns.min(row.len()));
+pub(super) fn digests(
+    row: &[Option<String>],
+    columns: &[CompareColumn],
+    key_columns: usize,
+) -> (String, u64) {
     let (mut kp, mut rp) = (String::new(), String::new());
-    for text in key {
-        push_part(&mut kp, text.as_deref());
-    }
-    for text in rest {
-        push_part(&mut rp, text.as_deref());
+    for (i, (text, column)) in row.iter().zip(columns).enumerate() {
+        let part = if i < key_columns { &mut kp } else { &mut rp };
+        push_part(part, text.as_deref(), column.prefixed);
     }
     row_digests(&kp, &rp)
 }
@@ -212,7 +269,8 @@ pub(super) fn digests(row: &[Option<String>], key_columns: usize) -> (String, u6
 pub(super) fn key_of(row: &[Option<String>], key_columns: usize) -> String {
     let mut out = String::new();
     for text in &row[..key_columns.min(row.len())] {
-        push_part(&mut out, text.as_deref());
+        // Length-prefixed whatever the type: unambiguous in any case.
+        push_part(&mut out, text.as_deref(), true);
     }
     out
 }

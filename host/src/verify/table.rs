@@ -3,13 +3,14 @@
 //! the key digest) until each holds few rows, and those rows are fetched
 //! from both sides and matched by key, naming each difference.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use serde::Serialize;
 use tracing::{Instrument, debug, info_span};
 
 use super::side::{CanonRow, Side, key_of};
 use crate::connectors::BucketSum;
+use crate::connectors::checksum::KeyRange;
 use crate::error::Result;
 
 /// Key-digest digits of the first level: 4096 buckets.
@@ -20,8 +21,14 @@ const STEP: usize = 3;
 const LEAF_ROWS: u64 = 2_000;
 /// Rows fetched from each side per query, about.
 const FETCH_ROWS: u64 = 50_000;
-/// Bucket prefixes per query.
+/// Bucket prefixes (or key ranges) per query.
 const PREFIXES_PER_QUERY: usize = 1_000;
+/// Key ranges of the first level (range mode); a differing range is split
+/// into `SPLIT_RANGES`.
+const FIRST_RANGES: usize = 64;
+const SPLIT_RANGES: usize = 16;
+/// Key ranges per row fetch (each is an `OR`ed condition).
+const RANGES_PER_FETCH: usize = 200;
 /// The key digest has 32 hex digits.
 const DIGEST_DIGITS: usize = 32;
 
@@ -98,15 +105,49 @@ pub(super) async fn compare<F, Fut>(
     source: &Side,
     target: &Side,
     names: &[String],
-    below: Option<&str>,
+    sample_percent: Option<f64>,
     max_listed: usize,
-    mut fix: F,
+    fix: F,
 ) -> Result<Findings>
 where
     F: FnMut(Vec<Diff>) -> Fut,
     Fut: Future<Output = Result<()>>,
 {
     let mut findings = Findings::default();
+    let leaves = if source.integer_key() && source.in_database() && target.in_database() {
+        differing_ranges(source, target, sample_percent, &mut findings).await?
+    } else {
+        differing_digests(source, target, sample_percent, &mut findings).await?
+    };
+    settle(
+        source,
+        target,
+        leaves,
+        names,
+        max_listed,
+        &mut findings,
+        fix,
+    )
+    .await?;
+    Ok(findings)
+}
+
+/// What to fetch from both sides: rows of key-digest buckets, or of key
+/// ranges.
+enum Fetch {
+    Buckets(Vec<String>),
+    Ranges(Vec<KeyRange>),
+}
+
+/// Digest mode: buckets of the key digest, split by further digits.
+async fn differing_digests(
+    source: &Side,
+    target: &Side,
+    sample_percent: Option<f64>,
+    findings: &mut Findings,
+) -> Result<Vec<Fetch>> {
+    let below = sample_percent.and_then(sample_prefix);
+    let below = below.as_deref();
     let ((s, s_refused), (t, t_refused)) = tokio::try_join!(
         source.buckets(FIRST_GROUP, None, below),
         target.buckets(FIRST_GROUP, None, below)
@@ -115,15 +156,10 @@ where
     findings.unreadable_target_rows = t_refused;
     findings.source_rows = s.values().map(|b| b.rows).sum();
     findings.target_rows = t.values().map(|b| b.rows).sum();
+    findings.buckets = s.keys().chain(t.keys()).collect::<BTreeSet<_>>().len();
     let mut differing = differing_buckets(&s, &t);
-    findings.buckets = s
-        .keys()
-        .chain(t.keys())
-        .collect::<std::collections::BTreeSet<_>>()
-        .len();
     findings.differing_buckets = differing.len();
     let mut group = FIRST_GROUP;
-    // Leaf buckets to fetch, by prefix length, with their larger row count.
     let mut leaves: Vec<(String, u64)> = Vec::new();
     while !differing.is_empty() {
         let (leaf, split): (Vec<_>, Vec<_>) = differing
@@ -141,7 +177,8 @@ where
         );
         differing = Vec::new();
         for part in split.chunks(PREFIXES_PER_QUERY) {
-            let within: Vec<String> = part.iter().map(|(p, _)| p.clone()).collect();
+            let mut within: Vec<String> = part.iter().map(|(p, _)| p.clone()).collect();
+            within.sort();
             let ((s, _), (t, _)) = tokio::try_join!(
                 source.buckets(next, Some(&within), None),
                 target.buckets(next, Some(&within), None)
@@ -150,13 +187,109 @@ where
         }
         group = next;
     }
+    Ok(fetch_batches(leaves)
+        .into_iter()
+        .map(Fetch::Buckets)
+        .collect())
+}
+
+/// Range mode (a key of one integer column, hashed in both databases):
+/// checksums per key range, differing ranges split into narrower ones.
+async fn differing_ranges(
+    source: &Side,
+    target: &Side,
+    sample_percent: Option<f64>,
+    findings: &mut Findings,
+) -> Result<Vec<Fetch>> {
+    let (s_span, t_span) = tokio::try_join!(source.key_span(), target.key_span())?;
+    let (first, last) = match (s_span, t_span) {
+        (None, None) => return Ok(Vec::new()),
+        (Some(a), None) | (None, Some(a)) => a,
+        (Some(a), Some(b)) => (a.0.min(b.0), a.1.max(b.1)),
+    };
+    let mut ranges = split_range(first, last, FIRST_RANGES);
+    if let Some(percent) = sample_percent {
+        ranges = sample_ranges(ranges, percent);
+    }
+    findings.buckets = ranges.len();
+    let mut differing = Vec::new();
+    let mut level = ranges;
+    let mut leaves: Vec<(KeyRange, u64)> = Vec::new();
+    let mut first_level = true;
+    while !level.is_empty() {
+        for part in level.chunks(PREFIXES_PER_QUERY) {
+            let (s, t) = tokio::try_join!(source.range_sums(part), target.range_sums(part))?;
+            if first_level {
+                findings.source_rows += s.values().map(|b| b.rows).sum::<u64>();
+                findings.target_rows += t.values().map(|b| b.rows).sum::<u64>();
+            }
+            let by_first: HashMap<String, KeyRange> =
+                part.iter().map(|r| (r.0.to_string(), *r)).collect();
+            for (id, rows) in differing_buckets(&s, &t) {
+                if let Some(range) = by_first.get(&id) {
+                    differing.push((*range, rows));
+                }
+            }
+        }
+        if first_level {
+            findings.differing_buckets = differing.len();
+            first_level = false;
+        }
+        let (leaf, split): (Vec<_>, Vec<_>) = std::mem::take(&mut differing)
+            .into_iter()
+            .partition(|((a, b), rows)| *rows <= LEAF_ROWS || a == b);
+        leaves.extend(leaf);
+        debug!(ranges = split.len(), "splitting differing key ranges");
+        level = split
+            .into_iter()
+            .flat_map(|((a, b), _)| split_range(a, b, SPLIT_RANGES))
+            .collect();
+    }
     leaves.sort();
-    for batch in fetch_batches(leaves) {
-        let span = info_span!("fetch", buckets = batch.len());
-        let (s, t) =
-            async { tokio::try_join!(source.rows(&batch, None), target.rows(&batch, None)) }
-                .instrument(span)
-                .await?;
+    let mut out = Vec::new();
+    let (mut batch, mut rows) = (Vec::new(), 0);
+    for (range, n) in leaves {
+        if !batch.is_empty() && (rows + n > FETCH_ROWS || batch.len() >= RANGES_PER_FETCH) {
+            out.push(Fetch::Ranges(std::mem::take(&mut batch)));
+            rows = 0;
+        }
+        batch.push(range);
+        rows += n;
+    }
+    if !batch.is_empty() {
+        out.push(Fetch::Ranges(batch));
+    }
+    Ok(out)
+}
+
+/// Fetches the rows of the differing leaves from both sides, pairs them
+/// and counts, lists and hands on the differences.
+async fn settle<F, Fut>(
+    source: &Side,
+    target: &Side,
+    fetches: Vec<Fetch>,
+    names: &[String],
+    max_listed: usize,
+    findings: &mut Findings,
+    mut fix: F,
+) -> Result<()>
+where
+    F: FnMut(Vec<Diff>) -> Fut,
+    Fut: Future<Output = Result<()>>,
+{
+    for fetch in fetches {
+        let (s, t) = match &fetch {
+            Fetch::Buckets(prefixes) => {
+                async { tokio::try_join!(source.rows(prefixes, None), target.rows(prefixes, None)) }
+                    .instrument(info_span!("fetch", buckets = prefixes.len()))
+                    .await?
+            }
+            Fetch::Ranges(ranges) => {
+                async { tokio::try_join!(source.range_rows(ranges), target.range_rows(ranges)) }
+                    .instrument(info_span!("fetch", ranges = ranges.len()))
+                    .await?
+            }
+        };
         let diffs = match_rows(s, t, source.key_columns);
         for diff in &diffs {
             match diff {
@@ -174,7 +307,41 @@ where
             fix(diffs).await?;
         }
     }
-    Ok(findings)
+    Ok(())
+}
+
+/// Splits `first..=last` into at most `parts` ranges of about equal width.
+fn split_range(first: i64, last: i64, parts: usize) -> Vec<KeyRange> {
+    let width = (i128::from(last) - i128::from(first) + 1).max(1);
+    let parts = i128::try_from(parts.max(1)).unwrap_or(1).min(width);
+    (0..parts)
+        .map(|i| {
+            let lo = i128::from(first) + width * i / parts;
+            let hi = i128::from(first) + width * (i + 1) / parts - 1;
+            (
+                i64::try_from(lo).unwrap_or(i64::MAX),
+                i64::try_from(hi).unwrap_or(i64::MAX),
+            )
+        })
+        .collect()
+}
+
+/// About `percent` of the ranges, spread over the key space.
+fn sample_ranges(ranges: Vec<KeyRange>, percent: f64) -> Vec<KeyRange> {
+    let n = ranges.len();
+    let keep = ((n as f64) * percent / 100.0).ceil().clamp(1.0, n as f64) as usize;
+    ranges
+        .into_iter()
+        .enumerate()
+        .filter(|(i, _)| i * keep / n != (i + 1) * keep / n)
+        .map(|(_, r)| r)
+        .collect()
+}
+
+/// The first three key-digest digits below which a `percent` sample lies.
+pub(super) fn sample_prefix(percent: f64) -> Option<String> {
+    let buckets = (4096.0 * percent / 100.0).ceil().clamp(1.0, 4096.0) as u32;
+    (buckets < 4096).then(|| format!("{buckets:03x}"))
 }
 
 /// Buckets whose checksums differ, with the larger of their row counts.
@@ -360,6 +527,27 @@ mod tests {
             d,
             vec![("bbb".into(), 1), ("ccc".into(), 1), ("ddd".into(), 3)]
         );
+    }
+
+    #[test]
+    fn key_ranges_split_evenly_and_cover_all() {
+        assert_eq!(split_range(1, 10, 2), vec![(1, 5), (6, 10)]);
+        assert_eq!(split_range(1, 1, 4), vec![(1, 1)]);
+        assert_eq!(split_range(-5, 4, 3), vec![(-5, -3), (-2, 0), (1, 4)]);
+        let wide = split_range(i64::MIN, i64::MAX, 2);
+        assert_eq!(wide, vec![(i64::MIN, -1), (0, i64::MAX)]);
+    }
+
+    #[test]
+    fn samples_take_a_share_of_the_key_space() {
+        assert_eq!(sample_prefix(100.0), None);
+        assert_eq!(sample_prefix(50.0).as_deref(), Some("800"));
+        assert_eq!(sample_prefix(0.001).as_deref(), Some("001"));
+        assert_eq!(sample_prefix(10.0).as_deref(), Some("19a"));
+        let ranges = split_range(1, 64, 64);
+        assert_eq!(sample_ranges(ranges.clone(), 50.0).len(), 32);
+        assert_eq!(sample_ranges(ranges.clone(), 100.0), ranges);
+        assert_eq!(sample_ranges(ranges, 0.1).len(), 1);
     }
 
     #[test]

@@ -6,6 +6,7 @@
 use std::collections::HashMap;
 
 use async_trait::async_trait;
+use futures_util::{StreamExt, TryStreamExt};
 use mysql_async::prelude::Queryable;
 
 use super::catalog::ReadColumn;
@@ -13,7 +14,7 @@ use super::source::MysqlSource;
 use super::sql::{literal, quote};
 use super::types::{ReadAs, Wire};
 use crate::connectors::checksum::{
-    BucketSum, ChecksumQuery, Checksums, CompareColumn, digest_filters,
+    BucketSum, ChecksumQuery, Checksums, CompareColumn, KeyRange, digest_filters,
 };
 use crate::error::{Error, Result, ResultExt};
 use crate::model::DataType;
@@ -102,31 +103,49 @@ fn parts(columns: &[CompareColumn], reads: &HashMap<String, ReadColumn>) -> Opti
     let mut out = Vec::with_capacity(columns.len());
     for c in columns {
         let text = expr(c, reads)?;
-        out.push(format!(
-            "COALESCE(CONCAT(CHAR_LENGTH({text}), ':', {text}), '~')"
-        ));
+        out.push(if c.prefixed {
+            format!("COALESCE(CONCAT(CHAR_LENGTH({text}), ':', {text}), '~')")
+        } else {
+            format!("COALESCE(CONCAT({text}, ','), '~')")
+        });
     }
     Some(format!("CONCAT({})", out.join(", ")))
 }
 
 /// `WHERE …` on the key digest `k` for the query's filters.
 fn filters(query: &ChecksumQuery, k: &str) -> String {
-    digest_filters(query, k, "SUBSTRING", "")
+    let key = query
+        .columns
+        .first()
+        .map(|c| quote(&c.name))
+        .unwrap_or_default();
+    digest_filters(query, k, &key, "SUBSTRING", "")
 }
 
+/// Digest mode: one row per bucket, without a derived table (MariaDB
+/// would materialize one, a million rows of digests, before grouping).
+/// Range mode: the one row of the query's (single) range, named by its
+/// first key value.
 fn buckets_sql(query: &ChecksumQuery, reads: &HashMap<String, ReadColumn>) -> Option<String> {
     let (key, rest) = query.columns.split_at(query.key_columns);
     let (kp, rp) = (parts(key, reads)?, parts(rest, reads)?);
-    Some(format!(
-        "SELECT SUBSTRING(k, 1, {group}), COUNT(*), \
-         CAST(SUM(CAST(CONV(SUBSTRING(r, 1, 15), 16, 10) AS UNSIGNED)) AS CHAR) \
-         FROM (SELECT MD5(kp) AS k, MD5(CONCAT(kp, rp)) AS r \
-               FROM (SELECT {kp} AS kp, {rp} AS rp FROM {table}) AS p) AS d{filters} \
-         GROUP BY 1",
-        group = query.group,
-        table = quote(&query.table),
-        filters = filters(query, "k"),
-    ))
+    let k = format!("MD5({kp})");
+    let sum = format!(
+        "CAST(COALESCE(SUM(CAST(CONV(SUBSTRING(MD5(CONCAT({kp}, {rp})), 1, 15), 16, 10) \
+         AS UNSIGNED)), 0) AS CHAR)"
+    );
+    let table = quote(&query.table);
+    let filters = filters(query, &k);
+    Some(match &query.ranges {
+        Some(ranges) => format!(
+            "SELECT '{}', COUNT(*), {sum} FROM {table}{filters}",
+            ranges.first()?.0
+        ),
+        None => format!(
+            "SELECT SUBSTRING({k}, 1, {group}) AS b, COUNT(*), {sum} FROM {table}{filters} GROUP BY b",
+            group = query.group,
+        ),
+    })
 }
 
 fn rows_sql(query: &ChecksumQuery, reads: &HashMap<String, ReadColumn>) -> Option<String> {
@@ -144,23 +163,23 @@ fn rows_sql(query: &ChecksumQuery, reads: &HashMap<String, ReadColumn>) -> Optio
     ))
 }
 
+fn unhashable(query: &ChecksumQuery) -> Error {
+    Error::Unsupported(format!(
+        "table {}: a column type MySQL cannot hash canonically",
+        query.table
+    ))
+}
+
 impl MysqlSource {
     /// Runs a checksum query, every cell as text.
     async fn text_rows(
         &self,
-        query: &ChecksumQuery,
-        render: fn(&ChecksumQuery, &HashMap<String, ReadColumn>) -> Option<String>,
+        table: &str,
+        sql: String,
         what: &str,
     ) -> Result<Vec<Vec<Option<String>>>> {
-        let reads = self.read_columns(&query.table).await?;
-        let sql = render(query, &reads).ok_or_else(|| {
-            Error::Unsupported(format!(
-                "table {}: a column type MySQL cannot hash canonically",
-                query.table
-            ))
-        })?;
         let (mut conn, place) = self.checksum_conn().await?;
-        let ctx = || format!("{place}: {what} of table {}", query.table);
+        let ctx = || format!("{place}: {what} of table {table}");
         let rows: Vec<mysql_async::Row> = conn.query(sql).await.context(ctx)?;
         rows.into_iter()
             .map(|row| {
@@ -185,29 +204,69 @@ impl Checksums for MysqlSource {
     }
 
     async fn buckets(&self, query: &ChecksumQuery) -> Result<Vec<(String, BucketSum)>> {
-        let rows = self.text_rows(query, buckets_sql, "checksums").await?;
+        let reads = self.read_columns(&query.table).await?;
+        // MySQL runs a query on one core: in range mode, one query per
+        // range, as many at once as this source has readers.
+        let queries: Vec<ChecksumQuery> = match &query.ranges {
+            Some(ranges) => ranges
+                .iter()
+                .map(|r| ChecksumQuery {
+                    ranges: Some(vec![*r]),
+                    ..query.clone()
+                })
+                .collect(),
+            None => vec![query.clone()],
+        };
+        let mut sqls = Vec::with_capacity(queries.len());
+        for q in &queries {
+            sqls.push(buckets_sql(q, &reads).ok_or_else(|| unhashable(query))?);
+        }
+        let results: Vec<Vec<Vec<Option<String>>>> = futures_util::stream::iter(sqls)
+            .map(|sql| self.text_rows(&query.table, sql, "checksums"))
+            .buffer_unordered(self.readers())
+            .try_collect()
+            .await?;
         let bad = |what: &str| {
             Error::Data(format!(
                 "table {}: the server returned checksum {what}",
                 query.table
             ))
         };
-        rows.into_iter()
-            .map(|cells| match cells.as_slice() {
-                [Some(bucket), Some(rows), Some(sum)] => Ok((
-                    bucket.clone(),
-                    BucketSum {
-                        rows: rows.parse().map_err(|_| bad(rows))?,
-                        sum: sum.parse().map_err(|_| bad(sum))?,
-                    },
-                )),
-                _ => Err(bad("NULL")),
-            })
-            .collect()
+        let mut buckets = Vec::new();
+        for cells in results.into_iter().flatten() {
+            match cells.as_slice() {
+                [Some(bucket), Some(rows), Some(sum)] => {
+                    let rows = rows.parse::<u64>().map_err(|_| bad(rows))?;
+                    let sum = sum.parse::<u128>().map_err(|_| bad(sum))?;
+                    if rows > 0 {
+                        buckets.push((bucket.clone(), BucketSum { rows, sum }));
+                    }
+                }
+                _ => return Err(bad("NULL")),
+            }
+        }
+        Ok(buckets)
+    }
+
+    async fn key_span(&self, table: &str, column: &str) -> Result<Option<KeyRange>> {
+        let column = quote(column);
+        let sql = format!(
+            "SELECT CAST(MIN({column}) AS CHAR), CAST(MAX({column}) AS CHAR) FROM {}",
+            quote(table)
+        );
+        let rows = self.text_rows(table, sql, "key range").await?;
+        let bound = |i: usize| {
+            rows.first()
+                .and_then(|r| r.get(i).cloned().flatten())
+                .and_then(|v| v.parse::<i64>().ok())
+        };
+        Ok(bound(0).zip(bound(1)))
     }
 
     async fn rows(&self, query: &ChecksumQuery) -> Result<Vec<Vec<Option<String>>>> {
-        self.text_rows(query, rows_sql, "rows to compare").await
+        let reads = self.read_columns(&query.table).await?;
+        let sql = rows_sql(query, &reads).ok_or_else(|| unhashable(query))?;
+        self.text_rows(&query.table, sql, "rows to compare").await
     }
 }
 
@@ -222,6 +281,7 @@ mod tests {
                 CompareColumn {
                     name: "id".into(),
                     data_type: DataType::Int64,
+                    prefixed: false,
                 },
                 CompareColumn {
                     name: "price".into(),
@@ -229,24 +289,46 @@ mod tests {
                         precision: Some(12),
                         scale: Some(2),
                     },
+                    prefixed: false,
                 },
             ],
             key_columns: 1,
             group: 3,
             within: None,
             below: Some("400".into()),
+            ranges: None,
         }
     }
 
     #[test]
     fn bucket_queries_hash_key_and_row() {
         let sql = buckets_sql(&query(), &HashMap::new()).expect("hashable");
-        assert!(sql.contains("MD5(CONCAT(kp, rp))"), "{sql}");
+        assert!(
+            sql.contains("MD5(CONCAT(CONCAT(COALESCE(CONCAT(CAST(`id` AS CHAR), ','), '~')),"),
+            "{sql}"
+        );
         assert!(
             sql.contains("TRIM(TRAILING '.' FROM TRIM(TRAILING '0' FROM CAST(`price` AS CHAR)))"),
             "{sql}"
         );
-        assert!(sql.contains("SUBSTRING(k, 1, 3) < '400'"), "{sql}");
+        assert!(
+            sql.contains(
+                "SUBSTRING(MD5(CONCAT(COALESCE(CONCAT(CAST(`id` AS CHAR), ','), '~'))), 1, 3) < '400'"
+            ),
+            "{sql}"
+        );
+    }
+
+    #[test]
+    fn range_queries_sum_one_key_range() {
+        let mut q = query();
+        q.ranges = Some(vec![(10, 19)]);
+        let sql = buckets_sql(&q, &HashMap::new()).expect("hashable");
+        assert!(sql.starts_with("SELECT '10', COUNT(*)"), "{sql}");
+        assert!(
+            sql.ends_with("FROM `t` WHERE (`id` BETWEEN 10 AND 19)"),
+            "{sql}"
+        );
     }
 
     #[test]

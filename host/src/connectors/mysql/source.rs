@@ -122,6 +122,11 @@ impl MysqlSource {
         self.inner.reads(table).await
     }
 
+    /// Sessions this source may hold at once for reading.
+    pub(super) fn readers(&self) -> usize {
+        self.inner.readers
+    }
+
     /// A session for `dmp verify`'s checksum queries, and the place to
     /// name in errors.
     pub(super) async fn checksum_conn(&self) -> Result<(Conn, &str)> {

@@ -4,12 +4,13 @@
 //! parallel workers on a large table.
 
 use async_trait::async_trait;
+use futures_util::{StreamExt, TryStreamExt};
 use sqlx::{AssertSqlSafe, Row as _};
 
 use super::source::PostgresSource;
 use super::sql::{qualified, quote_ident, quote_literal};
 use crate::connectors::checksum::{
-    BucketSum, ChecksumQuery, Checksums, CompareColumn, digest_filters,
+    BucketSum, ChecksumQuery, Checksums, CompareColumn, KeyRange, digest_filters,
 };
 use crate::error::{Error, Result, ResultExt};
 use crate::model::DataType;
@@ -57,29 +58,46 @@ fn parts(columns: &[CompareColumn]) -> Option<String> {
     let mut out = Vec::with_capacity(columns.len());
     for c in columns {
         let text = canonical_expr(&quote_ident(&c.name), &c.data_type)?;
-        out.push(format!(
-            "COALESCE(length({text})::text || ':' || {text}, '~')"
-        ));
+        out.push(if c.prefixed {
+            format!("COALESCE(length({text})::text || ':' || {text}, '~')")
+        } else {
+            format!("COALESCE({text} || ',', '~')")
+        });
     }
     Some(out.join(" || "))
 }
 
-/// `WHERE …` on the key digest `k` for the query's filters.
+/// `WHERE …` on the key digest `k` (or the key column, in range mode).
 fn filters(query: &ChecksumQuery, k: &str) -> String {
-    digest_filters(query, k, "substr", " COLLATE \"C\"")
+    let key = query
+        .columns
+        .first()
+        .map(|c| quote_ident(&c.name))
+        .unwrap_or_default();
+    digest_filters(query, k, &key, "substr", " COLLATE \"C\"")
 }
 
+/// Digest mode: one row per bucket. Range mode: the one row of the
+/// query's (single) range, named by its first key value.
 pub(super) fn buckets_sql(schema: &str, query: &ChecksumQuery) -> Option<String> {
     let (key, rest) = query.columns.split_at(query.key_columns);
     let (kp, rp) = (parts(key)?, parts(rest)?);
+    let table = qualified(schema, &query.table);
+    let sum = "COALESCE(sum(('x' || substr(r, 1, 15))::bit(60)::int8), 0)::text";
+    if let Some(ranges) = &query.ranges {
+        let first = ranges.first()?.0;
+        return Some(format!(
+            "SELECT '{first}', count(*)::int8, {sum} \
+             FROM (SELECT md5({kp} || {rp}) AS r FROM {table}{filters}) AS d",
+            filters = filters(query, ""),
+        ));
+    }
     Some(format!(
-        "SELECT substr(k, 1, {group}), count(*)::int8, \
-         sum(('x' || substr(r, 1, 15))::bit(60)::int8)::text \
+        "SELECT substr(k, 1, {group}), count(*)::int8, {sum} \
          FROM (SELECT md5(kp) AS k, md5(kp || rp) AS r \
                FROM (SELECT {kp} AS kp, {rp} AS rp FROM {table}) AS p) AS d{filters} \
          GROUP BY 1",
         group = query.group,
-        table = qualified(schema, &query.table),
         filters = filters(query, "k"),
     ))
 }
@@ -99,13 +117,8 @@ pub(super) fn rows_sql(schema: &str, query: &ChecksumQuery) -> Option<String> {
     ))
 }
 
-#[async_trait]
-impl Checksums for PostgresSource {
-    fn can_hash(&self, query: &ChecksumQuery) -> bool {
-        buckets_sql("", query).is_some()
-    }
-
-    async fn buckets(&self, query: &ChecksumQuery) -> Result<Vec<(String, BucketSum)>> {
+impl PostgresSource {
+    async fn bucket_query(&self, query: &ChecksumQuery) -> Result<Vec<(String, BucketSum)>> {
         let (pool, schema, place) = self.checksum_session();
         let sql = buckets_sql(schema, query).ok_or_else(|| unhashable(query))?;
         let ctx = || format!("{place}: checksums of table {}", query.table);
@@ -130,6 +143,55 @@ impl Checksums for PostgresSource {
             ));
         }
         Ok(out)
+    }
+}
+
+#[async_trait]
+impl Checksums for PostgresSource {
+    fn can_hash(&self, query: &ChecksumQuery) -> bool {
+        buckets_sql("", query).is_some()
+    }
+
+    async fn buckets(&self, query: &ChecksumQuery) -> Result<Vec<(String, BucketSum)>> {
+        let Some(ranges) = &query.ranges else {
+            return self.bucket_query(query).await;
+        };
+        // One query per range, as many at once as the pool has readers.
+        let (pool, _, _) = self.checksum_session();
+        let at_once = usize::try_from(pool.options().get_max_connections())
+            .unwrap_or(1)
+            .saturating_sub(1)
+            .max(1);
+        let queries: Vec<ChecksumQuery> = ranges
+            .iter()
+            .map(|r| ChecksumQuery {
+                ranges: Some(vec![*r]),
+                ..query.clone()
+            })
+            .collect();
+        let results: Vec<Vec<(String, BucketSum)>> = futures_util::stream::iter(queries)
+            .map(|q| async move { self.bucket_query(&q).await })
+            .buffer_unordered(at_once)
+            .try_collect()
+            .await?;
+        Ok(results
+            .into_iter()
+            .flatten()
+            .filter(|(_, b)| b.rows > 0)
+            .collect())
+    }
+
+    async fn key_span(&self, table: &str, column: &str) -> Result<Option<KeyRange>> {
+        let (pool, schema, place) = self.checksum_session();
+        let column = quote_ident(column);
+        let (first, last): (Option<i64>, Option<i64>) = sqlx::query_as(AssertSqlSafe(format!(
+            "SELECT min({column})::int8, max({column})::int8 FROM {}",
+            qualified(schema, table)
+        )))
+        .fetch_one(pool)
+        .await
+        .context(|| format!("{place}: key range of table {table}"))?;
+        Ok(first.zip(last))
     }
 
     async fn rows(&self, query: &ChecksumQuery) -> Result<Vec<Vec<Option<String>>>> {
@@ -168,16 +230,19 @@ mod tests {
                 CompareColumn {
                     name: "id".into(),
                     data_type: DataType::Int64,
+                    prefixed: false,
                 },
                 CompareColumn {
                     name: "at".into(),
                     data_type: DataType::TimestampTz,
+                    prefixed: false,
                 },
             ],
             key_columns: 1,
             group: 3,
             within: Some(vec!["0ab".into(), "f00".into()]),
             below: Some("800".into()),
+            ranges: None,
         }
     }
 
@@ -186,7 +251,9 @@ mod tests {
         let sql = buckets_sql("public", &query()).expect("hashable");
         assert!(sql.contains("md5(kp || rp)"), "{sql}");
         assert!(
-            sql.contains("COALESCE(length(to_char(\"at\" AT TIME ZONE 'UTC'"),
+            sql.contains(
+                "COALESCE(to_char(\"at\" AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US') || ',', '~')"
+            ),
             "{sql}"
         );
         assert!(
@@ -195,6 +262,16 @@ mod tests {
         );
         assert!(sql.contains("substr(k, 1, 3) IN ('0ab', 'f00')"), "{sql}");
         assert!(sql.contains("FROM \"public\".\"t\""), "{sql}");
+    }
+
+    #[test]
+    fn range_queries_sum_one_key_range() {
+        let mut q = query();
+        q.ranges = Some(vec![(10, 19)]);
+        let sql = buckets_sql("public", &q).expect("hashable");
+        assert!(sql.starts_with("SELECT '10', count(*)::int8"), "{sql}");
+        assert!(sql.contains("WHERE (\"id\" BETWEEN 10 AND 19)"), "{sql}");
+        assert!(!sql.contains("GROUP BY"), "{sql}");
     }
 
     #[test]
