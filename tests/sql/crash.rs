@@ -1,38 +1,65 @@
-//! `dmp run` killed with SIGKILL during a parallel, multi-chunk PostgreSQL →
-//! MariaDB copy: the next run redoes only unfinished chunks and the target
-//! ends equal to the source row for row.
+//! `dmp run` killed with SIGKILL again and again at random points — while
+//! planning, preparing the target, in the middle of chunks — of a parallel,
+//! multi-chunk PostgreSQL → MariaDB copy and of incremental MariaDB →
+//! PostgreSQL runs: each next run continues from the target's checkpoints
+//! and the target ends equal to the source row for row.
 
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use dmp_test_servers::{TestDb, mariadb, postgres};
 
+use super::faults::{assert_exit_logged, committed, finish, log, seed, spawn_run};
 use crate::support::sql::{assert_same_dump, dump, scalar_i64, sql_pipeline};
-use crate::support::{assert_exit, dmp, pipeline, run_dmp, text};
+use crate::support::workload::Lcg;
+use crate::support::{assert_exit, dmp, pipeline, text};
 
 const ROWS: i64 = 200_000;
+/// Kills each loop must land on a run that had not finished.
+const KILLS: usize = 5;
 
-fn committed(target: &TestDb) -> i64 {
-    target
-        .try_scalar("SELECT COALESCE(SUM(`rows`), 0) FROM _dmp_checkpoints")
-        .ok()
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0)
-}
-
-fn wait_for_progress(child: &mut Child, target: &TestDb, before: i64) {
+/// Waits until the target has committed more than `rows` rows. Returns
+/// false if dmp finished first (it must have succeeded).
+fn wait_for_progress(
+    child: &mut Child,
+    dir: &std::path::Path,
+    target: &TestDb,
+    mysql: bool,
+    rows: i64,
+) -> bool {
     let deadline = Instant::now() + Duration::from_secs(120);
-    while committed(target) <= before {
+    while committed(target, mysql) <= rows {
         if let Some(status) = child.try_wait().expect("try_wait") {
-            panic!("dmp ended before committing anything: {status}");
+            assert!(
+                status.success(),
+                "dmp failed ({status}); its log:\n{}",
+                log(dir)
+            );
+            return false;
         }
         assert!(Instant::now() < deadline, "no progress within two minutes");
         std::thread::sleep(Duration::from_millis(5));
     }
+    true
+}
+
+/// SIGKILL; true if it ended a run that was still going.
+fn kill(mut child: Child, dir: &std::path::Path) -> bool {
+    let running = child.try_wait().expect("try_wait").is_none();
+    child.kill().expect("SIGKILL");
+    let status = child.wait().expect("wait");
+    if !running {
+        assert!(
+            status.success(),
+            "dmp failed ({status}); its log:\n{}",
+            log(dir)
+        );
+    }
+    running
 }
 
 #[test]
-fn sigkill_during_parallel_postgres_to_mariadb_copy() {
+fn sigkill_loop_during_parallel_postgres_to_mariadb_copy() {
     let dir = tempfile::tempdir().expect("tempdir");
     let source = postgres().create_database("crash_source");
     source.exec(&format!(
@@ -51,35 +78,52 @@ fn sigkill_during_parallel_postgres_to_mariadb_copy() {
             "batch_rows = 1000\nchunk_rows = 20000\nparallelism = 4",
         ),
     );
-    let mut kills = 0;
-    for _ in 0..3 {
-        let mut child = dmp(dir.path())
-            .args(["run", "p.toml"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("dmp starts");
-        let before = committed(&target);
-        wait_for_progress(&mut child, &target, before);
-        child.kill().expect("SIGKILL");
-        child.wait().expect("wait");
-        if committed(&target) < ROWS {
-            kills += 1;
+    let mut rng = Lcg::new(seed());
+    let (mut kills, mut runs) = (0, 0);
+    while kills < KILLS {
+        runs += 1;
+        assert!(
+            runs <= 3 * KILLS,
+            "only {kills} of {runs} runs were killed before they ended"
+        );
+        let mut child = spawn_run(dir.path());
+        let before = committed(&target, true);
+        // One kill in four at start-up (discovery, planning, preparing the
+        // target), the others once a random share of what is left is in.
+        let point = if kills > 0 && rng.below(4) == 0 {
+            let wait = Duration::from_millis(rng.below(600));
+            std::thread::sleep(wait);
+            format!("{wait:?} after start")
+        } else {
+            let left = u64::try_from(ROWS - before).unwrap_or(0);
+            let at = before + i64::try_from(rng.below(left / 4)).unwrap_or(0);
+            if !wait_for_progress(&mut child, dir.path(), &target, true, at) {
+                continue;
+            }
+            format!("{at} rows")
+        };
+        if !kill(child, dir.path()) {
+            continue;
+        }
+        kills += 1;
+        eprintln!("kill {kills} at {point}");
+        if committed(&target, true) < ROWS {
             // Nothing beyond the checkpoints is in the table.
-            let in_table = scalar_i64(&target, "SELECT count(*) FROM items");
+            let in_table = target
+                .try_scalar("SELECT count(*) FROM items")
+                .map_or(0, |v| v.parse::<i64>().expect("count"));
             let checkpointed = scalar_i64(
                 &target,
                 "SELECT COALESCE(SUM(`rows`), 0) FROM _dmp_checkpoints WHERE table_name = 'items'",
             );
             assert_eq!(
                 in_table, checkpointed,
-                "rows without a checkpoint after a kill"
+                "rows without a checkpoint after kill {kills}"
             );
         }
     }
-    assert!(kills >= 1, "every run finished before it was killed");
-    let out = run_dmp(dir.path(), &["run", "p.toml"]);
-    assert_exit(&out, 0);
+    let out = finish(spawn_run(dir.path()));
+    assert_exit_logged(&out, 0, &log(dir.path()));
     assert!(
         text(&out.stdout).contains("(resumed)"),
         "{}",
@@ -98,6 +142,88 @@ fn sigkill_during_parallel_postgres_to_mariadb_copy() {
         &dump(&target, tags),
         &["item", "tag"],
         "tags",
+    );
+}
+
+const INCREMENTAL_ROWS: i64 = 60_000;
+
+/// Inserts and updates on the source between two incremental runs, each
+/// with a cursor value above all earlier ones: 5000 rows with new ids, and
+/// an update of every 23rd row (which ones shifts with `step`) where all
+/// share one cursor value, so that equal values span many batches.
+fn change_source(source: &TestDb, step: i64) {
+    let base = 1_000_000 * step;
+    let first = INCREMENTAL_ROWS + 5000 * (step - 1) + 1;
+    source.exec(&format!(
+        "INSERT INTO items (id, v, n, version) SELECT seq, CONCAT('new ', seq), 0, {base} + seq
+             FROM seq_{first}_to_{last};
+         UPDATE items SET v = CONCAT('step {step} ', id), n = n + 1, version = {base} + 900000
+             WHERE id % 23 = {step};",
+        last = first + 4999,
+    ));
+}
+
+#[test]
+fn sigkill_loop_during_incremental_mariadb_to_postgres_runs() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let source = mariadb().create_database("crash_incr_source");
+    let target = postgres().create_database("crash_incr_target");
+    source.exec(&format!(
+        "CREATE TABLE items (id bigint PRIMARY KEY, v varchar(100) NOT NULL, n int NOT NULL, version bigint NOT NULL);
+         INSERT INTO items SELECT seq, CONCAT('item ', seq), 0, seq FROM seq_1_to_{INCREMENTAL_ROWS};"
+    ));
+    pipeline(
+        dir.path(),
+        "p.toml",
+        &format!(
+            "{}[table.items]\ncursor = \"version\"\n",
+            sql_pipeline(
+                &source.url,
+                &target.url,
+                "mode = \"incremental\"\nbatch_rows = 500"
+            )
+        ),
+    );
+    let mut rng = Lcg::new(seed());
+    let (mut kills, mut runs) = (0, 0);
+    while kills < KILLS {
+        runs += 1;
+        assert!(
+            runs <= 3 * KILLS,
+            "only {kills} of {runs} runs were killed before they ended"
+        );
+        if runs > 1 {
+            change_source(&source, i64::try_from(runs).expect("runs"));
+        }
+        // Rows past the target's mark: at least what this run must move.
+        let mark = target
+            .try_scalar("SELECT max(version) FROM items")
+            .map_or(0, |v| v.parse::<i64>().expect("version"));
+        let left = scalar_i64(
+            &source,
+            &format!("SELECT count(*) FROM items WHERE version > {mark}"),
+        );
+        let before = committed(&target, false);
+        let mut child = spawn_run(dir.path());
+        let at =
+            before + i64::try_from(rng.below(u64::try_from(left / 2).unwrap_or(0))).unwrap_or(0);
+        if !wait_for_progress(&mut child, dir.path(), &target, false, at)
+            || !kill(child, dir.path())
+        {
+            continue;
+        }
+        kills += 1;
+        eprintln!("kill {kills} after {} of {left} new rows", at - before);
+    }
+    change_source(&source, i64::try_from(runs + 1).expect("runs"));
+    let out = finish(spawn_run(dir.path()));
+    assert_exit_logged(&out, 0, &log(dir.path()));
+    let sql = "SELECT id, v, n, version FROM items ORDER BY id";
+    assert_same_dump(
+        &dump(&source, sql),
+        &dump(&target, sql),
+        &["id", "v", "n", "version"],
+        "items",
     );
 }
 

@@ -4,6 +4,7 @@
 mod cdc;
 mod crash;
 mod every_type;
+mod faults;
 mod incremental;
 mod schema;
 mod verify;

@@ -134,6 +134,12 @@ pub(super) async fn run(
         },
     )
     .await;
+    // Stopped while waiting to reconnect: the target holds a checkpoint, as
+    // when stopped while streaming, so the run ends the same way.
+    let outcome = match outcome {
+        Err(Error::Interrupted) => Ok(super::stream::StreamSummary::default()),
+        other => other,
+    };
     let rejected = sink.count();
     let changes = outcome.as_ref().map_or(0, |s| s.changes);
     let stream_summary = end_run(&state, run_id, outcome, changes, rejected)?;

@@ -85,6 +85,22 @@ where
     }
 }
 
+/// Runs `step` until it succeeds, retrying transient failures like a
+/// chunk's. Only for steps that may simply run again from the start, such
+/// as preparing the target (one transaction, or statements that converge).
+pub(crate) async fn retrying_step<T, Step, Stepped>(
+    policy: &RetryPolicy,
+    stop: &Shutdown,
+    what: &str,
+    mut step: Step,
+) -> Result<T>
+where
+    Step: FnMut() -> Stepped,
+    Stepped: Future<Output = Result<T>>,
+{
+    retrying(policy, stop, what, (), |()| step(), || async { Ok(()) }).await
+}
+
 /// A number in [0, 1) that differs between calls and processes; jitter
 /// needs no better randomness.
 fn jitter() -> f64 {

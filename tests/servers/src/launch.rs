@@ -200,6 +200,28 @@ pub(crate) fn wait_until_ready(
     }
 }
 
+/// Starts a stopped server again on its own `port` (its clients know no
+/// other): `spawn` runs it, `probe` asks whether it answers. When another
+/// process holds the port for a moment, waits and tries again.
+pub(crate) fn restart_on(
+    port: u16,
+    what: &str,
+    log: &Path,
+    mut spawn: impl FnMut(u16) -> Result<Child, StartError>,
+    mut probe: impl FnMut() -> bool,
+) -> Result<Child, StartError> {
+    for _ in 0..PORT_ATTEMPTS {
+        let mut server = spawn(port)?;
+        match wait_until_ready(what, &mut server, log, &mut probe)? {
+            Started::Ready => return Ok(server),
+            Started::PortTaken => std::thread::sleep(Duration::from_secs(1)),
+        }
+    }
+    fail(format!(
+        "{what} found its port {port} taken {PORT_ATTEMPTS} times in a row"
+    ))
+}
+
 /// The last lines of a log, for error messages.
 fn log_tail(path: &Path) -> String {
     const TAIL_BYTES: u64 = 4096;

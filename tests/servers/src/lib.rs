@@ -14,6 +14,16 @@
 //! assert_eq!(db.scalar("SELECT count(*) FROM t"), "1");
 //! ```
 //!
+//! A test that stops and restarts its server takes one of its own, which
+//! goes (server and directory) when dropped:
+//!
+//! ```text
+//! let server = dmp_test_servers::own_postgres();
+//! let db = server.create_database("restart_target");
+//! server.stop();   // as an administrator's restart: sessions end
+//! server.start();  // same port, same data
+//! ```
+//!
 //! Servers stop, and their directories are removed, when the process ends in
 //! any way — normal exit, panic, SIGKILL: each server has a reaper process
 //! waiting for EOF on a pipe only this process holds open (see `reaper.rs`).
@@ -72,10 +82,31 @@ pub fn mariadb() -> &'static MariadbServer {
     try_mariadb().unwrap_or_else(|e| panic!("cannot start the test MariaDB server: {e}"))
 }
 
+/// A PostgreSQL server for the calling test alone, which it may
+/// [`stop`](PostgresServer::stop) and [`start`](PostgresServer::start)
+/// again. It stops, and its directory goes, when dropped (or when the
+/// process ends).
+///
+/// # Panics
+/// As [`postgres()`].
+pub fn own_postgres() -> PostgresServer {
+    PostgresServer::launch(true)
+        .unwrap_or_else(|e| panic!("cannot start an own PostgreSQL server: {e}"))
+}
+
+/// A MariaDB server for the calling test alone; see [`own_postgres()`].
+///
+/// # Panics
+/// As [`postgres()`].
+pub fn own_mariadb() -> MariadbServer {
+    MariadbServer::launch(true)
+        .unwrap_or_else(|e| panic!("cannot start an own MariaDB server: {e}"))
+}
+
 /// [`postgres()`] returning the error instead of panicking.
 pub fn try_postgres() -> Result<&'static PostgresServer, StartError> {
     POSTGRES
-        .get_or_init(PostgresServer::start)
+        .get_or_init(|| PostgresServer::launch(false))
         .as_ref()
         .map_err(Clone::clone)
 }
@@ -83,7 +114,7 @@ pub fn try_postgres() -> Result<&'static PostgresServer, StartError> {
 /// [`mariadb()`] returning the error instead of panicking.
 pub fn try_mariadb() -> Result<&'static MariadbServer, StartError> {
     MARIADB
-        .get_or_init(MariadbServer::start)
+        .get_or_init(|| MariadbServer::launch(false))
         .as_ref()
         .map_err(Clone::clone)
 }
@@ -175,5 +206,45 @@ mod tests {
         });
         pg.join().expect("PostgreSQL checks");
         my.join().expect("MariaDB checks");
+    }
+
+    /// Stopped, an own server refuses connections; started again, it has
+    /// its port and data back; dropped, its directory is gone.
+    fn stop_and_start(stop: &dyn Fn(), start: &dyn Fn(), db: &TestDb, dir: &std::path::Path) {
+        db.exec("CREATE TABLE t (id int PRIMARY KEY); INSERT INTO t VALUES (1), (2)");
+        stop();
+        assert!(db.try_scalar("SELECT count(*) FROM t").is_err());
+        start();
+        assert_eq!(db.scalar("SELECT count(*) FROM t"), "2");
+        assert!(dir.exists());
+    }
+
+    #[test]
+    fn own_servers_stop_and_start_again_with_their_data() {
+        let pg = std::thread::spawn(|| {
+            let server = own_postgres();
+            assert_ne!(server.port(), postgres().port());
+            let db = server.create_database("own");
+            let dir = server.dir().to_path_buf();
+            stop_and_start(&|| server.stop(), &|| server.start(), &db, &dir);
+            drop(server);
+            assert!(!dir.exists(), "{} left behind", dir.display());
+        });
+        let my = std::thread::spawn(|| {
+            let server = own_mariadb();
+            let db = server.create_database("own");
+            let dir = server.dir().to_path_buf();
+            stop_and_start(&|| server.stop(), &|| server.start(), &db, &dir);
+            drop(server);
+            assert!(!dir.exists(), "{} left behind", dir.display());
+        });
+        pg.join().expect("PostgreSQL checks");
+        my.join().expect("MariaDB checks");
+    }
+
+    #[test]
+    #[should_panic(expected = "other tests use this PostgreSQL server")]
+    fn the_shared_server_cannot_be_stopped() {
+        postgres().stop();
     }
 }

@@ -1,14 +1,17 @@
 //! A private MariaDB 10.11: `mariadb-install-db` in a temp dir, `mariadbd`
 //! on a free 127.0.0.1 port with the row-based binlog the CDC connector
-//! reads, and durability off for speed.
+//! reads, and durability off for speed. A test's own server can be
+//! stopped and started again on the same port and data.
 
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
 
 use crate::database::{Client, TestDb, unique_name};
 use crate::launch::{
-    PORT_ATTEMPTS, StartError, Started, fail, find_binary, free_port, is_root, log_file, run,
-    server_dir, wait_until_ready,
+    PORT_ATTEMPTS, StartError, Started, fail, find_binary, free_port, is_root, log_file,
+    restart_on, run, server_dir, wait_until_ready,
 };
 use crate::reaper::Reaper;
 
@@ -21,7 +24,32 @@ pub struct MariadbServer {
     dir: PathBuf,
     bin_dir: PathBuf,
     client: Client,
+    launch: Launch,
+    /// A test's own server (see [`crate::own_mariadb`]): it may be
+    /// stopped, and it goes when dropped.
+    own: bool,
     pub(crate) reaper: Reaper,
+}
+
+/// How the server process is run, again after a stop.
+struct Launch {
+    mariadbd: PathBuf,
+    user: Option<&'static str>,
+    dir: PathBuf,
+    log: PathBuf,
+}
+
+impl Launch {
+    fn spawn(&self, port: u16) -> Result<Child, StartError> {
+        let (stdout, stderr) = log_file(&self.log)?;
+        Command::new(&self.mariadbd)
+            .args(settings(port, &self.dir, self.user))
+            .stdin(Stdio::null())
+            .stdout(stdout)
+            .stderr(stderr)
+            .spawn()
+            .map_err(|e| StartError(format!("cannot run {}: {e}", self.mariadbd.display())))
+    }
 }
 
 impl MariadbServer {
@@ -56,7 +84,50 @@ impl MariadbServer {
         TestDb::create(self.client.clone(), name, url, &sql)
     }
 
-    pub(crate) fn start() -> Result<MariadbServer, StartError> {
+    /// Shuts the server down cleanly (SIGTERM: sessions are ended, work in
+    /// flight rolled back) and waits until it is gone. Only for a test's
+    /// own server.
+    ///
+    /// # Panics
+    /// On the shared server, or when it does not stop within a minute and
+    /// a half.
+    pub fn stop(&self) {
+        assert!(
+            self.own,
+            "other tests use this MariaDB server: stop only one from own_mariadb()"
+        );
+        let Some(pid) = self.reaper.server_pid() else {
+            return;
+        };
+        let stopped = run(Command::new("kill").args(["-TERM", &pid.to_string()]))
+            .and_then(|()| self.reaper.wait_server(STOP_TIMEOUT));
+        if let Err(e) = stopped {
+            panic!("cannot stop the MariaDB server on port {}: {e}", self.port);
+        }
+    }
+
+    /// Starts the server again after [`MariadbServer::stop`], on the same
+    /// port and data, and waits until it answers.
+    ///
+    /// # Panics
+    /// When it cannot start (the message ends with its log).
+    pub fn start(&self) {
+        let client = self.client.clone();
+        let started = restart_on(
+            self.port,
+            "MariaDB",
+            &self.launch.log,
+            |port| self.launch.spawn(port),
+            || client.run("", "SELECT 1", false).is_ok(),
+        );
+        match started {
+            Ok(server) => self.reaper.adopt(server, None),
+            Err(e) => panic!("cannot start the MariaDB server again: {e}"),
+        }
+    }
+
+    /// Starts a server; `own` for one test alone (see [`crate::own_mariadb`]).
+    pub(crate) fn launch(own: bool) -> Result<MariadbServer, StartError> {
         let sbin = [Path::new("/usr/sbin")];
         let mariadbd = find_binary("mariadbd", &[], &sbin)?;
         let install_db = find_binary("mariadb-install-db", &[], &[Path::new("/usr/bin")])?;
@@ -67,8 +138,20 @@ impl MariadbServer {
         let temp = server_dir("dmp-test-mariadb-", user)?;
         let dir = temp.path().to_path_buf();
         let data = dir.join("data");
-        // No stop command: the reaper SIGKILLs mariadbd (the data goes anyway).
-        let reaper = Reaper::spawn(&dir, &[])?;
+        // The reaper SIGKILLs mariadbd (the data goes anyway): the shared
+        // one by the pid handed over, an own one, which may have been
+        // restarted, by its pid file (a stopped one has none).
+        let stop: Vec<OsString> = if own {
+            let kill = "pid=$(cat \"$1\") && kill -KILL \"$pid\"";
+            ["sh", "-c", kill, "sh"]
+                .into_iter()
+                .map(OsString::from)
+                .chain([dir.join("mariadbd.pid").into_os_string()])
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let reaper = Reaper::spawn(&dir, &stop)?;
         // From here on the reaper removes the directory.
         let _ = temp.keep();
 
@@ -80,31 +163,33 @@ impl MariadbServer {
         if let Some(user) = user {
             install.arg(format!("--user={user}"));
         }
+        // Its own temp dir, as the server's below: bootstraps running at
+        // the same time in /tmp were seen to lose each other's temporary
+        // tables ("Could not remove temporary table … Unknown table").
+        install.arg(format!("--tmpdir={}", dir.display()));
         run(install.args([
             "--auth-root-authentication-method=normal",
             "--skip-test-db",
             "--skip-name-resolve",
         ]))?;
 
-        let log = dir.join("mariadbd.log");
+        let launch = Launch {
+            mariadbd,
+            user,
+            log: dir.join("mariadbd.log"),
+            dir: dir.clone(),
+        };
         for _ in 0..PORT_ATTEMPTS {
             let port = free_port()?;
-            let (stdout, stderr) = log_file(&log)?;
-            let mut server = Command::new(&mariadbd)
-                .args(settings(port, &dir, user))
-                .stdin(Stdio::null())
-                .stdout(stdout)
-                .stderr(stderr)
-                .spawn()
-                .map_err(|e| StartError(format!("cannot run {}: {e}", mariadbd.display())))?;
+            let mut server = launch.spawn(port)?;
             let client = Client::Mariadb {
                 program: mariadb.clone(),
                 port,
             };
-            let started = wait_until_ready("MariaDB", &mut server, &log, || {
+            let started = wait_until_ready("MariaDB", &mut server, &launch.log, || {
                 client.run("", "SELECT 1", false).is_ok()
             });
-            reaper.adopt(server, Some("mariadbd"));
+            reaper.adopt(server, (!own).then_some("mariadbd"));
             match started? {
                 Started::Ready => {
                     return Ok(MariadbServer {
@@ -112,6 +197,8 @@ impl MariadbServer {
                         dir,
                         bin_dir,
                         client,
+                        launch,
+                        own,
                         reaper,
                     });
                 }
@@ -124,6 +211,17 @@ impl MariadbServer {
     }
 }
 
+impl Drop for MariadbServer {
+    /// An own server goes with its owner (the shared one lives in a static
+    /// and goes with the process).
+    fn drop(&mut self) {
+        self.reaper.finish();
+    }
+}
+
+/// How long a clean shutdown may take.
+const STOP_TIMEOUT: Duration = Duration::from_secs(90);
+
 /// mariadbd's options; `--no-defaults` first (it must be).
 fn settings(port: u16, dir: &Path, user: Option<&str>) -> Vec<String> {
     let path = |name: &str| dir.join(name).display().to_string();
@@ -134,6 +232,7 @@ fn settings(port: u16, dir: &Path, user: Option<&str>) -> Vec<String> {
         "--bind-address=127.0.0.1".to_owned(),
         format!("--socket={}", path("mysql.sock")),
         format!("--pid-file={}", path("mariadbd.pid")),
+        format!("--tmpdir={}", dir.display()),
         // The row-based binlog with full images and column names that CDC
         // reads, as production servers must be configured for it.
         format!("--log-bin={}", path("binlog")),

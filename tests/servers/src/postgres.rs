@@ -1,14 +1,16 @@
 //! A private PostgreSQL 15: `initdb` in a temp dir, `postgres` on a free
 //! 127.0.0.1 port with logical decoding on and durability off (tests need
-//! speed; a crash loses the whole temp cluster anyway).
+//! speed; a crash loses the whole temp cluster anyway). A test's own
+//! server can be stopped and started again on the same port and data.
 
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
+use std::process::{Child, Stdio};
+use std::time::Duration;
 
 use crate::database::{Client, TestDb, unique_name};
 use crate::launch::{
     PORT_ATTEMPTS, StartError, Started, argv, command_as, fail, find_binary, free_port, is_root,
-    log_file, run, server_dir, wait_until_ready,
+    log_file, restart_on, run, server_dir, wait_until_ready,
 };
 use crate::reaper::Reaper;
 
@@ -24,7 +26,36 @@ pub struct PostgresServer {
     dir: PathBuf,
     bin_dir: PathBuf,
     client: Client,
+    launch: Launch,
+    /// A test's own server (see [`crate::own_postgres`]): it may be
+    /// stopped, and it goes when dropped.
+    own: bool,
     pub(crate) reaper: Reaper,
+}
+
+/// How the server process is run, again after a stop.
+struct Launch {
+    postgres: PathBuf,
+    pg_ctl: PathBuf,
+    user: Option<&'static str>,
+    dir: PathBuf,
+    data: PathBuf,
+    log: PathBuf,
+}
+
+impl Launch {
+    fn spawn(&self, port: u16) -> Result<Child, StartError> {
+        let (stdout, stderr) = log_file(&self.log)?;
+        command_as(self.user, &self.postgres)?
+            .arg("-D")
+            .arg(&self.data)
+            .args(settings(port, &self.dir))
+            .stdin(Stdio::null())
+            .stdout(stdout)
+            .stderr(stderr)
+            .spawn()
+            .map_err(|e| StartError(format!("cannot run {}: {e}", self.postgres.display())))
+    }
 }
 
 impl PostgresServer {
@@ -64,7 +95,55 @@ impl PostgresServer {
         format!("postgres://postgres@127.0.0.1:{}/{database}", self.port)
     }
 
-    pub(crate) fn start() -> Result<PostgresServer, StartError> {
+    /// Shuts the server down as an administrator's restart does (`pg_ctl
+    /// stop -m fast`: sessions are ended, work in flight rolled back) and
+    /// waits until it is gone. Only for a test's own server.
+    ///
+    /// # Panics
+    /// On the shared server, or when it does not stop within a minute.
+    pub fn stop(&self) {
+        assert!(
+            self.own,
+            "other tests use this PostgreSQL server: stop only one from own_postgres()"
+        );
+        let stopped = command_as(self.launch.user, &self.launch.pg_ctl).and_then(|mut cmd| {
+            run(cmd
+                .arg("stop")
+                .arg("-D")
+                .arg(&self.launch.data)
+                .args(["-m", "fast", "-w", "-t", "60", "-s"]))
+        });
+        let stopped = stopped.and_then(|()| self.reaper.wait_server(STOP_TIMEOUT));
+        if let Err(e) = stopped {
+            panic!(
+                "cannot stop the PostgreSQL server on port {}: {e}",
+                self.port
+            );
+        }
+    }
+
+    /// Starts the server again after [`PostgresServer::stop`], on the same
+    /// port and data, and waits until it answers.
+    ///
+    /// # Panics
+    /// When it cannot start (the message ends with its log).
+    pub fn start(&self) {
+        let client = self.client.clone();
+        let started = restart_on(
+            self.port,
+            "PostgreSQL",
+            &self.launch.log,
+            |port| self.launch.spawn(port),
+            || client.run("postgres", "SELECT 1", false).is_ok(),
+        );
+        match started {
+            Ok(server) => self.reaper.adopt(server, None),
+            Err(e) => panic!("cannot start the PostgreSQL server again: {e}"),
+        }
+    }
+
+    /// Starts a server; `own` for one test alone (see [`crate::own_postgres`]).
+    pub(crate) fn launch(own: bool) -> Result<PostgresServer, StartError> {
         let initdb = find_binary("initdb", &[Path::new(PG_BIN_DIR)], &[])?;
         // The server programs of the same installation as initdb.
         let bin_dir = initdb.parent().unwrap_or(Path::new("/")).to_path_buf();
@@ -98,28 +177,28 @@ impl PostgresServer {
             ])
             .arg("--no-sync"))?;
 
-        let log = dir.join("postgres.log");
+        let launch = Launch {
+            postgres,
+            pg_ctl,
+            user,
+            log: dir.join("postgres.log"),
+            dir: dir.clone(),
+            data,
+        };
         for _ in 0..PORT_ATTEMPTS {
             let port = free_port()?;
-            let (stdout, stderr) = log_file(&log)?;
-            let mut server = command_as(user, &postgres)?
-                .arg("-D")
-                .arg(&data)
-                .args(settings(port, &dir))
-                .stdin(Stdio::null())
-                .stdout(stdout)
-                .stderr(stderr)
-                .spawn()
-                .map_err(|e| StartError(format!("cannot run {}: {e}", postgres.display())))?;
+            let mut server = launch.spawn(port)?;
             let client = Client::Psql {
                 program: psql.clone(),
                 port,
             };
-            let started = wait_until_ready("PostgreSQL", &mut server, &log, || {
+            let started = wait_until_ready("PostgreSQL", &mut server, &launch.log, || {
                 client.run("postgres", "SELECT 1", false).is_ok()
             });
             // Without runuser in between, the reaper can also SIGKILL it.
-            reaper.adopt(server, user.is_none().then_some("postgres"));
+            // Not an own server: once stopped, its pid may go to another
+            // process (pg_ctl, the stop command, finds the running one).
+            reaper.adopt(server, (user.is_none() && !own).then_some("postgres"));
             match started? {
                 Started::Ready => {
                     return Ok(PostgresServer {
@@ -127,6 +206,8 @@ impl PostgresServer {
                         dir,
                         bin_dir,
                         client,
+                        launch,
+                        own,
                         reaper,
                     });
                 }
@@ -138,6 +219,17 @@ impl PostgresServer {
         ))
     }
 }
+
+impl Drop for PostgresServer {
+    /// An own server goes with its owner (the shared one lives in a static
+    /// and goes with the process).
+    fn drop(&mut self) {
+        self.reaper.finish();
+    }
+}
+
+/// How long a clean shutdown may take.
+const STOP_TIMEOUT: Duration = Duration::from_secs(90);
 
 /// The server's settings, as `-c` options.
 fn settings(port: u16, socket_dir: &Path) -> Vec<String> {

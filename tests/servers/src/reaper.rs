@@ -15,6 +15,7 @@ use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use crate::launch::StartError;
 
@@ -86,6 +87,43 @@ impl Reaper {
             let _ = writeln!(pipe, "{} {comm}", server.id());
         }
         *self.server.lock().expect("reaper server") = Some(server);
+    }
+
+    /// The pid of the server process handed over last.
+    pub(crate) fn server_pid(&self) -> Option<u32> {
+        self.server
+            .lock()
+            .expect("reaper server")
+            .as_ref()
+            .map(Child::id)
+    }
+
+    /// Waits until the server process, being stopped, has exited.
+    pub(crate) fn wait_server(&self, timeout: Duration) -> Result<(), StartError> {
+        let mut server = self.server.lock().expect("reaper server");
+        let Some(child) = server.as_mut() else {
+            return Ok(());
+        };
+        let deadline = Instant::now() + timeout;
+        loop {
+            match child.try_wait() {
+                Ok(Some(_)) => {
+                    *server = None;
+                    return Ok(());
+                }
+                Ok(None) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                Ok(None) => {
+                    return Err(StartError(format!(
+                        "the server (pid {}) still runs after {} s",
+                        child.id(),
+                        timeout.as_secs()
+                    )));
+                }
+                Err(e) => return Err(StartError(format!("cannot wait for the server: {e}"))),
+            }
+        }
     }
 
     /// Starts the cleanup now and waits until the server has stopped and

@@ -56,6 +56,10 @@ impl MysqlConfig {
             .pass(url.password)
             .db_name(Some(url.database.clone()))
             .tcp_nodelay(true)
+            // The driver would otherwise switch to the unix socket path the
+            // server reports whenever that path exists here: through a
+            // tunnel or proxy on this machine, that is another server.
+            .prefer_socket(false)
             .stmt_cache_size(64);
         Ok(MysqlConfig {
             builder,

@@ -3,6 +3,10 @@
 //! while a global read lock holds writes still, so they all see the same
 //! data, and the binlog position of that moment (where change capture
 //! will start). Readers lease a session for a chunk and give it back.
+//! A session given up (cut, or stopped in the middle of a result) is
+//! replaced by one in a snapshot of its own, taken when needed: the chunks
+//! it reads see later data, as those of a resumed run do, and the stream
+//! still starts at the first snapshot's position, before all of them.
 
 use std::sync::{Arc, Mutex};
 
@@ -17,6 +21,9 @@ use crate::error::{Error, Result, ResultExt};
 
 pub(super) struct Snapshot {
     conns: Mutex<Vec<Conn>>,
+    /// Where replacement sessions come from.
+    pool: Pool,
+    place: String,
     permits: Arc<Semaphore>,
     /// `file=… pos=… gtid=…`, when the server keeps a binlog.
     pub(super) position: Option<String>,
@@ -105,6 +112,8 @@ impl Snapshot {
         }
         Ok(Snapshot {
             conns: Mutex::new(conns),
+            pool: pool.clone(),
+            place: place.to_string(),
             permits: Arc::new(Semaphore::new(readers)),
             position,
         })
@@ -118,21 +127,35 @@ impl Snapshot {
             .acquire_owned()
             .await
             .map_err(|_| Error::Interrupted)?;
-        let conn = self
+        let idle = self
             .conns
             .lock()
             .map_err(|_| Error::Data("snapshot sessions poisoned by a panic".into()))?
-            .pop()
-            .ok_or_else(|| {
-                Error::Data(
-                    "a snapshot session was lost; run again to resume from the checkpoints".into(),
-                )
-            })?;
+            .pop();
+        let conn = match idle {
+            Some(conn) => conn,
+            None => self.replacement().await?,
+        };
         Ok(Lease {
             conn: Some(conn),
             snapshot: self.clone(),
             _permit: permit,
         })
+    }
+
+    /// A session in a consistent snapshot of its own, for one given up.
+    async fn replacement(&self) -> Result<Conn> {
+        let ctx = || format!("{}: replacing a lost snapshot session", self.place);
+        let mut conn = self.pool.get_conn().await.context(ctx)?;
+        conn.reset_connection(true);
+        conn.query_drop("SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+            .await
+            .context(ctx)?;
+        conn.query_drop("START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY")
+            .await
+            .context(ctx)?;
+        info!("a snapshot session was given up; its replacement reads the data as of now");
+        Ok(conn)
     }
 }
 

@@ -73,6 +73,15 @@ impl Snapshot {
         }
     }
 
+    /// Whether `adopt` failed because the snapshot no longer exists: its
+    /// exporting transaction ended (the holder's connection was cut, the
+    /// server restarted). PostgreSQL answers `invalid_parameter_value`,
+    /// which `SET TRANSACTION SNAPSHOT` gives for nothing else once the
+    /// identifier is well-formed, as ours always is.
+    pub(super) fn is_lost(error: &sqlx::Error) -> bool {
+        matches!(error, sqlx::Error::Database(db) if db.code().as_deref() == Some("22023"))
+    }
+
     /// Starts a read-only transaction on `conn` that sees this snapshot.
     pub(super) async fn adopt<'c>(
         &self,

@@ -6,7 +6,10 @@
 //!
 //! The snapshot is exported lazily, by the first `read_chunk`, so that
 //! discovery and planning (and `dmp plan`) hold no transaction open; it
-//! lives as long as the source.
+//! lives as long as the source, or as the session holding it: when a cut
+//! connection takes it along, the chunks not started yet read a fresh one
+//! (as a resumed run does), and the position reported for a change stream
+//! stays the first one's, at or before everything read.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -14,8 +17,8 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use futures_util::TryStreamExt;
 use sqlx::{PgConnection, PgPool};
-use tokio::sync::{OnceCell, mpsc};
-use tracing::debug;
+use tokio::sync::mpsc;
+use tracing::{debug, warn};
 
 use super::catalog::{self, SourceTable};
 use super::chunks;
@@ -40,7 +43,10 @@ struct Inner {
     pool: PgPool,
     /// Read plans of the tables discovered by this process.
     tables: Mutex<HashMap<String, Arc<SourceTable>>>,
-    snapshot: OnceCell<Arc<Snapshot>>,
+    /// The snapshot chunks adopt now; `None` until the first read.
+    snapshot: tokio::sync::Mutex<Option<Arc<Snapshot>>>,
+    /// The position of the first snapshot read from.
+    first_position: std::sync::OnceLock<String>,
     /// Where the snapshots exported by this source's change stream stand.
     exported: Arc<super::replication::ExportedSnapshots>,
 }
@@ -55,7 +61,8 @@ impl PostgresSource {
                 config,
                 pool,
                 tables: Mutex::new(HashMap::new()),
-                snapshot: OnceCell::new(),
+                snapshot: tokio::sync::Mutex::new(None),
+                first_position: std::sync::OnceLock::new(),
                 exported: Arc::default(),
             }),
         })
@@ -112,10 +119,32 @@ impl Inner {
     }
 
     async fn snapshot(&self) -> Result<Arc<Snapshot>> {
-        self.snapshot
-            .get_or_try_init(|| async { Snapshot::export(&self.config).await.map(Arc::new) })
-            .await
-            .cloned()
+        let mut current = self.snapshot.lock().await;
+        if let Some(snapshot) = &*current {
+            return Ok(snapshot.clone());
+        }
+        let snapshot = Arc::new(Snapshot::export(&self.config).await?);
+        let _ = self.first_position.set(snapshot.position());
+        *current = Some(snapshot.clone());
+        Ok(snapshot)
+    }
+
+    /// A fresh snapshot in place of `lost`, whose holding session is gone,
+    /// unless another reader replaced it already.
+    async fn renew_snapshot(&self, lost: &Arc<Snapshot>) -> Result<Arc<Snapshot>> {
+        let mut current = self.snapshot.lock().await;
+        if let Some(snapshot) = &*current
+            && !Arc::ptr_eq(snapshot, lost)
+        {
+            return Ok(snapshot.clone());
+        }
+        warn!(
+            lost = lost.id,
+            "the source's snapshot ended with its session; chunks not started yet read a new one"
+        );
+        let snapshot = Arc::new(Snapshot::export(&self.config).await?);
+        *current = Some(snapshot.clone());
+        Ok(snapshot)
     }
 }
 
@@ -188,20 +217,25 @@ impl Source for PostgresSource {
     }
 
     fn snapshot_position(&self) -> Option<String> {
-        self.inner.snapshot.get().map(|s| s.position())
+        self.inner.first_position.get().cloned()
     }
 
     fn use_snapshot(&self, snapshot: String) -> Result<()> {
+        let taken = || {
+            Error::Data(format!(
+                "{}: the snapshot was taken already; the change stream's cannot replace it",
+                self.inner.place()
+            ))
+        };
+        let mut current = self.inner.snapshot.try_lock().map_err(|_| taken())?;
+        if current.is_some() {
+            return Err(taken());
+        }
         let lsn = self.inner.exported.lsn(&snapshot);
-        self.inner
-            .snapshot
-            .set(Arc::new(Snapshot::imported(snapshot, lsn)))
-            .map_err(|_| {
-                Error::Data(format!(
-                    "{}: the snapshot was taken already; the change stream's cannot replace it",
-                    self.inner.place()
-                ))
-            })
+        let snapshot = Arc::new(Snapshot::imported(snapshot, lsn));
+        let _ = self.inner.first_position.set(snapshot.position());
+        *current = Some(snapshot);
+        Ok(())
     }
 
     fn checksums(&self) -> Option<&dyn crate::connectors::Checksums> {
@@ -293,7 +327,15 @@ async fn read_chunk(
         last_key: lower,
         rows: 0,
     };
-    let outcome = reader.run(&mut conn, &snapshot, &sql, tx).await;
+    let mut outcome = reader.run(&mut conn, &snapshot, &sql, tx).await;
+    if matches!(outcome, Err(ReadError::SnapshotLost(_))) {
+        // Nothing was read: start over on a fresh session and snapshot.
+        conn.close_on_drop();
+        drop(conn);
+        let fresh = inner.renew_snapshot(&snapshot).await?;
+        conn = inner.pool.acquire().await.context(ctx)?;
+        outcome = reader.run(&mut conn, &fresh, &sql, tx).await;
+    }
     if !matches!(outcome, Ok(Outcome::Finished)) {
         // A COPY stopped half way leaves rows in flight: close the session
         // rather than hand it back to be drained.
@@ -311,7 +353,7 @@ impl<T> ChunkContext<T> for std::result::Result<T, ReadError> {
     fn context_chunk(self, ctx: impl FnOnce() -> String) -> Result<T> {
         match self {
             Ok(v) => Ok(v),
-            Err(ReadError::Db(e)) => Err(e).context(ctx),
+            Err(ReadError::Db(e) | ReadError::SnapshotLost(e)) => Err(e).context(ctx),
             Err(ReadError::Other(e)) => Err(e),
         }
     }
@@ -319,6 +361,8 @@ impl<T> ChunkContext<T> for std::result::Result<T, ReadError> {
 
 enum ReadError {
     Db(sqlx::Error),
+    /// The snapshot could not be adopted: its holder is gone.
+    SnapshotLost(sqlx::Error),
     Other(Error),
 }
 
@@ -412,7 +456,13 @@ impl ChunkReader<'_> {
         sql: &str,
         tx: &mpsc::Sender<Result<Batch>>,
     ) -> std::result::Result<Outcome, ReadError> {
-        let mut txn = snapshot.adopt(conn).await?;
+        let mut txn = snapshot.adopt(conn).await.map_err(|e| {
+            if Snapshot::is_lost(&e) {
+                ReadError::SnapshotLost(e)
+            } else {
+                ReadError::Db(e)
+            }
+        })?;
         let wires: Vec<Wire> = self.table.columns.iter().map(|c| c.read.wire()).collect();
         let keys = self.schema.primary_key_indices();
         let mut decoder = CopyDecoder::new(wires.len());
