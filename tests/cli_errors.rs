@@ -111,3 +111,126 @@ fn run_from_the_command_line_without_a_file() {
     let csv = std::fs::read_to_string(dir.path().join("out/no_pk.csv")).expect("csv");
     assert_eq!(csv, "tag,n\ndup,1\ndup,1\ndup,1\n\\N,\\N\nx,2\n");
 }
+
+/// One pipeline file per kind of mistake: each is refused with exit code 2
+/// and a message naming the file, the line and the key, before anything is
+/// written.
+#[test]
+fn every_kind_of_config_mistake_names_its_key_and_line() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    create_every_type_db(&dir.path().join("source.db"));
+    let base = "[source]\nurl = \"sqlite://source.db\"\n[target]\nurl = \"sqlite://t.db\"\n";
+    let cases: &[(&str, String, &[&str])] = &[
+        (
+            "wrong type",
+            format!("{base}[run]\nbatch_rows = \"many\"\n"),
+            &["line 6", "batch_rows = \"many\"", "invalid type: string \"many\""],
+        ),
+        (
+            "negative number",
+            format!("{base}[run]\nparallelism = -1\n"),
+            &["line 6", "parallelism = -1", "invalid value"],
+        ),
+        (
+            "unknown mode",
+            format!("{base}[run]\nmode = \"sometimes\"\n"),
+            &["line 6", "unknown variant `sometimes`", "`incremental`"],
+        ),
+        (
+            "unknown on_error",
+            format!("{base}[run]\non_error = \"ignore\"\n"),
+            &["line 6", "unknown variant `ignore`", "`dead-letter`"],
+        ),
+        (
+            "missing source",
+            "[target]\nurl = \"sqlite://t.db\"\n".to_string(),
+            &["missing field `source`"],
+        ),
+        (
+            "not TOML",
+            format!("{base}[run\nmode = \"full\"\n"),
+            &["line 5", "unclosed table"],
+        ),
+        (
+            "unknown URL scheme",
+            "[source]\nurl = \"ftp://host/x\"\n[target]\nurl = \"sqlite://t.db\"\n".to_string(),
+            &[":2 source.url", "no connector for `ftp://`"],
+        ),
+        (
+            "bad port",
+            "[source]\nurl = \"sqlite://source.db\"\n[target]\nurl = \"postgres://u@127.0.0.1:port/db\"\n"
+                .to_string(),
+            &[":4 target.url", "port `port`"],
+        ),
+        (
+            "bad file format",
+            "[source]\nurl = \"sqlite://source.db\"\n[target]\nurl = \"file://out?format=xml\"\n"
+                .to_string(),
+            &[":4 target.url", "unknown file format `xml`"],
+        ),
+        (
+            "bad duration",
+            format!("{base}[run]\nretry_max_delay = \"soon\"\n"),
+            &[":6 run.retry_max_delay", "`soon` is not a duration"],
+        ),
+        (
+            "zero heartbeat",
+            format!("{base}[cdc]\nheartbeat = \"0s\"\n"),
+            &[":6 cdc.heartbeat", "`0s` is not a duration"],
+        ),
+        (
+            "bad cron",
+            format!("{base}[run]\nmode = \"incremental\"\nevery = \"61 * * * *\"\n"),
+            &[":7 run.every", "`61 * * * *` is not a valid cron expression"],
+        ),
+        (
+            "bad include glob",
+            format!("{base}[tables]\ninclude = [\n  \"every_type\",\n  \"[abc\",\n]\n"),
+            &[":8 tables.include", "bad table pattern `[abc`"],
+        ),
+        (
+            "bad exclude glob",
+            format!("{base}[tables]\nexclude = [\"x[\"]\n"),
+            &[":6 tables.exclude", "bad table pattern `x[`"],
+        ),
+        (
+            "bad table glob",
+            format!("{base}[table.\"[bad\"]\ncursor = \"id\"\n"),
+            &[":5 table.\"[bad\"", "bad table pattern `[bad`"],
+        ),
+        (
+            "missing plugin",
+            format!("{base}\n[[transform]]\nplugin = \"nope.wasm\"\n"),
+            &[":6 transform[0].plugin", "nope.wasm does not exist"],
+        ),
+        (
+            "zero memory",
+            format!("{base}[[transform]]\nplugin = \"nope.wasm\"\nmemory_mb = 0\n"),
+            &[":5 transform[0]", "memory_mb and timeout_ms must be at least 1"],
+        ),
+        (
+            "empty cursor",
+            format!("{base}[table.every_type]\ncursor = \"\"\n"),
+            &["table.\"every_type\".cursor: must not be empty"],
+        ),
+        (
+            "unset variable",
+            format!("{base}[run]\nstate = \"${{DMP_TEST_SURELY_UNSET}}/s.db\"\n"),
+            &[":6 run.state", "DMP_TEST_SURELY_UNSET is not set"],
+        ),
+    ];
+    for (what, body, says) in cases {
+        pipeline(dir.path(), "x.toml", body);
+        let out = run_dmp(dir.path(), &["run", "x.toml"]);
+        assert_exit(&out, 2);
+        let err = text(&out.stderr);
+        assert!(
+            err.contains("x.toml") && says.iter().all(|s| err.contains(s)),
+            "{what}: {err}"
+        );
+    }
+    assert!(
+        !dir.path().join("t.db").exists() && !dir.path().join("out").exists(),
+        "a failed config wrote a target"
+    );
+}

@@ -218,3 +218,14 @@ pub fn create_events_db(path: &Path, rows: i64) {
     }
     txn.commit().expect("commit");
 }
+
+/// The dead-letter rows of a pipeline run from `dir`, as `dmp dlq show
+/// --json` gives them: one object per row.
+pub fn dlq_shown(dir: &Path, file: &str) -> Vec<serde_json::Value> {
+    let out = run_dmp(dir, &["dlq", "show", file, "--json", "--limit", "1000"]);
+    assert_exit(&out, 0);
+    text(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("JSON line"))
+        .collect()
+}

@@ -126,6 +126,9 @@ pub struct TransformSection {
     /// Time one batch may take in the plugin, in milliseconds. Default: 1000.
     #[serde(default = "default_timeout_ms")]
     pub timeout_ms: u64,
+    /// `file:line transform[i]`, for errors (not read from the file).
+    #[serde(skip)]
+    pub place: String,
 }
 
 const fn default_memory_mb() -> u64 {
@@ -294,14 +297,23 @@ pub(super) fn parse(text: &str, path: &Path) -> Result<Pipeline> {
 
     let mut include = Vec::new();
     let mut table_places = BTreeMap::new();
+    // Each glob checked on its own, so that a bad one is named by its line.
+    let glob = |pattern: &str, place: &str| {
+        TableSelection::new(&[pattern.to_string()], &[])
+            .map(|_| ())
+            .map_err(|e| Error::Config(format!("{place}: {e}")))
+    };
     for pattern in &file.tables.include {
         let (pattern, place) = places.string(pattern, "tables.include")?;
+        glob(&pattern, &place)?;
         table_places.insert(pattern.clone(), place);
         include.push(pattern);
     }
     let mut exclude = Vec::new();
     for pattern in &file.tables.exclude {
-        exclude.push(places.string(pattern, "tables.exclude")?.0);
+        let (pattern, place) = places.string(pattern, "tables.exclude")?;
+        glob(&pattern, &place)?;
+        exclude.push(pattern);
     }
     let selection = TableSelection::new(&include, &exclude)
         .map_err(|e| Error::Config(format!("{}: {e}", places.at(0..0, "tables"))))?;
@@ -310,6 +322,7 @@ pub(super) fn parse(text: &str, path: &Path) -> Result<Pipeline> {
     for (i, spanned) in file.transform.iter().enumerate() {
         let place = places.at(spanned.span(), &format!("transform[{i}]"));
         let mut t = spanned.get_ref().clone();
+        t.place.clone_from(&place);
         let plugin = interpolate(&t.plugin, &format!("{place}.plugin"))?;
         t.plugin = crate::connectors::resolve_path(base_dir, &plugin)
             .to_string_lossy()

@@ -112,8 +112,25 @@ impl CsvRows {
 
     fn decode(&self) -> std::result::Result<Row, String> {
         if self.record.len() != self.schema.columns.len() {
+            // A quote left open swallows the lines after it into one field.
+            let newlines: usize = self
+                .record
+                .iter()
+                .map(|f| f.iter().filter(|b| **b == b'\n').count())
+                .sum::<usize>()
+                // Run to the end of the file, the field ends with its last newline.
+                - usize::from(self.record.iter().next_back().is_some_and(|f| f.ends_with(b"\n")));
+            let hint = if newlines > 0 {
+                format!(
+                    " (a quoted field runs from line {} to line {}: is a closing quote missing?)",
+                    self.line(),
+                    self.line() + newlines as u64
+                )
+            } else {
+                String::new()
+            };
             return Err(format!(
-                "{} fields where the header has {}",
+                "{} fields where the header has {}{hint}",
                 self.record.len(),
                 self.schema.columns.len()
             ));

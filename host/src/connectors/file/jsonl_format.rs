@@ -71,6 +71,20 @@ fn parse_object(line: &[u8]) -> std::result::Result<Vec<(String, &RawValue)>, St
     Ok(entries.into_iter().map(|(_, k, v)| (k, v)).collect())
 }
 
+/// Why a line is not a record, at a column of the line (serde_json's own
+/// `line 1` would contradict the file line the caller names).
+fn record_error(e: &serde_json::Error) -> String {
+    let message = e.to_string();
+    let place = format!(" at line {} column {}", e.line(), e.column());
+    let message = message.strip_suffix(&place).unwrap_or(&message);
+    match e.classify() {
+        serde_json::error::Category::Data => {
+            format!("not a JSON object of column values: {message}")
+        }
+        _ => format!("invalid JSON at column {}: {message}", e.column()),
+    }
+}
+
 pub(super) struct JsonlRows {
     reader: BufReader<File>,
     schema: Arc<TableSchema>,
@@ -92,9 +106,10 @@ impl JsonlRows {
     }
 
     fn decode(&self, line: &[u8]) -> std::result::Result<Row, String> {
-        let text = std::str::from_utf8(line).map_err(|e| format!("invalid UTF-8: {e}"))?;
+        let text = std::str::from_utf8(line)
+            .map_err(|e| format!("invalid UTF-8 after byte {} of the line", e.valid_up_to()))?;
         let map: HashMap<Key<'_>, &RawValue> =
-            serde_json::from_str(text).map_err(|e| format!("invalid JSON: {e}"))?;
+            serde_json::from_str(text).map_err(|e| record_error(&e))?;
         let mut values = Vec::with_capacity(self.schema.columns.len());
         for column in &self.schema.columns {
             values.push(match map.get(&Key(Cow::Borrowed(column.name.as_str()))) {

@@ -18,7 +18,7 @@ use super::sql::{qualified, quote_ident, typed_literal};
 use crate::connectors::RejectSink;
 use crate::error::{Error, Result, ResultExt};
 use crate::model::{
-    Batch, Change, Checkpoint, Reject, RejectStage, Row, TableSchema, json::row_to_json,
+    Batch, Change, Checkpoint, Position, Reject, RejectStage, Row, TableSchema, json::row_to_json,
 };
 
 /// Bytes of COPY data per protocol message.
@@ -48,6 +48,15 @@ pub(super) struct WriteTable {
 }
 
 impl WriteTable {
+    /// Where a refused row came from: its key, else the batch's position.
+    fn position_of(&self, row: &Row, batch: &Position) -> Position {
+        let key: Option<Vec<_>> = self.key.iter().map(|&i| row.0.get(i).cloned()).collect();
+        match key {
+            Some(key) if !key.is_empty() => Position::Key { key },
+            _ => batch.clone(),
+        }
+    }
+
     pub(super) fn new(
         schema_name: &str,
         table: &TableSchema,
@@ -183,7 +192,7 @@ fn plan<'a>(
                     stage: RejectStage::Target,
                     error,
                     row: row_to_json(schema, row),
-                    position: batch.position.clone(),
+                    position: table.position_of(row, &batch.position),
                 });
             }
         }
@@ -230,7 +239,7 @@ pub(super) async fn write(
             stage: RejectStage::Target,
             error,
             row: row_to_json(&batch.table, row),
-            position: batch.position.clone(),
+            position: table.position_of(row, &batch.position),
         });
     }
     let position = serde_json::to_string(&checkpoint.position).context(ctx)?;

@@ -1,0 +1,218 @@
+//! Bad input, record by record: each bad record or row gets a message that
+//! names its place (file and line, or table, column and key), lands in the
+//! dead-letter store (as `dmp dlq show --json` shows it), and the good rows
+//! around it arrive.
+
+use std::path::Path;
+
+use dmp_test_servers::{TestDb, mariadb, postgres};
+use rusqlite::types::Value;
+
+use crate::support::{assert_exit, count, dlq_shown, pipeline, rows, run_dmp, text};
+
+/// Asserts that the letter refused at source record `index` (1-based) names
+/// `place` and says `why`.
+fn assert_letter(letters: &[serde_json::Value], index: u64, place: &str, why: &str) {
+    let letter = letters
+        .iter()
+        .find(|l| l["position"]["kind"] == "record" && l["position"]["index"] == index)
+        .unwrap_or_else(|| panic!("no letter for record {index}: {letters:#?}"));
+    let error = letter["error"].as_str().unwrap_or("");
+    assert_eq!(letter["stage"], "source", "{letter}");
+    assert!(
+        error.contains(place) && error.contains(why),
+        "record {index}: {error}"
+    );
+}
+
+fn ids(db: &Path, table: &str) -> Vec<i64> {
+    rows(db, table)
+        .into_iter()
+        .map(|r| match r[0] {
+            Value::Integer(i) => i,
+            ref other => panic!("id {other:?}"),
+        })
+        .collect()
+}
+
+#[test]
+fn bad_records_in_files_name_file_and_line() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let input = dir.path().join("in");
+    std::fs::create_dir(&input).expect("mkdir");
+    let mut csv = b"id,name,amount\n1,Ann,1.5\n2,Bob\n3,".to_vec();
+    csv.extend_from_slice(b"\xff\xfe,2\n4,Cy,lots\n5,Di,5\n6,\"Ed,6\n7,Fay,7\n");
+    std::fs::write(input.join("people.csv"), csv).expect("csv");
+    std::fs::write(
+        input.join("people.schema.json"),
+        r#"{"name": "people", "columns": [{"name": "id", "type": "int64"}, {"name": "name", "type": "text"}, {"name": "amount", "type": "float64"}], "primary_key": ["id"]}"#,
+    )
+    .expect("schema");
+    pipeline(
+        dir.path(),
+        "c.toml",
+        "[source]\nurl = \"file://in?format=csv\"\n[target]\nurl = \"sqlite://people.db\"\n",
+    );
+    let out = run_dmp(dir.path(), &["run", "c.toml"]);
+    assert_exit(&out, 1);
+    let db = dir.path().join("people.db");
+    assert_eq!(ids(&db, "people"), [1, 5]);
+    let refused = dlq_shown(dir.path(), "c.toml");
+    assert_eq!(refused.len(), 4, "{refused:#?}");
+    assert_letter(
+        &refused,
+        2,
+        "people.csv line 3",
+        "2 fields where the header has 3",
+    );
+    assert_letter(
+        &refused,
+        3,
+        "people.csv line 4",
+        "column name: invalid UTF-8",
+    );
+    assert_letter(&refused, 4, "people.csv line 5", "column amount: `lots`");
+    // A quote left open swallows the lines after it: said so, with both ends.
+    assert_letter(
+        &refused,
+        6,
+        "people.csv line 7",
+        "a quoted field runs from line 7 to line 8: is a closing quote missing?",
+    );
+
+    let mut jsonl = b"{\"id\": 1, \"kind\": \"a\"}\n{\"id\": 2, \"kind\": \"".to_vec();
+    jsonl.extend_from_slice(
+        b"\xff\"}\n{\"id\": 3, \"kind\":\n[4, \"d\"]\n{\"id\": 1e300, \"kind\": \"e\"}\n\n{\"id\": 6, \"kind\": \"f\"}\n",
+    );
+    std::fs::write(input.join("events.jsonl"), jsonl).expect("jsonl");
+    std::fs::write(
+        input.join("events.schema.json"),
+        r#"{"name": "events", "columns": [{"name": "id", "type": "int64"}, {"name": "kind", "type": "text"}], "primary_key": ["id"]}"#,
+    )
+    .expect("schema");
+    pipeline(
+        dir.path(),
+        "j.toml",
+        "[source]\nurl = \"file://in?format=jsonl\"\n[tables]\ninclude = [\"events\"]\n[target]\nurl = \"sqlite://events.db\"\n",
+    );
+    let out = run_dmp(dir.path(), &["run", "j.toml"]);
+    assert_exit(&out, 1);
+    assert_eq!(ids(&dir.path().join("events.db"), "events"), [1, 6]);
+    let refused = dlq_shown(dir.path(), "j.toml");
+    assert_eq!(refused.len(), 4, "{refused:#?}");
+    assert_letter(
+        &refused,
+        2,
+        "events.jsonl line 2",
+        "invalid UTF-8 after byte 19",
+    );
+    assert_letter(
+        &refused,
+        3,
+        "events.jsonl line 3",
+        "invalid JSON at column 17: EOF while parsing",
+    );
+    assert_letter(&refused, 4, "events.jsonl line 4", "not a JSON object");
+    assert_letter(
+        &refused,
+        5,
+        "events.jsonl line 5",
+        "column id: JSON 1e300 is not a valid int64",
+    );
+    // The summary counts them too.
+    assert!(
+        text(&out.stdout).contains("4 dead-lettered"),
+        "{}",
+        text(&out.stdout)
+    );
+}
+
+/// A SQLite source whose rows each break one rule of the target table.
+const SOURCE_ROWS: &str = "CREATE TABLE m (id INTEGER PRIMARY KEY, n BIGINT, f DOUBLE, label TEXT, code TEXT);
+     INSERT INTO m VALUES (1, 1, 1.0, 'a', 'c1'), (2, 3000000000, 2.0, 'b', 'c2'), (3, 3, 1e300, 'c', 'c3'),
+       (4, 4, 4.0, NULL, 'c4'), (5, 5, 5.0, 'e', 'c1'), (6, 6, 6.0, 'f', 'c6'), (7, 7, 7.0, '', 'c7');";
+
+/// Runs the source into `target`, whose table `m` exists already, and
+/// returns the letters by the key of their row.
+fn refused_by(dir: &Path, target: &TestDb) -> Vec<(i64, String)> {
+    let source = dir.join("source.db");
+    rusqlite::Connection::open(&source)
+        .and_then(|c| c.execute_batch(SOURCE_ROWS))
+        .expect("source");
+    pipeline(
+        dir,
+        "p.toml",
+        &format!(
+            "[source]\nurl = \"sqlite://source.db\"\n[target]\nurl = \"{}\"\nif_exists = \"truncate\"\n",
+            target.url
+        ),
+    );
+    let out = run_dmp(dir, &["run", "p.toml"]);
+    assert_exit(&out, 1);
+    let said = text(&out.stdout);
+    assert!(said.contains("4 dead-lettered"), "{said}");
+    // Good rows arrive, the empty string as itself.
+    assert_eq!(
+        target.query("SELECT id, label FROM m ORDER BY id"),
+        vec![
+            vec![Some("1".to_string()), Some("a".to_string())],
+            vec![Some("6".to_string()), Some("f".to_string())],
+            vec![Some("7".to_string()), Some(String::new())],
+        ]
+    );
+    dlq_shown(dir, "p.toml")
+        .into_iter()
+        .map(|l| {
+            assert_eq!(l["stage"], "target", "{l}");
+            assert_eq!(l["table"], "m", "{l}");
+            // The position is the row's own key.
+            assert_eq!(l["position"]["kind"], "key", "{l}");
+            let key = l["position"]["key"][0]["int"].as_i64().expect("key");
+            assert_eq!(l["row"]["id"].as_i64(), Some(key), "{l}");
+            (key, l["error"].as_str().unwrap_or("").to_string())
+        })
+        .collect()
+}
+
+fn assert_refused(refused: &[(i64, String)], key: i64, says: &[&str]) {
+    let (_, error) = refused
+        .iter()
+        .find(|(k, _)| *k == key)
+        .unwrap_or_else(|| panic!("row {key} was not refused: {refused:?}"));
+    assert!(says.iter().all(|s| error.contains(s)), "row {key}: {error}");
+}
+
+#[test]
+fn rows_postgres_refuses_are_named_by_table_column_and_key() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let target = postgres().create_database("bad_input_pg");
+    target.exec(
+        "CREATE TABLE m (id bigint PRIMARY KEY, n integer, f integer, label text NOT NULL, code text UNIQUE)",
+    );
+    let refused = refused_by(dir.path(), &target);
+    assert_eq!(refused.len(), 4, "{refused:?}");
+    assert_refused(
+        &refused,
+        2,
+        &["column n", "3000000000", "out of range for integer"],
+    );
+    assert_refused(&refused, 3, &["column f", "does not fit", "int32"]);
+    assert_refused(&refused, 4, &["column \"label\"", "not-null"]);
+    assert_refused(&refused, 5, &["unique", "(code)=(c1)"]);
+    assert_eq!(count(&dir.path().join("source.db"), "m"), 7);
+}
+
+#[test]
+fn rows_mariadb_refuses_are_named_by_table_column_and_key() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let target = mariadb().create_database("bad_input_my");
+    target.exec(
+        "CREATE TABLE m (id bigint PRIMARY KEY, n smallint, f smallint, label text NOT NULL, code varchar(10) UNIQUE)",
+    );
+    let refused = refused_by(dir.path(), &target);
+    assert_eq!(refused.len(), 4, "{refused:?}");
+    assert_refused(&refused, 2, &["column 'n'", "Out of range"]);
+    assert_refused(&refused, 3, &["column 'f'", "Out of range"]);
+    assert_refused(&refused, 4, &["'label'", "cannot be null"]);
+    assert_refused(&refused, 5, &["Duplicate entry 'c1'", "'code'"]);
+}
