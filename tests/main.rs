@@ -4,8 +4,11 @@
 
 mod support;
 
+mod bad_input;
 mod cli_errors;
 mod crash;
+mod dlq;
 mod round_trip;
 mod sql;
+mod state_store;
 mod transform;

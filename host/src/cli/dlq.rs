@@ -1,6 +1,6 @@
-//! `dmp dlq list|show|purge PIPELINE`: the rows a pipeline's runs could not
-//! move, kept in its state store with their table, stage, error and source
-//! position.
+//! `dmp dlq list|show|replay|purge PIPELINE`: the rows a pipeline's runs
+//! could not move, kept in its state store with their table, stage, error,
+//! source position and plugin versions; replay sends them again.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -8,8 +8,10 @@ use std::path::PathBuf;
 use clap::Subcommand;
 use serde::Serialize;
 
-use super::EXIT_OK;
+use super::{EXIT_DATA, EXIT_OK};
 use crate::config::Pipeline;
+use crate::connectors::open_pipeline;
+use crate::engine::{ReplayOptions, ReplaySummary, Shutdown, replay};
 use crate::error::{Error, Result};
 use crate::state::{DeadLetter, StateStore};
 
@@ -33,6 +35,23 @@ pub(super) enum DlqCommand {
         #[arg(long, default_value_t = 20)]
         limit: usize,
         /// One JSON object per line.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Send rows through the current transforms and the target again
+    /// (after fixing the plugin or the target): rows that arrive leave the
+    /// store, rows that fail again stay with the new error. Exit 1 when
+    /// some still fail.
+    Replay {
+        /// The pipeline file.
+        pipeline: PathBuf,
+        /// Only this table's rows.
+        #[arg(long)]
+        table: Option<String>,
+        /// Only these rows (numbers as `show` gives them); repeatable.
+        #[arg(long = "id", num_args = 1..)]
+        ids: Vec<i64>,
+        /// Print the outcome as JSON.
         #[arg(long)]
         json: bool,
     },
@@ -101,7 +120,33 @@ pub(super) async fn dlq(command: DlqCommand) -> Result<u8> {
                         "#{} {} ({}, {}) at {}: {}\n    {}",
                         d.id, d.table, d.stage, d.created_at, d.position, d.error, d.row
                     );
+                    if !d.plugins.is_empty() {
+                        println!("    plugins: {}", d.plugins);
+                    }
                 }
+            }
+        }
+        DlqCommand::Replay {
+            pipeline,
+            table,
+            ids,
+            json,
+        } => {
+            let (pipeline, store) = open(&pipeline)?;
+            let (source, target) = open_pipeline(&pipeline)?;
+            let stop = Shutdown::new();
+            let signals = super::run::stop_on_signals(stop.clone());
+            let options = ReplayOptions { table, ids };
+            let summary = replay(&pipeline, &store, source, target, &options, &stop).await;
+            signals.abort();
+            let summary = summary?;
+            if json {
+                println!("{}", to_json(&summary)?);
+            } else {
+                print_replay(&summary);
+            }
+            if summary.still_failing > 0 {
+                return Ok(EXIT_DATA);
             }
         }
         DlqCommand::Purge {
@@ -124,6 +169,32 @@ pub(super) async fn dlq(command: DlqCommand) -> Result<u8> {
         }
     }
     Ok(EXIT_OK)
+}
+
+fn print_replay(summary: &ReplaySummary) {
+    if summary.tables.is_empty() {
+        println!(
+            "pipeline {}: no dead-letter rows to replay",
+            summary.pipeline
+        );
+        return;
+    }
+    println!("pipeline {}: dead-letter rows replayed", summary.pipeline);
+    for t in &summary.tables {
+        println!(
+            "  {:24} replayed {:>8}  still failing {:>8}",
+            t.table, t.replayed, t.still_failing
+        );
+        for error in &t.errors {
+            println!("      {error}");
+        }
+    }
+    if summary.still_failing > 0 {
+        println!(
+            "{} rows still fail: they stay in the store with the new error (dmp dlq show)",
+            summary.still_failing
+        );
+    }
 }
 
 fn open(path: &std::path::Path) -> Result<(Pipeline, StateStore)> {

@@ -15,8 +15,8 @@ mod target;
 use std::path::Path;
 use std::sync::Arc;
 
-pub use checksum::{BucketSum, ChecksumQuery, Checksums, CompareColumn};
 pub use changes::{ChangeFeed, ChangeOptions, ChangeSource, SnapshotStart, StreamEvent, StreamLag};
+pub use checksum::{BucketSum, ChecksumQuery, Checksums, CompareColumn};
 pub use source::{BatchStream, READ_AHEAD_BATCHES, Source};
 pub use target::{IfExists, RejectSink, Start, Target};
 

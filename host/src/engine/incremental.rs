@@ -75,7 +75,10 @@ pub(super) async fn run(
         let (cursor, soft_delete) = cursor_columns(pipeline, schema)?;
         tables.push((schema.clone(), cursor, soft_delete));
     }
-    target.prepare(&outputs, Start::Keep).await?;
+    super::retry::retrying_step(&pipeline.retry, &shutdown, "preparing the target", || {
+        target.prepare(&outputs, Start::Keep)
+    })
+    .await?;
     let marks: HashMap<String, Checkpoint> = target
         .checkpoints()
         .await?
@@ -293,7 +296,7 @@ async fn sync_table(
         let Staged {
             read,
             mut batch,
-            versions: _,
+            versions,
             failure,
         } = next.ok_or_else(|| {
             Error::Data(format!(
@@ -318,9 +321,12 @@ async fn sync_table(
             done: false,
         };
         let rejects = std::mem::take(&mut batch.rejects);
+        let sink: Arc<dyn RejectSink> = ctx
+            .sink
+            .produced_by(HashMap::from([(table.schema.name.clone(), versions)]));
         if !rejects.is_empty() {
             // Before the apply: its commit moves the mark past these rows.
-            let sink = ctx.sink.clone();
+            let sink = sink.clone();
             let schema = table.schema.clone();
             tokio::task::spawn_blocking(move || sink.reject(&schema, rejects))
                 .await
@@ -336,7 +342,6 @@ async fn sync_table(
                     changes: std::mem::take(&mut batch.changes),
                 });
             }
-            let sink: Arc<dyn RejectSink> = ctx.sink.clone();
             let applied = ctx
                 .target
                 .apply(changes, checkpoint.clone(), sink)
@@ -383,7 +388,7 @@ fn mark_soft_deletes(mut batches: BatchStream, column: Option<usize>) -> BatchSt
 }
 
 /// A soft-delete flag is set: not NULL, not false, not zero, not empty.
-fn is_marked(value: &Value) -> bool {
+pub(super) fn is_marked(value: &Value) -> bool {
     match value {
         Value::Null => false,
         Value::Bool(b) => *b,

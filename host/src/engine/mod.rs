@@ -8,8 +8,10 @@
 mod cdc;
 mod incremental;
 mod lag;
+mod letter;
 mod plan;
 mod progress;
+mod replay;
 mod retry;
 mod runner;
 mod shutdown;
@@ -22,6 +24,7 @@ use tracing::Instrument;
 pub(crate) use plan::discover;
 pub use plan::{ColumnPlan, PlanReport, TablePlan, plan};
 pub use progress::{Progress, StreamProgress, TableProgress};
+pub use replay::{ReplayOptions, ReplaySummary, TableReplay, replay};
 pub use runner::{RunSummary, TableSummary};
 pub use shutdown::Shutdown;
 pub use stream::StreamSummary;

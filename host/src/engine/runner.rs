@@ -104,7 +104,10 @@ pub async fn run(
                     .map_or_else(|| t.clone(), |c| c.output_schema(t))
             })
             .collect();
-        target.prepare(&outputs, start).await?;
+        super::retry::retrying_step(&pipeline.retry, &shutdown, "preparing the target", || {
+            target.prepare(&outputs, start)
+        })
+        .await?;
         state.mark_prepared(run_id)?;
         let committed: HashMap<(String, u32), Checkpoint> = match start {
             Start::Resume | Start::Keep => target
@@ -467,9 +470,13 @@ async fn copy_chunk(
             reject_whole_batch(&mut batch, &reason);
         }
         let rejects = std::mem::take(&mut batch.rejects);
+        let sink: Arc<dyn RejectSink> = ctx.sink.produced_by(HashMap::from([(
+            table.schema.name.clone(),
+            versions.clone(),
+        )]));
         if !rejects.is_empty() {
             // Before the write: its commit moves the checkpoint past these rows.
-            let sink = ctx.sink.clone();
+            let sink = sink.clone();
             let schema = table.schema.clone();
             tokio::task::spawn_blocking(move || sink.reject(&schema, rejects))
                 .await
@@ -483,7 +490,6 @@ async fn copy_chunk(
             done: batch.last,
         };
         let last = batch.last;
-        let sink: Arc<dyn RejectSink> = ctx.sink.clone();
         let span = tracing::debug_span!("batch", rows = read, last);
         let written = ctx
             .target
@@ -506,10 +512,11 @@ pub(super) struct Staged {
     /// Rows the batch had when read (before transforms).
     pub(super) read: u64,
     pub(super) batch: Batch,
-    /// The plugin versions that produced it.
+    /// The plugin versions that produced it (or, on a failure, the
+    /// versions running then).
     pub(super) versions: String,
-    /// Why the transforms failed on it (the batch is then as the failing
-    /// stage got it).
+    /// Why the transforms failed on it (the batch then holds the rows of
+    /// the chain's input that reached the failing plugin).
     pub(super) failure: Option<String>,
 }
 
@@ -538,7 +545,7 @@ pub(super) fn transform_stage(
                         Ok(Err((batch, reason))) => Ok(Staged {
                             read,
                             batch,
-                            versions: String::new(),
+                            versions: chain.plugins().join(","),
                             failure: Some(reason),
                         }),
                     }

@@ -6,6 +6,7 @@
 //! may then free its log. A restart resumes at the position the target
 //! holds, so every change is applied exactly once in effect.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -17,7 +18,7 @@ use super::lag::LagHistogram;
 use super::progress::Progress;
 use super::shutdown::Shutdown;
 use crate::config::OnError;
-use crate::connectors::{ChangeSource, RejectSink, StreamEvent, Target};
+use crate::connectors::{ChangeSource, StreamEvent, Target};
 use crate::error::{Error, Result, ResultExt};
 use crate::model::{
     Batch, Change, ChangeBatch, Checkpoint, Position, Reject, STREAM_CHECKPOINT, TableChanges,
@@ -319,6 +320,8 @@ async fn apply(
 ) -> Result<()> {
     let mut batch = ChangeBatch::new();
     let mut rejects: Vec<(Arc<TableSchema>, Vec<Reject>)> = Vec::new();
+    // The plugin versions that produced each table's rows in this batch.
+    let mut versions: HashMap<String, String> = HashMap::new();
     let mut items = pending.items.into_iter().peekable();
     while let Some((table, item)) = items.next() {
         let Some(streamed) = ctx.tables.get(table) else {
@@ -357,7 +360,8 @@ async fn apply(
         if segment.is_empty() {
             continue;
         }
-        let (changes, refused) = transform(ctx, streamed, segment, &position).await?;
+        let (changes, refused, produced_by) = transform(ctx, streamed, segment, &position).await?;
+        versions.insert(streamed.schema.name.clone(), produced_by);
         if !refused.is_empty() {
             rejects.push((streamed.schema.clone(), refused));
         }
@@ -368,9 +372,10 @@ async fn apply(
             });
         }
     }
+    let sink = ctx.sink.produced_by(versions);
     for (schema, refused) in rejects {
         // Before the apply: its commit moves the position past these rows.
-        let sink = ctx.sink.clone();
+        let sink = sink.clone();
         tokio::task::spawn_blocking(move || sink.reject(&schema, refused))
             .await
             .context(|| "dead-letter task".to_string())??;
@@ -382,7 +387,6 @@ async fn apply(
         rows: total,
         done: true,
     };
-    let sink: Arc<dyn RejectSink> = ctx.sink.clone();
     let applied = ctx.target.apply(batch, checkpoint, sink).await?;
     debug!(applied, "changes committed");
     Ok(())
@@ -395,7 +399,7 @@ async fn transform(
     table: &StreamTable,
     changes: Vec<Change>,
     position: &Position,
-) -> Result<(Batch, Vec<Reject>)> {
+) -> Result<(Batch, Vec<Reject>, String)> {
     let batch = Batch {
         table: table.schema.clone(),
         chunk: 0,
@@ -404,9 +408,9 @@ async fn transform(
         position: position.clone(),
         last: false,
     };
-    let (mut batch, failure) = match table.chain.apply(batch).await? {
-        Ok((batch, _versions)) => (batch, None),
-        Err((batch, reason)) => (batch, Some(reason)),
+    let (mut batch, versions, failure) = match table.chain.apply(batch).await? {
+        Ok((batch, versions)) => (batch, versions, None),
+        Err((batch, reason)) => (batch, table.chain.plugins().join(","), Some(reason)),
     };
     if let Some(reason) = failure {
         if ctx.on_error == OnError::Fail {
@@ -416,5 +420,5 @@ async fn transform(
         reject_whole_batch(&mut batch, &reason);
     }
     let refused = std::mem::take(&mut batch.rejects);
-    Ok((batch, refused))
+    Ok((batch, refused, versions))
 }

@@ -81,6 +81,9 @@ pub const CURSOR_CHUNK: u32 = i32::MAX as u32;
 /// The checkpoint chunk number of rows `dmp verify --repair` rewrote.
 pub const REPAIR_CHUNK: u32 = CURSOR_CHUNK - 1;
 
+/// The checkpoint chunk number of rows `dmp dlq replay` wrote.
+pub const REPLAY_CHUNK: u32 = CURSOR_CHUNK - 2;
+
 /// The checkpoint table name of a pipeline's change stream (a name no SQL
 /// table can have unquoted, and which `_dmp_checkpoints` keeps apart from
 /// the snapshot's per-table rows).

@@ -14,8 +14,8 @@ mod temporal;
 mod value;
 
 pub use batch::{
-    Batch, CURSOR_CHUNK, Change, ChangeBatch, Checkpoint, Chunk, Position, Reject, RejectStage,
-    REPAIR_CHUNK, Row, STREAM_CHECKPOINT, TableChanges,
+    Batch, CURSOR_CHUNK, Change, ChangeBatch, Checkpoint, Chunk, Position, REPAIR_CHUNK,
+    REPLAY_CHUNK, Reject, RejectStage, Row, STREAM_CHECKPOINT, TableChanges,
 };
 pub use data_type::DataType;
 pub use decimal::Decimal;

@@ -1,6 +1,8 @@
 //! Dead-letter rows: rows a source, transform or target refused, kept with
-//! the reason and the source position so they can be inspected and replayed.
+//! the reason, the source position and the plugin versions that produced
+//! them, so they can be inspected and replayed.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -10,7 +12,7 @@ use super::{StateStore, now};
 use crate::config::OnError;
 use crate::connectors::RejectSink;
 use crate::error::{Error, Result, ResultExt};
-use crate::model::{Reject, TableSchema};
+use crate::model::{Position, Reject, RejectStage, TableSchema};
 
 /// A stored dead-letter row.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -22,26 +24,61 @@ pub struct DeadLetter {
     pub error: String,
     pub row: serde_json::Value,
     pub position: serde_json::Value,
+    /// The transform chain's plugin versions that handled the row
+    /// (`name@sha256-prefix`, comma-separated); empty when none did.
+    pub plugins: String,
     pub created_at: String,
 }
 
+/// A dead-letter row as `dmp dlq replay` needs it: the row's JSON text as
+/// stored (JSON columns keep their exact text) and a typed position.
+#[derive(Debug, Clone)]
+pub struct StoredLetter {
+    pub id: i64,
+    pub table: String,
+    pub stage: RejectStage,
+    pub row: String,
+    pub position: Position,
+    pub plugins: String,
+    /// The mode of the run that stored it (`full`, `incremental`, `cdc`).
+    pub run_mode: Option<String>,
+}
+
+/// What a replay made of one dead-letter row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Settled {
+    /// It reached the target: the row leaves the store.
+    Replayed(i64),
+    /// It failed again: the row stays with the new error and the plugin
+    /// versions that handled it this time.
+    Failed {
+        id: i64,
+        error: String,
+        plugins: String,
+    },
+}
+
 impl StateStore {
-    /// Stores rejects; storing the same rejects again (a redone batch) keeps
-    /// one copy.
+    /// Stores rejects with the plugin versions that handled them; storing
+    /// the same rejects again (a redone batch) keeps one copy.
     pub fn dead_letter(
         &self,
         pipeline: &str,
         run: i64,
         table: &str,
         rejects: &[Reject],
+        plugins: &str,
     ) -> Result<()> {
         let mut conn = self.conn()?;
         let ctx = || self.ctx("storing dead-letter rows");
         let txn = conn.transaction().context(ctx)?;
         for (seq, reject) in rejects.iter().enumerate() {
+            // A row the reader refused never met a plugin.
+            let plugins =
+                (reject.stage != RejectStage::Source && !plugins.is_empty()).then_some(plugins);
             txn.execute(
-                "INSERT OR IGNORE INTO dead_letters (pipeline, run_id, table_name, stage, position, seq, error, row, created_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                "INSERT OR IGNORE INTO dead_letters (pipeline, run_id, table_name, stage, position, seq, error, row, created_at, plugins)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
                 params![
                     pipeline,
                     run,
@@ -51,7 +88,8 @@ impl StateStore {
                     i64::try_from(seq).unwrap_or(i64::MAX),
                     reject.error,
                     reject.row.to_string(),
-                    now()
+                    now(),
+                    plugins
                 ],
             )
             .context(ctx)?;
@@ -64,9 +102,9 @@ impl StateStore {
         let conn = self.conn()?;
         let ctx = || self.ctx("reading dead-letter rows");
         let mut stmt = conn
-            .prepare("SELECT id, table_name, stage, error, row, position, created_at FROM dead_letters WHERE pipeline = ?1 ORDER BY id")
+            .prepare("SELECT id, table_name, stage, error, row, position, created_at, coalesce(plugins, '') FROM dead_letters WHERE pipeline = ?1 ORDER BY id")
             .context(ctx)?;
-        type Stored = (i64, String, String, String, String, String, String);
+        type Stored = (i64, String, String, String, String, String, String, String);
         let rows: Vec<Stored> = stmt
             .query_map([pipeline], |r| {
                 Ok((
@@ -77,24 +115,188 @@ impl StateStore {
                     r.get(4)?,
                     r.get(5)?,
                     r.get(6)?,
+                    r.get(7)?,
                 ))
             })
             .and_then(|rows| rows.collect())
             .context(ctx)?;
         rows.into_iter()
-            .map(|(id, table, stage, error, row, position, created_at)| {
-                Ok(DeadLetter {
+            .map(
+                |(id, table, stage, error, row, position, created_at, plugins)| {
+                    Ok(DeadLetter {
+                        id,
+                        table,
+                        stage,
+                        error,
+                        row: serde_json::from_str(&row).context(ctx)?,
+                        position: serde_json::from_str(&position).context(ctx)?,
+                        plugins,
+                        created_at,
+                    })
+                },
+            )
+            .collect()
+    }
+
+    /// The tables that have dead-letter rows to replay: `table` when given,
+    /// those of the rows numbered `ids` when given (each must exist), else
+    /// all, by name.
+    pub fn tables_to_replay(
+        &self,
+        pipeline: &str,
+        table: Option<&str>,
+        ids: &[i64],
+    ) -> Result<Vec<String>> {
+        let conn = self.conn()?;
+        let ctx = || self.ctx("reading dead-letter rows to replay");
+        for id in ids {
+            let found: i64 = conn
+                .query_row(
+                    "SELECT count(*) FROM dead_letters WHERE pipeline = ?1 AND id = ?2 AND (?3 IS NULL OR table_name = ?3)",
+                    params![pipeline, id, table],
+                    |r| r.get(0),
+                )
+                .context(ctx)?;
+            if found == 0 {
+                return Err(Error::Config(format!(
+                    "pipeline {pipeline}: there is no dead-letter row #{id}{}",
+                    table.map_or(String::new(), |t| format!(" of table {t}"))
+                )));
+            }
+        }
+        let mut stmt = conn
+            .prepare(
+                "SELECT DISTINCT table_name FROM dead_letters
+                 WHERE pipeline = ?1 AND (?2 IS NULL OR table_name = ?2) ORDER BY table_name",
+            )
+            .context(ctx)?;
+        let tables: Vec<String> = stmt
+            .query_map(params![pipeline, table], |r| r.get(0))
+            .and_then(|rows| rows.collect())
+            .context(ctx)?;
+        if ids.is_empty() {
+            return Ok(tables);
+        }
+        let mut with_ids = Vec::new();
+        for t in tables {
+            let has: bool = conn
+                .query_row(
+                    "SELECT EXISTS (SELECT 1 FROM dead_letters WHERE pipeline = ?1 AND table_name = ?2
+                       AND id IN (SELECT value FROM json_each(?3)))",
+                    params![pipeline, t, serde_json::to_string(ids).context(ctx)?],
+                    |r| r.get(0),
+                )
+                .context(ctx)?;
+            if has {
+                with_ids.push(t);
+            }
+        }
+        Ok(with_ids)
+    }
+
+    /// Up to `limit` dead-letter rows of `table` numbered above `after`,
+    /// oldest first; only those numbered `ids` when given. Paging keeps a
+    /// replay's memory flat however many rows wait.
+    pub fn letters_to_replay(
+        &self,
+        pipeline: &str,
+        table: &str,
+        ids: &[i64],
+        after: i64,
+        limit: usize,
+    ) -> Result<Vec<StoredLetter>> {
+        let conn = self.conn()?;
+        let ctx = || self.ctx("reading dead-letter rows to replay");
+        let mut stmt = conn
+            .prepare(
+                "SELECT d.id, d.table_name, d.stage, d.row, d.position, coalesce(d.plugins, ''), r.mode
+                 FROM dead_letters d LEFT JOIN runs r ON r.id = d.run_id
+                 WHERE d.pipeline = ?1 AND d.table_name = ?2 AND d.id > ?3
+                   AND (?4 IS NULL OR d.id IN (SELECT value FROM json_each(?4)))
+                 ORDER BY d.id LIMIT ?5",
+            )
+            .context(ctx)?;
+        let only = if ids.is_empty() {
+            None
+        } else {
+            Some(serde_json::to_string(ids).context(ctx)?)
+        };
+        type Stored = (i64, String, String, String, String, String, Option<String>);
+        let rows: Vec<Stored> = stmt
+            .query_map(
+                params![
+                    pipeline,
+                    table,
+                    after,
+                    only,
+                    i64::try_from(limit).unwrap_or(i64::MAX)
+                ],
+                |r| {
+                    Ok((
+                        r.get(0)?,
+                        r.get(1)?,
+                        r.get(2)?,
+                        r.get(3)?,
+                        r.get(4)?,
+                        r.get(5)?,
+                        r.get(6)?,
+                    ))
+                },
+            )
+            .and_then(|rows| rows.collect())
+            .context(ctx)?;
+        rows.into_iter()
+            .map(|(id, table, stage, row, position, plugins, run_mode)| {
+                let stage = stage_from_str(&stage).ok_or_else(|| {
+                    Error::Data(format!(
+                        "dead-letter row #{id} in state store {}: unknown stage `{stage}`",
+                        self.path.display()
+                    ))
+                })?;
+                Ok(StoredLetter {
                     id,
                     table,
                     stage,
-                    error,
-                    row: serde_json::from_str(&row).context(ctx)?,
+                    row,
                     position: serde_json::from_str(&position).context(ctx)?,
-                    created_at,
+                    plugins,
+                    run_mode,
                 })
             })
             .collect()
     }
+
+    /// Records the outcome of a replay in one transaction: replayed rows
+    /// leave the store, failed ones get their new error.
+    pub fn settle_dead_letters(&self, pipeline: &str, outcomes: &[Settled]) -> Result<()> {
+        let mut conn = self.conn()?;
+        let ctx = || self.ctx("recording the replay of dead-letter rows");
+        let txn = conn.transaction().context(ctx)?;
+        for outcome in outcomes {
+            match outcome {
+                Settled::Replayed(id) => txn.execute(
+                    "DELETE FROM dead_letters WHERE pipeline = ?1 AND id = ?2",
+                    params![pipeline, id],
+                ),
+                Settled::Failed { id, error, plugins } => txn.execute(
+                    "UPDATE dead_letters SET error = ?3, plugins = nullif(?4, '') WHERE pipeline = ?1 AND id = ?2",
+                    params![pipeline, id, error, plugins],
+                ),
+            }
+            .context(ctx)?;
+        }
+        txn.commit().context(ctx)
+    }
+}
+
+fn stage_from_str(stage: &str) -> Option<RejectStage> {
+    [
+        RejectStage::Source,
+        RejectStage::Transform,
+        RejectStage::Target,
+    ]
+    .into_iter()
+    .find(|s| s.as_str() == stage)
 }
 
 impl StateStore {
@@ -156,10 +358,18 @@ impl DeadLetterSink {
     pub fn count(&self) -> u64 {
         self.count.load(Ordering::Relaxed)
     }
-}
 
-impl RejectSink for DeadLetterSink {
-    fn reject(&self, table: &TableSchema, rejects: Vec<Reject>) -> Result<()> {
+    /// A sink for the rows of one batch, which records with them the
+    /// plugin versions that produced that batch, per table (`versions`
+    /// as the transform chain names them; empty without transforms).
+    pub fn produced_by(self: &Arc<Self>, versions: HashMap<String, String>) -> Arc<dyn RejectSink> {
+        Arc::new(Produced {
+            sink: self.clone(),
+            versions,
+        })
+    }
+
+    fn refuse(&self, table: &TableSchema, rejects: Vec<Reject>, plugins: &str) -> Result<()> {
         let Some(first) = rejects.first() else {
             return Ok(());
         };
@@ -185,10 +395,11 @@ impl RejectSink for DeadLetterSink {
             }
             OnError::DeadLetter => {
                 self.store
-                    .dead_letter(&self.pipeline, self.run, &table.name, &rejects)?;
+                    .dead_letter(&self.pipeline, self.run, &table.name, &rejects, plugins)?;
                 tracing::warn!(
                     table = table.name,
                     rows = rejects.len(),
+                    plugins,
                     first_error = first.error,
                     "rows dead-lettered"
                 );
@@ -197,5 +408,144 @@ impl RejectSink for DeadLetterSink {
         self.count
             .fetch_add(rejects.len() as u64, Ordering::Relaxed);
         Ok(())
+    }
+}
+
+impl RejectSink for DeadLetterSink {
+    /// Rows stored this way record no plugin versions: see
+    /// [`DeadLetterSink::produced_by`].
+    fn reject(&self, table: &TableSchema, rejects: Vec<Reject>) -> Result<()> {
+        self.refuse(table, rejects, "")
+    }
+}
+
+/// [`DeadLetterSink`] for one batch, knowing the plugin versions that
+/// produced it.
+struct Produced {
+    sink: Arc<DeadLetterSink>,
+    versions: HashMap<String, String>,
+}
+
+impl RejectSink for Produced {
+    fn reject(&self, table: &TableSchema, rejects: Vec<Reject>) -> Result<()> {
+        let plugins = self.versions.get(&table.name).map_or("", String::as_str);
+        self.sink.refuse(table, rejects, plugins)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Value;
+
+    fn reject(stage: RejectStage, id: i64) -> Reject {
+        Reject {
+            stage,
+            error: format!("bad {id}"),
+            row: serde_json::json!({ "id": id }),
+            position: Position::Key {
+                key: vec![Value::Int(id)],
+            },
+        }
+    }
+
+    #[test]
+    fn letters_keep_their_plugins_and_settle_after_a_replay() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(StateStore::open(&dir.path().join("state.db")).unwrap());
+        store
+            .dead_letter(
+                "p",
+                1,
+                "t",
+                &[
+                    reject(RejectStage::Source, 1),
+                    reject(RejectStage::Transform, 2),
+                ],
+                "mask@0123456789ab",
+            )
+            .unwrap();
+        let sink = Arc::new(DeadLetterSink::new(
+            store.clone(),
+            "p".into(),
+            1,
+            OnError::DeadLetter,
+        ));
+        let schema = TableSchema {
+            namespace: None,
+            name: "t".into(),
+            columns: Vec::new(),
+            primary_key: Vec::new(),
+            indexes: Vec::new(),
+            foreign_keys: Vec::new(),
+        };
+        sink.produced_by(HashMap::from([("t".to_string(), "a@1,b@2".to_string())]))
+            .reject(&schema, vec![reject(RejectStage::Target, 3)])
+            .unwrap();
+        assert_eq!(sink.count(), 1);
+        let letters = store.dead_letters("p").unwrap();
+        let plugins: Vec<&str> = letters.iter().map(|d| d.plugins.as_str()).collect();
+        // The reader's reject never met a plugin.
+        assert_eq!(plugins, ["", "mask@0123456789ab", "a@1,b@2"]);
+
+        assert_eq!(store.tables_to_replay("p", None, &[]).unwrap(), ["t"]);
+        assert!(store.tables_to_replay("p", None, &[99]).is_err());
+        assert!(store.tables_to_replay("p", Some("u"), &[1]).is_err());
+        assert_eq!(store.tables_to_replay("p", None, &[1]).unwrap(), ["t"]);
+        let stored = store.letters_to_replay("p", "t", &[], 0, 10).unwrap();
+        assert_eq!(stored.len(), 3);
+        assert_eq!(stored[2].stage, RejectStage::Target);
+        assert_eq!(stored[2].row, r#"{"id":3}"#);
+        // Pages follow the numbers.
+        let page = store
+            .letters_to_replay("p", "t", &[], stored[0].id, 1)
+            .unwrap();
+        assert_eq!(page.len(), 1);
+        assert_eq!(page[0].id, stored[1].id);
+        store
+            .settle_dead_letters(
+                "p",
+                &[
+                    Settled::Replayed(stored[0].id),
+                    Settled::Failed {
+                        id: stored[1].id,
+                        error: "still bad".into(),
+                        plugins: "mask@fedcba987654".into(),
+                    },
+                ],
+            )
+            .unwrap();
+        let left = store.dead_letters("p").unwrap();
+        assert_eq!(left.len(), 2);
+        assert_eq!(left[0].error, "still bad");
+        assert_eq!(left[0].plugins, "mask@fedcba987654");
+        let only = store
+            .letters_to_replay("p", "t", &[left[1].id], 0, 10)
+            .unwrap();
+        assert_eq!(only.len(), 1);
+        assert_eq!(only[0].id, left[1].id);
+    }
+
+    #[test]
+    fn an_old_store_gets_the_plugins_column() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.db");
+        {
+            let conn = rusqlite::Connection::open(&path).unwrap();
+            conn.execute_batch(
+                "CREATE TABLE dead_letters (id INTEGER PRIMARY KEY, pipeline TEXT NOT NULL, run_id INTEGER NOT NULL,
+                   table_name TEXT NOT NULL, stage TEXT NOT NULL, position TEXT NOT NULL, seq INTEGER NOT NULL,
+                   error TEXT NOT NULL, row TEXT NOT NULL, created_at TEXT NOT NULL,
+                   UNIQUE (pipeline, table_name, stage, position, seq));
+                 INSERT INTO dead_letters (pipeline, run_id, table_name, stage, position, seq, error, row, created_at)
+                   VALUES ('p', 1, 't', 'target', '{\"kind\":\"start\"}', 0, 'old', '{\"id\":1}', '2024-01-01');",
+            )
+            .unwrap();
+        }
+        let store = StateStore::open(&path).unwrap();
+        let letters = store.dead_letters("p").unwrap();
+        assert_eq!(letters.len(), 1);
+        assert_eq!(letters[0].plugins, "");
+        assert_eq!(letters[0].error, "old");
     }
 }

@@ -12,7 +12,7 @@ use std::sync::{Mutex, MutexGuard};
 
 use rusqlite::Connection;
 
-pub use dead_letter::{DeadLetter, DeadLetterSink};
+pub use dead_letter::{DeadLetter, DeadLetterSink, Settled, StoredLetter};
 pub use runs::{RunRecord, RunStatus};
 
 use crate::error::{Error, Result, ResultExt};
@@ -65,6 +65,7 @@ CREATE TABLE IF NOT EXISTS dead_letters (
     error TEXT NOT NULL,
     row TEXT NOT NULL,
     created_at TEXT NOT NULL,
+    plugins TEXT,
     UNIQUE (pipeline, table_name, stage, position, seq)
 );
 ";
@@ -106,7 +107,11 @@ impl StateStore {
             .context(ctx)?;
         conn.execute_batch(SCHEMA).context(ctx)?;
         // Columns added since the first stores were made.
-        for (table, column) in [("chunks", "plugins"), ("runs", "snapshot_position")] {
+        for (table, column) in [
+            ("chunks", "plugins"),
+            ("runs", "snapshot_position"),
+            ("dead_letters", "plugins"),
+        ] {
             let present: bool = conn
                 .query_row(
                     "SELECT count(*) FROM pragma_table_info(?1) WHERE name = ?2",

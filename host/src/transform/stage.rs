@@ -139,11 +139,12 @@ impl WasmTransform {
 
     /// Transforms a batch (blocking: run it off the async threads). Rows the
     /// plugin refuses join the batch's rejects; a failure of the whole call
-    /// is an error naming plugin, table and batch.
+    /// is an error naming plugin, table and batch. Tells where each output
+    /// row and each new reject came from in the input.
     // The failing batch is handed back whole by design (its rows become
     // rejects); it moves once per batch, boxing it buys nothing.
     #[allow(clippy::result_large_err)]
-    pub fn apply(&self, mut batch: Batch) -> std::result::Result<(Batch, String), (Batch, String)> {
+    fn apply(&self, mut batch: Batch) -> std::result::Result<Applied, (Batch, String)> {
         let version = self.current.load_full();
         let plugin = &*version.plugin;
         let instance = version.idle.lock().ok().and_then(|mut idle| idle.pop());
@@ -219,6 +220,7 @@ impl WasmTransform {
             }
         };
         let mut rejects = batch.rejects;
+        let refused: Vec<usize> = decoded.rejects.iter().map(|(row, _)| *row).collect();
         for (row, reason) in decoded.rejects {
             rejects.push(Reject {
                 stage: RejectStage::Transform,
@@ -239,8 +241,22 @@ impl WasmTransform {
             position: batch.position,
             last: batch.last,
         };
-        Ok((batch, format!("{}@{}", plugin.name, &plugin.hash[..12])))
+        Ok(Applied {
+            batch,
+            version: format!("{}@{}", plugin.name, &plugin.hash[..12]),
+            origins: decoded.origins,
+            refused,
+        })
     }
+}
+
+/// A batch one plugin transformed, with the input row each output row and
+/// each of the plugin's rejects (the last ones of `batch.rejects`) came from.
+struct Applied {
+    batch: Batch,
+    version: String,
+    origins: Vec<usize>,
+    refused: Vec<usize>,
 }
 
 /// What a plugin made of sample rows (`dmp plugin test`).
@@ -315,7 +331,15 @@ pub fn open_chains(
             let plugin = match loaded.get(transform.plugin.as_str()) {
                 Some(plugin) => plugin.clone(),
                 None => {
-                    let plugin = runtime.load(Path::new(&transform.plugin))?;
+                    let path = Path::new(&transform.plugin);
+                    if !path.is_file() {
+                        return Err(Error::Config(format!(
+                            "{}.plugin: {} does not exist or is not a file",
+                            transform.place,
+                            path.display()
+                        )));
+                    }
+                    let plugin = runtime.load(path)?;
                     loaded.insert(&transform.plugin, plugin.clone());
                     plugin
                 }
@@ -372,8 +396,11 @@ impl TransformChain {
     }
 
     /// Runs the batch through every stage, off the async threads, and names
-    /// the plugin versions that did it. On a failure, gives back the batch
-    /// as the failing stage got it.
+    /// the plugin versions that did it. Rows refused by any stage are kept
+    /// as the chain got them (the source's row, which `dmp dlq replay`
+    /// sends through the whole chain again). On a failure, gives back the
+    /// chain's input rows that reached the failing stage, in the input
+    /// schema.
     #[allow(clippy::result_large_err)] // See `WasmTransform::apply`.
     pub async fn apply(
         &self,
@@ -384,12 +411,44 @@ impl TransformChain {
         }
         let stages = self.stages.clone();
         tokio::task::spawn_blocking(move || {
+            // Later stages see rows earlier ones made: keep the input to
+            // name the source row of what they refuse.
+            let input = (stages.len() > 1).then(|| (batch.table.clone(), batch.changes.clone()));
+            let mut origins: Vec<usize> = (0..batch.changes.len()).collect();
             let mut batch = batch;
             let mut versions = Vec::with_capacity(stages.len());
             for stage in &stages {
-                let (next, version) = stage.apply(batch)?;
-                batch = next;
-                versions.push(version);
+                let earlier = batch.rejects.len();
+                let applied = match stage.apply(batch) {
+                    Ok(applied) => applied,
+                    Err((mut failed, reason)) => {
+                        if let Some((schema, rows)) = &input {
+                            // Origins ascend: dedup leaves each source row once.
+                            origins.dedup();
+                            failed.table = schema.clone();
+                            failed.changes = origins
+                                .iter()
+                                .filter_map(|&i| rows.get(i).cloned())
+                                .collect();
+                        }
+                        return Err((failed, reason));
+                    }
+                };
+                batch = applied.batch;
+                if let Some((schema, rows)) = &input {
+                    let new = batch.rejects.iter_mut().skip(earlier);
+                    for (reject, row) in new.zip(&applied.refused) {
+                        if let Some(source) = origins.get(*row).and_then(|&i| rows.get(i)) {
+                            reject.row = row_to_json(schema, source.row());
+                        }
+                    }
+                    origins = applied
+                        .origins
+                        .iter()
+                        .filter_map(|&o| origins.get(o).copied())
+                        .collect();
+                }
+                versions.push(applied.version);
             }
             Ok((batch, versions.join(",")))
         })
