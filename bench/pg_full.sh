@@ -16,23 +16,8 @@ ROWS=${ROWS:-1000000}
 ROUNDS=${ROUNDS:-3}
 PARALLELISM=${PARALLELISM:-$(nproc)}   # dmp's default: one chunk per core
 
-cargo build --release -q -p dmp -p dmp-test-servers
-DMP=$PWD/target/release/dmp
-WORK=$(mktemp -d)
-trap 'kill "$SERVERS_PID" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$WORK"' EXIT
-
-# The servers live as long as this coprocess: closing its stdin stops them.
-coproc SERVERS { exec target/release/dmp-test-servers start postgres mariadb; }
-while IFS= read -r line <&"${SERVERS[0]}"; do
-    case "$line" in
-        export\ *) eval "$line" ;;
-        ready) break ;;
-    esac
-done
-: "${DMP_TEST_PG_PORT:?servers did not start}"
-
-pg() { psql -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$DMP_TEST_PG_PORT" -U postgres "$@"; }
-my() { mariadb -h 127.0.0.1 -P "$DMP_TEST_MARIADB_PORT" -u root "$@"; }
+# shellcheck source=bench/servers.sh
+source bench/servers.sh
 pg_url() { echo "postgres://postgres@127.0.0.1:$DMP_TEST_PG_PORT/$1"; }
 my_url() { echo "mysql://root@127.0.0.1:$DMP_TEST_MARIADB_PORT/$1"; }
 

@@ -29,23 +29,8 @@ if [ ! -x "$VENV/bin/reladiff" ]; then
 fi
 RELADIFF=$PWD/$VENV/bin/reladiff
 
-cargo build --release -q -p dmp -p dmp-test-servers
-DMP=$PWD/target/release/dmp
-WORK=$(mktemp -d)
-trap 'kill "$SERVERS_PID" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$WORK"' EXIT
-
-# The servers live as long as this coprocess: closing its stdin stops them.
-coproc SERVERS { exec target/release/dmp-test-servers start postgres mariadb; }
-while IFS= read -r line <&"${SERVERS[0]}"; do
-    case "$line" in
-        export\ *) eval "$line" ;;
-        ready) break ;;
-    esac
-done
-: "${DMP_TEST_PG_PORT:?servers did not start}"
-
-pg() { psql -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$DMP_TEST_PG_PORT" -U postgres "$@"; }
-my() { mariadb -h 127.0.0.1 -P "$DMP_TEST_MARIADB_PORT" -u root "$@"; }
+# shellcheck source=bench/servers.sh
+source bench/servers.sh
 PG_URL="postgres://postgres@127.0.0.1:$DMP_TEST_PG_PORT/src"
 MY_URL="mysql://root@127.0.0.1:$DMP_TEST_MARIADB_PORT/dst"
 
