@@ -147,3 +147,46 @@ fn verify_names_planted_differences_in_a_million_rows_and_repairs_them() {
         "a 50% sample compared {compared} rows"
     );
 }
+
+#[test]
+fn files_are_verified_and_repair_is_refused_where_it_cannot_stick() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = rusqlite::Connection::open(dir.path().join("s.db")).expect("sqlite");
+    db.execute_batch(
+        "CREATE TABLE t (id integer PRIMARY KEY, name text, price real);
+         WITH RECURSIVE g(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM g WHERE i < 100)
+         INSERT INTO t SELECT i, 'n' || i, i / 3.0 FROM g;",
+    )
+    .expect("rows");
+    pipeline(
+        dir.path(),
+        "p.toml",
+        &sql_pipeline("sqlite://s.db", "file://out?format=csv", ""),
+    );
+    assert_exit(&run_dmp(dir.path(), &["run", "p.toml"]), 0);
+    verified(dir.path(), "p.toml", 0, &["t: equal, 100 rows"]);
+    let csv = dir.path().join("out/t.csv");
+    let body = std::fs::read_to_string(&csv).expect("csv");
+    let body: String = body
+        .lines()
+        .filter(|l| !l.starts_with("7,"))
+        .map(|l| format!("{}\n", l.replace("5,n5,", "5,changed,")))
+        .collect();
+    std::fs::write(&csv, body).expect("write csv");
+    verified(
+        dir.path(),
+        "p.toml",
+        1,
+        &[
+            "differs:           id=\"5\": name: source \"n5\", target \"changed\"",
+            "missing in target: id=\"7\"",
+        ],
+    );
+    let out = run_dmp(dir.path(), &["verify", "p.toml", "--repair"]);
+    assert_exit(&out, 2);
+    assert!(
+        text(&out.stderr).contains("keeps changes in a change log"),
+        "{}",
+        text(&out.stderr)
+    );
+}

@@ -92,6 +92,12 @@ pub trait Target: Send + Sync {
     /// publishes files. Idempotent.
     async fn finish_table(&self, table: &TableSchema) -> Result<()>;
 
+    /// Whether `apply` changes the rows in place, so that a later read sees
+    /// them (`dmp verify --repair`); files append changes to a log instead.
+    fn applies_in_place(&self) -> bool {
+        true
+    }
+
     /// Called once after every table of the run is finished: creates the
     /// foreign keys among `tables` (now that all rows are there, in any
     /// order). Idempotent.

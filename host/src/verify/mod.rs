@@ -387,6 +387,13 @@ impl TablePair {
                     data_only: true,
                 },
             )?;
+            if !target.applies_in_place() {
+                return Err(Error::Unsupported(format!(
+                    "--repair: the target {} keeps changes in a change log beside its files, \
+                     which a read does not see; run the pipeline again with --restart instead",
+                    pipeline.target
+                )));
+            }
             let write_schema = Arc::new(self.write_schema());
             if self.output.primary_key.is_empty() {
                 return Err(Error::Unsupported(format!(

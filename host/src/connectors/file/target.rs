@@ -207,6 +207,10 @@ fn poisoned() -> Error {
 
 #[async_trait]
 impl Target for FileTarget {
+    fn applies_in_place(&self) -> bool {
+        false
+    }
+
     fn column_type(&self, column: &Column) -> String {
         match self.options.format {
             Format::Parquet => {
