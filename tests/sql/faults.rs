@@ -235,45 +235,6 @@ fn full_load_mariadb_to_postgres_through_cuts() {
     load_through_faults(&source, mariadb().port(), &target, postgres().port());
 }
 
-/// Waits until the workload tables of `target` equal those of `source`,
-/// or fails showing the first difference (or dmp's log if it ended).
-fn wait_until_in_sync(
-    child: &mut Child,
-    dir: &Path,
-    source: &TestDb,
-    from: Dialect,
-    target: &TestDb,
-    to: Dialect,
-) {
-    let deadline = Instant::now() + Duration::from_secs(180);
-    loop {
-        if let Ok(Some(status)) = child.try_wait() {
-            panic!(
-                "dmp ended while streaming ({status}); its log:\n{}",
-                log(dir)
-            );
-        }
-        let want = workload::snapshot(source, from);
-        let got = target
-            .try_query("SELECT 1 FROM accounts LIMIT 0")
-            .map(|_| workload::snapshot(target, to))
-            .unwrap_or_default();
-        if want == got {
-            return;
-        }
-        if Instant::now() > deadline {
-            assert_same_dump(
-                &want,
-                &got,
-                &["table", "id", "c2", "c3", "n", "c5", "note"],
-                "target after the stream",
-            );
-            panic!("the target did not catch up within three minutes");
-        }
-        std::thread::sleep(Duration::from_millis(300));
-    }
-}
-
 /// SIGINT: the stream stops after the transaction being applied.
 fn interrupt(child: Child) -> Output {
     let status = std::process::Command::new("kill")
@@ -332,7 +293,15 @@ fn stream_through_cuts(
     for writer in writers {
         writer.join().expect("workload session");
     }
-    wait_until_in_sync(&mut child, dir.path(), source, from, target, to);
+    workload::wait_until_in_sync(
+        &mut child,
+        source,
+        from,
+        target,
+        to,
+        Duration::from_secs(180),
+        |_| log(dir.path()),
+    );
     let out = interrupt(child);
     let log = log(dir.path());
     assert_exit_logged(&out, 0, &log);

@@ -187,3 +187,44 @@ pub fn snapshot(db: &TestDb, dialect: Dialect) -> Vec<Vec<Option<String>>> {
     );
     rows
 }
+
+/// Waits until the workload tables of `target` equal those of `source`,
+/// or fails showing the first difference after `within`, or dmp's log
+/// (`log`) if it ended.
+pub fn wait_until_in_sync(
+    child: &mut std::process::Child,
+    source: &TestDb,
+    from: Dialect,
+    target: &TestDb,
+    to: Dialect,
+    within: std::time::Duration,
+    log: impl Fn(&mut std::process::Child) -> String,
+) {
+    let deadline = std::time::Instant::now() + within;
+    loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!(
+                "dmp ended while streaming ({status}); its log:\n{}",
+                log(child)
+            );
+        }
+        let want = snapshot(source, from);
+        let got = target
+            .try_query("SELECT 1 FROM accounts LIMIT 0")
+            .map(|_| snapshot(target, to))
+            .unwrap_or_default();
+        if want == got {
+            return;
+        }
+        if std::time::Instant::now() > deadline {
+            crate::support::sql::assert_same_dump(
+                &want,
+                &got,
+                &["table", "id", "c2", "c3", "n", "c5", "note"],
+                "target after the stream",
+            );
+            panic!("the target did not catch up within {within:?}");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(300));
+    }
+}
