@@ -300,17 +300,19 @@ impl TablePair {
                     schema: &Arc<TableSchema>,
                     columns: Vec<CompareColumn>,
                     positions,
-                    chain| side::Side {
-            role,
-            source: source.clone(),
-            schema: schema.clone(),
-            columns,
-            key_columns,
-            reference: reference.clone(),
-            positions,
-            chain,
-            batch_rows: pipeline.batch_rows,
-            chunk_rows: pipeline.chunk_rows,
+                    chain| {
+            side::Side::new(
+                role,
+                source.clone(),
+                schema.clone(),
+                columns,
+                key_columns,
+                reference.clone(),
+                positions,
+                chain,
+                pipeline.batch_rows,
+                pipeline.chunk_rows,
+            )
         };
         let source_side = side(
             "source",
@@ -425,15 +427,12 @@ impl TablePair {
             repair_summary = Some(summary);
             // A fresh reader: the first one may hold a snapshot from before
             // the repair (MySQL keeps one per reader).
-            let fresh = side::Side {
-                source: open_source(
-                    &pipeline.target,
-                    SourceOptions {
-                        readers: pipeline.parallelism.max(1),
-                    },
-                )?,
-                ..self.target.clone()
-            };
+            let fresh = self.target.reading_from(open_source(
+                &pipeline.target,
+                SourceOptions {
+                    readers: pipeline.parallelism.max(1),
+                },
+            )?);
             table::compare(
                 &self.source,
                 &fresh,

@@ -35,6 +35,8 @@ pub(super) struct Repairer {
     /// The compared columns under the target's names and the source's
     /// types (what a run writes), key first.
     schema: Arc<TableSchema>,
+    /// Positions of the key columns in `schema`.
+    key: Vec<usize>,
     summary: Mutex<RepairSummary>,
 }
 
@@ -53,24 +55,24 @@ impl RejectSink for Refusals {
 
 impl Repairer {
     pub(super) fn new(target: Arc<dyn Target>, schema: Arc<TableSchema>) -> Self {
+        let key = schema
+            .primary_key
+            .iter()
+            .filter_map(|k| schema.column_index(k))
+            .collect();
         Repairer {
             target,
             schema,
+            key,
             summary: Mutex::default(),
         }
     }
 
     fn row(&self, cells: &CanonRow, only_key: bool) -> std::result::Result<Row, String> {
-        let key: Vec<usize> = self
-            .schema
-            .primary_key
-            .iter()
-            .filter_map(|k| self.schema.column_index(k))
-            .collect();
         let mut values = Vec::with_capacity(cells.len());
         for (i, (cell, column)) in cells.iter().zip(&self.schema.columns).enumerate() {
             let value = match cell {
-                Some(_) if only_key && !key.contains(&i) => Value::Null,
+                Some(_) if only_key && !self.key.contains(&i) => Value::Null,
                 Some(text) => parse_canonical(text, &column.data_type)
                     .map_err(|e| format!("column {}: {e}", column.name))?,
                 None => Value::Null,

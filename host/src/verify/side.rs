@@ -12,7 +12,7 @@ use crate::connectors::checksum::KeyRange;
 use crate::connectors::{BucketSum, ChecksumQuery, CompareColumn, Source};
 use crate::error::{Error, Result};
 use crate::model::canonical::{canonical_text, push_part, row_digests};
-use crate::model::{Chunk, DataType, Position, TableSchema, Value};
+use crate::model::{DataType, Position, TableSchema, Value};
 use crate::transform::TransformChain;
 
 /// Rows of a table as canonical texts, in the compared columns' order.
@@ -38,9 +38,41 @@ pub(super) struct Side {
     pub(super) chain: Option<TransformChain>,
     pub(super) batch_rows: usize,
     pub(super) chunk_rows: u64,
+    /// Whether the database computes this side's checksums (set by `new`).
+    in_database: bool,
 }
 
 impl Side {
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn new(
+        role: &'static str,
+        source: Arc<dyn Source>,
+        schema: Arc<TableSchema>,
+        columns: Vec<CompareColumn>,
+        key_columns: usize,
+        reference: Vec<DataType>,
+        positions: Vec<usize>,
+        chain: Option<TransformChain>,
+        batch_rows: usize,
+        chunk_rows: u64,
+    ) -> Self {
+        let mut side = Side {
+            role,
+            source,
+            schema,
+            columns,
+            key_columns,
+            reference,
+            positions,
+            chain,
+            batch_rows,
+            chunk_rows,
+            in_database: false,
+        };
+        side.in_database = side.database_can_hash();
+        side
+    }
+
     fn query(&self, group: usize, within: Option<&[String]>, below: Option<&str>) -> ChecksumQuery {
         ChecksumQuery {
             table: self.schema.name.clone(),
@@ -108,7 +140,21 @@ impl Side {
     }
 
     /// Whether the database computes this side's checksums.
+    /// This side read through another reader of the same system.
+    pub(super) fn reading_from(&self, source: Arc<dyn Source>) -> Self {
+        Side {
+            source,
+            ..self.clone()
+        }
+    }
+
     pub(super) fn in_database(&self) -> bool {
+        self.in_database
+    }
+
+    /// Whether the database can spell every compared column in SQL (and
+    /// no transform stands between its rows and the comparison).
+    fn database_can_hash(&self) -> bool {
         self.chain.is_none()
             && self
                 .source
@@ -166,15 +212,10 @@ impl Side {
         query: &ChecksumQuery,
         mut found: impl FnMut(&str, u64, CanonRow),
     ) -> Result<u64> {
-        let chunks = match self
+        let chunks = self
             .source
             .plan_snapshot(&self.schema, self.chunk_rows)
-            .await
-        {
-            Ok(chunks) => chunks,
-            Err(Error::Unsupported(_)) => vec![Chunk::whole(0)],
-            Err(e) => return Err(e),
-        };
+            .await?;
         let mut refused = 0u64;
         for chunk in chunks {
             let mut stream = self.source.read_chunk(
