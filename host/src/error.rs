@@ -129,6 +129,10 @@ fn postgres_transient(e: &sqlx::Error) -> bool {
                     | "08006"
             )
         }),
+        // sqlx reads the one-byte answer to its SSLRequest into a zeroed
+        // buffer and does not check for end of stream: a connection closed
+        // during the handshake reads as this "answer".
+        sqlx::Error::Protocol(message) => message == "unexpected response from SSLRequest: 0x00",
         _ => false,
     }
 }
@@ -180,5 +184,19 @@ pub trait ResultExt<T> {
 impl<T, E: Contextual> ResultExt<T> for std::result::Result<T, E> {
     fn context(self, context: impl FnOnce() -> String) -> Result<T> {
         self.map_err(|e| e.with_context(context()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_connection_closed_during_the_tls_handshake_is_worth_a_retry() {
+        let eof = sqlx::Error::Protocol("unexpected response from SSLRequest: 0x00".into());
+        assert!(postgres_transient(&eof));
+        let not_postgres =
+            sqlx::Error::Protocol("unexpected response from SSLRequest: 0x48".into());
+        assert!(!postgres_transient(&not_postgres));
     }
 }
