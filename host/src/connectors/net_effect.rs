@@ -292,6 +292,7 @@ mod tests {
             primary_key: Vec::new(),
             indexes: Vec::new(),
             foreign_keys: Vec::new(),
+            ..Default::default()
         };
         let at = Position::Log {
             log: "lsn=0/1".into(),
@@ -322,6 +323,7 @@ mod tests {
             primary_key: vec!["b".into(), "a".into()],
             indexes: Vec::new(),
             foreign_keys: Vec::new(),
+            ..Default::default()
         };
         assert_eq!(key_columns(&table).unwrap(), vec![1, 0]);
         table.primary_key.push("gone".into());

@@ -127,6 +127,7 @@ mod tests {
             primary_key: vec!["id".into()],
             indexes: Vec::new(),
             foreign_keys: Vec::new(),
+            ..Default::default()
         }
     }
 

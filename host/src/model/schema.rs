@@ -3,7 +3,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{DataType, Value};
+use super::assessment::ObjectKind;
+use super::{DataType, SqlExpr, Value};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -13,13 +14,56 @@ pub struct Column {
     pub data_type: DataType,
     #[serde(default = "default_nullable")]
     pub nullable: bool,
-    /// A constant default; expressions (`CURRENT_TIMESTAMP`) are not carried.
+    /// A constant default.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub default: Option<Value>,
+    /// A default computed by an expression (`CURRENT_TIMESTAMP`,
+    /// `nextval('s')`), when there is no constant one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default_expr: Option<SqlExpr>,
+    /// The database fills the column from a counter when a row comes
+    /// without it (identity, serial, AUTO_INCREMENT, SQLite's rowid).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identity: Option<Identity>,
+    /// Set to this expression whenever the row is updated (MySQL's `ON
+    /// UPDATE CURRENT_TIMESTAMP`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_update: Option<SqlExpr>,
     /// The values a text column may hold (a MySQL `ENUM`); targets enforce
     /// them with a CHECK constraint.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub enum_values: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub comment: Option<String>,
+    /// The column's collation where it is not the database's binary or
+    /// default one (`utf8mb4_general_ci`, `"de-x-icu"`): targets compare
+    /// with their own, which the assessment says.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub collation: Option<String>,
+    /// The type as the source declares it (`smallint unsigned`,
+    /// `character varying(20)`), for reports.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_type: Option<String>,
+}
+
+/// How a column's values are generated from a counter.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Identity {
+    /// The database refuses explicit values (PostgreSQL `GENERATED
+    /// ALWAYS`); otherwise explicit values are taken as given.
+    #[serde(default)]
+    pub always: bool,
+    /// The value the source's counter would hand out next, when known (it
+    /// may be past the largest key: rows were deleted).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next: Option<i64>,
+    /// The PostgreSQL sequence behind a `serial` column (a `nextval`
+    /// default on a sequence the column owns), which a PostgreSQL target
+    /// creates under the same name; `None` for identity columns and other
+    /// systems' counters.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sequence: Option<String>,
 }
 
 const fn default_nullable() -> bool {
@@ -33,7 +77,13 @@ impl Column {
             data_type,
             nullable: true,
             default: None,
+            default_expr: None,
+            identity: None,
+            on_update: None,
             enum_values: None,
+            comment: None,
+            collation: None,
+            source_type: None,
         }
     }
 }
@@ -45,6 +95,10 @@ pub struct Index {
     pub columns: Vec<String>,
     #[serde(default)]
     pub unique: bool,
+    /// The name at the source, when the plan gave the index another one
+    /// on the target (whose namespace for it is wider).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_name: Option<String>,
 }
 
 /// A foreign key: `columns` of this table reference `columns` of another
@@ -62,13 +116,38 @@ pub struct ForeignKey {
     pub on_delete: String,
     #[serde(default = "no_action")]
     pub on_update: String,
+    /// The name at the source, when the plan renamed it for the target.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_name: Option<String>,
 }
 
 fn no_action() -> String {
     "NO ACTION".to_string()
 }
 
+/// A CHECK constraint of a table.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Check {
+    pub name: String,
+    pub expr: SqlExpr,
+    /// The name at the source, when the plan renamed it for the target.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_name: Option<String>,
+}
+
+/// Something of a table's definition at the source that the model does not
+/// hold (an expression index, a trigger, a foreign key into another
+/// schema): listed by the migration assessment as not carried.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Skipped {
+    pub kind: ObjectKind,
+    pub name: String,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TableSchema {
     /// Schema (PostgreSQL) or database (MySQL); `None` where there is none.
@@ -78,10 +157,21 @@ pub struct TableSchema {
     pub columns: Vec<Column>,
     #[serde(default)]
     pub primary_key: Vec<String>,
+    /// The primary key constraint's name, where the source names it (a
+    /// PostgreSQL target otherwise names it `<table>_pkey`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub primary_key_name: Option<String>,
     #[serde(default)]
     pub indexes: Vec<Index>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub foreign_keys: Vec<ForeignKey>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub checks: Vec<Check>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub comment: Option<String>,
+    /// What discovery found and the model cannot hold.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub skipped: Vec<Skipped>,
 }
 
 impl TableSchema {

@@ -478,6 +478,7 @@ mod tests {
             primary_key: Vec::new(),
             indexes: Vec::new(),
             foreign_keys: Vec::new(),
+            ..Default::default()
         };
         sink.produced_by(HashMap::from([("t".to_string(), "a@1,b@2".to_string())]))
             .reject(&schema, vec![reject(RejectStage::Target, 3)])

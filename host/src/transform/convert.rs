@@ -135,6 +135,12 @@ pub(crate) fn schema_from_wit(
                 .iter()
                 .find(|ic| ic.name == c.name && ic.data_type == data_type)
                 .and_then(|ic| ic.enum_values.clone()),
+            default_expr: None,
+            identity: None,
+            on_update: None,
+            comment: None,
+            collation: None,
+            source_type: None,
         });
     }
     if let Some(missing) = output
@@ -173,6 +179,7 @@ pub(crate) fn schema_from_wit(
         primary_key: output.primary_key.clone(),
         indexes,
         foreign_keys,
+        ..Default::default()
     })
 }
 
@@ -732,6 +739,7 @@ mod tests {
             primary_key: vec![],
             indexes: vec![],
             foreign_keys: Vec::new(),
+            ..Default::default()
         }
     }
 

@@ -81,6 +81,7 @@ pub(super) fn infer_schema(path: &Path, table: &str, options: &FileOptions) -> R
         primary_key: Vec::new(),
         indexes: Vec::new(),
         foreign_keys: Vec::new(),
+        ..Default::default()
     })
 }
 

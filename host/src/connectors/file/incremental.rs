@@ -367,6 +367,7 @@ mod tests {
             primary_key: if keyed { vec!["id".into()] } else { Vec::new() },
             indexes: Vec::new(),
             foreign_keys: Vec::new(),
+            ..Default::default()
         })
     }
 

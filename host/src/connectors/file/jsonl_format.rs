@@ -49,6 +49,7 @@ pub(super) fn infer_schema(path: &Path, table: &str) -> Result<TableSchema> {
         primary_key: Vec::new(),
         indexes: Vec::new(),
         foreign_keys: Vec::new(),
+        ..Default::default()
     })
 }
 

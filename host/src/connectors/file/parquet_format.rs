@@ -140,6 +140,12 @@ pub(super) fn read_schema(path: &Path, table: &str) -> Result<(TableSchema, u64)
             nullable: field.is_nullable(),
             default: None,
             enum_values: None,
+            default_expr: None,
+            identity: None,
+            on_update: None,
+            comment: None,
+            collation: None,
+            source_type: None,
         });
     }
     let meta = arrow.metadata();
@@ -159,6 +165,7 @@ pub(super) fn read_schema(path: &Path, table: &str) -> Result<(TableSchema, u64)
             primary_key,
             indexes,
             foreign_keys: Vec::new(),
+            ..Default::default()
         },
         rows,
     ))

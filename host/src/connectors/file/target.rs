@@ -221,6 +221,7 @@ impl Target for FileTarget {
                     primary_key: Vec::new(),
                     indexes: Vec::new(),
                     foreign_keys: Vec::new(),
+                    ..Default::default()
                 };
                 parquet_format::arrow_schema(&schema)
                     .field(0)

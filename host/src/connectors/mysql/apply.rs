@@ -358,6 +358,7 @@ mod tests {
             primary_key: key.iter().map(|k| (*k).to_string()).collect(),
             indexes: Vec::new(),
             foreign_keys: Vec::new(),
+            ..Default::default()
         }
     }
 

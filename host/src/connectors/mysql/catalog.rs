@@ -82,6 +82,7 @@ pub(super) async fn discover(
                     primary_key: Vec::new(),
                     indexes: Vec::new(),
                     foreign_keys: Vec::new(),
+                    ..Default::default()
                 },
                 reads: HashMap::new(),
             },
@@ -191,6 +192,12 @@ async fn read_columns(
             data_type: mapped.data_type,
             nullable,
             enum_values: mapped.enum_values.clone(),
+            default_expr: None,
+            identity: None,
+            on_update: None,
+            comment: None,
+            collation: None,
+            source_type: None,
         };
         if !nullable && is_zero_date(default.as_deref(), &column.data_type) {
             // pgloader's policy too: zero dates become NULL, so a column
@@ -311,6 +318,7 @@ async fn read_indexes(
             name,
             columns,
             unique,
+            source_name: None,
         });
     }
     for t in tables.values_mut() {
@@ -375,6 +383,7 @@ async fn read_foreign_keys(
                 referenced_columns: vec![referenced],
                 on_delete: text(row, 6).unwrap_or_else(|| "NO ACTION".into()),
                 on_update: text(row, 7).unwrap_or_else(|| "NO ACTION".into()),
+                source_name: None,
             }),
         }
     }

@@ -348,6 +348,7 @@ mod tests {
             primary_key: vec!["a".into(), "b".into()],
             indexes: Vec::new(),
             foreign_keys: Vec::new(),
+            ..Default::default()
         };
         let lower = [Value::Int(1), Value::Text("x".into())];
         let reads = HashMap::new();

@@ -240,6 +240,7 @@ mod tests {
             primary_key: vec!["Id".into()],
             indexes: Vec::new(),
             foreign_keys: Vec::new(),
+            ..Default::default()
         };
         assert_eq!(
             create_table(&table, mariadb()),
@@ -272,6 +273,7 @@ mod tests {
                 name: "i".into(),
                 columns: vec!["c".into(), "e".into(), "f".into()],
                 unique: false,
+                source_name: None,
             }],
             foreign_keys: vec![ForeignKey {
                 name: "fk".into(),
@@ -280,7 +282,9 @@ mod tests {
                 referenced_columns: vec!["x".into()],
                 on_delete: "CASCADE".into(),
                 on_update: "NO ACTION".into(),
+                source_name: None,
             }],
+            ..Default::default()
         };
         let types: Vec<String> = column_types(&table, mariadb())
             .into_iter()
@@ -310,6 +314,7 @@ mod tests {
             primary_key: Vec::new(),
             indexes: Vec::new(),
             foreign_keys: Vec::new(),
+            ..Default::default()
         };
         let types = column_types(&table, mariadb());
         let total: u64 = types.iter().map(|(t, _)| row_bytes(t)).sum();

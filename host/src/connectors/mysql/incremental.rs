@@ -410,6 +410,7 @@ mod tests {
             primary_key: keys.iter().map(|k| k.to_string()).collect(),
             indexes: Vec::new(),
             foreign_keys: Vec::new(),
+            ..Default::default()
         }
     }
 

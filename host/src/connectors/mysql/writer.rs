@@ -527,6 +527,7 @@ mod tests {
             primary_key: vec!["id".into()],
             indexes: Vec::new(),
             foreign_keys: Vec::new(),
+            ..Default::default()
         });
         let mut actual = HashMap::new();
         let plan = TablePlan::new(table.clone(), Server::for_tests(true, (10, 11, 0)), &actual);

@@ -122,6 +122,7 @@ pub(super) async fn discover(
             primary_key,
             indexes,
             foreign_keys: foreign_keys.remove(&oid).unwrap_or_default(),
+            ..Default::default()
         };
         // Key columns are never NULL, whatever the catalog row says.
         let keys: HashSet<String> = schema.primary_key.iter().cloned().collect();
@@ -215,6 +216,12 @@ async fn columns(pool: &PgPool, oids: &[Oid], place: &str) -> Result<Columns> {
             default,
             enum_values: (pg_type.kind == 'e')
                 .then(|| labels.get(base_oid).cloned().unwrap_or_default()),
+            default_expr: None,
+            identity: None,
+            on_update: None,
+            comment: None,
+            collation: None,
+            source_type: None,
         };
         let entry = out.entry(raw.table).or_default();
         entry.0.push(column);
@@ -393,6 +400,7 @@ async fn indexes(pool: &PgPool, oids: &[Oid], place: &str) -> Result<Indexes> {
                 name,
                 columns,
                 unique,
+                source_name: None,
             });
         }
     }
@@ -456,6 +464,7 @@ async fn foreign_keys(
             referenced_columns: row.try_get(8).context(ctx)?,
             on_delete: action(&on_delete),
             on_update: action(&on_update),
+            source_name: None,
         });
     }
     Ok(out)

@@ -167,6 +167,7 @@ mod tests {
             primary_key: vec!["Id".into()],
             indexes: Vec::new(),
             foreign_keys: Vec::new(),
+            ..Default::default()
         }
     }
 
@@ -186,6 +187,7 @@ mod tests {
             name: "by name".into(),
             columns: vec!["b".into(), "A".into()],
             unique: true,
+            source_name: None,
         };
         assert_eq!(
             create_index("s", "t", "by name", &index),
@@ -198,6 +200,7 @@ mod tests {
             referenced_columns: vec!["id".into()],
             on_delete: "cascade".into(),
             on_update: "NO ACTION".into(),
+            source_name: None,
         };
         assert_eq!(
             add_foreign_key("public", "note", &fk, true).unwrap(),
@@ -227,7 +230,8 @@ mod tests {
             &Index {
                 name: "x".into(),
                 columns: vec!["Id".into()],
-                unique: true
+                unique: true,
+                source_name: None,
             }
         ));
     }

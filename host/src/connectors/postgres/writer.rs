@@ -493,6 +493,7 @@ mod tests {
             primary_key: vec!["id".into()],
             indexes: Vec::new(),
             foreign_keys: Vec::new(),
+            ..Default::default()
         };
         let write = WriteTable::new(
             "public",
@@ -536,6 +537,7 @@ mod tests {
             primary_key: vec!["id".into()],
             indexes: Vec::new(),
             foreign_keys: Vec::new(),
+            ..Default::default()
         };
         let write = WriteTable::new(
             "public",

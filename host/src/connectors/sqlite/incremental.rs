@@ -284,6 +284,7 @@ mod tests {
             primary_key: keys.iter().map(|k| k.to_string()).collect(),
             indexes: Vec::new(),
             foreign_keys: Vec::new(),
+            ..Default::default()
         }
     }
 
@@ -362,6 +363,7 @@ mod tests {
             primary_key: vec!["id".into()],
             indexes: Vec::new(),
             foreign_keys: Vec::new(),
+            ..Default::default()
         })
     }
 

@@ -113,6 +113,12 @@ fn discover_table(conn: &Connection, name: &str) -> Result<TableSchema> {
             nullable: !not_null && pk == 0,
             default,
             enum_values: None,
+            default_expr: None,
+            identity: None,
+            on_update: None,
+            comment: None,
+            collation: None,
+            source_type: None,
         });
     }
     keys.sort();
@@ -138,6 +144,7 @@ fn discover_table(conn: &Connection, name: &str) -> Result<TableSchema> {
                 name: index_name,
                 columns,
                 unique,
+                source_name: None,
             }),
             None => tracing::warn!(table = name, index = index_name, "expression index skipped"),
         }
@@ -150,6 +157,7 @@ fn discover_table(conn: &Connection, name: &str) -> Result<TableSchema> {
         primary_key: keys.into_iter().map(|(_, c)| c).collect(),
         indexes,
         foreign_keys,
+        ..Default::default()
     })
 }
 
@@ -186,6 +194,7 @@ fn foreign_keys(conn: &Connection, table: &str) -> rusqlite::Result<Vec<ForeignK
                     referenced_columns: Vec::new(),
                     on_delete,
                     on_update,
+                    source_name: None,
                 }),
             ));
         }
