@@ -6,6 +6,7 @@ pub mod checksum;
 mod file;
 mod keyset;
 mod mysql;
+mod names;
 mod net_effect;
 mod postgres;
 mod source;
@@ -17,6 +18,7 @@ use std::sync::Arc;
 
 pub use changes::{ChangeFeed, ChangeOptions, ChangeSource, SnapshotStart, StreamEvent, StreamLag};
 pub use checksum::{BucketSum, ChecksumQuery, Checksums, CompareColumn};
+pub use names::{CONSTRAINTS, NameRules, NameScope, RELATIONS, TakenName};
 pub use source::{BatchStream, READ_AHEAD_BATCHES, Source};
 pub use target::{IfExists, RejectSink, Start, Target};
 

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
+use super::{NameRules, TakenName};
 use crate::error::Error;
 use crate::error::Result;
 use crate::model::{Batch, ChangeBatch, Checkpoint, Column, Reject, TableSchema};
@@ -49,6 +50,20 @@ pub trait RejectSink: Send + Sync {
 pub trait Target: Send + Sync {
     /// The column type this target creates for a column, as its DDL says it.
     fn column_type(&self, column: &Column) -> String;
+
+    /// Where this target needs the names of indexes and constraints unique
+    /// (the engine decides every name at plan time by these rules).
+    fn name_rules(&self) -> NameRules {
+        NameRules::PER_TABLE
+    }
+
+    /// Names in the target's schema held by objects other than the tables
+    /// named (which a run creates, replaces or appends to): the plan avoids
+    /// them. Reads the target; nothing is changed.
+    async fn taken_names(&self, tables: &[String]) -> Result<Vec<TakenName>> {
+        let _ = tables;
+        Ok(Vec::new())
+    }
 
     /// Fresh: creates the tables per `if_exists` and forgets this pipeline's
     /// checkpoints. Resume: makes partly written tables ready to continue at

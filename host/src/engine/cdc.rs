@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use tracing::{info, warn};
 
-use super::plan::discover;
+use super::plan::discover_for_target;
 use super::progress::Progress;
 use super::runner::{self, RunSummary, end_run, open_transforms};
 use super::shutdown::Shutdown;
@@ -38,7 +38,7 @@ pub(super) async fn run(
             pipeline.mode.as_str()
         ))
     })?;
-    let schemas: Vec<Arc<TableSchema>> = discover(pipeline, &*source)
+    let schemas: Vec<Arc<TableSchema>> = discover_for_target(pipeline, &*source, &*target, false)
         .await?
         .into_iter()
         .map(Arc::new)

@@ -12,7 +12,7 @@ use tokio::sync::{Semaphore, mpsc};
 use tokio::task::JoinSet;
 use tracing::{Instrument, info, info_span, warn};
 
-use super::plan::discover;
+use super::plan::discover_for_target;
 use super::progress::{Progress, TableProgress};
 use super::runner::{
     RunSummary, Staged, TableSummary, end_run, join_tasks, open_transforms, transform_stage,
@@ -51,7 +51,7 @@ pub(super) async fn run(
     shutdown: Shutdown,
 ) -> Result<RunSummary> {
     let started = Instant::now();
-    let schemas: Vec<Arc<TableSchema>> = discover(pipeline, &*source)
+    let schemas: Vec<Arc<TableSchema>> = discover_for_target(pipeline, &*source, &*target, false)
         .await?
         .into_iter()
         .map(Arc::new)

@@ -9,6 +9,7 @@ mod cdc;
 mod incremental;
 mod lag;
 mod letter;
+mod naming;
 mod plan;
 mod progress;
 mod replay;

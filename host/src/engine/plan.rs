@@ -50,7 +50,7 @@ pub async fn plan(
     source: &dyn Source,
     target: &dyn Target,
 ) -> Result<PlanReport> {
-    let schemas = discover(pipeline, source).await?;
+    let schemas = discover_for_target(pipeline, source, target, true).await?;
     let mut planned = Vec::new();
     for schema in schemas {
         let chunks = source.plan_snapshot(&schema, pipeline.chunk_rows).await?;
@@ -84,10 +84,13 @@ pub async fn plan(
                 .iter()
                 .map(|i| {
                     format!(
-                        "{}{} ({})",
+                        "{}{} ({}){}",
                         if i.unique { "unique " } else { "" },
                         i.name,
-                        i.columns.join(", ")
+                        i.columns.join(", "),
+                        i.source_name
+                            .as_ref()
+                            .map_or_else(String::new, |s| format!(" [source name {s}]"))
                     )
                 })
                 .collect(),
@@ -99,6 +102,29 @@ pub async fn plan(
         target: pipeline.target.to_string(),
         tables,
     })
+}
+
+/// The selected tables' schemas, their indexes and constraints named for
+/// `target` (see `naming`). `dmp plan` (`lenient`) shows names without the
+/// target's own when the target cannot be read; a run needs them.
+pub(crate) async fn discover_for_target(
+    pipeline: &Pipeline,
+    source: &dyn Source,
+    target: &dyn Target,
+    lenient: bool,
+) -> Result<Vec<TableSchema>> {
+    let mut schemas = discover(pipeline, source).await?;
+    let names: Vec<String> = schemas.iter().map(|s| s.name.clone()).collect();
+    let taken = match target.taken_names(&names).await {
+        Ok(taken) => taken,
+        Err(e) if lenient => {
+            tracing::warn!(error = %e, "cannot read the target's names: index and constraint names are planned without them");
+            Vec::new()
+        }
+        Err(e) => return Err(e),
+    };
+    super::naming::assign(&mut schemas, &target.name_rules(), &taken);
+    Ok(schemas)
 }
 
 /// The selected tables' schemas; a table named literally that the source

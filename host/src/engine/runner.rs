@@ -12,7 +12,7 @@ use tokio::sync::{Semaphore, mpsc};
 use tokio::task::JoinSet;
 use tracing::{Instrument, info, info_span, warn};
 
-use super::plan::discover;
+use super::plan::discover_for_target;
 use super::progress::{Progress, TableProgress};
 use super::shutdown::Shutdown;
 use crate::config::{OnError, Pipeline, Scope};
@@ -90,7 +90,8 @@ pub async fn run(
     let span = info_span!("pipeline", name = %pipeline.name);
     async move {
         let started = Instant::now();
-        let (run_id, plan, start) = plan_or_resume(pipeline, restart, &*source, &state).await?;
+        let (run_id, plan, start) =
+            plan_or_resume(pipeline, restart, &*source, &*target, &state).await?;
         let (plugins, chains) = open_transforms(pipeline, &plan).await?;
         let _hot_swap = match &plugins {
             Some(runtime) => Some(watch(runtime.clone(), &chains, pipeline.watch_plugins)?),
@@ -359,9 +360,10 @@ async fn plan_or_resume(
     pipeline: &Pipeline,
     restart: bool,
     source: &dyn Source,
+    target: &dyn Target,
     state: &StateStore,
 ) -> Result<(i64, Plan, Start)> {
-    let schemas = discover(pipeline, source).await?;
+    let schemas = discover_for_target(pipeline, source, target, false).await?;
     if let Some(record) = state.unfinished_run(&pipeline.name)? {
         if restart {
             state.abandon_run(record.id)?;

@@ -22,7 +22,10 @@ use super::sql::{quote, quote_list};
 use super::types::target_type;
 use super::writer::{Method, TablePlan, write_batch};
 use crate::config::Endpoint;
-use crate::connectors::{IfExists, RejectSink, Start, Target, TargetOptions};
+use crate::connectors::{
+    CONSTRAINTS, IfExists, NameRules, NameScope, RejectSink, Start, TakenName, Target,
+    TargetOptions,
+};
 use crate::error::{Error, Result, ResultExt};
 use crate::model::{Batch, ChangeBatch, Checkpoint, Column, ForeignKey, TableSchema};
 
@@ -138,6 +141,47 @@ impl Target for MysqlTarget {
             None,
             server,
         )
+    }
+
+    fn name_rules(&self) -> NameRules {
+        let server = self
+            .pool
+            .get()
+            .map_or_else(Server::assumed, |(_, server)| *server);
+        // Index names are per table; foreign key names per database (InnoDB),
+        // and so are CHECK names on MySQL (MariaDB keeps them per table).
+        NameRules {
+            max_bytes: 64,
+            case_insensitive: true,
+            index: NameScope::Table,
+            primary_key: NameScope::Table,
+            foreign_key: NameScope::Schema(CONSTRAINTS),
+            check: if server.mariadb {
+                NameScope::Table
+            } else {
+                NameScope::Schema(CONSTRAINTS)
+            },
+            primary_key_suffix: None,
+        }
+    }
+
+    async fn taken_names(&self, tables: &[String]) -> Result<Vec<TakenName>> {
+        let (mut conn, _) = self.conn().await?;
+        let rows: Vec<(String, String)> = conn
+            .query(
+                "SELECT TABLE_NAME, CONSTRAINT_NAME FROM information_schema.TABLE_CONSTRAINTS \
+                 WHERE CONSTRAINT_SCHEMA = DATABASE() AND CONSTRAINT_TYPE IN ('FOREIGN KEY', 'CHECK')",
+            )
+            .await
+            .context(|| format!("reading the constraint names of {}", self.place()))?;
+        Ok(rows
+            .into_iter()
+            .filter(|(table, _)| !tables.iter().any(|t| t.eq_ignore_ascii_case(table)))
+            .map(|(_, name)| TakenName {
+                group: CONSTRAINTS,
+                name,
+            })
+            .collect())
     }
 
     async fn prepare(&self, tables: &[Arc<TableSchema>], start: Start) -> Result<()> {
@@ -437,21 +481,14 @@ impl Target for MysqlTarget {
                     );
                     continue;
                 }
+                // Built by an earlier try (names were planned unique).
                 if existing
                     .iter()
-                    .any(|(t, n)| *t == table.name && *n == fk.name)
+                    .any(|(t, n)| *t == table.name && n.eq_ignore_ascii_case(&fk.name))
                 {
                     continue;
                 }
-                // Constraint names are unique per database in MySQL.
-                let name = if existing.iter().any(|(_, n)| *n == fk.name) {
-                    let mut name = format!("{}_{}", table.name, fk.name);
-                    name.truncate(name.char_indices().nth(64).map_or(name.len(), |(i, _)| i));
-                    name
-                } else {
-                    fk.name.clone()
-                };
-                if let Err(e) = add_foreign_key(&mut conn, table, fk, &name).await {
+                if let Err(e) = add_foreign_key(&mut conn, table, fk, &fk.name).await {
                     failures.push(e.to_string());
                 }
             }

@@ -11,7 +11,7 @@ use super::types::ddl_type;
 pub(super) const CHECKPOINTS: &str = "_dmp_checkpoints";
 
 /// Longest identifier PostgreSQL keeps (NAMEDATALEN - 1 bytes).
-const MAX_IDENT_BYTES: usize = 63;
+pub(super) const MAX_IDENT_BYTES: usize = 63;
 
 pub(super) fn create_checkpoints(schema: &str) -> String {
     format!(
@@ -60,7 +60,14 @@ pub(super) fn create_table(schema: &str, table: &TableSchema) -> String {
         })
         .collect();
     if !table.primary_key.is_empty() {
-        parts.push(format!("PRIMARY KEY ({})", ident_list(&table.primary_key)));
+        let constraint = table
+            .primary_key_name
+            .as_ref()
+            .map_or_else(String::new, |n| format!("CONSTRAINT {} ", quote_ident(n)));
+        parts.push(format!(
+            "{constraint}PRIMARY KEY ({})",
+            ident_list(&table.primary_key)
+        ));
     }
     format!(
         "CREATE TABLE {} ({})",
@@ -77,25 +84,6 @@ pub(super) fn create_index(schema: &str, table: &str, name: &str, index: &Index)
         qualified(schema, table),
         ident_list(&index.columns)
     )
-}
-
-/// Index names are unique per schema in PostgreSQL (per table in MySQL):
-/// a name taken by another relation gets the table's name in front.
-pub(super) fn index_name_for(table: &str, index: &str) -> String {
-    truncate_ident(&format!("{table}_{index}"))
-}
-
-/// Cuts a name to 63 bytes at a character boundary, as the server would
-/// (but without its notice).
-pub(super) fn truncate_ident(name: &str) -> String {
-    if name.len() <= MAX_IDENT_BYTES {
-        return name.to_string();
-    }
-    let mut end = MAX_IDENT_BYTES;
-    while !name.is_char_boundary(end) {
-        end -= 1;
-    }
-    name[..end].to_string()
 }
 
 /// An index the primary key already provides.
@@ -218,12 +206,7 @@ mod tests {
     }
 
     #[test]
-    fn long_names_are_cut_at_characters() {
-        let name = "é".repeat(40);
-        let cut = truncate_ident(&name);
-        assert!(cut.len() <= 63);
-        assert_eq!(cut.chars().count(), 31);
-        assert_eq!(index_name_for("t", "i"), "t_i");
+    fn indexes_the_primary_key_provides() {
         let t = shop();
         assert!(duplicates_primary_key(
             &t,

@@ -22,7 +22,9 @@ use super::sql::qualified;
 use super::types::{ddl_type, native};
 use super::writer::{self, WriteTable};
 use crate::config::Endpoint;
-use crate::connectors::{IfExists, RejectSink, Start, Target, TargetOptions};
+use crate::connectors::{
+    IfExists, NameRules, NameScope, RELATIONS, RejectSink, Start, TakenName, Target, TargetOptions,
+};
 use crate::error::{Error, Result, ResultExt};
 use crate::model::{Batch, ChangeBatch, Checkpoint, Column, TableSchema};
 
@@ -430,9 +432,9 @@ impl PostgresTarget {
         Ok(())
     }
 
-    /// The name to create `index` under: its own, unless another relation
-    /// of the schema has it (index names are per schema here).
-    async fn index_name(&self, table: &TableSchema, index: &str) -> Result<Option<String>> {
+    /// Whether `index` still has to be built: not when an earlier try
+    /// built it; an error when something else took its planned name since.
+    async fn index_missing(&self, table: &TableSchema, index: &str) -> Result<bool> {
         let ctx = || {
             format!(
                 "{}: checking index {index} of table {}",
@@ -440,34 +442,32 @@ impl PostgresTarget {
                 table.name
             )
         };
-        for candidate in [
-            ddl::truncate_ident(index),
-            ddl::index_name_for(&table.name, index),
-        ] {
-            let owner: Option<(String, Option<String>)> = sqlx::query_as(
-                "SELECT c.relkind::text, t.relname::text FROM pg_class c \
-                 JOIN pg_namespace n ON n.oid = c.relnamespace \
-                 LEFT JOIN pg_index i ON i.indexrelid = c.oid LEFT JOIN pg_class t ON t.oid = i.indrelid \
-                 WHERE n.nspname = $1 AND c.relname = $2",
-            )
-            .bind(self.schema())
-            .bind(&candidate)
-            .fetch_optional(&self.pool)
-            .await
-            .context(ctx)?;
-            match owner {
-                None => return Ok(Some(candidate)),
-                // Built by an earlier try: nothing to do.
-                Some((kind, Some(on))) if kind == "i" && on == table.name => return Ok(None),
-                Some(_) => continue,
-            }
+        let owner: Option<(String, Option<String>)> = sqlx::query_as(
+            "SELECT c.relkind::text, t.relname::text FROM pg_class c \
+             JOIN pg_namespace n ON n.oid = c.relnamespace \
+             LEFT JOIN pg_index i ON i.indexrelid = c.oid LEFT JOIN pg_class t ON t.oid = i.indrelid \
+             WHERE n.nspname = $1 AND c.relname = $2",
+        )
+        .bind(self.schema())
+        .bind(index)
+        .fetch_optional(&self.pool)
+        .await
+        .context(ctx)?;
+        match owner {
+            None => Ok(true),
+            Some((kind, Some(on))) if kind == "i" && on == table.name => Ok(false),
+            Some((kind, on)) => Err(Error::Config(format!(
+                "{}: the name {index}, planned for an index of table {}, is now taken by {} in schema {}; \
+                 run with --restart to plan the names again",
+                self.place(),
+                table.name,
+                match (kind.as_str(), on) {
+                    ("i", Some(on)) => format!("an index of table {on}"),
+                    _ => format!("a relation of kind '{kind}'"),
+                },
+                self.schema()
+            ))),
         }
-        Err(Error::Config(format!(
-            "{}: cannot name index {index} of table {}: the name and {} are taken",
-            self.place(),
-            table.name,
-            ddl::index_name_for(&table.name, index)
-        )))
     }
 }
 
@@ -475,6 +475,53 @@ impl PostgresTarget {
 impl Target for PostgresTarget {
     fn column_type(&self, column: &Column) -> String {
         ddl_type(column)
+    }
+
+    fn name_rules(&self) -> NameRules {
+        // Indexes (the primary key's included) share the schema's relation
+        // names with tables; constraints are named per table.
+        NameRules {
+            max_bytes: ddl::MAX_IDENT_BYTES,
+            case_insensitive: false,
+            index: NameScope::Schema(RELATIONS),
+            primary_key: NameScope::Schema(RELATIONS),
+            foreign_key: NameScope::Table,
+            check: NameScope::Table,
+            primary_key_suffix: Some("_pkey"),
+        }
+    }
+
+    async fn taken_names(&self, tables: &[String]) -> Result<Vec<TakenName>> {
+        // Relations of the schema, less the named tables and what belongs
+        // to them (their indexes, their identity and serial sequences).
+        let names: Vec<String> = sqlx::query_scalar(
+            "SELECT c.relname::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+             WHERE n.nspname = $1 AND NOT (c.relname = ANY($2)) \
+             AND NOT EXISTS (SELECT 1 FROM pg_index i JOIN pg_class t ON t.oid = i.indrelid \
+                             WHERE i.indexrelid = c.oid AND t.relname = ANY($2)) \
+             AND NOT EXISTS (SELECT 1 FROM pg_depend d JOIN pg_class t ON t.oid = d.refobjid \
+                             WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid \
+                             AND d.refclassid = 'pg_class'::regclass AND d.deptype IN ('a', 'i') \
+                             AND t.relnamespace = c.relnamespace AND t.relname = ANY($2))",
+        )
+        .bind(self.schema())
+        .bind(tables)
+        .fetch_all(&self.pool)
+        .await
+        .context(|| {
+            format!(
+                "{}: reading the names of schema {}",
+                self.place(),
+                self.schema()
+            )
+        })?;
+        Ok(names
+            .into_iter()
+            .map(|name| TakenName {
+                group: RELATIONS,
+                name,
+            })
+            .collect())
     }
 
     async fn prepare(&self, tables: &[Arc<TableSchema>], start: Start) -> Result<()> {
@@ -583,13 +630,13 @@ impl Target for PostgresTarget {
             return Ok(());
         }
         for index in &table.indexes {
-            if ddl::duplicates_primary_key(table, index) {
+            if ddl::duplicates_primary_key(table, index)
+                || !self.index_missing(table, &index.name).await?
+            {
                 continue;
             }
-            let Some(name) = self.index_name(table, &index.name).await? else {
-                continue;
-            };
-            let sql = ddl::create_index(self.schema(), &table.name, &name, index);
+            let name = &index.name;
+            let sql = ddl::create_index(self.schema(), &table.name, name, index);
             let started = std::time::Instant::now();
             sqlx::raw_sql(AssertSqlSafe(sql))
                 .execute(&self.pool)

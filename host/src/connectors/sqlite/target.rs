@@ -6,13 +6,15 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
-use rusqlite::{Connection, ErrorCode, Transaction, params};
+use rusqlite::{Connection, ErrorCode, OptionalExtension, Transaction, params};
 
 use super::apply;
 use super::quote;
 use super::types::{Bind, declared_type};
 use crate::config::Endpoint;
-use crate::connectors::{IfExists, RejectSink, Start, Target, TargetOptions};
+use crate::connectors::{
+    IfExists, NameRules, NameScope, RELATIONS, RejectSink, Start, TakenName, Target, TargetOptions,
+};
 use crate::error::{Error, Result, ResultExt};
 use crate::model::{
     Batch, Change, ChangeBatch, Checkpoint, Column, Reject, RejectStage, Row, TableSchema, Value,
@@ -307,6 +309,47 @@ impl Target for SqliteTarget {
         declared_type(column, false)
     }
 
+    fn name_rules(&self) -> NameRules {
+        // One namespace for tables, indexes, views and triggers; names
+        // compare without case.
+        NameRules {
+            max_bytes: usize::MAX,
+            case_insensitive: true,
+            index: NameScope::Schema(RELATIONS),
+            primary_key: NameScope::Table,
+            foreign_key: NameScope::Table,
+            check: NameScope::Table,
+            primary_key_suffix: None,
+        }
+    }
+
+    async fn taken_names(&self, tables: &[String]) -> Result<Vec<TakenName>> {
+        if !self.path.exists() {
+            // Nothing there yet (and `dmp plan` creates no file).
+            return Ok(Vec::new());
+        }
+        let tables = tables.to_vec();
+        self.blocking(move |conn| {
+            let mut stmt = conn
+                .prepare("SELECT name, tbl_name FROM sqlite_schema")
+                .context(|| "reading the target's names".to_string())?;
+            let rows = stmt
+                .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
+                .and_then(Iterator::collect::<rusqlite::Result<Vec<_>>>)
+                .context(|| "reading the target's names".to_string())?;
+            let ours = |name: &str| tables.iter().any(|t| t.eq_ignore_ascii_case(name));
+            Ok(rows
+                .into_iter()
+                .filter(|(name, table)| !ours(name) && !ours(table))
+                .map(|(name, _)| TakenName {
+                    group: RELATIONS,
+                    name,
+                })
+                .collect())
+        })
+        .await
+    }
+
     async fn prepare(&self, tables: &[Arc<TableSchema>], start: Start) -> Result<()> {
         let tables = tables.to_vec();
         let options = self.options.clone();
@@ -461,6 +504,29 @@ impl Target for SqliteTarget {
         let table = table.clone();
         self.blocking(move |conn| {
             for index in &table.indexes {
+                // Names were planned unique; one taken since is an error,
+                // not an index silently left out by IF NOT EXISTS.
+                let owner: Option<(String, String)> = conn
+                    .query_row(
+                        "SELECT type, tbl_name FROM sqlite_schema WHERE name = ?1 COLLATE NOCASE",
+                        [&index.name],
+                        |r| Ok((r.get(0)?, r.get(1)?)),
+                    )
+                    .optional()
+                    .context(|| format!("checking index {} of table {}", index.name, table.name))?;
+                match owner {
+                    None => {}
+                    Some((kind, on)) if kind == "index" && on.eq_ignore_ascii_case(&table.name) => {
+                        continue;
+                    }
+                    Some((kind, on)) => {
+                        return Err(Error::Config(format!(
+                            "the name {}, planned for an index of table {}, is now taken by the {kind} {on}; \
+                             run with --restart to plan the names again",
+                            index.name, table.name
+                        )));
+                    }
+                }
                 let cols: Vec<String> = index.columns.iter().map(|c| quote(c)).collect();
                 let sql = format!(
                     "CREATE {}INDEX IF NOT EXISTS {} ON {} ({})",
