@@ -6,6 +6,7 @@ use crate::config::Pipeline;
 use crate::connectors::open_pipeline;
 use crate::engine;
 use crate::error::{Result, ResultExt};
+use crate::model::{Assessed, Status};
 
 pub(super) async fn plan(path: &Path, json: bool) -> Result<()> {
     let pipeline = Pipeline::load(path)?;
@@ -66,5 +67,41 @@ pub(super) async fn plan(path: &Path, json: bool) -> Result<()> {
     if report.tables.is_empty() {
         println!("no table matches the selection");
     }
+    print_assessment(&report.assessment);
     Ok(())
+}
+
+/// Every object with what becomes of it, the ones left behind last (so
+/// they stay on screen), and the counts.
+fn print_assessment(assessment: &[Assessed]) {
+    if assessment.is_empty() {
+        return;
+    }
+    println!();
+    println!("schema objects:");
+    for status in [Status::Carried, Status::Converted, Status::NotCarried] {
+        for a in assessment.iter().filter(|a| a.status == status) {
+            let name = match &a.table {
+                Some(table) if *table != a.name => format!("{table}.{}", a.name),
+                _ => a.name.clone(),
+            };
+            let detail = if a.detail.is_empty() {
+                String::new()
+            } else {
+                format!(": {}", a.detail)
+            };
+            println!(
+                "  {:11}  {:17}  {name}{detail}",
+                status.as_str(),
+                a.kind.as_str()
+            );
+        }
+    }
+    let count = |s: Status| assessment.iter().filter(|a| a.status == s).count();
+    println!(
+        "{} carried, {} converted, {} not carried",
+        count(Status::Carried),
+        count(Status::Converted),
+        count(Status::NotCarried)
+    );
 }

@@ -42,6 +42,10 @@ pub(super) struct RunArgs {
     /// when rows differ.
     #[arg(long, conflicts_with = "schema_only")]
     verify: bool,
+    /// Refuse to start when any object of the source schema would not be
+    /// carried (as `[run] strict_schema = true`; `dmp plan` lists them).
+    #[arg(long)]
+    strict_schema: bool,
 }
 
 pub(super) async fn run(args: RunArgs, interactive: bool) -> Result<u8> {
@@ -54,6 +58,7 @@ pub(super) async fn run(args: RunArgs, interactive: bool) -> Result<u8> {
             ));
         }
     };
+    pipeline.strict_schema |= args.strict_schema;
     pipeline.scope = match (args.schema_only, args.data_only) {
         (true, _) => Scope::SchemaOnly,
         (_, true) => Scope::DataOnly,

@@ -216,6 +216,12 @@ struct RunSection {
     /// The longest pause between retries (they double from 200 ms, with
     /// jitter). Default: `30s`.
     retry_max_delay: Option<Spanned<String>>,
+    /// Refuse to start when any object of the selected source schema
+    /// (column default, identity, check, view, trigger, routine…) would
+    /// not be carried to the target; `dmp plan` lists them. Default:
+    /// false (the run says how many, and goes on).
+    #[serde(default)]
+    strict_schema: bool,
 }
 
 const fn default_watch_plugins() -> bool {
@@ -235,6 +241,7 @@ impl Default for RunSection {
             every: None,
             retries: None,
             retry_max_delay: None,
+            strict_schema: false,
         }
     }
 }
@@ -493,6 +500,7 @@ pub(super) fn parse(text: &str, path: &Path) -> Result<Pipeline> {
         tables,
         cdc,
         retry,
+        strict_schema: run.strict_schema,
     }))
 }
 

@@ -67,6 +67,9 @@ pub struct Pipeline {
     pub cdc: CdcSettings,
     /// How transient failures are retried.
     pub retry: RetryPolicy,
+    /// Refuse to start while any source schema object would not be
+    /// carried (`[run] strict_schema`, `--strict-schema`).
+    pub strict_schema: bool,
 }
 
 /// Per-table settings (`[table."GLOB"]`).
@@ -176,6 +179,7 @@ impl Pipeline {
             tables: Vec::new(),
             cdc: CdcSettings::default(),
             retry: RetryPolicy::default(),
+            strict_schema: false,
         }
         .with_plugin_cache())
     }

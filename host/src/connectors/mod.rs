@@ -1,6 +1,7 @@
 //! Connectors, one folder per system, and the one place that maps a URL
 //! scheme to the connector that serves it.
 
+mod assess;
 mod changes;
 pub mod checksum;
 mod file;
@@ -16,6 +17,7 @@ mod target;
 use std::path::Path;
 use std::sync::Arc;
 
+pub use assess::SchemaItem;
 pub use changes::{ChangeFeed, ChangeOptions, ChangeSource, SnapshotStart, StreamEvent, StreamLag};
 pub use checksum::{BucketSum, ChecksumQuery, Checksums, CompareColumn};
 pub use names::{CONSTRAINTS, NameRules, NameScope, RELATIONS, TakenName};

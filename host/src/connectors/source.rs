@@ -5,7 +5,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use crate::error::{Error, Result};
-use crate::model::{Batch, Chunk, Position, TableSchema, TableSelection};
+use crate::model::{Batch, Chunk, Position, SchemaObjects, TableSchema, TableSelection};
 
 /// Batches of one chunk, in key order. The stream ends after a batch with
 /// `last = true`, or early with an error. Dropping the receiver stops the
@@ -20,6 +20,19 @@ pub const READ_AHEAD_BATCHES: usize = 2;
 pub trait Source: Send + Sync {
     /// Schemas of the selected tables, sorted by name. Views are skipped.
     async fn discover(&self, selection: &TableSelection) -> Result<Vec<TableSchema>>;
+
+    /// The source schema's objects besides the selected `tables`: views
+    /// and sequences that go with them (a target of the same dialect
+    /// recreates them), and what DMP does not carry (routines, extensions),
+    /// for the migration assessment.
+    async fn objects(
+        &self,
+        selection: &TableSelection,
+        tables: &[TableSchema],
+    ) -> Result<SchemaObjects> {
+        let _ = (selection, tables);
+        Ok(SchemaObjects::default())
+    }
 
     /// Splits a table's snapshot into chunks of about `chunk_rows` rows that
     /// can be read in parallel and checkpointed on their own. The plan is

@@ -5,10 +5,12 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
-use super::{NameRules, TakenName};
+use super::{NameRules, SchemaItem, TakenName};
 use crate::error::Error;
 use crate::error::Result;
-use crate::model::{Batch, ChangeBatch, Checkpoint, Column, Reject, TableSchema};
+use crate::model::{
+    Batch, Carry, ChangeBatch, Checkpoint, Column, Reject, SchemaObjects, TableSchema,
+};
 
 /// What to do with a table that already exists on the target when a new
 /// (not resumed) full run starts.
@@ -50,6 +52,36 @@ pub trait RejectSink: Send + Sync {
 pub trait Target: Send + Sync {
     /// The column type this target creates for a column, as its DDL says it.
     fn column_type(&self, column: &Column) -> String;
+
+    /// What becomes of `item` (of `table`, or of the schema) on this
+    /// target: carried as it is, converted (the target's form), or not
+    /// carried (why). Answers from the plan alone, reading nothing.
+    fn assess(&self, table: Option<&TableSchema>, item: SchemaItem<'_>) -> Carry<String> {
+        let _ = table;
+        match item {
+            SchemaItem::Column(column) => Carry::Carried(self.column_type(column)),
+            other => Carry::NotCarried(format!("this target keeps no {}", other.kind())),
+        }
+    }
+
+    /// Creates what the tables need before they are created (sequences
+    /// their defaults draw from), from the schema's `objects`. Idempotent.
+    async fn prepare_objects(&self, objects: &SchemaObjects) -> Result<()> {
+        let _ = objects;
+        Ok(())
+    }
+
+    /// Creates what reads the tables (views, materialized views) once
+    /// every table of the run is finished: those of `objects` whose
+    /// relations are among `tables` or created before them. Idempotent.
+    async fn finish_objects(
+        &self,
+        objects: &SchemaObjects,
+        tables: &[Arc<TableSchema>],
+    ) -> Result<()> {
+        let _ = (objects, tables);
+        Ok(())
+    }
 
     /// Where this target needs the names of indexes and constraints unique
     /// (the engine decides every name at plan time by these rules).

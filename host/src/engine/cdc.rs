@@ -38,11 +38,8 @@ pub(super) async fn run(
             pipeline.mode.as_str()
         ))
     })?;
-    let schemas: Vec<Arc<TableSchema>> = discover_for_target(pipeline, &*source, &*target, false)
-        .await?
-        .into_iter()
-        .map(Arc::new)
-        .collect();
+    let (schemas, objects) = discover_for_target(pipeline, &*source, &*target, false).await?;
+    let schemas: Vec<Arc<TableSchema>> = schemas.into_iter().map(Arc::new).collect();
     let held = if restart {
         None
     } else {
@@ -94,11 +91,14 @@ pub(super) async fn run(
         .map(|t| t.chain.output_schema(&t.schema))
         .collect();
     if snapshot_summary.is_none() {
+        super::assess::check(pipeline, &outputs, &objects, &*target)?;
+        target.prepare_objects(&objects).await?;
         target.prepare(&outputs, Start::Keep).await?;
         for output in &outputs {
             target.finish_table(output).await?;
         }
         target.finish_pipeline(&outputs).await?;
+        target.finish_objects(&objects, &outputs).await?;
     }
     let run_id = state.begin_run(&pipeline.name, "cdc", &plan)?;
     state.mark_prepared(run_id)?;

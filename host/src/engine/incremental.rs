@@ -51,11 +51,8 @@ pub(super) async fn run(
     shutdown: Shutdown,
 ) -> Result<RunSummary> {
     let started = Instant::now();
-    let schemas: Vec<Arc<TableSchema>> = discover_for_target(pipeline, &*source, &*target, false)
-        .await?
-        .into_iter()
-        .map(Arc::new)
-        .collect();
+    let (schemas, objects) = discover_for_target(pipeline, &*source, &*target, false).await?;
+    let schemas: Vec<Arc<TableSchema>> = schemas.into_iter().map(Arc::new).collect();
     let plan: Vec<_> = schemas.iter().map(|s| (s.clone(), Vec::new())).collect();
     let (plugins, chains) = open_transforms(pipeline, &plan).await?;
     let _hot_swap = match &plugins {
@@ -75,9 +72,16 @@ pub(super) async fn run(
         let (cursor, soft_delete) = cursor_columns(pipeline, schema)?;
         tables.push((schema.clone(), cursor, soft_delete));
     }
-    super::retry::retrying_step(&pipeline.retry, &shutdown, "preparing the target", || {
-        target.prepare(&outputs, Start::Keep)
-    })
+    super::assess::check(pipeline, &outputs, &objects, &*target)?;
+    super::retry::retrying_step(
+        &pipeline.retry,
+        &shutdown,
+        "preparing the target",
+        || async {
+            target.prepare_objects(&objects).await?;
+            target.prepare(&outputs, Start::Keep).await
+        },
+    )
     .await?;
     let marks: HashMap<String, Checkpoint> = target
         .checkpoints()
@@ -175,10 +179,14 @@ pub(super) async fn run(
             }
         }
     }
-    if first_error.is_none()
-        && let Err(e) = target.finish_pipeline(&outputs).await
-    {
-        first_error = Some(e);
+    if first_error.is_none() {
+        let finished = async {
+            target.finish_pipeline(&outputs).await?;
+            target.finish_objects(&objects, &outputs).await
+        };
+        if let Err(e) = finished.await {
+            first_error = Some(e);
+        }
     }
     let rows: u64 = counters
         .iter()

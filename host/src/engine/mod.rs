@@ -5,6 +5,7 @@
 //! knows connectors only through the `Source`, `Target` and `ChangeSource`
 //! traits.
 
+mod assess;
 mod cdc;
 mod incremental;
 mod lag;
@@ -22,6 +23,7 @@ use std::sync::Arc;
 
 use tracing::Instrument;
 
+pub use assess::{assess, not_carried};
 pub(crate) use plan::discover;
 pub use plan::{ColumnPlan, PlanReport, TablePlan, plan};
 pub use progress::{Progress, StreamProgress, TableProgress};

@@ -8,7 +8,7 @@ use super::runner::open_transforms;
 use crate::config::Pipeline;
 use crate::connectors::{Source, Target};
 use crate::error::{Error, Result};
-use crate::model::TableSchema;
+use crate::model::{Assessed, SchemaObjects, TableSchema};
 
 #[derive(Debug, Serialize)]
 pub struct ColumnPlan {
@@ -41,6 +41,8 @@ pub struct PlanReport {
     pub source: String,
     pub target: String,
     pub tables: Vec<TablePlan>,
+    /// Every object of the selected source schema and what becomes of it.
+    pub assessment: Vec<Assessed>,
 }
 
 /// Discovers the selected tables and reports, for each, the rows and chunks
@@ -50,7 +52,7 @@ pub async fn plan(
     source: &dyn Source,
     target: &dyn Target,
 ) -> Result<PlanReport> {
-    let schemas = discover_for_target(pipeline, source, target, true).await?;
+    let (schemas, objects) = discover_for_target(pipeline, source, target, true).await?;
     let mut planned = Vec::new();
     for schema in schemas {
         let chunks = source.plan_snapshot(&schema, pipeline.chunk_rows).await?;
@@ -58,9 +60,9 @@ pub async fn plan(
     }
     let (_plugins, chains) = open_transforms(pipeline, &planned).await?;
     let mut tables = Vec::new();
-    for (input, chunks) in planned {
+    for (input, chunks) in &planned {
         let chain = chains.get(&input.name).cloned().unwrap_or_default();
-        let schema = chain.output_schema(&input);
+        let schema = chain.output_schema(input);
         let describe = |c: &crate::model::Column| ColumnPlan {
             name: c.name.clone(),
             model_type: c.data_type.to_string(),
@@ -96,24 +98,35 @@ pub async fn plan(
                 .collect(),
         });
     }
+    let outputs: Vec<Arc<TableSchema>> = planned
+        .iter()
+        .map(|(t, _)| {
+            chains
+                .get(&t.name)
+                .map_or_else(|| t.clone(), |c| c.output_schema(t))
+        })
+        .collect();
     Ok(PlanReport {
         pipeline: pipeline.name.clone(),
         source: pipeline.source.to_string(),
         target: pipeline.target.to_string(),
         tables,
+        assessment: super::assess::assess(&outputs, &objects, target),
     })
 }
 
 /// The selected tables' schemas, their indexes and constraints named for
-/// `target` (see `naming`). `dmp plan` (`lenient`) shows names without the
-/// target's own when the target cannot be read; a run needs them.
+/// `target` (see `naming`), and the schema's other objects that go with
+/// them. `dmp plan` (`lenient`) shows names without the target's own when
+/// the target cannot be read; a run needs them.
 pub(crate) async fn discover_for_target(
     pipeline: &Pipeline,
     source: &dyn Source,
     target: &dyn Target,
     lenient: bool,
-) -> Result<Vec<TableSchema>> {
+) -> Result<(Vec<TableSchema>, SchemaObjects)> {
     let mut schemas = discover(pipeline, source).await?;
+    let objects = source.objects(&pipeline.selection, &schemas).await?;
     let names: Vec<String> = schemas.iter().map(|s| s.name.clone()).collect();
     let taken = match target.taken_names(&names).await {
         Ok(taken) => taken,
@@ -124,7 +137,7 @@ pub(crate) async fn discover_for_target(
         Err(e) => return Err(e),
     };
     super::naming::assign(&mut schemas, &target.name_rules(), &taken);
-    Ok(schemas)
+    Ok((schemas, objects))
 }
 
 /// The selected tables' schemas; a table named literally that the source

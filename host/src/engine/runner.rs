@@ -18,7 +18,7 @@ use super::shutdown::Shutdown;
 use crate::config::{OnError, Pipeline, Scope};
 use crate::connectors::{BatchStream, READ_AHEAD_BATCHES, RejectSink, Source, Start, Target};
 use crate::error::{Error, ErrorKind, Result, ResultExt};
-use crate::model::{Batch, Checkpoint, Chunk, Position, TableSchema};
+use crate::model::{Batch, Checkpoint, Chunk, Position, SchemaObjects, TableSchema};
 use crate::state::{DeadLetterSink, RunStatus, StateStore};
 use crate::transform::{PluginRuntime, TransformChain, open_chains, reject_whole_batch, watch};
 
@@ -90,7 +90,7 @@ pub async fn run(
     let span = info_span!("pipeline", name = %pipeline.name);
     async move {
         let started = Instant::now();
-        let (run_id, plan, start) =
+        let (run_id, plan, start, objects) =
             plan_or_resume(pipeline, restart, &*source, &*target, &state).await?;
         let (plugins, chains) = open_transforms(pipeline, &plan).await?;
         let _hot_swap = match &plugins {
@@ -105,9 +105,16 @@ pub async fn run(
                     .map_or_else(|| t.clone(), |c| c.output_schema(t))
             })
             .collect();
-        super::retry::retrying_step(&pipeline.retry, &shutdown, "preparing the target", || {
-            target.prepare(&outputs, start)
-        })
+        super::assess::check(pipeline, &outputs, &objects, &*target)?;
+        super::retry::retrying_step(
+            &pipeline.retry,
+            &shutdown,
+            "preparing the target",
+            || async {
+                target.prepare_objects(&objects).await?;
+                target.prepare(&outputs, start).await
+            },
+        )
         .await?;
         state.mark_prepared(run_id)?;
         let committed: HashMap<(String, u32), Checkpoint> = match start {
@@ -238,7 +245,11 @@ pub async fn run(
         forward.abort();
         if first_error.is_none() {
             // Foreign keys last: every referenced row is there by now.
-            if let Err(e) = ctx.target.finish_pipeline(&outputs).await {
+            let finished = async {
+                ctx.target.finish_pipeline(&outputs).await?;
+                ctx.target.finish_objects(&objects, &outputs).await
+            };
+            if let Err(e) = finished.await {
                 first_error = Some(e);
             }
         }
@@ -362,8 +373,8 @@ async fn plan_or_resume(
     source: &dyn Source,
     target: &dyn Target,
     state: &StateStore,
-) -> Result<(i64, Plan, Start)> {
-    let schemas = discover_for_target(pipeline, source, target, false).await?;
+) -> Result<(i64, Plan, Start, SchemaObjects)> {
+    let (schemas, objects) = discover_for_target(pipeline, source, target, false).await?;
     if let Some(record) = state.unfinished_run(&pipeline.name)? {
         if restart {
             state.abandon_run(record.id)?;
@@ -387,7 +398,7 @@ async fn plan_or_resume(
             } else {
                 Start::Fresh
             };
-            return Ok((record.id, plan, start));
+            return Ok((record.id, plan, start, objects));
         }
     }
     let mut plan = Vec::new();
@@ -402,7 +413,7 @@ async fn plan_or_resume(
         plan.push((Arc::new(schema), chunks));
     }
     let run = state.begin_run(&pipeline.name, "full", &plan)?;
-    Ok((run, plan, Start::Fresh))
+    Ok((run, plan, Start::Fresh, objects))
 }
 
 /// Copies one chunk; after a transient failure, waits and continues from

@@ -125,23 +125,24 @@ pub(crate) fn schema_from_wit(
             ),
             None => None,
         };
-        columns.push(Column {
-            name: c.name.clone(),
-            data_type,
-            nullable: c.nullable,
-            default: default.filter(|d| !d.is_null()),
-            enum_values: input
-                .columns
-                .iter()
-                .find(|ic| ic.name == c.name && ic.data_type == data_type)
-                .and_then(|ic| ic.enum_values.clone()),
-            default_expr: None,
-            identity: None,
-            on_update: None,
-            comment: None,
-            collation: None,
-            source_type: None,
-        });
+        // A column the plugin passes on keeps what the source said of it.
+        let same = input
+            .columns
+            .iter()
+            .find(|ic| ic.name == c.name && ic.data_type == data_type);
+        let mut column = match same {
+            Some(ic) => Column {
+                default: None,
+                ..ic.clone()
+            },
+            None => Column::new(c.name.clone(), data_type),
+        };
+        column.nullable = c.nullable;
+        column.default = default.filter(|d| !d.is_null());
+        if column.default.is_some() {
+            column.default_expr = None;
+        }
+        columns.push(column);
     }
     if let Some(missing) = output
         .primary_key
@@ -172,14 +173,37 @@ pub(crate) fn schema_from_wit(
         })
         .cloned()
         .collect();
+    // A check stays when every column it reads is still there with its
+    // type (one DMP cannot read stays only if no column changed).
+    let kept = |name: &str| {
+        let before = input.columns.iter().find(|c| c.name == name);
+        before.is_some_and(|b| {
+            columns
+                .iter()
+                .any(|c| c.name == name && c.data_type == b.data_type)
+        })
+    };
+    let checks = input
+        .checks
+        .iter()
+        .filter(|check| match check.expr.columns() {
+            Some(read) => read.iter().all(|c| kept(c)),
+            None => input.columns.iter().all(|c| kept(&c.name)),
+        })
+        .cloned()
+        .collect();
+    let same_key = output.primary_key == input.primary_key;
     Ok(TableSchema {
         namespace: input.namespace.clone(),
         name: input.name.clone(),
         columns,
         primary_key: output.primary_key.clone(),
+        primary_key_name: input.primary_key_name.clone().filter(|_| same_key),
         indexes,
         foreign_keys,
-        ..Default::default()
+        checks,
+        comment: input.comment.clone(),
+        skipped: input.skipped.clone(),
     })
 }
 

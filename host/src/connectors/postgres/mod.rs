@@ -11,6 +11,7 @@ mod config;
 mod copy_binary;
 mod ddl;
 mod incremental;
+mod objects;
 mod replication;
 mod snapshot;
 mod source;

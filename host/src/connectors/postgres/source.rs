@@ -30,8 +30,8 @@ use crate::config::Endpoint;
 use crate::connectors::{BatchStream, READ_AHEAD_BATCHES, Source, SourceOptions};
 use crate::error::{Error, Result, ResultExt};
 use crate::model::{
-    Batch, Change, Chunk, Position, Reject, RejectStage, Row, TableSchema, TableSelection, Value,
-    json::row_to_json,
+    Batch, Change, Chunk, Position, Reject, RejectStage, Row, SchemaObjects, TableSchema,
+    TableSelection, Value, json::row_to_json,
 };
 
 pub(crate) struct PostgresSource {
@@ -169,6 +169,22 @@ impl Source for PostgresSource {
                 t.schema.clone()
             })
             .collect())
+    }
+
+    async fn objects(
+        &self,
+        selection: &TableSelection,
+        tables: &[TableSchema],
+    ) -> Result<SchemaObjects> {
+        let inner = &self.inner;
+        catalog::objects(
+            &inner.pool,
+            &inner.config.schema,
+            inner.place(),
+            selection,
+            tables,
+        )
+        .await
     }
 
     async fn plan_snapshot(&self, table: &TableSchema, chunk_rows: u64) -> Result<Vec<Chunk>> {

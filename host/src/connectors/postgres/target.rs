@@ -18,15 +18,19 @@ use super::apply;
 use super::catalog::resolve_column_types;
 use super::config::PgConfig;
 use super::ddl::{self, CHECKPOINTS};
+use super::objects::{self, view_carry};
 use super::sql::qualified;
 use super::types::{ddl_type, native};
 use super::writer::{self, WriteTable};
 use crate::config::Endpoint;
 use crate::connectors::{
-    IfExists, NameRules, NameScope, RELATIONS, RejectSink, Start, TakenName, Target, TargetOptions,
+    IfExists, NameRules, NameScope, RELATIONS, RejectSink, SchemaItem, Start, TakenName, Target,
+    TargetOptions,
 };
 use crate::error::{Error, Result, ResultExt};
-use crate::model::{Batch, ChangeBatch, Checkpoint, Column, TableSchema};
+use crate::model::{
+    Batch, Carry, ChangeBatch, Checkpoint, Column, SchemaObjects, TableSchema, View,
+};
 
 pub(crate) struct PostgresTarget {
     config: PgConfig,
@@ -271,6 +275,13 @@ impl PostgresTarget {
                 .await
                 .context(ctx)?;
         }
+        // Expressions (defaults, checks, views) name the schema's objects
+        // unqualified, as the source's catalog printed them.
+        sqlx::query("SELECT set_config('search_path', quote_ident($1), true)")
+            .bind(schema)
+            .execute(&mut **txn)
+            .await
+            .context(ctx)?;
         // The checkpoint table is dmp's own, made even in data-only runs.
         if !Self::exists(txn, schema, CHECKPOINTS).await.context(ctx)? {
             exec(ddl::create_checkpoints(schema))
@@ -303,19 +314,13 @@ impl PostgresTarget {
                     return Err(self.missing(&table.name));
                 }
                 if !exists {
-                    exec(ddl::create_table(schema, table))
-                        .execute(&mut **txn)
-                        .await
-                        .context(table_ctx)?;
+                    create_table(txn, schema, table).await.context(table_ctx)?;
                 }
                 continue;
             }
             if start == Start::Resume {
                 if !exists && !self.options.data_only {
-                    exec(ddl::create_table(schema, table))
-                        .execute(&mut **txn)
-                        .await
-                        .context(table_ctx)?;
+                    create_table(txn, schema, table).await.context(table_ctx)?;
                 }
                 if exists && table.primary_key.is_empty() {
                     self.restart_partial(txn, table).await?;
@@ -358,10 +363,7 @@ impl PostgresTarget {
                 }
             }
             if create {
-                exec(ddl::create_table(schema, table))
-                    .execute(&mut **txn)
-                    .await
-                    .context(table_ctx)?;
+                create_table(txn, schema, table).await.context(table_ctx)?;
             }
         }
         if !truncate.is_empty() {
@@ -471,10 +473,191 @@ impl PostgresTarget {
     }
 }
 
+impl PostgresTarget {
+    /// Moves the sequences of identity and serial columns past the largest
+    /// value loaded and the source's next value: the application's first
+    /// insert without a key gets a new one.
+    async fn advance_identities(&self, table: &TableSchema) -> Result<()> {
+        for column in table.columns.iter().filter(|c| c.identity.is_some()) {
+            let ctx = || {
+                format!(
+                    "{}: setting the identity of {}.{}",
+                    self.place(),
+                    table.name,
+                    column.name
+                )
+            };
+            let max: Option<i64> = sqlx::query_scalar(AssertSqlSafe(format!(
+                "SELECT max({})::bigint FROM {}",
+                super::sql::quote_ident(&column.name),
+                qualified(self.schema(), &table.name)
+            )))
+            .fetch_one(&self.pool)
+            .await
+            .context(ctx)?;
+            if let Some(sql) = ddl::advance_identity(self.schema(), &table.name, column, max) {
+                sqlx::raw_sql(AssertSqlSafe(sql))
+                    .execute(&self.pool)
+                    .await
+                    .context(ctx)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl PostgresTarget {
+    /// Creates a view (after what it reads) in one transaction.
+    async fn create_view(&self, view: &View) -> Result<()> {
+        let ctx = || format!("{}: creating view {}", self.place(), view.name);
+        let mut txn = self.pool.begin().await.context(ctx)?;
+        sqlx::query("SELECT set_config('search_path', quote_ident($1), true)")
+            .bind(self.schema())
+            .execute(&mut *txn)
+            .await
+            .context(ctx)?;
+        for sql in objects::create_view(self.schema(), view) {
+            sqlx::raw_sql(AssertSqlSafe(sql))
+                .execute(&mut *txn)
+                .await
+                .context(ctx)?;
+        }
+        txn.commit().await.context(ctx)
+    }
+}
+
+/// What becomes of a source schema item on a PostgreSQL target (the same
+/// functions build the DDL).
+fn assess(schema: &str, item: SchemaItem<'_>) -> Carry<String> {
+    match item {
+        SchemaItem::Column(c) if c.enum_values.is_some() => {
+            Carry::Converted(format!("{} with a CHECK of its values", ddl_type(c)))
+        }
+        SchemaItem::Column(c) => Carry::Carried(ddl_type(c)),
+        SchemaItem::PrimaryKey
+        | SchemaItem::Index(_)
+        | SchemaItem::ForeignKey(_)
+        | SchemaItem::ColumnComment(_)
+        | SchemaItem::TableComment(_) => Carry::Carried(String::new()),
+        SchemaItem::Check(check) => ddl::check_sql(check).map(|sql| format!("CHECK ({sql})")),
+        SchemaItem::Default(c) => ddl::default_sql(c)
+            .unwrap_or_else(|| Carry::NotCarried("an identity column has no default".into())),
+        SchemaItem::Identity(c) => match ddl::identity_sql(schema, c) {
+            Some(carry) => carry.map(|identity| match identity {
+                ddl::Identity::Generated(clause) => clause,
+                ddl::Identity::Serial(sequence) => format!("serial on sequence {sequence}"),
+            }),
+            None => Carry::NotCarried("no identity".into()),
+        },
+        SchemaItem::OnUpdate(c) => match ddl::on_update_sql(c) {
+            Some(carry) => match carry {
+                Carry::Carried(sql) | Carry::Converted(sql) => {
+                    Carry::Converted(format!("a BEFORE UPDATE trigger setting {sql}"))
+                }
+                Carry::NotCarried(why) => Carry::NotCarried(why),
+            },
+            None => Carry::NotCarried("no ON UPDATE".into()),
+        },
+        SchemaItem::Collation(_) => {
+            Carry::NotCarried("columns take the target database's default collation".into())
+        }
+        SchemaItem::View(view) => view_carry(view),
+        SchemaItem::Sequence(_) => Carry::Carried("at the source's value".into()),
+    }
+}
+
+/// Runs the statements that create `table` (see `ddl::create_table`).
+async fn create_table(
+    txn: &mut Transaction<'static, Postgres>,
+    schema: &str,
+    table: &TableSchema,
+) -> std::result::Result<(), sqlx::Error> {
+    for sql in ddl::create_table(schema, table) {
+        sqlx::raw_sql(AssertSqlSafe(sql))
+            .execute(&mut **txn)
+            .await?;
+    }
+    Ok(())
+}
+
 #[async_trait]
 impl Target for PostgresTarget {
     fn column_type(&self, column: &Column) -> String {
         ddl_type(column)
+    }
+
+    fn assess(&self, _table: Option<&TableSchema>, item: SchemaItem<'_>) -> Carry<String> {
+        assess(self.schema(), item)
+    }
+
+    async fn prepare_objects(&self, objects: &SchemaObjects) -> Result<()> {
+        if self.options.data_only || objects.sequences.is_empty() {
+            return Ok(());
+        }
+        let ctx = || format!("{}: creating sequences", self.place());
+        self.config.check_reachable().await?;
+        let mut txn = self.pool.begin().await.context(ctx)?;
+        sqlx::query("SELECT set_config('search_path', quote_ident($1), true)")
+            .bind(self.schema())
+            .execute(&mut *txn)
+            .await
+            .context(ctx)?;
+        sqlx::raw_sql(AssertSqlSafe(format!(
+            "CREATE SCHEMA IF NOT EXISTS {}",
+            super::sql::quote_ident(self.schema())
+        )))
+        .execute(&mut *txn)
+        .await
+        .context(ctx)?;
+        for sequence in &objects.sequences {
+            for sql in objects::create_sequence(self.schema(), sequence) {
+                sqlx::raw_sql(AssertSqlSafe(sql))
+                    .execute(&mut *txn)
+                    .await
+                    .context(|| format!("{}: creating sequence {}", self.place(), sequence.name))?;
+            }
+        }
+        txn.commit().await.context(ctx)
+    }
+
+    async fn finish_objects(
+        &self,
+        objects: &SchemaObjects,
+        tables: &[Arc<TableSchema>],
+    ) -> Result<()> {
+        if self.options.data_only {
+            return Ok(());
+        }
+        let mut present: Vec<&str> = tables.iter().map(|t| t.name.as_str()).collect();
+        for view in &objects.views {
+            if view_carry(view).value().is_none() {
+                continue;
+            }
+            if let Some(missing) = view
+                .depends_on
+                .iter()
+                .find(|d| **d != view.name && !present.contains(&d.as_str()))
+            {
+                warn!(
+                    view = view.name,
+                    reads = missing,
+                    "view not created: it reads a relation that is not on the target"
+                );
+                continue;
+            }
+            match self.create_view(view).await {
+                Ok(()) => {
+                    info!(
+                        view = view.name,
+                        materialized = view.materialized,
+                        "view created"
+                    );
+                    present.push(&view.name);
+                }
+                Err(e) => warn!(view = view.name, error = %e, "view not created"),
+            }
+        }
+        Ok(())
     }
 
     fn name_rules(&self) -> NameRules {
@@ -626,8 +809,26 @@ impl Target for PostgresTarget {
     }
 
     async fn finish_table(&self, table: &TableSchema) -> Result<()> {
+        self.advance_identities(table).await?;
         if self.options.data_only {
             return Ok(());
+        }
+        if let Some(statements) = ddl::on_update_trigger(self.schema(), table) {
+            let ctx = || {
+                format!(
+                    "{}: creating the ON UPDATE trigger of table {}",
+                    self.place(),
+                    table.name
+                )
+            };
+            let mut txn = self.pool.begin().await.context(ctx)?;
+            for sql in statements {
+                sqlx::raw_sql(AssertSqlSafe(sql))
+                    .execute(&mut *txn)
+                    .await
+                    .context(ctx)?;
+            }
+            txn.commit().await.context(ctx)?;
         }
         for index in &table.indexes {
             if ddl::duplicates_primary_key(table, index)
