@@ -25,7 +25,7 @@ pub use data_type::DataType;
 pub use decimal::Decimal;
 pub use expr::{BinaryOp, Carry, Dialect, Expr, Func, SqlExpr};
 pub use infer::{infer_text_type, widen};
-pub use objects::{SchemaObjects, Sequence, View};
+pub use objects::{SchemaObjects, Sequence, View, views_in_dependency_order};
 pub use schema::{Check, Column, ForeignKey, Identity, Index, Skipped, TableSchema};
 pub use selection::TableSelection;
 pub use value::{Value, ValueError};

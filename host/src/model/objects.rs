@@ -3,6 +3,8 @@
 //! cannot carry at all (triggers, routines), so that the migration
 //! assessment can list it.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 use super::{Dialect, Skipped};
@@ -61,4 +63,33 @@ pub struct Sequence {
     /// The last value handed out; `None` before the first `nextval`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_value: Option<i64>,
+}
+
+/// Orders views so that each comes after the views it reads (by name, where
+/// nothing says otherwise); a cycle keeps its members in name order.
+pub fn views_in_dependency_order(views: Vec<View>) -> Vec<View> {
+    let mut left: BTreeMap<String, View> = views.into_iter().map(|v| (v.name.clone(), v)).collect();
+    let mut out = Vec::with_capacity(left.len());
+    while !left.is_empty() {
+        let ready: Vec<String> = left
+            .values()
+            .filter(|v| {
+                v.depends_on
+                    .iter()
+                    .all(|d| d == &v.name || !left.contains_key(d))
+            })
+            .map(|v| v.name.clone())
+            .collect();
+        let ready = if ready.is_empty() {
+            left.keys().next().cloned().into_iter().collect()
+        } else {
+            ready
+        };
+        for name in ready {
+            if let Some(view) = left.remove(&name) {
+                out.push(view);
+            }
+        }
+    }
+    out
 }

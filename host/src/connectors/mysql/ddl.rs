@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use super::server::Server;
 use super::sql::{literal, quote, quote_list};
 use super::types::{target_type, type_comment};
-use crate::model::{Column, DataType, TableSchema, Value};
+use crate::model::{Carry, Check, Column, DataType, Dialect, Func, SqlExpr, TableSchema, Value};
 
 /// InnoDB's largest index key (DYNAMIC rows), in bytes.
 const KEY_BYTES: u32 = 3072;
@@ -131,7 +131,7 @@ fn fit_row_size(
     }
 }
 
-/// A default as SQL, or `None` where MySQL cannot hold it.
+/// A constant default as SQL, or `None` where MySQL cannot hold it.
 fn default_sql(value: &Value, created: &str, server: Server) -> Option<String> {
     let sql = match value {
         Value::Null => return None,
@@ -153,10 +153,13 @@ fn default_sql(value: &Value, created: &str, server: Server) -> Option<String> {
     Some(sql)
 }
 
-/// `CREATE TABLE` with the primary key; indexes and foreign keys come
-/// after the load.
+/// `CREATE TABLE` with the primary key, AUTO_INCREMENT, defaults, ON
+/// UPDATE clauses, CHECK constraints and comments; indexes and foreign
+/// keys come after the load. What cannot be carried is left out (the
+/// assessment lists it).
 pub(super) fn create_table(table: &TableSchema, server: Server) -> String {
     let types = column_types(table, server);
+    let auto = auto_increment_column(table);
     let mut parts: Vec<String> = table
         .columns
         .iter()
@@ -166,17 +169,29 @@ pub(super) fn create_table(table: &TableSchema, server: Server) -> String {
             if !c.nullable {
                 def.push_str(" NOT NULL");
             }
-            if let Some(default) = c
-                .default
-                .as_ref()
-                .and_then(|d| default_sql(d, created, server))
-            {
+            if auto == Some(c.name.as_str()) {
+                def.push_str(" AUTO_INCREMENT");
+            }
+            if let Some(default) = column_default(c, created, server).and_then(Carry::value) {
                 def.push_str(" DEFAULT ");
                 def.push_str(&default);
             }
+            if let Some(on_update) = on_update_sql(c, created).and_then(Carry::value) {
+                def.push_str(" ON UPDATE ");
+                def.push_str(&on_update);
+            }
+            let comment = match (comment, &c.comment) {
+                (Some(hint), Some(user)) => Some(format!("{hint}; {user}")),
+                (Some(hint), None) => Some(hint.clone()),
+                (None, Some(user)) if user.trim_start().starts_with("dmp:") => {
+                    // Not to be read back as a type hint.
+                    Some(format!("; {user}"))
+                }
+                (None, user) => user.clone(),
+            };
             if let Some(comment) = comment {
                 def.push_str(" COMMENT ");
-                def.push_str(&literal(comment));
+                def.push_str(&literal(&cut_chars(&comment, MAX_COLUMN_COMMENT)));
             }
             def
         })
@@ -184,18 +199,172 @@ pub(super) fn create_table(table: &TableSchema, server: Server) -> String {
     if !table.primary_key.is_empty() {
         parts.push(format!("PRIMARY KEY ({})", quote_list(&table.primary_key)));
     }
+    for check in &table.checks {
+        if let Some(expr) = check_sql(check, server).value() {
+            parts.push(format!("CONSTRAINT {} CHECK ({expr})", quote(&check.name)));
+        }
+    }
+    let comment = table.comment.as_ref().map_or_else(String::new, |c| {
+        format!(" COMMENT={}", literal(&cut_chars(c, MAX_TABLE_COMMENT)))
+    });
     format!(
-        "CREATE TABLE {} ({}) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE={}",
+        "CREATE TABLE {} ({}) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE={}{comment}",
         quote(&table.name),
         parts.join(", "),
         binary_collation(server)
     )
 }
 
+/// MySQL's longest column and table comments, in characters.
+const MAX_COLUMN_COMMENT: usize = 1024;
+const MAX_TABLE_COMMENT: usize = 2048;
+
+fn cut_chars(text: &str, max: usize) -> String {
+    text.chars().take(max).collect()
+}
+
+/// The one column that gets AUTO_INCREMENT: MySQL allows one per table, an
+/// integer leading a key (here: the primary key's first column).
+pub(super) fn auto_increment_column(table: &TableSchema) -> Option<&str> {
+    let first = table.primary_key.first()?;
+    let column = table.columns.iter().find(|c| &c.name == first)?;
+    (column.identity.is_some() && is_integer(&column.data_type)).then_some(column.name.as_str())
+}
+
+fn is_integer(t: &DataType) -> bool {
+    matches!(t, DataType::Int16 | DataType::Int32 | DataType::Int64)
+}
+
+/// Whether a column's identity becomes AUTO_INCREMENT here, and why not.
+pub(super) fn identity_carry(table: &TableSchema, column: &Column) -> Carry<String> {
+    if auto_increment_column(table) == Some(column.name.as_str()) {
+        return Carry::Carried("AUTO_INCREMENT".into());
+    }
+    Carry::NotCarried(if !is_integer(&column.data_type) {
+        format!(
+            "AUTO_INCREMENT counts integers only, not {}",
+            column.data_type
+        )
+    } else {
+        "AUTO_INCREMENT needs the column to lead the primary key (one per table)".into()
+    })
+}
+
+/// The fractional-second digits of a created `datetime(N)`/`time(N)`.
+fn fsp(created: &str) -> Option<&str> {
+    created
+        .split_once('(')
+        .and_then(|(_, rest)| rest.strip_suffix(')'))
+}
+
+/// The column's default here: a constant, or an expression (the clock
+/// functions at the column's precision; other expressions in parentheses on
+/// MySQL, which takes them from 8.0.13).
+pub(super) fn column_default(
+    column: &Column,
+    created: &str,
+    server: Server,
+) -> Option<Carry<String>> {
+    if let Some(value) = column.default.as_ref() {
+        return default_sql(value, created, server).map(Carry::Carried);
+    }
+    let expr = column.default_expr.as_ref()?;
+    if column.identity.is_some() {
+        return None;
+    }
+    Some(
+        expression_sql(expr, created, server).and_then_carry(|sql, is_clock| {
+            if is_clock || server.mariadb {
+                Ok(sql)
+            } else if server.version >= (8, 0, 13) {
+                Ok(format!("({sql})"))
+            } else {
+                Err("MySQL before 8.0.13 takes no expression defaults".into())
+            }
+        }),
+    )
+}
+
+/// An ON UPDATE clause here: MySQL has only the clock's.
+pub(super) fn on_update_sql(column: &Column, created: &str) -> Option<Carry<String>> {
+    let expr = column.on_update.as_ref()?;
+    if expr.portable.as_ref().and_then(crate::model::Expr::as_call) != Some(Func::CurrentTimestamp)
+    {
+        return Some(Carry::NotCarried(format!(
+            "MySQL updates a column only to the current time (ON UPDATE CURRENT_TIMESTAMP), not to {}",
+            expr.sql
+        )));
+    }
+    if !created.starts_with("datetime") && !created.starts_with("timestamp") {
+        return Some(Carry::NotCarried(format!(
+            "ON UPDATE CURRENT_TIMESTAMP needs a datetime column, not {created}"
+        )));
+    }
+    let clock = clock(created);
+    Some(
+        if expr.dialect == Dialect::Mysql || expr.dialect == Dialect::Mariadb {
+            Carry::Carried(clock)
+        } else {
+            Carry::Converted(clock)
+        },
+    )
+}
+
+fn clock(created: &str) -> String {
+    match fsp(created) {
+        Some(n) => format!("current_timestamp({n})"),
+        None => "current_timestamp()".into(),
+    }
+}
+
+/// An expression in this server's dialect; the clock rendered at the
+/// column's precision (MySQL refuses another). The flag says it is the
+/// clock.
+fn expression_sql(expr: &SqlExpr, created: &str, server: Server) -> ExprCarry {
+    let is_clock = expr.portable.as_ref().and_then(crate::model::Expr::as_call)
+        == Some(Func::CurrentTimestamp);
+    if is_clock {
+        let sql = clock(created);
+        return ExprCarry(if expr.dialect == server.dialect() {
+            Carry::Carried((sql, true))
+        } else {
+            Carry::Converted((sql, true))
+        });
+    }
+    ExprCarry(expr.for_dialect(server.dialect()).map(|sql| (sql, false)))
+}
+
+/// An expression's SQL and whether it is the clock, still to be placed.
+struct ExprCarry(Carry<(String, bool)>);
+
+impl ExprCarry {
+    fn and_then_carry(
+        self,
+        f: impl FnOnce(String, bool) -> Result<String, String>,
+    ) -> Carry<String> {
+        let wrap = |(sql, clock): (String, bool), converted: bool| match f(sql, clock) {
+            Ok(sql) if converted => Carry::Converted(sql),
+            Ok(sql) => Carry::Carried(sql),
+            Err(why) => Carry::NotCarried(why),
+        };
+        match self.0 {
+            Carry::Carried(v) => wrap(v, false),
+            Carry::Converted(v) => wrap(v, true),
+            Carry::NotCarried(why) => Carry::NotCarried(why),
+        }
+    }
+}
+
+/// A CHECK constraint's expression here (MariaDB 10.2 and MySQL 8.0.16
+/// enforce them).
+pub(super) fn check_sql(check: &Check, server: Server) -> Carry<String> {
+    check.expr.for_dialect(server.dialect())
+}
+
 /// A binary collation that does not pad: keys `'a'` and `'a '` (or `'a'`
 /// and `'A'`) stay distinct, as they are in PostgreSQL and SQLite.
 /// `utf8mb4_bin` pads with spaces on both servers.
-fn binary_collation(server: Server) -> &'static str {
+pub(super) fn binary_collation(server: Server) -> &'static str {
     if server.mariadb {
         "utf8mb4_nopad_bin"
     } else if server.version >= (8, 0, 0) {

@@ -18,6 +18,16 @@ pub(crate) struct Server {
 const DEFAULT_MAX_PACKET: u64 = 16 << 20;
 
 impl Server {
+    /// The SQL dialect of expressions and definitions read from this
+    /// server.
+    pub(super) fn dialect(self) -> crate::model::Dialect {
+        if self.mariadb {
+            crate::model::Dialect::Mariadb
+        } else {
+            crate::model::Dialect::Mysql
+        }
+    }
+
     /// Asks the server: `SELECT VERSION()` says `10.11.14-MariaDB-…` or
     /// `8.0.36`.
     pub(super) async fn detect(conn: &mut Conn, place: &str) -> Result<Server> {

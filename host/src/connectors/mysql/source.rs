@@ -23,7 +23,8 @@ use crate::config::Endpoint;
 use crate::connectors::{BatchStream, READ_AHEAD_BATCHES, Source, SourceOptions};
 use crate::error::{Error, Result, ResultExt};
 use crate::model::{
-    Batch, Change, Chunk, Position, Reject, RejectStage, Row, TableSchema, TableSelection, Value,
+    Batch, Change, Chunk, Position, Reject, RejectStage, Row, SchemaObjects, TableSchema,
+    TableSelection, Value,
 };
 
 pub(crate) struct MysqlSource {
@@ -169,6 +170,20 @@ impl Source for MysqlSource {
                 d.schema
             })
             .collect())
+    }
+
+    async fn objects(
+        &self,
+        selection: &TableSelection,
+        _tables: &[TableSchema],
+    ) -> Result<SchemaObjects> {
+        let inner = &self.inner;
+        let (pool, server) = inner.pool().await?;
+        let mut conn = pool
+            .get_conn()
+            .await
+            .context(|| format!("{}: connecting to MySQL", inner.config.place))?;
+        catalog::objects(&mut conn, *server, &inner.config.database, selection).await
     }
 
     async fn plan_snapshot(&self, table: &TableSchema, chunk_rows: u64) -> Result<Vec<Chunk>> {

@@ -16,18 +16,23 @@ use tracing::{info, warn};
 
 use super::apply;
 use super::config::{MysqlConfig, Role};
-use super::ddl::create_table;
+use super::ddl::{
+    auto_increment_column, binary_collation, check_sql, column_default, column_types, create_table,
+    identity_carry, on_update_sql,
+};
 use super::server::Server;
 use super::sql::{quote, quote_list};
 use super::types::target_type;
 use super::writer::{Method, TablePlan, write_batch};
 use crate::config::Endpoint;
 use crate::connectors::{
-    CONSTRAINTS, IfExists, NameRules, NameScope, RejectSink, Start, TakenName, Target,
+    CONSTRAINTS, IfExists, NameRules, NameScope, RejectSink, SchemaItem, Start, TakenName, Target,
     TargetOptions,
 };
 use crate::error::{Error, Result, ResultExt};
-use crate::model::{Batch, ChangeBatch, Checkpoint, Column, ForeignKey, TableSchema};
+use crate::model::{
+    Batch, Carry, ChangeBatch, Checkpoint, Column, ForeignKey, SchemaObjects, TableSchema,
+};
 
 pub(crate) struct MysqlTarget {
     config: MysqlConfig,
@@ -114,6 +119,85 @@ impl MysqlTarget {
     fn place(&self) -> String {
         format!("MySQL database {}", self.config.database)
     }
+
+    /// The server, once connected; until then MariaDB is assumed.
+    fn server(&self) -> Server {
+        self.pool
+            .get()
+            .map_or_else(Server::assumed, |(_, server)| *server)
+    }
+
+    /// Sets the AUTO_INCREMENT counter to the source's next value: InnoDB
+    /// keeps it past the largest key by itself, but the source's may be
+    /// further (rows deleted there).
+    async fn advance_auto_increment(&self, table: &TableSchema) -> Result<()> {
+        let Some(next) = auto_increment_column(table)
+            .and_then(|name| table.columns.iter().find(|c| c.name == name))
+            .and_then(|c| c.identity.as_ref()?.next)
+            .filter(|n| *n > 1)
+        else {
+            return Ok(());
+        };
+        let (mut conn, _) = self.conn().await?;
+        conn.query_drop(format!(
+            "ALTER TABLE {} AUTO_INCREMENT = {next}",
+            quote(&table.name)
+        ))
+        .await
+        .context(|| format!("setting the AUTO_INCREMENT of table {}", table.name))
+    }
+}
+
+/// What becomes of a source schema item on a MySQL-family target (the
+/// same functions build the DDL).
+fn assess(server: Server, table: Option<&TableSchema>, item: SchemaItem<'_>) -> Carry<String> {
+    let created = |column: &Column| {
+        table
+            .and_then(|t| {
+                let at = t.columns.iter().position(|c| c.name == column.name)?;
+                column_types(t, server)
+                    .into_iter()
+                    .nth(at)
+                    .map(|(created, _)| created)
+            })
+            .unwrap_or_else(|| {
+                target_type(
+                    &column.data_type,
+                    column.enum_values.as_deref(),
+                    None,
+                    server,
+                )
+            })
+    };
+    match item {
+        SchemaItem::Column(c) => Carry::Carried(created(c)),
+        SchemaItem::PrimaryKey
+        | SchemaItem::Index(_)
+        | SchemaItem::ForeignKey(_)
+        | SchemaItem::ColumnComment(_)
+        | SchemaItem::TableComment(_) => Carry::Carried(String::new()),
+        SchemaItem::Check(check) => check_sql(check, server).map(|sql| format!("CHECK ({sql})")),
+        SchemaItem::Default(c) => column_default(c, &created(c), server)
+            .unwrap_or_else(|| Carry::NotCarried("MySQL cannot hold this default".into())),
+        SchemaItem::Identity(c) => match table {
+            Some(t) => identity_carry(t, c),
+            None => Carry::NotCarried("no table".into()),
+        },
+        SchemaItem::OnUpdate(c) => on_update_sql(c, &created(c))
+            .unwrap_or_else(|| Carry::NotCarried("no ON UPDATE".into())),
+        SchemaItem::Collation(_) => Carry::NotCarried(format!(
+            "text columns compare by {} (distinct keys stay distinct)",
+            binary_collation(server)
+        )),
+        SchemaItem::View(view) if view.dialect == server.dialect() => Carry::Carried("view".into()),
+        SchemaItem::View(view) => Carry::NotCarried(format!(
+            "a {} view's query is not translated",
+            view.dialect.as_str()
+        )),
+        SchemaItem::Sequence(_) => {
+            Carry::NotCarried("sequences are carried between PostgreSQL databases only".into())
+        }
+    }
 }
 
 async fn existing_tables(conn: &mut Conn) -> Result<HashSet<String>> {
@@ -131,10 +215,7 @@ async fn existing_tables(conn: &mut Conn) -> Result<HashSet<String>> {
 impl Target for MysqlTarget {
     fn column_type(&self, column: &Column) -> String {
         // Known once connected; until then types are named for MariaDB.
-        let server = self
-            .pool
-            .get()
-            .map_or_else(Server::assumed, |(_, server)| *server);
+        let server = self.server();
         target_type(
             &column.data_type,
             column.enum_values.as_deref(),
@@ -143,11 +224,54 @@ impl Target for MysqlTarget {
         )
     }
 
+    fn assess(&self, table: Option<&TableSchema>, item: SchemaItem<'_>) -> Carry<String> {
+        assess(self.server(), table, item)
+    }
+
+    async fn finish_objects(
+        &self,
+        objects: &SchemaObjects,
+        tables: &[Arc<TableSchema>],
+    ) -> Result<()> {
+        if self.options.data_only || objects.views.is_empty() {
+            return Ok(());
+        }
+        let (mut conn, server) = self.conn().await?;
+        let mut present: Vec<&str> = tables.iter().map(|t| t.name.as_str()).collect();
+        for view in &objects.views {
+            if view.dialect != server.dialect() {
+                continue;
+            }
+            if let Some(missing) = view
+                .depends_on
+                .iter()
+                .find(|d| **d != view.name && !present.contains(&d.as_str()))
+            {
+                warn!(
+                    view = view.name,
+                    reads = missing,
+                    "view not created: it reads a relation that is not on the target"
+                );
+                continue;
+            }
+            let sql = format!(
+                "CREATE OR REPLACE VIEW {} AS {}",
+                quote(&view.name),
+                view.definition
+            );
+            match conn.query_drop(sql).await {
+                Ok(()) => {
+                    info!(view = view.name, "view created");
+                    present.push(&view.name);
+                }
+                Err(e) => warn!(view = view.name, error = %e, "view not created"),
+            }
+        }
+        Ok(())
+    }
+
     fn name_rules(&self) -> NameRules {
-        let server = self
-            .pool
-            .get()
-            .map_or_else(Server::assumed, |(_, server)| *server);
+        let server = self.server();
         // Index names are per table; foreign key names per database (InnoDB),
         // and so are CHECK names on MySQL (MariaDB keeps them per table).
         NameRules {
@@ -381,6 +505,7 @@ impl Target for MysqlTarget {
     }
 
     async fn finish_table(&self, table: &TableSchema) -> Result<()> {
+        self.advance_auto_increment(table).await?;
         if self.options.data_only || table.indexes.is_empty() {
             return Ok(());
         }

@@ -15,8 +15,8 @@ use crate::config::Endpoint;
 use crate::connectors::{BatchStream, READ_AHEAD_BATCHES, Source};
 use crate::error::{Error, Result, ResultExt};
 use crate::model::{
-    Batch, Change, Chunk, Column, ForeignKey, Index, Position, Reject, RejectStage, Row,
-    TableSchema, TableSelection, Value,
+    Batch, Change, Chunk, Column, Dialect, ForeignKey, Identity, Index, ObjectKind, Position,
+    Reject, RejectStage, Row, SchemaObjects, Skipped, SqlExpr, TableSchema, TableSelection, Value,
 };
 
 pub(crate) struct SqliteSource {
@@ -101,27 +101,62 @@ fn discover_table(conn: &Connection, name: &str) -> Result<TableSchema> {
         let default: Option<String> = r.get(3).context(ctx)?;
         let pk: i64 = r.get(4).context(ctx)?;
         let data_type = data_type_from_declared(&declared);
-        let default = default
-            .as_deref()
-            .and_then(|d| constant_default(d, &data_type));
         if pk > 0 {
             keys.push((pk, col_name.clone()));
         }
-        columns.push(Column {
-            name: col_name,
-            data_type,
-            nullable: !not_null && pk == 0,
-            default,
-            enum_values: None,
-            default_expr: None,
-            identity: None,
-            on_update: None,
-            comment: None,
-            collation: None,
-            source_type: None,
-        });
+        let mut column = Column::new(col_name, data_type);
+        column.nullable = !not_null && pk == 0;
+        column.default = default
+            .as_deref()
+            .and_then(|d| constant_default(d, &column.data_type));
+        if column.default.is_none() {
+            column.default_expr = default
+                .filter(|d| !d.trim().eq_ignore_ascii_case("null"))
+                .map(|d| SqlExpr::new(Dialect::Sqlite, d));
+        }
+        column.source_type = Some(declared);
+        columns.push(column);
     }
     keys.sort();
+    let create_sql: String = conn
+        .query_row(
+            "SELECT sql FROM sqlite_schema WHERE type = 'table' AND name = ?1",
+            [name],
+            |r| r.get(0),
+        )
+        .context(ctx)?;
+    // An INTEGER PRIMARY KEY is the rowid: SQLite numbers the rows that
+    // come without it (AUTOINCREMENT never hands a number out twice).
+    if let [(_, key)] = keys.as_slice()
+        && let Some(column) = columns.iter_mut().find(|c| &c.name == key)
+        && column
+            .source_type
+            .as_deref()
+            .is_some_and(|t| t.eq_ignore_ascii_case("INTEGER"))
+    {
+        let autoincrement = create_sql.to_ascii_uppercase().contains("AUTOINCREMENT");
+        let next = if autoincrement {
+            last_sequence(conn, name).context(ctx)?.map(|seq| seq + 1)
+        } else {
+            None
+        };
+        column.identity = Some(Identity {
+            always: false,
+            next,
+            sequence: None,
+        });
+    }
+    let mut skipped = Vec::new();
+    // SQLite keeps CHECK constraints only in the table's SQL text.
+    if create_sql.to_ascii_uppercase().contains("CHECK") {
+        skipped.push(Skipped {
+            kind: ObjectKind::Check,
+            name: name.to_string(),
+            reason: "CHECK constraints of SQLite tables are not read (they live only in its CREATE TABLE text)"
+                .into(),
+        });
+    }
+    skipped.extend(triggers(conn, name).context(ctx)?);
     let mut indexes = Vec::new();
     let mut stmt = conn
         .prepare("SELECT name, \"unique\", origin FROM pragma_index_list(?1) ORDER BY name")
@@ -146,7 +181,11 @@ fn discover_table(conn: &Connection, name: &str) -> Result<TableSchema> {
                 unique,
                 source_name: None,
             }),
-            None => tracing::warn!(table = name, index = index_name, "expression index skipped"),
+            None => skipped.push(Skipped {
+                kind: ObjectKind::Index,
+                name: index_name,
+                reason: "an expression index: only plain column indexes are carried".into(),
+            }),
         }
     }
     let foreign_keys = foreign_keys(conn, name).context(ctx)?;
@@ -157,8 +196,44 @@ fn discover_table(conn: &Connection, name: &str) -> Result<TableSchema> {
         primary_key: keys.into_iter().map(|(_, c)| c).collect(),
         indexes,
         foreign_keys,
+        skipped,
         ..Default::default()
     })
+}
+
+/// The last number an AUTOINCREMENT table handed out.
+fn last_sequence(conn: &Connection, table: &str) -> rusqlite::Result<Option<i64>> {
+    let exists: bool = conn.query_row(
+        "SELECT count(*) > 0 FROM sqlite_schema WHERE name = 'sqlite_sequence'",
+        [],
+        |r| r.get(0),
+    )?;
+    if !exists {
+        return Ok(None);
+    }
+    conn.query_row(
+        "SELECT max(seq) FROM sqlite_sequence WHERE name = ?1",
+        [table],
+        |r| r.get(0),
+    )
+}
+
+/// The table's triggers, which are not carried.
+fn triggers(conn: &Connection, table: &str) -> rusqlite::Result<Vec<Skipped>> {
+    let mut stmt = conn.prepare(
+        "SELECT name FROM sqlite_schema WHERE type = 'trigger' AND tbl_name = ?1 ORDER BY name",
+    )?;
+    let names: Vec<String> = stmt
+        .query_map([table], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    Ok(names
+        .into_iter()
+        .map(|name| Skipped {
+            kind: ObjectKind::Trigger,
+            name,
+            reason: "triggers are code and are not carried".into(),
+        })
+        .collect())
 }
 
 /// Foreign keys, one per `id` of `pragma_foreign_key_list`. SQLite names
@@ -252,6 +327,33 @@ impl Source for SqliteSource {
                 .filter(|n| selection.matches(n))
                 .map(|n| discover_table(conn, n))
                 .collect()
+        })
+        .await
+    }
+
+    async fn objects(
+        &self,
+        selection: &TableSelection,
+        _tables: &[TableSchema],
+    ) -> Result<SchemaObjects> {
+        let selection = selection.clone();
+        self.blocking(move |conn| {
+            let views: Vec<String> = conn
+                .prepare("SELECT name FROM sqlite_schema WHERE type = 'view' ORDER BY name")
+                .and_then(|mut s| s.query_map([], |r| r.get(0))?.collect())
+                .context(|| "listing SQLite views".to_string())?;
+            Ok(SchemaObjects {
+                skipped: views
+                    .into_iter()
+                    .filter(|v| selection.matches(v))
+                    .map(|name| Skipped {
+                        kind: ObjectKind::View,
+                        name,
+                        reason: "views of SQLite databases are not carried".into(),
+                    })
+                    .collect(),
+                ..SchemaObjects::default()
+            })
         })
         .await
     }

@@ -13,12 +13,13 @@ use super::quote;
 use super::types::{Bind, declared_type};
 use crate::config::Endpoint;
 use crate::connectors::{
-    IfExists, NameRules, NameScope, RELATIONS, RejectSink, Start, TakenName, Target, TargetOptions,
+    IfExists, NameRules, NameScope, RELATIONS, RejectSink, SchemaItem, Start, TakenName, Target,
+    TargetOptions,
 };
 use crate::error::{Error, Result, ResultExt};
 use crate::model::{
-    Batch, Change, ChangeBatch, Checkpoint, Column, Reject, RejectStage, Row, TableSchema, Value,
-    json::row_to_json,
+    Batch, Carry, Change, ChangeBatch, Checkpoint, Column, DataType, Dialect, Reject, RejectStage,
+    Row, TableSchema, Value, json::row_to_json,
 };
 
 /// SQLite's default limit on bound parameters per statement.
@@ -119,18 +120,22 @@ fn literal(value: &Value) -> String {
 
 fn create_table_sql(table: &TableSchema) -> String {
     let rowid_alias = table.primary_key.len() == 1;
+    let autoincrement = autoincrement_column(table);
     let mut parts: Vec<String> = table
         .columns
         .iter()
         .map(|c| {
+            if autoincrement == Some(c.name.as_str()) {
+                return format!("{} INTEGER PRIMARY KEY AUTOINCREMENT", quote(&c.name));
+            }
             let alias = rowid_alias && table.primary_key[0] == c.name;
             let mut def = format!("{} {}", quote(&c.name), declared_type(c, alias));
             if !c.nullable {
                 def.push_str(" NOT NULL");
             }
-            if let Some(d) = &c.default {
+            if let Some(default) = default_sql(c).and_then(Carry::value) {
                 def.push_str(" DEFAULT ");
-                def.push_str(&literal(d));
+                def.push_str(&default);
             }
             if let Some(values) = &c.enum_values {
                 let values: Vec<String> = values
@@ -146,9 +151,14 @@ fn create_table_sql(table: &TableSchema) -> String {
             def
         })
         .collect();
-    if !table.primary_key.is_empty() {
+    if !table.primary_key.is_empty() && autoincrement.is_none() {
         let keys: Vec<String> = table.primary_key.iter().map(|k| quote(k)).collect();
         parts.push(format!("PRIMARY KEY ({})", keys.join(", ")));
+    }
+    for check in &table.checks {
+        if let Some(expr) = check.expr.for_dialect(Dialect::Sqlite).value() {
+            parts.push(format!("CONSTRAINT {} CHECK ({expr})", quote(&check.name)));
+        }
     }
     // SQLite cannot add a foreign key later, and does not enforce them
     // unless asked (PRAGMA foreign_keys), so declaring them here does not
@@ -170,6 +180,128 @@ fn create_table_sql(table: &TableSchema) -> String {
         quote(&table.name),
         parts.join(", ")
     )
+}
+
+/// The column that becomes `INTEGER PRIMARY KEY AUTOINCREMENT`: an
+/// integer identity that is the whole primary key.
+fn autoincrement_column(table: &TableSchema) -> Option<&str> {
+    let [key] = table.primary_key.as_slice() else {
+        return None;
+    };
+    let column = table.columns.iter().find(|c| &c.name == key)?;
+    (column.identity.is_some()
+        && matches!(
+            column.data_type,
+            DataType::Int16 | DataType::Int32 | DataType::Int64
+        ))
+    .then_some(column.name.as_str())
+}
+
+/// A column's default here: a constant, or an expression SQLite has (in
+/// parentheses, but for its clock keywords).
+fn default_sql(column: &Column) -> Option<Carry<String>> {
+    if let Some(value) = &column.default {
+        return Some(Carry::Carried(literal(value)));
+    }
+    let expr = column.default_expr.as_ref()?;
+    if column.identity.is_some() {
+        return None;
+    }
+    Some(expr.for_dialect(Dialect::Sqlite).map(|sql| {
+        if matches!(
+            sql.as_str(),
+            "CURRENT_TIMESTAMP" | "CURRENT_DATE" | "CURRENT_TIME"
+        ) || sql.starts_with('(')
+        {
+            sql
+        } else {
+            format!("({sql})")
+        }
+    }))
+}
+
+/// The trigger that sets ON UPDATE columns (to the current time) when a row
+/// changes and the update leaves them as they were.
+fn on_update_sql(table: &TableSchema) -> Vec<String> {
+    let mut statements = Vec::new();
+    for column in &table.columns {
+        let Some(Carry::Carried(expr) | Carry::Converted(expr)) = column
+            .on_update
+            .as_ref()
+            .map(|e| e.for_dialect(Dialect::Sqlite))
+        else {
+            continue;
+        };
+        let col = quote(&column.name);
+        let changed: Vec<String> = table
+            .columns
+            .iter()
+            .filter(|c| c.name != column.name)
+            .map(|c| format!("NEW.{0} IS NOT OLD.{0}", quote(&c.name)))
+            .collect();
+        if changed.is_empty() {
+            continue;
+        }
+        let name = quote(&format!("{}_{}_on_update", table.name, column.name));
+        statements.push(format!("DROP TRIGGER IF EXISTS {name}"));
+        statements.push(format!(
+            "CREATE TRIGGER {name} AFTER UPDATE ON {table} FOR EACH ROW \
+             WHEN NEW.{col} IS OLD.{col} AND ({changed}) \
+             BEGIN UPDATE {table} SET {col} = {expr} WHERE rowid = NEW.rowid; END",
+            table = quote(&table.name),
+            changed = changed.join(" OR ")
+        ));
+    }
+    statements
+}
+
+/// What becomes of a source schema item on a SQLite target (the same
+/// functions build the DDL).
+fn assess(table: Option<&TableSchema>, item: SchemaItem<'_>) -> Carry<String> {
+    match item {
+        SchemaItem::Column(c) if c.enum_values.is_some() => Carry::Converted(format!(
+            "{} with a CHECK of its values",
+            declared_type(c, false)
+        )),
+        SchemaItem::Column(c) => Carry::Carried(declared_type(c, false)),
+        SchemaItem::PrimaryKey | SchemaItem::Index(_) | SchemaItem::ForeignKey(_) => {
+            Carry::Carried(String::new())
+        }
+        SchemaItem::Check(check) => check
+            .expr
+            .for_dialect(Dialect::Sqlite)
+            .map(|sql| format!("CHECK ({sql})")),
+        SchemaItem::Default(c) => {
+            default_sql(c).unwrap_or_else(|| Carry::NotCarried("no default".into()))
+        }
+        SchemaItem::Identity(c) => match table.and_then(autoincrement_column) {
+            Some(name) if name == c.name => {
+                Carry::Converted("INTEGER PRIMARY KEY AUTOINCREMENT".into())
+            }
+            _ => Carry::NotCarried(
+                "SQLite numbers rows only through an INTEGER PRIMARY KEY of one column".into(),
+            ),
+        },
+        SchemaItem::OnUpdate(c) => {
+            match c.on_update.as_ref().map(|e| e.for_dialect(Dialect::Sqlite)) {
+                Some(Carry::Carried(sql) | Carry::Converted(sql)) => {
+                    Carry::Converted(format!("an AFTER UPDATE trigger setting {sql}"))
+                }
+                Some(Carry::NotCarried(why)) => Carry::NotCarried(why),
+                None => Carry::NotCarried("no ON UPDATE".into()),
+            }
+        }
+        SchemaItem::ColumnComment(_) | SchemaItem::TableComment(_) => {
+            Carry::NotCarried("SQLite keeps no comments".into())
+        }
+        SchemaItem::Collation(_) => {
+            Carry::NotCarried("text columns compare by SQLite's BINARY collation".into())
+        }
+        SchemaItem::View(_) => {
+            Carry::NotCarried("views are carried between PostgreSQL or MySQL databases only".into())
+        }
+        SchemaItem::Sequence(_) => Carry::NotCarried("SQLite has no sequences".into()),
+    }
 }
 
 fn insert_sql(table: &TableSchema, rows: usize) -> String {
@@ -307,6 +439,10 @@ impl BatchWriter<'_> {
 impl Target for SqliteTarget {
     fn column_type(&self, column: &Column) -> String {
         declared_type(column, false)
+    }
+
+    fn assess(&self, table: Option<&TableSchema>, item: SchemaItem<'_>) -> Carry<String> {
+        assess(table, item)
     }
 
     fn name_rules(&self) -> NameRules {
@@ -503,6 +639,37 @@ impl Target for SqliteTarget {
         }
         let table = table.clone();
         self.blocking(move |conn| {
+            let ctx = || format!("finishing table {}", table.name);
+            for sql in on_update_sql(&table) {
+                conn.execute(&sql, []).context(ctx)?;
+            }
+            if let Some(next) = autoincrement_column(&table)
+                .and_then(|name| table.columns.iter().find(|c| c.name == name))
+                .and_then(|c| c.identity.as_ref()?.next)
+            {
+                // AUTOINCREMENT hands out past the largest number it has
+                // seen; the source's counter may be further on.
+                let updated = conn
+                    .execute(
+                        "UPDATE sqlite_sequence SET seq = ?2 WHERE name = ?1 AND seq < ?2",
+                        params![table.name, next - 1],
+                    )
+                    .context(ctx)?;
+                let known: bool = conn
+                    .query_row(
+                        "SELECT count(*) > 0 FROM sqlite_sequence WHERE name = ?1",
+                        [&table.name],
+                        |r| r.get(0),
+                    )
+                    .context(ctx)?;
+                if updated == 0 && !known {
+                    conn.execute(
+                        "INSERT INTO sqlite_sequence (name, seq) VALUES (?1, ?2)",
+                        params![table.name, next - 1],
+                    )
+                    .context(ctx)?;
+                }
+            }
             for index in &table.indexes {
                 // Names were planned unique; one taken since is an error,
                 // not an index silently left out by IF NOT EXISTS.

@@ -60,6 +60,13 @@ fn write(expr: &Expr, dialect: Dialect, out: &mut String) -> Result<(), String> 
             out.push(')');
         }
         Expr::Binary { op, left, right } => {
+            // `CURRENT_DATE + 30` adds days in PostgreSQL, but makes a
+            // number of the date in MySQL and SQLite.
+            if matches!(op, BinaryOp::Plus | BinaryOp::Minus)
+                && [left, right].iter().any(|e| is_clock(e))
+            {
+                return Err("arithmetic on dates and times is not translated".into());
+            }
             out.push('(');
             write(left, dialect, out)?;
             out.push(' ');
@@ -114,6 +121,13 @@ fn write(expr: &Expr, dialect: Dialect, out: &mut String) -> Result<(), String> 
         Expr::Call { func, args } => call(*func, args, dialect, out)?,
     }
     Ok(())
+}
+
+fn is_clock(expr: &Expr) -> bool {
+    matches!(
+        expr.as_call(),
+        Some(Func::CurrentTimestamp | Func::CurrentDate | Func::CurrentTime)
+    )
 }
 
 fn op_sql(op: BinaryOp) -> &'static str {
@@ -230,5 +244,8 @@ mod tests {
         assert!(uuid.render(Dialect::Sqlite).is_err());
         let seq = parse("nextval('s'::regclass)", Dialect::Postgres).unwrap();
         assert!(seq.render(Dialect::Mariadb).is_err());
+        let due = parse("(CURRENT_DATE + 30)", Dialect::Postgres).unwrap();
+        assert!(due.render(Dialect::Mariadb).is_err());
+        assert!(due.render(Dialect::Sqlite).is_err());
     }
 }

@@ -3,14 +3,14 @@
 //! column owns, and what is not carried (routines, extensions, foreign
 //! tables), for the assessment.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 
 use sqlx::{PgConnection, PgPool};
 
 use crate::error::{Result, ResultExt};
 use crate::model::{
     Dialect, Expr, Func, ObjectKind, SchemaObjects, Sequence, Skipped, TableSchema, TableSelection,
-    Value, View,
+    Value, View, views_in_dependency_order,
 };
 
 /// The objects of `namespace` that go with the selected `tables`: views
@@ -91,36 +91,7 @@ async fn views(
             name,
         })
         .collect();
-    Ok(in_dependency_order(views))
-}
-
-/// Orders views so that each comes after the views it reads (by name, where
-/// nothing says otherwise); a cycle keeps its members in name order.
-pub(in super::super) fn in_dependency_order(views: Vec<View>) -> Vec<View> {
-    let mut left: BTreeMap<String, View> = views.into_iter().map(|v| (v.name.clone(), v)).collect();
-    let mut out = Vec::with_capacity(left.len());
-    while !left.is_empty() {
-        let ready: Vec<String> = left
-            .values()
-            .filter(|v| {
-                v.depends_on
-                    .iter()
-                    .all(|d| d == &v.name || !left.contains_key(d))
-            })
-            .map(|v| v.name.clone())
-            .collect();
-        let ready = if ready.is_empty() {
-            left.keys().next().cloned().into_iter().collect()
-        } else {
-            ready
-        };
-        for name in ready {
-            if let Some(view) = left.remove(&name) {
-                out.push(view);
-            }
-        }
-    }
-    out
+    Ok(views_in_dependency_order(views))
 }
 
 /// Sequences no column owns (those travel as their column's identity),
