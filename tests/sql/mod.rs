@@ -5,6 +5,7 @@ mod cdc;
 mod crash;
 mod every_type;
 mod faults;
+mod fidelity;
 mod incremental;
 mod schema;
 mod verify;
