@@ -90,6 +90,29 @@ pub enum Error {
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
+    /// The error and its causes on one line, each said once:
+    /// `creating index i on table t: duplicate key value violates unique
+    /// constraint "x"`. A database error is its own message and detail
+    /// (without PostgreSQL's source-file line); a cause that only repeats
+    /// what wraps it is left out.
+    pub fn report(&self) -> String {
+        let mut text = self.to_string();
+        let mut source = std::error::Error::source(self);
+        while let Some(cause) = source {
+            let (said, next) = match cause.downcast_ref::<sqlx::Error>() {
+                // Its source is the same database error again.
+                Some(sqlx::Error::Database(db)) => (database_message(&**db), None),
+                _ => (cause.to_string(), cause.source()),
+            };
+            if !said.is_empty() && !text.ends_with(&said) {
+                text.push_str(": ");
+                text.push_str(&said);
+            }
+            source = next;
+        }
+        text
+    }
+
     pub fn kind(&self) -> ErrorKind {
         match self {
             Error::Config(_) | Error::Unsupported(_) | Error::Plugin(_) => ErrorKind::Config,
@@ -100,6 +123,18 @@ impl Error {
             Error::Mysql { source, .. } if mysql_transient(source) => ErrorKind::Transient,
             _ => ErrorKind::Fatal,
         }
+    }
+}
+
+/// A database's own words: PostgreSQL's message and DETAIL (sqlx's
+/// display adds the server's source-file line, which means nothing here).
+fn database_message(db: &dyn sqlx::error::DatabaseError) -> String {
+    match db.try_downcast_ref::<sqlx::postgres::PgDatabaseError>() {
+        Some(pg) => match pg.detail() {
+            Some(detail) => format!("{} ({detail})", pg.message()),
+            None => pg.message().to_string(),
+        },
+        None => db.message().to_string(),
     }
 }
 

@@ -215,3 +215,66 @@ fn schema_only_then_data_only() {
         text(&out.stderr)
     );
 }
+
+/// A database error at run time names the database (not the pipeline
+/// file's line, which is for configuration mistakes), says the server's
+/// message and detail once, and no source-file line of the server's.
+#[test]
+fn runtime_errors_name_the_database_and_say_each_cause_once() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let source = postgres().create_database("err_source");
+    source.exec(
+        "CREATE TABLE t (id integer PRIMARY KEY, code text UNIQUE); INSERT INTO t VALUES (1, 'A')",
+    );
+    // The target's table has no unique index and a row of the same code:
+    // appending succeeds, building the index cannot.
+    let target = postgres().create_database("err_target");
+    target.exec(
+        "CREATE TABLE t (id integer PRIMARY KEY, code text); INSERT INTO t VALUES (1000, 'A')",
+    );
+    pipeline(
+        dir.path(),
+        "p.toml",
+        &format!(
+            "[source]\nurl = \"{}\"\n[target]\nurl = \"{}\"\nif_exists = \"append\"\n",
+            source.url, target.url
+        ),
+    );
+    let out = run_dmp(dir.path(), &["run", "p.toml"]);
+    assert_exit(&out, 3);
+    let error = text(&out.stderr)
+        .lines()
+        .find(|l| l.starts_with("error: "))
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        error.contains("creating index t_code_key on table t"),
+        "{error}"
+    );
+    assert!(error.contains("Key (code)=(A) is duplicated"), "{error}");
+    assert!(error.contains("/err_target"), "{error}");
+    assert!(!error.contains("p.toml"), "{error}");
+    assert!(!error.contains(" at line "), "{error}");
+    assert_eq!(
+        error.matches("could not create unique index").count(),
+        1,
+        "{error}"
+    );
+
+    // A connection error says which URL it came from, once.
+    pipeline(
+        dir.path(),
+        "q.toml",
+        &format!(
+            "[source]\nurl = \"{}\"\n[target]\nurl = \"sqlite://q.db\"\n",
+            source.url.replace("err_source", "no_such_database")
+        ),
+    );
+    let out = run_dmp(dir.path(), &["run", "q.toml"]);
+    assert_exit(&out, 3);
+    let error = text(&out.stderr);
+    assert!(error.contains("(q.toml:2 source.url)"), "{error}");
+    assert!(error.contains("database \"no_such_database"), "{error}");
+    assert_eq!(error.matches("does not exist").count(), 1, "{error}");
+    assert!(!error.contains(" at line "), "{error}");
+}

@@ -16,7 +16,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use crate::error::{Error, ErrorKind};
+use crate::error::ErrorKind;
 
 /// Exit codes, as documented in the README.
 pub const EXIT_OK: u8 = 0;
@@ -102,7 +102,7 @@ pub fn main() -> ExitCode {
     match outcome {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
-            eprintln!("error: {}", chain(&e));
+            eprintln!("error: {}", e.report());
             ExitCode::from(match e.kind() {
                 ErrorKind::Config => EXIT_CONFIG,
                 ErrorKind::Data => EXIT_DATA,
@@ -111,18 +111,6 @@ pub fn main() -> ExitCode {
             })
         }
     }
-}
-
-/// The error and its causes on one line: `writing table t: disk I/O error`.
-fn chain(e: &Error) -> String {
-    let mut text = e.to_string();
-    let mut source = std::error::Error::source(e);
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 fn init_logging(verbose: u8, interactive: bool) {

@@ -170,7 +170,7 @@ async fn run_scheduled(
             Err(e) if matches!(e.kind(), ErrorKind::Interrupted) => break Ok(code),
             Err(e) if matches!(e.kind(), ErrorKind::Config) => break Err(e),
             Err(e) => {
-                tracing::error!(error = %format!("{e:#}"), "scheduled run failed; trying again at the next start");
+                tracing::error!(error = %e.report(), "scheduled run failed; trying again at the next start");
                 code = EXIT_RUNTIME;
             }
         }

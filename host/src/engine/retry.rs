@@ -29,7 +29,7 @@ pub(crate) async fn pause(
         attempt,
         of = policy.attempts,
         delay_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
-        reason = %format!("{error:#}"),
+        reason = %error.report(),
         "transient failure; retrying from the target's checkpoint"
     );
     tokio::select! {

@@ -311,7 +311,7 @@ pub(super) async fn join_tasks(
         if let Err(e) = joined.context(|| what.to_string()).and_then(|r| r) {
             if first_error.is_none() || matches!(first_error, Some(Error::Interrupted)) {
                 if e.kind() != ErrorKind::Interrupted {
-                    warn!(error = %e, "stopping the run");
+                    warn!(error = %e.report(), "stopping the run");
                 }
                 first_error = Some(e);
             }
@@ -339,7 +339,7 @@ pub(super) fn end_run<T>(
                 ErrorKind::Interrupted => RunStatus::Interrupted,
                 _ => RunStatus::Failed,
             };
-            state.finish_run(run, status, rows, rejected, Some(&format!("{error:#}")))?;
+            state.finish_run(run, status, rows, rejected, Some(&error.report()))?;
             Err(error)
         }
     }

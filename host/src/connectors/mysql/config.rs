@@ -34,8 +34,11 @@ pub(super) struct MysqlConfig {
     builder: OptsBuilder,
     ssl: SslMode,
     pub(super) database: String,
-    /// Where the URL was written, for messages.
+    /// The database, for messages: `MySQL 127.0.0.1:3306/shop`.
     pub(super) place: String,
+    /// Where the URL was written (`p.toml:4 target.url`): named with
+    /// connection errors, which are often a mistake there.
+    pub(super) origin: String,
 }
 
 /// What a session is used for: targets write with foreign key checks off.
@@ -49,6 +52,7 @@ impl MysqlConfig {
     pub(super) fn parse(endpoint: &Endpoint) -> Result<Self> {
         let url = parse_url(endpoint.expose_url())
             .map_err(|what| Error::Config(format!("{}: {what}", endpoint.place())))?;
+        let place = format!("MySQL {}:{}/{}", url.host, url.port, url.database);
         let builder = OptsBuilder::default()
             .ip_or_hostname(url.host)
             .tcp_port(url.port)
@@ -65,8 +69,14 @@ impl MysqlConfig {
             builder,
             ssl: url.ssl,
             database: url.database,
-            place: endpoint.place().to_string(),
+            place,
+            origin: endpoint.place().to_string(),
         })
+    }
+
+    /// What a connection error says it was doing.
+    pub(super) fn connecting(&self) -> String {
+        format!("connecting to {} ({})", self.place, self.origin)
     }
 
     fn opts(&self, role: Role, ssl: bool, pool_size: usize) -> Opts {
@@ -114,10 +124,7 @@ impl MysqlConfig {
     /// decides type names and SQL dialect details).
     pub(super) async fn connect(&self, role: Role, size: usize) -> Result<(Pool, Server)> {
         let pool = self.pool(role, size).await?;
-        let mut conn = pool
-            .get_conn()
-            .await
-            .context(|| format!("{}: connecting to MySQL", self.place))?;
+        let mut conn = pool.get_conn().await.context(|| self.connecting())?;
         let server = Server::detect(&mut conn, &self.place).await?;
         tracing::debug!(
             place = self.place,
@@ -131,7 +138,7 @@ impl MysqlConfig {
     /// A pool of `size` sessions. With `ssl-mode=prefer` one connection is
     /// tried with TLS first; a server that offers none gets plain ones.
     async fn pool(&self, role: Role, size: usize) -> Result<Pool> {
-        let ctx = || format!("{}: connecting to MySQL", self.place);
+        let ctx = || self.connecting();
         let opts = match self.ssl {
             SslMode::Disable => self.opts(role, false, size),
             SslMode::Prefer => {

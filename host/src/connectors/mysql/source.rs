@@ -84,10 +84,7 @@ impl Inner {
             return Ok(known);
         }
         let (pool, server) = self.pool().await?;
-        let mut conn = pool
-            .get_conn()
-            .await
-            .context(|| format!("{}: connecting to MySQL", self.config.place))?;
+        let mut conn = pool.get_conn().await.context(|| self.config.connecting())?;
         let found =
             catalog::discover(&mut conn, *server, &self.config.database, None, Some(table)).await?;
         let reads = Arc::new(
@@ -137,7 +134,7 @@ impl MysqlSource {
         let conn = pool
             .get_conn()
             .await
-            .context(|| format!("{place}: connecting to MySQL"))?;
+            .context(|| format!("connecting to {place}"))?;
         Ok((conn, place))
     }
 }
@@ -150,7 +147,7 @@ impl Source for MysqlSource {
         let mut conn = pool
             .get_conn()
             .await
-            .context(|| format!("{}: connecting to MySQL", inner.config.place))?;
+            .context(|| inner.config.connecting())?;
         let found = catalog::discover(
             &mut conn,
             *server,
@@ -182,7 +179,7 @@ impl Source for MysqlSource {
         let mut conn = pool
             .get_conn()
             .await
-            .context(|| format!("{}: connecting to MySQL", inner.config.place))?;
+            .context(|| inner.config.connecting())?;
         catalog::objects(&mut conn, *server, &inner.config.database, selection).await
     }
 
@@ -193,7 +190,7 @@ impl Source for MysqlSource {
         let mut conn = pool
             .get_conn()
             .await
-            .context(|| format!("{}: connecting to MySQL", self.inner.config.place))?;
+            .context(|| self.inner.config.connecting())?;
         chunks::plan(&mut conn, *server, table, &order, chunk_rows).await
     }
 

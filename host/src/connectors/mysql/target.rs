@@ -74,9 +74,7 @@ impl MysqlTarget {
     }
 
     async fn conn_from(&self, pool: &Pool) -> Result<Conn> {
-        pool.get_conn()
-            .await
-            .context(|| format!("{}: connecting to MySQL", self.config.place))
+        pool.get_conn().await.context(|| self.config.connecting())
     }
 
     async fn conn(&self) -> Result<(Conn, Server)> {
@@ -117,7 +115,7 @@ impl MysqlTarget {
     }
 
     fn place(&self) -> String {
-        format!("MySQL database {}", self.config.database)
+        self.config.place.clone()
     }
 
     /// The server, once connected; until then MariaDB is assumed.

@@ -23,8 +23,11 @@ pub(super) struct PgConfig {
     pub(super) url: Url,
     /// The schema tables are read from or written to.
     pub(super) schema: String,
-    /// Where the URL was written, for messages.
+    /// The database, for messages: `PostgreSQL 127.0.0.1:5432/shop`.
     pub(super) place: String,
+    /// Where the URL was written (`p.toml:4 target.url`): named with
+    /// connection errors, which are often a mistake there.
+    pub(super) origin: String,
 }
 
 impl PgConfig {
@@ -57,11 +60,20 @@ impl PgConfig {
         if let Some(root) = &url.ssl_root_cert {
             options = options.ssl_root_cert(root);
         }
+        let schema = if url.schema == DEFAULT_SCHEMA {
+            String::new()
+        } else {
+            format!(" schema {}", url.schema)
+        };
         Ok(PgConfig {
             options,
             schema: url.schema.clone(),
+            place: format!(
+                "PostgreSQL {}:{}/{}{schema}",
+                url.host, url.port, url.database
+            ),
             url,
-            place: endpoint.place().to_string(),
+            origin: endpoint.place().to_string(),
         })
     }
 
@@ -80,17 +92,17 @@ impl PgConfig {
     pub(super) async fn check_reachable(&self) -> Result<()> {
         use sqlx::Connection as _;
         let conn = self.connect().await?;
-        conn.close()
-            .await
-            .context(|| format!("{}: connecting to PostgreSQL", self.place))
+        conn.close().await.context(|| self.connecting())
     }
 
     /// One session outside any pool (the snapshot holder).
     pub(super) async fn connect(&self) -> Result<PgConnection> {
-        self.options
-            .connect()
-            .await
-            .context(|| format!("{}: connecting to PostgreSQL", self.place))
+        self.options.connect().await.context(|| self.connecting())
+    }
+
+    /// What a connection error says it was doing.
+    pub(super) fn connecting(&self) -> String {
+        format!("connecting to {} ({})", self.place, self.origin)
     }
 }
 

@@ -64,10 +64,7 @@ impl MysqlChanges {
             .control
             .get_or_try_init(|| self.config.connect(Role::Source, 1))
             .await?;
-        let conn = pool
-            .get_conn()
-            .await
-            .context(|| format!("{}: connecting to MySQL", self.config.place))?;
+        let conn = pool.get_conn().await.context(|| self.config.connecting())?;
         Ok((conn, *server))
     }
 
