@@ -191,12 +191,12 @@ fn rental_behaves(source: &TestDb, target: &Target, what: &str) {
     ));
     assert_eq!(moved, "1", "{what}: an update moves store.last_update");
     // A check came along (or, on SQLite, the source's own is enforced).
-    let bad = format!("INSERT INTO film (title, rental_rate, length) VALUES ('bad', 1, -5)");
+    let bad = "INSERT INTO film (title, rental_rate, length) VALUES ('bad', 1, -5)";
     let refused = match target {
-        Target::Postgres(db) | Target::Mariadb(db) => db.try_exec(&bad).is_err(),
+        Target::Postgres(db) | Target::Mariadb(db) => db.try_exec(bad).is_err(),
         Target::Sqlite(path) => rusqlite::Connection::open(path)
             .expect("open")
-            .execute_batch(&bad)
+            .execute_batch(bad)
             .is_err(),
     };
     assert!(refused, "{what}: film_length_positive is enforced");
