@@ -190,3 +190,35 @@ fn files_are_verified_and_repair_is_refused_where_it_cannot_stick() {
         text(&out.stderr)
     );
 }
+
+/// A source column the target lacks is a difference: its values are not
+/// there. A column only the target has is not compared.
+#[test]
+fn a_column_missing_in_the_target_is_a_difference() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let source = postgres().create_database("verify_cols_src");
+    source.exec(
+        "CREATE TABLE t (id integer PRIMARY KEY, a text, b integer); \
+         INSERT INTO t SELECT g, 'a' || g, g FROM generate_series(1, 100) g",
+    );
+    let target = mariadb().create_database("verify_cols_dst");
+    pipeline(
+        dir.path(),
+        "p.toml",
+        &sql_pipeline(&source.url, &target.url, ""),
+    );
+    assert_exit(&run_dmp(dir.path(), &["run", "p.toml"]), 0);
+    verified(dir.path(), "p.toml", 0, &["t: equal, 100 rows"]);
+    target.exec("ALTER TABLE t DROP COLUMN b, ADD COLUMN extra int");
+    let report = verified(
+        dir.path(),
+        "p.toml",
+        1,
+        &[
+            "t: differs: 1 column(s) missing in target (b)",
+            "column missing in target: b",
+            "not compared: extra (target only)",
+        ],
+    );
+    assert!(!report.contains("equal"), "{report}");
+}

@@ -150,6 +150,11 @@ fn print_table(t: &TableReport) {
             f.source_rows,
             t.elapsed_ms as f64 / 1000.0
         ),
+        TableStatus::Different if f.total() == 0 => println!(
+            "  {name}: differs: {} column(s) missing in target ({})",
+            t.missing_columns.len(),
+            t.missing_columns.join(", ")
+        ),
         TableStatus::Different => println!(
             "  {name}: {} differences: {} missing in target, {} extra in target, {} differing \
              (source {} rows, target {} rows)",
@@ -184,8 +189,11 @@ fn print_table(t: &TableReport) {
             println!("      refused: {reason}");
         }
     }
+    for column in &t.missing_columns {
+        println!("    column missing in target: {column} (its values are not there)");
+    }
     for column in &t.not_compared {
-        println!("    not compared: {column}");
+        println!("    not compared: {column} (target only)");
     }
     for d in &f.differences {
         let key: Vec<String> = d

@@ -70,9 +70,14 @@ pub struct TableReport {
     pub target_table: String,
     pub status: TableStatus,
     pub key: Vec<String>,
-    /// Columns on only one side, which are not compared.
+    /// Columns the target has and the source (after transforms) has not,
+    /// which are not compared.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub not_compared: Vec<String>,
+    /// Columns of the source (after its transforms) that the target lacks:
+    /// their values are lost, so the table differs.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub missing_columns: Vec<String>,
     pub source_hashing: Option<Hashing>,
     pub target_hashing: Option<Hashing>,
     #[serde(flatten)]
@@ -206,6 +211,7 @@ fn missing_table(schema: &TableSchema, output: &TableSchema) -> TableReport {
         status: TableStatus::MissingInTarget,
         key: output.primary_key.clone(),
         not_compared: Vec::new(),
+        missing_columns: Vec::new(),
         source_hashing: None,
         target_hashing: None,
         findings: Findings::default(),
@@ -227,6 +233,7 @@ struct TablePair {
     target_names: Vec<String>,
     key: Vec<String>,
     not_compared: Vec<String>,
+    missing_columns: Vec<String>,
 }
 
 impl TablePair {
@@ -250,6 +257,7 @@ impl TablePair {
         // (output position, target position), key columns first.
         let mut matched: Vec<(usize, usize)> = Vec::new();
         let mut not_compared = Vec::new();
+        let mut missing_columns = Vec::new();
         let key_positions: Vec<usize> = output
             .primary_key
             .iter()
@@ -262,7 +270,7 @@ impl TablePair {
         for i in order {
             match target_index(&output.columns[i].name) {
                 Some(j) => matched.push((i, j)),
-                None => not_compared.push(format!("{} (source only)", output.columns[i].name)),
+                None => missing_columns.push(output.columns[i].name.clone()),
             }
         }
         for c in &target_schema.columns {
@@ -270,7 +278,7 @@ impl TablePair {
                 .iter()
                 .any(|&(_, j)| target_schema.columns[j].name == c.name)
             {
-                not_compared.push(format!("{} (target only)", c.name));
+                not_compared.push(c.name.clone());
             }
         }
         // A key column missing on the target leaves no usable key: then
@@ -346,6 +354,7 @@ impl TablePair {
             names,
             target_names,
             not_compared,
+            missing_columns,
         }
     }
 
@@ -463,13 +472,14 @@ impl TablePair {
         Ok(TableReport {
             table: self.schema.name.clone(),
             target_table: self.target_schema.name.clone(),
-            status: if findings.total() == 0 {
+            status: if findings.total() == 0 && self.missing_columns.is_empty() {
                 TableStatus::Equal
             } else {
                 TableStatus::Different
             },
             key: self.key.clone(),
             not_compared: self.not_compared.clone(),
+            missing_columns: self.missing_columns.clone(),
             source_hashing: hashing(&self.source),
             target_hashing: hashing(&self.target),
             findings,
