@@ -57,6 +57,12 @@ pub trait Source: Send + Sync {
         None
     }
 
+    /// Every chunk of the snapshot is read: let go of what holds it open
+    /// (sessions in a snapshot transaction hold the tables against the
+    /// source's DDL). Reading another chunk afterwards is still possible,
+    /// in a newer snapshot.
+    async fn end_snapshot(&self) {}
+
     /// Incremental runs: reads the rows of `table` that come after `after`
     /// in `(cursor, primary key)` order (all rows from `Position::Start`),
     /// in that order, in batches of at most `batch_rows` rows. Each batch's

@@ -243,6 +243,7 @@ pub async fn run(
         }
         let mut first_error = join_tasks(&mut tasks, &stop, "chunk task").await;
         forward.abort();
+        ctx.source.end_snapshot().await;
         if first_error.is_none() {
             // Foreign keys last: every referenced row is there by now.
             let finished = async {

@@ -143,6 +143,28 @@ impl Snapshot {
         })
     }
 
+    /// Ends the snapshot's transactions once every chunk is read: open,
+    /// they hold the tables' metadata locks, so that the source's next DDL
+    /// on them waits, and every statement on those tables queues behind
+    /// that DDL (writes the change stream then never sees).
+    pub(super) async fn release(&self) {
+        let conns: Vec<Conn> = match self.conns.lock() {
+            Ok(mut conns) => conns.drain(..).collect(),
+            Err(_) => return,
+        };
+        let count = conns.len();
+        for mut conn in conns {
+            // A session that cannot commit is dropped: its server side
+            // rolls back when the connection goes.
+            if conn.query_drop("COMMIT").await.is_err() {
+                let _ = conn.disconnect().await;
+            }
+        }
+        if count > 0 {
+            info!(sessions = count, "snapshot released");
+        }
+    }
+
     /// A session in a consistent snapshot of its own, for one given up.
     async fn replacement(&self) -> Result<Conn> {
         let ctx = || format!("{}: replacing a lost snapshot session", self.place);

@@ -234,6 +234,12 @@ impl Source for MysqlSource {
         super::incremental::read(connect, table, cursor, after, batch_rows)
     }
 
+    async fn end_snapshot(&self) {
+        if let Some(snapshot) = self.inner.snapshot.get() {
+            snapshot.release().await;
+        }
+    }
+
     fn snapshot_position(&self) -> Option<String> {
         self.inner.snapshot.get().and_then(|s| s.position.clone())
     }
