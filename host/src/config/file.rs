@@ -64,6 +64,12 @@ struct CdcSection {
     /// How often an idle stream confirms the source's position (a
     /// duration: `10s`, `1m`). Default: `10s`.
     heartbeat: Option<Spanned<String>>,
+    /// When a streamed table changes shape at the source: `additive` carries
+    /// new columns, wider types and new tables and stops on the rest
+    /// (drops, renames, narrower types), `apply` carries every change,
+    /// `stop` stops on any. Default: `additive`.
+    #[serde(default)]
+    schema_changes: super::SchemaChanges,
 }
 
 /// `[pipeline]`
@@ -478,6 +484,7 @@ pub(super) fn parse(text: &str, path: &Path) -> Result<Pipeline> {
         publication: name_setting(&cdc.publication, "cdc.publication")?,
         server_id: cdc.server_id,
         heartbeat,
+        schema_changes: cdc.schema_changes,
     };
     Ok(Pipeline::with_plugin_cache(Pipeline {
         name,

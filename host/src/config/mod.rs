@@ -14,6 +14,7 @@ use std::path::PathBuf;
 pub use endpoint::{Endpoint, mask_url};
 pub use file::{OnError, RunMode, TransformSection};
 pub use retry::RetryPolicy;
+
 pub use schedule::Schedule;
 
 use crate::connectors::IfExists;
@@ -92,6 +93,7 @@ pub struct CdcSettings {
     pub publication: Option<String>,
     pub server_id: Option<u32>,
     pub heartbeat: std::time::Duration,
+    pub schema_changes: SchemaChanges,
 }
 
 impl Default for CdcSettings {
@@ -101,6 +103,34 @@ impl Default for CdcSettings {
             publication: None,
             server_id: None,
             heartbeat: DEFAULT_HEARTBEAT,
+            schema_changes: SchemaChanges::default(),
+        }
+    }
+}
+
+/// What a change stream does when a streamed table changes shape at the
+/// source (`[cdc] schema_changes`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SchemaChanges {
+    /// Carry what loses nothing (a new column, a wider type, a new table of
+    /// the selection, a column made nullable); stop on the rest (a dropped
+    /// or renamed column or table, a narrower type), naming it (the
+    /// default).
+    #[default]
+    Additive,
+    /// Carry every change to the target, drops and renames included.
+    Apply,
+    /// Stop on any change.
+    Stop,
+}
+
+impl SchemaChanges {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SchemaChanges::Additive => "additive",
+            SchemaChanges::Apply => "apply",
+            SchemaChanges::Stop => "stop",
         }
     }
 }
@@ -119,6 +149,7 @@ impl Pipeline {
             publication: self.cdc.publication.clone(),
             server_id: self.cdc.server_id,
             heartbeat: self.cdc.heartbeat,
+            selection: self.selection.clone(),
         }
     }
 }

@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use tokio::sync::{mpsc, watch};
 
 use crate::error::Result;
-use crate::model::{Change, Position, Reject, TableSchema};
+use crate::model::{Change, Position, Reject, TableSchema, TableSelection};
 
 /// Settings of a pipeline's change stream (`[cdc]` in the pipeline file).
 #[derive(Debug, Clone)]
@@ -28,6 +28,9 @@ pub struct ChangeOptions {
     /// How often an idle stream reports the source's position, so that a
     /// quiet database does not hold change log for ever. Default: 10 s.
     pub heartbeat: Duration,
+    /// The pipeline's tables: a table created at the source while
+    /// streaming is streamed too when this selects it.
+    pub selection: TableSelection,
 }
 
 /// What the change stream hands on, in the source's commit order.
@@ -54,6 +57,38 @@ pub enum StreamEvent {
     /// No transaction of the streamed tables for a while: the source's log
     /// has moved on to `position` (always between transactions).
     Heartbeat { position: Position },
+    /// Table `table` changed shape at this point of the stream, or (an
+    /// index one past the tables known so far) a table of the selection
+    /// was created. Comes before the first change that has the new shape;
+    /// the changes after it have `change.schema`'s columns.
+    Schema { table: usize, change: SchemaChange },
+}
+
+/// A streamed table's change of shape, as the source saw it.
+#[derive(Debug, Clone)]
+pub struct SchemaChange {
+    /// The table as it now is.
+    pub schema: Arc<TableSchema>,
+    pub event: TableEvent,
+    /// The statement that made it, where the source's log has it (MySQL's
+    /// binlog does; PostgreSQL's logical decoding carries no DDL).
+    pub statement: Option<String>,
+    /// Columns renamed: (old name, new name).
+    pub renamed: Vec<(String, String)>,
+    /// Columns the source no longer has, as opposed to columns only
+    /// missing from older rows (replayed after a restart, before the column
+    /// was added).
+    pub dropped: Vec<String>,
+}
+
+/// What happened to the table itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TableEvent {
+    Created,
+    Altered,
+    /// Renamed from this name.
+    Renamed(String),
+    Dropped,
 }
 
 /// A running change stream: events come through a bounded channel (the

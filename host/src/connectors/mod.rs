@@ -18,7 +18,10 @@ use std::path::Path;
 use std::sync::Arc;
 
 pub use assess::SchemaItem;
-pub use changes::{ChangeFeed, ChangeOptions, ChangeSource, SnapshotStart, StreamEvent, StreamLag};
+pub use changes::{
+    ChangeFeed, ChangeOptions, ChangeSource, SchemaChange, SnapshotStart, StreamEvent, StreamLag,
+    TableEvent,
+};
 pub use checksum::{BucketSum, ChecksumQuery, Checksums, CompareColumn};
 pub use names::{CONSTRAINTS, NameRules, NameScope, RELATIONS, TakenName};
 pub use source::{BatchStream, READ_AHEAD_BATCHES, Source};

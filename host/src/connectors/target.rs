@@ -64,6 +64,13 @@ pub trait Target: Send + Sync {
         }
     }
 
+    /// The table as this target has it now, if it exists, its columns as
+    /// model types: where a change stream's changes of shape start from.
+    async fn describe(&self, table: &str) -> Result<Option<TableSchema>> {
+        let _ = table;
+        Ok(None)
+    }
+
     /// Creates what the tables need before they are created (sequences
     /// their defaults draw from), from the schema's `objects`. Idempotent.
     async fn prepare_objects(&self, objects: &SchemaObjects) -> Result<()> {

@@ -79,27 +79,49 @@ pub(super) async fn run(
         Some(runtime) => Some(watch(runtime.clone(), &chains, pipeline.watch_plugins)?),
         None => None,
     };
-    let tables: Vec<StreamTable> = schemas
+    let outputs: Vec<Arc<TableSchema>> = schemas
         .iter()
-        .map(|schema| StreamTable {
-            schema: schema.clone(),
-            chain: chains.get(&schema.name).cloned().unwrap_or_default(),
+        .map(|schema| {
+            chains
+                .get(&schema.name)
+                .map_or_else(|| schema.clone(), |c| c.output_schema(schema))
         })
         .collect();
-    let outputs: Vec<Arc<TableSchema>> = tables
-        .iter()
-        .map(|t| t.chain.output_schema(&t.schema))
-        .collect();
+    // Changes of shape start from the tables as the target has them (the
+    // source may have changed since the target last followed it, and the
+    // stream brings them there).
+    let mut held = Vec::with_capacity(schemas.len());
+    for schema in &schemas {
+        held.push(target.describe(&schema.name).await?);
+    }
     if snapshot_summary.is_none() {
         super::assess::check(pipeline, &outputs, &objects, &*target)?;
         target.prepare_objects(&objects).await?;
         target.prepare(&outputs, Start::Keep).await?;
-        for output in &outputs {
+        // Indexes and foreign keys of the tables made now.
+        let made: Vec<Arc<TableSchema>> = outputs
+            .iter()
+            .zip(&held)
+            .filter(|(_, held)| held.is_none())
+            .map(|(output, _)| output.clone())
+            .collect();
+        for output in &made {
             target.finish_table(output).await?;
         }
-        target.finish_pipeline(&outputs).await?;
+        target.finish_pipeline(&made).await?;
         target.finish_objects(&objects, &outputs).await?;
     }
+    let tables: Vec<StreamTable> = schemas
+        .iter()
+        .zip(held)
+        .map(|(schema, held)| {
+            StreamTable::new(
+                schema.clone(),
+                chains.get(&schema.name).cloned().unwrap_or_default(),
+                held,
+            )
+        })
+        .collect();
     let run_id = state.begin_run(&pipeline.name, "cdc", &plan)?;
     state.mark_prepared(run_id)?;
     let sink = Arc::new(DeadLetterSink::new(
@@ -120,6 +142,10 @@ pub(super) async fn run(
         stop: shutdown,
         batch_rows: pipeline.batch_rows,
         on_error: pipeline.on_error,
+        schema_changes: pipeline.cdc.schema_changes,
+        plugins: plugins
+            .clone()
+            .map(|runtime| (runtime, pipeline.transforms.clone())),
     };
     let outcome = super::retry::retrying(
         &pipeline.retry,

@@ -7,6 +7,7 @@
 
 mod assess;
 mod cdc;
+mod evolve;
 mod incremental;
 mod lag;
 mod letter;

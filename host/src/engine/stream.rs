@@ -17,15 +17,15 @@ use tracing::{Instrument, debug, info, warn};
 use super::lag::LagHistogram;
 use super::progress::Progress;
 use super::shutdown::Shutdown;
-use crate::config::OnError;
-use crate::connectors::{ChangeSource, StreamEvent, Target};
+use crate::config::{OnError, SchemaChanges, TransformSection};
+use crate::connectors::{ChangeSource, SchemaChange, Start, StreamEvent, TableEvent, Target};
 use crate::error::{Error, Result, ResultExt};
 use crate::model::{
     Batch, Change, ChangeBatch, Checkpoint, Position, Reject, STREAM_CHECKPOINT, TableChanges,
     TableSchema,
 };
 use crate::state::DeadLetterSink;
-use crate::transform::{TransformChain, reject_whole_batch};
+use crate::transform::{PluginRuntime, TransformChain, reject_whole_batch};
 
 /// How often the stream logs its rate and lag.
 const REPORT_EVERY: Duration = Duration::from_secs(10);
@@ -46,10 +46,33 @@ pub struct StreamSummary {
     pub position: Option<String>,
 }
 
-/// A streamed table: its source schema and transforms.
+/// A streamed table: its source schema and transforms, and its shape on
+/// the target (as carried so far).
+#[derive(Clone)]
 pub(super) struct StreamTable {
     pub(super) schema: Arc<TableSchema>,
     pub(super) chain: TransformChain,
+    pub(super) target: Arc<TableSchema>,
+    /// The stream has seen the table in its shape (a change of shape
+    /// right after a restart may be an older one, replayed).
+    pub(super) streamed: bool,
+}
+
+impl StreamTable {
+    /// A table the target has as `target` (or, unknown, as the
+    /// transforms' output).
+    pub(super) fn new(
+        schema: Arc<TableSchema>,
+        chain: TransformChain,
+        target: Option<TableSchema>,
+    ) -> Self {
+        StreamTable {
+            target: target.map_or_else(|| chain.output_schema(&schema), Arc::new),
+            schema,
+            chain,
+            streamed: false,
+        }
+    }
 }
 
 pub(super) struct StreamContext {
@@ -61,6 +84,9 @@ pub(super) struct StreamContext {
     pub(super) stop: Shutdown,
     pub(super) batch_rows: usize,
     pub(super) on_error: OnError,
+    pub(super) schema_changes: SchemaChanges,
+    /// The pipeline's plugins, to open for a table's new shape.
+    pub(super) plugins: Option<(Arc<PluginRuntime>, Vec<TransformSection>)>,
 }
 
 /// The source transaction being received.
@@ -84,12 +110,16 @@ struct Pending {
     /// Where the stream stands after the last item (set at a commit or a
     /// heartbeat, or when a big transaction is cut).
     position: Option<Position>,
+    /// It ends with a change of shape: applied at once, before any change
+    /// in the new shape joins it.
+    reshaped: bool,
 }
 
 enum Item {
     Change(Change),
     Reject(Reject),
     Truncate,
+    Schema(SchemaChange),
 }
 
 /// Streams from `from` until the run is stopped (Ok) or fails.
@@ -100,7 +130,8 @@ pub(super) async fn stream(ctx: &StreamContext, from: Position) -> Result<Stream
         )));
     };
     info!(%log, skip, "streaming changes");
-    let schemas = ctx.tables.iter().map(|t| t.schema.clone()).collect();
+    let mut tables = ctx.tables.clone();
+    let schemas = tables.iter().map(|t| t.schema.clone()).collect();
     let mut feed = ctx
         .changes
         .open(
@@ -135,13 +166,28 @@ pub(super) async fn stream(ctx: &StreamContext, from: Position) -> Result<Stream
         receive(event?, &mut open, &mut resume_skip, &mut pending);
         // Whatever else has arrived joins the batch: under load batches grow,
         // when idle each transaction goes alone (lowest lag).
-        while pending.changes < ctx.batch_rows as u64 {
+        while pending.changes < ctx.batch_rows as u64 && !pending.reshaped {
             match feed.events.try_recv() {
                 Ok(event) => receive(event?, &mut open, &mut resume_skip, &mut pending),
                 Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
             }
         }
         let cut = match &open {
+            // A change of shape goes to the target with what came before it,
+            // at the point in its transaction where it came.
+            Some(txn) if pending.reshaped => {
+                pending.position = Some(Position::Log {
+                    log: txn.log.clone(),
+                    skip: txn.seen,
+                });
+                true
+            }
+            None if pending.reshaped => {
+                pending
+                    .position
+                    .get_or_insert_with(|| last_position.clone());
+                true
+            }
             None => true,
             // A transaction bigger than a batch: cut it, remembering how
             // much of it is applied.
@@ -164,9 +210,15 @@ pub(super) async fn stream(ctx: &StreamContext, from: Position) -> Result<Stream
         let mut batch = std::mem::take(&mut pending);
         let changes = batch.changes;
         let commit_times = std::mem::take(&mut batch.commits);
-        apply(ctx, batch, position.clone(), summary.changes + changes)
-            .instrument(tracing::debug_span!("changes", changes))
-            .await?;
+        apply(
+            ctx,
+            &mut tables,
+            batch,
+            position.clone(),
+            summary.changes + changes,
+        )
+        .instrument(tracing::debug_span!("changes", changes))
+        .await?;
         // Durable on the target: the source may free its log up to here.
         let _ = feed.confirmed.send(Some(position.clone()));
         let now_us = chrono::Utc::now().timestamp_micros();
@@ -307,6 +359,12 @@ fn receive(
                 pending.position = Some(position);
             }
         }
+        // Not a change: a restart from a position before it meets it again
+        // (and finds it made).
+        StreamEvent::Schema { table, change } => {
+            pending.items.push((table, Item::Schema(change)));
+            pending.reshaped = true;
+        }
     }
 }
 
@@ -314,6 +372,7 @@ fn receive(
 /// the stream checkpoint.
 async fn apply(
     ctx: &StreamContext,
+    tables: &mut Vec<StreamTable>,
     pending: Pending,
     position: Position,
     total: u64,
@@ -323,8 +382,21 @@ async fn apply(
     // The plugin versions that produced each table's rows in this batch.
     let mut versions: HashMap<String, String> = HashMap::new();
     let mut items = pending.items.into_iter().peekable();
+    // A change of shape the stream stops on ends the batch there: what
+    // came before it is applied (the position is the point just before it).
+    let mut stop = None;
     while let Some((table, item)) = items.next() {
-        let Some(streamed) = ctx.tables.get(table) else {
+        if let Item::Schema(change) = item {
+            if let Err(e) = reshape(ctx, tables, table, change, &position, &mut batch).await {
+                stop = Some(e);
+                break;
+            }
+            continue;
+        }
+        if let Some(streamed) = tables.get_mut(table) {
+            streamed.streamed = true;
+        }
+        let Some(streamed) = tables.get(table) else {
             return Err(Error::Data(format!(
                 "the change stream named table #{table}, which it was not opened with"
             )));
@@ -336,23 +408,24 @@ async fn apply(
             Item::Change(change) => segment.push(change),
             Item::Reject(reject) => refused.push(reject),
             Item::Truncate => truncate = true,
+            Item::Schema(_) => {}
         }
         if !truncate {
             // The rest of this table's run of changes.
-            while let Some((_, next)) =
-                items.next_if(|(t, i)| *t == table && !matches!(i, Item::Truncate))
+            while let Some((_, next)) = items
+                .next_if(|(t, i)| *t == table && matches!(i, Item::Change(_) | Item::Reject(_)))
             {
                 match next {
                     Item::Change(change) => segment.push(change),
                     Item::Reject(reject) => refused.push(reject),
-                    Item::Truncate => {}
+                    Item::Truncate | Item::Schema(_) => {}
                 }
             }
         }
         if !refused.is_empty() {
             rejects.push((streamed.schema.clone(), refused));
         }
-        let output = streamed.chain.output_schema(&streamed.schema);
+        let output = streamed.target.clone();
         if truncate {
             batch.truncate(&output);
             continue;
@@ -389,7 +462,111 @@ async fn apply(
     };
     let applied = ctx.target.apply(batch, checkpoint, sink).await?;
     debug!(applied, "changes committed");
+    stop.map_or(Ok(()), Err)
+}
+
+/// A table's change of shape: reopens its transforms on the new shape,
+/// decides (by `[cdc] schema_changes`) what the target does, and puts that
+/// at the end of `batch`; a new table of the selection is created on the
+/// target at once. The table's rows after it are in the new shape.
+async fn reshape(
+    ctx: &StreamContext,
+    tables: &mut Vec<StreamTable>,
+    table: usize,
+    change: SchemaChange,
+    position: &Position,
+    batch: &mut ChangeBatch,
+) -> Result<()> {
+    let schema = change.schema.clone();
+    // The shape the table already streams in (its first word after a
+    // start) keeps its transforms.
+    let same = tables.get(table).filter(|t| *t.schema == *schema);
+    let chain = match same {
+        Some(streamed) => streamed.chain.clone(),
+        None => open_chain(ctx, &schema).await?,
+    };
+    let mut output = chain.output_schema(&schema);
+    let at = match position {
+        Position::Log { log, .. } => log.clone(),
+        other => format!("{other:?}"),
+    };
+    if table >= tables.len() {
+        if change.event != TableEvent::Created || table != tables.len() {
+            return Err(Error::Data(format!(
+                "the change stream named table #{table}, which it was not opened with"
+            )));
+        }
+        if ctx.schema_changes == SchemaChanges::Stop {
+            return Err(Error::Unsupported(format!(
+                "table {} was created at the source, at {at}; with [cdc] schema_changes =                  \"stop\" the stream stops here. Set schema_changes = \"additive\" or \"apply\" \
+                 under [cdc] to stream it, and run the same command again",
+                schema.name
+            )));
+        }
+        output = create_table(ctx, output).await?;
+        info!(table = %schema.name, "table created at the source: streamed from here");
+        tables.push(StreamTable {
+            schema,
+            chain,
+            target: output,
+            streamed: true,
+        });
+        return Ok(());
+    }
+    let streamed = &mut tables[table];
+    let before = streamed
+        .streamed
+        .then(|| streamed.chain.output_schema(&streamed.schema));
+    let deltas = super::evolve::deltas(
+        &streamed.target,
+        before.as_deref(),
+        &output,
+        &change,
+        ctx.schema_changes,
+        &at,
+    )?;
+    if !deltas.is_empty() {
+        info!(table = %schema.name, changes = deltas.len(), "table changed shape at the source; the target follows");
+        batch.segments.push(TableChanges::Evolve {
+            table: output.clone(),
+            from: streamed.target.clone(),
+            changes: deltas,
+        });
+        streamed.target = output;
+    }
+    streamed.schema = schema;
+    streamed.chain = chain;
+    streamed.streamed = true;
     Ok(())
+}
+
+/// The table's transforms opened on its (new) shape; a plugin that refuses
+/// it stops the stream.
+async fn open_chain(ctx: &StreamContext, schema: &Arc<TableSchema>) -> Result<TransformChain> {
+    let Some((runtime, transforms)) = &ctx.plugins else {
+        return Ok(TransformChain::default());
+    };
+    let (runtime, transforms, tables) = (runtime.clone(), transforms.clone(), vec![schema.clone()]);
+    let mut chains = tokio::task::spawn_blocking(move || {
+        crate::transform::open_chains(&runtime, &transforms, &tables)
+    })
+    .await
+    .context(|| format!("opening the transforms of table {}", schema.name))??;
+    Ok(chains.remove(&schema.name).unwrap_or_default())
+}
+
+/// A table created at the source while streaming, created on the target
+/// (its index names planned against the target's), with its indexes.
+async fn create_table(ctx: &StreamContext, output: Arc<TableSchema>) -> Result<Arc<TableSchema>> {
+    let mut planned = vec![(*output).clone()];
+    let taken = ctx.target.taken_names(std::slice::from_ref(&output.name)).await?;
+    super::naming::assign(&mut planned, &ctx.target.name_rules(), &taken);
+    let output = Arc::new(planned.remove(0));
+    ctx.target
+        .prepare(std::slice::from_ref(&output), Start::Keep)
+        .await?;
+    ctx.target.finish_table(&output).await?;
+    Ok(output)
 }
 
 /// Runs one table's segment through its transforms (the op of each change

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use super::{TableSchema, Value};
+use super::{Column, TableSchema, Value};
 
 /// One row: values in the order of its table's columns.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -185,20 +185,54 @@ pub enum TableChanges {
     },
     /// The table was emptied at the source.
     Truncate { table: Arc<TableSchema> },
+    /// The table's shape changed at the source: the target's table `from`
+    /// becomes `table` by `changes`. A batch has no rows of the table after
+    /// this (they come in the next one, in the new shape).
+    Evolve {
+        table: Arc<TableSchema>,
+        from: Arc<TableSchema>,
+        changes: Vec<SchemaDelta>,
+    },
+}
+
+/// One step of a table's change of shape, as a target applies it.
+/// Applying one that is already there does nothing, so that a batch redone
+/// after a crash applies cleanly.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SchemaDelta {
+    /// A new column (last), with its default filling the existing rows.
+    AddColumn(Box<Column>),
+    DropColumn(String),
+    RenameColumn {
+        from: String,
+        to: String,
+    },
+    /// A column's type or nullability changes to `to`'s.
+    AlterColumn {
+        from: Box<Column>,
+        to: Box<Column>,
+    },
+    RenameTable {
+        from: String,
+    },
+    DropTable,
 }
 
 impl TableChanges {
     pub fn table(&self) -> &Arc<TableSchema> {
         match self {
-            TableChanges::Rows { table, .. } | TableChanges::Truncate { table } => table,
+            TableChanges::Rows { table, .. }
+            | TableChanges::Truncate { table }
+            | TableChanges::Evolve { table, .. } => table,
         }
     }
 
-    /// Row changes carried (a truncate counts one).
+    /// Row changes carried (a truncate counts one, a change of shape none).
     pub fn len(&self) -> usize {
         match self {
             TableChanges::Rows { changes, .. } => changes.len(),
             TableChanges::Truncate { .. } => 1,
+            TableChanges::Evolve { .. } => 0,
         }
     }
 

@@ -19,7 +19,7 @@ mod value;
 pub use assessment::{Assessed, ObjectKind, Status};
 pub use batch::{
     Batch, CURSOR_CHUNK, Change, ChangeBatch, Checkpoint, Chunk, Position, REPAIR_CHUNK,
-    REPLAY_CHUNK, Reject, RejectStage, Row, STREAM_CHECKPOINT, TableChanges,
+    REPLAY_CHUNK, Reject, RejectStage, Row, STREAM_CHECKPOINT, SchemaDelta, TableChanges,
 };
 pub use data_type::DataType;
 pub use decimal::Decimal;

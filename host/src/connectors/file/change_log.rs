@@ -108,6 +108,18 @@ impl ChangeLogs {
                     out.push_str("}\n");
                     written += 1;
                 }
+                // The table's new shape, for readers of the log: the lines
+                // after it have its columns.
+                TableChanges::Evolve { table, .. } => {
+                    out.push_str("{\"_op\":\"schema\",\"_position\":");
+                    write_value(out, &crate::model::Value::Text(position.clone()));
+                    out.push_str(",\"_schema\":");
+                    out.push_str(
+                        &serde_json::to_string(&**table)
+                            .context(|| format!("encoding the schema of {}", table.name))?,
+                    );
+                    out.push_str("}\n");
+                }
             }
         }
         for (table, text) in &texts {

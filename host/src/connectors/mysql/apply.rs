@@ -183,6 +183,8 @@ pub(super) async fn apply(
                 continue;
             }
             TableChanges::Rows { changes, .. } => changes,
+            // Made after the commit (see the target's apply).
+            TableChanges::Evolve { .. } => continue,
         };
         let key = key_columns(schema)?;
         let net = net_effect(&key, changes);

@@ -164,37 +164,7 @@ pub(super) fn create_table(table: &TableSchema, server: Server) -> String {
         .columns
         .iter()
         .zip(&types)
-        .map(|(c, (created, comment))| {
-            let mut def = format!("{} {created}", quote(&c.name));
-            if !c.nullable {
-                def.push_str(" NOT NULL");
-            }
-            if auto == Some(c.name.as_str()) {
-                def.push_str(" AUTO_INCREMENT");
-            }
-            if let Some(default) = column_default(c, created, server).and_then(Carry::value) {
-                def.push_str(" DEFAULT ");
-                def.push_str(&default);
-            }
-            if let Some(on_update) = on_update_sql(c, created).and_then(Carry::value) {
-                def.push_str(" ON UPDATE ");
-                def.push_str(&on_update);
-            }
-            let comment = match (comment, &c.comment) {
-                (Some(hint), Some(user)) => Some(format!("{hint}; {user}")),
-                (Some(hint), None) => Some(hint.clone()),
-                (None, Some(user)) if user.trim_start().starts_with("dmp:") => {
-                    // Not to be read back as a type hint.
-                    Some(format!("; {user}"))
-                }
-                (None, user) => user.clone(),
-            };
-            if let Some(comment) = comment {
-                def.push_str(" COMMENT ");
-                def.push_str(&literal(&cut_chars(&comment, MAX_COLUMN_COMMENT)));
-            }
-            def
-        })
+        .map(|(c, (created, comment))| column_def_as(c, created, comment.as_ref(), auto, server))
         .collect();
     if !table.primary_key.is_empty() {
         parts.push(format!("PRIMARY KEY ({})", quote_list(&table.primary_key)));
@@ -213,6 +183,58 @@ pub(super) fn create_table(table: &TableSchema, server: Server) -> String {
         parts.join(", "),
         binary_collation(server)
     )
+}
+
+/// Column `name` of `table` as `ADD COLUMN` / `MODIFY COLUMN` write it.
+pub(super) fn column_def(table: &TableSchema, name: &str, server: Server) -> Option<String> {
+    let at = table.column_index(name)?;
+    let (created, comment) = column_types(table, server).into_iter().nth(at)?;
+    Some(column_def_as(
+        &table.columns[at],
+        &created,
+        comment.as_ref(),
+        auto_increment_column(table),
+        server,
+    ))
+}
+
+/// A column's definition once its MySQL type is decided.
+fn column_def_as(
+    c: &Column,
+    created: &str,
+    comment: Option<&String>,
+    auto: Option<&str>,
+    server: Server,
+) -> String {
+    let mut def = format!("{} {created}", quote(&c.name));
+    if !c.nullable {
+        def.push_str(" NOT NULL");
+    }
+    if auto == Some(c.name.as_str()) {
+        def.push_str(" AUTO_INCREMENT");
+    }
+    if let Some(default) = column_default(c, created, server).and_then(Carry::value) {
+        def.push_str(" DEFAULT ");
+        def.push_str(&default);
+    }
+    if let Some(on_update) = on_update_sql(c, created).and_then(Carry::value) {
+        def.push_str(" ON UPDATE ");
+        def.push_str(&on_update);
+    }
+    let comment = match (comment, &c.comment) {
+        (Some(hint), Some(user)) => Some(format!("{hint}; {user}")),
+        (Some(hint), None) => Some((*hint).clone()),
+        (None, Some(user)) if user.trim_start().starts_with("dmp:") => {
+            // Not to be read back as a type hint.
+            Some(format!("; {user}"))
+        }
+        (None, user) => user.clone(),
+    };
+    if let Some(comment) = comment {
+        def.push_str(" COMMENT ");
+        def.push_str(&literal(&cut_chars(&comment, MAX_COLUMN_COMMENT)));
+    }
+    def
 }
 
 /// MySQL's longest column and table comments, in characters.

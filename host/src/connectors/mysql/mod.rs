@@ -10,6 +10,7 @@ mod checksum;
 mod chunks;
 mod config;
 mod ddl;
+mod evolve;
 mod incremental;
 mod load_data;
 mod server;

@@ -20,6 +20,7 @@ use super::ddl::{
     auto_increment_column, binary_collation, check_sql, column_default, column_types, create_table,
     identity_carry, on_update_sql,
 };
+use super::evolve::evolve;
 use super::server::Server;
 use super::sql::{quote, quote_list};
 use super::types::target_type;
@@ -31,7 +32,8 @@ use crate::connectors::{
 };
 use crate::error::{Error, Result, ResultExt};
 use crate::model::{
-    Batch, Carry, ChangeBatch, Checkpoint, Column, ForeignKey, SchemaObjects, TableSchema,
+    Batch, Carry, ChangeBatch, Checkpoint, Column, ForeignKey, SchemaObjects, TableChanges,
+    TableSchema,
 };
 
 pub(crate) struct MysqlTarget {
@@ -268,6 +270,14 @@ impl Target for MysqlTarget {
         Ok(())
     }
 
+    async fn describe(&self, table: &str) -> Result<Option<TableSchema>> {
+        let (mut conn, server) = self.conn().await?;
+        let found =
+            super::catalog::discover(&mut conn, server, &self.config.database, None, Some(table))
+                .await?;
+        Ok(found.into_iter().next().map(|d| d.schema))
+    }
+
     fn name_rules(&self) -> NameRules {
         let server = self.server();
         // Index names are per table; foreign key names per database (InnoDB),
@@ -486,11 +496,19 @@ impl Target for MysqlTarget {
         rejects: Arc<dyn RejectSink>,
     ) -> Result<u64> {
         let (mut conn, server) = self.conn().await?;
+        // DDL commits on its own: changes of shape go after the rows and
+        // checkpoint before them (the engine puts none of a table's rows
+        // after its change of shape in a batch).
+        let (evolutions, segments): (Vec<TableChanges>, Vec<TableChanges>) = batch
+            .segments
+            .into_iter()
+            .partition(|s| matches!(s, TableChanges::Evolve { .. }));
+        let batch = ChangeBatch { segments };
         let mut plans = Vec::with_capacity(batch.segments.len());
         for segment in &batch.segments {
             plans.push(self.plan(&mut conn, segment.table(), server).await?);
         }
-        apply::apply(
+        let applied = apply::apply(
             &mut conn,
             &plans,
             server,
@@ -499,7 +517,22 @@ impl Target for MysqlTarget {
             checkpoint,
             rejects,
         )
-        .await
+        .await?;
+        for evolution in evolutions {
+            if let TableChanges::Evolve {
+                table,
+                from,
+                changes,
+            } = evolution
+            {
+                evolve(&mut conn, server, &from, &table, &changes).await?;
+                if let Ok(mut plans) = self.plans.lock() {
+                    plans.remove(&from.name);
+                    plans.remove(&table.name);
+                }
+            }
+        }
+        Ok(applied)
     }
 
     async fn finish_table(&self, table: &TableSchema) -> Result<()> {

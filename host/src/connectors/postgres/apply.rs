@@ -22,10 +22,10 @@ use super::sql::{pg_text, qualified, quote_ident, quote_literal, typed_literal};
 use super::writer::{WriteTable, copy, is_row_error, server_message};
 use crate::connectors::RejectSink;
 use crate::connectors::net_effect::{NetRow, Refused, key_columns, keyless_reject, net_effect};
-use crate::error::{Result, ResultExt};
+use crate::error::{Error, Result, ResultExt};
 use crate::model::json::row_to_json;
 use crate::model::{
-    ChangeBatch, Checkpoint, Reject, RejectStage, TableChanges, TableSchema, Value,
+    ChangeBatch, Checkpoint, Reject, RejectStage, SchemaDelta, TableChanges, TableSchema, Value,
 };
 
 /// Upserts of more rows than this go through a staging table: one COPY
@@ -54,12 +54,15 @@ enum Step<'a> {
         /// [`LITERAL_ROWS`].
         stream: Vec<u8>,
     },
+    /// A table's change of shape: statements that do nothing when it is
+    /// already made.
+    Ddl(Vec<String>),
 }
 
 impl Step<'_> {
     fn schema(&self) -> Option<&Arc<TableSchema>> {
         match self {
-            Step::Truncate(_) => None,
+            Step::Truncate(_) | Step::Ddl(_) => None,
             Step::Delete { schema, .. } | Step::Upsert { schema, .. } => Some(schema),
         }
     }
@@ -69,13 +72,29 @@ impl Step<'_> {
 /// deletes without a key, values that do not fit their column) are
 /// refused here, before anything is sent.
 fn plan<'a>(
-    tables: &'a [Arc<WriteTable>],
+    schema_name: &str,
+    tables: &'a [Option<Arc<WriteTable>>],
     batch: &'a ChangeBatch,
     checkpoint: &Checkpoint,
     refused: &mut Refused,
 ) -> Result<Vec<Step<'a>>> {
     let mut steps: Vec<Step<'a>> = Vec::new();
     for (segment, table) in batch.segments.iter().zip(tables) {
+        if let TableChanges::Evolve {
+            table,
+            from,
+            changes,
+        } = segment
+        {
+            steps.push(Step::Ddl(evolve(schema_name, from, table, changes)));
+            continue;
+        }
+        let Some(table) = table else {
+            return Err(Error::Data(format!(
+                "table {}: no write plan for its changes",
+                segment.table().name
+            )));
+        };
         let changes = match segment {
             TableChanges::Truncate { .. } => {
                 if let Some(Step::Truncate(list)) = steps.last_mut() {
@@ -88,6 +107,7 @@ fn plan<'a>(
                 continue;
             }
             TableChanges::Rows { changes, .. } => changes,
+            TableChanges::Evolve { .. } => continue,
         };
         let schema = segment.table();
         let key = key_columns(schema)?;
@@ -163,14 +183,14 @@ pub(super) async fn apply(
     schema_name: &str,
     pipeline: &str,
     replica: bool,
-    tables: &[Arc<WriteTable>],
+    tables: &[Option<Arc<WriteTable>>],
     batch: ChangeBatch,
     checkpoint: Checkpoint,
     sink: Arc<dyn RejectSink>,
 ) -> Result<u64> {
     let ctx = || "applying changes".to_string();
     let mut refused = Refused::default();
-    let steps = plan(tables, &batch, &checkpoint, &mut refused)?;
+    let steps = plan(schema_name, tables, &batch, &checkpoint, &mut refused)?;
     // Sent with the last statements: one round trip fewer per batch, which
     // a change stream of small transactions feels.
     let checkpoint_sql = checkpoint_sql(schema_name, pipeline, &checkpoint).context(ctx)?;
@@ -281,6 +301,7 @@ fn one_script(steps: &[Step<'_>], checkpoint_sql: &str, replica: bool) -> Option
                 applied += rows.iter().map(|r| r.changes).sum::<u64>();
             }
             Step::Delete { .. } | Step::Upsert { .. } => return None,
+            Step::Ddl(statements) => script.push_str(&statements.join(";\n")),
         }
         script.push_str(";\n");
         if script.len() > SCRIPT_BYTES {
@@ -355,6 +376,12 @@ async fn attempt<'a>(
                 script.push_str(";\n");
                 applied += tables.len() as u64;
             }
+            Step::Ddl(statements) => {
+                for sql in statements {
+                    script.push_str(sql);
+                    script.push_str(";\n");
+                }
+            }
             Step::Delete { table, rows, .. } if !isolate => {
                 for group in rows.chunks(GROUP_ROWS) {
                     script.push_str(&delete_sql(table, group));
@@ -393,6 +420,64 @@ async fn attempt<'a>(
     script.push_str(checkpoint_sql);
     flush(conn, &mut script).await?;
     Ok((txn, applied, bad))
+}
+
+/// The statements that change table `from` into `to`, each doing nothing
+/// when its change is already made (a batch redone after a crash).
+fn evolve(
+    schema: &str,
+    from: &TableSchema,
+    to: &TableSchema,
+    changes: &[SchemaDelta],
+) -> Vec<String> {
+    let mut out = Vec::new();
+    let table = qualified(schema, &to.name);
+    for change in changes {
+        match change {
+            SchemaDelta::AddColumn(column) => out.push(format!(
+                "ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {}",
+                super::ddl::column_def(column)
+            )),
+            SchemaDelta::DropColumn(name) => out.push(format!(
+                "ALTER TABLE {table} DROP COLUMN IF EXISTS {}",
+                quote_ident(name)
+            )),
+            SchemaDelta::RenameColumn { from, to: new } => out.push(format!(
+                "DO $dmp$ BEGIN IF EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = {}::regclass \
+                 AND attname = {} AND NOT attisdropped) THEN ALTER TABLE {table} RENAME COLUMN {} TO {}; \
+                 END IF; END $dmp$",
+                quote_literal(&table),
+                quote_literal(from),
+                quote_ident(from),
+                quote_ident(new)
+            )),
+            SchemaDelta::AlterColumn { from, to: new } => {
+                let column = quote_ident(&new.name);
+                if from.data_type != new.data_type || from.enum_values != new.enum_values {
+                    let t = super::types::ddl_type(new);
+                    out.push(format!(
+                        "ALTER TABLE {table} ALTER COLUMN {column} TYPE {t} USING {column}::{t}"
+                    ));
+                }
+                if from.nullable != new.nullable {
+                    out.push(format!(
+                        "ALTER TABLE {table} ALTER COLUMN {column} {} NOT NULL",
+                        if new.nullable { "DROP" } else { "SET" }
+                    ));
+                }
+            }
+            SchemaDelta::RenameTable { from: old } => out.push(format!(
+                "ALTER TABLE IF EXISTS {} RENAME TO {}",
+                qualified(schema, old),
+                quote_ident(&to.name)
+            )),
+            SchemaDelta::DropTable => out.push(format!(
+                "DROP TABLE IF EXISTS {}",
+                qualified(schema, &from.name)
+            )),
+        }
+    }
+    out
 }
 
 /// Sends the statements gathered so far in one round trip.
@@ -769,13 +854,15 @@ mod tests {
             done: true,
         };
         let mut refused = Refused::default();
-        let steps = plan(&tables, &batch, &checkpoint, &mut refused).unwrap();
+        let tables: Vec<Option<Arc<WriteTable>>> = tables.into_iter().map(Some).collect();
+        let steps = plan("public", &tables, &batch, &checkpoint, &mut refused).unwrap();
         let shape: Vec<String> = steps
             .iter()
             .map(|s| match s {
                 Step::Truncate(t) => format!("truncate {}", t.len()),
                 Step::Delete { table, rows, .. } => format!("delete {} {}", table.name, rows.len()),
                 Step::Upsert { table, rows, .. } => format!("upsert {} {}", table.name, rows.len()),
+                Step::Ddl(statements) => statements.join("; "),
             })
             .collect();
         assert_eq!(

@@ -65,22 +65,7 @@ pub(super) fn create_table(schema: &str, table: &TableSchema) -> Vec<String> {
             }
             None => {}
         }
-        if !c.nullable {
-            def.push_str(" NOT NULL");
-        }
-        if let Some(default) = default_sql(c).and_then(Carry::value) {
-            def.push_str(" DEFAULT ");
-            def.push_str(&default);
-        }
-        if let Some(values) = &c.enum_values {
-            let list: Vec<String> = values
-                .iter()
-                .map(|v| literal(&Value::Text(v.clone())))
-                .collect();
-            if !list.is_empty() {
-                def.push_str(&format!(" CHECK ({name} IN ({}))", list.join(", ")));
-            }
-        }
+        def.push_str(&column_constraints(c));
         parts.push(def);
     }
     if !table.primary_key.is_empty() {
@@ -127,6 +112,43 @@ pub(super) fn create_table(schema: &str, table: &TableSchema) -> Vec<String> {
         }
     }
     statements
+}
+
+/// A column as `ADD COLUMN` adds it: type, NOT NULL, default, enum CHECK
+/// (an identity is not added to an existing table).
+pub(super) fn column_def(c: &Column) -> String {
+    format!(
+        "{} {}{}",
+        quote_ident(&c.name),
+        ddl_type(c),
+        column_constraints(c)
+    )
+}
+
+/// ` NOT NULL`, ` DEFAULT …`, ` CHECK (… IN (…))` of a column.
+fn column_constraints(c: &Column) -> String {
+    let mut def = String::new();
+    if !c.nullable {
+        def.push_str(" NOT NULL");
+    }
+    if let Some(default) = default_sql(c).and_then(Carry::value) {
+        def.push_str(" DEFAULT ");
+        def.push_str(&default);
+    }
+    if let Some(values) = &c.enum_values {
+        let list: Vec<String> = values
+            .iter()
+            .map(|v| literal(&Value::Text(v.clone())))
+            .collect();
+        if !list.is_empty() {
+            def.push_str(&format!(
+                " CHECK ({} IN ({}))",
+                quote_ident(&c.name),
+                list.join(", ")
+            ));
+        }
+    }
+    def
 }
 
 /// How a column's values are generated here.

@@ -29,7 +29,7 @@ use crate::connectors::{
 };
 use crate::error::{Error, Result, ResultExt};
 use crate::model::{
-    Batch, Carry, ChangeBatch, Checkpoint, Column, SchemaObjects, TableSchema, View,
+    Batch, Carry, ChangeBatch, Checkpoint, Column, SchemaObjects, TableChanges, TableSchema, View,
 };
 
 pub(crate) struct PostgresTarget {
@@ -660,6 +660,13 @@ impl Target for PostgresTarget {
         Ok(())
     }
 
+    async fn describe(&self, table: &str) -> Result<Option<TableSchema>> {
+        let found =
+            super::catalog::discover(&self.pool, self.schema(), self.place(), None, Some(table))
+                .await?;
+        Ok(found.into_iter().next().map(|t| t.schema))
+    }
+
     fn name_rules(&self) -> NameRules {
         // Indexes (the primary key's included) share the schema's relation
         // names with tables; constraints are named per table.
@@ -713,8 +720,12 @@ impl Target for PostgresTarget {
         let mut txn = self.pool.begin().await.context(ctx)?;
         self.prepare_in(&mut txn, tables, start).await?;
         txn.commit().await.context(ctx)?;
-        for table in tables {
-            self.load(table).await?;
+        // A kept table may lag the source's shape, which a change stream
+        // brings it to: its columns are read when first written.
+        if start != Start::Keep {
+            for table in tables {
+                self.load(table).await?;
+            }
         }
         Ok(())
     }
@@ -784,11 +795,19 @@ impl Target for PostgresTarget {
         rejects: Arc<dyn RejectSink>,
     ) -> Result<u64> {
         let mut tables = Vec::with_capacity(batch.segments.len());
+        let mut evolved = Vec::new();
         for segment in &batch.segments {
-            tables.push(self.write_table(segment.table()).await?);
+            match segment {
+                // Its DDL runs in the batch; no rows of it follow.
+                TableChanges::Evolve { table, .. } => {
+                    tables.push(None);
+                    evolved.push(table.name.clone());
+                }
+                _ => tables.push(Some(self.write_table(segment.table()).await?)),
+            }
         }
         let replica = self.superuser().await?;
-        apply::apply(
+        let applied = apply::apply(
             &self.pool,
             self.schema(),
             &self.options.pipeline,
@@ -798,8 +817,15 @@ impl Target for PostgresTarget {
             checkpoint,
             rejects,
         )
-        .await
-        .map_err(|e| match e {
+        .await;
+        // Columns (and their types) changed: read them again when next
+        // written.
+        if let Ok(mut cached) = self.tables.lock() {
+            for name in &evolved {
+                cached.remove(name);
+            }
+        }
+        applied.map_err(|e| match e {
             Error::Postgres { context, source } => Error::Postgres {
                 context: format!("{}: {context}", self.place()),
                 source,

@@ -14,7 +14,9 @@ use crate::connectors::RejectSink;
 use crate::connectors::net_effect::{NetRow, Refused, key_columns, keyless_reject, net_effect};
 use crate::error::{Result, ResultExt};
 use crate::model::json::row_to_json;
-use crate::model::{ChangeBatch, Checkpoint, Reject, RejectStage, TableChanges, TableSchema};
+use crate::model::{
+    ChangeBatch, Checkpoint, Reject, RejectStage, SchemaDelta, TableChanges, TableSchema,
+};
 
 /// `INSERT INTO t (…) VALUES (?, …) ON CONFLICT (key) DO UPDATE SET c =
 /// excluded.c, …`; `DO NOTHING` when the key is every column, a plain
@@ -61,6 +63,61 @@ fn delete_sql(table: &TableSchema, keys: &[usize]) -> String {
     )
 }
 
+/// Changes table `from` into `to` in the batch's transaction; each step
+/// first looks whether it is made already. SQLite keeps any value in any
+/// column: a type change leaves the declared type as it was.
+fn evolve(
+    txn: &rusqlite::Transaction<'_>,
+    from: &TableSchema,
+    to: &TableSchema,
+    changes: &[SchemaDelta],
+) -> rusqlite::Result<()> {
+    let columns = |table: &str| -> rusqlite::Result<Vec<String>> {
+        txn.prepare("SELECT name FROM pragma_table_info(?1)")?
+            .query_map([table], |r| r.get(0))?
+            .collect()
+    };
+    for change in changes {
+        let now = columns(&to.name)?;
+        let has = |name: &str| now.iter().any(|c| c.eq_ignore_ascii_case(name));
+        let sql = match change {
+            SchemaDelta::AddColumn(column) if !has(&column.name) => Some(format!(
+                "ALTER TABLE {} ADD COLUMN {}",
+                quote(&to.name),
+                super::target::column_def(column)
+            )),
+            SchemaDelta::DropColumn(name) if has(name) => Some(format!(
+                "ALTER TABLE {} DROP COLUMN {}",
+                quote(&to.name),
+                quote(name)
+            )),
+            SchemaDelta::RenameColumn { from: old, to: new } if has(old) && !has(new) => {
+                Some(format!(
+                    "ALTER TABLE {} RENAME COLUMN {} TO {}",
+                    quote(&to.name),
+                    quote(old),
+                    quote(new)
+                ))
+            }
+            SchemaDelta::RenameTable { from: old }
+                if now.is_empty() && !columns(old)?.is_empty() =>
+            {
+                Some(format!(
+                    "ALTER TABLE {} RENAME TO {}",
+                    quote(old),
+                    quote(&to.name)
+                ))
+            }
+            SchemaDelta::DropTable => Some(format!("DROP TABLE IF EXISTS {}", quote(&from.name))),
+            _ => None,
+        };
+        if let Some(sql) = sql {
+            txn.execute(&sql, [])?;
+        }
+    }
+    Ok(())
+}
+
 /// Applies `batch` and `checkpoint` in one transaction; refused rows go
 /// to `sink` before the commit. Returns the changes applied.
 #[tracing::instrument(level = "debug", skip_all, fields(segments = batch.segments.len(), changes = batch.len()))]
@@ -85,6 +142,11 @@ pub(super) fn apply(
                 continue;
             }
             TableChanges::Rows { changes, .. } => changes,
+            TableChanges::Evolve { from, changes, .. } => {
+                evolve(&txn, from, schema, changes)
+                    .context(|| format!("changing the shape of table {}", schema.name))?;
+                continue;
+            }
         };
         let keys = key_columns(schema)?;
         let net = net_effect(&keys, changes);

@@ -86,7 +86,7 @@ impl Key {
     }
 }
 
-fn discover_table(conn: &Connection, name: &str) -> Result<TableSchema> {
+pub(super) fn discover_table(conn: &Connection, name: &str) -> Result<TableSchema> {
     let ctx = || format!("reading the schema of table {name}");
     let mut stmt = conn
         .prepare("SELECT name, type, \"notnull\", dflt_value, pk FROM pragma_table_xinfo(?1) WHERE hidden = 0 ORDER BY cid")

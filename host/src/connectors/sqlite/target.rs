@@ -182,6 +182,22 @@ fn create_table_sql(table: &TableSchema) -> String {
     )
 }
 
+/// A column as `ADD COLUMN` adds it.
+pub(super) fn column_def(c: &Column) -> String {
+    let mut def = format!("{} {}", quote(&c.name), declared_type(c, false));
+    // SQLite adds a NOT NULL column only with a default for the rows
+    // there.
+    let default = default_sql(c).and_then(Carry::value);
+    if !c.nullable && default.is_some() {
+        def.push_str(" NOT NULL");
+    }
+    if let Some(default) = default {
+        def.push_str(" DEFAULT ");
+        def.push_str(&default);
+    }
+    def
+}
+
 /// The column that becomes `INTEGER PRIMARY KEY AUTOINCREMENT`: an
 /// integer identity that is the whole primary key.
 fn autoincrement_column(table: &TableSchema) -> Option<&str> {
@@ -443,6 +459,20 @@ impl Target for SqliteTarget {
 
     fn assess(&self, table: Option<&TableSchema>, item: SchemaItem<'_>) -> Carry<String> {
         assess(table, item)
+    }
+
+    async fn describe(&self, table: &str) -> Result<Option<TableSchema>> {
+        if !self.path.exists() {
+            return Ok(None);
+        }
+        let table = table.to_string();
+        self.blocking(move |conn| {
+            if !table_exists(conn, &table).context(|| format!("looking for table {table}"))? {
+                return Ok(None);
+            }
+            super::source::discover_table(conn, &table).map(Some)
+        })
+        .await
     }
 
     fn name_rules(&self) -> NameRules {

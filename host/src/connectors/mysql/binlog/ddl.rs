@@ -30,24 +30,25 @@ pub(super) enum Statement {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-enum Token {
+pub(super) enum Token {
     /// A bare word, upper-cased.
     Word(String),
     /// A back-quoted or bare identifier as written.
     Ident(String),
     Punct(char),
-    Literal,
+    /// A quoted string's content.
+    Literal(String),
 }
 
 impl Token {
-    fn is(&self, word: &str) -> bool {
+    pub(super) fn is(&self, word: &str) -> bool {
         matches!(self, Token::Word(w) if w == word)
     }
 }
 
 /// Splits a statement into tokens, skipping comments (the text of
 /// `/*! … */` version comments is kept: the server runs it).
-fn tokens(sql: &str) -> Vec<Token> {
+pub(super) fn tokens(sql: &str) -> Vec<Token> {
     let chars: Vec<char> = sql.chars().collect();
     let mut out = Vec::new();
     let mut i = 0;
@@ -100,23 +101,35 @@ fn tokens(sql: &str) -> Vec<Token> {
             }
             '\'' | '"' => {
                 let quote = c;
+                let mut text = String::new();
                 i += 1;
                 while i < chars.len() {
                     if chars[i] == '\\' {
+                        if let Some(&next) = chars.get(i + 1) {
+                            text.push(match next {
+                                'n' => '\n',
+                                't' => '\t',
+                                'r' => '\r',
+                                '0' => '\0',
+                                other => other,
+                            });
+                        }
                         i += 2;
                         continue;
                     }
                     if chars[i] == quote {
                         if chars.get(i + 1) == Some(&quote) {
+                            text.push(quote);
                             i += 2;
                             continue;
                         }
                         i += 1;
                         break;
                     }
+                    text.push(chars[i]);
                     i += 1;
                 }
-                out.push(Token::Literal);
+                out.push(Token::Literal(text));
             }
             c if c.is_alphanumeric() || c == '_' || c == '$' => {
                 let start = i;
@@ -327,9 +340,97 @@ fn list(p: &mut Parser, pair: Option<&str>) -> Vec<TableName> {
     tables
 }
 
+/// What an `ALTER TABLE` renames: columns (`CHANGE old new …`, `RENAME
+/// COLUMN old TO new`) and the table itself (`RENAME [TO|AS] name`). Other
+/// changes are read from the table's catalog after the statement.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(super) struct AlterRenames {
+    pub(super) columns: Vec<(String, String)>,
+    pub(super) table: Option<TableName>,
+}
+
+pub(super) fn alter_renames(sql: &str) -> AlterRenames {
+    let mut out = AlterRenames::default();
+    let mut p = Parser {
+        tokens: tokens(sql),
+        at: 0,
+    };
+    if !p.keyword("ALTER") {
+        return out;
+    }
+    p.skip_modifiers(&["ONLINE", "IGNORE"]);
+    if !p.keyword("TABLE") {
+        return out;
+    }
+    p.phrase(&["IF", "EXISTS"]);
+    if p.table().is_none() {
+        return out;
+    }
+    loop {
+        if p.keyword("CHANGE") {
+            p.keyword("COLUMN");
+            p.phrase(&["IF", "EXISTS"]);
+            if let (Some(old), Some(new)) = (p.ident(), p.ident())
+                && old != new
+            {
+                out.columns.push((old, new));
+            }
+        } else if p.keyword("RENAME") {
+            if p.keyword("COLUMN") {
+                if let Some(old) = p.ident()
+                    && p.keyword("TO")
+                    && let Some(new) = p.ident()
+                {
+                    out.columns.push((old, new));
+                }
+            } else if !(p.keyword("INDEX") || p.keyword("KEY")) {
+                let _ = p.keyword("TO") || p.keyword("AS");
+                out.table = p.table();
+            }
+        }
+        // On to the next comma outside parentheses.
+        let mut depth = 0usize;
+        loop {
+            match p.peek() {
+                None => return out,
+                Some(Token::Punct('(')) => depth += 1,
+                Some(Token::Punct(')')) => depth = depth.saturating_sub(1),
+                Some(Token::Punct(',')) if depth == 0 => {
+                    p.at += 1;
+                    break;
+                }
+                _ => {}
+            }
+            p.skip();
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn alter_table_renames() {
+        assert_eq!(
+            alter_renames(
+                "ALTER TABLE `t` ADD COLUMN c int DEFAULT (1 + 2), CHANGE COLUMN `a` `b` varchar(10), \
+                 RENAME COLUMN x TO y, MODIFY z bigint, CHANGE q q int, RENAME INDEX i TO j"
+            ),
+            AlterRenames {
+                columns: vec![("a".into(), "b".into()), ("x".into(), "y".into())],
+                table: None
+            }
+        );
+        assert_eq!(
+            alter_renames("alter table a rename to db.b").table,
+            Some(t(Some("db"), "b"))
+        );
+        assert_eq!(
+            alter_renames("ALTER TABLE a ADD COLUMN b int"),
+            AlterRenames::default()
+        );
+    }
 
     fn t(database: Option<&str>, name: &str) -> TableName {
         TableName {

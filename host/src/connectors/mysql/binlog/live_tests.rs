@@ -158,6 +158,7 @@ async fn binlog_stream_end_to_end() {
             publication: None,
             server_id: None,
             heartbeat: Duration::from_secs(1),
+            selection: crate::model::TableSelection::new(&[], &[]).expect("selection"),
         })
         .unwrap()
         .unwrap();
@@ -401,6 +402,7 @@ async fn binlog_stream_throughput() {
             publication: None,
             server_id: None,
             heartbeat: Duration::from_secs(1),
+            selection: crate::model::TableSelection::new(&[], &[]).expect("selection"),
         })
         .unwrap()
         .unwrap();

@@ -11,6 +11,7 @@
 //! policy, since the target's shape must be changed to match first.
 //! `TRUNCATE` is streamed as a truncate.
 
+mod alter;
 mod columns;
 mod ddl;
 mod gtid;
@@ -139,6 +140,7 @@ impl ChangeSource for MysqlChanges {
             columns,
             from,
             heartbeat: self.options.heartbeat,
+            selection: self.options.selection.clone(),
         };
         let (tx, rx) = mpsc::channel(CHANNEL_EVENTS);
         let (confirmed, watched) = watch::channel(None);

@@ -56,6 +56,64 @@ pub(super) enum RowsKind {
     Delete,
 }
 
+/// The names the server logs for a table map's columns
+/// (`binlog_row_metadata=FULL`), if it does.
+fn column_names(tme: &TableMapEvent<'_>) -> Option<Vec<String>> {
+    let count = usize::try_from(tme.columns_count()).unwrap_or(usize::MAX);
+    let names: Vec<String> = OptionalMetaExtractor::new(tme.iter_optional_meta())
+        .map(|meta| {
+            meta.iter_column_name()
+                .filter_map(|n| n.ok().map(|n| n.name().into_owned()))
+                .collect()
+        })
+        .unwrap_or_default();
+    (names.len() == count).then_some(names)
+}
+
+/// The shape of the rows a table map announces, as `schema` has its
+/// columns: those it names (`binlog_row_metadata=FULL`), or, without names,
+/// the first as many as it has (a column added later comes last). Rows
+/// older than the catalog (a restart replays them) have fewer columns than
+/// it; a column the stream does not know is an error, never dropped.
+pub(super) fn map_shape(schema: &TableSchema, tme: &TableMapEvent<'_>) -> Result<TableSchema> {
+    let count = usize::try_from(tme.columns_count()).unwrap_or(usize::MAX);
+    let names = match column_names(tme) {
+        Some(names) => names,
+        None if count <= schema.columns.len() => schema.columns[..count]
+            .iter()
+            .map(|c| c.name.clone())
+            .collect(),
+        None => {
+            return Err(Error::Unsupported(format!(
+                "table {}: its row events have {count} columns and the stream knows {}, and the \
+                 server logs no column names (binlog_row_metadata=MINIMAL): the table changed \
+                 shape in a way the stream did not see; copy it again (run with --restart) or \
+                 set binlog_row_metadata=FULL",
+                schema.name,
+                schema.columns.len()
+            )));
+        }
+    };
+    let mut columns = Vec::with_capacity(names.len());
+    for name in &names {
+        let Some(column) = schema.columns.iter().find(|c| c.name == *name) else {
+            return Err(Error::Unsupported(format!(
+                "table {}: its row events have column {name}, which the stream does not know: \
+                 the table changed shape in a way the stream did not see (the catalog is past \
+                 this point of the binlog); copy it again (run with --restart)",
+                schema.name
+            )));
+        };
+        columns.push(column.clone());
+    }
+    let mut shape = TableSchema {
+        columns,
+        ..schema.clone()
+    };
+    shape.primary_key.retain(|k| names.contains(k));
+    Ok(shape)
+}
+
 impl TableRows {
     /// Maps the table map's columns to the schema: by the names the server
     /// logs with `binlog_row_metadata=FULL`, else by position.
@@ -67,20 +125,13 @@ impl TableRows {
         mariadb: bool,
     ) -> Result<TableRows> {
         let count = usize::try_from(tme.columns_count()).unwrap_or(usize::MAX);
-        let names: Vec<String> = OptionalMetaExtractor::new(tme.iter_optional_meta())
-            .map(|meta| {
-                meta.iter_column_name()
-                    .filter_map(|n| n.ok().map(|n| n.name().into_owned()))
-                    .collect()
-            })
-            .unwrap_or_default();
+        let names = column_names(tme).unwrap_or_default();
         let by_name = names.len() == count;
-        if !by_name && source.len() != count {
+        if !by_name && source.len() < count {
             return Err(Error::Unsupported(format!(
-                "table {}: its row events have {count} columns and the table now has {}, \
-                 and the server logs no column names (binlog_row_metadata=MINIMAL): its \
-                 shape changed after this stream position; copy it again (full+cdc with \
-                 --restart) or set binlog_row_metadata=FULL",
+                "table {}: its row events have {count} columns and the table has {}, and the \
+                 server logs no column names (binlog_row_metadata=MINIMAL); copy it again \
+                 (run with --restart) or set binlog_row_metadata=FULL",
                 schema.name,
                 source.len()
             )));

@@ -4,7 +4,7 @@
 //! commit. Transactions that touch no streamed table are not handed on;
 //! the position they reach is, in a heartbeat, once the stream is idle.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -21,15 +21,16 @@ use tracing::{debug, info, warn};
 use uuid::Uuid;
 
 use super::super::server::Server;
-use super::columns::SourceColumn;
-use super::ddl::{Statement, TableName, classify};
+use super::alter;
+use super::columns::{self, SourceColumn};
+use super::ddl::{Statement, TableName, alter_renames, classify};
 use super::gtid::Gtid;
 use super::position::LogPosition;
-use super::rows::{RowsKind, TableRows};
+use super::rows::{RowsKind, TableRows, map_shape};
 use super::setup::PRIVILEGES;
-use crate::connectors::StreamEvent;
+use crate::connectors::{SchemaChange, StreamEvent, TableEvent};
 use crate::error::{Error, Result, ResultExt};
-use crate::model::{Position, Reject, RejectStage, TableSchema};
+use crate::model::{Position, Reject, RejectStage, TableSchema, TableSelection};
 
 /// MariaDB event types mysql_async does not know.
 const MARIA_GTID: u8 = 162;
@@ -54,6 +55,8 @@ pub(super) struct Setup {
     pub(super) columns: HashMap<String, Vec<SourceColumn>>,
     pub(super) from: LogPosition,
     pub(super) heartbeat: Duration,
+    /// A table created while streaming joins when this selects it.
+    pub(super) selection: TableSelection,
 }
 
 /// What `connect` learnt besides the stream.
@@ -130,6 +133,14 @@ struct Reader {
     /// description (which tells the parser so) has come yet.
     checksum: bool,
     described: bool,
+    /// For the catalog, after a statement changes a table's shape.
+    server: Server,
+    opts: Opts,
+    catalog: Option<Conn>,
+    selection: TableSelection,
+    /// Tables whose shape was handed on (each is, at its first rows: the
+    /// target may not have it).
+    announced: HashSet<usize>,
 }
 
 impl Reader {
@@ -149,6 +160,11 @@ impl Reader {
             heartbeat: setup.heartbeat.max(Duration::from_millis(100)),
             checksum: false,
             described: false,
+            server: setup.server,
+            opts: setup.opts.clone(),
+            catalog: None,
+            selection: setup.selection.clone(),
+            announced: HashSet::new(),
         }
     }
 
@@ -488,16 +504,7 @@ impl Reader {
                 }
             }
             Statement::Ddl { verb, tables } => {
-                if let Some(table) = tables.iter().find_map(|t| self.streamed(t, &schema)) {
-                    return Err(Error::Unsupported(format!(
-                        "{verb} on streamed table {} at {}: `{}`. Schema changes stop the \
-                         stream (the documented policy): change the target to match, then \
-                         copy the table again (mode = \"full+cdc\" with --restart)",
-                        self.tables[table].name,
-                        self.group.as_ref().map_or(&self.at, |g| &g.start),
-                        sql.trim()
-                    )));
-                }
+                self.ddl(verb, &tables, &schema, &sql, start).await?;
             }
             Statement::Dml(name) => {
                 if let Some(table) = self.streamed(&name, &schema) {
@@ -516,6 +523,227 @@ impl Reader {
             self.commit(log_pos, timestamp).await?;
         }
         Ok(())
+    }
+
+    /// A statement that changes tables' shapes: each streamed table it
+    /// names (and a new one the selection takes) is read again from the
+    /// catalog and handed on as a change of shape, in the statement's own
+    /// group (so that the stream resumes at it, or after it).
+    async fn ddl(
+        &mut self,
+        verb: &str,
+        tables: &[TableName],
+        default_db: &str,
+        sql: &str,
+        start: Option<u64>,
+    ) -> Result<()> {
+        let here = |name: &TableName| {
+            name.database
+                .as_deref()
+                .unwrap_or(default_db)
+                .eq_ignore_ascii_case(&self.database)
+        };
+        match verb {
+            "ALTER TABLE" => {
+                let Some(index) = tables.first().and_then(|t| self.streamed(t, default_db)) else {
+                    return Ok(());
+                };
+                let name = self.tables[index].name.clone();
+                let mut schema = (*self.tables[index]).clone();
+                let mut columns = self.columns.get(&name).cloned().unwrap_or_default();
+                match alter::apply(sql, self.server, &mut schema, &mut columns) {
+                    Ok(altered) => {
+                        let event = match &altered.table {
+                            Some(_) => TableEvent::Renamed(name.clone()),
+                            None => TableEvent::Altered,
+                        };
+                        let change = SchemaChange {
+                            schema: Arc::new(schema),
+                            event,
+                            statement: Some(sql.trim().to_string()),
+                            renamed: altered.renamed,
+                            dropped: altered.dropped,
+                        };
+                        self.announce(index, &name, change, Some(columns), start)
+                            .await
+                    }
+                    Err(why) => {
+                        // The catalog then: right unless the source changed
+                        // the table again since.
+                        warn!(
+                            table = name,
+                            statement = sql.trim(),
+                            why,
+                            "statement not read; the table's shape is taken from the catalog"
+                        );
+                        let renames = alter_renames(sql);
+                        let (event, new_name) = match &renames.table {
+                            Some(to) => (TableEvent::Renamed(name.clone()), to.name.clone()),
+                            None => (TableEvent::Altered, name.clone()),
+                        };
+                        self.reshape(Some(index), &new_name, event, sql, renames.columns, start)
+                            .await
+                    }
+                }
+            }
+            "CREATE TABLE" => match tables.first() {
+                Some(t)
+                    if here(t)
+                        && self.streamed(t, default_db).is_none()
+                        && self.selection.matches(&t.name) =>
+                {
+                    self.reshape(None, &t.name, TableEvent::Created, sql, Vec::new(), start)
+                        .await
+                }
+                _ => Ok(()),
+            },
+            "DROP TABLE" => {
+                for t in tables {
+                    if let Some(index) = self.streamed(t, default_db) {
+                        let name = self.tables[index].name.clone();
+                        self.reshape(
+                            Some(index),
+                            &name,
+                            TableEvent::Dropped,
+                            sql,
+                            Vec::new(),
+                            start,
+                        )
+                        .await?;
+                    }
+                }
+                Ok(())
+            }
+            // `a TO b, c TO d`
+            _ => {
+                for pair in tables.chunks(2) {
+                    if let [from, to] = pair
+                        && let Some(index) = self.streamed(from, default_db)
+                    {
+                        let event = TableEvent::Renamed(self.tables[index].name.clone());
+                        self.reshape(Some(index), &to.name, event, sql, Vec::new(), start)
+                            .await?;
+                    }
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Reads table `name` from the catalog and hands its shape on as
+    /// streamed table `index` (a new one when `None`).
+    async fn reshape(
+        &mut self,
+        index: Option<usize>,
+        name: &str,
+        event: TableEvent,
+        sql: &str,
+        renamed: Vec<(String, String)>,
+        start: Option<u64>,
+    ) -> Result<()> {
+        let schema = if event == TableEvent::Dropped {
+            index.map(|i| (*self.tables[i]).clone())
+        } else {
+            self.catalog_table(name).await?
+        };
+        let Some(schema) = schema else {
+            // Gone again since (a later statement): its rows can only come
+            // in a shape the catalog no longer tells.
+            return Err(Error::Unsupported(format!(
+                "table {name} changed at {} (`{}`) and is gone from the catalog since: the \
+                 stream cannot read it from here; copy it again (run with --restart)",
+                self.at,
+                sql.trim()
+            )));
+        };
+        let dropped = index.map_or_else(Vec::new, |i| {
+            self.tables[i]
+                .columns
+                .iter()
+                .filter(|c| {
+                    schema.column_index(&c.name).is_none()
+                        && !renamed.iter().any(|(from, _)| *from == c.name)
+                })
+                .map(|c| c.name.clone())
+                .collect()
+        });
+        let columns = if event == TableEvent::Dropped {
+            None
+        } else {
+            let database = self.database.clone();
+            let conn = self.catalog().await?;
+            columns::load(conn, &database, &[name]).await?.remove(name)
+        };
+        let old = index.map_or_else(|| name.to_string(), |i| self.tables[i].name.clone());
+        let change = SchemaChange {
+            schema: Arc::new(schema),
+            event,
+            statement: Some(sql.trim().to_string()),
+            renamed,
+            dropped,
+        };
+        match index {
+            Some(i) => self.announce(i, &old, change, columns, start).await,
+            None => {
+                self.tables.push(change.schema.clone());
+                let i = self.tables.len() - 1;
+                self.announce(i, &old, change, columns, start).await
+            }
+        }
+    }
+
+    /// Takes `change` as streamed table `index`'s shape (known as `old`
+    /// until now) and hands it on, in the group of the statement.
+    async fn announce(
+        &mut self,
+        index: usize,
+        old: &str,
+        change: SchemaChange,
+        columns: Option<Vec<SourceColumn>>,
+        start: Option<u64>,
+    ) -> Result<()> {
+        let name = change.schema.name.clone();
+        self.columns.remove(old);
+        if let Some(columns) = columns {
+            self.columns.insert(name.clone(), columns);
+        }
+        self.tables[index] = change.schema.clone();
+        // Decoders of the table's old shape go; its next table map makes one.
+        self.maps
+            .retain(|_, (_, decoder)| decoder.as_ref().is_none_or(|d| d.table != index));
+        self.announced.insert(index);
+        info!(
+            table = name,
+            statement = change.statement.as_deref().unwrap_or(""),
+            "a streamed table changed shape at the source"
+        );
+        self.begin(start).await?;
+        self.send(StreamEvent::Schema {
+            table: index,
+            change,
+        })
+        .await
+    }
+
+    /// The session the catalog is read on, opened at first need.
+    async fn catalog(&mut self) -> Result<&mut Conn> {
+        if self.catalog.is_none() {
+            let conn = Conn::new(self.opts.clone())
+                .await
+                .context(|| format!("connecting to read the catalog of {}", self.database))?;
+            self.catalog = Some(conn);
+        }
+        self.catalog
+            .as_mut()
+            .ok_or_else(|| Error::Data("the catalog session is missing".into()))
+    }
+
+    async fn catalog_table(&mut self, name: &str) -> Result<Option<TableSchema>> {
+        let (server, database) = (self.server, self.database.clone());
+        let conn = self.catalog().await?;
+        let found =
+            super::super::catalog::discover(conn, server, &database, None, Some(name)).await?;
+        Ok(found.into_iter().next().map(|d| d.schema))
     }
 
     async fn rows(
@@ -540,21 +768,41 @@ impl Reader {
             });
             let decoder = match found {
                 Some(index) => {
-                    let schema = self.tables[index].clone();
-                    let source = self
-                        .columns
-                        .get(&schema.name)
-                        .map_or(&[][..], Vec::as_slice);
-                    Some(TableRows::new(index, schema, source, tme, self.mariadb)?)
+                    // The rows' own shape, which may be older than the
+                    // catalog the stream started with.
+                    let shape = Arc::new(map_shape(&self.tables[index], tme)?);
+                    if *shape != *self.tables[index] {
+                        self.tables[index] = shape.clone();
+                        self.announced.remove(&index);
+                    }
+                    let source = self.columns.get(&shape.name).map_or(&[][..], Vec::as_slice);
+                    Some(TableRows::new(index, shape, source, tme, self.mariadb)?)
                 }
                 None => None,
             };
             self.maps.insert(table_id, (map_key(tme), decoder));
         }
-        if !matches!(self.maps.get(&table_id), Some((_, Some(_)))) {
+        let Some((_, Some(decoder))) = self.maps.get(&table_id) else {
             return Ok(());
-        }
+        };
+        let index = decoder.table;
         self.begin(start).await?;
+        if self.announced.insert(index) {
+            // The stream's first word on the table: its shape, which the
+            // target may not have yet (changed while the stream stopped).
+            let change = SchemaChange {
+                schema: self.tables[index].clone(),
+                event: TableEvent::Altered,
+                statement: None,
+                renamed: Vec::new(),
+                dropped: Vec::new(),
+            };
+            self.send(StreamEvent::Schema {
+                table: index,
+                change,
+            })
+            .await?;
+        }
         let before: Vec<usize> = rows
             .columns_before_image()
             .map(|b| b.iter_ones().collect())

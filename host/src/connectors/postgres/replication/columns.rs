@@ -50,6 +50,10 @@ impl TablePlan {
 pub(super) struct ColumnPlan {
     pub(super) name: String,
     pub(super) type_oid: u32,
+    /// The column's number in the table (it stays when it is renamed).
+    pub(super) attnum: i16,
+    /// The type's modifier (`varchar(n)`, `numeric(p,s)`).
+    pub(super) typmod: i32,
     /// How the snapshot reads it.
     pub(super) read: Read,
     /// `format_type` of the column: casts in SQL the server evaluates.
@@ -138,7 +142,8 @@ pub(super) async fn plan(
                 .columns
                 .iter()
                 .position(|c| c.name == column.name);
-            let (Some(at), Some(&type_oid)) = (at, type_oids.get(&column.name)) else {
+            let (Some(at), Some(&(type_oid, attnum, typmod))) = (at, type_oids.get(&column.name))
+            else {
                 return Err(Error::Config(format!(
                     "{place}: column {} of table {namespace}.{} no longer exists; run with --restart",
                     column.name, schema.name
@@ -148,6 +153,8 @@ pub(super) async fn plan(
             columns.push(ColumnPlan {
                 name: column.name.clone(),
                 type_oid,
+                attnum,
+                typmod,
                 read,
                 sql_type: source.columns[at].sql_type.clone(),
                 text: TextForm::Native(Wire::Text),
@@ -160,6 +167,16 @@ pub(super) async fn plan(
             columns,
         });
     }
+    with_text_forms(pool, place, &mut plans).await?;
+    Ok(plans)
+}
+
+/// Sets how each column's output text is read (see [`TextForm`]).
+pub(super) async fn with_text_forms(
+    pool: &PgPool,
+    place: &str,
+    plans: &mut [TablePlan],
+) -> Result<()> {
     let wanted: Vec<u32> = plans
         .iter()
         .flat_map(|p| p.columns.iter().map(|c| c.type_oid))
@@ -172,7 +189,7 @@ pub(super) async fn plan(
         let element = base.and_then(|b| elements.get(&b.element));
         column.text = text_form(column.read, base, element);
     }
-    Ok(plans)
+    Ok(())
 }
 
 /// The text form of a column read as `read`, of base type `base` whose
@@ -229,16 +246,24 @@ fn json_element(t: &BaseType) -> Option<JsonElement> {
 }
 
 /// Column name → type oid of a table's live columns.
-async fn column_types(pool: &PgPool, place: &str, table: Oid) -> Result<HashMap<String, u32>> {
-    let rows: Vec<(String, Oid)> = sqlx::query_as(
-        "SELECT attname::text, atttypid FROM pg_attribute \
+/// The table's columns now: name → (type oid, attnum, typmod).
+pub(super) async fn column_types(
+    pool: &PgPool,
+    place: &str,
+    table: Oid,
+) -> Result<HashMap<String, (u32, i16, i32)>> {
+    let rows: Vec<(String, Oid, i16, i32)> = sqlx::query_as(
+        "SELECT attname::text, atttypid, attnum, atttypmod FROM pg_attribute \
          WHERE attrelid = $1 AND attnum > 0 AND NOT attisdropped",
     )
     .bind(table)
     .fetch_all(pool)
     .await
     .context(|| format!("{place}: reading column types"))?;
-    Ok(rows.into_iter().map(|(n, o)| (n, o.0)).collect())
+    Ok(rows
+        .into_iter()
+        .map(|(n, o, a, m)| (n, (o.0, a, m)))
+        .collect())
 }
 
 /// The base types (domains looked through) of `oids`, by the oid asked.

@@ -774,6 +774,8 @@ mod tests {
         let column = ColumnPlan {
             name: "n".into(),
             type_oid: 23,
+            attnum: 1,
+            typmod: -1,
             read: Read::Native(Wire::Int4),
             sql_type: "integer".into(),
             text: TextForm::Native(Wire::Int4),

@@ -93,6 +93,7 @@ fn options(pipeline: &str, heartbeat: Duration) -> ChangeOptions {
         publication: None,
         server_id: None,
         heartbeat,
+        selection: crate::model::TableSelection::new(&[], &[]).expect("selection"),
     }
 }
 

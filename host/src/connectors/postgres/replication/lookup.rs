@@ -21,6 +21,11 @@ impl Lookup {
         Lookup { pool, place }
     }
 
+    /// The source's sessions, for the catalog.
+    pub(super) fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
     /// Reads an output text back as the column's type and prints it as the
     /// snapshot does (`col::text` or `to_json(col)::text`). The literal is
     /// untyped, so the type's input function reads it: the exact inverse of

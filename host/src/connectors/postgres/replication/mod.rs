@@ -42,6 +42,7 @@ mod lookup;
 mod lsn;
 mod pgoutput;
 mod protocol;
+mod reshape;
 mod slot;
 mod socket;
 mod stream;
@@ -60,7 +61,7 @@ use self::protocol::Connection;
 use super::config::PgConfig;
 use crate::connectors::{ChangeFeed, ChangeOptions, ChangeSource, SnapshotStart, StreamLag};
 use crate::error::{Error, Result, ResultExt};
-use crate::model::{Position, TableSchema};
+use crate::model::{Position, TableSchema, TableSelection};
 
 /// Events the reader may hold ready ahead of the engine.
 const FEED_CAPACITY: usize = 1024;
@@ -90,6 +91,9 @@ pub(super) struct PgChangeSource {
     slot: String,
     publication: String,
     heartbeat: Duration,
+    /// The pipeline's tables (a table created while streaming joins when
+    /// this selects it).
+    selection: TableSelection,
     /// The replication session that created the slot and exported its
     /// snapshot, kept idle (so the snapshot stays valid) until `open`
     /// streams on it.
@@ -111,6 +115,7 @@ impl PgChangeSource {
             slot,
             publication,
             heartbeat: options.heartbeat,
+            selection: options.selection.clone(),
             held: tokio::sync::Mutex::new(None),
             snapshots,
         })
@@ -161,7 +166,14 @@ impl ChangeSource for PgChangeSource {
         tables: &[Arc<TableSchema>],
         fresh: bool,
     ) -> Result<SnapshotStart> {
-        slot::ensure_publication(&self.pool, self.place(), &self.publication, tables).await?;
+        slot::ensure_publication(
+            &self.pool,
+            self.place(),
+            &self.publication,
+            tables,
+            &self.config.schema,
+        )
+        .await?;
         if !fresh {
             let point = self.existing_or_new_slot().await?;
             info!(slot = self.slot, position = %point, "resuming: the stream starts at the slot's confirmed position");
@@ -192,7 +204,14 @@ impl ChangeSource for PgChangeSource {
     }
 
     async fn current_position(&self, tables: &[Arc<TableSchema>]) -> Result<Position> {
-        slot::ensure_publication(&self.pool, self.place(), &self.publication, tables).await?;
+        slot::ensure_publication(
+            &self.pool,
+            self.place(),
+            &self.publication,
+            tables,
+            &self.config.schema,
+        )
+        .await?;
         Ok(self.existing_or_new_slot().await?.position())
     }
 
@@ -281,6 +300,9 @@ impl ChangeSource for PgChangeSource {
             place: self.place().to_string(),
             heartbeat: self.heartbeat,
             start,
+            namespace: self.config.schema.clone(),
+            selection: self.selection.clone(),
+            binary,
         };
         let span = info_span!("pg_stream", slot = self.slot, from = %start);
         tokio::spawn(reader.run().instrument(span));

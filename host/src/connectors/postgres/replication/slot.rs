@@ -240,6 +240,8 @@ pub(super) async fn drop(pool: &PgPool, place: &str, slot: &str) -> Result<bool>
 /// The publication's settings and members.
 struct Publication {
     all_tables: bool,
+    /// Schemas it publishes whole (PostgreSQL 15+).
+    schemas: BTreeSet<String>,
     /// Publishes inserts, updates, deletes and truncates (and the changes
     /// of partitions as their root table, where the server knows that).
     complete: bool,
@@ -249,20 +251,35 @@ struct Publication {
     tables: BTreeSet<(String, String)>,
 }
 
-/// Makes the publication publish all changes of exactly `tables`: created
-/// when missing, its table list and options set when they differ. A
-/// `FOR ALL TABLES` publication keeps its list (it covers them all).
+/// Makes the publication publish all changes of the tables: those of
+/// `schema` as a whole where the role may (a superuser, PostgreSQL 15+),
+/// so that a table created there while streaming is streamed too; else
+/// exactly `tables`. Created when missing, its members and options set
+/// when they differ. A `FOR ALL TABLES` publication keeps its list (it
+/// covers them all).
 pub(super) async fn ensure_publication(
     pool: &PgPool,
     place: &str,
     name: &str,
     tables: &[Arc<TableSchema>],
+    schema: &str,
 ) -> Result<()> {
     let ctx = || format!("{place}: setting up publication {name}");
-    let version: i32 = sqlx::query_scalar("SELECT current_setting('server_version_num')::int")
-        .fetch_one(pool)
-        .await
-        .context(ctx)?;
+    let (version, superuser): (i32, bool) = sqlx::query_as(
+        "SELECT current_setting('server_version_num')::int, \
+         (SELECT rolsuper FROM pg_roles WHERE rolname = current_user)",
+    )
+    .fetch_one(pool)
+    .await
+    .context(ctx)?;
+    if version >= 150_000 && superuser {
+        return ensure_schema_publication(pool, place, name, schema, version).await;
+    }
+    warn!(
+        publication = name,
+        "tables created at the source while streaming are not streamed: publishing a whole \
+         schema takes a superuser and PostgreSQL 15"
+    );
     let wanted: BTreeSet<(String, String)> = tables
         .iter()
         .map(|t| {
@@ -337,6 +354,54 @@ pub(super) async fn ensure_publication(
     Ok(())
 }
 
+/// `FOR TABLES IN SCHEMA schema`, with the options every publication here
+/// has.
+async fn ensure_schema_publication(
+    pool: &PgPool,
+    place: &str,
+    name: &str,
+    schema: &str,
+    version: i32,
+) -> Result<()> {
+    let ctx = || format!("{place}: setting up publication {name}");
+    let quoted = quote_ident(name);
+    let options = "publish = 'insert, update, delete, truncate', publish_via_partition_root = true";
+    let existing = publication(pool, name, version).await.context(ctx)?;
+    let sql = match &existing {
+        None => Some(format!(
+            "CREATE PUBLICATION {quoted} FOR TABLES IN SCHEMA {} WITH ({options})",
+            quote_ident(schema)
+        )),
+        Some(p) if p.all_tables => None,
+        Some(p) if p.schemas.len() == 1 && p.schemas.contains(schema) && p.tables.is_empty() => {
+            None
+        }
+        Some(_) => Some(format!(
+            "ALTER PUBLICATION {quoted} SET TABLES IN SCHEMA {}",
+            quote_ident(schema)
+        )),
+    };
+    if let Some(sql) = sql {
+        sqlx::raw_sql(AssertSqlSafe(sql))
+            .execute(pool)
+            .await
+            .context(ctx)?;
+        info!(
+            publication = name,
+            schema, "publication of the whole schema set"
+        );
+    }
+    if existing.is_some_and(|p| !p.complete) {
+        sqlx::raw_sql(AssertSqlSafe(format!(
+            "ALTER PUBLICATION {quoted} SET ({options})"
+        )))
+        .execute(pool)
+        .await
+        .context(ctx)?;
+    }
+    Ok(())
+}
+
 async fn publication(
     pool: &PgPool,
     name: &str,
@@ -372,16 +437,21 @@ async fn publication(
             .iter()
             .any(|k| member.get(*k).is_some_and(|v| !v.is_null()));
     }
+    let mut schemas = BTreeSet::new();
     if version >= 150_000 {
-        let schemas: i64 =
-            sqlx::query_scalar("SELECT count(*) FROM pg_publication_namespace WHERE pnpubid = $1")
-                .bind(oid)
-                .fetch_one(pool)
-                .await?;
-        filtered |= schemas > 0;
+        let names: Vec<String> = sqlx::query_scalar(
+            "SELECT n.nspname::text FROM pg_publication_namespace p \
+             JOIN pg_namespace n ON n.oid = p.pnnspid WHERE p.pnpubid = $1",
+        )
+        .bind(oid)
+        .fetch_all(pool)
+        .await?;
+        filtered |= !names.is_empty();
+        schemas.extend(names);
     }
     Ok(Some(Publication {
         all_tables: flag("puballtables").unwrap_or(false),
+        schemas,
         complete,
         filtered,
         tables: members.into_iter().map(|(ns, t, _)| (ns, t)).collect(),
@@ -452,6 +522,7 @@ mod tests {
             publication: publication.map(str::to_string),
             server_id: None,
             heartbeat: Duration::from_secs(10),
+            selection: crate::model::TableSelection::new(&[], &[]).expect("selection"),
         }
     }
 

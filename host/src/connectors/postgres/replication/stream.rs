@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, watch};
 use tokio::time::{Instant, Interval, MissedTickBehavior};
-use tracing::{debug, warn};
+use tracing::{debug, info, warn};
 
 use super::super::copy_binary::Undecodable;
 use super::columns::TablePlan;
@@ -32,10 +32,11 @@ use super::pgoutput::{
     self, Datum, Identity, Message, OldTuple, PG_EPOCH_UNIX_MICROS, Relation, Tuple, WalMessage,
 };
 use super::protocol::Connection;
-use crate::connectors::StreamEvent;
+use super::reshape;
+use crate::connectors::{SchemaChange, StreamEvent, TableEvent};
 use crate::error::{Error, Result, ResultExt};
 use crate::model::json::row_to_json;
-use crate::model::{Change, Position, Reject, RejectStage, Row, Value};
+use crate::model::{Change, Position, Reject, RejectStage, Row, TableSelection, Value};
 
 /// Status updates go out at least this often.
 const STATUS_EVERY: Duration = Duration::from_secs(1);
@@ -83,10 +84,21 @@ pub(super) struct Reader {
     pub(super) place: String,
     pub(super) heartbeat: Duration,
     pub(super) start: Lsn,
+    /// The source's schema, and which of its tables the pipeline streams:
+    /// a table created there while streaming joins when selected.
+    pub(super) namespace: String,
+    pub(super) selection: TableSelection,
+    /// Values come in binary (every column had a binary decoder).
+    pub(super) binary: bool,
 }
+
+/// Tables whose shape this stream has handed on (each is, at its first
+/// Relation message: the target may not have it).
+type Announced = std::collections::HashSet<usize>;
 
 struct State {
     relations: HashMap<u32, Option<Mapping>>,
+    announced: Announced,
     /// End of the last commit seen, or the start.
     last_end: Lsn,
     /// Position of the last Commit or Heartbeat handed on.
@@ -111,6 +123,7 @@ impl Reader {
         tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let mut state = State {
             relations: HashMap::new(),
+            announced: Announced::new(),
             last_end: self.start,
             last_emitted: self.start,
             wal_end: self.start,
@@ -253,10 +266,7 @@ impl Reader {
                 state.last_emitted = end_lsn;
                 Ok(open)
             }
-            Message::Relation(relation) => {
-                self.relation(state, relation)?;
-                Ok(true)
-            }
+            Message::Relation(relation) => self.relation(state, relation).await,
             Message::Insert { relation, new } => {
                 let Some(table) = self.mapped(state, relation)? else {
                     return Ok(true);
@@ -299,35 +309,61 @@ impl Reader {
         }
     }
 
-    /// Maps a Relation message to a streamed table (by schema and name),
-    /// checking that the columns the stream fills are still there with
-    /// the same types.
-    fn relation(&self, state: &mut State, relation: Relation) -> Result<()> {
+    /// Maps a Relation message to a streamed table (by schema and name, or
+    /// by oid when it was renamed). A table whose rows now have other
+    /// columns than the stream reads by, or a new table of the selection,
+    /// is handed on as a change of shape first (see `reshape`).
+    async fn relation(&mut self, state: &mut State, relation: Relation) -> Result<bool> {
         let namespace = if relation.namespace.is_empty() {
-            "pg_catalog"
+            "pg_catalog".to_string()
         } else {
-            relation.namespace.as_str()
+            relation.namespace.clone()
         };
-        let found = self
+        let by_name = self
             .tables
             .iter()
             .position(|t| t.namespace() == namespace && t.schema.name == relation.name);
-        let Some(index) = found else {
-            if let Some(renamed) = self.tables.iter().find(|t| t.oid == relation.oid) {
-                return Err(Error::Data(format!(
-                    "{}: table {}.{} was renamed to {namespace}.{} at the source while streaming; run with --restart",
-                    self.place,
-                    renamed.namespace(),
-                    renamed.schema.name,
-                    relation.name
-                )));
-            }
+        let known = by_name.or_else(|| self.tables.iter().position(|t| t.oid == relation.oid));
+        let selected = namespace == self.namespace && self.selection.matches(&relation.name);
+        if known.is_none() && !selected {
             debug!(
                 relation = relation.name,
                 namespace, "changes of a table that is not streamed are skipped"
             );
             state.relations.insert(relation.oid, None);
-            return Ok(());
+            return Ok(true);
+        }
+        let unchanged = known.is_some_and(|i| {
+            let plan = &self.tables[i];
+            plan.schema.name == relation.name && reshape::same_shape(plan, &relation)
+        });
+        let index = match known {
+            Some(index) if unchanged => {
+                // The stream's first word on the table: its shape here,
+                // which the target may not have yet (the source changed
+                // while the stream was stopped).
+                if state.announced.insert(index) {
+                    let change = SchemaChange {
+                        schema: self.tables[index].schema.clone(),
+                        event: TableEvent::Altered,
+                        statement: None,
+                        renamed: Vec::new(),
+                        dropped: Vec::new(),
+                    };
+                    let event = StreamEvent::Schema {
+                        table: index,
+                        change,
+                    };
+                    if !self.emit_in_transaction(state, event).await? {
+                        return Ok(false);
+                    }
+                }
+                index
+            }
+            _ => match self.reshape(state, known, &namespace, &relation).await? {
+                Some(index) => index,
+                None => return Ok(false),
+            },
         };
         let plan = &self.tables[index];
         if plan.oid != relation.oid {
@@ -336,26 +372,7 @@ impl Reader {
                 "the table was created anew at the source while streaming"
             );
         }
-        let mut columns = vec![None; relation.columns.len()];
-        for (si, column) in plan.columns.iter().enumerate() {
-            let Some(ri) = relation.columns.iter().position(|c| c.name == column.name) else {
-                return Err(Error::Data(format!(
-                    "{}: column {} of table {} is missing from the table's rows in the change stream (dropped, renamed or added at the source since the position streamed from); run with --restart",
-                    self.place, column.name, plan.schema.name
-                )));
-            };
-            if relation.columns[ri].type_oid != column.type_oid {
-                return Err(Error::Data(format!(
-                    "{}: column {} of table {} changed type at the source while streaming (type oid {} → {}); run with --restart",
-                    self.place,
-                    column.name,
-                    plan.schema.name,
-                    column.type_oid,
-                    relation.columns[ri].type_oid
-                )));
-            }
-            columns[ri] = Some(si);
-        }
+        let columns: Vec<Option<usize>> = (0..relation.columns.len()).map(Some).collect();
         let unusable_identity = identity_problem(plan, &relation, &columns);
         if let Some(problem) = &unusable_identity {
             warn!(table = %format!("{}.{}", plan.namespace(), plan.schema.name), "{problem}");
@@ -368,7 +385,51 @@ impl Reader {
                 unusable_identity,
             }),
         );
-        Ok(())
+        Ok(true)
+    }
+
+    /// Reads the table's new shape and hands it on; returns its index, or
+    /// `None` when the consumer is gone.
+    async fn reshape(
+        &mut self,
+        state: &mut State,
+        known: Option<usize>,
+        namespace: &str,
+        relation: &Relation,
+    ) -> Result<Option<usize>> {
+        let old = known.map(|i| &self.tables[i]);
+        let (plan, change) =
+            reshape::reshape(self.lookup.pool(), &self.place, old, namespace, relation).await?;
+        if self.binary && !plan.all_native() {
+            return Err(Error::Unsupported(format!(
+                "{}: table {namespace}.{} now has a column of a type this stream cannot read in \
+                 binary; run the same command again (the stream restarts where the target \
+                 stands, in text)",
+                self.place, relation.name
+            )));
+        }
+        let index = match known {
+            Some(index) => {
+                self.tables[index] = plan;
+                index
+            }
+            None => {
+                self.tables.push(plan);
+                self.tables.len() - 1
+            }
+        };
+        info!(table = %relation.name, "the table's shape changed at the source");
+        state.announced.insert(index);
+        let open = self
+            .emit_in_transaction(
+                state,
+                StreamEvent::Schema {
+                    table: index,
+                    change,
+                },
+            )
+            .await?;
+        Ok(open.then_some(index))
     }
 
     /// The streamed table a change of relation `oid` belongs to.
@@ -654,12 +715,20 @@ impl Reader {
 
     /// Hands on a change of the open transaction, after its `Begin`.
     async fn emit_change(&mut self, state: &mut State, event: StreamEvent) -> Result<bool> {
+        if let Some(txn) = state.txn.as_mut() {
+            txn.seen += 1;
+        }
+        self.emit_in_transaction(state, event).await
+    }
+
+    /// Hands on an event of the open transaction (a change, or a change of
+    /// shape, which does not count as one), after its `Begin`.
+    async fn emit_in_transaction(&mut self, state: &mut State, event: StreamEvent) -> Result<bool> {
         let Some(txn) = state.txn.as_mut() else {
             return Err(self.broken("a change outside a transaction".into()));
         };
         let begin = (!txn.begun).then(|| txn.log.clone());
         txn.begun = true;
-        txn.seen += 1;
         if let Some(log) = begin
             && !self.emit(state, StreamEvent::Begin { log }).await?
         {
