@@ -14,7 +14,7 @@ use crate::support::sql::sql_pipeline;
 use crate::support::workload::{self, Dialect, Lcg};
 use crate::support::{assert_exit, dmp, pipeline, text};
 
-fn seed() -> u64 {
+pub(crate) fn seed() -> u64 {
     let seed = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(7, |d| d.as_secs());
@@ -22,7 +22,7 @@ fn seed() -> u64 {
     seed
 }
 
-fn spawn_run(dir: &Path) -> Child {
+pub(crate) fn spawn_run(dir: &Path) -> Child {
     dmp(dir)
         .args(["run", "p.toml", "--json"])
         .stdout(Stdio::piped())
@@ -32,7 +32,7 @@ fn spawn_run(dir: &Path) -> Child {
 }
 
 /// SIGINT: the stream stops after the transaction being applied.
-fn interrupt(child: Child) -> std::process::Output {
+pub(crate) fn interrupt(child: Child) -> std::process::Output {
     let pid = child.id().to_string();
     let status = std::process::Command::new("kill")
         .args(["-INT", &pid])
@@ -307,7 +307,7 @@ fn transforms_apply_to_streamed_changes() {
 }
 
 /// What a dmp run started with a piped stderr has written there.
-fn own_stderr(child: &mut Child) -> String {
+pub(crate) fn own_stderr(child: &mut Child) -> String {
     let mut err = String::new();
     if let Some(mut e) = child.stderr.take() {
         use std::io::Read;

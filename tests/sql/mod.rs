@@ -4,6 +4,7 @@
 mod cdc;
 mod crash;
 mod every_type;
+mod evolve;
 mod faults;
 mod fidelity;
 mod incremental;

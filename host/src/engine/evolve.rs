@@ -49,7 +49,7 @@ pub(super) fn deltas(
         None => Ok(deltas),
         Some(what) => Err(Error::Unsupported(format!(
             "table {}: {what} at the source ({}), at {at}. With [cdc] schema_changes = \"{}\" \
-             the stream stops here; the target holds every change before it. To carry it, set \
+             the run stops here; the target holds every change before it. To carry it, set \
              schema_changes = \"apply\" under [cdc] and run the same command again; to copy the \
              table anew, run it with --restart",
             new.name,

@@ -19,7 +19,9 @@ use super::runner::{
 };
 use super::shutdown::Shutdown;
 use crate::config::{OnError, Pipeline, RetryPolicy};
-use crate::connectors::{BatchStream, READ_AHEAD_BATCHES, RejectSink, Source, Start, Target};
+use crate::connectors::{
+    BatchStream, READ_AHEAD_BATCHES, RejectSink, SchemaChange, Source, Start, TableEvent, Target,
+};
 use crate::error::{Error, Result, ResultExt};
 use crate::model::{
     Batch, CURSOR_CHUNK, Change, ChangeBatch, Checkpoint, Position, Row, TableChanges, TableSchema,
@@ -37,6 +39,61 @@ struct IncrementalTable {
     /// Where the last run stopped, and the rows it had counted.
     after: Position,
     rows_before: u64,
+}
+
+/// Brings a table the target has to the source's shape before its rows
+/// come: what loses nothing is carried (columns added at the source since
+/// the last run, with their defaults filling the rows there; wider types),
+/// the rest follows `[cdc] schema_changes`. The table's mark is written
+/// again with the change.
+async fn follow_shape(
+    pipeline: &Pipeline,
+    target: &dyn Target,
+    sink: &Arc<DeadLetterSink>,
+    marks: &HashMap<String, Checkpoint>,
+    schema: &TableSchema,
+    output: &Arc<TableSchema>,
+    held: &TableSchema,
+) -> Result<()> {
+    let change = SchemaChange {
+        schema: output.clone(),
+        event: TableEvent::Altered,
+        statement: None,
+        renamed: Vec::new(),
+        dropped: Vec::new(),
+    };
+    let changes = super::evolve::deltas(
+        held,
+        None,
+        output,
+        &change,
+        pipeline.cdc.schema_changes,
+        "the start of the run",
+    )?;
+    if changes.is_empty() {
+        return Ok(());
+    }
+    let mark = marks
+        .get(&schema.name)
+        .cloned()
+        .unwrap_or_else(|| Checkpoint {
+            table: schema.name.clone(),
+            chunk: CURSOR_CHUNK,
+            position: Position::Start,
+            rows: 0,
+            done: false,
+        });
+    info!(table = %schema.name, changes = changes.len(), "the table changed shape at the source; the target follows");
+    let batch = ChangeBatch {
+        segments: vec![TableChanges::Evolve {
+            table: output.clone(),
+            from: Arc::new(held.clone()),
+            changes,
+        }],
+    };
+    let sink: Arc<dyn RejectSink> = sink.clone();
+    target.apply(batch, mark, sink).await?;
+    Ok(())
 }
 
 /// `restart`: ignore the marks and read every row again (upserted: the
@@ -73,6 +130,11 @@ pub(super) async fn run(
         tables.push((schema.clone(), cursor, soft_delete));
     }
     super::assess::check(pipeline, &outputs, &objects, &*target)?;
+    // The tables the target has already, as it has them.
+    let mut held = Vec::with_capacity(outputs.len());
+    for output in &outputs {
+        held.push(target.describe(&output.name).await?);
+    }
     super::retry::retrying_step(
         &pipeline.retry,
         &shutdown,
@@ -98,6 +160,11 @@ pub(super) async fn run(
         run_id,
         pipeline.on_error,
     ));
+    for ((schema, output), held) in schemas.iter().zip(&outputs).zip(&held) {
+        if let Some(held) = held {
+            follow_shape(pipeline, &*target, &sink, &marks, schema, output, held).await?;
+        }
+    }
     let stop = Shutdown::new();
     let forward = {
         let stop = stop.clone();

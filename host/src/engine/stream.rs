@@ -559,7 +559,10 @@ async fn open_chain(ctx: &StreamContext, schema: &Arc<TableSchema>) -> Result<Tr
 /// (its index names planned against the target's), with its indexes.
 async fn create_table(ctx: &StreamContext, output: Arc<TableSchema>) -> Result<Arc<TableSchema>> {
     let mut planned = vec![(*output).clone()];
-    let taken = ctx.target.taken_names(std::slice::from_ref(&output.name)).await?;
+    let taken = ctx
+        .target
+        .taken_names(std::slice::from_ref(&output.name))
+        .await?;
     super::naming::assign(&mut planned, &ctx.target.name_rules(), &taken);
     let output = Arc::new(planned.remove(0));
     ctx.target

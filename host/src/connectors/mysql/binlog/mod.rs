@@ -124,6 +124,24 @@ impl ChangeSource for MysqlChanges {
         };
         let from = LogPosition::parse(log)?;
         let (mut conn, server) = self.control().await?;
+        // The tables as the catalog has them now: the binlog columns
+        // (`columns::load`) are read now too, and the two must agree. Rows
+        // older than that come with fewer columns, which the reader takes
+        // as the older shape they are.
+        let mut tables = tables;
+        for table in &mut tables {
+            let now = super::catalog::discover(
+                &mut conn,
+                server,
+                &self.config.database,
+                None,
+                Some(&table.name),
+            )
+            .await?;
+            if let Some(found) = now.into_iter().next() {
+                *table = Arc::new(found.schema);
+            }
+        }
         let names: Vec<&str> = tables.iter().map(|t| t.name.as_str()).collect();
         let columns = columns::load(&mut conn, &self.config.database, &names).await?;
         // The source's session settings, on a connection outside the pool:

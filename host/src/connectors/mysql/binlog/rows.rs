@@ -70,48 +70,81 @@ fn column_names(tme: &TableMapEvent<'_>) -> Option<Vec<String>> {
     (names.len() == count).then_some(names)
 }
 
-/// The shape of the rows a table map announces, as `schema` has its
-/// columns: those it names (`binlog_row_metadata=FULL`), or, without names,
-/// the first as many as it has (a column added later comes last). Rows
-/// older than the catalog (a restart replays them) have fewer columns than
-/// it; a column the stream does not know is an error, never dropped.
-pub(super) fn map_shape(schema: &TableSchema, tme: &TableMapEvent<'_>) -> Result<TableSchema> {
+/// The shape of the rows a table map announces, and their binlog columns:
+/// the columns it names (`binlog_row_metadata=FULL`), or, without names,
+/// the first as many as it has (a column added later comes last). Right
+/// after a restart the stream knows the table as the catalog has it now,
+/// which may be past these rows: a column the map names and the stream
+/// does not know is the one at its place, under its name then (renamed
+/// since); one that has no place is an error, never dropped.
+pub(super) fn map_shape(
+    schema: &TableSchema,
+    source: &[SourceColumn],
+    tme: &TableMapEvent<'_>,
+) -> Result<(TableSchema, Vec<SourceColumn>)> {
     let count = usize::try_from(tme.columns_count()).unwrap_or(usize::MAX);
-    let names = match column_names(tme) {
-        Some(names) => names,
-        None if count <= schema.columns.len() => schema.columns[..count]
+    let named = column_names(tme);
+    if named.is_none() && count > schema.columns.len() {
+        return Err(Error::Unsupported(format!(
+            "table {}: its row events have {count} columns and the stream knows {}, and the \
+             server logs no column names (binlog_row_metadata=MINIMAL): the table changed \
+             shape in a way the stream did not see; copy it again (run with --restart) or \
+             set binlog_row_metadata=FULL",
+            schema.name,
+            schema.columns.len()
+        )));
+    }
+    let names = named.unwrap_or_else(|| {
+        schema.columns[..count]
             .iter()
             .map(|c| c.name.clone())
-            .collect(),
-        None => {
-            return Err(Error::Unsupported(format!(
-                "table {}: its row events have {count} columns and the stream knows {}, and the \
-                 server logs no column names (binlog_row_metadata=MINIMAL): the table changed \
-                 shape in a way the stream did not see; copy it again (run with --restart) or \
-                 set binlog_row_metadata=FULL",
-                schema.name,
-                schema.columns.len()
-            )));
-        }
-    };
-    let mut columns = Vec::with_capacity(names.len());
-    for name in &names {
-        let Some(column) = schema.columns.iter().find(|c| c.name == *name) else {
+            .collect()
+    });
+    // Where each of the map's columns is in the stream's picture.
+    let mut places = Vec::with_capacity(names.len());
+    for (at, name) in names.iter().enumerate() {
+        let place = schema.column_index(name).or_else(|| {
+            (at < schema.columns.len() && !names.contains(&schema.columns[at].name)).then_some(at)
+        });
+        let Some(place) = place else {
             return Err(Error::Unsupported(format!(
                 "table {}: its row events have column {name}, which the stream does not know: \
-                 the table changed shape in a way the stream did not see (the catalog is past \
-                 this point of the binlog); copy it again (run with --restart)",
+                 the table changed shape in a way the stream did not see; copy it again (run \
+                 with --restart)",
                 schema.name
             )));
         };
-        columns.push(column.clone());
+        places.push(place);
     }
-    let mut shape = TableSchema {
+    let mut columns = Vec::with_capacity(names.len());
+    let mut binlog = Vec::with_capacity(names.len());
+    for (name, &place) in names.iter().zip(&places) {
+        let mut column = schema.columns[place].clone();
+        let mut read = source
+            .iter()
+            .find(|c| c.name == column.name)
+            .cloned()
+            .unwrap_or_else(|| SourceColumn::new(name, "", ""));
+        column.name.clone_from(name);
+        read.name.clone_from(name);
+        columns.push(column);
+        binlog.push(read);
+    }
+    let primary_key = schema
+        .primary_key
+        .iter()
+        .filter_map(|k| {
+            let place = schema.column_index(k)?;
+            let at = places.iter().position(|p| *p == place)?;
+            Some(names[at].clone())
+        })
+        .collect();
+    let shape = TableSchema {
         columns,
+        primary_key,
         ..schema.clone()
     };
-    shape.primary_key.retain(|k| names.contains(k));
-    Ok(shape)
+    Ok((shape, binlog))
 }
 
 impl TableRows {

@@ -770,13 +770,19 @@ impl Reader {
                 Some(index) => {
                     // The rows' own shape, which may be older than the
                     // catalog the stream started with.
-                    let shape = Arc::new(map_shape(&self.tables[index], tme)?);
+                    let known = self
+                        .columns
+                        .get(&self.tables[index].name)
+                        .map_or(&[][..], Vec::as_slice);
+                    let (shape, source) = map_shape(&self.tables[index], known, tme)?;
+                    let shape = Arc::new(shape);
                     if *shape != *self.tables[index] {
                         self.tables[index] = shape.clone();
                         self.announced.remove(&index);
                     }
-                    let source = self.columns.get(&shape.name).map_or(&[][..], Vec::as_slice);
-                    Some(TableRows::new(index, shape, source, tme, self.mariadb)?)
+                    let decoder = TableRows::new(index, shape.clone(), &source, tme, self.mariadb)?;
+                    self.columns.insert(shape.name.clone(), source);
+                    Some(decoder)
                 }
                 None => None,
             };
