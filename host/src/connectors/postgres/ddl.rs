@@ -43,7 +43,7 @@ pub(super) fn upsert_checkpoint(schema: &str) -> String {
 /// the load), the sequences' ownership and the comments. Defaults, checks
 /// and identities that cannot be carried are left out (the assessment
 /// lists them).
-pub(super) fn create_table(schema: &str, table: &TableSchema) -> Vec<String> {
+pub(super) fn create_table(schema: &str, table: &TableSchema, with_key: bool) -> Vec<String> {
     let mut statements = Vec::new();
     let mut owned = Vec::new();
     let mut parts: Vec<String> = Vec::with_capacity(table.columns.len() + 2);
@@ -68,15 +68,8 @@ pub(super) fn create_table(schema: &str, table: &TableSchema) -> Vec<String> {
         def.push_str(&column_constraints(c));
         parts.push(def);
     }
-    if !table.primary_key.is_empty() {
-        let constraint = table
-            .primary_key_name
-            .as_ref()
-            .map_or_else(String::new, |n| format!("CONSTRAINT {} ", quote_ident(n)));
-        parts.push(format!(
-            "{constraint}PRIMARY KEY ({})",
-            ident_list(&table.primary_key)
-        ));
+    if !table.primary_key.is_empty() && with_key {
+        parts.push(primary_key_clause(table));
     }
     for check in &table.checks {
         if let Some(expr) = check_sql(check).value() {
@@ -112,6 +105,27 @@ pub(super) fn create_table(schema: &str, table: &TableSchema) -> Vec<String> {
         }
     }
     statements
+}
+
+/// `[CONSTRAINT name] PRIMARY KEY (…)`.
+fn primary_key_clause(table: &TableSchema) -> String {
+    let constraint = table
+        .primary_key_name
+        .as_ref()
+        .map_or_else(String::new, |n| format!("CONSTRAINT {} ", quote_ident(n)));
+    format!(
+        "{constraint}PRIMARY KEY ({})",
+        ident_list(&table.primary_key)
+    )
+}
+
+/// The primary key of a table loaded without it.
+pub(super) fn add_primary_key(schema: &str, table: &TableSchema) -> String {
+    format!(
+        "ALTER TABLE {} ADD {}",
+        qualified(schema, &table.name),
+        primary_key_clause(table)
+    )
 }
 
 /// A column as `ADD COLUMN` adds it: type, NOT NULL, default, enum CHECK
@@ -373,7 +387,7 @@ mod tests {
     #[test]
     fn tables_are_created_with_key_defaults_and_checks() {
         assert_eq!(
-            create_table("public", &shop()),
+            create_table("public", &shop(), true),
             [
                 "CREATE TABLE \"public\".\"Order\" (\"Id\" integer NOT NULL, \"select\" numeric(12,2), \
              \"status\" varchar(10) NOT NULL DEFAULT 'new' CHECK (\"status\" IN ('new', 'it''s')), \
@@ -411,7 +425,7 @@ mod tests {
             source_name: None,
         });
         table.comment = Some("orders".into());
-        let sql = create_table("s", &table);
+        let sql = create_table("s", &table, true);
         assert_eq!(
             sql[0],
             "CREATE SEQUENCE IF NOT EXISTS \"s\".\"order_line_seq\" AS bigint"

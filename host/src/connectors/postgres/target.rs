@@ -314,13 +314,18 @@ impl PostgresTarget {
                     return Err(self.missing(&table.name));
                 }
                 if !exists {
-                    create_table(txn, schema, table).await.context(table_ctx)?;
+                    // Upserts need the key from the first row on.
+                    create_table(txn, schema, table, Key::Now)
+                        .await
+                        .context(table_ctx)?;
                 }
                 continue;
             }
             if start == Start::Resume {
                 if !exists && !self.options.data_only {
-                    create_table(txn, schema, table).await.context(table_ctx)?;
+                    create_table(txn, schema, table, Key::AfterLoad)
+                        .await
+                        .context(table_ctx)?;
                 }
                 if exists && table.primary_key.is_empty() {
                     self.restart_partial(txn, table).await?;
@@ -363,7 +368,9 @@ impl PostgresTarget {
                 }
             }
             if create {
-                create_table(txn, schema, table).await.context(table_ctx)?;
+                create_table(txn, schema, table, Key::AfterLoad)
+                    .await
+                    .context(table_ctx)?;
             }
         }
         if !truncate.is_empty() {
@@ -474,6 +481,44 @@ impl PostgresTarget {
 }
 
 impl PostgresTarget {
+    /// Adds the primary key a table was loaded without, unless it has one.
+    async fn add_primary_key(&self, table: &TableSchema) -> Result<()> {
+        if table.primary_key.is_empty() {
+            return Ok(());
+        }
+        let ctx = || {
+            format!(
+                "{}: adding the primary key of table {}",
+                self.place(),
+                table.name
+            )
+        };
+        let has_key: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM pg_index i JOIN pg_class c ON c.oid = i.indrelid \
+             JOIN pg_namespace n ON n.oid = c.relnamespace \
+             WHERE n.nspname = $1 AND c.relname = $2 AND i.indisprimary)",
+        )
+        .bind(self.schema())
+        .bind(&table.name)
+        .fetch_one(&self.pool)
+        .await
+        .context(ctx)?;
+        if has_key {
+            return Ok(());
+        }
+        let started = std::time::Instant::now();
+        sqlx::raw_sql(AssertSqlSafe(ddl::add_primary_key(self.schema(), table)))
+            .execute(&self.pool)
+            .await
+            .context(ctx)?;
+        info!(
+            table = table.name,
+            secs = started.elapsed().as_secs_f64(),
+            "primary key built"
+        );
+        Ok(())
+    }
+
     /// Moves the sequences of identity and serial columns past the largest
     /// value loaded and the source's next value: the application's first
     /// insert without a key gets a new one.
@@ -566,13 +611,26 @@ fn assess(schema: &str, item: SchemaItem<'_>) -> Carry<String> {
     }
 }
 
+/// When a new table gets its primary key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Key {
+    /// With the table (rows arrive as upserts).
+    Now,
+    /// Once its rows are loaded (`finish_table`): one sorted index build
+    /// instead of an index kept up row by row, about twice as fast a load.
+    /// The checkpoints, in the batches' transactions, still keep each row
+    /// from being written twice.
+    AfterLoad,
+}
+
 /// Runs the statements that create `table` (see `ddl::create_table`).
 async fn create_table(
     txn: &mut Transaction<'static, Postgres>,
     schema: &str,
     table: &TableSchema,
+    key: Key,
 ) -> std::result::Result<(), sqlx::Error> {
-    for sql in ddl::create_table(schema, table) {
+    for sql in ddl::create_table(schema, table, key == Key::Now) {
         sqlx::raw_sql(AssertSqlSafe(sql))
             .execute(&mut **txn)
             .await?;
@@ -839,6 +897,7 @@ impl Target for PostgresTarget {
         if self.options.data_only {
             return Ok(());
         }
+        self.add_primary_key(table).await?;
         if let Some(statements) = ddl::on_update_trigger(self.schema(), table) {
             let ctx = || {
                 format!(
