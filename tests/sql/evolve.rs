@@ -147,6 +147,22 @@ fn evolve_while_streaming(
     let out = interrupt(child);
     assert_exit(&out, 0);
     verify_equal(dir.path());
+    // Cut-over: the target's own counter continues past the keys the
+    // stream inserted.
+    let before: i64 = target
+        .scalar("SELECT max(id) FROM events")
+        .parse()
+        .expect("max id");
+    target.exec("INSERT INTO events (account, kind) VALUES (1, 'cut-over')");
+    let next: i64 = target
+        .scalar("SELECT id FROM events WHERE kind = 'cut-over'")
+        .parse()
+        .expect("new id");
+    assert!(
+        next > before,
+        "the target's counter gave {next}, at or below {before}"
+    );
+    target.exec("DELETE FROM events WHERE kind = 'cut-over'");
 
     // A rename stops the stream by default, with what and how to go on;
     // the target keeps every change before it.

@@ -146,6 +146,16 @@ pub trait Target: Send + Sync {
     /// publishes files. Idempotent.
     async fn finish_table(&self, table: &TableSchema) -> Result<()>;
 
+    /// Moves the table's identity counters (sequences) past its largest
+    /// key: at cut-over, when a change stream that inserted rows with their
+    /// keys stops. Targets whose counters follow inserted keys by
+    /// themselves (MySQL's AUTO_INCREMENT, SQLite's AUTOINCREMENT) need
+    /// nothing. Idempotent.
+    async fn advance_counters(&self, table: &TableSchema) -> Result<()> {
+        let _ = table;
+        Ok(())
+    }
+
     /// Whether `apply` changes the rows in place, so that a later read sees
     /// them (`dmp verify --repair`); files append changes to a log instead.
     fn applies_in_place(&self) -> bool {

@@ -56,6 +56,8 @@ pub(super) struct StreamTable {
     /// The stream has seen the table in its shape (a change of shape
     /// right after a restart may be an older one, replayed).
     pub(super) streamed: bool,
+    /// Dropped at the source (and, applied, on the target).
+    pub(super) dropped: bool,
 }
 
 impl StreamTable {
@@ -71,6 +73,7 @@ impl StreamTable {
             schema,
             chain,
             streamed: false,
+            dropped: false,
         }
     }
 }
@@ -246,6 +249,11 @@ pub(super) async fn stream(ctx: &StreamContext, from: Position) -> Result<Stream
             window_changes = 0;
             window_start = Instant::now();
         }
+    }
+    // Stopped (for cut-over, maybe): the target's counters go past the
+    // keys the stream inserted.
+    for table in tables.iter().filter(|t| t.streamed && !t.dropped) {
+        ctx.target.advance_counters(&table.target).await?;
     }
     summary.lag_p50_ms = lag_all.percentile_ms(0.5);
     summary.lag_p99_ms = lag_all.percentile_ms(0.99);
@@ -510,6 +518,7 @@ async fn reshape(
             chain,
             target: output,
             streamed: true,
+            dropped: false,
         });
         return Ok(());
     }
@@ -537,6 +546,7 @@ async fn reshape(
     streamed.schema = schema;
     streamed.chain = chain;
     streamed.streamed = true;
+    streamed.dropped = change.event == TableEvent::Dropped;
     Ok(())
 }
 

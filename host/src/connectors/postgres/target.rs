@@ -892,6 +892,10 @@ impl Target for PostgresTarget {
         })
     }
 
+    async fn advance_counters(&self, table: &TableSchema) -> Result<()> {
+        self.advance_identities(table).await
+    }
+
     async fn finish_table(&self, table: &TableSchema) -> Result<()> {
         self.advance_identities(table).await?;
         if self.options.data_only {
