@@ -2,7 +2,7 @@
 //! assessment. Each target answers from the same functions its DDL uses,
 //! so that what `dmp plan` says is what a run creates.
 
-use crate::model::{Check, Column, ForeignKey, Index, ObjectKind, Sequence, View};
+use crate::model::{Check, Column, ForeignKey, Index, ObjectKind, Partitioning, Sequence, View};
 
 /// One thing of the source schema, of a table or of the schema.
 #[derive(Debug, Clone, Copy)]
@@ -19,6 +19,8 @@ pub enum SchemaItem<'a> {
     Collation(&'a Column),
     ColumnComment(&'a Column),
     TableComment(&'a str),
+    /// A partitioned table's partitions.
+    Partitioning(&'a Partitioning),
     View(&'a View),
     Sequence(&'a Sequence),
 }
@@ -36,6 +38,7 @@ impl SchemaItem<'_> {
             SchemaItem::OnUpdate(_) => ObjectKind::OnUpdate,
             SchemaItem::Collation(_) => ObjectKind::Collation,
             SchemaItem::ColumnComment(_) | SchemaItem::TableComment(_) => ObjectKind::Comment,
+            SchemaItem::Partitioning(_) => ObjectKind::Partition,
             SchemaItem::View(v) if v.materialized => ObjectKind::MaterializedView,
             SchemaItem::View(_) => ObjectKind::View,
             SchemaItem::Sequence(_) => ObjectKind::Sequence,

@@ -175,6 +175,15 @@ fn assess_table(table: &TableSchema, target: &dyn Target, out: &mut Vec<Assessed
             carry,
         ));
     }
+    if let Some(partitioning) = &table.partitioning {
+        let carry = ask(SchemaItem::Partitioning(partitioning));
+        out.push(Assessed::from_carry(
+            ObjectKind::Partition,
+            Some(name),
+            name,
+            carry,
+        ));
+    }
     for skipped in &table.skipped {
         out.push(Assessed::new(
             skipped.kind,

@@ -20,9 +20,13 @@ pub(crate) fn assign(tables: &mut [TableSchema], rules: &NameRules, taken: &[Tak
     for t in taken {
         used.insert(Key::Group(t.group), &t.name);
     }
-    // Tables are created first: their names are never given away.
+    // Tables (and their partitions) are created first: their names are
+    // never given away.
     for table in tables.iter() {
         used.insert(Key::Group(RELATIONS), &table.name);
+        for partition in table.partitioning.iter().flat_map(|p| p.all_partitions()) {
+            used.insert(Key::Group(RELATIONS), &partition.name);
+        }
     }
     for (i, table) in tables.iter_mut().enumerate() {
         let scope = |s: NameScope| match s {

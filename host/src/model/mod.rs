@@ -26,7 +26,9 @@ pub use decimal::Decimal;
 pub use expr::{BinaryOp, Carry, Dialect, Expr, Func, SqlExpr};
 pub use infer::{infer_text_type, widen};
 pub use objects::{SchemaObjects, Sequence, View, views_in_dependency_order};
-pub use schema::{Check, Column, ForeignKey, Identity, Index, Skipped, TableSchema};
+pub use schema::{
+    Check, Column, ForeignKey, Identity, Index, Partition, Partitioning, Skipped, TableSchema,
+};
 pub use selection::TableSelection;
 pub use value::{Value, ValueError};
 pub(crate) use value::{decode_hex, encode_hex};

@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::assessment::ObjectKind;
-use super::{DataType, SqlExpr, Value};
+use super::{DataType, Dialect, SqlExpr, Value};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -136,6 +136,44 @@ pub struct Check {
     pub source_name: Option<String>,
 }
 
+/// How a partitioned table splits its rows (PostgreSQL declarative
+/// partitioning), kept in the source's SQL: only a target of the same
+/// dialect recreates it; others take the rows into one table.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Partitioning {
+    pub dialect: Dialect,
+    /// The partition key as the source prints it: `RANGE (sold_on)`.
+    pub key: String,
+    pub partitions: Vec<Partition>,
+}
+
+/// One partition of a partitioned table.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Partition {
+    pub name: String,
+    /// `FOR VALUES FROM ('2025-01-01') TO ('2026-01-01')`, or `DEFAULT`.
+    pub bound: String,
+    /// A partition that is itself partitioned.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub partitioning: Option<Box<Partitioning>>,
+}
+
+impl Partitioning {
+    /// Every partition, at any depth, each before its own partitions.
+    pub fn all_partitions(&self) -> Vec<&Partition> {
+        let mut out = Vec::new();
+        for partition in &self.partitions {
+            out.push(partition);
+            if let Some(sub) = &partition.partitioning {
+                out.extend(sub.all_partitions());
+            }
+        }
+        out
+    }
+}
+
 /// Something of a table's definition at the source that the model does not
 /// hold (an expression index, a trigger, a foreign key into another
 /// schema): listed by the migration assessment as not carried.
@@ -169,6 +207,9 @@ pub struct TableSchema {
     pub checks: Vec<Check>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub comment: Option<String>,
+    /// A partitioned table's partitions (its rows are read through it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub partitioning: Option<Partitioning>,
     /// What discovery found and the model cannot hold.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub skipped: Vec<Skipped>,

@@ -193,6 +193,12 @@ pub(crate) fn schema_from_wit(
         .cloned()
         .collect();
     let same_key = output.primary_key == input.primary_key;
+    // The partition key is the source's SQL, not read: partitions stay
+    // when no column changed.
+    let partitioning = input
+        .partitioning
+        .clone()
+        .filter(|_| input.columns.iter().all(|c| kept(&c.name)));
     Ok(TableSchema {
         namespace: input.namespace.clone(),
         name: input.name.clone(),
@@ -203,6 +209,7 @@ pub(crate) fn schema_from_wit(
         foreign_keys,
         checks,
         comment: input.comment.clone(),
+        partitioning,
         skipped: input.skipped.clone(),
     })
 }

@@ -194,6 +194,10 @@ fn assess(server: Server, table: Option<&TableSchema>, item: SchemaItem<'_>) -> 
             "a {} view's query is not translated",
             view.dialect.as_str()
         )),
+        SchemaItem::Partitioning(_) => Carry::NotCarried(
+            "partitioning is not written on MySQL/MariaDB: the partitions' rows go into one table"
+                .into(),
+        ),
         SchemaItem::Sequence(_) => {
             Carry::NotCarried("sequences are carried between PostgreSQL databases only".into())
         }

@@ -7,7 +7,7 @@ use md5::Digest;
 
 use crate::error::{Error, Result};
 use crate::model::{
-    Carry, Check, Column, DataType, Dialect, ForeignKey, Index, TableSchema, Value,
+    Carry, Check, Column, DataType, Dialect, ForeignKey, Index, Partitioning, TableSchema, Value,
 };
 
 use super::sql::{ident_list, literal, qualified, quote_ident, quote_literal};
@@ -80,10 +80,19 @@ pub(super) fn create_table(schema: &str, table: &TableSchema, with_key: bool) ->
         }
     }
     let qualified_name = qualified(schema, &table.name);
+    let partitioning = table
+        .partitioning
+        .as_ref()
+        .filter(|p| p.dialect == Dialect::Postgres);
+    let partition_by =
+        partitioning.map_or_else(String::new, |p| format!(" PARTITION BY {}", p.key));
     statements.push(format!(
-        "CREATE TABLE {qualified_name} ({})",
+        "CREATE TABLE {qualified_name} ({}){partition_by}",
         parts.join(", ")
     ));
+    if let Some(partitioning) = partitioning {
+        create_partitions(schema, &table.name, partitioning, &mut statements);
+    }
     for (sequence, column) in owned {
         statements.push(format!(
             "ALTER SEQUENCE {sequence} OWNED BY {qualified_name}.{column}"
@@ -105,6 +114,32 @@ pub(super) fn create_table(schema: &str, table: &TableSchema, with_key: bool) ->
         }
     }
     statements
+}
+
+/// `CREATE TABLE … PARTITION OF …` for each partition of `parent`, each
+/// before its own partitions. They take the parent's columns, keys and
+/// indexes (PostgreSQL makes the partitions' own).
+fn create_partitions(
+    schema: &str,
+    parent: &str,
+    partitioning: &Partitioning,
+    statements: &mut Vec<String>,
+) {
+    for partition in &partitioning.partitions {
+        let sub = partition
+            .partitioning
+            .as_ref()
+            .map_or_else(String::new, |p| format!(" PARTITION BY {}", p.key));
+        statements.push(format!(
+            "CREATE TABLE {} PARTITION OF {} {}{sub}",
+            qualified(schema, &partition.name),
+            qualified(schema, parent),
+            partition.bound
+        ));
+        if let Some(sub) = &partition.partitioning {
+            create_partitions(schema, &partition.name, sub, statements);
+        }
+    }
 }
 
 /// `[CONSTRAINT name] PRIMARY KEY (…)`.
@@ -394,6 +429,47 @@ mod tests {
              PRIMARY KEY (\"Id\"))"
             ]
         );
+    }
+
+    #[test]
+    fn partitioned_tables_are_created_with_their_partitions_at_every_depth() {
+        use crate::model::Partition;
+        let mut table = shop();
+        let partition = |name: &str, bound: &str| Partition {
+            name: name.into(),
+            bound: bound.into(),
+            partitioning: None,
+        };
+        let mut by_status = partition("order_a", "FOR VALUES FROM (1) TO (100)");
+        by_status.partitioning = Some(Box::new(Partitioning {
+            dialect: Dialect::Postgres,
+            key: "LIST (status)".into(),
+            partitions: vec![partition("order_a_new", "FOR VALUES IN ('new')")],
+        }));
+        table.partitioning = Some(Partitioning {
+            dialect: Dialect::Postgres,
+            key: "RANGE (\"Id\")".into(),
+            partitions: vec![by_status, partition("order_rest", "DEFAULT")],
+        });
+        let sql = create_table("s", &table, false);
+        assert!(
+            sql[0].ends_with(") PARTITION BY RANGE (\"Id\")"),
+            "{}",
+            sql[0]
+        );
+        assert_eq!(
+            sql[1..],
+            [
+                "CREATE TABLE \"s\".\"order_a\" PARTITION OF \"s\".\"Order\" FOR VALUES FROM (1) TO (100) PARTITION BY LIST (status)",
+                "CREATE TABLE \"s\".\"order_a_new\" PARTITION OF \"s\".\"order_a\" FOR VALUES IN ('new')",
+                "CREATE TABLE \"s\".\"order_rest\" PARTITION OF \"s\".\"Order\" DEFAULT",
+            ]
+        );
+        // Another dialect's partitioning is not written.
+        if let Some(p) = table.partitioning.as_mut() {
+            p.dialect = Dialect::Mysql;
+        }
+        assert_eq!(create_table("s", &table, false).len(), 1);
     }
 
     #[test]

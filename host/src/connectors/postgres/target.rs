@@ -29,7 +29,8 @@ use crate::connectors::{
 };
 use crate::error::{Error, Result, ResultExt};
 use crate::model::{
-    Batch, Carry, ChangeBatch, Checkpoint, Column, SchemaObjects, TableChanges, TableSchema, View,
+    Batch, Carry, ChangeBatch, Checkpoint, Column, Dialect, SchemaObjects, TableChanges,
+    TableSchema, View,
 };
 
 pub(crate) struct PostgresTarget {
@@ -608,6 +609,15 @@ fn assess(schema: &str, item: SchemaItem<'_>) -> Carry<String> {
         }
         SchemaItem::View(view) => view_carry(view),
         SchemaItem::Sequence(_) => Carry::Carried("at the source's value".into()),
+        SchemaItem::Partitioning(p) if p.dialect == Dialect::Postgres => Carry::Carried(format!(
+            "PARTITION BY {}: {} partitions",
+            p.key,
+            p.all_partitions().len()
+        )),
+        SchemaItem::Partitioning(p) => Carry::NotCarried(format!(
+            "{} partitioning is not written on PostgreSQL: the partitions' rows go into one table",
+            p.dialect.as_str()
+        )),
     }
 }
 

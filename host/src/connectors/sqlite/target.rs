@@ -317,6 +317,9 @@ fn assess(table: Option<&TableSchema>, item: SchemaItem<'_>) -> Carry<String> {
             Carry::NotCarried("views are carried between PostgreSQL or MySQL databases only".into())
         }
         SchemaItem::Sequence(_) => Carry::NotCarried("SQLite has no sequences".into()),
+        SchemaItem::Partitioning(_) => Carry::NotCarried(
+            "SQLite has no partitions: the partitions' rows go into one table".into(),
+        ),
     }
 }
 

@@ -1,9 +1,10 @@
 //! Schema discovery from `pg_catalog`: tables of one schema with their
 //! columns (types resolved through domains, enum labels, defaults, identity,
-//! comments), primary key, indexes, foreign keys and CHECK constraints, and
-//! what the model cannot hold (expression indexes, triggers, partitions),
-//! named for the migration assessment. Also how each column is read, which
-//! the chunk readers need, and the schema's other objects (`objects`).
+//! comments), primary key, indexes, foreign keys, CHECK constraints and
+//! partition trees, and what the model cannot hold (expression indexes,
+//! triggers), named for the migration assessment. Also how each column is
+//! read, which the chunk readers need, and the schema's other objects
+//! (`objects`).
 //!
 //! Catalog queries run with `search_path` set to the discovered schema, so
 //! that expressions name its objects unqualified (`nextval('s'::regclass)`)
@@ -13,6 +14,7 @@ mod columns;
 mod constraints;
 mod defaults;
 mod objects;
+mod partitions;
 
 use std::collections::HashSet;
 
@@ -119,13 +121,16 @@ pub(super) async fn discover(
         skipped.extend(keys.skipped);
         skipped.extend(skipped_by_table.remove(&oid).unwrap_or_default());
         let partitioned = relation.kind == "p";
+        let mut partitioning = None;
         if partitioned {
-            skipped.push(Skipped {
-                kind: ObjectKind::Partition,
-                name: relation.name.clone(),
-                reason: "a partitioned table: its partitions' rows are copied into one table"
-                    .into(),
-            });
+            match partitions::partitioning(conn, oid, place).await? {
+                Ok(found) => partitioning = Some(found),
+                Err(reason) => skipped.push(Skipped {
+                    kind: ObjectKind::Partition,
+                    name: relation.name.clone(),
+                    reason,
+                }),
+            }
         }
         let mut schema = TableSchema {
             namespace: Some(namespace.to_string()),
@@ -137,6 +142,7 @@ pub(super) async fn discover(
             foreign_keys: foreign_keys.remove(&oid).unwrap_or_default(),
             checks: checks.remove(&oid).unwrap_or_default(),
             comment: relation.comment,
+            partitioning,
             skipped,
         };
         // Key columns are never NULL, whatever the catalog row says.
