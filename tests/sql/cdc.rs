@@ -12,7 +12,7 @@ use dmp_test_servers::{TestDb, mariadb, postgres};
 
 use crate::support::sql::sql_pipeline;
 use crate::support::workload::{self, Dialect, Lcg};
-use crate::support::{assert_exit, dmp, pipeline, text};
+use crate::support::{assert_exit, dmp, pipeline, run_dmp, text};
 
 pub(crate) fn seed() -> u64 {
     let seed = std::time::SystemTime::now()
@@ -290,6 +290,19 @@ fn transforms_apply_to_streamed_changes() {
          INSERT INTO t VALUES (200, 'new');",
     );
     wait_for(&mut child, "stream");
+    // A new column: the plugin is opened again on the new shape and the
+    // column passes through it to the target.
+    source.exec("ALTER TABLE t ADD COLUMN w int DEFAULT 7; INSERT INTO t VALUES (300, 'added', 9)");
+    wait_for(&mut child, "after a column was added");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while target.try_scalar("SELECT w FROM t WHERE id = 300").ok() != Some("9".into()) {
+        assert!(
+            Instant::now() < deadline,
+            "column w did not reach the target"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(target.scalar("SELECT sum(w) FROM t WHERE id <> 300"), "672");
     let out = interrupt(child);
     assert_exit(&out, 0);
     // Every row the target holds went through the plugin, streamed ones
@@ -298,7 +311,25 @@ fn transforms_apply_to_streamed_changes() {
         target.scalar("SELECT count(*) FROM t WHERE v = '*****ed'"),
         "10"
     );
-    assert_eq!(target.scalar("SELECT count(*) FROM t"), "96");
+    assert_eq!(target.scalar("SELECT count(*) FROM t"), "97");
+
+    // Renamed under `apply`, the column the plugin masks is gone: its
+    // refusal stops the stream, saying why, and the row after it waits.
+    let toml = std::fs::read_to_string(dir.path().join("p.toml")).expect("pipeline");
+    std::fs::write(
+        dir.path().join("p.toml"),
+        toml.replace("[cdc]\n", "[cdc]\nschema_changes = \"apply\"\n"),
+    )
+    .expect("pipeline");
+    source.exec("ALTER TABLE t RENAME COLUMN v TO secret; INSERT INTO t VALUES (301, 'after', 1)");
+    let out = run_dmp(dir.path(), &["run", "p.toml"]);
+    assert!(!out.status.success(), "the stream went on");
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("mask_pii") && stderr.contains("table t has no column `v`"),
+        "{stderr}"
+    );
+    assert_eq!(target.scalar("SELECT count(*) FROM t WHERE id = 301"), "0");
     let out = dmp(dir.path())
         .args(["cdc", "drop-slot", "p.toml"])
         .output()
