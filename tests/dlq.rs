@@ -55,6 +55,13 @@ fn rows_a_check_constraint_refused_arrive_after_it_is_dropped() {
     pipeline(dir.path(), "p.toml", &body);
     let out = run_dmp(dir.path(), &["run", "p.toml"]);
     assert_exit(&out, 1);
+    // Between PostgreSQL servers the rows went as the source's binary
+    // tuples; the refused batches were decoded to find the bad rows.
+    assert!(
+        text(&out.stderr).contains("undecoded"),
+        "{}",
+        text(&out.stderr)
+    );
     assert_eq!(target.scalar("SELECT count(*) FROM items"), "24");
     let letters = dlq_shown(dir.path(), "p.toml");
     assert_eq!(letters.len(), 16, "{letters:?}");

@@ -1,8 +1,9 @@
 //! `dmp run` killed with SIGKILL again and again at random points — while
 //! planning, preparing the target, in the middle of chunks — of a parallel,
-//! multi-chunk PostgreSQL → MariaDB copy and of incremental MariaDB →
-//! PostgreSQL runs: each next run continues from the target's checkpoints
-//! and the target ends equal to the source row for row.
+//! multi-chunk PostgreSQL → MariaDB (and → PostgreSQL) copy and of
+//! incremental MariaDB → PostgreSQL runs: each next run continues from the
+//! target's checkpoints and the target ends equal to the source row for
+//! row.
 
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
@@ -60,15 +61,28 @@ fn kill(mut child: Child, dir: &std::path::Path) -> bool {
 
 #[test]
 fn sigkill_loop_during_parallel_postgres_to_mariadb_copy() {
-    let dir = tempfile::tempdir().expect("tempdir");
     let source = postgres().create_database("crash_source");
+    let target = mariadb().create_database("crash_target");
+    sigkill_loop(&source, &target, true);
+}
+
+/// PostgreSQL → PostgreSQL: the rows pass as the source's binary tuples,
+/// each batch's checkpoint at the key of its last tuple.
+#[test]
+fn sigkill_loop_during_parallel_postgres_to_postgres_copy() {
+    let source = postgres().create_database("crash_pg_source");
+    let target = postgres().create_database("crash_pg_target");
+    sigkill_loop(&source, &target, false);
+}
+
+fn sigkill_loop(source: &TestDb, target: &TestDb, mysql: bool) {
+    let dir = tempfile::tempdir().expect("tempdir");
     source.exec(&format!(
         "CREATE TABLE items (id bigint PRIMARY KEY, n integer NOT NULL, label text, price numeric(12,2));
          INSERT INTO items SELECT g, g % 1000, 'item ' || g, g * 0.01 FROM generate_series(1, {ROWS}) g;
          CREATE TABLE tags (item bigint, tag text);
          INSERT INTO tags SELECT g, 'tag ' || (g % 7) FROM generate_series(1, 20000) g;"
     ));
-    let target = mariadb().create_database("crash_target");
     pipeline(
         dir.path(),
         "p.toml",
@@ -87,7 +101,7 @@ fn sigkill_loop_during_parallel_postgres_to_mariadb_copy() {
             "only {kills} of {runs} runs were killed before they ended"
         );
         let mut child = spawn_run(dir.path());
-        let before = committed(&target, true);
+        let before = committed(target, mysql);
         // One kill in four at start-up (discovery, planning, preparing the
         // target), the others once a random share of what is left is in.
         let point = if kills > 0 && rng.below(4) == 0 {
@@ -97,7 +111,7 @@ fn sigkill_loop_during_parallel_postgres_to_mariadb_copy() {
         } else {
             let left = u64::try_from(ROWS - before).unwrap_or(0);
             let at = before + i64::try_from(rng.below(left / 4)).unwrap_or(0);
-            if !wait_for_progress(&mut child, dir.path(), &target, true, at) {
+            if !wait_for_progress(&mut child, dir.path(), target, mysql, at) {
                 continue;
             }
             format!("{at} rows")
@@ -107,14 +121,17 @@ fn sigkill_loop_during_parallel_postgres_to_mariadb_copy() {
         }
         kills += 1;
         eprintln!("kill {kills} at {point}");
-        if committed(&target, true) < ROWS {
+        if committed(target, mysql) < ROWS {
             // Nothing beyond the checkpoints is in the table.
             let in_table = target
                 .try_scalar("SELECT count(*) FROM items")
                 .map_or(0, |v| v.parse::<i64>().expect("count"));
+            let rows = if mysql { "`rows`" } else { "\"rows\"" };
             let checkpointed = scalar_i64(
-                &target,
-                "SELECT COALESCE(SUM(`rows`), 0) FROM _dmp_checkpoints WHERE table_name = 'items'",
+                target,
+                &format!(
+                    "SELECT COALESCE(SUM({rows}), 0) FROM _dmp_checkpoints WHERE table_name = 'items'"
+                ),
             );
             assert_eq!(
                 in_table, checkpointed,
@@ -131,15 +148,15 @@ fn sigkill_loop_during_parallel_postgres_to_mariadb_copy() {
     );
     let sql = "SELECT id, n, label, price FROM items ORDER BY id";
     assert_same_dump(
-        &dump(&source, sql),
-        &dump(&target, sql),
+        &dump(source, sql),
+        &dump(target, sql),
         &["id", "n", "label", "price"],
         "items",
     );
     let tags = "SELECT item, tag FROM tags ORDER BY item";
     assert_same_dump(
-        &dump(&source, tags),
-        &dump(&target, tags),
+        &dump(source, tags),
+        &dump(target, tags),
         &["item", "tag"],
         "tags",
     );

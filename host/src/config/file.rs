@@ -191,11 +191,11 @@ struct RunSection {
     /// `full | incremental | cdc | full+cdc`. Default: `full`.
     #[serde(default = "default_mode")]
     mode: Spanned<RunMode>,
-    /// Rows per batch (one target transaction). Default: 10000.
+    /// Rows per batch (one target transaction); a batch also ends at
+    /// `MAX_BATCH_BYTES` of source rows. Default: 50000.
     #[serde(default = "default_batch_rows")]
     batch_rows: Spanned<usize>,
-    /// Rows per snapshot chunk (the unit of parallelism and resume).
-    /// Default: 100000.
+    /// Rows per snapshot chunk (the unit of parallelism). Default: 250000.
     #[serde(default = "default_chunk_rows")]
     chunk_rows: Spanned<u64>,
     /// Chunks copied at the same time. Default: 4.
@@ -526,7 +526,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(p.name, "p");
-        assert_eq!(p.batch_rows, 10_000);
+        assert_eq!(p.batch_rows, 50_000);
         assert_eq!(p.parallelism, super::super::default_parallelism());
         assert!((2..=8).contains(&p.parallelism));
         assert_eq!(p.on_error, OnError::DeadLetter);

@@ -22,8 +22,8 @@ use crate::error::{Error, Result};
 use crate::model::TableSelection;
 
 /// Defaults of `[run]`, documented in the README's config reference.
-pub const DEFAULT_BATCH_ROWS: usize = 10_000;
-pub const DEFAULT_CHUNK_ROWS: u64 = 100_000;
+pub const DEFAULT_BATCH_ROWS: usize = 50_000;
+pub const DEFAULT_CHUNK_ROWS: u64 = 250_000;
 /// Chunks copied at once by default: one per core, at least 2, at most 8.
 /// More than the cores oversubscribes them (measured on 2 cores: 4 chunks
 /// were 15% slower than 2 on a PostgreSQL full load).

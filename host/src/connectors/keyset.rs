@@ -139,6 +139,7 @@ pub(crate) async fn read_pages(
                 chunk: 0,
                 changes: page.changes,
                 rejects: page.rejects,
+                wire: None,
                 position: position.clone(),
                 last: false,
             };
@@ -156,6 +157,7 @@ pub(crate) async fn read_pages(
             chunk: 0,
             changes: Vec::new(),
             rejects: Vec::new(),
+            wire: None,
             position,
             last: true,
         }))

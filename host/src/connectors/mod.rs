@@ -24,7 +24,7 @@ pub use changes::{
 };
 pub use checksum::{BucketSum, ChecksumQuery, Checksums, CompareColumn};
 pub use names::{CONSTRAINTS, NameRules, NameScope, RELATIONS, TakenName};
-pub use source::{BatchStream, READ_AHEAD_BATCHES, Source};
+pub use source::{BatchStream, MAX_BATCH_BYTES, READ_AHEAD_BATCHES, Source};
 pub use target::{IfExists, RejectSink, Start, Target};
 
 use crate::config::{Endpoint, Pipeline, Scope};

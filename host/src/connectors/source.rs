@@ -5,7 +5,9 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use crate::error::{Error, Result};
-use crate::model::{Batch, Chunk, Position, SchemaObjects, TableSchema, TableSelection};
+use crate::model::{
+    Batch, Chunk, Position, SchemaObjects, TableSchema, TableSelection, WireFormat,
+};
 
 /// Batches of one chunk, in key order. The stream ends after a batch with
 /// `last = true`, or early with an error. Dropping the receiver stops the
@@ -15,6 +17,10 @@ pub type BatchStream = tokio::sync::mpsc::Receiver<Result<Batch>>;
 /// Batches a reader may hold ready ahead of the writer: small, so memory
 /// stays flat whatever the table size.
 pub const READ_AHEAD_BATCHES: usize = 2;
+
+/// A batch also ends once its rows hold this many bytes as the source sent
+/// them, whatever `batch_rows` says: wide rows keep memory bounded.
+pub const MAX_BATCH_BYTES: usize = 32 << 20;
 
 #[async_trait]
 pub trait Source: Send + Sync {
@@ -49,6 +55,27 @@ pub trait Source: Send + Sync {
         resume: Position,
         batch_rows: usize,
     ) -> BatchStream;
+
+    /// The wire form this source can hand the table's rows over in
+    /// undecoded (see `read_chunk_wire`), if any.
+    async fn wire_format(&self, table: &TableSchema) -> Result<Option<WireFormat>> {
+        let _ = table;
+        Ok(None)
+    }
+
+    /// Reads a chunk as `read_chunk` does, its rows left in the form
+    /// `wire_format` named (`Batch::wire`), for a target that takes it:
+    /// only the last row's key is decoded, for the checkpoint. Sources
+    /// without a wire form read values.
+    fn read_chunk_wire(
+        &self,
+        table: Arc<TableSchema>,
+        chunk: Chunk,
+        resume: Position,
+        batch_rows: usize,
+    ) -> BatchStream {
+        self.read_chunk(table, chunk, resume, batch_rows)
+    }
 
     /// Where the source's change log stood when the snapshot was taken (a
     /// binlog file+pos and GTID, an LSN), once the first chunk was read; a

@@ -9,7 +9,7 @@ use super::{NameRules, SchemaItem, TakenName};
 use crate::error::Error;
 use crate::error::Result;
 use crate::model::{
-    Batch, Carry, ChangeBatch, Checkpoint, Column, Reject, SchemaObjects, TableSchema,
+    Batch, Carry, ChangeBatch, Checkpoint, Column, Reject, SchemaObjects, TableSchema, WireFormat,
 };
 
 /// What to do with a table that already exists on the target when a new
@@ -154,6 +154,14 @@ pub trait Target: Send + Sync {
     async fn advance_counters(&self, table: &TableSchema) -> Result<()> {
         let _ = table;
         Ok(())
+    }
+
+    /// Whether this target takes rows of `table` in the source's wire
+    /// `format` as they are (`Batch::wire`): the same binary form for
+    /// every column it writes.
+    async fn takes_wire(&self, table: &TableSchema, format: &WireFormat) -> Result<bool> {
+        let _ = (table, format);
+        Ok(false)
     }
 
     /// Whether `apply` changes the rows in place, so that a later read sees

@@ -278,6 +278,7 @@ async fn transform(
         chunk: REPLAY_CHUNK,
         changes: vec![change],
         rejects: Vec::new(),
+        wire: None,
         position: letter.position.clone(),
         last: false,
     };

@@ -72,6 +72,8 @@ struct TableRun {
     chunks_left: AtomicUsize,
     rows: AtomicU64,
     written: AtomicU64,
+    /// Said once that its rows pass through undecoded.
+    wire_said: std::sync::Once,
 }
 
 /// Runs (or resumes) `pipeline`. Stops at the next batch boundary when
@@ -171,6 +173,7 @@ pub async fn run(
                 chunks_left: AtomicUsize::new(left.len()),
                 rows: AtomicU64::new(0),
                 written: AtomicU64::new(0),
+                wire_said: std::sync::Once::new(),
             });
             if left.is_empty() {
                 finish_table(&ctx, &table_run).await?;
@@ -453,9 +456,13 @@ async fn copy_chunk(
     rows_before: u64,
 ) -> Result<()> {
     let chunk_id = chunk.id;
-    let batches =
+    let (schema, batch_rows) = (table.schema.clone(), ctx.pipeline.batch_rows);
+    let batches = if wire_passes(ctx, table).await? {
         ctx.source
-            .read_chunk(table.schema.clone(), chunk, resume, ctx.pipeline.batch_rows);
+            .read_chunk_wire(schema, chunk, resume, batch_rows)
+    } else {
+        ctx.source.read_chunk(schema, chunk, resume, batch_rows)
+    };
     let mut staged = transform_stage(table.chain.clone(), batches);
     let mut rows = rows_before;
     loop {
@@ -519,6 +526,25 @@ async fn copy_chunk(
             return Ok(());
         }
     }
+}
+
+/// Whether the table's rows can go from the source to the target in the
+/// source's wire form, undecoded: no transform sees them, and the target
+/// takes that form for every column.
+async fn wire_passes(ctx: &RunContext, table: &TableRun) -> Result<bool> {
+    if !table.chain.is_empty() {
+        return Ok(false);
+    }
+    let passes = match ctx.source.wire_format(&table.schema).await? {
+        Some(format) => ctx.target.takes_wire(&table.output, &format).await?,
+        None => false,
+    };
+    if passes {
+        table.wire_said.call_once(|| {
+            info!(table = %table.schema.name, "rows pass from the source to the target undecoded, in the source's wire form");
+        });
+    }
+    Ok(passes)
 }
 
 /// A batch between the transform stage and the writer.

@@ -595,6 +595,7 @@ async fn transform(
         chunk: 0,
         changes,
         rejects: Vec::new(),
+        wire: None,
         position: position.clone(),
         last: false,
     };

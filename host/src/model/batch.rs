@@ -151,6 +151,9 @@ pub struct Batch {
     /// Rows the reader could not decode; they travel with the batch so they
     /// are dead-lettered before the batch's checkpoint commits.
     pub rejects: Vec<Reject>,
+    /// Inserted rows still in the source's wire form (besides `changes`),
+    /// when the target said it takes that form as it is.
+    pub wire: Option<WireRows>,
     pub position: Position,
     /// Set on the chunk's final batch (which may be empty).
     pub last: bool,
@@ -159,8 +162,73 @@ pub struct Batch {
 impl Batch {
     /// Rows read from the source for this batch, good and bad.
     pub fn rows_read(&self) -> u64 {
-        (self.changes.len() + self.rejects.len()) as u64
+        (self.changes.len() + self.rejects.len()) as u64 + self.wire.as_ref().map_or(0, |w| w.rows)
     }
+
+    /// Turns rows in wire form into inserts (and rejects, for values that
+    /// do not decode): for a writer that must see the values after all.
+    pub fn decode_wire(&mut self) -> std::result::Result<(), String> {
+        let Some(wire) = self.wire.take() else {
+            return Ok(());
+        };
+        let (rows, rejects) = wire
+            .decoder
+            .decode(&wire.bytes, &self.table, &self.position)?;
+        self.changes.extend(rows.into_iter().map(Change::Insert));
+        self.rejects.extend(rejects);
+        Ok(())
+    }
+}
+
+/// A form rows can travel in from a source to a target without being
+/// decoded into values and encoded again: the source's own wire format,
+/// which a target of the same kind takes as it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WireFormat {
+    /// PostgreSQL binary COPY tuples, one field per column in order.
+    PostgresBinary(Vec<WireColumn>),
+}
+
+/// One column of a wire format.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WireColumn {
+    /// The binary form of the values (`Int4`, `Text`, `Numeric`, …).
+    pub form: String,
+    /// The column's type with its modifiers (`numeric(12,2)`).
+    pub sql_type: String,
+}
+
+/// Rows in a wire format, and the way back to values.
+#[derive(Clone)]
+pub struct WireRows {
+    pub format: Arc<WireFormat>,
+    /// The rows' encoded tuples, one after another.
+    pub bytes: Vec<u8>,
+    pub rows: u64,
+    pub decoder: Arc<dyn WireDecoder>,
+}
+
+impl std::fmt::Debug for WireRows {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WireRows")
+            .field("format", &self.format)
+            .field("bytes", &self.bytes.len())
+            .field("rows", &self.rows)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Decodes rows in a wire format: the source's decoder, travelling with
+/// the rows.
+pub trait WireDecoder: Send + Sync {
+    /// The rows of `bytes` (of `table`), and those whose values do not
+    /// decode as rejects (at their key, else at `position`).
+    fn decode(
+        &self,
+        bytes: &[u8],
+        table: &TableSchema,
+        position: &Position,
+    ) -> std::result::Result<(Vec<Row>, Vec<Reject>), String>;
 }
 
 /// What a target stores, atomically with a batch's rows, so that a restarted

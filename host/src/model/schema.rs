@@ -33,6 +33,11 @@ pub struct Column {
     /// them with a CHECK constraint.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub enum_values: Option<Vec<String>>,
+    /// An SQL `CHAR(n)`: stored padded with spaces to its length, which
+    /// are not part of the value (they are read without them). Targets
+    /// that have the type create it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub fixed_length: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub comment: Option<String>,
     /// The column's collation where it is not the database's binary or
@@ -81,6 +86,7 @@ impl Column {
             identity: None,
             on_update: None,
             enum_values: None,
+            fixed_length: false,
             comment: None,
             collation: None,
             source_type: None,

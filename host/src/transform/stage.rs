@@ -238,6 +238,7 @@ impl WasmTransform {
             chunk: batch.chunk,
             changes: decoded.changes,
             rejects,
+            wire: None,
             position: batch.position,
             last: batch.last,
         };

@@ -126,6 +126,7 @@ fn pass_on(
             chunk: 0,
             changes,
             rejects,
+            wire: None,
             position,
             last,
         };

@@ -140,6 +140,7 @@ pub(super) fn read_schema(path: &Path, table: &str) -> Result<(TableSchema, u64)
             nullable: field.is_nullable(),
             default: None,
             enum_values: None,
+            fixed_length: false,
             default_expr: None,
             identity: None,
             on_update: None,

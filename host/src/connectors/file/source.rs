@@ -228,6 +228,7 @@ fn read_file(
                 chunk,
                 changes: std::mem::replace(&mut changes, Vec::with_capacity(batch_rows)),
                 rejects: std::mem::take(&mut rejects),
+                wire: None,
                 position: Position::Record { index },
                 last: false,
             };
@@ -241,6 +242,7 @@ fn read_file(
         chunk,
         changes,
         rejects,
+        wire: None,
         position: Position::Record { index },
         last: true,
     }));

@@ -79,6 +79,15 @@ pub(super) fn column_types(table: &TableSchema, server: Server) -> Vec<(String, 
                 keys.get(&c.name).copied(),
                 server,
             );
+            let created = match c.data_type {
+                // CHAR(n) reads back as text(n), as varchar(n) does.
+                DataType::Text { max_len: Some(n) }
+                    if c.fixed_length && created == format!("varchar({n})") && n <= 255 =>
+                {
+                    format!("char({n})")
+                }
+                _ => created,
+            };
             let comment = type_comment(&c.data_type, c.enum_values.as_deref(), &created);
             (created, comment)
         })

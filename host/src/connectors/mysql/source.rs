@@ -20,7 +20,7 @@ use super::snapshot::Snapshot;
 use super::sql::quote;
 use super::types::{Decoded, ReadAs, Wire, decode};
 use crate::config::Endpoint;
-use crate::connectors::{BatchStream, READ_AHEAD_BATCHES, Source, SourceOptions};
+use crate::connectors::{BatchStream, MAX_BATCH_BYTES, READ_AHEAD_BATCHES, Source, SourceOptions};
 use crate::error::{Error, Result, ResultExt};
 use crate::model::{
     Batch, Change, Chunk, Position, Reject, RejectStage, Row, SchemaObjects, TableSchema,
@@ -474,6 +474,7 @@ impl BatchOut<'_> {
             chunk: self.chunk,
             changes,
             rejects,
+            wire: None,
             position,
             last,
         };
@@ -505,6 +506,8 @@ async fn stream_rows(
     // Whether the last row taken decoded: its key is then taken from it
     // when the batch is cut, not cloned for every row.
     let mut last_was_change = false;
+    // Bytes of the batch's rows as the server sent them.
+    let mut bytes = 0usize;
     let key_of_last = |changes: &[Change]| match changes.last() {
         Some(Change::Insert(Row(values))) => Some(Position::Key {
             key: decoder.keys.iter().map(|&i| values[i].clone()).collect(),
@@ -513,7 +516,9 @@ async fn stream_rows(
     };
     while let Some(row) = result.next().await? {
         consumed += 1;
-        match decoder.row(row.unwrap_raw(), consumed) {
+        let cells = row.unwrap_raw();
+        bytes += cells.iter().map(cell_bytes).sum::<usize>();
+        match decoder.row(cells, consumed) {
             Outcome::Row(values) => {
                 changes.push(Change::Insert(Row(values)));
                 last_was_change = true;
@@ -526,7 +531,8 @@ async fn stream_rows(
                 last_was_change = false;
             }
         }
-        if changes.len() + rejects.len() >= batch_rows {
+        if changes.len() + rejects.len() >= batch_rows || bytes >= MAX_BATCH_BYTES {
+            bytes = 0;
             if !keyed {
                 position = Position::Record { index: consumed };
             } else if last_was_change && let Some(p) = key_of_last(&changes) {
@@ -554,6 +560,14 @@ async fn stream_rows(
     // The receiver may be gone: the chunk was read to its end all the same.
     out.send(changes, rejects, position, true).await;
     Ok(true)
+}
+
+/// About the bytes a cell took on the wire.
+fn cell_bytes(cell: &Option<mysql_async::Value>) -> usize {
+    match cell {
+        Some(mysql_async::Value::Bytes(b)) => b.len(),
+        _ => 8,
+    }
 }
 
 #[cfg(test)]

@@ -41,8 +41,11 @@ pub(super) enum Wire {
     Float4,
     Float8,
     Numeric,
-    /// text, varchar, bpchar, name, citext, enum labels: UTF-8 bytes.
+    /// text, varchar, name, citext, enum labels: UTF-8 bytes.
     Text,
+    /// bpchar (`character(n)`): UTF-8 bytes padded with spaces, which are
+    /// not part of the value (as `::text` reads it): read without them.
+    Char,
     /// Text that is a JSON document (`to_json(array)::text`): decoded as
     /// a JSON value. Encodes like `Text`.
     JsonText,
@@ -71,7 +74,7 @@ impl Wire {
                 precision: None,
                 scale: None,
             },
-            Wire::Text => DataType::TEXT,
+            Wire::Text | Wire::Char => DataType::TEXT,
             Wire::JsonText | Wire::Json | Wire::Jsonb => DataType::Json,
             Wire::Bytea => DataType::Bytes,
             Wire::Date => DataType::Date,
@@ -198,7 +201,7 @@ pub(super) fn coerce(value: &Value, wire: Wire) -> Result<Cow<'_, Value>, String
         | (Wire::Int2 | Wire::Int4 | Wire::Int8, Value::Int(_))
         | (Wire::Float4 | Wire::Float8, Value::Float(_))
         | (Wire::Numeric, Value::Decimal(_))
-        | (Wire::Text | Wire::JsonText, Value::Text(_) | Value::Json(_))
+        | (Wire::Text | Wire::Char | Wire::JsonText, Value::Text(_) | Value::Json(_))
         | (Wire::Json | Wire::Jsonb, Value::Json(_))
         | (Wire::Bytea, Value::Bytes(_))
         | (Wire::Date, Value::Date(_))
@@ -241,7 +244,9 @@ pub(super) fn coerce(value: &Value, wire: Wire) -> Result<Cow<'_, Value>, String
                 .map_err(|e| format!("not a JSON document: {e}"))?;
             Cow::Owned(Value::Json(s.clone()))
         }
-        (Wire::Text | Wire::JsonText, other) => Cow::Owned(Value::Text(other.to_text())),
+        (Wire::Text | Wire::Char | Wire::JsonText, other) => {
+            Cow::Owned(Value::Text(other.to_text()))
+        }
         // Anything else goes through the value's text form, read as the
         // column's type. What does not read that way is refused.
         (wire, other) => {
@@ -285,7 +290,7 @@ fn write_native(out: &mut Vec<u8>, value: &Value, enc: &Encoding) -> Result<(), 
         (Wire::Numeric, Value::Float(f)) if f.is_infinite() => {
             write_numeric_special(out, if *f > 0.0 { NUMERIC_PINF } else { NUMERIC_NINF })
         }
-        (Wire::Text | Wire::JsonText, Value::Text(s) | Value::Json(s)) => {
+        (Wire::Text | Wire::Char | Wire::JsonText, Value::Text(s) | Value::Json(s)) => {
             encode_text(out, s, limits)?;
         }
         (Wire::Json, Value::Json(s)) => out.extend_from_slice(s.as_bytes()),
@@ -486,6 +491,7 @@ pub(super) fn decode_value(wire: Wire, data: &[u8]) -> Result<Value, Undecodable
         Wire::Float8 => Value::Float(f64::from_be_bytes(fixed(data, "double")?)),
         Wire::Numeric => Value::Decimal(decode_numeric(data)?),
         Wire::Text => Value::Text(utf8(data)?),
+        Wire::Char => Value::Text(utf8(data)?.trim_end_matches(' ').to_string()),
         Wire::JsonText | Wire::Json => Value::Json(utf8(data)?),
         Wire::Jsonb => match data.split_first() {
             Some((1, text)) => Value::Json(utf8(text)?),
@@ -673,6 +679,8 @@ pub(super) type FieldSpan = Option<(usize, usize)>;
 pub(super) struct CopyDecoder {
     buf: Vec<u8>,
     pos: usize,
+    /// Where the tuple `next_row` found last starts in `buf`.
+    tuple_start: usize,
     header_done: bool,
     finished: bool,
     fields: usize,
@@ -684,6 +692,7 @@ impl CopyDecoder {
         CopyDecoder {
             buf: Vec::new(),
             pos: 0,
+            tuple_start: 0,
             header_done: false,
             finished: false,
             fields,
@@ -699,6 +708,7 @@ impl CopyDecoder {
             self.buf.drain(..self.pos);
             self.pos = 0;
         }
+        self.tuple_start = self.pos;
         self.buf.extend_from_slice(chunk);
     }
 
@@ -710,6 +720,11 @@ impl CopyDecoder {
     /// The buffer the spans of [`CopyDecoder::next_row`] point into.
     pub(super) fn data(&self) -> &[u8] {
         &self.buf
+    }
+
+    /// The whole tuple [`CopyDecoder::next_row`] found last, as it came.
+    pub(super) fn tuple(&self) -> &[u8] {
+        &self.buf[self.tuple_start..self.pos]
     }
 
     /// Finds the next complete tuple: fills `spans` and returns true, or
@@ -769,6 +784,7 @@ impl CopyDecoder {
             spans.push(Some((self.pos + at, self.pos + at + len)));
             at += len;
         }
+        self.tuple_start = self.pos;
         self.pos += at;
         Ok(true)
     }

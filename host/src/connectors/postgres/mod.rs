@@ -18,6 +18,7 @@ mod source;
 mod sql;
 mod target;
 mod types;
+mod wire;
 mod writer;
 
 pub(crate) use source::PostgresSource;

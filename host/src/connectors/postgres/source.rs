@@ -26,12 +26,13 @@ use super::config::PgConfig;
 use super::copy_binary::{CopyDecoder, FieldSpan, Undecodable, Wire, decode_value};
 use super::snapshot::Snapshot;
 use super::sql::{qualified, quote_ident, typed_literal};
+use super::wire::TupleDecoder;
 use crate::config::Endpoint;
-use crate::connectors::{BatchStream, READ_AHEAD_BATCHES, Source, SourceOptions};
+use crate::connectors::{BatchStream, MAX_BATCH_BYTES, READ_AHEAD_BATCHES, Source, SourceOptions};
 use crate::error::{Error, Result, ResultExt};
 use crate::model::{
     Batch, Change, Chunk, Position, Reject, RejectStage, Row, SchemaObjects, TableSchema,
-    TableSelection, Value, json::row_to_json,
+    TableSelection, Value, WireFormat, WireRows, json::row_to_json,
 };
 
 pub(crate) struct PostgresSource {
@@ -70,6 +71,32 @@ impl PostgresSource {
 }
 
 impl PostgresSource {
+    /// Reads a chunk on its own task; `wire`: rows left as tuples.
+    fn spawn_read(
+        &self,
+        table: Arc<TableSchema>,
+        chunk: Chunk,
+        resume: Position,
+        batch_rows: usize,
+        wire: bool,
+    ) -> BatchStream {
+        let (tx, rx) = mpsc::channel(READ_AHEAD_BATCHES);
+        let inner = self.inner.clone();
+        tokio::spawn(async move {
+            let read = ChunkRead {
+                resume,
+                batch_rows: batch_rows.max(1),
+                wire,
+            };
+            let result = read_chunk(&inner, table, &chunk, read, &tx).await;
+            if let Err(e) = result {
+                // The receiver may be gone (shutdown): nothing left to tell.
+                let _ = tx.send(Err(e)).await;
+            }
+        });
+        rx
+    }
+
     /// What `dmp verify`'s checksum queries run on: the pool, the schema
     /// and the place to name in errors.
     pub(super) fn checksum_session(&self) -> (&PgPool, &str, &str) {
@@ -199,16 +226,21 @@ impl Source for PostgresSource {
         resume: Position,
         batch_rows: usize,
     ) -> BatchStream {
-        let (tx, rx) = mpsc::channel(READ_AHEAD_BATCHES);
-        let inner = self.inner.clone();
-        tokio::spawn(async move {
-            let result = read_chunk(&inner, table, &chunk, resume, batch_rows.max(1), &tx).await;
-            if let Err(e) = result {
-                // The receiver may be gone (shutdown): nothing left to tell.
-                let _ = tx.send(Err(e)).await;
-            }
-        });
-        rx
+        self.spawn_read(table, chunk, resume, batch_rows, false)
+    }
+
+    async fn wire_format(&self, table: &TableSchema) -> Result<Option<WireFormat>> {
+        Ok(super::wire::format(&*self.inner.table(&table.name).await?))
+    }
+
+    fn read_chunk_wire(
+        &self,
+        table: Arc<TableSchema>,
+        chunk: Chunk,
+        resume: Position,
+        batch_rows: usize,
+    ) -> BatchStream {
+        self.spawn_read(table, chunk, resume, batch_rows, true)
     }
 
     fn read_incremental(
@@ -278,14 +310,26 @@ enum Outcome {
     Abandoned,
 }
 
+/// How a chunk is read: after where, in batches of how many rows, and
+/// whether rows stay in wire form.
+struct ChunkRead {
+    resume: Position,
+    batch_rows: usize,
+    wire: bool,
+}
+
 async fn read_chunk(
     inner: &Inner,
     schema: Arc<TableSchema>,
     chunk: &Chunk,
-    resume: Position,
-    batch_rows: usize,
+    read: ChunkRead,
     tx: &mpsc::Sender<Result<Batch>>,
 ) -> Result<()> {
+    let ChunkRead {
+        resume,
+        batch_rows,
+        wire,
+    } = read;
     let table = inner.table(&schema.name).await?;
     let planned: Vec<&str> = schema.columns.iter().map(|c| c.name.as_str()).collect();
     let current: Vec<&str> = table
@@ -333,15 +377,27 @@ async fn read_chunk(
         )
     };
     let mut conn = inner.pool.acquire().await.context(ctx)?;
+    let wire = wire
+        .then(|| super::wire::format(&table))
+        .flatten()
+        .map(|format| WireBuffer {
+            format: Arc::new(format),
+            decoder: TupleDecoder::new(&table, &schema),
+            bytes: Vec::new(),
+            rows: 0,
+            last: 0,
+        });
     let mut reader = ChunkReader {
         schema: schema.clone(),
         table: &table,
         chunk: chunk.id,
         batch_rows,
-        changes: Vec::with_capacity(batch_rows),
+        changes: Vec::with_capacity(if wire.is_some() { 0 } else { batch_rows }),
         rejects: Vec::new(),
+        wire,
         last_key: lower,
         rows: 0,
+        bytes: 0,
     };
     let mut outcome = reader.run(&mut conn, &snapshot, &sql, tx).await;
     if matches!(outcome, Err(ReadError::SnapshotLost(_))) {
@@ -458,10 +514,14 @@ struct ChunkReader<'a> {
     batch_rows: usize,
     changes: Vec<Change>,
     rejects: Vec<Reject>,
+    /// Rows kept as the server sent them (the target takes them so).
+    wire: Option<WireBuffer>,
     /// Key of the last row read (or the bound the read started after).
     last_key: Option<Vec<Value>>,
     /// Rows read by this reader, for tables without a key.
     rows: u64,
+    /// Bytes of the rows read and not yet handed on, as the server sent them.
+    bytes: usize,
 }
 
 impl ChunkReader<'_> {
@@ -493,10 +553,16 @@ impl ChunkReader<'_> {
                         self.schema.name, self.chunk, e.0
                     )))
                 })? {
-                    self.row(decoder.data(), &spans, &wires, &keys);
-                    if self.changes.len() + self.rejects.len() >= self.batch_rows
-                        && !self.send(tx, false).await
-                    {
+                    self.bytes += decoder.tuple().len();
+                    match &mut self.wire {
+                        Some(wire) => {
+                            wire.push(decoder.tuple());
+                            self.rows += 1;
+                        }
+                        None => self.row(decoder.data(), &spans, &wires, &keys),
+                    }
+                    let full = self.pending() >= self.batch_rows || self.bytes >= MAX_BATCH_BYTES;
+                    if full && !self.send(tx, false).await {
                         return Ok(Outcome::Abandoned);
                     }
                 }
@@ -543,17 +609,87 @@ impl ChunkReader<'_> {
         }
     }
 
+    /// Rows read and not yet handed on.
+    fn pending(&self) -> usize {
+        let wire = self.wire.as_ref().map_or(0, |w| w.rows);
+        self.changes.len() + self.rejects.len() + usize::try_from(wire).unwrap_or(usize::MAX)
+    }
+
     /// Hands the batch read so far on; false when nobody listens any more.
     async fn send(&mut self, tx: &mpsc::Sender<Result<Batch>>, last: bool) -> bool {
+        self.bytes = 0;
+        let wire = self.take_wire();
+        let capacity = if self.wire.is_some() {
+            0
+        } else {
+            self.batch_rows
+        };
         let batch = Batch {
             table: self.schema.clone(),
             chunk: self.chunk,
-            changes: std::mem::replace(&mut self.changes, Vec::with_capacity(self.batch_rows)),
+            changes: std::mem::replace(&mut self.changes, Vec::with_capacity(capacity)),
             rejects: std::mem::take(&mut self.rejects),
+            wire,
             position: self.position(),
             last,
         };
         tx.send(Ok(batch)).await.is_ok()
+    }
+
+    /// The tuples read so far, the last key taken from the last of them. A
+    /// key that does not decode (the row goes to the dead letters, as it
+    /// would read as values) has every tuple decoded instead.
+    fn take_wire(&mut self) -> Option<WireRows> {
+        let wire = self.wire.as_mut().filter(|w| w.rows > 0)?;
+        let bytes = std::mem::take(&mut wire.bytes);
+        let rows = std::mem::take(&mut wire.rows);
+        let format = wire.format.clone();
+        let decoder = wire.decoder.clone();
+        if !self.schema.primary_key.is_empty() {
+            match decoder.key(&bytes[wire.last..]) {
+                Some(key) => self.last_key = Some(key),
+                None => {
+                    self.rows -= rows;
+                    self.decode_tuples(&decoder, &bytes);
+                    return None;
+                }
+            }
+        }
+        Some(WireRows {
+            format,
+            bytes,
+            rows,
+            decoder,
+        })
+    }
+
+    /// Reads `tuples` as values, as if they had come so.
+    fn decode_tuples(&mut self, decoder: &TupleDecoder, tuples: &[u8]) {
+        let mut stream = CopyDecoder::new(decoder.wires.len());
+        stream.feed(super::copy_binary::header());
+        stream.feed(tuples);
+        let mut spans = Vec::with_capacity(decoder.wires.len());
+        while let Ok(true) = stream.next_row(&mut spans) {
+            self.row(stream.data(), &spans, &decoder.wires, &decoder.keys);
+        }
+    }
+}
+
+/// Tuples kept as the server sent them, for one batch.
+struct WireBuffer {
+    format: Arc<WireFormat>,
+    decoder: Arc<TupleDecoder>,
+    bytes: Vec<u8>,
+    rows: u64,
+    /// Where the last tuple starts in `bytes`.
+    last: usize,
+}
+
+impl WireBuffer {
+    fn push(&mut self, tuple: &[u8]) {
+        self.last = self.bytes.len();
+        self.bytes.extend_from_slice(tuple);
+        self.rows += 1;
     }
 }
 

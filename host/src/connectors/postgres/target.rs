@@ -30,7 +30,7 @@ use crate::connectors::{
 use crate::error::{Error, Result, ResultExt};
 use crate::model::{
     Batch, Carry, ChangeBatch, Checkpoint, Column, Dialect, SchemaObjects, TableChanges,
-    TableSchema, View,
+    TableSchema, View, WireFormat,
 };
 
 pub(crate) struct PostgresTarget {
@@ -508,8 +508,7 @@ impl PostgresTarget {
             return Ok(());
         }
         let started = std::time::Instant::now();
-        sqlx::raw_sql(AssertSqlSafe(ddl::add_primary_key(self.schema(), table)))
-            .execute(&self.pool)
+        self.build_index(&ddl::add_primary_key(self.schema(), table))
             .await
             .context(ctx)?;
         info!(
@@ -552,7 +551,28 @@ impl PostgresTarget {
     }
 }
 
+/// Index builds sort with at least this much memory (kB; the server's
+/// default is 64 MB): one sort in memory rather than runs spilled to disk.
+const INDEX_SORT_KB: i64 = 256 * 1024;
+
 impl PostgresTarget {
+    /// Runs an index build (`CREATE INDEX`, `ADD PRIMARY KEY`) with
+    /// `maintenance_work_mem` raised to `INDEX_SORT_KB`, never lowered.
+    async fn build_index(&self, sql: &str) -> std::result::Result<(), sqlx::Error> {
+        let mut txn = self.pool.begin().await?;
+        sqlx::query(
+            "SELECT set_config('maintenance_work_mem', $1::text || 'kB', true) FROM pg_settings \
+             WHERE name = 'maintenance_work_mem' AND setting::int8 < $1",
+        )
+        .bind(INDEX_SORT_KB)
+        .execute(&mut *txn)
+        .await?;
+        sqlx::raw_sql(AssertSqlSafe(sql.to_string()))
+            .execute(&mut *txn)
+            .await?;
+        txn.commit().await
+    }
+
     /// Creates a view (after what it reads) in one transaction.
     async fn create_view(&self, view: &View) -> Result<()> {
         let ctx = || format!("{}: creating view {}", self.place(), view.name);
@@ -902,6 +922,18 @@ impl Target for PostgresTarget {
         })
     }
 
+    async fn takes_wire(&self, table: &TableSchema, format: &WireFormat) -> Result<bool> {
+        let write_table = match self.cached(&table.name) {
+            Some(t) => t,
+            None => self.load(table).await?,
+        };
+        Ok(super::wire::takes(
+            format,
+            &write_table.columns,
+            &write_table.sql_types,
+        ))
+    }
+
     async fn advance_counters(&self, table: &TableSchema) -> Result<()> {
         self.advance_identities(table).await
     }
@@ -938,16 +970,13 @@ impl Target for PostgresTarget {
             let name = &index.name;
             let sql = ddl::create_index(self.schema(), &table.name, name, index);
             let started = std::time::Instant::now();
-            sqlx::raw_sql(AssertSqlSafe(sql))
-                .execute(&self.pool)
-                .await
-                .context(|| {
-                    format!(
-                        "{}: creating index {name} on table {}",
-                        self.place(),
-                        table.name
-                    )
-                })?;
+            self.build_index(&sql).await.context(|| {
+                format!(
+                    "{}: creating index {name} on table {}",
+                    self.place(),
+                    table.name
+                )
+            })?;
             info!(
                 table = table.name,
                 index = name,

@@ -95,9 +95,13 @@ pub(super) fn native(t: &PgType) -> Option<Encoding> {
             Wire::Numeric
         }
         "text" | "name" => Wire::Text,
-        "varchar" | "bpchar" => {
+        "varchar" => {
             limits.max_chars = char_typmod(t.typmod);
             Wire::Text
+        }
+        "bpchar" => {
+            limits.max_chars = char_typmod(t.typmod);
+            Wire::Char
         }
         "bytea" => Wire::Bytea,
         "json" => Wire::Json,
@@ -181,7 +185,7 @@ pub(super) fn source_type(t: &PgType) -> SourceType {
                 scale: None,
             },
         },
-        Wire::Text => DataType::Text {
+        Wire::Text | Wire::Char => DataType::Text {
             max_len: enc.limits.max_chars,
         },
         other => other.model_type(),
@@ -209,6 +213,11 @@ pub(super) fn ddl_type(column: &Column) -> String {
             format!("numeric({p},{})", scale.unwrap_or(0).min(p))
         }
         DataType::Decimal { .. } => "numeric".into(),
+        DataType::Text { max_len: Some(n) }
+            if column.fixed_length && (1..=MAX_VARCHAR).contains(&n) =>
+        {
+            format!("character({n})")
+        }
         DataType::Text { max_len: Some(n) } if (1..=MAX_VARCHAR).contains(&n) => {
             format!("varchar({n})")
         }

@@ -221,7 +221,33 @@ pub(super) async fn write(
     checkpoint: Checkpoint,
     sink: Arc<dyn RejectSink>,
 ) -> Result<u64> {
-    let ctx = || format!("writing table {} chunk {}", table.name, batch.chunk);
+    let chunk = batch.chunk;
+    let ctx = || format!("writing table {} chunk {chunk}", table.name);
+    let mut batch = batch;
+    if let Some(wire) = batch.wire.take() {
+        if super::wire::takes(&wire.format, &table.columns, &table.sql_types)
+            && batch.changes.is_empty()
+        {
+            match attempt_wire(pool, table, &wire.bytes).await {
+                Ok(txn) => {
+                    let done = Done {
+                        checkpoint: &checkpoint,
+                        refused: Vec::new(),
+                        schema: &batch.table,
+                        sink,
+                    };
+                    commit(txn, schema_name, pipeline, done, ctx).await?;
+                    return Ok(wire.rows);
+                }
+                Err(e) if is_row_error(&e) => {
+                    tracing::debug!(table = table.name, error = %e, "batch refused by the server; decoding it to find the bad rows");
+                }
+                Err(e) => return Err(e).context(ctx),
+            }
+        }
+        batch.wire = Some(wire);
+        batch.decode_wire().map_err(Error::Data)?;
+    }
     let mut refused = Vec::new();
     let (encoder, steps) = plan(table, &batch.table, &batch, &mut refused)?;
     let stream = encoder.finish();
@@ -233,7 +259,7 @@ pub(super) async fn write(
         }
         other => other,
     };
-    let (mut txn, written, bad) = outcome.context(ctx)?;
+    let (txn, written, bad) = outcome.context(ctx)?;
     for (row, error) in bad {
         refused.push(Reject {
             stage: RejectStage::Target,
@@ -242,6 +268,40 @@ pub(super) async fn write(
             position: table.position_of(row, &batch.position),
         });
     }
+    let done = Done {
+        checkpoint: &checkpoint,
+        refused,
+        schema: &batch.table,
+        sink,
+    };
+    commit(txn, schema_name, pipeline, done, ctx).await?;
+    Ok(written)
+}
+
+/// What a written batch leaves to commit with it.
+struct Done<'a> {
+    checkpoint: &'a Checkpoint,
+    /// Rows refused, for the dead letters.
+    refused: Vec<Reject>,
+    schema: &'a Arc<TableSchema>,
+    sink: Arc<dyn RejectSink>,
+}
+
+/// Records the checkpoint in the batch's transaction, hands the refused
+/// rows to the dead letters and commits.
+async fn commit(
+    mut txn: Transaction<'static, Postgres>,
+    schema_name: &str,
+    pipeline: &str,
+    done: Done<'_>,
+    ctx: impl Fn() -> String + Copy,
+) -> Result<()> {
+    let Done {
+        checkpoint,
+        refused,
+        schema,
+        sink,
+    } = done;
     let position = serde_json::to_string(&checkpoint.position).context(ctx)?;
     sqlx::query(AssertSqlSafe(upsert_checkpoint(schema_name)))
         .bind(pipeline)
@@ -256,13 +316,45 @@ pub(super) async fn write(
     if !refused.is_empty() {
         // Before the commit: a crash in between redoes the batch rather
         // than losing these rows.
-        let schema = batch.table.clone();
+        let schema = schema.clone();
         tokio::task::spawn_blocking(move || sink.reject(&schema, refused))
             .await
             .context(|| "dead-letter task".to_string())??;
     }
     txn.commit().await.context(ctx)?;
-    Ok(written)
+    Ok(())
+}
+
+/// The batch's tuples as the source sent them, in one COPY, in a
+/// transaction left open for the checkpoint.
+async fn attempt_wire(
+    pool: &PgPool,
+    table: &WriteTable,
+    tuples: &[u8],
+) -> std::result::Result<Transaction<'static, Postgres>, sqlx::Error> {
+    let mut txn = begin(pool, table).await?;
+    let parts = [header(), tuples, trailer()];
+    copy(&mut txn, &table.copy_sql, parts.into_iter()).await?;
+    Ok(txn)
+}
+
+/// A transaction for one batch: see `attempt`.
+async fn begin(
+    pool: &PgPool,
+    table: &WriteTable,
+) -> std::result::Result<Transaction<'static, Postgres>, sqlx::Error> {
+    let mut txn = pool.begin().await?;
+    // The batch and its checkpoint commit together: a commit lost in a
+    // crash (synchronous_commit = off) loses both, and the batch is redone
+    // whole from the previous checkpoint. Nothing is lost or doubled.
+    let mut settings = String::from("SET LOCAL synchronous_commit = off");
+    if table.replica {
+        settings.push_str("; SET LOCAL session_replication_role = replica");
+    }
+    sqlx::raw_sql(AssertSqlSafe(settings))
+        .execute(&mut *txn)
+        .await?;
+    Ok(txn)
 }
 
 type Attempt<'a> = (Transaction<'static, Postgres>, u64, Vec<(&'a Row, String)>);
@@ -278,17 +370,7 @@ async fn attempt<'a>(
     steps: &[Step<'a>],
     isolate: bool,
 ) -> std::result::Result<Attempt<'a>, sqlx::Error> {
-    let mut txn = pool.begin().await?;
-    // The batch and its checkpoint commit together: a commit lost in a
-    // crash (synchronous_commit = off) loses both, and the batch is redone
-    // whole from the previous checkpoint. Nothing is lost or doubled.
-    let mut settings = String::from("SET LOCAL synchronous_commit = off");
-    if table.replica {
-        settings.push_str("; SET LOCAL session_replication_role = replica");
-    }
-    sqlx::raw_sql(AssertSqlSafe(settings))
-        .execute(&mut *txn)
-        .await?;
+    let mut txn = begin(pool, table).await?;
     let conn: &mut PgConnection = &mut txn;
     let mut written = 0u64;
     let mut bad = Vec::new();
@@ -563,6 +645,7 @@ mod tests {
                 Change::Delete(row(4, 0)),
             ],
             rejects: Vec::new(),
+            wire: None,
             position: crate::model::Position::Start,
             last: true,
         };

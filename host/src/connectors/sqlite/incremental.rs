@@ -177,6 +177,7 @@ fn read_pages(
                 chunk: 0,
                 changes: page.changes,
                 rejects: page.rejects,
+                wire: None,
                 position: position.clone(),
                 last: false,
             };
@@ -193,6 +194,7 @@ fn read_pages(
         chunk: 0,
         changes: Vec::new(),
         rejects: Vec::new(),
+        wire: None,
         position,
         last: true,
     }));

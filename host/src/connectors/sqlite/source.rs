@@ -567,6 +567,7 @@ fn read_chunk(
                 chunk: chunk.id,
                 changes: std::mem::replace(&mut changes, Vec::with_capacity(batch_rows)),
                 rejects: std::mem::take(&mut rejects),
+                wire: None,
                 position: position_of(&last_key),
                 last: false,
             };
@@ -580,6 +581,7 @@ fn read_chunk(
         chunk: chunk.id,
         changes,
         rejects,
+        wire: None,
         position: position_of(&last_key),
         last: true,
     };

@@ -54,6 +54,8 @@ pub(super) async fn read_columns(
         column.data_type = mapped.data_type;
         column.nullable = nullable;
         column.enum_values = mapped.enum_values.clone();
+        column.fixed_length =
+            data_type == "char" && matches!(column.data_type, DataType::Text { .. });
         column.source_type = Some(column_type.clone());
         column.default = parse_default(
             default.as_deref(),

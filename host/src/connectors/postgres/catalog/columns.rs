@@ -7,7 +7,8 @@ use sqlx::postgres::types::Oid;
 use sqlx::{PgConnection, PgPool, Row};
 use tracing::warn;
 
-use super::super::types::{PgType, source_type};
+use super::super::copy_binary::Wire;
+use super::super::types::{PgType, Read, source_type};
 use super::SourceColumn;
 use super::defaults::constant_default;
 use crate::error::{Error, Result, ResultExt};
@@ -141,6 +142,7 @@ pub(super) async fn columns(
         column.nullable = !raw.not_null;
         column.enum_values =
             (pg_type.kind == 'e').then(|| labels.get(base_oid).cloned().unwrap_or_default());
+        column.fixed_length = mapped.read == Read::Native(Wire::Char);
         column.comment = raw.comment.clone();
         column.collation = raw.collation.clone();
         column.source_type = Some(raw.sql_type.clone());

@@ -104,6 +104,7 @@ fn native(wire: Wire, text: &str) -> Result<Value, Undecodable> {
             _ => Value::Decimal(text.parse().map_err(|_| malformed("numeric"))?),
         },
         Wire::Text => Value::Text(text.to_string()),
+        Wire::Char => Value::Text(text.trim_end_matches(' ').to_string()),
         Wire::JsonText | Wire::Json | Wire::Jsonb => Value::Json(text.to_string()),
         Wire::Bytea => Value::Bytes(
             text.strip_prefix("\\x")
