@@ -311,4 +311,23 @@ fn incremental_mariadb_to_postgres() {
         source.query("SELECT id, name FROM items WHERE deleted = 0 ORDER BY id"),
         "second run"
     );
+
+    // A column added between runs reaches the target before the rows that
+    // carry it: with its default in the rows there, set where updated.
+    source.exec(
+        "ALTER TABLE items ADD COLUMN qty int DEFAULT 5;
+         UPDATE items SET qty = 9, updated_at = '2026-03-03 00:00:00' WHERE id = 4;",
+    );
+    assert_exit(&run_dmp(dir.path(), &["run", "p.toml"]), 0);
+    let with_qty = "SELECT id, name, qty FROM items WHERE id <> 3 ORDER BY id";
+    assert_eq!(target.query(with_qty), source.query(with_qty), "third run");
+    // A rename stops the run (additive by default), naming it.
+    source.exec("ALTER TABLE items RENAME COLUMN qty TO quantity");
+    let out = run_dmp(dir.path(), &["run", "p.toml"]);
+    assert_exit(&out, 2);
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("qty") && stderr.contains("quantity"),
+        "{stderr}"
+    );
 }
