@@ -149,7 +149,10 @@ fn is_busy(e: &rusqlite::Error) -> bool {
 /// connections, a server shutting down: worth another try.
 fn postgres_transient(e: &sqlx::Error) -> bool {
     match e {
-        sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed => true,
+        // A refused certificate arrives as invalid data from the TLS
+        // layer: no retry changes it.
+        sqlx::Error::Io(io) => !is_refused_certificate(io),
+        sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed => true,
         sqlx::Error::Database(db) => db.code().is_some_and(|code| {
             matches!(
                 code.as_ref(),
@@ -172,10 +175,22 @@ fn postgres_transient(e: &sqlx::Error) -> bool {
     }
 }
 
+/// An I/O error that is the TLS layer refusing the peer (its certificate,
+/// its name), not the network failing.
+fn is_refused_certificate(e: &std::io::Error) -> bool {
+    e.kind() == std::io::ErrorKind::InvalidData
+        && e.get_ref().is_some_and(|inner| {
+            inner
+                .downcast_ref::<tokio_rustls::rustls::Error>()
+                .is_some()
+        })
+}
+
 /// Lost connections, lock wait timeouts, deadlocks, too many connections.
 fn mysql_transient(e: &mysql_async::Error) -> bool {
     match e {
-        mysql_async::Error::Io(_) => true,
+        mysql_async::Error::Io(mysql_async::IoError::Io(io)) => !is_refused_certificate(io),
+        mysql_async::Error::Io(_) => false,
         mysql_async::Error::Driver(mysql_async::DriverError::ConnectionClosed) => true,
         mysql_async::Error::Server(server) => {
             matches!(server.code, 1040 | 1053 | 1205 | 1213 | 2006 | 2013)

@@ -9,4 +9,5 @@ mod faults;
 mod fidelity;
 mod incremental;
 mod schema;
+mod tls;
 mod verify;

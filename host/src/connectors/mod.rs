@@ -13,6 +13,7 @@ mod postgres;
 mod source;
 mod sqlite;
 mod target;
+mod tls;
 
 use std::path::Path;
 use std::sync::Arc;

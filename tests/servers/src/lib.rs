@@ -52,6 +52,7 @@ mod launch;
 mod mariadb;
 mod postgres;
 mod reaper;
+mod tls;
 
 use std::sync::OnceLock;
 
@@ -59,11 +60,14 @@ pub use database::{Rows, SqlError, TestDb};
 pub use launch::StartError;
 pub use mariadb::MariadbServer;
 pub use postgres::PostgresServer;
+pub use tls::{CERT_USER, PASSWORD, PASSWORD_USER, TlsFiles};
 
 // A failed start is kept too: every test then fails at once with the same
 // message instead of each retrying a start that takes seconds.
 static POSTGRES: OnceLock<Result<PostgresServer, StartError>> = OnceLock::new();
 static MARIADB: OnceLock<Result<MariadbServer, StartError>> = OnceLock::new();
+static TLS_POSTGRES: OnceLock<Result<PostgresServer, StartError>> = OnceLock::new();
+static TLS_MARIADB: OnceLock<Result<MariadbServer, StartError>> = OnceLock::new();
 
 /// This process's PostgreSQL server, started on first call.
 ///
@@ -90,7 +94,7 @@ pub fn mariadb() -> &'static MariadbServer {
 /// # Panics
 /// As [`postgres()`].
 pub fn own_postgres() -> PostgresServer {
-    PostgresServer::launch(true)
+    PostgresServer::launch(true, false)
         .unwrap_or_else(|e| panic!("cannot start an own PostgreSQL server: {e}"))
 }
 
@@ -99,14 +103,42 @@ pub fn own_postgres() -> PostgresServer {
 /// # Panics
 /// As [`postgres()`].
 pub fn own_mariadb() -> MariadbServer {
-    MariadbServer::launch(true)
+    MariadbServer::launch(true, false)
         .unwrap_or_else(|e| panic!("cannot start an own MariaDB server: {e}"))
+}
+
+/// This process's PostgreSQL server with TLS, started on first call: its
+/// certificates come from a private CA ([`PostgresServer::tls`]); the
+/// superuser `postgres` is trusted with or without TLS, [`CERT_USER`] logs
+/// in only with its client certificate, [`PASSWORD_USER`] only with SCRAM
+/// and [`PASSWORD`]. The certificate names `localhost`, not `127.0.0.1`.
+///
+/// # Panics
+/// As [`postgres()`].
+pub fn tls_postgres() -> &'static PostgresServer {
+    TLS_POSTGRES
+        .get_or_init(|| PostgresServer::launch(false, true))
+        .as_ref()
+        .unwrap_or_else(|e| panic!("cannot start the TLS PostgreSQL server: {e}"))
+}
+
+/// This process's MariaDB server with TLS, started on first call; as
+/// [`tls_postgres()`]: `root` without TLS, [`PASSWORD_USER`] only over TLS,
+/// [`CERT_USER`] only with its client certificate.
+///
+/// # Panics
+/// As [`postgres()`].
+pub fn tls_mariadb() -> &'static MariadbServer {
+    TLS_MARIADB
+        .get_or_init(|| MariadbServer::launch(false, true))
+        .as_ref()
+        .unwrap_or_else(|e| panic!("cannot start the TLS MariaDB server: {e}"))
 }
 
 /// [`postgres()`] returning the error instead of panicking.
 pub fn try_postgres() -> Result<&'static PostgresServer, StartError> {
     POSTGRES
-        .get_or_init(|| PostgresServer::launch(false))
+        .get_or_init(|| PostgresServer::launch(false, false))
         .as_ref()
         .map_err(Clone::clone)
 }
@@ -114,7 +146,7 @@ pub fn try_postgres() -> Result<&'static PostgresServer, StartError> {
 /// [`mariadb()`] returning the error instead of panicking.
 pub fn try_mariadb() -> Result<&'static MariadbServer, StartError> {
     MARIADB
-        .get_or_init(|| MariadbServer::launch(false))
+        .get_or_init(|| MariadbServer::launch(false, false))
         .as_ref()
         .map_err(Clone::clone)
 }
@@ -126,7 +158,14 @@ pub fn shutdown() {
     if let Some(Ok(server)) = POSTGRES.get() {
         server.reaper.finish();
     }
-    if let Some(Ok(server)) = MARIADB.get() {
+    for server in [MARIADB.get(), TLS_MARIADB.get()]
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        server.reaper.finish();
+    }
+    if let Some(Ok(server)) = TLS_POSTGRES.get() {
         server.reaper.finish();
     }
 }

@@ -14,6 +14,7 @@ use crate::launch::{
     restart_on, run, server_dir, wait_until_ready,
 };
 use crate::reaper::Reaper;
+use crate::tls::{CERT_USER, PASSWORD, PASSWORD_USER, TlsFiles};
 
 /// The system user that owns the data when we run as root.
 const MARIADB_USER: &str = "mysql";
@@ -37,13 +38,14 @@ struct Launch {
     user: Option<&'static str>,
     dir: PathBuf,
     log: PathBuf,
+    tls: Option<TlsFiles>,
 }
 
 impl Launch {
     fn spawn(&self, port: u16) -> Result<Child, StartError> {
         let (stdout, stderr) = log_file(&self.log)?;
         Command::new(&self.mariadbd)
-            .args(settings(port, &self.dir, self.user))
+            .args(settings(port, &self.dir, self.user, self.tls.as_ref()))
             .stdin(Stdio::null())
             .stdout(stdout)
             .stderr(stderr)
@@ -71,6 +73,11 @@ impl MariadbServer {
     /// The server's temp dir: `data/`, `mariadbd.log`, binlogs, the socket.
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// The certificates of a TLS server ([`crate::tls_mariadb`]).
+    pub fn tls(&self) -> Option<&TlsFiles> {
+        self.launch.tls.as_ref()
     }
 
     /// A new, empty database for one test (the server's default utf8mb4).
@@ -127,7 +134,7 @@ impl MariadbServer {
     }
 
     /// Starts a server; `own` for one test alone (see [`crate::own_mariadb`]).
-    pub(crate) fn launch(own: bool) -> Result<MariadbServer, StartError> {
+    pub(crate) fn launch(own: bool, tls: bool) -> Result<MariadbServer, StartError> {
         let sbin = [Path::new("/usr/sbin")];
         let mariadbd = find_binary("mariadbd", &[], &sbin)?;
         let install_db = find_binary("mariadb-install-db", &[], &[Path::new("/usr/bin")])?;
@@ -173,11 +180,17 @@ impl MariadbServer {
             "--skip-name-resolve",
         ]))?;
 
+        let tls = if tls {
+            Some(TlsFiles::generate(&dir, user)?)
+        } else {
+            None
+        };
         let launch = Launch {
             mariadbd,
             user,
             log: dir.join("mariadbd.log"),
             dir: dir.clone(),
+            tls,
         };
         for _ in 0..PORT_ATTEMPTS {
             let port = free_port()?;
@@ -192,6 +205,19 @@ impl MariadbServer {
             reaper.adopt(server, (!own).then_some("mariadbd"));
             match started? {
                 Started::Ready => {
+                    if launch.tls.is_some() {
+                        // TLS users: one with a password over TLS, one with
+                        // a client certificate the CA signed.
+                        let users = format!(
+                            "CREATE USER {PASSWORD_USER}@'%' IDENTIFIED BY '{PASSWORD}' REQUIRE SSL;
+                             GRANT ALL ON *.* TO {PASSWORD_USER}@'%';
+                             CREATE USER {CERT_USER}@'%' REQUIRE SUBJECT '/CN={CERT_USER}';
+                             GRANT ALL ON *.* TO {CERT_USER}@'%';"
+                        );
+                        client
+                            .run("", &users, false)
+                            .map_err(|e| StartError(format!("creating the TLS users: {e}")))?;
+                    }
                     return Ok(MariadbServer {
                         port,
                         dir,
@@ -223,7 +249,7 @@ impl Drop for MariadbServer {
 const STOP_TIMEOUT: Duration = Duration::from_secs(90);
 
 /// mariadbd's options; `--no-defaults` first (it must be).
-fn settings(port: u16, dir: &Path, user: Option<&str>) -> Vec<String> {
+fn settings(port: u16, dir: &Path, user: Option<&str>, tls: Option<&TlsFiles>) -> Vec<String> {
     let path = |name: &str| dir.join(name).display().to_string();
     let mut settings = vec![
         "--no-defaults".to_owned(),
@@ -258,6 +284,13 @@ fn settings(port: u16, dir: &Path, user: Option<&str>) -> Vec<String> {
         // connector rather than the disk.
         "--innodb-buffer-pool-size=1G".to_owned(),
     ];
+    if let Some(files) = tls {
+        settings.extend([
+            format!("--ssl-cert={}", files.server_cert().display()),
+            format!("--ssl-key={}", files.server_key().display()),
+            format!("--ssl-ca={}", files.ca().display()),
+        ]);
+    }
     if let Some(user) = user {
         // Root only: mariadbd then switches to this user.
         settings.insert(2, format!("--user={user}"));

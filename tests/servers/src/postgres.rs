@@ -13,6 +13,7 @@ use crate::launch::{
     log_file, restart_on, run, server_dir, wait_until_ready,
 };
 use crate::reaper::Reaper;
+use crate::tls::{CERT_USER, PASSWORD, PASSWORD_USER, TlsFiles};
 
 /// Where Debian's postgresql-15 puts the server programs.
 const PG_BIN_DIR: &str = "/usr/lib/postgresql/15/bin";
@@ -33,6 +34,21 @@ pub struct PostgresServer {
     pub(crate) reaper: Reaper,
 }
 
+/// `pg_hba.conf` of a TLS server: [`CERT_USER`] only with its client
+/// certificate, [`PASSWORD_USER`] only with SCRAM, everyone else trusted
+/// (with or without TLS) as on the plain servers.
+const TLS_HBA: &str = "\
+local all all trust
+hostssl all dmp_cert 127.0.0.1/32 cert
+hostssl replication dmp_cert 127.0.0.1/32 cert
+host all dmp_cert 127.0.0.1/32 reject
+host replication dmp_cert 127.0.0.1/32 reject
+host all dmp_password 127.0.0.1/32 scram-sha-256
+host replication dmp_password 127.0.0.1/32 scram-sha-256
+host all all 127.0.0.1/32 trust
+host replication all 127.0.0.1/32 trust
+";
+
 /// How the server process is run, again after a stop.
 struct Launch {
     postgres: PathBuf,
@@ -41,6 +57,7 @@ struct Launch {
     dir: PathBuf,
     data: PathBuf,
     log: PathBuf,
+    tls: Option<TlsFiles>,
 }
 
 impl Launch {
@@ -49,7 +66,7 @@ impl Launch {
         command_as(self.user, &self.postgres)?
             .arg("-D")
             .arg(&self.data)
-            .args(settings(port, &self.dir))
+            .args(settings(port, &self.dir, self.tls.as_ref()))
             .stdin(Stdio::null())
             .stdout(stdout)
             .stderr(stderr)
@@ -78,6 +95,11 @@ impl PostgresServer {
     /// The server's temp dir: `data/`, `postgres.log`, the unix socket.
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// The certificates of a TLS server ([`crate::tls_postgres`]).
+    pub fn tls(&self) -> Option<&TlsFiles> {
+        self.launch.tls.as_ref()
     }
 
     /// A new, empty database for one test (UTF8, from `template1`).
@@ -142,8 +164,9 @@ impl PostgresServer {
         }
     }
 
-    /// Starts a server; `own` for one test alone (see [`crate::own_postgres`]).
-    pub(crate) fn launch(own: bool) -> Result<PostgresServer, StartError> {
+    /// Starts a server; `own` for one test alone (see [`crate::own_postgres`]);
+    /// `tls` with certificates of a private CA and users who must use them.
+    pub(crate) fn launch(own: bool, tls: bool) -> Result<PostgresServer, StartError> {
         let initdb = find_binary("initdb", &[Path::new(PG_BIN_DIR)], &[])?;
         // The server programs of the same installation as initdb.
         let bin_dir = initdb.parent().unwrap_or(Path::new("/")).to_path_buf();
@@ -176,6 +199,12 @@ impl PostgresServer {
                 "--locale=C.UTF-8",
             ])
             .arg("--no-sync"))?;
+        let tls = if tls {
+            write_hba(&data.join("pg_hba.conf"))?;
+            Some(TlsFiles::generate(&dir, user)?)
+        } else {
+            None
+        };
 
         let launch = Launch {
             postgres,
@@ -184,6 +213,7 @@ impl PostgresServer {
             log: dir.join("postgres.log"),
             dir: dir.clone(),
             data,
+            tls,
         };
         for _ in 0..PORT_ATTEMPTS {
             let port = free_port()?;
@@ -201,6 +231,15 @@ impl PostgresServer {
             reaper.adopt(server, (user.is_none() && !own).then_some("postgres"));
             match started? {
                 Started::Ready => {
+                    if launch.tls.is_some() {
+                        let roles = format!(
+                            "CREATE ROLE {CERT_USER} LOGIN SUPERUSER REPLICATION;
+                             CREATE ROLE {PASSWORD_USER} LOGIN SUPERUSER REPLICATION PASSWORD '{PASSWORD}';"
+                        );
+                        client
+                            .run("postgres", &roles, false)
+                            .map_err(|e| StartError(format!("creating the TLS users: {e}")))?;
+                    }
                     return Ok(PostgresServer {
                         port,
                         dir,
@@ -231,8 +270,22 @@ impl Drop for PostgresServer {
 /// How long a clean shutdown may take.
 const STOP_TIMEOUT: Duration = Duration::from_secs(90);
 
+/// Replaces initdb's `pg_hba.conf` (its owner stays).
+fn write_hba(path: &Path) -> Result<(), StartError> {
+    std::fs::write(path, TLS_HBA).map_err(|e| StartError(format!("{}: {e}", path.display())))
+}
+
 /// The server's settings, as `-c` options.
-fn settings(port: u16, socket_dir: &Path) -> Vec<String> {
+fn settings(port: u16, socket_dir: &Path, tls: Option<&TlsFiles>) -> Vec<String> {
+    let tls = tls.map(|files| {
+        [
+            "ssl=on".to_owned(),
+            format!("ssl_cert_file={}", files.server_cert().display()),
+            format!("ssl_key_file={}", files.server_key().display()),
+            // Client certificates are checked against the same CA.
+            format!("ssl_ca_file={}", files.ca().display()),
+        ]
+    });
     [
         "listen_addresses=127.0.0.1".to_owned(),
         format!("port={port}"),
@@ -249,6 +302,7 @@ fn settings(port: u16, socket_dir: &Path) -> Vec<String> {
         "full_page_writes=off".to_owned(),
     ]
     .into_iter()
+    .chain(tls.into_iter().flatten())
     .flat_map(|setting| ["-c".to_owned(), setting])
     .collect()
 }

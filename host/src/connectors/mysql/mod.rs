@@ -18,6 +18,7 @@ mod snapshot;
 mod source;
 mod sql;
 mod target;
+mod tls_probe;
 mod types;
 mod writer;
 

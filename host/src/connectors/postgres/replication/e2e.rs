@@ -1,7 +1,8 @@
-//! A hand-run check of the whole change source against a real server
-//! (`DMP_TEST_PG_URL`, wal_level=logical): `cargo test -p dmp --lib
-//! replication::e2e -- --ignored --nocapture`. The integration suite
-//! covers pipelines end to end; this one looks at the events themselves.
+//! The whole change source against real servers started by
+//! `dmp-test-servers`: the stream check runs over TLS (verify-full, a SCRAM
+//! user), and so do the replication sessions of `connects_as_configured`.
+//! The integration suite covers pipelines end to end; this one looks at
+//! the events themselves (`--nocapture` shows them).
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -16,8 +17,17 @@ use crate::connectors::{
 };
 use crate::model::{Change, Chunk, Position, Row, TableSchema, TableSelection, Value};
 
-fn base_url() -> Option<String> {
-    std::env::var("DMP_TEST_PG_URL").ok()
+/// The TLS server's maintenance database as the SCRAM user, verify-full.
+fn tls_url() -> String {
+    let server = dmp_test_servers::tls_postgres();
+    let ca = server.tls().expect("a TLS server").ca();
+    format!(
+        "postgres://{}:{}@localhost:{}/postgres?sslmode=verify-full&sslrootcert={}",
+        dmp_test_servers::PASSWORD_USER,
+        dmp_test_servers::PASSWORD,
+        server.port(),
+        ca.display()
+    )
 }
 
 fn db_url(base: &str, db: &str) -> String {
@@ -180,12 +190,8 @@ fn commits(events: &[StreamEvent]) -> Vec<Position> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs DMP_TEST_PG_URL (wal_level=logical)"]
 async fn stream_against_a_real_server() {
-    let Some(base) = base_url() else {
-        eprintln!("DMP_TEST_PG_URL is not set");
-        return;
-    };
+    let base = tls_url();
     let _ = tracing_subscriber::fmt()
         .with_env_filter("dmp=info")
         .with_test_writer()
@@ -330,10 +336,12 @@ async fn stream_against_a_real_server() {
         "the slot confirms what the engine confirmed"
     );
 
-    // Heartbeat: idle, while WAL moves elsewhere.
+    // Heartbeat: idle, while WAL moves elsewhere (another schema: the
+    // publication of a superuser's stream covers the whole of this one,
+    // so a new table here would be streamed).
     sql(
         &mut conn,
-        "CREATE TABLE other (x int); INSERT INTO other VALUES (1)",
+        "CREATE SCHEMA elsewhere; CREATE TABLE elsewhere.other (x int); INSERT INTO elsewhere.other VALUES (1)",
     )
     .await;
     let beat = tokio::time::timeout(Duration::from_secs(15), feed.events.recv())
@@ -364,7 +372,19 @@ async fn stream_against_a_real_server() {
     // Binary mode: only columns with binary decoders.
     tokio::time::sleep(Duration::from_millis(300)).await;
     let plain = vec![schemas[index("plain")].clone()];
-    let mut binary = changes.open(plain.clone(), confirm.clone()).await.unwrap();
+    // The same slot, for a pipeline that selects only `plain` (else the
+    // other tables of the publication arrive as tables to stream too).
+    let plain_changes = source
+        .changes(&ChangeOptions {
+            selection: TableSelection::new(&["plain".to_string()], &[]).expect("selection"),
+            ..options("PgCdc e2e", Duration::from_secs(1))
+        })
+        .expect("changes")
+        .expect("a change source");
+    let mut binary = plain_changes
+        .open(plain.clone(), confirm.clone())
+        .await
+        .expect("feed");
     let events = collect(&mut binary, 2).await;
     show(&plain, &events);
     let plain_now = read_table(&*fresh, &plain[0]).await;
@@ -437,51 +457,54 @@ async fn stream_against_a_real_server() {
     );
 }
 
-/// How fast the reader decodes a backlog (no target), in binary and in
-/// text mode: `cargo test -p dmp --lib replication::e2e::backlog --
-/// --ignored --nocapture`.
+/// The reader decodes a backlog (no target) in binary and in text mode,
+/// and says how fast: `cargo test -p dmp --lib replication::e2e::backlog
+/// -- --nocapture`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs DMP_TEST_PG_URL (wal_level=logical)"]
 async fn backlog_throughput() {
-    let Some(base) = base_url() else {
-        return;
-    };
-    let mut conn = setup(&base, "pgcdc_e2e_backlog").await;
-    sql(
-        &mut conn,
-        "CREATE TABLE bench (id int PRIMARY KEY, v int, t text, ts timestamptz, n numeric, arr int[]);
-         INSERT INTO bench SELECT g, 0, 'row ' || g, now(), g * 1.25, '{1,2}' FROM generate_series(1, 20000) g;",
-    )
-    .await;
-    let endpoint = Endpoint::new(
-        &db_url(&base, "pgcdc_e2e_backlog"),
-        Path::new("."),
-        "e2e source.url",
-    )
-    .unwrap();
-    let source = open_source(&endpoint, SourceOptions { readers: 1 }).unwrap();
-    let selection = TableSelection::new(&["bench".to_string()], &[]).unwrap();
-    let whole = Arc::new(source.discover(&selection).await.unwrap().remove(0));
-    // Without the array column every value has a binary decoder.
-    let mut natives = (*whole).clone();
-    natives.columns.retain(|c| c.name != "arr");
-    let changes = source
-        .changes(&options("PgCdc e2e backlog", Duration::from_secs(10)))
-        .unwrap()
-        .unwrap();
-    let from = changes
-        .current_position(std::slice::from_ref(&whole))
-        .await
-        .unwrap();
-    for _ in 0..5 {
-        sql(&mut conn, "UPDATE bench SET v = v + 1, ts = now()").await;
-    }
-    for (label, table) in [("binary", Arc::new(natives)), ("text", whole)] {
-        let mut feed = changes.open(vec![table], from.clone()).await.unwrap();
+    let base = dmp_test_servers::postgres().url();
+    // An array column has no binary decoder: that table streams in text.
+    for (label, array) in [("binary", ""), ("text", ", arr int[] DEFAULT '{1,2}'")] {
+        let db = format!("pgcdc_e2e_backlog_{label}");
+        let mut conn = setup(&base, &db).await;
+        sql(
+            &mut conn,
+            &format!(
+                "CREATE TABLE bench (id int PRIMARY KEY, v int, t text, ts timestamptz, n numeric{array});
+                 INSERT INTO bench SELECT g, 0, 'row ' || g, now(), g * 1.25 FROM generate_series(1, 20000) g;"
+            ),
+        )
+        .await;
+        let endpoint =
+            Endpoint::new(&db_url(&base, &db), Path::new("."), "e2e source.url").expect("endpoint");
+        let source = open_source(&endpoint, SourceOptions { readers: 1 }).expect("source");
+        let selection = TableSelection::new(&["bench".to_string()], &[]).expect("selection");
+        let table = Arc::new(
+            source
+                .discover(&selection)
+                .await
+                .expect("discover")
+                .remove(0),
+        );
+        let changes = source
+            .changes(&options(
+                &format!("PgCdc e2e backlog {label}"),
+                Duration::from_secs(10),
+            ))
+            .expect("changes")
+            .expect("a change source");
+        let from = changes
+            .current_position(std::slice::from_ref(&table))
+            .await
+            .expect("position");
+        for _ in 0..5 {
+            sql(&mut conn, "UPDATE bench SET v = v + 1, ts = now()").await;
+        }
+        let mut feed = changes.open(vec![table], from).await.expect("feed");
         let started = std::time::Instant::now();
         let mut count = 0;
         while count < 100_000 {
-            match feed.events.recv().await.unwrap().unwrap() {
+            match feed.events.recv().await.expect("open").expect("event") {
                 StreamEvent::Change { .. } => count += 1,
                 StreamEvent::Reject { reject, .. } => panic!("{reject:?}"),
                 _ => {}
@@ -494,29 +517,92 @@ async fn backlog_throughput() {
         );
         drop(feed);
         tokio::time::sleep(Duration::from_millis(300)).await;
+        changes.drop_stream().await.expect("drop the slot");
     }
-    changes.drop_stream().await.unwrap();
 }
 
-/// Replication sessions over the URLs of `PGCDC_URLS` (space separated):
-/// TLS modes and password methods of a server set up for it.
+/// Replication sessions (the hand-written client, not sqlx) in each TLS
+/// mode and login method of the TLS server: what must connect does, what
+/// must be refused is, and says why.
 #[tokio::test]
-#[ignore = "needs PGCDC_URLS"]
 async fn connects_as_configured() {
-    let Ok(urls) = std::env::var("PGCDC_URLS") else {
-        return;
-    };
-    for url in urls.split_whitespace() {
-        let endpoint = Endpoint::new(url, Path::new("."), "url").unwrap();
-        let config = super::super::config::PgConfig::parse(&endpoint).unwrap();
+    let server = dmp_test_servers::tls_postgres();
+    let tls = server.tls().expect("a TLS server");
+    let port = server.port();
+    let (ca, other) = (
+        tls.ca().display().to_string(),
+        tls.other_ca().display().to_string(),
+    );
+    let (cert, key) = (
+        tls.client_cert().display().to_string(),
+        tls.client_key().display().to_string(),
+    );
+    let (user, password) = (dmp_test_servers::PASSWORD_USER, dmp_test_servers::PASSWORD);
+    let cert_user = dmp_test_servers::CERT_USER;
+    let cases: Vec<(String, Option<&str>)> = vec![
+        (
+            format!(
+                "postgres://{user}:{password}@localhost:{port}/postgres?sslmode=verify-full&sslrootcert={ca}"
+            ),
+            None,
+        ),
+        (
+            format!(
+                "postgres://{user}:{password}@127.0.0.1:{port}/postgres?sslmode=verify-ca&sslrootcert={ca}"
+            ),
+            None,
+        ),
+        (
+            format!("postgres://{user}:{password}@127.0.0.1:{port}/postgres?sslmode=require"),
+            None,
+        ),
+        (
+            format!(
+                "postgres://{cert_user}@localhost:{port}/postgres?sslmode=verify-full&sslrootcert={ca}&sslcert={cert}&sslkey={key}"
+            ),
+            None,
+        ),
+        (
+            format!(
+                "postgres://{user}:{password}@localhost:{port}/postgres?sslmode=verify-full&sslrootcert={other}"
+            ),
+            Some("UnknownIssuer"),
+        ),
+        (
+            format!(
+                "postgres://{user}:{password}@127.0.0.1:{port}/postgres?sslmode=verify-full&sslrootcert={ca}"
+            ),
+            Some("not valid for name"),
+        ),
+        (
+            format!(
+                "postgres://{cert_user}@localhost:{port}/postgres?sslmode=verify-full&sslrootcert={ca}"
+            ),
+            Some("certificate"),
+        ),
+        (
+            format!(
+                "postgres://{user}:wrong@localhost:{port}/postgres?sslmode=verify-full&sslrootcert={ca}"
+            ),
+            Some("password authentication failed"),
+        ),
+    ];
+    for (url, refused) in cases {
+        let endpoint = Endpoint::new(&url, Path::new("."), "url").expect("endpoint");
+        let config = super::super::config::PgConfig::parse(&endpoint).expect("parses");
         let outcome = match super::protocol::Connection::connect(&config.url).await {
             Ok(mut conn) => {
                 let rows = conn.simple_query("IDENTIFY_SYSTEM").await;
                 conn.terminate().await;
-                format!("ok {rows:?}")
+                rows.map(|_| ()).map_err(|e| e.to_string())
             }
-            Err(e) => format!("error: {e}"),
+            Err(e) => Err(e.to_string()),
         };
-        println!("{url}\n  -> {outcome}");
+        match (refused, outcome) {
+            (None, Ok(())) => {}
+            (Some(why), Err(e)) => assert!(e.contains(why), "{url}: expected `{why}` in `{e}`"),
+            (None, Err(e)) => panic!("{url} was refused: {e}"),
+            (Some(why), Ok(())) => panic!("{url} connected; expected a refusal ({why})"),
+        }
     }
 }

@@ -37,6 +37,13 @@ const SESSION: &[(&str, &str)] = &[
     ("idle_in_transaction_session_timeout", "0"),
 ];
 
+/// The largest message a server sends before the session is authenticated
+/// (authentication requests, errors, parameters are a few hundred bytes).
+const MAX_STARTUP_MESSAGE: usize = 1 << 20;
+/// The largest message after it: a walsender's messages are built in one
+/// buffer, which PostgreSQL caps at 1 GB.
+const MAX_MESSAGE: usize = 1 << 30;
+
 /// One backend message: its tag and body.
 struct Frame {
     tag: u8,
@@ -54,6 +61,9 @@ pub(super) struct Connection {
     server_version: u32,
     /// The walsender's process id.
     pid: i32,
+    /// The largest message length accepted now: a server may announce up
+    /// to 4 GB, and nothing is reserved for more than this.
+    max_message: usize,
 }
 
 impl Connection {
@@ -65,6 +75,7 @@ impl Connection {
             output: BytesMut::with_capacity(1024),
             server_version: 0,
             pid: 0,
+            max_message: MAX_STARTUP_MESSAGE,
         };
         conn.startup(url).await?;
         debug!(
@@ -89,9 +100,13 @@ impl Connection {
             ("database", url.database.as_str()),
         ];
         params.extend_from_slice(SESSION);
+        if let Some(options) = &url.server_options {
+            params.push(("options", options.as_str()));
+        }
         frontend::startup_message(params, &mut self.output)?;
         self.flush().await?;
         self.authenticate(url).await?;
+        self.max_message = MAX_MESSAGE;
         loop {
             let frame = self.read_frame().await?;
             match frame.tag {
@@ -119,6 +134,10 @@ impl Connection {
             })
         };
         let mut scram: Option<ScramSha256> = None;
+        // The server's SCRAM signature proves it knows the password; a
+        // server that says "ok" before it (or without it, once SCRAM began)
+        // may be anyone in the middle.
+        let mut server_proven = false;
         loop {
             let frame = self.read_frame().await?;
             match frame.tag {
@@ -135,6 +154,11 @@ impl Connection {
                 return Err(protocol("a truncated authentication request"));
             }
             match body.get_i32() {
+                0 if scram.is_some() && !server_proven => {
+                    return Err(sqlx::Error::Tls(
+                        "the server accepted the SCRAM login without proving that it knows the password (no server signature): refusing the session".into(),
+                    ));
+                }
                 0 => return Ok(()),
                 3 => frontend::password_message(password()?.as_bytes(), &mut self.output)?,
                 5 => {
@@ -190,9 +214,15 @@ impl Connection {
                     let client = scram
                         .as_mut()
                         .ok_or_else(|| protocol("a SASL outcome before SASL started"))?;
-                    client
-                        .finish(&body)
-                        .map_err(|e| protocol(format!("SCRAM exchange: {e}")))?;
+                    client.finish(&body).map_err(|e| {
+                        sqlx::Error::Tls(
+                            format!(
+                                "the server's SCRAM signature is wrong ({e}): refusing the session"
+                            )
+                            .into(),
+                        )
+                    })?;
+                    server_proven = true;
                     continue;
                 }
                 other => {
@@ -317,8 +347,11 @@ impl Connection {
                     self.input[4],
                 ]);
                 let len = usize::try_from(len).unwrap_or(usize::MAX);
-                if len < 4 {
-                    return Err(protocol(format!("a message length of {len}")));
+                if len < 4 || len > self.max_message {
+                    return Err(protocol(format!(
+                        "a message length of {len} (at most {} here)",
+                        self.max_message
+                    )));
                 }
                 if self.input.len() > len {
                     let mut frame = self.input.split_to(len + 1).freeze();
@@ -326,7 +359,9 @@ impl Connection {
                     frame.advance(5);
                     return Ok(Frame { tag, body: frame });
                 }
-                self.input.reserve(len + 1 - self.input.len());
+                // Grown as the bytes arrive, not as announced.
+                self.input
+                    .reserve((len + 1 - self.input.len()).min(MAX_STARTUP_MESSAGE));
             }
             if self.input.capacity() - self.input.len() < 8 * 1024 {
                 self.input.reserve(64 * 1024);
@@ -430,5 +465,94 @@ mod tests {
         assert_eq!(row, vec![Some("s1".into()), None, Some("0/1946198".into())]);
         body.truncate(body.len() - 1);
         assert!(data_row(Bytes::from(body)).is_err());
+    }
+
+    /// A fake server's side of one session: what it answers after the
+    /// startup message and after each message of the client.
+    enum Script {
+        /// Offers SCRAM, then says "ok" without the server signature.
+        OkWithoutProof,
+        /// Runs SCRAM with a wrong server signature.
+        WrongSignature,
+        /// Announces a 4 GB message right after the startup.
+        HugeMessage,
+    }
+
+    async fn read_message(socket: &mut tokio::net::TcpStream, tagged: bool) -> Vec<u8> {
+        if tagged {
+            socket.read_u8().await.expect("tag");
+        }
+        let len = socket.read_u32().await.expect("length");
+        let mut body = vec![0; usize::try_from(len).expect("length") - 4];
+        socket.read_exact(&mut body).await.expect("body");
+        body
+    }
+
+    fn auth(code: i32, data: &[u8]) -> Vec<u8> {
+        let mut message = vec![b'R'];
+        let len = u32::try_from(8 + data.len()).expect("length");
+        message.extend(len.to_be_bytes());
+        message.extend(code.to_be_bytes());
+        message.extend(data);
+        message
+    }
+
+    async fn fake_server(script: Script) -> u16 {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let port = listener.local_addr().expect("address").port();
+        tokio::spawn(async move {
+            let (mut socket, _) = listener.accept().await.expect("accept");
+            read_message(&mut socket, false).await;
+            if let Script::HugeMessage = script {
+                let _ = socket.write_all(&[b'R', 0xff, 0xff, 0xff, 0xff]).await;
+                let _ = socket.write_all(&[0; 64]).await;
+                return;
+            }
+            let _ = socket.write_all(&auth(10, b"SCRAM-SHA-256\0\0")).await;
+            let first = read_message(&mut socket, true).await;
+            if let Script::OkWithoutProof = script {
+                let _ = socket.write_all(&auth(0, b"")).await;
+                return;
+            }
+            // client-first-message: "n,,n=,r=NONCE" after the mechanism
+            // name and a length.
+            let text = String::from_utf8_lossy(&first).into_owned();
+            let nonce = text.rsplit("r=").next().expect("nonce").to_string();
+            let server_first = format!("r={nonce}server,s=c2FsdHNhbHQ=,i=4096");
+            let _ = socket.write_all(&auth(11, server_first.as_bytes())).await;
+            read_message(&mut socket, true).await;
+            let bogus = "v=AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=";
+            let _ = socket.write_all(&auth(12, bogus.as_bytes())).await;
+            let _ = socket.write_all(&auth(0, b"")).await;
+        });
+        port
+    }
+
+    async fn connect_to(script: Script) -> sqlx::Error {
+        let port = fake_server(script).await;
+        let url = format!("postgres://u:secret@127.0.0.1:{port}/db?sslmode=disable");
+        let url =
+            super::super::super::config::parse_url(&url, std::path::Path::new("."), &|_| None)
+                .expect("url");
+        match Connection::connect(&url).await {
+            Ok(_) => panic!("the fake server was accepted"),
+            Err(e) => e,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_server_must_prove_it_knows_the_password() {
+        let err = connect_to(Script::OkWithoutProof).await.to_string();
+        assert!(err.contains("without proving"), "{err}");
+        let err = connect_to(Script::WrongSignature).await.to_string();
+        assert!(err.contains("signature is wrong"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn announced_lengths_are_capped() {
+        let err = connect_to(Script::HugeMessage).await.to_string();
+        assert!(err.contains("message length of 4294967295"), "{err}");
     }
 }
