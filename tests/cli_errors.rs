@@ -112,6 +112,89 @@ fn run_from_the_command_line_without_a_file() {
     assert_eq!(csv, "tag,n\ndup,1\ndup,1\ndup,1\n\\N,\\N\nx,2\n");
 }
 
+/// Passwords do not leak on the rare paths: a TOML syntax error on the
+/// URL's line, a mistyped URL, a command-line URL (which takes `${VAR}`
+/// and `${file:PATH}` so that no password need be on the command line).
+#[test]
+fn passwords_stay_hidden_on_every_error_path() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    create_every_type_db(&dir.path().join("source.db"));
+    pipeline(
+        dir.path(),
+        "syntax.toml",
+        "[source]\nurl = \"postgres://app:hunter2@db/shop\n[target]\nurl = \"sqlite://t.db\"\n",
+    );
+    let out = run_dmp(dir.path(), &["run", "syntax.toml"]);
+    assert_exit(&out, 2);
+    let err = text(&out.stderr);
+    assert!(err.contains("syntax.toml: line 2"), "{err}");
+    assert!(!err.contains("hunter2"), "{err}");
+    pipeline(
+        dir.path(),
+        "secret.toml",
+        "[source]\nurl = \"sqlite://source.db\"\n[target]\nurl = \"sqlite://t.db\"\n[[transform]]\nplugin = \"p.wasm\"\nconfig = { password = \"hunter2\", salt = 5, }\n",
+    );
+    let out = run_dmp(dir.path(), &["run", "secret.toml"]);
+    assert_exit(&out, 2);
+    let err = text(&out.stderr);
+    assert!(!err.contains("hunter2"), "{err}");
+
+    pipeline(
+        dir.path(),
+        "typo.toml",
+        "[source]\nurl = \"postgres:/app:hunter2@db/shop\"\n[target]\nurl = \"sqlite://t.db\"\n",
+    );
+    let out = run_dmp(dir.path(), &["run", "typo.toml"]);
+    assert_exit(&out, 2);
+    let err = text(&out.stderr);
+    assert!(err.contains("typo.toml:2 source.url"), "{err}");
+    assert!(!err.contains("hunter2"), "{err}");
+
+    // The command line: a variable and a secret file; the same pipeline
+    // name (its checkpoints) whatever the password.
+    std::fs::write(dir.path().join("db.name"), "source.db\n").expect("secret file");
+    let out = crate::support::dmp(dir.path())
+        .env("OUT_DIR_NAME", "out")
+        .args([
+            "run",
+            "--source",
+            "sqlite://${file:db.name}",
+            "--target",
+            "file://${OUT_DIR_NAME}?format=csv",
+            "--tables",
+            "no_pk",
+        ])
+        .output()
+        .expect("dmp starts");
+    assert_exit(&out, 0);
+    assert!(dir.path().join("out/no_pk.csv").exists());
+    let names: Vec<String> = ["hunter2", "other-password"]
+        .iter()
+        .map(|password| {
+            let out = run_dmp(
+                dir.path(),
+                &[
+                    "run",
+                    "--source",
+                    &format!("postgres://app:{password}@127.0.0.1:1/shop?sslmode=disable"),
+                    "--target",
+                    "sqlite://t.db",
+                ],
+            );
+            let err = text(&out.stderr);
+            assert!(!err.contains(password), "{err}");
+            err.split("cli-")
+                .nth(1)
+                .map(|rest| rest.chars().take(16).collect())
+                .unwrap_or_default()
+        })
+        .collect();
+    assert_eq!(
+        names[0], names[1],
+        "the pipeline's name depends on the password"
+    );
+}
+
 /// One pipeline file per kind of mistake: each is refused with exit code 2
 /// and a message naming the file, the line and the key, before anything is
 /// written.

@@ -122,35 +122,124 @@ fn percent_decode(text: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// Hides the password of `user:password@host` and of `password=` options.
+/// Hides the password of `user:password@host` and of `password=` options,
+/// also in a mistyped URL (`postgres:/user:pw@host`, `user:pw@host`):
+/// everything after the first `:` of the user part goes, which may hide
+/// more than the password but never less.
 pub fn mask_url(url: &str) -> String {
-    let (prefix, rest) = match url.split_once("://") {
-        Some((scheme, rest)) => (format!("{scheme}://"), rest),
-        None => (String::new(), url),
+    let (base, query) = match url.split_once('?') {
+        Some((base, query)) => (base, Some(query)),
+        None => (url, None),
     };
-    let mut out = url.to_string();
-    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
-    let authority = &rest[..authority_end];
-    if let Some(at) = authority.rfind('@')
-        && let Some((user, _)) = authority[..at].split_once(':')
-    {
-        out = format!("{prefix}{user}:***{}", &rest[at..]);
-    }
-    if let Some((base, query)) = out.clone().split_once('?') {
+    let mut out = mask_userinfo(base);
+    if let Some(query) = query {
         let masked: Vec<String> = query
             .split('&')
             .map(|pair| match pair.split_once('=') {
-                Some((k, _))
-                    if k.to_ascii_lowercase().contains("pass")
-                        || k.eq_ignore_ascii_case("secret") =>
-                {
-                    format!("{k}=***")
-                }
+                Some((k, _)) if is_secret_key(k) => format!("{k}=***"),
                 _ => pair.to_string(),
             })
             .collect();
-        out = format!("{base}?{}", masked.join("&"));
+        out = format!("{out}?{}", masked.join("&"));
     }
+    out
+}
+
+/// `scheme://user:secret@rest` → `scheme://user:***@rest`, for any number
+/// of slashes (or none) after the scheme.
+fn mask_userinfo(base: &str) -> String {
+    let Some(at) = base.rfind('@') else {
+        return base.to_string();
+    };
+    // The user part starts after the scheme's `:` and slashes, if any.
+    let start = match base[..at].find("://") {
+        Some(i) => i + 3,
+        None => match base[..at].find(":/") {
+            Some(i) => i + 1 + base[i + 1..at].chars().take_while(|c| *c == '/').count(),
+            None => 0,
+        },
+    };
+    match base[start..at].find(':') {
+        Some(colon) => format!("{}:***{}", &base[..start + colon], &base[at..]),
+        None => base.to_string(),
+    }
+}
+
+/// `password = "x"`, `token: x`, `"secret"="x"` → the value as `***`.
+fn mask_assignments(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(i) = rest.find(['=', ':']) {
+        let (before, after) = (&rest[..i], &rest[i + 1..]);
+        out.push_str(before);
+        out.push_str(&rest[i..=i]);
+        let key: String = before
+            .trim_end()
+            .trim_end_matches(['"', '\''])
+            .chars()
+            .rev()
+            .take_while(|c| c.is_alphanumeric() || matches!(c, '_' | '-'))
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .collect();
+        if key.is_empty() || !is_secret_key(&key) || after.starts_with("//") {
+            rest = after;
+            continue;
+        }
+        let spaces = after.len() - after.trim_start().len();
+        out.push_str(&after[..spaces]);
+        let value = &after[spaces..];
+        let end = match value.chars().next() {
+            Some(quote @ ('"' | '\'')) => value[1..].find(quote).map_or(value.len(), |e| e + 2),
+            _ => value
+                .find([',', '}', ']', ' ', '&', ';'])
+                .unwrap_or(value.len()),
+        };
+        let quoted = value.starts_with(['"', '\'']) && end >= 2;
+        if quoted {
+            out.push_str(&value[..1]);
+            out.push_str("***");
+            out.push_str(&value[end - 1..end]);
+        } else if end > 0 {
+            out.push_str("***");
+        }
+        rest = &value[end..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Whether an option or setting of this name holds a secret.
+pub(super) fn is_secret_key(key: &str) -> bool {
+    let key = key.to_ascii_lowercase();
+    key.contains("pass") || key.contains("secret") || key.contains("token")
+}
+
+/// Masks every URL-like word of a free text (an error of another
+/// library, a line of a file that may quote the input): words with `@` or
+/// a secret option, and the value of every `secret_key = value`.
+pub fn mask_secrets(text: &str) -> String {
+    let text = mask_assignments(text);
+    let mut out = String::with_capacity(text.len());
+    let mut word = String::new();
+    let flush = |word: &mut String, out: &mut String| {
+        if word.contains('@') || word.contains('=') {
+            out.push_str(&mask_url(word));
+        } else {
+            out.push_str(word);
+        }
+        word.clear();
+    };
+    for c in text.chars() {
+        if c.is_whitespace() || matches!(c, '"' | '\'' | '`' | '<' | '>' | ',' | ';') {
+            flush(&mut word, &mut out);
+            out.push(c);
+        } else {
+            word.push(c);
+        }
+    }
+    flush(&mut word, &mut out);
     out
 }
 
@@ -173,6 +262,42 @@ mod tests {
         assert!(!format!("{e} {e:?}").contains("hunter2"));
         let err = Endpoint::new("u:hunter2@h/db", Path::new("."), "here").unwrap_err();
         assert!(!err.to_string().contains("hunter2"));
+    }
+
+    #[test]
+    fn mistyped_urls_hide_their_password_too() {
+        for typo in [
+            "postgres:/user:hunter2@host/db",
+            "postgres:user:hunter2@host/db",
+            "postgres//user:hunter2@host/db",
+            "user:hunter2@host/db",
+            "postgres://user:hun/ter2@host/db",
+            "postgres://user:hunter2@host/db?sslmode=require&password=hunter2",
+        ] {
+            let masked = mask_url(typo);
+            assert!(
+                !masked.contains("hunter2") && !masked.contains("ter2"),
+                "{typo} -> {masked}"
+            );
+            let shown = match Endpoint::new(typo, Path::new("."), "here") {
+                Ok(endpoint) => format!("{endpoint} {endpoint:?}"),
+                Err(e) => e.to_string(),
+            };
+            assert!(!shown.contains("hunter2"), "{shown}");
+        }
+        assert_eq!(
+            mask_url("postgres:/user:pw@host/db"),
+            "postgres:/user:***@host/db"
+        );
+        let text = "invalid type: string \"postgres://u:hunter2@h/db\", expected an integer";
+        assert_eq!(
+            mask_secrets(text),
+            "invalid type: string \"postgres://u:***@h/db\", expected an integer"
+        );
+        assert_eq!(
+            mask_secrets("config = { password = \"hunter2\", salt = 5, api_token: t0k }"),
+            "config = { password = \"***\", salt = 5, api_token: *** }"
+        );
     }
 
     #[test]

@@ -272,6 +272,8 @@ fn default_state() -> Spanned<String> {
 struct Places<'a> {
     file: &'a Path,
     text: &'a str,
+    /// The file's folder: relative secret files are read from there.
+    base_dir: &'a Path,
 }
 
 impl Places<'_> {
@@ -288,19 +290,52 @@ impl Places<'_> {
 
     fn string(&self, s: &Spanned<String>, key: &str) -> Result<(String, String)> {
         let place = self.at(s.span(), key);
-        Ok((interpolate(s.get_ref(), &place)?, place))
+        Ok((interpolate(s.get_ref(), &place, self.base_dir)?, place))
     }
 }
 
+/// A TOML error as `file: line L, column C: message`, then the line. toml's
+/// own display quotes the line as written, which may hold a password in
+/// plain text: here URLs and secret keys' values are masked, in the line
+/// and in the message (which may quote a value).
+fn syntax_error(e: &toml::de::Error, text: &str, path: &Path) -> Error {
+    let message = super::mask_secrets(e.message().trim_end());
+    let Some(span) = e.span() else {
+        return Error::Config(format!("{}: {message}", path.display()));
+    };
+    let before = &text[..span.start.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    let shown = text
+        .lines()
+        .nth(line - 1)
+        .map_or_else(String::new, |written| {
+            let masked = match written.split_once('=') {
+                Some((key, _)) if super::endpoint::is_secret_key(key.trim()) => {
+                    format!("{} = ***", key.trim_end())
+                }
+                _ => super::mask_secrets(written),
+            };
+            format!("\n  {line} | {masked}")
+        });
+    Error::Config(format!(
+        "{}: line {line}, column {column}: {message}{shown}",
+        path.display()
+    ))
+}
+
 pub(super) fn parse(text: &str, path: &Path) -> Result<Pipeline> {
-    let file: PipelineFile = toml::from_str(text)
-        .map_err(|e| Error::Config(format!("{}: {}", path.display(), e.to_string().trim_end())))?;
-    let places = Places { file: path, text };
+    let file: PipelineFile = toml::from_str(text).map_err(|e| syntax_error(&e, text, path))?;
     let base_dir = path.parent().unwrap_or(Path::new("."));
     let base_dir = if base_dir.as_os_str().is_empty() {
         Path::new(".")
     } else {
         base_dir
+    };
+    let places = Places {
+        file: path,
+        text,
+        base_dir,
     };
 
     let (source_url, place) = places.string(&file.source.url, "source.url")?;
@@ -336,7 +371,7 @@ pub(super) fn parse(text: &str, path: &Path) -> Result<Pipeline> {
         let place = places.at(spanned.span(), &format!("transform[{i}]"));
         let mut t = spanned.get_ref().clone();
         t.place.clone_from(&place);
-        let plugin = interpolate(&t.plugin, &format!("{place}.plugin"))?;
+        let plugin = interpolate(&t.plugin, &format!("{place}.plugin"), base_dir)?;
         t.plugin = crate::connectors::resolve_path(base_dir, &plugin)
             .to_string_lossy()
             .into_owned();
@@ -346,7 +381,7 @@ pub(super) fn parse(text: &str, path: &Path) -> Result<Pipeline> {
             )));
         }
         for value in t.config.values_mut() {
-            *value = interpolate(value, &format!("{place}.config"))?;
+            *value = interpolate(value, &format!("{place}.config"), base_dir)?;
         }
         TableSelection::new(&t.tables, &[])
             .map_err(|e| Error::Config(format!("{place}.tables: {e}")))?;

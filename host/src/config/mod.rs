@@ -11,7 +11,7 @@ mod schedule;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-pub use endpoint::{Endpoint, mask_url};
+pub use endpoint::{Endpoint, mask_secrets, mask_url};
 pub use file::{OnError, RunMode, TransformSection};
 pub use retry::RetryPolicy;
 
@@ -179,11 +179,15 @@ impl Pipeline {
     pub fn from_urls(source: &str, target: &str, tables: &[String]) -> Result<Pipeline> {
         let cwd = std::env::current_dir()
             .map_err(|e| Error::Config(format!("cannot read the current folder: {e}")))?;
-        let source = Endpoint::new(source, &cwd, "--source")?;
-        let target = Endpoint::new(target, &cwd, "--target")?;
+        let source = interpolate::interpolate(source, "--source", &cwd)?;
+        let target = interpolate::interpolate(target, "--target", &cwd)?;
+        let source = Endpoint::new(&source, &cwd, "--source")?;
+        let target = Endpoint::new(&target, &cwd, "--target")?;
+        // Named from the URLs without their secrets: the name is shown and
+        // stored, and a hash of a password can be reversed offline.
         let name = format!(
             "cli-{:016x}",
-            fnv1a(format!("{}\n{}", source.expose_url(), target.expose_url()).as_bytes())
+            fnv1a(format!("{source}\n{target}").as_bytes())
         );
         Ok(Pipeline {
             name,
