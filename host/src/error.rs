@@ -102,7 +102,10 @@ impl Error {
             let (said, next) = match cause.downcast_ref::<sqlx::Error>() {
                 // Its source is the same database error again.
                 Some(sqlx::Error::Database(db)) => (database_message(&**db), None),
-                _ => (cause.to_string(), cause.source()),
+                _ => match cause.downcast_ref::<mysql_async::Error>() {
+                    Some(e) => mysql_message(e),
+                    None => (cause.to_string(), cause.source()),
+                },
             };
             if !said.is_empty() && !text.ends_with(&said) {
                 text.push_str(": ");
@@ -123,6 +126,19 @@ impl Error {
             Error::Mysql { source, .. } if mysql_transient(source) => ErrorKind::Transient,
             _ => ErrorKind::Fatal,
         }
+    }
+}
+
+/// mysql_async's own words once: its display wraps each layer in a prefix
+/// ("Input/output error: Input/output error: …") and its sources repeat
+/// the server's error.
+fn mysql_message(e: &mysql_async::Error) -> (String, Option<&(dyn std::error::Error + 'static)>) {
+    match e {
+        mysql_async::Error::Server(server) => (server.to_string(), None),
+        mysql_async::Error::Io(mysql_async::IoError::Io(io)) => (io.to_string(), None),
+        mysql_async::Error::Io(other) => (other.to_string(), None),
+        mysql_async::Error::Driver(driver) => (driver.to_string(), None),
+        other => (other.to_string(), std::error::Error::source(other)),
     }
 }
 
