@@ -8,6 +8,7 @@ mod bad_input;
 mod cli_errors;
 mod crash;
 mod dlq;
+mod file_safety;
 mod round_trip;
 mod sql;
 mod state_store;

@@ -23,6 +23,7 @@ pub use changes::{
     TableEvent,
 };
 pub use checksum::{BucketSum, ChecksumQuery, Checksums, CompareColumn};
+pub use file::UnsafePath;
 pub use names::{CONSTRAINTS, NameRules, NameScope, RELATIONS, TakenName};
 pub use source::{BatchStream, MAX_BATCH_BYTES, READ_AHEAD_BATCHES, Source};
 pub use target::{IfExists, RejectSink, Start, Target};

@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use tokio::sync::mpsc;
 
 use super::options::{FileOptions, Format};
-use super::{csv_format, jsonl_format, parquet_format, schema_file};
+use super::{csv_format, jsonl_format, parquet_format, schema_file, table_file};
 use crate::config::Endpoint;
 use crate::connectors::{BatchStream, READ_AHEAD_BATCHES, Source};
 use crate::error::{Error, Result, ResultExt};
@@ -58,8 +58,9 @@ impl FileSource {
             if name.starts_with('.') || !entry.file_type().context(ctx)?.is_file() {
                 continue;
             }
-            if let Some(table) = self.options.format.matches(&name) {
-                tables.push((table.to_string(), entry.path()));
+            // A target wrote the table's name encoded (`table_file`).
+            if let Some(stem) = self.options.format.matches(&name) {
+                tables.push((table_file::decode(stem).into_owned(), entry.path()));
             }
         }
         tables.sort();
@@ -74,14 +75,15 @@ impl FileSource {
             .map(|(_, path)| path)
             .ok_or_else(|| {
                 Error::Config(format!(
-                    "table {table}: its file is gone from {}",
+                    "table {}: its file is gone from {}",
+                    crate::model::printable(table),
                     self.options.dir.display()
                 ))
             })
     }
 
     fn schema_of(&self, table: &str, path: &std::path::Path) -> Result<TableSchema> {
-        if let Some(mut declared) = schema_file::read(&self.options.schema_path(table))? {
+        if let Some(mut declared) = schema_file::read(&self.options.schema_path(table)?)? {
             declared.name = table.to_string();
             return Ok(declared);
         }
