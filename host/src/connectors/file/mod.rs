@@ -3,6 +3,7 @@
 //! schema (targets write one, so a round trip keeps every type); without it,
 //! CSV and JSON Lines types are inferred from a sample.
 
+mod bounded;
 mod change_log;
 mod csv_format;
 mod folder;

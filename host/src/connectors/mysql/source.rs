@@ -20,7 +20,7 @@ use super::snapshot::Snapshot;
 use super::sql::quote;
 use super::types::{Decoded, ReadAs, Wire, decode};
 use crate::config::Endpoint;
-use crate::connectors::{BatchStream, MAX_BATCH_BYTES, READ_AHEAD_BATCHES, Source, SourceOptions};
+use crate::connectors::{BatchStream, READ_AHEAD_BATCHES, ReadLimits, Source, SourceOptions};
 use crate::error::{Error, Result, ResultExt};
 use crate::model::{
     Batch, Change, Chunk, Position, Reject, RejectStage, Row, SchemaObjects, TableSchema,
@@ -41,10 +41,16 @@ struct Inner {
     reads: Mutex<HashMap<String, Arc<HashMap<String, ReadColumn>>>>,
     /// (table, column) pairs already warned about zero dates.
     zero_dates: Mutex<HashSet<(String, String)>>,
+    /// `[run] batch_bytes`: where batches end besides their row count.
+    limits: ReadLimits,
 }
 
 impl MysqlSource {
-    pub(crate) fn open(endpoint: &Endpoint, options: SourceOptions) -> Result<Self> {
+    pub(crate) fn open(
+        endpoint: &Endpoint,
+        options: SourceOptions,
+        limits: ReadLimits,
+    ) -> Result<Self> {
         Ok(MysqlSource {
             inner: Arc::new(Inner {
                 config: MysqlConfig::parse(endpoint)?,
@@ -53,6 +59,7 @@ impl MysqlSource {
                 snapshot: OnceCell::new(),
                 reads: Mutex::new(HashMap::new()),
                 zero_dates: Mutex::new(HashSet::new()),
+                limits,
             }),
         })
     }
@@ -431,6 +438,7 @@ async fn read_chunk(
         table,
         chunk: chunk.id,
         batch_rows,
+        limits: inner.limits,
         tx,
     };
     let snapshot = inner.snapshot().await?;
@@ -456,6 +464,7 @@ struct BatchOut<'a> {
     table: &'a Arc<TableSchema>,
     chunk: u32,
     batch_rows: usize,
+    limits: ReadLimits,
     tx: &'a mpsc::Sender<Result<Batch>>,
 }
 
@@ -530,7 +539,10 @@ async fn stream_rows(
                 last_was_change = false;
             }
         }
-        if changes.len() + rejects.len() >= batch_rows || bytes >= MAX_BATCH_BYTES {
+        if out
+            .limits
+            .batch_full(changes.len() + rejects.len(), batch_rows, bytes)
+        {
             bytes = 0;
             if !keyed {
                 position = Position::Record { index: consumed };
