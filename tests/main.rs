@@ -12,4 +12,5 @@ mod file_safety;
 mod round_trip;
 mod sql;
 mod state_store;
+mod terminal;
 mod transform;

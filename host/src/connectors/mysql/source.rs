@@ -210,7 +210,7 @@ impl Source for MysqlSource {
     ) -> BatchStream {
         let (tx, rx) = mpsc::channel(READ_AHEAD_BATCHES);
         let inner = self.inner.clone();
-        let span = tracing::debug_span!("mysql read", table = table.name, chunk = chunk.id);
+        let span = tracing::debug_span!("mysql read", table = %crate::model::printable(&table.name), chunk = chunk.id);
         tokio::spawn(
             async move {
                 if let Err(e) =
