@@ -216,3 +216,81 @@ fn rows_mariadb_refuses_are_named_by_table_column_and_key() {
     assert_refused(&refused, 4, &["'label'", "cannot be null"]);
     assert_refused(&refused, 5, &["Duplicate entry 'c1'", "'code'"]);
 }
+
+/// A folder `in` holding `file`, and a pipeline `p.toml` reading it (as
+/// `format`) into SQLite with `max_value_bytes = 4096`.
+fn bounded_file_pipeline(dir: &Path, file: &str, body: &[u8], format: &str) {
+    let input = dir.join("in");
+    std::fs::create_dir(&input).expect("mkdir");
+    std::fs::write(input.join(file), body).expect("input file");
+    pipeline(
+        dir,
+        "p.toml",
+        &format!(
+            "[source]\nurl = \"file://in?format={format}\"\n[target]\nurl = \"sqlite://out.db\"\n[run]\nmax_value_bytes = 4096\nbatch_rows = 500\n"
+        ),
+    );
+}
+
+/// Runs `p.toml`, expecting one refusal, of record `index`, naming
+/// `place` and saying `why`; returns the excerpt kept as its row, checked
+/// to be 1 KiB long whatever the record's size.
+fn the_one_oversized_record(dir: &Path, index: u64, place: &str, why: &str) -> String {
+    let out = run_dmp(dir, &["run", "p.toml"]);
+    assert_exit(&out, 1);
+    let refused = dlq_shown(dir, "p.toml");
+    assert_eq!(refused.len(), 1, "{refused:#?}");
+    assert_letter(&refused, index, place, why);
+    let excerpt = refused[0]["row"].as_str().expect("excerpt");
+    assert_eq!(excerpt.len(), 1024);
+    excerpt.to_string()
+}
+
+#[test]
+fn a_csv_quote_left_open_is_refused_at_max_value_bytes_and_the_rows_after_it_load() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut csv = String::from("id,v\n1,one\n2,two\n3,\"never closed\n");
+    for i in 4..=20_000 {
+        csv.push_str(&format!("{i},row {i}\n"));
+    }
+    bounded_file_pipeline(dir.path(), "t.csv", csv.as_bytes(), "csv");
+    // Only an excerpt is kept, not the 200 KiB the quote runs over.
+    let excerpt = the_one_oversized_record(
+        dir.path(),
+        3,
+        "t.csv line 4",
+        "longer than max_value_bytes (4096); its first 1024 bytes are kept",
+    );
+    assert!(
+        excerpt.starts_with("3,\"never closed\n4,row 4\n"),
+        "{excerpt}"
+    );
+    let loaded = ids(&dir.path().join("out.db"), "t");
+    assert_eq!(loaded.len(), 19_999);
+    assert_eq!(loaded[..3], [1, 2, 4]);
+}
+
+#[test]
+fn a_json_line_longer_than_max_value_bytes_is_refused_with_an_excerpt() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut jsonl = String::new();
+    for i in 1..=1000 {
+        if i == 500 {
+            let huge = "y".repeat(1 << 20);
+            jsonl.push_str(&format!("{{\"id\":{i},\"v\":\"{huge}\"}}\n"));
+        } else {
+            jsonl.push_str(&format!("{{\"id\":{i},\"v\":\"row {i}\"}}\n"));
+        }
+    }
+    bounded_file_pipeline(dir.path(), "t.jsonl", jsonl.as_bytes(), "jsonl");
+    let excerpt = the_one_oversized_record(
+        dir.path(),
+        500,
+        "t.jsonl line 500",
+        "a record of 1048593 bytes, longer than max_value_bytes (4096)",
+    );
+    assert!(excerpt.starts_with("{\"id\":500,\"v\":\"yyy"), "{excerpt}");
+    let loaded = ids(&dir.path().join("out.db"), "t");
+    assert_eq!(loaded.len(), 999);
+    assert!(!loaded.contains(&500));
+}

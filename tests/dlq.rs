@@ -372,3 +372,38 @@ fn rows_of_batches_a_later_plugin_failed_on_are_kept_as_the_source_had_them() {
     );
     assert!(dlq_shown(dir.path(), "p.toml").is_empty());
 }
+
+#[test]
+fn a_row_with_json_nested_200_deep_keeps_its_text_in_the_dead_letters() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let source = postgres().create_database("dlq_deep_source");
+    let target = postgres().create_database("dlq_deep_target");
+    // serde_json holds documents up to 128 levels deep.
+    let deep = format!("{}1{}", "[".repeat(200), "]".repeat(200));
+    source.exec(&format!(
+        "CREATE TABLE docs (id integer PRIMARY KEY, doc jsonb);
+         INSERT INTO docs VALUES (1, '[1]'), (2, '{deep}'), (3, '{{\"a\": 3}}');"
+    ));
+    target.exec(
+        "CREATE TABLE docs (id integer PRIMARY KEY, doc jsonb, CONSTRAINT not_two CHECK (id <> 2))",
+    );
+    let body = sql_pipeline(&source.url, &target.url, "")
+        .replace("[run]", "if_exists = \"truncate\"\n[run]");
+    pipeline(dir.path(), "p.toml", &body);
+    let out = run_dmp(dir.path(), &["run", "p.toml"]);
+    assert_exit(&out, 1);
+    assert_eq!(target.scalar("SELECT count(*) FROM docs"), "2");
+
+    let letters = dlq_shown(dir.path(), "p.toml");
+    assert_eq!(letters.len(), 1, "{letters:?}");
+    // Kept as its text: PostgreSQL prints jsonb arrays without spaces.
+    let kept = letters[0]["row"].as_str().unwrap_or_default();
+    assert_eq!(kept, format!("{{\"id\":2,\"doc\":{deep}}}"), "{letters:?}");
+    let listed = run_dmp(dir.path(), &["dlq", "list", "p.toml"]);
+    assert_exit(&listed, 0);
+    assert!(
+        text(&listed.stdout).contains("docs"),
+        "{}",
+        text(&listed.stdout)
+    );
+}

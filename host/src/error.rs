@@ -29,6 +29,9 @@ pub enum Error {
     /// any row moves.
     #[error("{0}")]
     Plugin(String),
+    /// A file path DMP will not write: outside the output folder, or a link.
+    #[error(transparent)]
+    UnsafePath(#[from] crate::connectors::UnsafePath),
     #[error("interrupted; run the same command again to resume")]
     Interrupted,
     #[error("{context}")]

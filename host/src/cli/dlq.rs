@@ -13,6 +13,7 @@ use crate::config::Pipeline;
 use crate::connectors::open_pipeline;
 use crate::engine::{ReplayOptions, ReplaySummary, Shutdown, replay};
 use crate::error::{Error, Result};
+use crate::model::printable;
 use crate::state::{DeadLetter, StateStore};
 
 #[derive(Debug, Subcommand)]
@@ -91,11 +92,15 @@ pub(super) async fn dlq(command: DlqCommand) -> Result<u8> {
             } else if groups.is_empty() {
                 println!("pipeline {}: no dead-letter rows", pipeline.name);
             } else {
-                println!("pipeline {}: dead-letter rows", pipeline.name);
+                println!("pipeline {}: dead-letter rows", printable(&pipeline.name));
                 for g in &groups {
                     println!(
                         "  {:24} {:9} {:>8} rows  e.g. ({}×) {}",
-                        g.table, g.stage, g.rows, g.top_error_rows, g.top_error
+                        printable(&g.table),
+                        g.stage,
+                        g.rows,
+                        g.top_error_rows,
+                        printable(&g.top_error)
                     );
                 }
             }
@@ -118,7 +123,13 @@ pub(super) async fn dlq(command: DlqCommand) -> Result<u8> {
                 } else {
                     println!(
                         "#{} {} ({}, {}) at {}: {}\n    {}",
-                        d.id, d.table, d.stage, d.created_at, d.position, d.error, d.row
+                        d.id,
+                        printable(&d.table),
+                        d.stage,
+                        d.created_at,
+                        d.position,
+                        printable(&d.error),
+                        d.row
                     );
                     if !d.plugins.is_empty() {
                         println!("    plugins: {}", d.plugins);
@@ -183,10 +194,12 @@ fn print_replay(summary: &ReplaySummary) {
     for t in &summary.tables {
         println!(
             "  {:24} replayed {:>8}  still failing {:>8}",
-            t.table, t.replayed, t.still_failing
+            printable(&t.table),
+            t.replayed,
+            t.still_failing
         );
         for error in &t.errors {
-            println!("      {error}");
+            println!("      {}", printable(error));
         }
     }
     if summary.still_failing > 0 {

@@ -4,6 +4,7 @@
 mod cdc;
 mod demo;
 mod dlq;
+mod log_lines;
 mod plan;
 mod plugin;
 mod progress;
@@ -102,7 +103,8 @@ pub fn main() -> ExitCode {
     match outcome {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
-            eprintln!("error: {}", e.report());
+            // Errors quote names from the source: shown escaped.
+            eprintln!("error: {}", crate::model::printable(&e.report()));
             ExitCode::from(match e.kind() {
                 ErrorKind::Config => EXIT_CONFIG,
                 ErrorKind::Data => EXIT_DATA,
@@ -123,7 +125,9 @@ fn init_logging(verbose: u8, interactive: bool) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(log_lines::OneLineStderr {
+            colours: interactive,
+        })
         .with_ansi(interactive)
         .with_target(false)
         .try_init();

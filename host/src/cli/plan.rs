@@ -6,7 +6,7 @@ use crate::config::Pipeline;
 use crate::connectors::open_pipeline;
 use crate::engine;
 use crate::error::{Result, ResultExt};
-use crate::model::{Assessed, Status};
+use crate::model::{Assessed, Status, printable};
 
 pub(super) async fn plan(path: &Path, json: bool) -> Result<()> {
     let pipeline = Pipeline::load(path)?;
@@ -20,7 +20,9 @@ pub(super) async fn plan(path: &Path, json: bool) -> Result<()> {
     }
     println!(
         "pipeline {}: {} → {}",
-        report.pipeline, report.source, report.target
+        printable(&report.pipeline),
+        printable(&report.source),
+        printable(&report.target)
     );
     println!(
         "mode full, batch {} rows, chunk {} rows, parallelism {}",
@@ -30,38 +32,33 @@ pub(super) async fn plan(path: &Path, json: bool) -> Result<()> {
         println!();
         println!(
             "table {}  ~{} rows in {} chunk(s)  primary key ({})",
-            table.name,
+            printable(&table.name),
             table.estimated_rows,
             table.chunks,
-            table.primary_key.join(", ")
+            printable(&table.primary_key.join(", "))
         );
         if !table.transforms.is_empty() {
-            println!("  transforms: {}", table.transforms.join(" → "));
+            println!("  transforms: {}", printable(&table.transforms.join(" → ")));
             let source: Vec<String> = table
                 .source_columns
                 .iter()
-                .map(|c| format!("{} {}", c.name, c.model_type))
+                .map(|c| format!("{} {}", printable(&c.name), c.model_type))
                 .collect();
             println!("  source columns: {}", source.join(", "));
             println!("  after transforms:");
         }
-        let width = table
-            .columns
-            .iter()
-            .map(|c| c.name.chars().count())
-            .max()
-            .unwrap_or(0);
-        for c in &table.columns {
+        let names: Vec<_> = table.columns.iter().map(|c| printable(&c.name)).collect();
+        let width = names.iter().map(|n| n.chars().count()).max().unwrap_or(0);
+        for (c, name) in table.columns.iter().zip(&names) {
             println!(
-                "  {:width$}  {:16} → {}{}",
-                c.name,
+                "  {name:width$}  {:16} → {}{}",
                 c.model_type,
-                c.target_type,
+                printable(&c.target_type),
                 if c.nullable { "" } else { " NOT NULL" }
             );
         }
         for index in &table.indexes {
-            println!("  index {index}");
+            println!("  index {}", printable(index));
         }
     }
     if report.tables.is_empty() {
@@ -91,9 +88,10 @@ fn print_assessment(assessment: &[Assessed]) {
                 format!(": {}", a.detail)
             };
             println!(
-                "  {:11}  {:17}  {name}{detail}",
+                "  {:11}  {:17}  {}",
                 status.as_str(),
-                a.kind.as_str()
+                a.kind.as_str(),
+                printable(&format!("{name}{detail}"))
             );
         }
     }

@@ -129,7 +129,7 @@ async fn bars(progress: Arc<Progress>, mut stopped: oneshot::Receiver<()>) {
             let (bar, speed) = shown.entry(table.name.clone()).or_insert_with(|| {
                 let bar = multi.add(ProgressBar::new(table.total()));
                 bar.set_style(style.clone());
-                bar.set_prefix(table.name.clone());
+                bar.set_prefix(crate::model::printable(&table.name).into_owned());
                 (bar, Speed::default())
             });
             if bar.is_finished() {

@@ -11,6 +11,7 @@ use crate::config::{Pipeline, Schedule, Scope};
 use crate::connectors::open_pipeline;
 use crate::engine::{self, Progress, RunSummary, Shutdown};
 use crate::error::{Error, ErrorKind, Result};
+use crate::model::printable;
 use crate::state::StateStore;
 
 #[derive(Debug, Args)]
@@ -197,18 +198,19 @@ pub(super) fn print_summary(summary: &RunSummary, json: bool) {
     let secs = summary.elapsed.as_secs_f64().max(1e-9);
     println!(
         "pipeline {}: run {}{} done in {:.2}s",
-        summary.pipeline,
+        printable(&summary.pipeline),
         summary.run,
         if summary.resumed { " (resumed)" } else { "" },
         secs
     );
     for table in &summary.tables {
+        let name = printable(&table.name);
         if table.written == table.rows {
-            println!("  {:24} {:>10} rows", table.name, table.rows);
+            println!("  {name:24} {:>10} rows", table.rows);
         } else {
             println!(
-                "  {:24} {:>10} rows read, {} written",
-                table.name, table.rows, table.written
+                "  {name:24} {:>10} rows read, {} written",
+                table.rows, table.written
             );
         }
     }

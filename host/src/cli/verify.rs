@@ -109,7 +109,10 @@ fn print_report(report: &VerifyReport) {
         .sample_percent
         .map(|p| format!(" (sample of {p}% of the key space)"))
         .unwrap_or_default();
-    println!("verify {}{sample}", report.pipeline);
+    println!(
+        "verify {}{sample}",
+        crate::model::printable(&report.pipeline)
+    );
     for table in &report.tables {
         print_table(table);
     }
@@ -136,9 +139,9 @@ fn print_report(report: &VerifyReport) {
 fn print_table(t: &TableReport) {
     let f = &t.findings;
     let name = if t.table == t.target_table {
-        t.table.clone()
+        crate::model::printable(&t.table).into_owned()
     } else {
-        format!("{} → {}", t.table, t.target_table)
+        crate::model::printable(&format!("{} → {}", t.table, t.target_table)).into_owned()
     };
     match t.status {
         TableStatus::MissingInTarget => {
@@ -212,7 +215,7 @@ fn print_table(t: &TableReport) {
                     .map(|c| {
                         format!(
                             "{}: source {}, target {}",
-                            c.column,
+                            crate::model::printable(&c.column),
                             shown(c.source.as_deref()),
                             shown(c.target.as_deref())
                         )

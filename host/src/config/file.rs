@@ -7,6 +7,7 @@ use std::path::Path;
 use serde::Deserialize;
 use toml::Spanned;
 
+use super::byte_size::ByteSize;
 use super::interpolate::interpolate;
 use super::{
     CdcSettings, DEFAULT_BATCH_ROWS, DEFAULT_CHUNK_ROWS, DEFAULT_HEARTBEAT, DEFAULT_STATE,
@@ -192,9 +193,19 @@ struct RunSection {
     #[serde(default = "default_mode")]
     mode: Spanned<RunMode>,
     /// Rows per batch (one target transaction); a batch also ends at
-    /// `MAX_BATCH_BYTES` of source rows. Default: 50000.
+    /// `batch_bytes` of source rows. Default: 50000.
     #[serde(default = "default_batch_rows")]
     batch_rows: Spanned<usize>,
+    /// Bytes of source rows a batch holds at most, whatever `batch_rows`
+    /// says; it also bounds what readers hold ready ahead of the writer (two
+    /// batches a chunk being copied). A number of bytes or a size such as
+    /// `"64MiB"`. Default: `default_batch_bytes()`, 64 MiB.
+    batch_bytes: Option<Spanned<ByteSize>>,
+    /// The longest single record a file reader takes (a CSV record, a JSON
+    /// Lines line); a longer one is dead-lettered with its file, line and
+    /// first KiB, and the reader goes on with the next. A number of bytes or
+    /// a size. Default: `default_max_value_bytes()`, 256 MiB.
+    max_value_bytes: Option<Spanned<ByteSize>>,
     /// Rows per snapshot chunk (the unit of parallelism). Default: 250000.
     #[serde(default = "default_chunk_rows")]
     chunk_rows: Spanned<u64>,
@@ -239,6 +250,8 @@ impl Default for RunSection {
         RunSection {
             mode: default_mode(),
             batch_rows: default_batch_rows(),
+            batch_bytes: None,
+            max_value_bytes: None,
             chunk_rows: default_chunk_rows(),
             parallelism: default_parallelism(),
             on_error: OnError::default(),
@@ -414,6 +427,23 @@ pub(super) fn parse(text: &str, path: &Path) -> Result<Pipeline> {
         run.parallelism.span(),
         "run.parallelism",
     )?;
+    let size = |value: &Option<Spanned<ByteSize>>, key: &str, default: usize| match value {
+        Some(size) => size
+            .get_ref()
+            .bytes()
+            .map_err(|e| Error::Config(format!("{}: {e}", places.at(size.span(), key)))),
+        None => Ok(default),
+    };
+    let batch_bytes = size(
+        &run.batch_bytes,
+        "run.batch_bytes",
+        super::default_batch_bytes(),
+    )?;
+    let max_value_bytes = size(
+        &run.max_value_bytes,
+        "run.max_value_bytes",
+        super::default_max_value_bytes(),
+    )?;
     let (state, _) = places.string(&run.state, "run.state")?;
     let name = match &file.pipeline.name {
         Some(name) => {
@@ -531,6 +561,8 @@ pub(super) fn parse(text: &str, path: &Path) -> Result<Pipeline> {
         transforms,
         mode,
         batch_rows: *run.batch_rows.get_ref(),
+        batch_bytes,
+        max_value_bytes,
         chunk_rows: *run.chunk_rows.get_ref(),
         parallelism: *run.parallelism.get_ref(),
         on_error: run.on_error,
@@ -562,6 +594,8 @@ mod tests {
         .unwrap();
         assert_eq!(p.name, "p");
         assert_eq!(p.batch_rows, 50_000);
+        assert_eq!(p.batch_bytes, 64 << 20);
+        assert_eq!(p.max_value_bytes, 256 << 20);
         assert_eq!(p.parallelism, super::super::default_parallelism());
         assert!((2..=8).contains(&p.parallelism));
         assert_eq!(p.on_error, OnError::DeadLetter);
@@ -587,6 +621,8 @@ exclude = ["tmp_*"]
 [run]
 mode = "full"
 batch_rows = 500
+batch_bytes = "8MiB"
+max_value_bytes = 4096
 chunk_rows = 1000
 parallelism = 2
 on_error = "skip"
@@ -598,6 +634,7 @@ state = "/tmp/s.db"
         assert_eq!(p.if_exists, IfExists::Truncate);
         assert!(!p.selection.matches("tmp_x"));
         assert_eq!(p.on_error, OnError::Skip);
+        assert_eq!((p.batch_bytes, p.max_value_bytes), (8 << 20, 4096));
         assert_eq!(p.state, Path::new("/tmp/s.db"));
     }
 
@@ -617,6 +654,13 @@ state = "/tmp/s.db"
             .to_string();
         assert!(err.starts_with("conf/p.toml:4 target.url:"), "{err}");
 
+        let err = parse_str("[source]\nurl = \"sqlite://a.db\"\n[target]\nurl = \"sqlite://b\"\n[run]\nbatch_bytes = \"64MB\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("conf/p.toml:6 run.batch_bytes: `64MB` is not a size"),
+            "{err}"
+        );
         let err = parse_str("[source]\nurl = \"sqlite://a.db\"\n[target]\nurl = \"sqlite://b\"\n[run]\nbatch_rows = 0\n")
             .unwrap_err()
             .to_string();

@@ -2,6 +2,7 @@
 //! Every string may hold `${VAR}` (or `${VAR:-default}`), read from the
 //! environment; errors name the file, the key and the line.
 
+mod byte_size;
 mod endpoint;
 mod file;
 mod interpolate;
@@ -24,6 +25,14 @@ use crate::model::TableSelection;
 /// Defaults of `[run]`, documented in the README's config reference.
 pub const DEFAULT_BATCH_ROWS: usize = 50_000;
 pub const DEFAULT_CHUNK_ROWS: u64 = 250_000;
+/// `[run] batch_bytes`: a batch ends at 64 MiB of source rows.
+pub const fn default_batch_bytes() -> usize {
+    64 << 20
+}
+/// `[run] max_value_bytes`: a file record of more than 256 MiB is refused.
+pub const fn default_max_value_bytes() -> usize {
+    256 << 20
+}
 /// Chunks copied at once by default: one per core, at least 2, at most 8.
 /// More than the cores oversubscribes them (measured on 2 cores: 4 chunks
 /// were 15% slower than 2 on a PostgreSQL full load).
@@ -50,6 +59,10 @@ pub struct Pipeline {
     pub transforms: Vec<TransformSection>,
     pub mode: RunMode,
     pub batch_rows: usize,
+    /// A batch also ends at this many bytes of source rows.
+    pub batch_bytes: usize,
+    /// File readers refuse a record (CSV record, JSON line) longer than this.
+    pub max_value_bytes: usize,
     pub chunk_rows: u64,
     pub parallelism: usize,
     pub on_error: OnError,
@@ -141,6 +154,14 @@ impl Pipeline {
         self.tables.iter().find(|t| t.glob.matches(name))
     }
 
+    /// What a reader may hold at once (`[run] batch_bytes`, `max_value_bytes`).
+    pub fn read_limits(&self) -> crate::connectors::ReadLimits {
+        crate::connectors::ReadLimits {
+            batch_bytes: self.batch_bytes,
+            max_value_bytes: self.max_value_bytes,
+        }
+    }
+
     /// The change stream settings handed to a source.
     pub fn change_options(&self) -> crate::connectors::ChangeOptions {
         crate::connectors::ChangeOptions {
@@ -203,6 +224,8 @@ impl Pipeline {
             transforms: Vec::new(),
             mode: RunMode::Full,
             batch_rows: DEFAULT_BATCH_ROWS,
+            batch_bytes: default_batch_bytes(),
+            max_value_bytes: default_max_value_bytes(),
             chunk_rows: DEFAULT_CHUNK_ROWS,
             parallelism: default_parallelism(),
             on_error: OnError::default(),

@@ -24,8 +24,9 @@ pub use changes::{
     TableEvent,
 };
 pub use checksum::{BucketSum, ChecksumQuery, Checksums, CompareColumn};
+pub use file::UnsafePath;
 pub use names::{CONSTRAINTS, NameRules, NameScope, RELATIONS, TakenName};
-pub use source::{BatchStream, MAX_BATCH_BYTES, READ_AHEAD_BATCHES, Source};
+pub use source::{BatchStream, READ_AHEAD_BATCHES, ReadLimits, Source};
 pub use target::{IfExists, RejectSink, Start, Target};
 
 use crate::config::{Endpoint, Pipeline, Scope};
@@ -54,11 +55,12 @@ pub struct TargetOptions {
 
 /// The source and target of a pipeline.
 pub fn open_pipeline(pipeline: &Pipeline) -> Result<(Arc<dyn Source>, Arc<dyn Target>)> {
-    let source = open_source(
+    let source = open_source_with_limits(
         &pipeline.source,
         SourceOptions {
             readers: pipeline.parallelism,
         },
+        pipeline.read_limits(),
     )?;
     let target = open_target(
         &pipeline.target,
@@ -72,15 +74,27 @@ pub fn open_pipeline(pipeline: &Pipeline) -> Result<(Arc<dyn Source>, Arc<dyn Ta
     Ok((source, target))
 }
 
-/// The source connector for `endpoint`'s URL scheme.
+/// The source connector for `endpoint`'s URL scheme, with the default
+/// read limits (tools and tests that have no pipeline).
 pub fn open_source(endpoint: &Endpoint, options: SourceOptions) -> Result<Arc<dyn Source>> {
+    open_source_with_limits(endpoint, options, ReadLimits::default())
+}
+
+/// The source connector for `endpoint`'s URL scheme, reading within `limits`.
+pub fn open_source_with_limits(
+    endpoint: &Endpoint,
+    options: SourceOptions,
+    limits: ReadLimits,
+) -> Result<Arc<dyn Source>> {
     match endpoint.scheme() {
         "sqlite" => Ok(Arc::new(sqlite::SqliteSource::open(endpoint)?)),
-        "file" => Ok(Arc::new(file::FileSource::open(endpoint)?)),
-        "postgres" | "postgresql" => {
-            Ok(Arc::new(postgres::PostgresSource::open(endpoint, options)?))
-        }
-        "mysql" | "mariadb" => Ok(Arc::new(mysql::MysqlSource::open(endpoint, options)?)),
+        "file" => Ok(Arc::new(file::FileSource::open(endpoint, limits)?)),
+        "postgres" | "postgresql" => Ok(Arc::new(postgres::PostgresSource::open(
+            endpoint, options, limits,
+        )?)),
+        "mysql" | "mariadb" => Ok(Arc::new(mysql::MysqlSource::open(
+            endpoint, options, limits,
+        )?)),
         other => Err(not_available(other, endpoint)),
     }
 }

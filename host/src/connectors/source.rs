@@ -18,9 +18,35 @@ pub type BatchStream = tokio::sync::mpsc::Receiver<Result<Batch>>;
 /// stays flat whatever the table size.
 pub const READ_AHEAD_BATCHES: usize = 2;
 
-/// A batch also ends once its rows hold this many bytes as the source sent
-/// them, whatever `batch_rows` says: wide rows keep memory bounded.
-pub const MAX_BATCH_BYTES: usize = 32 << 20;
+/// How much a reader holds at once besides `batch_rows` (given with each
+/// read): `[run] batch_bytes` and `max_value_bytes`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReadLimits {
+    /// A batch ends once its rows hold this many bytes as the source gave
+    /// them, whatever `batch_rows` says: wide rows keep memory bounded, and
+    /// with `READ_AHEAD_BATCHES` so does what waits in the channels.
+    pub batch_bytes: usize,
+    /// File readers refuse a single record (a CSV record, a JSON line)
+    /// longer than this, without holding it whole.
+    pub max_value_bytes: usize,
+}
+
+impl Default for ReadLimits {
+    fn default() -> Self {
+        ReadLimits {
+            batch_bytes: crate::config::default_batch_bytes(),
+            max_value_bytes: crate::config::default_max_value_bytes(),
+        }
+    }
+}
+
+impl ReadLimits {
+    /// Whether a batch of `rows` rows (with `batch_rows` asked for) holding
+    /// `bytes` bytes is complete.
+    pub fn batch_full(&self, rows: usize, batch_rows: usize, bytes: usize) -> bool {
+        rows >= batch_rows.max(1) || bytes >= self.batch_bytes
+    }
+}
 
 #[async_trait]
 pub trait Source: Send + Sync {
@@ -134,5 +160,23 @@ pub trait Source: Send + Sync {
     ) -> Result<Option<Arc<dyn super::ChangeSource>>> {
         let _ = options;
         Ok(None)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_batch_ends_at_its_rows_or_its_bytes_whichever_comes_first() {
+        let limits = ReadLimits {
+            batch_bytes: 1000,
+            max_value_bytes: 10,
+        };
+        assert!(!limits.batch_full(9, 10, 999));
+        assert!(limits.batch_full(10, 10, 0));
+        assert!(limits.batch_full(1, 10, 1000));
+        // A batch holds at least one row, however large.
+        assert!(limits.batch_full(1, 0, 0));
     }
 }

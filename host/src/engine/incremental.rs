@@ -202,7 +202,7 @@ pub(super) async fn run(
             run: run_id,
         };
         let permits = permits.clone();
-        let span = info_span!("table", table = %schema.name, mode = "incremental");
+        let span = info_span!("table", table = %crate::model::printable(&schema.name), mode = "incremental");
         tasks.spawn(
             async move {
                 let _permit = permits

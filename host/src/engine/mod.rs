@@ -53,8 +53,7 @@ pub async fn run(
     shutdown: Shutdown,
 ) -> Result<RunSummary> {
     // The full runner opens its own `pipeline` span.
-    let span =
-        tracing::info_span!("pipeline", name = %pipeline.name, mode = pipeline.mode.as_str());
+    let span = tracing::info_span!("pipeline", name = %crate::model::printable(&pipeline.name), mode = pipeline.mode.as_str());
     match pipeline.mode {
         RunMode::Full => {
             runner::run(pipeline, restart, source, target, state, progress, shutdown).await

@@ -143,7 +143,7 @@ pub async fn replay(
                         stop,
                     };
                     replay_table(&table, pages, &mut outcomes)
-                        .instrument(info_span!("table", table = %name))
+                        .instrument(info_span!("table", table = %crate::model::printable(&name)))
                         .await?;
                 }
             }

@@ -18,7 +18,7 @@ use super::shutdown::Shutdown;
 use crate::config::{OnError, Pipeline, Scope};
 use crate::connectors::{BatchStream, READ_AHEAD_BATCHES, RejectSink, Source, Start, Target};
 use crate::error::{Error, ErrorKind, Result, ResultExt};
-use crate::model::{Batch, Checkpoint, Chunk, Position, SchemaObjects, TableSchema};
+use crate::model::{Batch, Checkpoint, Chunk, Position, SchemaObjects, TableSchema, printable};
 use crate::state::{DeadLetterSink, RunStatus, StateStore};
 use crate::transform::{PluginRuntime, TransformChain, open_chains, reject_whole_batch, watch};
 
@@ -89,7 +89,7 @@ pub async fn run(
     progress: Arc<Progress>,
     shutdown: Shutdown,
 ) -> Result<RunSummary> {
-    let span = info_span!("pipeline", name = %pipeline.name);
+    let span = info_span!("pipeline", name = %printable(&pipeline.name));
     async move {
         let started = Instant::now();
         let (run_id, plan, start, objects) =
@@ -225,7 +225,8 @@ pub async fn run(
         for (table_run, chunk, position, rows) in jobs {
             let ctx = ctx.clone();
             let permits = permits.clone();
-            let span = info_span!("chunk", table = %table_run.schema.name, chunk = chunk.id);
+            let span =
+                info_span!("chunk", table = %printable(&table_run.schema.name), chunk = chunk.id);
             tasks.spawn(
                 async move {
                     let _permit = permits

@@ -11,6 +11,25 @@ use super::{Column, TableSchema, Value};
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Row(pub Vec<Value>);
 
+impl Row {
+    /// About the memory the row holds: its values, and the text and bytes
+    /// they own. What batches are bounded by (`batch_bytes`) where a source
+    /// has no size of its own for a row.
+    pub fn approx_bytes(&self) -> usize {
+        let owned: usize = self
+            .0
+            .iter()
+            .map(|value| match value {
+                Value::Text(s) | Value::Json(s) => s.len(),
+                Value::Bytes(b) => b.len(),
+                Value::Decimal(d) => d.as_str().len(),
+                _ => 0,
+            })
+            .sum();
+        owned + self.0.len() * std::mem::size_of::<Value>()
+    }
+}
+
 /// A change to one row. Snapshots produce only inserts.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Change {

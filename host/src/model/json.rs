@@ -76,11 +76,28 @@ pub fn write_row(out: &mut String, schema: &TableSchema, row: &Row) {
     out.push('}');
 }
 
-/// A row as a JSON object (dead-letter store, error messages).
+/// A row as a JSON object (dead-letter store, error messages). A row
+/// serde_json cannot hold as a value (a JSON column nested deeper than its
+/// 128 levels) is kept as its text, a JSON string, rather than lost.
 pub fn row_to_json(schema: &TableSchema, row: &Row) -> serde_json::Value {
     let mut text = String::new();
     write_row(&mut text, schema, row);
-    serde_json::from_str(&text).unwrap_or(serde_json::Value::Null)
+    parsed_or_text(text)
+}
+
+/// One value as JSON, as `row_to_json` keeps it: its text when serde_json
+/// cannot hold it as a value.
+pub fn value_to_json(value: &Value) -> serde_json::Value {
+    let mut text = String::new();
+    write_value(&mut text, value);
+    parsed_or_text(text)
+}
+
+fn parsed_or_text(text: String) -> serde_json::Value {
+    match serde_json::from_str(&text) {
+        Ok(json) => json,
+        Err(_) => serde_json::Value::String(text),
+    }
 }
 
 /// Reads the JSON text of one field as a value of type `t`. A JSON column
@@ -172,5 +189,33 @@ mod tests {
         write_value(&mut out, &Value::Json("{\n  \"a\": 1\n}".into()));
         assert!(!out.contains('\n'));
         assert!(serde_json::from_str::<serde_json::Value>(&out).is_ok());
+    }
+
+    #[test]
+    fn a_row_too_deep_for_serde_json_keeps_its_text() {
+        let schema = TableSchema {
+            name: "t".into(),
+            columns: vec![
+                crate::model::Column::new("id", DataType::Int64),
+                crate::model::Column::new("doc", DataType::Json),
+            ],
+            ..Default::default()
+        };
+        let deep = format!("{}1{}", "[".repeat(200), "]".repeat(200));
+        let row = Row(vec![Value::Int(2), Value::Json(deep.clone())]);
+        let kept = row_to_json(&schema, &row);
+        assert_eq!(
+            kept,
+            serde_json::Value::String(format!("{{\"id\":2,\"doc\":{deep}}}"))
+        );
+        assert_eq!(
+            value_to_json(&Value::Json(deep.clone())),
+            serde_json::Value::String(deep)
+        );
+        let shallow = Row(vec![Value::Int(1), Value::Json("[[1]]".into())]);
+        assert_eq!(
+            row_to_json(&schema, &shallow),
+            serde_json::json!({"id": 1, "doc": [[1]]})
+        );
     }
 }

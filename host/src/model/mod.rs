@@ -11,6 +11,7 @@ mod expr;
 mod infer;
 pub mod json;
 mod objects;
+mod printable;
 mod schema;
 mod selection;
 mod temporal;
@@ -27,6 +28,7 @@ pub use decimal::Decimal;
 pub use expr::{BinaryOp, Carry, Dialect, Expr, Func, SqlExpr};
 pub use infer::{infer_text_type, widen};
 pub use objects::{SchemaObjects, Sequence, View, views_in_dependency_order};
+pub use printable::printable;
 pub use schema::{
     Check, Column, ForeignKey, Identity, Index, Partition, Partitioning, Skipped, TableSchema,
 };

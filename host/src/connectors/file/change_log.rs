@@ -9,12 +9,12 @@
 //! cuts every log back to its recorded length, so no change is doubled.
 
 use std::collections::BTreeMap;
-use std::fs::OpenOptions;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use super::folder;
 use super::target::write_atomically;
 use crate::error::{Error, Result, ResultExt};
 use crate::model::json::{write_row, write_value};
@@ -46,10 +46,14 @@ impl ChangeLogs {
             state,
         };
         for (table, &length) in &logs.state.lengths {
-            let path = logs.path(table);
-            if let Ok(file) = OpenOptions::new().write(true).open(&path) {
-                file.set_len(length)
-                    .context(|| format!("cutting {} back to its checkpoint", path.display()))?;
+            let path = logs.path(table)?;
+            // Never through a link: cutting one would cut its target.
+            match folder::open_own(&path, false) {
+                Ok(file) => file
+                    .set_len(length)
+                    .context(|| format!("cutting {} back to its checkpoint", path.display()))?,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(folder::open_error(&path, "opening", e)),
             }
         }
         Ok(logs)
@@ -69,13 +73,13 @@ impl ChangeLogs {
             _ => Ok(()),
         };
         for table in tables {
-            remove(dir.join(format!("{}.changes.jsonl", table.name)))?;
+            remove(log_path(dir, &table.name)?)?;
         }
         remove(manifest_dir.join("_changes.json"))
     }
 
-    fn path(&self, table: &str) -> PathBuf {
-        self.dir.join(format!("{table}.changes.jsonl"))
+    fn path(&self, table: &str) -> Result<PathBuf> {
+        log_path(&self.dir, table)
     }
 
     pub(super) fn checkpoints(&self) -> Vec<Checkpoint> {
@@ -123,13 +127,10 @@ impl ChangeLogs {
             }
         }
         for (table, text) in &texts {
-            let path = self.path(table);
+            let path = self.path(table)?;
             let ctx = || format!("appending to {}", path.display());
-            let mut file = OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(&path)
-                .context(ctx)?;
+            let mut file = folder::open_append(&path)
+                .map_err(|e| folder::open_error(&path, "appending to", e))?;
             file.write_all(text.as_bytes()).context(ctx)?;
             file.sync_data().context(ctx)?;
             let length = file.metadata().context(ctx)?.len();
@@ -144,6 +145,11 @@ impl ChangeLogs {
         write_atomically(&self.state_path, &bytes)?;
         Ok(written)
     }
+}
+
+/// `DIR/TABLE.changes.jsonl`, the table's name encoded.
+fn log_path(dir: &Path, table: &str) -> Result<PathBuf> {
+    Ok(folder::entry(dir, "", table, ".changes.jsonl")?)
 }
 
 fn read_state(path: &Path) -> Result<ChangeLogState> {

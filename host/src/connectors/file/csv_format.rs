@@ -1,10 +1,11 @@
 //! CSV: a header line, RFC 4180 quoting, `\N` (configurable) for NULL.
 
 use std::fs::File;
-use std::io::BufWriter;
+use std::io::{BufWriter, SeekFrom};
 use std::path::Path;
 use std::sync::Arc;
 
+use super::bounded::{Fenced, Oversized};
 use super::options::FileOptions;
 use super::source::{RowRead, RowReader};
 use super::target::TableWriter;
@@ -14,24 +15,114 @@ use crate::model::{Column, DataType, Row, TableSchema, Value, infer_text_type, w
 /// Records looked at to infer column types.
 const SAMPLE_RECORDS: usize = 1000;
 
-fn reader_builder(options: &FileOptions) -> csv::ReaderBuilder {
-    let mut builder = csv::ReaderBuilder::new();
-    builder
+/// The parser's own buffer: it may read this far past a record's end.
+const BUFFER_BYTES: usize = 64 << 10;
+
+/// Opens `path` for a CSV parser that holds no record longer than `max`
+/// bytes (see `next_record`), its header (if any) read.
+fn open_reader(path: &Path, options: &FileOptions, max: usize) -> Result<csv::Reader<Fenced>> {
+    let ctx = || format!("reading {}", path.display());
+    let file = File::open(path).context(ctx)?;
+    let mut reader = csv::ReaderBuilder::new()
         .delimiter(options.delimiter)
         .has_headers(options.header)
-        .flexible(true);
-    builder
+        .flexible(true)
+        .buffer_capacity(BUFFER_BYTES)
+        .from_reader(Fenced::new(file));
+    if options.header {
+        reader.get_mut().set_fence(fence(0, max));
+        // Read now, so that the first record's start is known.
+        if let Err(e) = reader.byte_headers() {
+            if reader.get_ref().tripped() {
+                return Err(Error::Data(format!(
+                    "{}: the header line is longer than max_value_bytes ({max})",
+                    path.display()
+                )));
+            }
+            return Err(e).context(ctx);
+        }
+    }
+    Ok(reader)
+}
+
+/// How far the parser may read for a record starting at `start`: the
+/// bound, and the buffer it reads ahead into.
+fn fence(start: u64, max: usize) -> u64 {
+    start
+        .saturating_add(max as u64)
+        .saturating_add(BUFFER_BYTES as u64 + 1)
+}
+
+/// A CSV record read within the bound.
+enum Record {
+    Read,
+    TooLong(Oversized),
+    End,
+}
+
+/// Reads the next record into `record`, holding at most about `max` bytes
+/// of it. A longer record is refused: one the parser finished (within its
+/// read-ahead) is skipped as read; one it could not finish (an unclosed
+/// quote runs on) stops the parser at the fence, which then starts again
+/// at the line after the one the record began on.
+fn next_record(
+    reader: &mut csv::Reader<Fenced>,
+    record: &mut csv::ByteRecord,
+    max: usize,
+) -> std::result::Result<Record, csv::Error> {
+    let start = reader.position().clone();
+    reader.get_mut().set_fence(fence(start.byte(), max));
+    let read = reader.read_byte_record(record);
+    let seen = reader.position().byte().saturating_sub(start.byte());
+    match read {
+        Ok(false) => Ok(Record::End),
+        Ok(true) if seen <= max as u64 => Ok(Record::Read),
+        Ok(true) => Ok(Record::TooLong(Oversized {
+            line: start.line(),
+            bytes: seen,
+            whole: true,
+            excerpt: reader.get_mut().excerpt(start.byte())?,
+        })),
+        Err(_) if reader.get_ref().tripped() => {
+            let fenced = reader.get_mut();
+            let excerpt = fenced.excerpt(start.byte())?;
+            let next = fenced.next_line(start.byte())?;
+            let mut resume = csv::Position::new();
+            resume
+                .set_line(start.line() + 1)
+                .set_record(start.record() + 1);
+            let to = match next {
+                Some(byte) => {
+                    resume.set_byte(byte);
+                    SeekFrom::Start(byte)
+                }
+                None => SeekFrom::End(0),
+            };
+            reader.seek_raw(to, resume)?;
+            Ok(Record::TooLong(Oversized {
+                line: start.line(),
+                bytes: seen,
+                whole: false,
+                excerpt,
+            }))
+        }
+        Err(e) => Err(e),
+    }
 }
 
 /// Column names from the header (or `column_1`...) and types inferred from
 /// the first records.
-pub(super) fn infer_schema(path: &Path, table: &str, options: &FileOptions) -> Result<TableSchema> {
-    let ctx = || format!("reading {}", path.display());
-    let mut reader = reader_builder(options).from_path(path).context(ctx)?;
+pub(super) fn infer_schema(
+    path: &Path,
+    table: &str,
+    options: &FileOptions,
+    max: usize,
+) -> Result<TableSchema> {
+    let mut reader = open_reader(path, options, max)?;
     let names: Vec<String> = if options.header {
         reader
             .byte_headers()
-            .context(ctx)?
+            .context(|| format!("reading {}", path.display()))?
             .iter()
             .map(|h| String::from_utf8_lossy(h).trim().to_string())
             .collect()
@@ -43,10 +134,10 @@ pub(super) fn infer_schema(path: &Path, table: &str, options: &FileOptions) -> R
     for _ in 0..SAMPLE_RECORDS {
         // Bad records are for the reader to refuse, one by one; the sample
         // just skips them.
-        match reader.read_byte_record(&mut record) {
-            Ok(true) => {}
-            Ok(false) => break,
-            Err(_) => continue,
+        match next_record(&mut reader, &mut record, max) {
+            Ok(Record::Read) => {}
+            Ok(Record::End) => break,
+            Ok(Record::TooLong(_)) | Err(_) => continue,
         }
         if types.len() < record.len() {
             types.resize(record.len(), None);
@@ -86,11 +177,13 @@ pub(super) fn infer_schema(path: &Path, table: &str, options: &FileOptions) -> R
 }
 
 pub(super) struct CsvRows {
-    reader: csv::Reader<File>,
+    reader: csv::Reader<Fenced>,
     schema: Arc<TableSchema>,
     null: String,
     record: csv::ByteRecord,
     path: String,
+    /// `[run] max_value_bytes`: the longest record taken.
+    max: usize,
 }
 
 impl CsvRows {
@@ -98,16 +191,15 @@ impl CsvRows {
         path: &Path,
         schema: Arc<TableSchema>,
         options: &FileOptions,
+        max: usize,
     ) -> Result<Self> {
-        let reader = reader_builder(options)
-            .from_path(path)
-            .context(|| format!("opening {}", path.display()))?;
         Ok(CsvRows {
-            reader,
+            reader: open_reader(path, options, max)?,
             schema,
             null: options.null.clone(),
             record: csv::ByteRecord::new(),
             path: path.display().to_string(),
+            max,
         })
     }
 
@@ -162,9 +254,10 @@ impl CsvRows {
 
 impl RowReader for CsvRows {
     fn next_row(&mut self) -> Result<Option<RowRead>> {
-        match self.reader.read_byte_record(&mut self.record) {
-            Ok(false) => Ok(None),
-            Ok(true) => Ok(Some(match self.decode() {
+        match next_record(&mut self.reader, &mut self.record, self.max) {
+            Ok(Record::End) => Ok(None),
+            Ok(Record::TooLong(oversized)) => Ok(Some(oversized.reject(&self.path, self.max))),
+            Ok(Record::Read) => Ok(Some(match self.decode() {
                 Ok(row) => RowRead::Row(row),
                 Err(error) => RowRead::Reject {
                     error: format!("{} line {}: {error}", self.path, self.line()),
@@ -267,5 +360,60 @@ impl TableWriter for CsvWriter {
             .map_err(|e| Error::Data(format!("flushing CSV: {}", e.error())))?;
         file.sync_all().context(|| "syncing CSV".to_string())?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Column;
+
+    #[test]
+    fn an_unclosed_quote_is_refused_at_the_bound_and_the_next_lines_are_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.csv");
+        let mut text = String::from("id,v\n1,fine\n2,\"never closed\n");
+        for i in 3..=2000 {
+            text.push_str(&format!("{i},row {i} with some text to make it longer\n"));
+        }
+        std::fs::write(&path, &text).unwrap();
+        let schema = Arc::new(TableSchema {
+            name: "t".into(),
+            columns: vec![
+                Column::new("id", DataType::Int64),
+                Column::new("v", DataType::TEXT),
+            ],
+            ..Default::default()
+        });
+        let options = FileOptions {
+            dir: dir.path().to_path_buf(),
+            format: super::super::options::Format::Csv,
+            null: "\\N".into(),
+            delimiter: b',',
+            header: true,
+        };
+        let mut rows = CsvRows::open(&path, schema, &options, 4096).unwrap();
+        let (mut good, mut refused) = (0, Vec::new());
+        while let Some(read) = rows.next_row().unwrap() {
+            match read {
+                RowRead::Row(_) => good += 1,
+                RowRead::Reject { error, raw } => refused.push((error, raw)),
+            }
+        }
+        assert_eq!(refused.len(), 1, "{refused:?}");
+        let (error, raw) = &refused[0];
+        assert!(
+            error.contains("t.csv line 3: a record of more than"),
+            "{error}"
+        );
+        assert!(error.contains("max_value_bytes (4096)"), "{error}");
+        let excerpt = raw.as_str().unwrap();
+        assert_eq!(excerpt.len(), super::super::bounded::EXCERPT_BYTES);
+        assert!(
+            excerpt.starts_with("2,\"never closed\n3,row 3"),
+            "{excerpt}"
+        );
+        // Every line after the runaway one is read again as its own record.
+        assert_eq!(good, 1999);
     }
 }

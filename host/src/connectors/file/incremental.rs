@@ -11,7 +11,7 @@ use std::sync::Arc;
 use tokio::sync::mpsc;
 use tracing::warn;
 
-use super::source::{RowRead, RowReader};
+use super::source::{Gathering, RowRead, RowReader};
 use crate::connectors::{BatchStream, READ_AHEAD_BATCHES};
 use crate::error::{Error, Result};
 use crate::model::{Batch, Change, DataType, Position, Reject, RejectStage, TableSchema, Value};
@@ -23,7 +23,7 @@ pub(super) fn read(
     table: Arc<TableSchema>,
     cursor: usize,
     after: Position,
-    batch_rows: usize,
+    gathering: Gathering,
 ) -> BatchStream {
     let (tx, rx) = mpsc::channel(READ_AHEAD_BATCHES);
     // The caller's span (the engine's, naming the table) goes with the reader.
@@ -32,7 +32,7 @@ pub(super) fn read(
         let _span = span.enter();
         let result = rows.and_then(|rows| {
             let filter = Filter::new(&table, cursor, &after)?;
-            pass_on(rows, &table, &filter, after, batch_rows.max(1), &tx)
+            pass_on(rows, &table, &filter, after, gathering, &tx)
         });
         if let Err(e) = result {
             // The receiver may be gone (shutdown): nothing left to tell.
@@ -117,7 +117,7 @@ fn pass_on(
     table: &Arc<TableSchema>,
     filter: &Filter,
     after: Position,
-    batch_rows: usize,
+    mut gathering: Gathering,
     tx: &mpsc::Sender<Result<Batch>>,
 ) -> Result<()> {
     let batch =
@@ -131,8 +131,6 @@ fn pass_on(
             last,
         };
     let mut highest: Option<(Value, Vec<Value>)> = None;
-    let mut changes = Vec::with_capacity(batch_rows);
-    let mut rejects = Vec::new();
     let mut index = 0u64;
     let mut null_cursors = 0u64;
     while let Some(read) = rows.next_row()? {
@@ -159,24 +157,20 @@ fn pass_on(
                 if highest.as_ref().map(order).transpose()? != Some(Ordering::Less) {
                     highest = Some((cursor.clone(), key.into_iter().cloned().collect()));
                 }
-                changes.push(Change::Insert(row));
+                gathering.push_row(row);
             }
             // Whether an undecodable record comes after the mark cannot
             // be told: it is refused on every run rather than never.
-            RowRead::Reject { error, raw } => rejects.push(Reject {
+            RowRead::Reject { error, raw } => gathering.push_reject(Reject {
                 stage: RejectStage::Source,
                 error,
                 row: raw,
                 position: Position::Record { index },
             }),
         }
-        if changes.len() + rejects.len() >= batch_rows {
-            let full = batch(
-                std::mem::replace(&mut changes, Vec::with_capacity(batch_rows)),
-                std::mem::take(&mut rejects),
-                after.clone(),
-                false,
-            );
+        if gathering.full() {
+            let (changes, rejects) = gathering.take();
+            let full = batch(changes, rejects, after.clone(), false);
             if tx.blocking_send(Ok(full)).is_err() {
                 return Ok(());
             }
@@ -195,6 +189,7 @@ fn pass_on(
         None => after,
     };
     // Every row was handed on by now: the rows left go with the new mark.
+    let (changes, rejects) = gathering.take();
     let _ = tx.blocking_send(Ok(batch(changes, rejects, position, true)));
     Ok(())
 }
@@ -372,6 +367,11 @@ mod tests {
         })
     }
 
+    /// Batches of `n` rows, their bytes unbounded in effect.
+    fn rows_of(n: usize) -> Gathering {
+        Gathering::new(n, crate::connectors::ReadLimits::default())
+    }
+
     fn records(rows: &[(i64, Option<i64>)]) -> Box<dyn RowReader> {
         let mut out: Vec<RowRead> = rows
             .iter()
@@ -427,19 +427,29 @@ mod tests {
             (5, Some(15)),
             (6, Some(20)),
         ];
-        let (ids, rejects, positions) =
-            drain(read(Ok(records(&rows)), table(true), 1, mark(20, &[2]), 2))
-                .await
-                .unwrap();
+        let (ids, rejects, positions) = drain(read(
+            Ok(records(&rows)),
+            table(true),
+            1,
+            mark(20, &[2]),
+            rows_of(2),
+        ))
+        .await
+        .unwrap();
         assert_eq!(ids, vec![3, 6]);
         assert_eq!(rejects, 1);
         // Batches keep the old mark; the last one carries the highest seen.
         assert_eq!(positions, vec![mark(20, &[2]), mark(20, &[6])]);
         // Nothing new: the mark stays.
-        let (ids, _, positions) =
-            drain(read(Ok(records(&rows)), table(true), 1, mark(20, &[6]), 2))
-                .await
-                .unwrap();
+        let (ids, _, positions) = drain(read(
+            Ok(records(&rows)),
+            table(true),
+            1,
+            mark(20, &[6]),
+            rows_of(2),
+        ))
+        .await
+        .unwrap();
         assert!(ids.is_empty());
         assert_eq!(positions.last(), Some(&mark(20, &[6])));
         // First run: everything but the NULL cursor.
@@ -448,7 +458,7 @@ mod tests {
             table(true),
             1,
             Position::Start,
-            10,
+            rows_of(10),
         ))
         .await
         .unwrap();
@@ -459,19 +469,30 @@ mod tests {
     #[tokio::test]
     async fn without_a_key_the_cursor_alone_orders() {
         let rows = [(1, Some(10)), (2, Some(20)), (3, Some(30))];
-        let (ids, _, positions) =
-            drain(read(Ok(records(&rows)), table(false), 1, mark(20, &[]), 10))
-                .await
-                .unwrap();
+        let (ids, _, positions) = drain(read(
+            Ok(records(&rows)),
+            table(false),
+            1,
+            mark(20, &[]),
+            rows_of(10),
+        ))
+        .await
+        .unwrap();
         assert_eq!(ids, vec![3]);
         assert_eq!(positions.last(), Some(&mark(30, &[])));
     }
 
     #[tokio::test]
     async fn bad_cursors_and_marks_are_refused() {
-        let err = drain(read(Ok(records(&[])), table(true), 2, Position::Start, 10))
-            .await
-            .unwrap_err();
+        let err = drain(read(
+            Ok(records(&[])),
+            table(true),
+            2,
+            Position::Start,
+            rows_of(10),
+        ))
+        .await
+        .unwrap_err();
         assert!(matches!(err, Error::Config(_)), "{err}");
         assert!(err.to_string().contains("cursor column doc"), "{err}");
         let text_mark = Position::Cursor {
@@ -483,7 +504,7 @@ mod tests {
             table(true),
             1,
             text_mark,
-            10,
+            rows_of(10),
         ))
         .await
         .unwrap_err();
@@ -494,7 +515,7 @@ mod tests {
             table(true),
             1,
             Position::Record { index: 3 },
-            10,
+            rows_of(10),
         ))
         .await
         .unwrap_err();

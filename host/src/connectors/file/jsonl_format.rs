@@ -3,12 +3,13 @@
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::fs::File;
-use std::io::{BufRead, BufReader, BufWriter, Write};
+use std::io::{BufReader, BufWriter, Write};
 use std::path::Path;
 use std::sync::Arc;
 
 use serde_json::value::RawValue;
 
+use super::bounded::{Line, read_line};
 use super::source::{RowRead, RowReader};
 use super::target::TableWriter;
 use crate::error::{Error, Result, ResultExt};
@@ -17,13 +18,19 @@ use crate::model::{Column, DataType, Row, TableSchema, Value, widen};
 
 const SAMPLE_LINES: usize = 1000;
 
-/// Columns in order of first appearance in the first lines; types inferred.
-pub(super) fn infer_schema(path: &Path, table: &str) -> Result<TableSchema> {
+/// Columns in order of first appearance in the first lines; types
+/// inferred. Lines longer than `max` bytes are passed over unread.
+pub(super) fn infer_schema(path: &Path, table: &str, max: usize) -> Result<TableSchema> {
     let ctx = || format!("reading {}", path.display());
-    let reader = BufReader::new(File::open(path).context(ctx)?);
+    let mut reader = BufReader::new(File::open(path).context(ctx)?);
     let mut columns: Vec<(String, Option<DataType>)> = Vec::new();
-    for line in reader.split(b'\n').take(SAMPLE_LINES) {
-        let line = line.context(ctx)?;
+    let mut line = Vec::new();
+    for number in 1..=SAMPLE_LINES as u64 {
+        match read_line(&mut reader, &mut line, max, number).context(ctx)? {
+            Line::Read => {}
+            Line::TooLong(_) => continue,
+            Line::End => break,
+        }
         let Ok(object) = parse_object(&line) else {
             continue;
         };
@@ -92,10 +99,12 @@ pub(super) struct JsonlRows {
     line: Vec<u8>,
     number: u64,
     path: String,
+    /// `[run] max_value_bytes`: the longest line taken.
+    max: usize,
 }
 
 impl JsonlRows {
-    pub(super) fn open(path: &Path, schema: Arc<TableSchema>) -> Result<Self> {
+    pub(super) fn open(path: &Path, schema: Arc<TableSchema>, max: usize) -> Result<Self> {
         let file = File::open(path).context(|| format!("opening {}", path.display()))?;
         Ok(JsonlRows {
             reader: BufReader::with_capacity(1 << 20, file),
@@ -103,6 +112,7 @@ impl JsonlRows {
             line: Vec::new(),
             number: 0,
             path: path.display().to_string(),
+            max,
         })
     }
 
@@ -132,15 +142,16 @@ impl JsonlRows {
 impl RowReader for JsonlRows {
     fn next_row(&mut self) -> Result<Option<RowRead>> {
         loop {
-            self.line.clear();
-            let n = self
-                .reader
-                .read_until(b'\n', &mut self.line)
-                .context(|| format!("reading {}", self.path))?;
-            if n == 0 {
-                return Ok(None);
-            }
             self.number += 1;
+            let read = read_line(&mut self.reader, &mut self.line, self.max, self.number)
+                .context(|| format!("reading {}", self.path))?;
+            match read {
+                Line::Read => {}
+                Line::TooLong(oversized) => {
+                    return Ok(Some(oversized.reject(&self.path, self.max)));
+                }
+                Line::End => return Ok(None),
+            }
             let line = self.line.trim_ascii();
             if line.is_empty() {
                 continue;

@@ -3,15 +3,19 @@
 //! schema (targets write one, so a round trip keeps every type); without it,
 //! CSV and JSON Lines types are inferred from a sample.
 
+mod bounded;
 mod change_log;
 mod csv_format;
+mod folder;
 mod incremental;
 mod jsonl_format;
 mod options;
 mod parquet_format;
 mod schema_file;
 mod source;
+mod table_file;
 mod target;
 
+pub use folder::UnsafePath;
 pub(crate) use source::FileSource;
 pub(crate) use target::FileTarget;

@@ -120,12 +120,15 @@ impl FileOptions {
         Ok(options)
     }
 
-    pub(super) fn data_path(&self, table: &str) -> PathBuf {
-        self.dir
-            .join(format!("{table}.{}", self.format.extension()))
+    /// The table's data file (`orders.jsonl`), its name encoded by
+    /// `table_file::encode`.
+    pub(super) fn data_path(&self, table: &str) -> Result<PathBuf> {
+        let suffix = format!(".{}", self.format.extension());
+        Ok(super::folder::entry(&self.dir, "", table, &suffix)?)
     }
 
-    pub(super) fn schema_path(&self, table: &str) -> PathBuf {
-        self.dir.join(format!("{table}.schema.json"))
+    /// The table's declared schema (`orders.schema.json`).
+    pub(super) fn schema_path(&self, table: &str) -> Result<PathBuf> {
+        Ok(super::folder::entry(&self.dir, "", table, ".schema.json")?)
     }
 }

@@ -8,9 +8,9 @@ use async_trait::async_trait;
 use tokio::sync::mpsc;
 
 use super::options::{FileOptions, Format};
-use super::{csv_format, jsonl_format, parquet_format, schema_file};
+use super::{csv_format, jsonl_format, parquet_format, schema_file, table_file};
 use crate::config::Endpoint;
-use crate::connectors::{BatchStream, READ_AHEAD_BATCHES, Source};
+use crate::connectors::{BatchStream, READ_AHEAD_BATCHES, ReadLimits, Source};
 use crate::error::{Error, Result, ResultExt};
 use crate::model::{
     Batch, Change, Chunk, Position, Reject, RejectStage, Row, TableSchema, TableSelection,
@@ -34,10 +34,11 @@ pub(super) trait RowReader: Send {
 
 pub(crate) struct FileSource {
     options: FileOptions,
+    limits: ReadLimits,
 }
 
 impl FileSource {
-    pub(crate) fn open(endpoint: &Endpoint) -> Result<Self> {
+    pub(crate) fn open(endpoint: &Endpoint, limits: ReadLimits) -> Result<Self> {
         let options = FileOptions::parse(endpoint)?;
         if !options.dir.is_dir() {
             return Err(Error::Config(format!(
@@ -46,7 +47,7 @@ impl FileSource {
                 options.dir.display()
             )));
         }
-        Ok(FileSource { options })
+        Ok(FileSource { options, limits })
     }
 
     fn tables(&self) -> Result<Vec<(String, PathBuf)>> {
@@ -58,8 +59,9 @@ impl FileSource {
             if name.starts_with('.') || !entry.file_type().context(ctx)?.is_file() {
                 continue;
             }
-            if let Some(table) = self.options.format.matches(&name) {
-                tables.push((table.to_string(), entry.path()));
+            // A target wrote the table's name encoded (`table_file`).
+            if let Some(stem) = self.options.format.matches(&name) {
+                tables.push((table_file::decode(stem).into_owned(), entry.path()));
             }
         }
         tables.sort();
@@ -74,20 +76,22 @@ impl FileSource {
             .map(|(_, path)| path)
             .ok_or_else(|| {
                 Error::Config(format!(
-                    "table {table}: its file is gone from {}",
+                    "table {}: its file is gone from {}",
+                    crate::model::printable(table),
                     self.options.dir.display()
                 ))
             })
     }
 
     fn schema_of(&self, table: &str, path: &std::path::Path) -> Result<TableSchema> {
-        if let Some(mut declared) = schema_file::read(&self.options.schema_path(table))? {
+        if let Some(mut declared) = schema_file::read(&self.options.schema_path(table)?)? {
             declared.name = table.to_string();
             return Ok(declared);
         }
+        let max = self.limits.max_value_bytes;
         match self.options.format {
-            Format::Csv => csv_format::infer_schema(path, table, &self.options),
-            Format::Jsonl => jsonl_format::infer_schema(path, table),
+            Format::Csv => csv_format::infer_schema(path, table, &self.options, max),
+            Format::Jsonl => jsonl_format::infer_schema(path, table, max),
             Format::Parquet => Ok(parquet_format::read_schema(path, table)?.0),
         }
     }
@@ -99,12 +103,16 @@ impl FileSource {
         batch_rows: usize,
         skip: u64,
     ) -> Result<(Box<dyn RowReader>, u64)> {
+        let max = self.limits.max_value_bytes;
         Ok(match self.options.format {
             Format::Csv => (
-                Box::new(csv_format::CsvRows::open(path, table, &self.options)?),
+                Box::new(csv_format::CsvRows::open(path, table, &self.options, max)?),
                 skip,
             ),
-            Format::Jsonl => (Box::new(jsonl_format::JsonlRows::open(path, table)?), skip),
+            Format::Jsonl => (
+                Box::new(jsonl_format::JsonlRows::open(path, table, max)?),
+                skip,
+            ),
             // Parquet skips by itself, without decoding the rows.
             Format::Parquet => (
                 Box::new(parquet_format::ParquetRows::open(
@@ -150,9 +158,10 @@ impl Source for FileSource {
         };
         let opened =
             path.and_then(|path| self.open_rows(&path, table.clone(), batch_rows.max(1), start));
+        let gathering = Gathering::new(batch_rows, self.limits);
         tokio::task::spawn_blocking(move || {
             let result = opened.and_then(|(rows, skip)| {
-                read_file(rows, skip, start, &table, chunk.id, batch_rows.max(1), &tx)
+                read_file(rows, skip, start, &table, chunk.id, gathering, &tx)
             });
             if let Err(e) = result {
                 let _ = tx.blocking_send(Err(e));
@@ -172,7 +181,13 @@ impl Source for FileSource {
             self.open_rows(&path, table.clone(), batch_rows.max(1), 0)
                 .map(|(rows, _)| rows)
         });
-        super::incremental::read(rows, table, cursor, after, batch_rows)
+        super::incremental::read(
+            rows,
+            table,
+            cursor,
+            after,
+            Gathering::new(batch_rows, self.limits),
+        )
     }
 }
 
@@ -194,13 +209,65 @@ fn estimate_lines(path: &std::path::Path) -> Result<u64> {
     }
 }
 
+/// Rows and refusals gathered into a batch until it holds `batch_rows` of
+/// them or `batch_bytes` bytes (`ReadLimits::batch_full`).
+pub(super) struct Gathering {
+    batch_rows: usize,
+    limits: ReadLimits,
+    pub(super) changes: Vec<Change>,
+    pub(super) rejects: Vec<Reject>,
+    bytes: usize,
+}
+
+impl Gathering {
+    pub(super) fn new(batch_rows: usize, limits: ReadLimits) -> Self {
+        let batch_rows = batch_rows.max(1);
+        Gathering {
+            batch_rows,
+            limits,
+            changes: Vec::with_capacity(batch_rows.min(1 << 16)),
+            rejects: Vec::new(),
+            bytes: 0,
+        }
+    }
+
+    pub(super) fn push_row(&mut self, row: Row) {
+        self.bytes += row.approx_bytes();
+        self.changes.push(Change::Insert(row));
+    }
+
+    pub(super) fn push_reject(&mut self, reject: Reject) {
+        // Refusals are rare: measuring one by its text is cheap enough.
+        self.bytes +=
+            reject.error.len() + serde_json::to_string(&reject.row).map_or(0, |t| t.len());
+        self.rejects.push(reject);
+    }
+
+    pub(super) fn full(&self) -> bool {
+        self.limits.batch_full(
+            self.changes.len() + self.rejects.len(),
+            self.batch_rows,
+            self.bytes,
+        )
+    }
+
+    /// What was gathered, leaving the gathering empty.
+    pub(super) fn take(&mut self) -> (Vec<Change>, Vec<Reject>) {
+        self.bytes = 0;
+        (
+            std::mem::take(&mut self.changes),
+            std::mem::take(&mut self.rejects),
+        )
+    }
+}
+
 fn read_file(
     mut rows: Box<dyn RowReader>,
     skip: u64,
     start: u64,
     table: &Arc<TableSchema>,
     chunk: u32,
-    batch_rows: usize,
+    mut gathering: Gathering,
     tx: &mpsc::Sender<Result<Batch>>,
 ) -> Result<()> {
     for _ in 0..skip {
@@ -209,42 +276,93 @@ fn read_file(
         }
     }
     let mut index = start;
-    let mut changes = Vec::with_capacity(batch_rows);
-    let mut rejects = Vec::new();
-    while let Some(read) = rows.next_row()? {
-        index += 1;
-        match read {
-            RowRead::Row(row) => changes.push(Change::Insert(row)),
-            RowRead::Reject { error, raw } => rejects.push(Reject {
-                stage: RejectStage::Source,
-                error,
-                row: raw,
-                position: Position::Record { index },
-            }),
-        }
-        if changes.len() + rejects.len() >= batch_rows {
-            let batch = Batch {
-                table: table.clone(),
-                chunk,
-                changes: std::mem::replace(&mut changes, Vec::with_capacity(batch_rows)),
-                rejects: std::mem::take(&mut rejects),
-                wire: None,
-                position: Position::Record { index },
-                last: false,
-            };
-            if tx.blocking_send(Ok(batch)).is_err() {
-                return Ok(());
-            }
-        }
-    }
-    let _ = tx.blocking_send(Ok(Batch {
+    let batch = |(changes, rejects): (Vec<Change>, Vec<Reject>), index: u64, last: bool| Batch {
         table: table.clone(),
         chunk,
         changes,
         rejects,
         wire: None,
         position: Position::Record { index },
-        last: true,
-    }));
+        last,
+    };
+    while let Some(read) = rows.next_row()? {
+        index += 1;
+        match read {
+            RowRead::Row(row) => gathering.push_row(row),
+            RowRead::Reject { error, raw } => gathering.push_reject(Reject {
+                stage: RejectStage::Source,
+                error,
+                row: raw,
+                position: Position::Record { index },
+            }),
+        }
+        if gathering.full()
+            && tx
+                .blocking_send(Ok(batch(gathering.take(), index, false)))
+                .is_err()
+        {
+            return Ok(());
+        }
+    }
+    let _ = tx.blocking_send(Ok(batch(gathering.take(), index, true)));
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Column, DataType};
+
+    fn table() -> Arc<TableSchema> {
+        Arc::new(TableSchema {
+            name: "t".into(),
+            columns: vec![
+                Column::new("id", DataType::Int64),
+                Column::new("v", DataType::TEXT),
+            ],
+            ..Default::default()
+        })
+    }
+
+    #[test]
+    fn batches_end_at_batch_bytes_before_batch_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.jsonl");
+        let text: String = (1..=10)
+            .map(|i| format!("{{\"id\":{i},\"v\":\"{}\"}}\n", "x".repeat(1000)))
+            .collect();
+        std::fs::write(&path, text).unwrap();
+        let limits = ReadLimits {
+            batch_bytes: 2500,
+            max_value_bytes: 1 << 20,
+        };
+        let rows = jsonl_format::JsonlRows::open(&path, table(), limits.max_value_bytes).unwrap();
+        let (tx, mut rx) = mpsc::channel(16);
+        read_file(
+            Box::new(rows),
+            0,
+            0,
+            &table(),
+            0,
+            Gathering::new(1000, limits),
+            &tx,
+        )
+        .unwrap();
+        let mut sizes = Vec::new();
+        while let Ok(batch) = rx.try_recv() {
+            let batch = batch.unwrap();
+            sizes.push((batch.changes.len(), batch.last, batch.position));
+        }
+        // Each row holds a little over 1000 bytes: three make a batch.
+        let record = |index| Position::Record { index };
+        assert_eq!(
+            sizes,
+            [
+                (3, false, record(3)),
+                (3, false, record(6)),
+                (3, false, record(9)),
+                (1, true, record(10))
+            ]
+        );
+    }
 }

@@ -5,7 +5,6 @@
 //! place: a file that looks complete is complete.
 
 use std::collections::{BTreeMap, HashMap};
-use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -14,7 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use super::change_log::ChangeLogs;
 use super::options::{FileOptions, Format};
-use super::{csv_format, jsonl_format, parquet_format, schema_file};
+use super::{csv_format, folder, jsonl_format, parquet_format, schema_file};
 use crate::config::Endpoint;
 use crate::connectors::{IfExists, RejectSink, Start, Target, TargetOptions};
 use crate::error::{Error, Result, ResultExt};
@@ -58,16 +57,21 @@ pub(crate) struct FileTarget {
     change_logs: Arc<Mutex<Option<ChangeLogs>>>,
 }
 
-/// Writes `bytes` to `path` through a synced temporary file and a rename.
+/// Writes `bytes` to `path` through a synced temporary file and a rename;
+/// neither is written through a link (see `folder`).
 pub(super) fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
     use std::io::Write;
     let ctx = || format!("writing {}", path.display());
     let tmp = path.with_extension("dmp-tmp");
-    let mut file = File::create(&tmp).context(ctx)?;
+    let mut file = folder::create_fresh(&tmp).context(ctx)?;
     file.write_all(bytes).context(ctx)?;
     file.sync_all().context(ctx)?;
+    folder::refuse_link(path)?;
     std::fs::rename(&tmp, path).context(ctx)
 }
+
+/// Where a target keeps its checkpoints, below its folder.
+const CHECKPOINTS: &str = ".dmp-checkpoints";
 
 impl FileTarget {
     pub(crate) fn open(endpoint: &Endpoint, target: TargetOptions) -> Result<Self> {
@@ -86,26 +90,24 @@ impl FileTarget {
         })
     }
 
-    fn partial_path(&self, table: &str) -> PathBuf {
-        self.options.dir.join(format!(
-            ".{table}.{}.dmp-partial",
-            self.options.format.extension()
-        ))
+    fn partial_path(&self, table: &str) -> Result<PathBuf> {
+        let suffix = format!(".{}.dmp-partial", self.options.format.extension());
+        Ok(folder::entry(&self.options.dir, ".", table, &suffix)?)
     }
 
-    fn manifest_dir(&self) -> PathBuf {
-        self.options
-            .dir
-            .join(".dmp-checkpoints")
-            .join(&self.target.pipeline)
+    /// `DIR/.dmp-checkpoints/PIPELINE`, the pipeline's name encoded as
+    /// table names are.
+    fn manifest_dir(&self) -> Result<PathBuf> {
+        let checkpoints = self.options.dir.join(CHECKPOINTS);
+        Ok(folder::entry(&checkpoints, "", &self.target.pipeline, "")?)
     }
 
-    fn manifest_path(&self, table: &str) -> PathBuf {
-        self.manifest_dir().join(format!("{table}.json"))
+    fn manifest_path(&self, table: &str) -> Result<PathBuf> {
+        Ok(folder::entry(&self.manifest_dir()?, "", table, ".json")?)
     }
 
     fn read_manifest(&self, table: &str) -> Result<Option<Manifest>> {
-        let path = self.manifest_path(table);
+        let path = self.manifest_path(table)?;
         match std::fs::read(&path) {
             Ok(bytes) => serde_json::from_slice(&bytes)
                 .map(Some)
@@ -117,21 +119,24 @@ impl FileTarget {
 
     fn save_manifest(&self, table: &str, manifest: &Manifest) -> Result<()> {
         let bytes = serde_json::to_vec(manifest).context(|| "encoding a checkpoint".to_string())?;
-        write_atomically(&self.manifest_path(table), &bytes)
+        write_atomically(&self.manifest_path(table)?, &bytes)
     }
 
     /// Opens the partial file of `table` at `length` bytes (0: a new file).
     fn open_writer(&self, table: &TableSchema, length: u64) -> Result<Box<dyn TableWriter>> {
-        let path = self.partial_path(&table.name);
+        use std::io::{Seek, SeekFrom};
+        let path = self.partial_path(&table.name)?;
         let ctx = || format!("opening {}", path.display());
-        let file = OpenOptions::new()
-            .create(true)
-            .write(true)
-            .truncate(false)
-            .open(&path)
-            .context(ctx)?;
+        // Never through a link planted at the partial path: a new file
+        // replaces whatever stood there; a continued one must be a file.
+        let opened = if length == 0 {
+            folder::create_fresh(&path)
+        } else {
+            folder::open_own(&path, true)
+        };
+        let mut file = opened.map_err(|e| folder::open_error(&path, "opening", e))?;
         file.set_len(length).context(ctx)?;
-        let file = OpenOptions::new().append(true).open(&path).context(ctx)?;
+        file.seek(SeekFrom::End(0)).context(ctx)?;
         Ok(match self.options.format {
             Format::Csv => Box::new(csv_format::CsvWriter::new(
                 file,
@@ -149,8 +154,11 @@ impl FileTarget {
             Start::Resume | Start::Keep => self.read_manifest(&table.name)?,
             Start::Fresh => None,
         };
-        let published = !self.partial_path(&table.name).exists()
-            && self.options.data_path(&table.name).exists();
+        let data_path = self.options.data_path(&table.name)?;
+        // Refused before any row is copied, and again when publishing.
+        folder::refuse_link(&data_path)?;
+        folder::refuse_link(&self.options.schema_path(&table.name)?)?;
+        let published = !self.partial_path(&table.name)?.exists() && data_path.exists();
         let manifest = match previous {
             Some(m) if m.done => {
                 return Ok(OpenTable {
@@ -174,13 +182,10 @@ impl FileTarget {
             Some(m) if m.length > 0 => m,
             _ => Manifest::default(),
         };
-        if start == Start::Fresh
-            && self.options.data_path(&table.name).exists()
-            && self.target.if_exists == IfExists::Fail
-        {
+        if start == Start::Fresh && data_path.exists() && self.target.if_exists == IfExists::Fail {
             return Err(Error::Config(format!(
                 "target file {} already exists (if_exists = \"fail\")",
-                self.options.data_path(&table.name).display()
+                data_path.display()
             )));
         }
         let writer = self.open_writer(table, manifest.length)?;
@@ -234,17 +239,21 @@ impl Target for FileTarget {
 
     async fn prepare(&self, tables: &[Arc<TableSchema>], start: Start) -> Result<()> {
         let dir = &self.options.dir;
-        std::fs::create_dir_all(self.manifest_dir())
-            .context(|| format!("creating folder {}", dir.display()))?;
+        let manifest_dir = self.manifest_dir()?;
+        let pipeline = manifest_dir
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        folder::create_dirs(dir, &[CHECKPOINTS, &pipeline])?;
         if start == Start::Keep {
             // Changes go to append-only logs beside the table files.
-            let logs = ChangeLogs::open(dir, &self.manifest_dir())?;
+            let logs = ChangeLogs::open(dir, &manifest_dir)?;
             *self.change_logs.lock().map_err(|_| poisoned())? = Some(logs);
             return Ok(());
         }
         if start == Start::Fresh {
             // A new copy: change logs of an earlier stream no longer apply.
-            ChangeLogs::forget(dir, &self.manifest_dir(), tables)?;
+            ChangeLogs::forget(dir, &manifest_dir, tables)?;
         }
         let mut opened = HashMap::new();
         for table in tables {
@@ -258,7 +267,7 @@ impl Target for FileTarget {
     async fn checkpoints(&self) -> Result<Vec<Checkpoint>> {
         let mut out = match &*self.change_logs.lock().map_err(|_| poisoned())? {
             Some(logs) => logs.checkpoints(),
-            None => ChangeLogs::recorded(&self.manifest_dir())?,
+            None => ChangeLogs::recorded(&self.manifest_dir()?)?,
         };
         let tables = self.tables.lock().map_err(|_| poisoned())?;
         for table in tables.values() {
@@ -275,7 +284,7 @@ impl Target for FileTarget {
         rejects: Arc<dyn RejectSink>,
     ) -> Result<u64> {
         let open = self.table(&batch.table.name)?;
-        let manifest_path = self.manifest_path(&batch.table.name);
+        let manifest_path = self.manifest_path(&batch.table.name)?;
         tokio::task::spawn_blocking(move || {
             let mut open = open.lock().map_err(|_| poisoned())?;
             let table = &*batch.table;
@@ -360,9 +369,12 @@ impl Target for FileTarget {
         }
         // The schema first: once the data file is in place the table counts
         // as published.
-        schema_file::write(&self.options.schema_path(&table.name), table)?;
-        let final_path = self.options.data_path(&table.name);
-        std::fs::rename(self.partial_path(&table.name), &final_path)
+        schema_file::write(&self.options.schema_path(&table.name)?, table)?;
+        let final_path = self.options.data_path(&table.name)?;
+        // A rename replaces a link rather than writing through it; a link
+        // planted since the start is refused all the same, naming it.
+        folder::refuse_link(&final_path)?;
+        std::fs::rename(self.partial_path(&table.name)?, &final_path)
             .context(|| format!("publishing {}", final_path.display()))?;
         let mut open = open.lock().map_err(|_| poisoned())?;
         open.manifest.done = true;

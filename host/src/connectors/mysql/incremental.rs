@@ -313,11 +313,10 @@ impl<'a> Reader<'a> {
         // The row as far as it decoded, the refused cells as they were.
         let mut json = serde_json::Map::new();
         for (column, value) in self.table.columns.iter().zip(&values) {
-            let cell = raw.get(&column.name).cloned().unwrap_or_else(|| {
-                let mut text = String::new();
-                crate::model::json::write_value(&mut text, value);
-                serde_json::from_str(&text).unwrap_or(serde_json::Value::Null)
-            });
+            let cell = raw
+                .get(&column.name)
+                .cloned()
+                .unwrap_or_else(|| crate::model::json::value_to_json(value));
             json.insert(column.name.clone(), cell);
         }
         let order = order.unwrap_or_default();

@@ -20,7 +20,7 @@ use super::snapshot::Snapshot;
 use super::sql::quote;
 use super::types::{Decoded, ReadAs, Wire, decode};
 use crate::config::Endpoint;
-use crate::connectors::{BatchStream, MAX_BATCH_BYTES, READ_AHEAD_BATCHES, Source, SourceOptions};
+use crate::connectors::{BatchStream, READ_AHEAD_BATCHES, ReadLimits, Source, SourceOptions};
 use crate::error::{Error, Result, ResultExt};
 use crate::model::{
     Batch, Change, Chunk, Position, Reject, RejectStage, Row, SchemaObjects, TableSchema,
@@ -41,10 +41,16 @@ struct Inner {
     reads: Mutex<HashMap<String, Arc<HashMap<String, ReadColumn>>>>,
     /// (table, column) pairs already warned about zero dates.
     zero_dates: Mutex<HashSet<(String, String)>>,
+    /// `[run] batch_bytes`: where batches end besides their row count.
+    limits: ReadLimits,
 }
 
 impl MysqlSource {
-    pub(crate) fn open(endpoint: &Endpoint, options: SourceOptions) -> Result<Self> {
+    pub(crate) fn open(
+        endpoint: &Endpoint,
+        options: SourceOptions,
+        limits: ReadLimits,
+    ) -> Result<Self> {
         Ok(MysqlSource {
             inner: Arc::new(Inner {
                 config: MysqlConfig::parse(endpoint)?,
@@ -53,6 +59,7 @@ impl MysqlSource {
                 snapshot: OnceCell::new(),
                 reads: Mutex::new(HashMap::new()),
                 zero_dates: Mutex::new(HashSet::new()),
+                limits,
             }),
         })
     }
@@ -203,7 +210,7 @@ impl Source for MysqlSource {
     ) -> BatchStream {
         let (tx, rx) = mpsc::channel(READ_AHEAD_BATCHES);
         let inner = self.inner.clone();
-        let span = tracing::debug_span!("mysql read", table = table.name, chunk = chunk.id);
+        let span = tracing::debug_span!("mysql read", table = %crate::model::printable(&table.name), chunk = chunk.id);
         tokio::spawn(
             async move {
                 if let Err(e) =
@@ -375,11 +382,10 @@ impl Decoder<'_> {
         // The row as far as it decoded, the refused cells as they were.
         let mut json = serde_json::Map::new();
         for (column, value) in self.table.columns.iter().zip(&values) {
-            let cell = raw.get(&column.name).cloned().unwrap_or_else(|| {
-                let mut text = String::new();
-                crate::model::json::write_value(&mut text, value);
-                serde_json::from_str(&text).unwrap_or(serde_json::Value::Null)
-            });
+            let cell = raw
+                .get(&column.name)
+                .cloned()
+                .unwrap_or_else(|| crate::model::json::value_to_json(value));
             json.insert(column.name.clone(), cell);
         }
         Outcome::Refused(Reject {
@@ -432,6 +438,7 @@ async fn read_chunk(
         table,
         chunk: chunk.id,
         batch_rows,
+        limits: inner.limits,
         tx,
     };
     let snapshot = inner.snapshot().await?;
@@ -457,6 +464,7 @@ struct BatchOut<'a> {
     table: &'a Arc<TableSchema>,
     chunk: u32,
     batch_rows: usize,
+    limits: ReadLimits,
     tx: &'a mpsc::Sender<Result<Batch>>,
 }
 
@@ -531,7 +539,10 @@ async fn stream_rows(
                 last_was_change = false;
             }
         }
-        if changes.len() + rejects.len() >= batch_rows || bytes >= MAX_BATCH_BYTES {
+        if out
+            .limits
+            .batch_full(changes.len() + rejects.len(), batch_rows, bytes)
+        {
             bytes = 0;
             if !keyed {
                 position = Position::Record { index: consumed };

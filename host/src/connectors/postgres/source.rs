@@ -28,7 +28,7 @@ use super::snapshot::Snapshot;
 use super::sql::{qualified, quote_ident, typed_literal};
 use super::wire::TupleDecoder;
 use crate::config::Endpoint;
-use crate::connectors::{BatchStream, MAX_BATCH_BYTES, READ_AHEAD_BATCHES, Source, SourceOptions};
+use crate::connectors::{BatchStream, READ_AHEAD_BATCHES, ReadLimits, Source, SourceOptions};
 use crate::error::{Error, Result, ResultExt};
 use crate::model::{
     Batch, Change, Chunk, Position, Reject, RejectStage, Row, SchemaObjects, TableSchema,
@@ -50,10 +50,16 @@ struct Inner {
     first_position: std::sync::OnceLock<String>,
     /// Where the snapshots exported by this source's change stream stand.
     exported: Arc<super::replication::ExportedSnapshots>,
+    /// `[run] batch_bytes`: where batches end besides their row count.
+    limits: ReadLimits,
 }
 
 impl PostgresSource {
-    pub(crate) fn open(endpoint: &Endpoint, options: SourceOptions) -> Result<Self> {
+    pub(crate) fn open(
+        endpoint: &Endpoint,
+        options: SourceOptions,
+        limits: ReadLimits,
+    ) -> Result<Self> {
         let config = PgConfig::parse(endpoint)?;
         // One session per reader, and one for discovery and planning.
         let pool = config.pool(options.readers.max(1) + 1);
@@ -65,6 +71,7 @@ impl PostgresSource {
                 snapshot: tokio::sync::Mutex::new(None),
                 first_position: std::sync::OnceLock::new(),
                 exported: Arc::default(),
+                limits,
             }),
         })
     }
@@ -392,6 +399,7 @@ async fn read_chunk(
         table: &table,
         chunk: chunk.id,
         batch_rows,
+        limits: inner.limits,
         changes: Vec::with_capacity(if wire.is_some() { 0 } else { batch_rows }),
         rejects: Vec::new(),
         wire,
@@ -512,6 +520,7 @@ struct ChunkReader<'a> {
     table: &'a SourceTable,
     chunk: u32,
     batch_rows: usize,
+    limits: ReadLimits,
     changes: Vec<Change>,
     rejects: Vec<Reject>,
     /// Rows kept as the server sent them (the target takes them so).
@@ -561,7 +570,9 @@ impl ChunkReader<'_> {
                         }
                         None => self.row(decoder.data(), &spans, &wires, &keys),
                     }
-                    let full = self.pending() >= self.batch_rows || self.bytes >= MAX_BATCH_BYTES;
+                    let full = self
+                        .limits
+                        .batch_full(self.pending(), self.batch_rows, self.bytes);
                     if full && !self.send(tx, false).await {
                         return Ok(Outcome::Abandoned);
                     }

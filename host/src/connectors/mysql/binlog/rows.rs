@@ -312,11 +312,10 @@ impl TableRows {
             if !image.present[i] {
                 continue;
             }
-            let cell = raw.get(&column.name).cloned().unwrap_or_else(|| {
-                let mut text = String::new();
-                crate::model::json::write_value(&mut text, &image.values[i]);
-                serde_json::from_str(&text).unwrap_or(serde_json::Value::Null)
-            });
+            let cell = raw
+                .get(&column.name)
+                .cloned()
+                .unwrap_or_else(|| crate::model::json::value_to_json(&image.values[i]));
             json.insert(column.name.clone(), cell);
         }
         Refusal {
