@@ -38,6 +38,19 @@ pub struct SourceOptions {
     /// Chunks read at the same time: sources that hold one snapshot open
     /// per reader size their connection pool by it.
     pub readers: usize,
+    /// How large a batch and a single value may grow.
+    pub limits: ReadLimits,
+}
+
+impl SourceOptions {
+    /// `readers` readers within the default limits (tools and tests that
+    /// have no pipeline).
+    pub fn readers(readers: usize) -> Self {
+        SourceOptions {
+            readers,
+            limits: ReadLimits::default(),
+        }
+    }
 }
 
 /// Settings every target gets besides its URL.
@@ -55,12 +68,12 @@ pub struct TargetOptions {
 
 /// The source and target of a pipeline.
 pub fn open_pipeline(pipeline: &Pipeline) -> Result<(Arc<dyn Source>, Arc<dyn Target>)> {
-    let source = open_source_with_limits(
+    let source = open_source(
         &pipeline.source,
         SourceOptions {
             readers: pipeline.parallelism,
+            limits: pipeline.read_limits(),
         },
-        pipeline.read_limits(),
     )?;
     let target = open_target(
         &pipeline.target,
@@ -74,18 +87,9 @@ pub fn open_pipeline(pipeline: &Pipeline) -> Result<(Arc<dyn Source>, Arc<dyn Ta
     Ok((source, target))
 }
 
-/// The source connector for `endpoint`'s URL scheme, with the default
-/// read limits (tools and tests that have no pipeline).
+/// The source connector for `endpoint`'s URL scheme.
 pub fn open_source(endpoint: &Endpoint, options: SourceOptions) -> Result<Arc<dyn Source>> {
-    open_source_with_limits(endpoint, options, ReadLimits::default())
-}
-
-/// The source connector for `endpoint`'s URL scheme, reading within `limits`.
-pub fn open_source_with_limits(
-    endpoint: &Endpoint,
-    options: SourceOptions,
-    limits: ReadLimits,
-) -> Result<Arc<dyn Source>> {
+    let limits = options.limits;
     match endpoint.scheme() {
         "sqlite" => Ok(Arc::new(sqlite::SqliteSource::open(endpoint)?)),
         "file" => Ok(Arc::new(file::FileSource::open(endpoint, limits)?)),

@@ -21,8 +21,7 @@ use tracing::{Instrument, info, info_span};
 
 use crate::config::Pipeline;
 use crate::connectors::{
-    CompareColumn, Source, SourceOptions, Start, TargetOptions, open_source_with_limits,
-    open_target,
+    CompareColumn, Source, SourceOptions, Start, TargetOptions, open_source, open_target,
 };
 use crate::error::{Error, Result};
 use crate::model::canonical::length_prefixed;
@@ -103,17 +102,16 @@ pub async fn verify(pipeline: &Pipeline, options: &VerifyOptions) -> Result<Veri
     let started = Instant::now();
     let readers = SourceOptions {
         readers: pipeline.parallelism.max(1),
+        limits: pipeline.read_limits(),
     };
-    let limits = pipeline.read_limits();
-    let source = open_source_with_limits(&pipeline.source, readers.clone(), limits)?;
+    let source = open_source(&pipeline.source, readers.clone())?;
     // The target is read back through its own connector's reader.
-    let target_reader =
-        open_source_with_limits(&pipeline.target, readers, limits).map_err(|e| {
-            Error::Unsupported(format!(
-                "verify reads the target {} back and cannot: {e}",
-                pipeline.target
-            ))
-        })?;
+    let target_reader = open_source(&pipeline.target, readers).map_err(|e| {
+        Error::Unsupported(format!(
+            "verify reads the target {} back and cannot: {e}",
+            pipeline.target
+        ))
+    })?;
     let mut schemas = crate::engine::discover(pipeline, source.as_ref()).await?;
     if !options.tables.is_empty() {
         let only = TableSelection::new(&options.tables, &[]).map_err(Error::Config)?;
@@ -439,12 +437,12 @@ impl TablePair {
             repair_summary = Some(summary);
             // A fresh reader: the first one may hold a snapshot from before
             // the repair (MySQL keeps one per reader).
-            let fresh = self.target.reading_from(open_source_with_limits(
+            let fresh = self.target.reading_from(open_source(
                 &pipeline.target,
                 SourceOptions {
                     readers: pipeline.parallelism.max(1),
+                    limits: pipeline.read_limits(),
                 },
-                pipeline.read_limits(),
             )?);
             table::compare(
                 &self.source,

@@ -146,7 +146,7 @@ async fn binlog_stream_end_to_end() {
         .unwrap();
 
     let endpoint = Endpoint::new(&url, Path::new("/tmp"), "test").unwrap();
-    let source = open_source(&endpoint, SourceOptions { readers: 1 }).unwrap();
+    let source = open_source(&endpoint, SourceOptions::readers(1)).unwrap();
     let all = TableSelection::new(&["*".to_string()], &[]).unwrap();
     let schemas: Vec<Arc<TableSchema>> = source
         .discover(&all)
@@ -412,7 +412,7 @@ async fn binlog_stream_throughput() {
     .unwrap();
     let url = format!("{}/{db}", base.trim_end_matches('/'));
     let endpoint = Endpoint::new(&url, Path::new("/tmp"), "test").unwrap();
-    let source = open_source(&endpoint, SourceOptions { readers: 1 }).unwrap();
+    let source = open_source(&endpoint, SourceOptions::readers(1)).unwrap();
     let all = TableSelection::new(&["*".to_string()], &[]).unwrap();
     let schemas: Vec<Arc<TableSchema>> = source
         .discover(&all)

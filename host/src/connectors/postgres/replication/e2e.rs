@@ -203,7 +203,7 @@ async fn stream_against_a_real_server() {
         "e2e source.url",
     )
     .unwrap();
-    let source = open_source(&endpoint, SourceOptions { readers: 2 }).unwrap();
+    let source = open_source(&endpoint, SourceOptions::readers(2)).unwrap();
     let selection = TableSelection::new(&["*".to_string()], &[]).unwrap();
     let schemas: Vec<Arc<TableSchema>> = source
         .discover(&selection)
@@ -282,7 +282,7 @@ async fn stream_against_a_real_server() {
         } if *table == index("kinds") => Some(row.clone()),
         _ => None,
     });
-    let fresh = open_source(&endpoint, SourceOptions { readers: 1 }).unwrap();
+    let fresh = open_source(&endpoint, SourceOptions::readers(1)).unwrap();
     let now = read_table(&*fresh, &schemas[index("kinds")]).await;
     assert_eq!(
         streamed_10.as_ref(),
@@ -477,7 +477,7 @@ async fn backlog_throughput() {
         .await;
         let endpoint =
             Endpoint::new(&db_url(&base, &db), Path::new("."), "e2e source.url").expect("endpoint");
-        let source = open_source(&endpoint, SourceOptions { readers: 1 }).expect("source");
+        let source = open_source(&endpoint, SourceOptions::readers(1)).expect("source");
         let selection = TableSelection::new(&["bench".to_string()], &[]).expect("selection");
         let table = Arc::new(
             source
