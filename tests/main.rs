@@ -9,6 +9,7 @@ mod cli_errors;
 mod crash;
 mod dlq;
 mod round_trip;
+mod security;
 mod sql;
 mod state_store;
 mod transform;

@@ -31,6 +31,14 @@ pub enum Error {
     Plugin(String),
     #[error("interrupted; run the same command again to resume")]
     Interrupted,
+    /// A file dmp keeps private (state store, keys, plugin cache) that is
+    /// another user's or cannot be made private.
+    #[error(transparent)]
+    PrivateFile(#[from] crate::state::PrivateFileError),
+    /// A dead-letter key that cannot be read, or a sealed payload it does
+    /// not open.
+    #[error(transparent)]
+    Sealing(#[from] crate::state::SealError),
     #[error("{context}")]
     Io {
         context: String,
@@ -115,7 +123,14 @@ impl Error {
 
     pub fn kind(&self) -> ErrorKind {
         match self {
-            Error::Config(_) | Error::Unsupported(_) | Error::Plugin(_) => ErrorKind::Config,
+            Error::Config(_)
+            | Error::Unsupported(_)
+            | Error::Plugin(_)
+            | Error::PrivateFile(
+                crate::state::PrivateFileError::NotOurs { .. }
+                | crate::state::PrivateFileError::WrongKind { .. },
+            )
+            | Error::Sealing(_) => ErrorKind::Config,
             Error::Data(_) => ErrorKind::Data,
             Error::Interrupted => ErrorKind::Interrupted,
             Error::Sqlite { source, .. } if is_busy(source) => ErrorKind::Transient,

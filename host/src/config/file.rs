@@ -228,6 +228,14 @@ struct RunSection {
     /// false (the run says how many, and goes on).
     #[serde(default)]
     strict_schema: bool,
+    /// How long dead-letter rows are kept: older ones are deleted when a
+    /// run starts (a duration: `7d`, `12h`, `90d`). Default: `30d`.
+    dead_letter_retention: Option<Spanned<String>>,
+    /// A key file (32 bytes, raw, hex or base64) that seals the rows and
+    /// errors of dead letters in the state store; `dmp dlq` opens them with
+    /// it. Relative to the pipeline file. Default: none (stored as JSON
+    /// text, in a file only its owner may read).
+    dead_letter_key: Option<Spanned<String>>,
 }
 
 const fn default_watch_plugins() -> bool {
@@ -248,6 +256,8 @@ impl Default for RunSection {
             retries: None,
             retry_max_delay: None,
             strict_schema: false,
+            dead_letter_retention: None,
+            dead_letter_key: None,
         }
     }
 }
@@ -289,6 +299,24 @@ impl Places<'_> {
     fn string(&self, s: &Spanned<String>, key: &str) -> Result<(String, String)> {
         let place = self.at(s.span(), key);
         Ok((interpolate(s.get_ref(), &place)?, place))
+    }
+
+    /// A duration longer than zero (`examples` for the error).
+    fn duration(
+        &self,
+        s: &Spanned<String>,
+        key: &str,
+        examples: &str,
+    ) -> Result<std::time::Duration> {
+        let (text, place) = self.string(s, key)?;
+        humantime::parse_duration(&text)
+            .ok()
+            .filter(|d| !d.is_zero())
+            .ok_or_else(|| {
+                Error::Config(format!(
+                    "{place}: `{text}` is not a duration such as {examples}"
+                ))
+            })
     }
 }
 
@@ -451,17 +479,7 @@ pub(super) fn parse(text: &str, path: &Path) -> Result<Pipeline> {
         }
     };
     let heartbeat = match &cdc.heartbeat {
-        Some(h) => {
-            let (text, place) = places.string(h, "cdc.heartbeat")?;
-            humantime::parse_duration(&text)
-                .ok()
-                .filter(|d| !d.is_zero())
-                .ok_or_else(|| {
-                    Error::Config(format!(
-                        "{place}: `{text}` is not a duration such as `10s` or `1m`"
-                    ))
-                })?
-        }
+        Some(h) => places.duration(h, "cdc.heartbeat", "`10s` or `1m`")?,
         None => DEFAULT_HEARTBEAT,
     };
     let mut retry = RetryPolicy::default();
@@ -469,16 +487,19 @@ pub(super) fn parse(text: &str, path: &Path) -> Result<Pipeline> {
         retry.attempts = attempts;
     }
     if let Some(max) = &run.retry_max_delay {
-        let (text, place) = places.string(max, "run.retry_max_delay")?;
-        retry.max_delay = humantime::parse_duration(&text)
-            .ok()
-            .filter(|d| !d.is_zero())
-            .ok_or_else(|| {
-                Error::Config(format!(
-                    "{place}: `{text}` is not a duration such as `30s` or `2m`"
-                ))
-            })?;
+        retry.max_delay = places.duration(max, "run.retry_max_delay", "`30s` or `2m`")?;
     }
+    let dead_letter_retention = match &run.dead_letter_retention {
+        Some(text) => places.duration(text, "run.dead_letter_retention", "`30d` or `12h`")?,
+        None => super::default_dead_letter_retention(),
+    };
+    let dead_letter_key = match &run.dead_letter_key {
+        Some(path) => {
+            let (path, _) = places.string(path, "run.dead_letter_key")?;
+            Some(crate::connectors::resolve_path(base_dir, &path))
+        }
+        None => None,
+    };
     let cdc = CdcSettings {
         slot: name_setting(&cdc.slot, "cdc.slot")?,
         publication: name_setting(&cdc.publication, "cdc.publication")?,
@@ -508,12 +529,15 @@ pub(super) fn parse(text: &str, path: &Path) -> Result<Pipeline> {
         cdc,
         retry,
         strict_schema: run.strict_schema,
+        dead_letter_retention,
+        dead_letter_key,
     }))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     fn parse_str(text: &str) -> Result<Pipeline> {
         parse(text, Path::new("conf/p.toml"))
@@ -533,6 +557,32 @@ mod tests {
         assert_eq!(p.if_exists, IfExists::Replace);
         assert_eq!(p.state, Path::new("conf/.dmp/state.db"));
         assert_eq!(p.source.base_dir(), Path::new("conf"));
+    }
+
+    #[test]
+    fn dead_letter_settings_have_defaults_and_are_checked() {
+        let base = "[source]\nurl = \"sqlite://a.db\"\n[target]\nurl = \"sqlite://b.db\"\n";
+        let p = parse_str(&format!("{base}[[transform]]\nplugin = \"x.wasm\"\n")).unwrap();
+        assert_eq!(p.dead_letter_retention, Duration::from_secs(30 * 24 * 3600));
+        assert_eq!(p.dead_letter_key, None);
+
+        let p = parse_str(&format!(
+            "{base}[run]\ndead_letter_retention = \"12h\"\ndead_letter_key = \"keys/dlq.key\"\n"
+        ))
+        .unwrap();
+        assert_eq!(p.dead_letter_retention, Duration::from_secs(12 * 3600));
+        assert_eq!(
+            p.dead_letter_key.as_deref(),
+            Some(Path::new("conf/keys/dlq.key"))
+        );
+
+        let err = parse_str(&format!("{base}[run]\ndead_letter_retention = \"soon\"\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("run.dead_letter_retention") && err.contains("`soon`"),
+            "{err}"
+        );
     }
 
     #[test]
