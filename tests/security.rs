@@ -1,5 +1,7 @@
-//! Security issue 13, the state store: dead letters kept private (file
-//! modes, purge, retention, values out of the log, sealing).
+//! Security issue 13, the sandbox and the state store: limits a hostile
+//! plugin cannot talk its way around (error size, log flood), and dead
+//! letters kept private (file modes, purge, retention, values out of the
+//! log, sealing).
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
@@ -52,6 +54,65 @@ fn store_files_contain(dir: &Path, needle: &str) -> bool {
             std::fs::read(dir.join(".dmp").join(f))
                 .is_ok_and(|bytes| bytes.windows(needle.len()).any(|w| w == needle.as_bytes()))
         })
+}
+
+#[test]
+fn a_plugins_huge_error_is_capped_and_stored_once_per_batch() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    create_people(dir.path());
+    hostile_pipeline(dir.path(), "big-error", "");
+    let out = run_dmp(dir.path(), &["run", "p.toml"]);
+    assert_exit(&out, 1);
+    let letters = dlq_shown(dir.path(), "p.toml");
+    assert_eq!(letters.len(), 3, "{letters:?}");
+    for letter in &letters {
+        let error = letter["error"].as_str().unwrap_or_default();
+        assert!(error.contains("plugin hostile"), "{error:.200}");
+        assert!(
+            error.len() < 5 << 10 && error.contains(" bytes in all]"),
+            "{} bytes: {:.200}",
+            error.len(),
+            &error[error.len().saturating_sub(200)..]
+        );
+    }
+    // Two batches: rows 1-2 share one stored error, row 3 has its own.
+    let store = Connection::open(dir.path().join(".dmp/state.db")).expect("store");
+    let shared: i64 = store
+        .query_row("SELECT count(*) FROM dead_letter_errors", [], |r| r.get(0))
+        .expect("count");
+    let pointing: i64 = store
+        .query_row(
+            "SELECT count(*) FROM dead_letters WHERE error_id IS NOT NULL AND error = ''",
+            [],
+            |r| r.get(0),
+        )
+        .expect("count");
+    assert_eq!((shared, pointing), (1, 2));
+    let size = std::fs::metadata(dir.path().join(".dmp/state.db"))
+        .expect("size")
+        .len();
+    assert!(size < 1 << 20, "state store of {size} bytes");
+}
+
+#[test]
+fn a_plugin_flooding_its_log_is_cut_to_a_rate_and_the_drops_are_counted() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    create_people(dir.path());
+    hostile_pipeline(dir.path(), "log-flood", "");
+    let out = run_dmp(dir.path(), &["run", "p.toml"]);
+    assert_exit(&out, 0);
+    assert_eq!(rows(&dir.path().join("target.db"), "people").len(), 3);
+    let stderr = text(&out.stderr);
+    // 10000 lines of 4 KiB were logged (40 MiB): a burst of 200 lines of
+    // at most 1 KiB each passes, and a second's rate while it runs.
+    assert!(stderr.len() < 1 << 20, "{} bytes of log", stderr.len());
+    let logged = stderr.matches("hostile plugin floods the log").count();
+    assert!((200..2000).contains(&logged), "{logged} lines logged");
+    assert!(
+        stderr.contains("[truncated: ") && stderr.contains("plugin log lines dropped"),
+        "{:.2000}",
+        &stderr[stderr.len().saturating_sub(2000)..]
+    );
 }
 
 #[test]

@@ -5,9 +5,11 @@
 
 mod bindings;
 mod convert;
+mod guest_text;
 mod host;
 mod hot_swap;
 mod instance;
+mod limiter;
 mod plugin;
 mod runtime;
 mod stage;

@@ -2,11 +2,13 @@
 //! ready to be instantiated per table.
 
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use wasmtime::component::Component;
 
 use super::bindings::PluginPre;
-use super::host::HostState;
+use super::host::{HostState, LogBudget};
 use super::runtime::PluginRuntime;
 use crate::error::{Error, Result};
 
@@ -27,6 +29,8 @@ pub struct LoadedPlugin {
     pub(crate) engine: wasmtime::Engine,
     /// Order of loading: a hot swap only moves to a later generation.
     pub generation: u64,
+    /// What the plugin may still log, shared by all its instances.
+    pub(crate) log: Arc<Mutex<LogBudget>>,
 }
 
 static GENERATIONS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
@@ -45,7 +49,7 @@ impl LoadedPlugin {
         place: String,
         component: &Component,
         generation: u64,
-    ) -> Result<std::sync::Arc<Self>> {
+    ) -> Result<Arc<Self>> {
         let ty = component.component_type();
         let refused: Vec<&str> = ty
             .imports(&runtime.engine)
@@ -67,7 +71,8 @@ impl LoadedPlugin {
                     "{place} does not fit the dmp:transform@0.1.0 contract: {e:#}"
                 ))
             })?;
-        Ok(std::sync::Arc::new(LoadedPlugin {
+        let log = Arc::new(Mutex::new(LogBudget::new(name.clone(), Instant::now())));
+        Ok(Arc::new(LoadedPlugin {
             name,
             path,
             hash,
@@ -75,6 +80,7 @@ impl LoadedPlugin {
             pre,
             engine: runtime.engine.clone(),
             generation,
+            log,
         }))
     }
 }

@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use super::bindings::wit;
 use super::convert::{decode_result, encode_batch, schema_from_wit, schema_to_wit};
+use super::guest_text::{MAX_ERROR_BYTES, capped};
 use super::instance::{Failure, Instance};
 use super::plugin::LoadedPlugin;
 use super::runtime::{Limits, PluginRuntime};
@@ -222,6 +223,7 @@ impl WasmTransform {
         let mut rejects = batch.rejects;
         let refused: Vec<usize> = decoded.rejects.iter().map(|(row, _)| *row).collect();
         for (row, reason) in decoded.rejects {
+            let reason = capped(reason, MAX_ERROR_BYTES);
             rejects.push(Reject {
                 stage: RejectStage::Transform,
                 error: format!("{} (sha256 {}): {reason}", plugin.name, &plugin.hash[..12]),
