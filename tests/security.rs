@@ -1,7 +1,7 @@
 //! Security issue 13, the sandbox and the state store: limits a hostile
-//! plugin cannot talk its way around (error size, log flood), and dead
-//! letters kept private (file modes, purge, retention, values out of the
-//! log, sealing).
+//! plugin cannot talk its way around (error size, log flood, plugin size,
+//! compile time, the compiled-plugin cache), and dead letters kept private
+//! (file modes, purge, retention, values out of the log, sealing).
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
@@ -10,7 +10,7 @@ use dmp_test_servers::postgres;
 use rusqlite::Connection;
 
 use crate::support::sql::sql_pipeline;
-use crate::support::{assert_exit, dlq_shown, pipeline, rows, run_dmp, text};
+use crate::support::{assert_exit, dlq_shown, dmp, pipeline, rows, run_dmp, text};
 use crate::transform::plugin;
 
 /// A value that must not leak: it is in one row of table `people`.
@@ -113,6 +113,156 @@ fn a_plugin_flooding_its_log_is_cut_to_a_rate_and_the_drops_are_counted() {
         "{:.2000}",
         &stderr[stderr.len().saturating_sub(2000)..]
     );
+}
+
+#[test]
+fn plugins_over_their_size_or_compile_time_are_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    create_people(dir.path());
+    // A valid plugin made 2 MiB by a custom section.
+    let mut big = std::fs::read(plugin("identity", false)).expect("plugin");
+    let payload = vec![0u8; 2 << 20];
+    let name = b"padding";
+    let mut section = vec![name.len() as u8];
+    section.extend_from_slice(name);
+    section.extend_from_slice(&payload);
+    big.push(0);
+    let mut len = section.len();
+    loop {
+        let byte = (len & 0x7f) as u8;
+        len >>= 7;
+        big.push(if len == 0 { byte } else { byte | 0x80 });
+        if len == 0 {
+            break;
+        }
+    }
+    big.extend_from_slice(&section);
+    std::fs::write(dir.path().join("big.wasm"), &big).expect("write");
+    let body = |extra: &str| {
+        format!(
+            "[source]\nurl = \"sqlite://source.db\"\n[target]\nurl = \"sqlite://target.db\"\n[[transform]]\nplugin = \"big.wasm\"\n{extra}\n"
+        )
+    };
+    // Over its size; then within it but compiling may take no time at all
+    // (a fresh cache: nothing is loaded from it).
+    for (setting, says) in [
+        ("max_plugin_mb = 1", "over the limit of 1048576 bytes"),
+        ("compile_timeout_ms = 1", "compiling took longer than 1ms"),
+    ] {
+        pipeline(dir.path(), "p.toml", &body(setting));
+        let out = run_with_cache(dir.path(), &["run", "p.toml"]);
+        assert_exit(&out, 2);
+        let err = text(&out.stderr);
+        assert!(err.contains("plugin big") && err.contains(says), "{err}");
+    }
+    pipeline(dir.path(), "p.toml", &body(""));
+    assert_exit(&run_with_cache(dir.path(), &["run", "p.toml"]), 0);
+    assert_eq!(rows(&dir.path().join("target.db"), "people").len(), 3);
+}
+
+/// `dmp args` in `dir` with a plugin cache and cache key of its own, and
+/// the INFO log (it says when a plugin is compiled).
+fn run_with_cache(dir: &Path, args: &[&str]) -> std::process::Output {
+    dmp(dir)
+        .args(args)
+        .env("DMP_PLUGIN_CACHE", dir.join("cache"))
+        .env("XDG_STATE_HOME", dir.join("state-home"))
+        .env("RUST_LOG", "dmp=info")
+        .output()
+        .expect("dmp runs")
+}
+
+/// Runs `p.toml` with [`run_with_cache`]; returns the log.
+fn run_cached(dir: &Path, restart: bool) -> String {
+    let mut args = vec!["run", "p.toml"];
+    if restart {
+        args.push("--restart");
+    }
+    let out = run_with_cache(dir, &args);
+    assert_exit(&out, 0);
+    text(&out.stderr)
+}
+
+/// A run that refuses the identity plugin's cache entry, compiles the
+/// plugin again, and moves the rows unchanged.
+fn assert_compiled_again(dir: &Path) {
+    let log = run_cached(dir, true);
+    assert!(
+        log.contains("failed authentication") && log.contains("plugin compiled"),
+        "{log}"
+    );
+    assert_eq!(
+        rows(&dir.join("target.db"), "people")[1][1],
+        rusqlite::types::Value::Text(SECRET.into())
+    );
+}
+
+fn cache_entries(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut entries: Vec<_> = std::fs::read_dir(dir.join("cache"))
+        .expect("cache folder")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.extension().is_some_and(|x| x == "cwasm"))
+        .collect();
+    entries.sort();
+    entries
+}
+
+#[test]
+fn a_tampered_compiled_plugin_is_compiled_again_never_loaded() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    create_people(dir.path());
+    // mask_pii first, to have another valid entry at hand.
+    let with = |name: &str, config: &str| {
+        format!(
+            "[source]\nurl = \"sqlite://source.db\"\n[target]\nurl = \"sqlite://target.db\"\n[[transform]]\nplugin = \"{}\"\n{config}\n",
+            plugin(name, false).display()
+        )
+    };
+    pipeline(
+        dir.path(),
+        "p.toml",
+        &with("mask_pii", "config = { columns = \"ssn\" }"),
+    );
+    let log = run_cached(dir.path(), false);
+    assert!(log.contains("plugin compiled"), "{log}");
+    let masked = cache_entries(dir.path());
+    assert_eq!(masked.len(), 1);
+
+    pipeline(dir.path(), "p.toml", &with("identity", ""));
+    let log = run_cached(dir.path(), true);
+    assert!(log.contains("plugin compiled"), "{log}");
+    let identity: Vec<_> = cache_entries(dir.path())
+        .into_iter()
+        .filter(|p| !masked.contains(p))
+        .collect();
+    assert_eq!(identity.len(), 1);
+    let entry = &identity[0];
+    assert_eq!(mode(&dir.path().join("cache")), 0o700);
+    assert_eq!(mode(entry), 0o600);
+    assert_eq!(
+        mode(&dir.path().join("state-home/dmp/plugin-cache.key")),
+        0o600
+    );
+    // Untouched, the entry is loaded: no compilation.
+    let log = run_cached(dir.path(), true);
+    assert!(!log.contains("plugin compiled"), "{log}");
+
+    // Bytes flipped in the middle of the native code.
+    let mut bytes = std::fs::read(entry).expect("entry");
+    let middle = bytes.len() / 2;
+    for b in &mut bytes[middle..middle + 16] {
+        *b ^= 0xff;
+    }
+    std::fs::write(entry, &bytes).expect("tamper");
+    assert_compiled_again(dir.path());
+
+    // Another plugin's valid entry put in its place: not loaded either
+    // (mask_pii's code would mask the column).
+    std::fs::copy(&masked[0], entry).expect("swap entries");
+    assert_compiled_again(dir.path());
+    // The entry was written again: the next run loads it.
+    let log = run_cached(dir.path(), true);
+    assert!(!log.contains("plugin compiled"), "{log}");
 }
 
 #[test]

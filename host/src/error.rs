@@ -39,6 +39,9 @@ pub enum Error {
     /// not open.
     #[error(transparent)]
     Sealing(#[from] crate::state::SealError),
+    /// A plugin refused for its size or its compilation time.
+    #[error(transparent)]
+    PluginLoad(#[from] crate::transform::LoadError),
     #[error("{context}")]
     Io {
         context: String,
@@ -130,7 +133,8 @@ impl Error {
                 crate::state::PrivateFileError::NotOurs { .. }
                 | crate::state::PrivateFileError::WrongKind { .. },
             )
-            | Error::Sealing(_) => ErrorKind::Config,
+            | Error::Sealing(_)
+            | Error::PluginLoad(_) => ErrorKind::Config,
             Error::Data(_) => ErrorKind::Data,
             Error::Interrupted => ErrorKind::Interrupted,
             Error::Sqlite { source, .. } if is_busy(source) => ErrorKind::Transient,

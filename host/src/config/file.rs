@@ -132,6 +132,13 @@ pub struct TransformSection {
     /// Time one batch may take in the plugin, in milliseconds. Default: 1000.
     #[serde(default = "default_timeout_ms")]
     pub timeout_ms: u64,
+    /// The largest plugin file accepted, in MiB. Default: 64.
+    #[serde(default = "default_max_plugin_mb")]
+    pub max_plugin_mb: u64,
+    /// Time compiling the plugin may take, in milliseconds (a cached
+    /// compilation is not timed). Default: 60000.
+    #[serde(default = "default_compile_timeout_ms")]
+    pub compile_timeout_ms: u64,
     /// `file:line transform[i]`, for errors (not read from the file).
     #[serde(skip)]
     pub place: String,
@@ -143,6 +150,14 @@ const fn default_memory_mb() -> u64 {
 
 const fn default_timeout_ms() -> u64 {
     1000
+}
+
+const fn default_max_plugin_mb() -> u64 {
+    crate::transform::DEFAULT_MAX_PLUGIN_MB
+}
+
+const fn default_compile_timeout_ms() -> u64 {
+    crate::transform::DEFAULT_COMPILE_TIMEOUT_MS
 }
 
 /// How rows are selected for a run.
@@ -373,6 +388,11 @@ pub(super) fn parse(text: &str, path: &Path) -> Result<Pipeline> {
                 "{place}: memory_mb and timeout_ms must be at least 1"
             )));
         }
+        if t.max_plugin_mb == 0 || t.compile_timeout_ms == 0 {
+            return Err(Error::Config(format!(
+                "{place}: max_plugin_mb and compile_timeout_ms must be at least 1"
+            )));
+        }
         for value in t.config.values_mut() {
             *value = interpolate(value, &format!("{place}.config"))?;
         }
@@ -560,11 +580,13 @@ mod tests {
     }
 
     #[test]
-    fn dead_letter_settings_have_defaults_and_are_checked() {
+    fn dead_letter_and_plugin_limits_have_defaults_and_are_checked() {
         let base = "[source]\nurl = \"sqlite://a.db\"\n[target]\nurl = \"sqlite://b.db\"\n";
         let p = parse_str(&format!("{base}[[transform]]\nplugin = \"x.wasm\"\n")).unwrap();
         assert_eq!(p.dead_letter_retention, Duration::from_secs(30 * 24 * 3600));
         assert_eq!(p.dead_letter_key, None);
+        assert_eq!(p.transforms[0].max_plugin_mb, 64);
+        assert_eq!(p.transforms[0].compile_timeout_ms, 60_000);
 
         let p = parse_str(&format!(
             "{base}[run]\ndead_letter_retention = \"12h\"\ndead_letter_key = \"keys/dlq.key\"\n"
@@ -581,6 +603,15 @@ mod tests {
             .to_string();
         assert!(
             err.contains("run.dead_letter_retention") && err.contains("`soon`"),
+            "{err}"
+        );
+        let err = parse_str(&format!(
+            "{base}[[transform]]\nplugin = \"x.wasm\"\ncompile_timeout_ms = 0\n"
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("compile_timeout_ms must be at least 1"),
             "{err}"
         );
     }

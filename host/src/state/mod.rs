@@ -21,7 +21,9 @@ use rusqlite::Connection;
 
 pub use dead_letter::{DeadLetter, DeadLetterSink, Settled, StoredLetter};
 pub use private::PrivateFileError;
-pub(crate) use private::private_dir;
+pub(crate) use private::{
+    create_private_once, private_dir, private_file, read_private_file, write_private_file,
+};
 pub use redact::without_row_values;
 pub use runs::{RunRecord, RunStatus};
 pub use sealing::{DeadLetterKey, SealError};

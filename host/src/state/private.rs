@@ -4,7 +4,8 @@
 //! found looser are tightened with a warning, ones owned by another user
 //! are refused.
 
-use std::fs::{DirBuilder, OpenOptions, Permissions};
+use std::fs::{DirBuilder, File, OpenOptions, Permissions};
+use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
@@ -122,6 +123,48 @@ pub fn create_private_file(path: &Path) -> Result<(), PrivateFileError> {
     }
 }
 
+/// Writes `bytes` to `path` atomically (a 0600 temporary file renamed over
+/// it): a reader sees the old content or the new, never a part.
+pub fn write_private_file(path: &Path, bytes: &[u8]) -> Result<(), PrivateFileError> {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(format!(".{}.tmp", std::process::id()));
+    let tmp = PathBuf::from(tmp);
+    let written = OpenOptions::new()
+        .create(true)
+        .write(true)
+        .truncate(true)
+        .mode(PRIVATE_FILE)
+        .open(&tmp)
+        .and_then(|mut file: File| {
+            file.write_all(bytes)?;
+            file.sync_all()
+        })
+        .and_then(|()| std::fs::rename(&tmp, path));
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(io("writing", path)(e));
+    }
+    Ok(())
+}
+
+/// Creates `path` holding `bytes` (0600) unless it exists, atomically: a
+/// reader never sees it half written, and of two processes creating it at
+/// once one wins and the other sees its content. Returns whether it was
+/// created.
+pub fn create_private_once(path: &Path, bytes: &[u8]) -> Result<bool, PrivateFileError> {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(format!(".{}.new", std::process::id()));
+    let tmp = PathBuf::from(tmp);
+    write_private_file(&tmp, bytes)?;
+    let linked = std::fs::hard_link(&tmp, path);
+    let _ = std::fs::remove_file(&tmp);
+    match linked {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
+        Err(e) => Err(io("creating", path)(e)),
+    }
+}
+
 /// Reads a file that must be private (tightened if looser).
 pub fn read_private_file(path: &Path) -> Result<Vec<u8>, PrivateFileError> {
     private_file(path)?;
@@ -149,7 +192,8 @@ mod tests {
         assert_eq!(mode(&home), 0o700);
 
         let file = home.join("key");
-        std::fs::write(&file, b"secret").expect("write");
+        write_private_file(&file, b"secret").expect("write");
+        assert_eq!(mode(&file), 0o600);
         std::fs::set_permissions(&file, Permissions::from_mode(0o644)).expect("chmod");
         assert_eq!(read_private_file(&file).expect("read"), b"secret");
         assert_eq!(mode(&file), 0o600);

@@ -4,6 +4,7 @@
 //! compiled components are cached on disk by content hash.
 
 mod bindings;
+mod cache;
 mod convert;
 mod guest_text;
 mod host;
@@ -16,5 +17,7 @@ mod stage;
 
 pub use hot_swap::{HotSwap, watch};
 pub use plugin::LoadedPlugin;
-pub use runtime::{Limits, PluginRuntime};
+pub use runtime::{
+    DEFAULT_COMPILE_TIMEOUT_MS, DEFAULT_MAX_PLUGIN_MB, Limits, LoadError, LoadLimits, PluginRuntime,
+};
 pub use stage::{SampleOutcome, TransformChain, WasmTransform, open_chains, reject_whole_batch};

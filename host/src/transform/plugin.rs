@@ -9,7 +9,7 @@ use wasmtime::component::Component;
 
 use super::bindings::PluginPre;
 use super::host::{HostState, LogBudget};
-use super::runtime::PluginRuntime;
+use super::runtime::{LoadLimits, PluginRuntime};
 use crate::error::{Error, Result};
 
 /// The only import a plugin may have.
@@ -29,6 +29,8 @@ pub struct LoadedPlugin {
     pub(crate) engine: wasmtime::Engine,
     /// Order of loading: a hot swap only moves to a later generation.
     pub generation: u64,
+    /// The limits it was loaded under; a new version is loaded under them.
+    pub load_limits: LoadLimits,
     /// What the plugin may still log, shared by all its instances.
     pub(crate) log: Arc<Mutex<LogBudget>>,
 }
@@ -40,16 +42,30 @@ pub(crate) fn next_generation() -> u64 {
     GENERATIONS.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
 }
 
+/// What was read of a plugin file before it was compiled.
+pub(crate) struct PluginFile {
+    pub name: String,
+    pub path: PathBuf,
+    pub hash: String,
+    pub place: String,
+    pub generation: u64,
+    pub load_limits: LoadLimits,
+}
+
 impl LoadedPlugin {
     pub(crate) fn new(
         runtime: &PluginRuntime,
-        name: String,
-        path: PathBuf,
-        hash: String,
-        place: String,
+        file: PluginFile,
         component: &Component,
-        generation: u64,
     ) -> Result<Arc<Self>> {
+        let PluginFile {
+            name,
+            path,
+            hash,
+            place,
+            generation,
+            load_limits,
+        } = file;
         let ty = component.component_type();
         let refused: Vec<&str> = ty
             .imports(&runtime.engine)
@@ -80,6 +96,7 @@ impl LoadedPlugin {
             pre,
             engine: runtime.engine.clone(),
             generation,
+            load_limits,
             log,
         }))
     }
