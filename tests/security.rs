@@ -431,4 +431,22 @@ fn a_check_constraint_refusal_keeps_row_values_out_of_the_log() {
     let letters = dlq_shown(dir.path(), "p.toml");
     assert_eq!(letters.len(), 1);
     assert_eq!(letters[0]["row"]["ssn"], SECRET);
+
+    // With on_error = "fail" the run stops on the row, naming the
+    // constraint, not the values.
+    pipeline(
+        dir.path(),
+        "p.toml",
+        &body.replace("[run]", "[run]\non_error = \"fail\""),
+    );
+    let out = run_dmp(dir.path(), &["run", "p.toml", "--restart"]);
+    let log = text(&out.stderr);
+    assert!(
+        log.contains("ok_status") && log.contains("on_error = \"fail\""),
+        "{log}"
+    );
+    assert!(
+        !log.contains(SECRET) && !log.contains("user45@example.com"),
+        "{log}"
+    );
 }
