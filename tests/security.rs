@@ -104,10 +104,11 @@ fn a_plugin_flooding_its_log_is_cut_to_a_rate_and_the_drops_are_counted() {
     assert_eq!(rows(&dir.path().join("target.db"), "people").len(), 3);
     let stderr = text(&out.stderr);
     // 10000 lines of 4 KiB were logged (40 MiB): a burst of 200 lines of
-    // at most 1 KiB each passes, and a second's rate while it runs.
-    assert!(stderr.len() < 1 << 20, "{} bytes of log", stderr.len());
+    // at most 1 KiB each passes, and 100 a second while it runs (a run of
+    // a second or two; the bounds leave room for a slow machine).
+    assert!(stderr.len() < 4 << 20, "{} bytes of log", stderr.len());
     let logged = stderr.matches("hostile plugin floods the log").count();
-    assert!((200..2000).contains(&logged), "{logged} lines logged");
+    assert!((200..3000).contains(&logged), "{logged} lines logged");
     assert!(
         stderr.contains("[truncated: ") && stderr.contains("plugin log lines dropped"),
         "{:.2000}",
