@@ -10,6 +10,7 @@ mod crash;
 mod dlq;
 mod file_safety;
 mod round_trip;
+mod security;
 mod sql;
 mod state_store;
 mod terminal;

@@ -34,6 +34,17 @@ pub enum Error {
     UnsafePath(#[from] crate::connectors::UnsafePath),
     #[error("interrupted; run the same command again to resume")]
     Interrupted,
+    /// A file dmp keeps private (state store, keys, plugin cache) that is
+    /// another user's or cannot be made private.
+    #[error(transparent)]
+    PrivateFile(#[from] crate::state::PrivateFileError),
+    /// A dead-letter key that cannot be read, or a sealed payload it does
+    /// not open.
+    #[error(transparent)]
+    Sealing(#[from] crate::state::SealError),
+    /// A plugin refused for its size or its compilation time.
+    #[error(transparent)]
+    PluginLoad(#[from] crate::transform::LoadError),
     #[error("{context}")]
     Io {
         context: String,
@@ -121,7 +132,15 @@ impl Error {
 
     pub fn kind(&self) -> ErrorKind {
         match self {
-            Error::Config(_) | Error::Unsupported(_) | Error::Plugin(_) => ErrorKind::Config,
+            Error::Config(_)
+            | Error::Unsupported(_)
+            | Error::Plugin(_)
+            | Error::PrivateFile(
+                crate::state::PrivateFileError::NotOurs { .. }
+                | crate::state::PrivateFileError::WrongKind { .. },
+            )
+            | Error::Sealing(_)
+            | Error::PluginLoad(_) => ErrorKind::Config,
             Error::Data(_) => ErrorKind::Data,
             Error::Interrupted => ErrorKind::Interrupted,
             Error::Sqlite { source, .. } if is_busy(source) => ErrorKind::Transient,

@@ -212,7 +212,7 @@ fn print_replay(summary: &ReplaySummary) {
 
 fn open(path: &std::path::Path) -> Result<(Pipeline, StateStore)> {
     let pipeline = Pipeline::load(path)?;
-    let store = StateStore::open(&pipeline.state)?;
+    let store = StateStore::for_pipeline(&pipeline)?;
     Ok((pipeline, store))
 }
 

@@ -110,7 +110,7 @@ fn test(args: &TestArgs) -> Result<u8> {
     let cache =
         crate::config::default_plugin_cache().unwrap_or_else(|| PathBuf::from(".dmp/plugins"));
     let runtime = PluginRuntime::shared(&cache)?;
-    let plugin = runtime.load(&args.plugin)?;
+    let plugin = runtime.load(&args.plugin, crate::transform::LoadLimits::default())?;
     println!("{} ({} rows in)", plugin.place, rows.len());
     let transform = WasmTransform::open(plugin, config, Limits::default(), schema.clone())?;
     let output = transform.output_schema().clone();

@@ -105,7 +105,7 @@ async fn run_once(
     shutdown: Shutdown,
 ) -> Result<RunSummary> {
     let (source, target) = open_pipeline(pipeline)?;
-    let state = Arc::new(StateStore::open(&pipeline.state)?);
+    let state = Arc::new(StateStore::for_pipeline(pipeline)?);
     let progress = Progress::new();
     let display = ProgressDisplay::start(progress.clone(), interactive);
     let result = engine::run(pipeline, restart, source, target, state, progress, shutdown).await;

@@ -133,6 +133,13 @@ pub struct TransformSection {
     /// Time one batch may take in the plugin, in milliseconds. Default: 1000.
     #[serde(default = "default_timeout_ms")]
     pub timeout_ms: u64,
+    /// The largest plugin file accepted, in MiB. Default: 64.
+    #[serde(default = "default_max_plugin_mb")]
+    pub max_plugin_mb: u64,
+    /// Time compiling the plugin may take, in milliseconds (a cached
+    /// compilation is not timed). Default: 60000.
+    #[serde(default = "default_compile_timeout_ms")]
+    pub compile_timeout_ms: u64,
     /// `file:line transform[i]`, for errors (not read from the file).
     #[serde(skip)]
     pub place: String,
@@ -144,6 +151,14 @@ const fn default_memory_mb() -> u64 {
 
 const fn default_timeout_ms() -> u64 {
     1000
+}
+
+const fn default_max_plugin_mb() -> u64 {
+    crate::transform::DEFAULT_MAX_PLUGIN_MB
+}
+
+const fn default_compile_timeout_ms() -> u64 {
+    crate::transform::DEFAULT_COMPILE_TIMEOUT_MS
 }
 
 /// How rows are selected for a run.
@@ -239,6 +254,14 @@ struct RunSection {
     /// false (the run says how many, and goes on).
     #[serde(default)]
     strict_schema: bool,
+    /// How long dead-letter rows are kept: older ones are deleted when a
+    /// run starts (a duration: `7d`, `12h`, `90d`). Default: `30d`.
+    dead_letter_retention: Option<Spanned<String>>,
+    /// A key file (32 bytes, raw, hex or base64) that seals the rows and
+    /// errors of dead letters in the state store; `dmp dlq` opens them with
+    /// it. Relative to the pipeline file. Default: none (stored as JSON
+    /// text, in a file only its owner may read).
+    dead_letter_key: Option<Spanned<String>>,
 }
 
 const fn default_watch_plugins() -> bool {
@@ -261,6 +284,8 @@ impl Default for RunSection {
             retries: None,
             retry_max_delay: None,
             strict_schema: false,
+            dead_letter_retention: None,
+            dead_letter_key: None,
         }
     }
 }
@@ -304,6 +329,24 @@ impl Places<'_> {
     fn string(&self, s: &Spanned<String>, key: &str) -> Result<(String, String)> {
         let place = self.at(s.span(), key);
         Ok((interpolate(s.get_ref(), &place, self.base_dir)?, place))
+    }
+
+    /// A duration longer than zero (`examples` for the error).
+    fn duration(
+        &self,
+        s: &Spanned<String>,
+        key: &str,
+        examples: &str,
+    ) -> Result<std::time::Duration> {
+        let (text, place) = self.string(s, key)?;
+        humantime::parse_duration(&text)
+            .ok()
+            .filter(|d| !d.is_zero())
+            .ok_or_else(|| {
+                Error::Config(format!(
+                    "{place}: `{text}` is not a duration such as {examples}"
+                ))
+            })
     }
 }
 
@@ -391,6 +434,11 @@ pub(super) fn parse(text: &str, path: &Path) -> Result<Pipeline> {
         if t.memory_mb == 0 || t.timeout_ms == 0 {
             return Err(Error::Config(format!(
                 "{place}: memory_mb and timeout_ms must be at least 1"
+            )));
+        }
+        if t.max_plugin_mb == 0 || t.compile_timeout_ms == 0 {
+            return Err(Error::Config(format!(
+                "{place}: max_plugin_mb and compile_timeout_ms must be at least 1"
             )));
         }
         for value in t.config.values_mut() {
@@ -516,17 +564,7 @@ pub(super) fn parse(text: &str, path: &Path) -> Result<Pipeline> {
         }
     };
     let heartbeat = match &cdc.heartbeat {
-        Some(h) => {
-            let (text, place) = places.string(h, "cdc.heartbeat")?;
-            humantime::parse_duration(&text)
-                .ok()
-                .filter(|d| !d.is_zero())
-                .ok_or_else(|| {
-                    Error::Config(format!(
-                        "{place}: `{text}` is not a duration such as `10s` or `1m`"
-                    ))
-                })?
-        }
+        Some(h) => places.duration(h, "cdc.heartbeat", "`10s` or `1m`")?,
         None => DEFAULT_HEARTBEAT,
     };
     let mut retry = RetryPolicy::default();
@@ -534,16 +572,19 @@ pub(super) fn parse(text: &str, path: &Path) -> Result<Pipeline> {
         retry.attempts = attempts;
     }
     if let Some(max) = &run.retry_max_delay {
-        let (text, place) = places.string(max, "run.retry_max_delay")?;
-        retry.max_delay = humantime::parse_duration(&text)
-            .ok()
-            .filter(|d| !d.is_zero())
-            .ok_or_else(|| {
-                Error::Config(format!(
-                    "{place}: `{text}` is not a duration such as `30s` or `2m`"
-                ))
-            })?;
+        retry.max_delay = places.duration(max, "run.retry_max_delay", "`30s` or `2m`")?;
     }
+    let dead_letter_retention = match &run.dead_letter_retention {
+        Some(text) => places.duration(text, "run.dead_letter_retention", "`30d` or `12h`")?,
+        None => super::default_dead_letter_retention(),
+    };
+    let dead_letter_key = match &run.dead_letter_key {
+        Some(path) => {
+            let (path, _) = places.string(path, "run.dead_letter_key")?;
+            Some(crate::connectors::resolve_path(base_dir, &path))
+        }
+        None => None,
+    };
     let cdc = CdcSettings {
         slot: name_setting(&cdc.slot, "cdc.slot")?,
         publication: name_setting(&cdc.publication, "cdc.publication")?,
@@ -575,12 +616,15 @@ pub(super) fn parse(text: &str, path: &Path) -> Result<Pipeline> {
         cdc,
         retry,
         strict_schema: run.strict_schema,
+        dead_letter_retention,
+        dead_letter_key,
     }))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     fn parse_str(text: &str) -> Result<Pipeline> {
         parse(text, Path::new("conf/p.toml"))
@@ -602,6 +646,43 @@ mod tests {
         assert_eq!(p.if_exists, IfExists::Replace);
         assert_eq!(p.state, Path::new("conf/.dmp/state.db"));
         assert_eq!(p.source.base_dir(), Path::new("conf"));
+    }
+
+    #[test]
+    fn dead_letter_and_plugin_limits_have_defaults_and_are_checked() {
+        let base = "[source]\nurl = \"sqlite://a.db\"\n[target]\nurl = \"sqlite://b.db\"\n";
+        let p = parse_str(&format!("{base}[[transform]]\nplugin = \"x.wasm\"\n")).unwrap();
+        assert_eq!(p.dead_letter_retention, Duration::from_secs(30 * 24 * 3600));
+        assert_eq!(p.dead_letter_key, None);
+        assert_eq!(p.transforms[0].max_plugin_mb, 64);
+        assert_eq!(p.transforms[0].compile_timeout_ms, 60_000);
+
+        let p = parse_str(&format!(
+            "{base}[run]\ndead_letter_retention = \"12h\"\ndead_letter_key = \"keys/dlq.key\"\n"
+        ))
+        .unwrap();
+        assert_eq!(p.dead_letter_retention, Duration::from_secs(12 * 3600));
+        assert_eq!(
+            p.dead_letter_key.as_deref(),
+            Some(Path::new("conf/keys/dlq.key"))
+        );
+
+        let err = parse_str(&format!("{base}[run]\ndead_letter_retention = \"soon\"\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("run.dead_letter_retention") && err.contains("`soon`"),
+            "{err}"
+        );
+        let err = parse_str(&format!(
+            "{base}[[transform]]\nplugin = \"x.wasm\"\ncompile_timeout_ms = 0\n"
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("compile_timeout_ms must be at least 1"),
+            "{err}"
+        );
     }
 
     #[test]

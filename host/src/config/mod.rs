@@ -84,6 +84,15 @@ pub struct Pipeline {
     /// Refuse to start while any source schema object would not be
     /// carried (`[run] strict_schema`, `--strict-schema`).
     pub strict_schema: bool,
+    /// Dead-letter rows older than this are deleted when a run starts.
+    pub dead_letter_retention: std::time::Duration,
+    /// The key file that seals dead-letter rows, if any.
+    pub dead_letter_key: Option<PathBuf>,
+}
+
+/// `[run] dead_letter_retention` by default: 30 days.
+pub const fn default_dead_letter_retention() -> std::time::Duration {
+    std::time::Duration::from_secs(30 * 24 * 60 * 60)
 }
 
 /// Per-table settings (`[table."GLOB"]`).
@@ -238,6 +247,8 @@ impl Pipeline {
             cdc: CdcSettings::default(),
             retry: RetryPolicy::default(),
             strict_schema: false,
+            dead_letter_retention: default_dead_letter_retention(),
+            dead_letter_key: None,
         }
         .with_plugin_cache())
     }

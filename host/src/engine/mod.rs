@@ -54,6 +54,15 @@ pub async fn run(
 ) -> Result<RunSummary> {
     // The full runner opens its own `pipeline` span.
     let span = tracing::info_span!("pipeline", name = %crate::model::printable(&pipeline.name), mode = pipeline.mode.as_str());
+    let expired = state.expire_dead_letters(&pipeline.name, pipeline.dead_letter_retention)?;
+    if expired > 0 {
+        tracing::info!(
+            pipeline = pipeline.name,
+            rows = expired,
+            retention = %humantime::format_duration(pipeline.dead_letter_retention),
+            "expired dead-letter rows deleted"
+        );
+    }
     match pipeline.mode {
         RunMode::Full => {
             runner::run(pipeline, restart, source, target, state, progress, shutdown).await

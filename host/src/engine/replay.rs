@@ -26,7 +26,7 @@ use crate::model::{
     Batch, Change, ChangeBatch, Checkpoint, Position, REPLAY_CHUNK, Reject, RejectStage,
     TableChanges, TableSchema,
 };
-use crate::state::{Settled, StateStore, StoredLetter};
+use crate::state::{Settled, StateStore, StoredLetter, without_row_values};
 use crate::transform::TransformChain;
 
 /// Which dead-letter rows to replay.
@@ -451,7 +451,12 @@ async fn write_group(
     // group stays (a later replay writes the arrived ones again, harmlessly).
     let stray = unmatched.into_values().flatten().next();
     if let Some(stray) = &stray {
-        warn!(table = %table.output.name, error = %stray.error, "a refused row matches no replayed row; the group's rows stay in the store");
+        tracing::debug!(table = %table.output.name, error = %stray.error, "unplaced refusal");
+        warn!(
+            table = %table.output.name,
+            error = %without_row_values(&stray.error),
+            "a refused row matches no replayed row; the group's rows stay in the store"
+        );
     }
     let mut settled: Vec<Settled> = verdicts
         .into_iter()

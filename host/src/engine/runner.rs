@@ -19,7 +19,7 @@ use crate::config::{OnError, Pipeline, Scope};
 use crate::connectors::{BatchStream, READ_AHEAD_BATCHES, RejectSink, Source, Start, Target};
 use crate::error::{Error, ErrorKind, Result, ResultExt};
 use crate::model::{Batch, Checkpoint, Chunk, Position, SchemaObjects, TableSchema, printable};
-use crate::state::{DeadLetterSink, RunStatus, StateStore};
+use crate::state::{DeadLetterSink, RunStatus, StateStore, without_row_values};
 use crate::transform::{PluginRuntime, TransformChain, open_chains, reject_whole_batch, watch};
 
 #[derive(Debug, Clone, Serialize)]
@@ -316,7 +316,13 @@ pub(super) async fn join_tasks(
         if let Err(e) = joined.context(|| what.to_string()).and_then(|r| r) {
             if first_error.is_none() || matches!(first_error, Some(Error::Interrupted)) {
                 if e.kind() != ErrorKind::Interrupted {
-                    warn!(error = %e.report(), "stopping the run");
+                    // A database's error may quote a row: the values
+                    // only at DEBUG.
+                    tracing::debug!(error = %e.report(), "stopping the run");
+                    warn!(
+                        error = %without_row_values(&e.report()),
+                        "stopping the run"
+                    );
                 }
                 first_error = Some(e);
             }

@@ -8,7 +8,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use rusqlite::params;
 
-use super::{StateStore, now};
+use super::redact::without_row_values;
+use super::sealing::{Field, seal, unseal};
+use super::{StateStore, TIMESTAMP, now};
 use crate::config::OnError;
 use crate::connectors::RejectSink;
 use crate::error::{Error, Result, ResultExt};
@@ -60,7 +62,9 @@ pub enum Settled {
 
 impl StateStore {
     /// Stores rejects with the plugin versions that handled them; storing
-    /// the same rejects again (a redone batch) keeps one copy.
+    /// the same rejects again (a redone batch) keeps one copy. An error
+    /// text several rejects share (a batch a plugin failed on as a whole)
+    /// is stored once, the rows pointing at it.
     pub fn dead_letter(
         &self,
         pipeline: &str,
@@ -71,14 +75,40 @@ impl StateStore {
     ) -> Result<()> {
         let mut conn = self.conn()?;
         let ctx = || self.ctx("storing dead-letter rows");
+        let key = self.key.as_ref();
         let txn = conn.transaction().context(ctx)?;
+        let mut uses: HashMap<&str, usize> = HashMap::new();
+        for reject in rejects {
+            *uses.entry(reject.error.as_str()).or_default() += 1;
+        }
+        let mut shared: HashMap<&str, i64> = HashMap::new();
+        let mut ignored = false;
         for (seq, reject) in rejects.iter().enumerate() {
             // A row the reader refused never met a plugin.
             let plugins =
                 (reject.stage != RejectStage::Source && !plugins.is_empty()).then_some(plugins);
-            txn.execute(
-                "INSERT OR IGNORE INTO dead_letters (pipeline, run_id, table_name, stage, position, seq, error, row, created_at, plugins)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+            let text = reject.error.as_str();
+            let (error, error_id) = if uses.get(text).is_some_and(|n| *n > 1) {
+                let id = match shared.get(text) {
+                    Some(id) => *id,
+                    None => {
+                        txn.execute(
+                            "INSERT INTO dead_letter_errors (error) VALUES (?1)",
+                            [seal(key, Field::Error, text)?],
+                        )
+                        .context(ctx)?;
+                        let id = txn.last_insert_rowid();
+                        shared.insert(text, id);
+                        id
+                    }
+                };
+                (String::new(), Some(id))
+            } else {
+                (seal(key, Field::Error, text)?, None)
+            };
+            let stored = txn.execute(
+                "INSERT OR IGNORE INTO dead_letters (pipeline, run_id, table_name, stage, position, seq, error, row, created_at, plugins, error_id)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
                 params![
                     pipeline,
                     run,
@@ -86,13 +116,18 @@ impl StateStore {
                     reject.stage.as_str(),
                     serde_json::to_string(&reject.position).context(ctx)?,
                     i64::try_from(seq).unwrap_or(i64::MAX),
-                    reject.error,
-                    reject.row.to_string(),
+                    error,
+                    seal(key, Field::Row, &reject.row.to_string())?,
                     now(),
-                    plugins
+                    plugins,
+                    error_id
                 ],
             )
             .context(ctx)?;
+            ignored |= stored == 0;
+        }
+        if ignored {
+            drop_unused_errors(&txn).context(ctx)?;
         }
         txn.commit().context(ctx)
     }
@@ -102,7 +137,11 @@ impl StateStore {
         let conn = self.conn()?;
         let ctx = || self.ctx("reading dead-letter rows");
         let mut stmt = conn
-            .prepare("SELECT id, table_name, stage, error, row, position, created_at, coalesce(plugins, '') FROM dead_letters WHERE pipeline = ?1 ORDER BY id")
+            .prepare(
+                "SELECT d.id, d.table_name, d.stage, coalesce(e.error, d.error), d.row, d.position, d.created_at, coalesce(d.plugins, '')
+                 FROM dead_letters d LEFT JOIN dead_letter_errors e ON e.id = d.error_id
+                 WHERE d.pipeline = ?1 ORDER BY d.id",
+            )
             .context(ctx)?;
         type Stored = (i64, String, String, String, String, String, String, String);
         let rows: Vec<Stored> = stmt
@@ -120,14 +159,16 @@ impl StateStore {
             })
             .and_then(|rows| rows.collect())
             .context(ctx)?;
+        let key = self.key.as_ref();
         rows.into_iter()
             .map(
                 |(id, table, stage, error, row, position, created_at, plugins)| {
+                    let row = unseal(key, Field::Row, id, row)?;
                     Ok(DeadLetter {
                         id,
                         table,
                         stage,
-                        error,
+                        error: unseal(key, Field::Error, id, error)?,
                         row: serde_json::from_str(&row).context(ctx)?,
                         position: serde_json::from_str(&position).context(ctx)?,
                         plugins,
@@ -245,6 +286,7 @@ impl StateStore {
             )
             .and_then(|rows| rows.collect())
             .context(ctx)?;
+        let key = self.key.as_ref();
         rows.into_iter()
             .map(|(id, table, stage, row, position, plugins, run_mode)| {
                 let stage = stage_from_str(&stage).ok_or_else(|| {
@@ -257,7 +299,7 @@ impl StateStore {
                     id,
                     table,
                     stage,
-                    row,
+                    row: unseal(key, Field::Row, id, row)?,
                     position: serde_json::from_str(&position).context(ctx)?,
                     plugins,
                     run_mode,
@@ -271,6 +313,7 @@ impl StateStore {
     pub fn settle_dead_letters(&self, pipeline: &str, outcomes: &[Settled]) -> Result<()> {
         let mut conn = self.conn()?;
         let ctx = || self.ctx("recording the replay of dead-letter rows");
+        let key = self.key.as_ref();
         let txn = conn.transaction().context(ctx)?;
         for outcome in outcomes {
             match outcome {
@@ -279,12 +322,13 @@ impl StateStore {
                     params![pipeline, id],
                 ),
                 Settled::Failed { id, error, plugins } => txn.execute(
-                    "UPDATE dead_letters SET error = ?3, plugins = nullif(?4, '') WHERE pipeline = ?1 AND id = ?2",
-                    params![pipeline, id, error, plugins],
+                    "UPDATE dead_letters SET error = ?3, error_id = NULL, plugins = nullif(?4, '') WHERE pipeline = ?1 AND id = ?2",
+                    params![pipeline, id, seal(key, Field::Error, error)?, plugins],
                 ),
             }
             .context(ctx)?;
         }
+        drop_unused_errors(&txn).context(ctx)?;
         txn.commit().context(ctx)
     }
 }
@@ -329,9 +373,60 @@ impl StateStore {
                     .context(ctx)?;
             }
         }
+        drop_unused_errors(&txn).context(ctx)?;
         txn.commit().context(ctx)?;
+        if purged > 0 {
+            compact(&conn).context(ctx)?;
+        }
         Ok(purged)
     }
+
+    /// Deletes a pipeline's dead-letter rows stored more than `retention`
+    /// ago (`[run] dead_letter_retention`). Returns how many.
+    pub fn expire_dead_letters(
+        &self,
+        pipeline: &str,
+        retention: std::time::Duration,
+    ) -> Result<usize> {
+        let cutoff = chrono::Duration::from_std(retention)
+            .ok()
+            .and_then(|age| chrono::Utc::now().checked_sub_signed(age));
+        // A retention reaching before the calendar's start keeps everything.
+        let Some(cutoff) = cutoff else {
+            return Ok(0);
+        };
+        let cutoff = cutoff.format(TIMESTAMP).to_string();
+        let mut conn = self.conn()?;
+        let ctx = || self.ctx("deleting expired dead-letter rows");
+        let txn = conn.transaction().context(ctx)?;
+        let expired = txn
+            .execute(
+                "DELETE FROM dead_letters WHERE pipeline = ?1 AND created_at < ?2",
+                params![pipeline, cutoff],
+            )
+            .context(ctx)?;
+        drop_unused_errors(&txn).context(ctx)?;
+        txn.commit().context(ctx)?;
+        Ok(expired)
+    }
+}
+
+/// Forgets shared error texts no dead-letter row points at any more.
+fn drop_unused_errors(conn: &rusqlite::Connection) -> rusqlite::Result<()> {
+    conn.execute(
+        "DELETE FROM dead_letter_errors WHERE id NOT IN
+           (SELECT error_id FROM dead_letters WHERE error_id IS NOT NULL)",
+        [],
+    )
+    .map(drop)
+}
+
+/// Rewrites the file without the free pages deleted rows left, and empties
+/// the write-ahead log, whose older frames still hold them: purged rows
+/// must not be readable in the files afterwards.
+fn compact(conn: &rusqlite::Connection) -> rusqlite::Result<()> {
+    conn.execute_batch("VACUUM")?;
+    conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
 }
 
 /// Applies the run's `on_error` policy to refused rows.
@@ -373,22 +468,26 @@ impl DeadLetterSink {
         let Some(first) = rejects.first() else {
             return Ok(());
         };
+        // Errors quoting row values are logged whole only at DEBUG: the
+        // dead-letter store is the place for the rows.
         match self.policy {
             OnError::Fail => {
+                tracing::debug!(table = table.name, error = first.error, "row refused");
                 return Err(Error::Data(format!(
                     "table {}: a row was refused ({} stage, at {}): {} (on_error = \"fail\")",
                     table.name,
                     first.stage.as_str(),
                     serde_json::to_string(&first.position).unwrap_or_default(),
-                    first.error
+                    without_row_values(&first.error)
                 )));
             }
             OnError::Skip => {
                 for r in &rejects {
+                    tracing::debug!(table = table.name, error = r.error, "row refused");
                     tracing::warn!(
                         table = table.name,
                         stage = r.stage.as_str(),
-                        error = r.error,
+                        error = without_row_values(&r.error),
                         "row skipped"
                     );
                 }
@@ -396,11 +495,12 @@ impl DeadLetterSink {
             OnError::DeadLetter => {
                 self.store
                     .dead_letter(&self.pipeline, self.run, &table.name, &rejects, plugins)?;
+                tracing::debug!(table = table.name, first_error = first.error, "row refused");
                 tracing::warn!(
                     table = table.name,
                     rows = rejects.len(),
                     plugins,
-                    first_error = first.error,
+                    first_error = without_row_values(&first.error),
                     "rows dead-lettered"
                 );
             }
@@ -525,6 +625,69 @@ mod tests {
             .unwrap();
         assert_eq!(only.len(), 1);
         assert_eq!(only[0].id, left[1].id);
+    }
+
+    #[test]
+    fn a_shared_error_is_stored_once_and_forgotten_with_its_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = StateStore::open(&dir.path().join("state.db")).unwrap();
+        let mut rejects: Vec<Reject> = (1..=3)
+            .map(|id| reject(RejectStage::Transform, id))
+            .collect();
+        for r in &mut rejects[..2] {
+            r.error = "the batch failed".into();
+        }
+        store.dead_letter("p", 1, "t", &rejects, "").unwrap();
+        // A redone batch stores nothing new.
+        store.dead_letter("p", 1, "t", &rejects, "").unwrap();
+        let errors: Vec<String> = store
+            .dead_letters("p")
+            .unwrap()
+            .into_iter()
+            .map(|d| d.error)
+            .collect();
+        assert_eq!(errors, ["the batch failed", "the batch failed", "bad 3"]);
+        let shared = |store: &StateStore| -> i64 {
+            store
+                .conn()
+                .unwrap()
+                .query_row("SELECT count(*) FROM dead_letter_errors", [], |r| r.get(0))
+                .unwrap()
+        };
+        assert_eq!(shared(&store), 1);
+        store.purge_dead_letters("p", None, &[]).unwrap();
+        assert_eq!(shared(&store), 0);
+    }
+
+    #[test]
+    fn letters_older_than_the_retention_expire() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = StateStore::open(&dir.path().join("state.db")).unwrap();
+        let rejects: Vec<Reject> = (1..=2).map(|id| reject(RejectStage::Target, id)).collect();
+        store.dead_letter("p", 1, "t", &rejects, "").unwrap();
+        store.dead_letter("q", 1, "t", &rejects[..1], "").unwrap();
+        let old = (chrono::Utc::now() - chrono::Duration::days(31))
+            .format(super::super::TIMESTAMP)
+            .to_string();
+        store
+            .conn()
+            .unwrap()
+            .execute(
+                "UPDATE dead_letters SET created_at = ?1 WHERE error = 'bad 1'",
+                [old],
+            )
+            .unwrap();
+        let month = std::time::Duration::from_secs(30 * 24 * 3600);
+        assert_eq!(store.expire_dead_letters("p", month).unwrap(), 1);
+        let left: Vec<String> = store
+            .dead_letters("p")
+            .unwrap()
+            .into_iter()
+            .map(|d| d.error)
+            .collect();
+        assert_eq!(left, ["bad 2"]);
+        // Another pipeline's letters, as old, are left to its own runs.
+        assert_eq!(store.dead_letters("q").unwrap().len(), 1);
     }
 
     #[test]

@@ -2,18 +2,31 @@
 //! progress, and dead-letter rows. The target holds the authoritative
 //! checkpoints (written with the rows); this store keeps the plan a resumed
 //! run must follow, a progress mirror for people, and the rows that failed.
+//! Those rows are personal data as often as not: the store's folder and
+//! files are private to the user, deleted rows are overwritten, and the
+//! rows may be sealed with a key (`[run] dead_letter_key`).
 
 mod dead_letter;
+mod private;
+mod redact;
 mod runs;
+mod sealing;
 
 use std::fs::File;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 
 use rusqlite::Connection;
 
 pub use dead_letter::{DeadLetter, DeadLetterSink, Settled, StoredLetter};
+pub use private::PrivateFileError;
+pub(crate) use private::{
+    create_private_once, private_dir, private_file, read_private_file, write_private_file,
+};
+pub use redact::without_row_values;
 pub use runs::{RunRecord, RunStatus};
+pub use sealing::{DeadLetterKey, SealError};
 
 use crate::error::{Error, Result, ResultExt};
 
@@ -66,13 +79,22 @@ CREATE TABLE IF NOT EXISTS dead_letters (
     row TEXT NOT NULL,
     created_at TEXT NOT NULL,
     plugins TEXT,
+    error_id INTEGER,
     UNIQUE (pipeline, table_name, stage, position, seq)
+);
+-- One error text shared by the rows of a batch that failed as a whole
+-- (`dead_letters.error_id`; `error` is then empty).
+CREATE TABLE IF NOT EXISTS dead_letter_errors (
+    id INTEGER PRIMARY KEY,
+    error TEXT NOT NULL
 );
 ";
 
 pub struct StateStore {
     conn: Mutex<Connection>,
     path: PathBuf,
+    /// Seals dead-letter rows and errors when set.
+    key: Option<DeadLetterKey>,
     /// Held while the store is open: two `dmp run` of one state store would
     /// resume the same chunks twice.
     _lock: File,
@@ -82,14 +104,13 @@ impl StateStore {
     /// Opens (creating if needed) the store at `path` and takes its lock.
     pub fn open(path: &Path) -> Result<Self> {
         let ctx = || format!("opening state store {}", path.display());
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).context(ctx)?;
-        }
+        make_private(path)?;
         let lock_path = path.with_extension("lock");
         let lock = File::options()
             .create(true)
             .truncate(false)
             .write(true)
+            .mode(0o600)
             .open(&lock_path)
             .context(ctx)?;
         lock.try_lock().map_err(|_| {
@@ -105,12 +126,16 @@ impl StateStore {
             .context(ctx)?;
         conn.busy_timeout(std::time::Duration::from_secs(30))
             .context(ctx)?;
+        // Deleted dead letters are overwritten, not left in free pages.
+        conn.pragma_update(None, "secure_delete", "ON")
+            .context(ctx)?;
         conn.execute_batch(SCHEMA).context(ctx)?;
         // Columns added since the first stores were made.
-        for (table, column) in [
-            ("chunks", "plugins"),
-            ("runs", "snapshot_position"),
-            ("dead_letters", "plugins"),
+        for (table, column, ty) in [
+            ("chunks", "plugins", "TEXT"),
+            ("runs", "snapshot_position", "TEXT"),
+            ("dead_letters", "plugins", "TEXT"),
+            ("dead_letters", "error_id", "INTEGER"),
         ] {
             let present: bool = conn
                 .query_row(
@@ -120,15 +145,32 @@ impl StateStore {
                 )
                 .context(ctx)?;
             if !present {
-                conn.execute_batch(&format!("ALTER TABLE {table} ADD COLUMN {column} TEXT"))
+                conn.execute_batch(&format!("ALTER TABLE {table} ADD COLUMN {column} {ty}"))
                     .context(ctx)?;
             }
         }
         Ok(StateStore {
             conn: Mutex::new(conn),
             path: path.to_path_buf(),
+            key: None,
             _lock: lock,
         })
+    }
+
+    /// Opens a pipeline's store with its dead-letter key, if it has one.
+    pub fn for_pipeline(pipeline: &crate::config::Pipeline) -> Result<Self> {
+        let store = Self::open(&pipeline.state)?;
+        match &pipeline.dead_letter_key {
+            Some(path) => Ok(store.with_dead_letter_key(DeadLetterKey::load(path)?)),
+            None => Ok(store),
+        }
+    }
+
+    /// Seals the dead-letter rows and errors stored from now on, and opens
+    /// sealed ones read.
+    pub fn with_dead_letter_key(mut self, key: DeadLetterKey) -> Self {
+        self.key = Some(key);
+        self
     }
 
     fn conn(&self) -> Result<MutexGuard<'_, Connection>> {
@@ -142,8 +184,29 @@ impl StateStore {
     }
 }
 
+/// Makes the store's folder and files private to the user before SQLite
+/// opens them (it gives its `-wal` and `-shm` files the database file's
+/// mode). The folder is created 0700; an existing one is tightened only
+/// when it is dmp's own (`.dmp`, the default): a store put in some other
+/// folder leaves that folder as it is.
+fn make_private(path: &Path) -> Result<()> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        let own = dir.file_name().is_some_and(|n| n == ".dmp");
+        private_dir(dir, own)?;
+    }
+    private::create_private_file(path)?;
+    for suffix in ["-wal", "-shm"] {
+        let mut companion = path.as_os_str().to_owned();
+        companion.push(suffix);
+        private::private_file(Path::new(&companion))?;
+    }
+    private::private_file(&path.with_extension("lock"))?;
+    Ok(())
+}
+
+/// How the store writes times: as text that sorts as time does.
+const TIMESTAMP: &str = "%Y-%m-%dT%H:%M:%S%.3fZ";
+
 fn now() -> String {
-    chrono::Utc::now()
-        .format("%Y-%m-%dT%H:%M:%S%.3fZ")
-        .to_string()
+    chrono::Utc::now().format(TIMESTAMP).to_string()
 }

@@ -119,7 +119,10 @@ pub fn watch(
 }
 
 fn reload(runtime: &PluginRuntime, path: &std::path::Path, stages: &[Arc<WasmTransform>]) {
-    let plugin = match runtime.load(path) {
+    let Some(limits) = stages.first().map(|s| s.load_limits()) else {
+        return;
+    };
+    let plugin = match runtime.load(path, limits) {
         Ok(plugin) => plugin,
         Err(e) => {
             tracing::warn!(plugin = %path.display(), error = %e, "hot swap refused: the running version stays");

@@ -2,10 +2,12 @@
 //! time limit. A trap poisons an instance; the caller drops it.
 
 use wasmtime::component::ResourceAny;
-use wasmtime::{Store, StoreLimitsBuilder, Trap};
+use wasmtime::{Store, Trap};
 
 use super::bindings::{Plugin, wit};
+use super::guest_text::{MAX_ERROR_BYTES, capped};
 use super::host::HostState;
+use super::limiter::{OverBudget, SandboxLimiter};
 use super::plugin::LoadedPlugin;
 use super::runtime::{EPOCH_TICK, Limits};
 
@@ -16,10 +18,18 @@ pub(crate) enum Failure {
     Refused(String),
     /// It ran past its time limit.
     Timeout,
-    /// It tried to grow its memory past the cap.
+    /// It tried to grow its memories and tables past the cap.
     Memory,
     /// It trapped (a panic, an invalid operation).
     Trap(String),
+}
+
+impl Failure {
+    /// The plugin's own error, cut to a bound: it is copied into every
+    /// row of the batch it fails.
+    fn refused(message: String) -> Failure {
+        Failure::Refused(capped(message, MAX_ERROR_BYTES))
+    }
 }
 
 impl std::fmt::Display for Failure {
@@ -58,19 +68,14 @@ impl Instance {
         input: &wit::TableSchema,
     ) -> Result<(Instance, wit::TableSchema), Failure> {
         let state = HostState {
-            limits: StoreLimitsBuilder::new()
-                .memory_size(limits.memory_bytes)
-                .trap_on_grow_failure(true)
-                .instances(256)
-                .tables(256)
-                .memories(16)
-                .build(),
+            limiter: SandboxLimiter::new(limits.memory_bytes),
             plugin: plugin.name.clone(),
             table: table.to_string(),
+            log: plugin.log.clone(),
             last_error: None,
         };
         let mut store = Store::new(&plugin.engine, state);
-        store.limiter(|state| &mut state.limits);
+        store.limiter(|state| &mut state.limiter);
         store.epoch_deadline_trap();
         store.set_epoch_deadline(deadline_ticks(&limits));
         let bindings = plugin
@@ -82,7 +87,7 @@ impl Instance {
             .transformer()
             .call_open(&mut store, config, input)
             .map_err(|e| classify(&store, &e))?;
-        let transformer = opened.map_err(Failure::Refused)?;
+        let transformer = opened.map_err(Failure::refused)?;
         store.set_epoch_deadline(deadline_ticks(&limits));
         let output = bindings
             .dmp_transform_transform()
@@ -109,7 +114,7 @@ impl Instance {
             .transformer()
             .call_process(&mut self.store, self.transformer, batch)
             .map_err(|e| classify(&self.store, &e))?;
-        result.map_err(Failure::Refused)
+        result.map_err(Failure::refused)
     }
 }
 
@@ -128,7 +133,7 @@ fn classify(store: &Store<HostState>, e: &wasmtime::Error) -> Failure {
         };
     }
     let text = format!("{e:?}");
-    if text.contains("forcing trap when growing memory") {
+    if e.downcast_ref::<OverBudget>().is_some() || text.contains("over its limit of") {
         Failure::Memory
     } else {
         Failure::Trap(text.lines().next().unwrap_or("unknown error").to_string())

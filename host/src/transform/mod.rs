@@ -4,15 +4,20 @@
 //! compiled components are cached on disk by content hash.
 
 mod bindings;
+mod cache;
 mod convert;
+mod guest_text;
 mod host;
 mod hot_swap;
 mod instance;
+mod limiter;
 mod plugin;
 mod runtime;
 mod stage;
 
 pub use hot_swap::{HotSwap, watch};
 pub use plugin::LoadedPlugin;
-pub use runtime::{Limits, PluginRuntime};
+pub use runtime::{
+    DEFAULT_COMPILE_TIMEOUT_MS, DEFAULT_MAX_PLUGIN_MB, Limits, LoadError, LoadLimits, PluginRuntime,
+};
 pub use stage::{SampleOutcome, TransformChain, WasmTransform, open_chains, reject_whole_batch};

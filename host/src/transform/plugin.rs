@@ -2,12 +2,14 @@
 //! ready to be instantiated per table.
 
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use wasmtime::component::Component;
 
 use super::bindings::PluginPre;
-use super::host::HostState;
-use super::runtime::PluginRuntime;
+use super::host::{HostState, LogBudget};
+use super::runtime::{LoadLimits, PluginRuntime};
 use crate::error::{Error, Result};
 
 /// The only import a plugin may have.
@@ -27,6 +29,10 @@ pub struct LoadedPlugin {
     pub(crate) engine: wasmtime::Engine,
     /// Order of loading: a hot swap only moves to a later generation.
     pub generation: u64,
+    /// The limits it was loaded under; a new version is loaded under them.
+    pub load_limits: LoadLimits,
+    /// What the plugin may still log, shared by all its instances.
+    pub(crate) log: Arc<Mutex<LogBudget>>,
 }
 
 static GENERATIONS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
@@ -36,16 +42,30 @@ pub(crate) fn next_generation() -> u64 {
     GENERATIONS.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
 }
 
+/// What was read of a plugin file before it was compiled.
+pub(crate) struct PluginFile {
+    pub name: String,
+    pub path: PathBuf,
+    pub hash: String,
+    pub place: String,
+    pub generation: u64,
+    pub load_limits: LoadLimits,
+}
+
 impl LoadedPlugin {
     pub(crate) fn new(
         runtime: &PluginRuntime,
-        name: String,
-        path: PathBuf,
-        hash: String,
-        place: String,
+        file: PluginFile,
         component: &Component,
-        generation: u64,
-    ) -> Result<std::sync::Arc<Self>> {
+    ) -> Result<Arc<Self>> {
+        let PluginFile {
+            name,
+            path,
+            hash,
+            place,
+            generation,
+            load_limits,
+        } = file;
         let ty = component.component_type();
         let refused: Vec<&str> = ty
             .imports(&runtime.engine)
@@ -67,7 +87,8 @@ impl LoadedPlugin {
                     "{place} does not fit the dmp:transform@0.1.0 contract: {e:#}"
                 ))
             })?;
-        Ok(std::sync::Arc::new(LoadedPlugin {
+        let log = Arc::new(Mutex::new(LogBudget::new(name.clone(), Instant::now())));
+        Ok(Arc::new(LoadedPlugin {
             name,
             path,
             hash,
@@ -75,6 +96,8 @@ impl LoadedPlugin {
             pre,
             engine: runtime.engine.clone(),
             generation,
+            load_limits,
+            log,
         }))
     }
 }

@@ -1,9 +1,12 @@
 //! The process-wide wasmtime engine, the epoch ticker that enforces time
-//! limits, and the on-disk cache of compiled components.
+//! limits, and loading plugins: size and compile-time limits, and the
+//! authenticated on-disk cache of compiled components.
 
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::RecvTimeoutError;
 use std::time::Duration;
 
 use sha2::{Digest, Sha256};
@@ -11,12 +14,54 @@ use wasmtime::component::{Component, HasSelf, Linker};
 use wasmtime::{Config, Engine};
 
 use super::bindings::Plugin;
+use super::cache::{CompileCache, default_key_path};
 use super::host::HostState;
-use super::plugin::LoadedPlugin;
+use super::plugin::{LoadedPlugin, PluginFile};
 use crate::error::{Error, Result};
 
 /// How often the engine's epoch advances: the resolution of time limits.
 pub(crate) const EPOCH_TICK: Duration = Duration::from_millis(10);
+
+/// `[[transform]] max_plugin_mb` by default.
+pub const DEFAULT_MAX_PLUGIN_MB: u64 = 64;
+/// `[[transform]] compile_timeout_ms` by default.
+pub const DEFAULT_COMPILE_TIMEOUT_MS: u64 = 60_000;
+
+/// Limits on loading a plugin: its file's size and its compilation time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LoadLimits {
+    pub max_bytes: u64,
+    pub compile_timeout: Duration,
+}
+
+impl Default for LoadLimits {
+    fn default() -> Self {
+        LoadLimits {
+            max_bytes: DEFAULT_MAX_PLUGIN_MB << 20,
+            compile_timeout: Duration::from_millis(DEFAULT_COMPILE_TIMEOUT_MS),
+        }
+    }
+}
+
+/// Why a plugin was refused before it was compiled or while it was.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error(
+        "plugin {plugin} ({path}) is {bytes} bytes, over the limit of {max} bytes (`max_plugin_mb`)",
+        path = path.display()
+    )]
+    TooLarge {
+        plugin: String,
+        path: PathBuf,
+        bytes: u64,
+        max: u64,
+    },
+    #[error(
+        "{place}: compiling took longer than {} (`compile_timeout_ms`); the plugin is refused",
+        humantime::format_duration(*timeout)
+    )]
+    CompileTimeout { place: String, timeout: Duration },
+}
 
 /// Sandbox limits of one plugin instance.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,6 +88,8 @@ pub struct PluginRuntime {
     pub(crate) engine: Engine,
     pub(crate) linker: Linker<HostState>,
     cache_dir: PathBuf,
+    /// The key that authenticates cache entries (see `cache.rs`).
+    cache_key: PathBuf,
     ticking: Arc<AtomicBool>,
 }
 
@@ -105,85 +152,148 @@ impl PluginRuntime {
             engine,
             linker,
             cache_dir: cache_dir.to_path_buf(),
+            cache_key: default_key_path(cache_dir),
             ticking,
         }))
     }
 
-    /// Reads, checks and compiles (or loads from the cache) a plugin.
-    pub fn load(&self, path: &Path) -> Result<Arc<LoadedPlugin>> {
+    /// Reads, checks and compiles (or loads from the cache) a plugin,
+    /// within `load`'s size and time limits.
+    pub fn load(&self, path: &Path, load: LoadLimits) -> Result<Arc<LoadedPlugin>> {
         let generation = super::plugin::next_generation();
-        let bytes = std::fs::read(path)
-            .map_err(|e| Error::Config(format!("cannot read plugin {}: {e}", path.display())))?;
+        let name = path
+            .file_stem()
+            .map_or_else(|| "plugin".into(), |s| s.to_string_lossy().into_owned());
+        let bytes = read_bounded(path, &name, load.max_bytes)?;
         let hash: String = Sha256::digest(&bytes)
             .iter()
             .map(|b| format!("{b:02x}"))
             .collect();
-        let name = path
-            .file_stem()
-            .map_or_else(|| "plugin".into(), |s| s.to_string_lossy().into_owned());
         let place = format!("plugin {name} ({}, sha256 {})", path.display(), &hash[..12]);
-        let component = self.compile(&bytes, &hash, &place)?;
-        LoadedPlugin::new(
-            self,
+        let component = self.compile(bytes, &hash, &place, load.compile_timeout)?;
+        let file = PluginFile {
             name,
-            path.to_path_buf(),
+            path: path.to_path_buf(),
             hash,
             place,
-            &component,
             generation,
-        )
+            load_limits: load,
+        };
+        LoadedPlugin::new(self, file, &component)
     }
 
-    fn compile(&self, bytes: &[u8], hash: &str, place: &str) -> Result<Component> {
+    fn compile(
+        &self,
+        bytes: Vec<u8>,
+        hash: &str,
+        place: &str,
+        timeout: Duration,
+    ) -> Result<Component> {
         let compat = {
             use std::hash::{Hash, Hasher};
             let mut h = std::collections::hash_map::DefaultHasher::new();
             self.engine.precompile_compatibility_hash().hash(&mut h);
             h.finish()
         };
-        let cached = self.cache_dir.join(format!("{hash}-{compat:016x}.cwasm"));
-        if cached.is_file() {
-            // SAFETY: the file was written by `Component::serialize` of this
-            // engine configuration (its name carries the content hash and the
-            // engine's compatibility hash), in a folder only dmp writes.
+        let entry = format!("{hash}-{compat:016x}.cwasm");
+        let cache = CompileCache::open(&self.cache_dir, &self.cache_key);
+        if let Some(compiled) = cache.as_ref().and_then(|c| c.get(&entry, place)) {
+            // SAFETY: deserializing runs the bytes as native code. They
+            // carry a valid HMAC under this user's private key, bound to
+            // the entry's name (the plugin's content hash and this engine's
+            // compatibility hash): this user's dmp serialized them from
+            // this very plugin with this engine configuration.
             #[allow(unsafe_code)]
-            match unsafe { Component::deserialize_file(&self.engine, &cached) } {
+            match unsafe { Component::deserialize(&self.engine, &compiled) } {
                 Ok(component) => return Ok(component),
                 Err(e) => {
                     tracing::warn!(plugin = place, error = ?e, "compiled plugin cache unreadable; compiling again")
                 }
             }
         }
-        let component_bytes = if wasmparser::Parser::is_core_wasm(bytes) {
-            // A core module carrying its WIT type (a Rust plugin built for
-            // wasm32-unknown-unknown): wrap it into a component.
-            wit_component::ComponentEncoder::default()
-                .module(bytes)
-                .and_then(|encoder| encoder.validate(true).encode())
-                .map_err(|e| Error::Plugin(format!("{place}: not a DMP plugin module: {e:#}")))?
-        } else {
-            bytes.to_vec()
-        };
-        let started = std::time::Instant::now();
-        let component = Component::new(&self.engine, &component_bytes).map_err(|e| {
-            Error::Plugin(format!("{place}: not a valid WebAssembly component: {e:#}"))
-        })?;
-        tracing::info!(
-            plugin = place,
-            ms = started.elapsed().as_millis(),
-            "plugin compiled"
-        );
-        if std::fs::create_dir_all(&self.cache_dir).is_ok()
+        let component = self.compile_within(bytes, place, timeout)?;
+        if let Some(cache) = &cache
             && let Ok(serialized) = component.serialize()
         {
-            let tmp = cached.with_extension("tmp");
-            if std::fs::write(&tmp, serialized)
-                .and_then(|()| std::fs::rename(&tmp, &cached))
-                .is_err()
-            {
-                tracing::warn!(plugin = place, "could not cache the compiled plugin");
-            }
+            cache.put(&entry, &serialized, place);
         }
         Ok(component)
     }
+
+    /// Compiles on a thread of its own and waits at most `timeout`. A
+    /// compilation cannot be interrupted: one past its time is left to
+    /// finish in the background, its result dropped, and the plugin
+    /// refused.
+    fn compile_within(&self, bytes: Vec<u8>, place: &str, timeout: Duration) -> Result<Component> {
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        let engine = self.engine.clone();
+        let owned_place = place.to_string();
+        std::thread::Builder::new()
+            .name("dmp-compile".into())
+            .spawn(move || {
+                // The receiver may have given up: nobody to tell then.
+                let _ = tx.send(compile_component(&engine, &bytes, &owned_place));
+            })
+            .map_err(|e| Error::Plugin(format!("{place}: starting the compiler thread: {e}")))?;
+        match rx.recv_timeout(timeout) {
+            Ok(result) => result,
+            Err(RecvTimeoutError::Timeout) => Err(LoadError::CompileTimeout {
+                place: place.to_string(),
+                timeout,
+            }
+            .into()),
+            Err(RecvTimeoutError::Disconnected) => Err(Error::Plugin(format!(
+                "{place}: the compiler stopped without a result (a panic)"
+            ))),
+        }
+    }
+}
+
+/// Turns a plugin file into a compiled component.
+fn compile_component(engine: &Engine, bytes: &[u8], place: &str) -> Result<Component> {
+    let component_bytes = if wasmparser::Parser::is_core_wasm(bytes) {
+        // A core module carrying its WIT type (a Rust plugin built for
+        // wasm32-unknown-unknown): wrap it into a component.
+        wit_component::ComponentEncoder::default()
+            .module(bytes)
+            .and_then(|encoder| encoder.validate(true).encode())
+            .map_err(|e| Error::Plugin(format!("{place}: not a DMP plugin module: {e:#}")))?
+    } else {
+        bytes.to_vec()
+    };
+    let started = std::time::Instant::now();
+    let component = Component::new(engine, &component_bytes)
+        .map_err(|e| Error::Plugin(format!("{place}: not a valid WebAssembly component: {e:#}")))?;
+    tracing::info!(
+        plugin = place,
+        ms = started.elapsed().as_millis(),
+        "plugin compiled"
+    );
+    Ok(component)
+}
+
+/// The plugin file, refused unread when larger than `max` bytes (read
+/// through a bound too: the file may grow meanwhile).
+fn read_bounded(path: &Path, name: &str, max: u64) -> Result<Vec<u8>> {
+    let unreadable =
+        |e: std::io::Error| Error::Config(format!("cannot read plugin {}: {e}", path.display()));
+    let too_large = |bytes: u64| LoadError::TooLarge {
+        plugin: name.to_string(),
+        path: path.to_path_buf(),
+        bytes,
+        max,
+    };
+    let file = std::fs::File::open(path).map_err(unreadable)?;
+    let len = file.metadata().map_err(unreadable)?.len();
+    if len > max {
+        return Err(too_large(len).into());
+    }
+    let mut bytes = Vec::with_capacity(usize::try_from(len).unwrap_or(0));
+    file.take(max.saturating_add(1))
+        .read_to_end(&mut bytes)
+        .map_err(unreadable)?;
+    if bytes.len() as u64 > max {
+        return Err(too_large(bytes.len() as u64).into());
+    }
+    Ok(bytes)
 }

@@ -12,9 +12,10 @@ use std::time::Duration;
 
 use super::bindings::wit;
 use super::convert::{decode_result, encode_batch, schema_from_wit, schema_to_wit};
+use super::guest_text::{MAX_ERROR_BYTES, capped};
 use super::instance::{Failure, Instance};
 use super::plugin::LoadedPlugin;
-use super::runtime::{Limits, PluginRuntime};
+use super::runtime::{Limits, LoadLimits, PluginRuntime};
 use crate::config::TransformSection;
 use crate::error::{Error, Result, ResultExt};
 use crate::model::{Batch, Reject, RejectStage, TableSchema, TableSelection, json::row_to_json};
@@ -111,6 +112,11 @@ impl WasmTransform {
             }
         });
         Ok(previous.plugin.generation < new.plugin.generation)
+    }
+
+    /// The limits the running version was loaded under.
+    pub fn load_limits(&self) -> LoadLimits {
+        self.current.load().plugin.load_limits
     }
 
     /// The plugin file this transform runs.
@@ -222,6 +228,7 @@ impl WasmTransform {
         let mut rejects = batch.rejects;
         let refused: Vec<usize> = decoded.rejects.iter().map(|(row, _)| *row).collect();
         for (row, reason) in decoded.rejects {
+            let reason = capped(reason, MAX_ERROR_BYTES);
             rejects.push(Reject {
                 stage: RejectStage::Transform,
                 error: format!("{} (sha256 {}): {reason}", plugin.name, &plugin.hash[..12]),
@@ -340,7 +347,11 @@ pub fn open_chains(
                             path.display()
                         )));
                     }
-                    let plugin = runtime.load(path)?;
+                    let load = LoadLimits {
+                        max_bytes: transform.max_plugin_mb.saturating_mul(1 << 20),
+                        compile_timeout: Duration::from_millis(transform.compile_timeout_ms),
+                    };
+                    let plugin = runtime.load(path, load)?;
                     loaded.insert(&transform.plugin, plugin.clone());
                     plugin
                 }

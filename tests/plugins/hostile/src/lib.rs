@@ -6,7 +6,9 @@
 //! refuses to open, `refuse` returns an error for the batch, `fanout`
 //! returns a thousand copies of every row, `read-file` tries to read
 //! `/etc/passwd` (built for WASI it imports the filesystem; the host must
-//! refuse it at load time).
+//! refuse it at load time), `big-error` fails the batch with a 1 MiB
+//! error, `log-flood` logs 5000 lines of 4 KiB a batch, then keeps its
+//! rows.
 
 use dmp_sdk::{
     Batch, BatchResult, Cell, ColumnBuilder, Config, DataType, Outcome, OutputColumn, Row,
@@ -66,6 +68,17 @@ impl Transform for Hostile {
                 }))
             }
             "refuse" => Some(Err("hostile plugin refuses this batch".into())),
+            "big-error" => Some(Err(format!(
+                "hostile plugin's big error {}",
+                "x".repeat(1 << 20)
+            ))),
+            "log-flood" => {
+                let line = format!("hostile plugin floods the log {}", "y".repeat(4 << 10));
+                for _ in 0..5000 {
+                    dmp_sdk::log(dmp_sdk::Level::Warn, &line);
+                }
+                None
+            }
             "read-file" => Some(match std::fs::read_to_string("/etc/passwd") {
                 Ok(text) => Err(format!("read {} bytes of /etc/passwd", text.len())),
                 Err(e) => Err(format!("no filesystem: {e}")),
