@@ -274,11 +274,16 @@ fn the_state_store_is_private_and_loose_modes_are_tightened() {
     assert_exit(&run_dmp(dir.path(), &["run", "p.toml"]), 1);
     let home = dir.path().join(".dmp");
     assert_eq!(mode(&home), 0o700);
-    for file in ["state.db", "state.db-wal", "state.db-shm", "state.lock"] {
+    for file in ["state.db", "state.db-wal", "state.db-shm"] {
         let path = home.join(file);
         if path.exists() {
             assert_eq!(mode(&path), 0o600, "{file}");
         }
+    }
+    let leases = home.join("state.leases");
+    assert_eq!(mode(&leases), 0o700);
+    for lease in std::fs::read_dir(&leases).expect("leases") {
+        assert_eq!(mode(&lease.expect("lease").path()), 0o600);
     }
     // A store left readable by an older dmp is tightened, with a warning.
     for (path, loose) in [(home.clone(), 0o755), (home.join("state.db"), 0o644)] {

@@ -346,3 +346,50 @@ pub(crate) fn own_stderr(child: &mut Child) -> String {
     }
     err
 }
+
+/// The state store is shared: while a stream runs, its dead letters and
+/// its status can be read, and only a second run of the same pipeline is
+/// refused (its lease is held).
+#[test]
+fn dead_letters_and_status_are_read_while_the_stream_runs() {
+    let source = postgres().create_database("lease_source");
+    let target = postgres().create_database("lease_target");
+    source.exec(
+        "CREATE TABLE t (id int PRIMARY KEY, v text);
+         INSERT INTO t SELECT g, 'row ' || g FROM generate_series(1, 100) g",
+    );
+    let dir = tempfile::tempdir().expect("tempdir");
+    cdc_pipeline(dir.path(), &source, &target, "dmp_test_lease");
+    let child = spawn_run(dir.path());
+    let deadline = Instant::now() + Duration::from_secs(60);
+    source.exec("INSERT INTO t VALUES (101, 'streamed')");
+    while target.try_scalar("SELECT count(*) FROM t").ok().as_deref() != Some("101") {
+        assert!(
+            Instant::now() < deadline,
+            "the stream did not apply the insert"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let list = run_dmp(dir.path(), &["dlq", "list", "p.toml"]);
+    assert_exit(&list, 0);
+    let status = run_dmp(dir.path(), &["cdc", "status", "p.toml"]);
+    assert_exit(&status, 0);
+    assert!(
+        text(&status.stdout).contains("target holds"),
+        "{}",
+        text(&status.stdout)
+    );
+    let second = run_dmp(dir.path(), &["run", "p.toml"]);
+    assert_exit(&second, 2);
+    assert!(
+        text(&second.stderr).contains("is running in another dmp process"),
+        "{}",
+        text(&second.stderr)
+    );
+    let out = interrupt(child);
+    assert_exit(&out, 0);
+    // Released with the run: the pipeline runs again.
+    let again = spawn_run(dir.path());
+    std::thread::sleep(Duration::from_millis(500));
+    assert_exit(&interrupt(again), 0);
+}

@@ -144,6 +144,8 @@ pub(super) async fn dlq(command: DlqCommand) -> Result<u8> {
             json,
         } => {
             let (pipeline, store) = open(&pipeline)?;
+            // Replayed rows go to the target as a run's would.
+            let _lease = store.lease(&pipeline.name)?;
             let (source, target) = open_pipeline(&pipeline)?;
             let stop = Shutdown::new();
             let signals = super::run::stop_on_signals(stop.clone());
@@ -172,6 +174,8 @@ pub(super) async fn dlq(command: DlqCommand) -> Result<u8> {
                 ));
             }
             let (pipeline, store) = open(&pipeline)?;
+            // A running pipeline may be settling the rows being purged.
+            let _lease = store.lease(&pipeline.name)?;
             let purged = store.purge_dead_letters(&pipeline.name, table.as_deref(), &ids)?;
             println!(
                 "pipeline {}: {purged} dead-letter rows purged",

@@ -106,6 +106,7 @@ async fn run_once(
 ) -> Result<RunSummary> {
     let (source, target) = open_pipeline(pipeline)?;
     let state = Arc::new(StateStore::for_pipeline(pipeline)?);
+    let _lease = state.lease(&pipeline.name)?;
     let progress = Progress::new();
     let display = ProgressDisplay::start(progress.clone(), interactive);
     let result = engine::run(pipeline, restart, source, target, state, progress, shutdown).await;

@@ -95,30 +95,25 @@ pub struct StateStore {
     path: PathBuf,
     /// Seals dead-letter rows and errors when set.
     key: Option<DeadLetterKey>,
-    /// Held while the store is open: two `dmp run` of one state store would
-    /// resume the same chunks twice.
-    _lock: File,
+}
+
+/// A pipeline's right to run, held for as long as a run, a replay or a
+/// purge of it goes on: two runs of one pipeline would resume the same
+/// chunks twice. Other pipelines of the store, and readers (`dmp dlq list`,
+/// `dmp cdc status`, `dmp verify`), go on meanwhile. Released when dropped,
+/// and by the system when the process dies, however it dies.
+#[derive(Debug)]
+pub struct PipelineLease {
+    _file: File,
 }
 
 impl StateStore {
-    /// Opens (creating if needed) the store at `path` and takes its lock.
+    /// Opens (creating if needed) the store at `path`. Several processes
+    /// and tasks may have it open at once (SQLite's WAL: readers never wait
+    /// for the writer); a run also takes its pipeline's [`PipelineLease`].
     pub fn open(path: &Path) -> Result<Self> {
         let ctx = || format!("opening state store {}", path.display());
         make_private(path)?;
-        let lock_path = path.with_extension("lock");
-        let lock = File::options()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .mode(0o600)
-            .open(&lock_path)
-            .context(ctx)?;
-        lock.try_lock().map_err(|_| {
-            Error::Config(format!(
-                "state store {} is in use by another dmp process",
-                path.display()
-            ))
-        })?;
         let conn = Connection::open(path).context(ctx)?;
         conn.pragma_update(None, "journal_mode", "WAL")
             .context(ctx)?;
@@ -129,6 +124,9 @@ impl StateStore {
         // Deleted dead letters are overwritten, not left in free pages.
         conn.pragma_update(None, "secure_delete", "ON")
             .context(ctx)?;
+        // One opener at a time sets the schema up (another process may be
+        // adding the same columns).
+        conn.execute_batch("BEGIN IMMEDIATE").context(ctx)?;
         conn.execute_batch(SCHEMA).context(ctx)?;
         // Columns added since the first stores were made.
         for (table, column, ty) in [
@@ -149,12 +147,41 @@ impl StateStore {
                     .context(ctx)?;
             }
         }
+        conn.execute_batch("COMMIT").context(ctx)?;
         Ok(StateStore {
             conn: Mutex::new(conn),
             path: path.to_path_buf(),
             key: None,
-            _lock: lock,
         })
+    }
+
+    /// Takes `pipeline`'s lease, or says that another process holds it.
+    pub fn lease(&self, pipeline: &str) -> Result<PipelineLease> {
+        let dir = self.path.with_extension("leases");
+        private_dir(&dir, true)?;
+        // Hex: any pipeline name makes a plain, unique file name.
+        let name: String = pipeline.bytes().map(|b| format!("{b:02x}")).collect();
+        let path = dir.join(format!("{name}.lock"));
+        let file = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .mode(0o600)
+            .open(&path)
+            .context(|| {
+                format!(
+                    "taking the lease of pipeline {pipeline} at {}",
+                    path.display()
+                )
+            })?;
+        file.try_lock().map_err(|_| {
+            Error::Config(format!(
+                "pipeline {} is running in another dmp process (state store {})",
+                crate::model::printable(pipeline),
+                self.path.display()
+            ))
+        })?;
+        Ok(PipelineLease { _file: file })
     }
 
     /// Opens a pipeline's store with its dead-letter key, if it has one.
@@ -200,7 +227,6 @@ fn make_private(path: &Path) -> Result<()> {
         companion.push(suffix);
         private::private_file(Path::new(&companion))?;
     }
-    private::private_file(&path.with_extension("lock"))?;
     Ok(())
 }
 
