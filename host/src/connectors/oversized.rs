@@ -23,6 +23,15 @@ pub(crate) enum Head<'a> {
     Binary(&'a [u8]),
 }
 
+impl<'a> Head<'a> {
+    /// The bytes shown.
+    pub(crate) fn bytes(self) -> &'a [u8] {
+        match self {
+            Head::Text(bytes) | Head::Binary(bytes) => bytes,
+        }
+    }
+}
+
 /// A value of `bytes` bytes in `column`, more than `max_value_bytes`.
 #[derive(Debug)]
 pub(crate) struct Oversized<'a> {

@@ -116,7 +116,7 @@ impl FileSource {
             // Parquet skips by itself, without decoding the rows.
             Format::Parquet => (
                 Box::new(parquet_format::ParquetRows::open(
-                    path, table, batch_rows, skip,
+                    path, table, batch_rows, skip, max,
                 )?),
                 0,
             ),
