@@ -294,3 +294,143 @@ fn a_json_line_longer_than_max_value_bytes_is_refused_with_an_excerpt() {
     assert_eq!(loaded.len(), 999);
     assert!(!loaded.contains(&500));
 }
+
+/// Asserts that one source letter says `what` and keeps at most 1 KiB.
+fn assert_long_value_letter(letters: &[serde_json::Value], what: &str) {
+    let letter = letters
+        .iter()
+        .find(|l| l["error"].as_str().is_some_and(|e| e.contains(what)))
+        .unwrap_or_else(|| panic!("no letter saying {what}: {letters:#?}"));
+    assert_eq!(letter["stage"], "source", "{letter}");
+    let excerpt = letter["row"].as_str().unwrap_or_default();
+    assert!(
+        !excerpt.is_empty() && excerpt.len() <= 1024,
+        "{} bytes kept",
+        excerpt.len()
+    );
+}
+
+#[test]
+fn a_postgres_value_over_max_value_bytes_is_a_dead_letter_with_its_key_and_an_excerpt() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let source = postgres().create_database("bad_input_long_value_source");
+    let target = postgres().create_database("bad_input_long_value_target");
+    source.exec(
+        "CREATE TABLE docs (id integer PRIMARY KEY, body text, data bytea);
+         INSERT INTO docs SELECT g, 'short', '\\x00' FROM generate_series(1, 6) g;
+         UPDATE docs SET body = repeat('x', 5000) WHERE id = 3;
+         UPDATE docs SET data = decode(repeat('ab', 6000), 'hex') WHERE id = 6;",
+    );
+    pipeline(
+        dir.path(),
+        "p.toml",
+        &crate::support::sql::sql_pipeline(&source.url, &target.url, "max_value_bytes = 4096"),
+    );
+    // PostgreSQL to PostgreSQL: rows travel in COPY's binary form, and the
+    // refused rows are cut out of it.
+    assert_exit(&run_dmp(dir.path(), &["run", "p.toml"]), 1);
+    assert_eq!(
+        target.scalar("SELECT string_agg(id::text, ',' ORDER BY id) FROM docs"),
+        "1,2,4,5"
+    );
+    let letters = dlq_shown(dir.path(), "p.toml");
+    assert_eq!(letters.len(), 2, "{letters:#?}");
+    assert_long_value_letter(
+        &letters,
+        "table docs chunk 0, row with key (3), column body: a value of 5000 bytes, longer than max_value_bytes (4096)",
+    );
+    assert_long_value_letter(
+        &letters,
+        "table docs chunk 0, row with key (6), column data: a value of 6000 bytes",
+    );
+    let listed = run_dmp(dir.path(), &["dlq", "list", "p.toml"]);
+    assert_exit(&listed, 0);
+    let listed = text(&listed.stdout);
+    assert!(
+        listed.contains("docs") && listed.contains("max_value_bytes (4096)"),
+        "{listed}"
+    );
+}
+
+/// An incremental run from `source` (a table `items` of 12 rows of about
+/// 1000 bytes, row 5 holding 5000) with batch_bytes 3000: the pages end at
+/// batch_bytes, every row but 5 arrives, row 5 is a dead letter.
+fn incremental_pages_end_at_batch_bytes(source: &TestDb) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let run =
+        "mode = \"incremental\"\nbatch_rows = 1000\nbatch_bytes = 3000\nmax_value_bytes = 4096";
+    pipeline(
+        dir.path(),
+        "p.toml",
+        &format!(
+            "{}[table.items]\ncursor = \"updated_at\"\n",
+            crate::support::sql::sql_pipeline(&source.url, "sqlite://out.db", run)
+        ),
+    );
+    let out = crate::support::dmp(dir.path())
+        .args(["run", "p.toml"])
+        .env("RUST_LOG", "dmp=debug")
+        .output()
+        .expect("dmp starts");
+    assert_exit(&out, 1);
+    let pages = text(&out.stderr).matches("reading page").count();
+    assert!(pages >= 4, "{pages} pages");
+    let expected: Vec<i64> = (1..=12).filter(|&i| i != 5).collect();
+    assert_eq!(ids(&dir.path().join("out.db"), "items"), expected);
+    let letters = dlq_shown(dir.path(), "p.toml");
+    assert_eq!(letters.len(), 1, "{letters:#?}");
+    assert_long_value_letter(
+        &letters,
+        "row with cursor 5 and key (5), column body: a value of 5000 bytes, longer than max_value_bytes (4096)",
+    );
+}
+
+#[test]
+fn postgres_incremental_pages_end_at_batch_bytes_and_refuse_long_values() {
+    let source = postgres().create_database("bad_input_pages_pg");
+    source.exec(
+        "CREATE TABLE items (id integer PRIMARY KEY, updated_at bigint NOT NULL, body text);
+         INSERT INTO items SELECT g, g, repeat('x', 1000) FROM generate_series(1, 12) g;
+         UPDATE items SET body = repeat('y', 5000) WHERE id = 5;",
+    );
+    incremental_pages_end_at_batch_bytes(&source);
+}
+
+#[test]
+fn mariadb_incremental_pages_end_at_batch_bytes_and_refuse_long_values() {
+    let source = mariadb().create_database("bad_input_pages_my");
+    source.exec(
+        "CREATE TABLE items (id int PRIMARY KEY, updated_at bigint NOT NULL, body longtext);
+         INSERT INTO items SELECT seq, seq, repeat('x', 1000) FROM seq_1_to_12;
+         UPDATE items SET body = repeat('y', 5000) WHERE id = 5;",
+    );
+    incremental_pages_end_at_batch_bytes(&source);
+}
+
+#[test]
+fn a_mariadb_value_over_max_value_bytes_is_a_dead_letter_with_its_key() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let source = mariadb().create_database("bad_input_long_value_my");
+    source.exec(
+        "CREATE TABLE docs (id int PRIMARY KEY, body longtext, data longblob);
+         INSERT INTO docs SELECT seq, 'short', x'00' FROM seq_1_to_5;
+         UPDATE docs SET data = repeat(x'ab', 6000) WHERE id = 2;",
+    );
+    pipeline(
+        dir.path(),
+        "p.toml",
+        &crate::support::sql::sql_pipeline(
+            &source.url,
+            "sqlite://out.db",
+            "max_value_bytes = 4096",
+        ),
+    );
+    assert_exit(&run_dmp(dir.path(), &["run", "p.toml"]), 1);
+    assert_eq!(ids(&dir.path().join("out.db"), "docs"), [1, 3, 4, 5]);
+    let letters = dlq_shown(dir.path(), "p.toml");
+    assert_eq!(letters.len(), 1, "{letters:#?}");
+    assert_long_value_letter(
+        &letters,
+        "table docs, row with key (2), column data: a value of 6000 bytes, longer than max_value_bytes (4096)",
+    );
+}

@@ -20,8 +20,11 @@ use crate::model::{Batch, Change, Position, Reject, Row, TableSchema, Value};
 pub(crate) struct Page {
     pub(crate) changes: Vec<Change>,
     pub(crate) rejects: Vec<Reject>,
-    /// Rows read, good and bad (a short page is the last one).
+    /// Rows read, good and bad (a short page is the last one, unless cut).
     pub(crate) rows: usize,
+    /// The source ended the page early, at `batch_bytes`: more rows may
+    /// follow however few it holds.
+    pub(crate) cut: bool,
     /// Cursor and key of the last row when it was refused (its values as
     /// the source holds them); taken from the last change otherwise (not
     /// cloned for every row).
@@ -34,6 +37,7 @@ impl Page {
             changes: Vec::with_capacity(rows),
             rejects: Vec::new(),
             rows: 0,
+            cut: false,
             last: None,
         }
     }
@@ -116,7 +120,7 @@ pub(crate) async fn read_pages(
     let mut position = after;
     loop {
         let page = pages.fetch(mark.as_deref()).await?;
-        let full = page.rows == batch_rows;
+        let full = page.cut || page.rows == batch_rows;
         if let Some(last) = page.last_order(order) {
             // A bound that does not move would read the same page forever.
             if last.iter().any(Value::is_null) || mark.as_ref() == Some(&last) {

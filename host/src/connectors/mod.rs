@@ -9,6 +9,7 @@ mod keyset;
 mod mysql;
 mod names;
 mod net_effect;
+mod oversized;
 mod postgres;
 mod source;
 mod sqlite;
@@ -26,6 +27,8 @@ pub use changes::{
 pub use checksum::{BucketSum, ChecksumQuery, Checksums, CompareColumn};
 pub use file::UnsafePath;
 pub use names::{CONSTRAINTS, NameRules, NameScope, RELATIONS, TakenName};
+pub(crate) use oversized::{Head, Oversized};
+pub(crate) use source::Gathering;
 pub use source::{BatchStream, READ_AHEAD_BATCHES, ReadLimits, Source};
 pub use target::{IfExists, RejectSink, Start, Target};
 
@@ -91,7 +94,7 @@ pub fn open_pipeline(pipeline: &Pipeline) -> Result<(Arc<dyn Source>, Arc<dyn Ta
 pub fn open_source(endpoint: &Endpoint, options: SourceOptions) -> Result<Arc<dyn Source>> {
     let limits = options.limits;
     match endpoint.scheme() {
-        "sqlite" => Ok(Arc::new(sqlite::SqliteSource::open(endpoint)?)),
+        "sqlite" => Ok(Arc::new(sqlite::SqliteSource::open(endpoint, limits)?)),
         "file" => Ok(Arc::new(file::FileSource::open(endpoint, limits)?)),
         "postgres" | "postgresql" => Ok(Arc::new(postgres::PostgresSource::open(
             endpoint, options, limits,

@@ -6,7 +6,8 @@ use async_trait::async_trait;
 
 use crate::error::{Error, Result};
 use crate::model::{
-    Batch, Chunk, Position, SchemaObjects, TableSchema, TableSelection, WireFormat,
+    Batch, Change, Chunk, Position, Reject, Row, SchemaObjects, TableSchema, TableSelection,
+    WireFormat,
 };
 
 /// Batches of one chunk, in key order. The stream ends after a batch with
@@ -27,7 +28,9 @@ pub struct ReadLimits {
     /// with `READ_AHEAD_BATCHES` so does what waits in the channels.
     pub batch_bytes: usize,
     /// File readers refuse a single record (a CSV record, a JSON line)
-    /// longer than this, without holding it whole.
+    /// longer than this, without holding it whole; database and Parquet
+    /// readers refuse a row holding a value longer than this
+    /// (`connectors::Oversized`).
     pub max_value_bytes: usize,
 }
 
@@ -45,6 +48,73 @@ impl ReadLimits {
     /// `bytes` bytes is complete.
     pub fn batch_full(&self, rows: usize, batch_rows: usize, bytes: usize) -> bool {
         rows >= batch_rows.max(1) || bytes >= self.batch_bytes
+    }
+
+    /// Whether a single value of `bytes` bytes is refused.
+    pub fn too_long(&self, bytes: usize) -> bool {
+        bytes > self.max_value_bytes
+    }
+}
+
+/// Rows and refusals gathered into a batch until it holds `batch_rows` of
+/// them or `batch_bytes` bytes (`ReadLimits::batch_full`).
+pub(crate) struct Gathering {
+    batch_rows: usize,
+    limits: ReadLimits,
+    pub(crate) changes: Vec<Change>,
+    pub(crate) rejects: Vec<Reject>,
+    bytes: usize,
+}
+
+impl Gathering {
+    pub(crate) fn new(batch_rows: usize, limits: ReadLimits) -> Self {
+        let batch_rows = batch_rows.max(1);
+        Gathering {
+            batch_rows,
+            limits,
+            changes: Vec::with_capacity(batch_rows.min(1 << 16)),
+            rejects: Vec::new(),
+            bytes: 0,
+        }
+    }
+
+    pub(crate) fn push_row(&mut self, row: Row) {
+        self.bytes += row.approx_bytes();
+        self.changes.push(Change::Insert(row));
+    }
+
+    pub(crate) fn push_reject(&mut self, reject: Reject) {
+        // Refusals are rare: measuring one by its text is cheap enough.
+        self.bytes +=
+            reject.error.len() + serde_json::to_string(&reject.row).map_or(0, |t| t.len());
+        self.rejects.push(reject);
+    }
+
+    /// The rows a batch holds at most.
+    pub(crate) fn batch_rows(&self) -> usize {
+        self.batch_rows
+    }
+
+    /// The limits it gathers within.
+    pub(crate) fn limits(&self) -> ReadLimits {
+        self.limits
+    }
+
+    pub(crate) fn full(&self) -> bool {
+        self.limits.batch_full(
+            self.changes.len() + self.rejects.len(),
+            self.batch_rows,
+            self.bytes,
+        )
+    }
+
+    /// What was gathered, leaving the gathering empty.
+    pub(crate) fn take(&mut self) -> (Vec<Change>, Vec<Reject>) {
+        self.bytes = 0;
+        (
+            std::mem::take(&mut self.changes),
+            std::mem::take(&mut self.rejects),
+        )
     }
 }
 

@@ -141,6 +141,7 @@ pub(super) async fn run(
         progress,
         stop: shutdown,
         batch_rows: pipeline.batch_rows,
+        limits: pipeline.read_limits(),
         on_error: pipeline.on_error,
         schema_changes: pipeline.cdc.schema_changes,
         plugins: plugins

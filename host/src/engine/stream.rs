@@ -1,5 +1,6 @@
 //! Applies a change stream to the target: events are gathered into batches
-//! (whatever has arrived, up to `batch_rows` changes, cut at a transaction
+//! (whatever has arrived, up to `batch_rows` changes or `batch_bytes` of
+//! their rows, cut at a transaction
 //! boundary unless a transaction alone is bigger), run through the tables'
 //! transforms, and applied with the stream position in one target
 //! transaction. Only then is the position confirmed to the source, which
@@ -18,10 +19,12 @@ use super::lag::LagHistogram;
 use super::progress::Progress;
 use super::shutdown::Shutdown;
 use crate::config::{OnError, SchemaChanges, TransformSection};
-use crate::connectors::{ChangeSource, SchemaChange, Start, StreamEvent, TableEvent, Target};
+use crate::connectors::{
+    ChangeSource, ReadLimits, SchemaChange, Start, StreamEvent, TableEvent, Target,
+};
 use crate::error::{Error, Result, ResultExt};
 use crate::model::{
-    Batch, Change, ChangeBatch, Checkpoint, Position, Reject, STREAM_CHECKPOINT, TableChanges,
+    Batch, Change, ChangeBatch, Checkpoint, Position, Reject, Row, STREAM_CHECKPOINT, TableChanges,
     TableSchema,
 };
 use crate::state::DeadLetterSink;
@@ -86,6 +89,8 @@ pub(super) struct StreamContext {
     pub(super) progress: Arc<Progress>,
     pub(super) stop: Shutdown,
     pub(super) batch_rows: usize,
+    /// `[run] batch_bytes` ends a batch too.
+    pub(super) limits: ReadLimits,
     pub(super) on_error: OnError,
     pub(super) schema_changes: SchemaChanges,
     /// The pipeline's plugins, to open for a table's new shape.
@@ -108,6 +113,8 @@ struct Pending {
     /// (table index, change) in source order; rejects keep their place.
     items: Vec<(usize, Item)>,
     changes: u64,
+    /// About the memory its changes' rows hold (`Row::approx_bytes`).
+    bytes: usize,
     /// Commit times (µs since the epoch) of the transactions it completes.
     commits: Vec<Option<i64>>,
     /// Where the stream stands after the last item (set at a commit or a
@@ -169,7 +176,7 @@ pub(super) async fn stream(ctx: &StreamContext, from: Position) -> Result<Stream
         receive(event?, &mut open, &mut resume_skip, &mut pending);
         // Whatever else has arrived joins the batch: under load batches grow,
         // when idle each transaction goes alone (lowest lag).
-        while pending.changes < ctx.batch_rows as u64 && !pending.reshaped {
+        while !pending.full(ctx.batch_rows, ctx.limits) && !pending.reshaped {
             match feed.events.try_recv() {
                 Ok(event) => receive(event?, &mut open, &mut resume_skip, &mut pending),
                 Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
@@ -194,7 +201,7 @@ pub(super) async fn stream(ctx: &StreamContext, from: Position) -> Result<Stream
             None => true,
             // A transaction bigger than a batch: cut it, remembering how
             // much of it is applied.
-            Some(txn) if pending.changes >= ctx.batch_rows as u64 => {
+            Some(txn) if pending.full(ctx.batch_rows, ctx.limits) => {
                 pending.position = Some(Position::Log {
                     log: txn.log.clone(),
                     skip: txn.seen,
@@ -306,6 +313,14 @@ async fn report_retained(changes: &dyn ChangeSource) {
     }
 }
 
+impl Pending {
+    /// Whether the batch holds `batch_rows` changes or `batch_bytes` of rows.
+    fn full(&self, batch_rows: usize, limits: ReadLimits) -> bool {
+        let changes = usize::try_from(self.changes).unwrap_or(usize::MAX);
+        limits.batch_full(changes, batch_rows, self.bytes)
+    }
+}
+
 /// Adds one event to the pending batch.
 fn receive(
     event: StreamEvent,
@@ -336,6 +351,7 @@ fn receive(
         }
         StreamEvent::Change { table, change } => {
             if counted(open) {
+                pending.bytes += change_bytes(&change);
                 pending.items.push((table, Item::Change(change)));
                 pending.changes += 1;
             }
@@ -372,6 +388,16 @@ fn receive(
         StreamEvent::Schema { table, change } => {
             pending.items.push((table, Item::Schema(change)));
             pending.reshaped = true;
+        }
+    }
+}
+
+/// About the memory a change holds: its row images.
+fn change_bytes(change: &Change) -> usize {
+    match change {
+        Change::Insert(row) | Change::Delete(row) => row.approx_bytes(),
+        Change::Update { before, after } => {
+            after.approx_bytes() + before.as_ref().map_or(0, Row::approx_bytes)
         }
     }
 }
@@ -612,4 +638,50 @@ async fn transform(
     }
     let refused = std::mem::take(&mut batch.rejects);
     Ok((batch, refused, versions))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Row, Value};
+
+    #[test]
+    fn a_pending_batch_is_full_at_batch_rows_or_batch_bytes() {
+        let limits = ReadLimits {
+            batch_bytes: 10_000,
+            max_value_bytes: 100_000,
+        };
+        let (mut open, mut resume) = (None, None);
+        let mut pending = Pending::default();
+        let begin = StreamEvent::Begin {
+            log: "lsn=0/1".into(),
+        };
+        receive(begin, &mut open, &mut resume, &mut pending);
+        let wide = |id: i64| StreamEvent::Change {
+            table: 0,
+            change: Change::Update {
+                before: Some(Row(vec![Value::Int(id), Value::Text("a".repeat(2000))])),
+                after: Row(vec![Value::Int(id), Value::Text("b".repeat(2000))]),
+            },
+        };
+        for id in 0..2 {
+            receive(wide(id), &mut open, &mut resume, &mut pending);
+        }
+        assert!(!pending.full(1000, limits));
+        // The third update's images take the batch past 10,000 bytes.
+        receive(wide(2), &mut open, &mut resume, &mut pending);
+        assert_eq!(pending.changes, 3);
+        assert!(pending.full(1000, limits));
+        // Narrow changes end it at batch_rows.
+        let mut pending = Pending::default();
+        for id in 0..3 {
+            let change = StreamEvent::Change {
+                table: 0,
+                change: Change::Delete(Row(vec![Value::Int(id)])),
+            };
+            receive(change, &mut open, &mut resume, &mut pending);
+        }
+        assert!(!pending.full(4, limits));
+        assert!(pending.full(3, limits));
+    }
 }

@@ -11,7 +11,8 @@ use std::sync::Arc;
 use tokio::sync::mpsc;
 use tracing::warn;
 
-use super::source::{Gathering, RowRead, RowReader};
+use super::source::{RowRead, RowReader};
+use crate::connectors::Gathering;
 use crate::connectors::{BatchStream, READ_AHEAD_BATCHES};
 use crate::error::{Error, Result};
 use crate::model::{Batch, Change, DataType, Position, Reject, RejectStage, TableSchema, Value};

@@ -31,14 +31,18 @@ use parquet::file::properties::WriterProperties;
 
 use super::source::{RowRead, RowReader};
 use super::target::TableWriter;
+use crate::connectors::{Head, Oversized};
 use crate::error::{Error, Result, ResultExt};
-use crate::model::{Column, DataType, Index, Row, TableSchema, Value};
+use crate::model::{Column, DataType, Index, Position, Row, TableSchema, Value};
 
 const TYPE_KEY: &str = "dmp:type";
 const PRIMARY_KEY_KEY: &str = "dmp:primary_key";
 const INDEXES_KEY: &str = "dmp:indexes";
 /// Rows per row group: bounds the writer's memory.
 const ROW_GROUP_ROWS: usize = 64 * 1024;
+
+/// Rows Arrow decodes at once when reading (Arrow's own default).
+const ARROW_BATCH_ROWS: usize = 1024;
 const MAX_DECIMAL128_DIGITS: u16 = 38;
 
 fn epoch() -> NaiveDate {
@@ -177,7 +181,11 @@ pub(super) struct ParquetRows {
     schema: Arc<TableSchema>,
     batch: Option<RecordBatch>,
     row: usize,
+    /// Rows of the file read so far (skipped ones included).
+    index: u64,
     path: String,
+    /// `[run] max_value_bytes`: a longer text or binary value refuses its row.
+    max_value_bytes: usize,
 }
 
 impl ParquetRows {
@@ -187,11 +195,14 @@ impl ParquetRows {
         schema: Arc<TableSchema>,
         batch_rows: usize,
         skip: u64,
+        max_value_bytes: usize,
     ) -> Result<Self> {
         let ctx = || format!("reading Parquet file {}", path.display());
         let reader = ParquetRecordBatchReaderBuilder::try_new(File::open(path).context(ctx)?)
             .context(ctx)?
-            .with_batch_size(batch_rows)
+            // Arrow holds its batch decoded besides the rows gathered from
+            // it: a small one keeps that within reach of batch_bytes.
+            .with_batch_size(batch_rows.clamp(1, ARROW_BATCH_ROWS))
             .with_offset(usize::try_from(skip).unwrap_or(usize::MAX))
             .build()
             .context(ctx)?;
@@ -200,7 +211,9 @@ impl ParquetRows {
             schema,
             batch: None,
             row: 0,
+            index: skip,
             path: path.display().to_string(),
+            max_value_bytes,
         })
     }
 }
@@ -213,6 +226,10 @@ impl RowReader for ParquetRows {
             {
                 let row = self.row;
                 self.row += 1;
+                self.index += 1;
+                if let Some(reject) = self.oversized(batch, row) {
+                    return Ok(Some(reject));
+                }
                 let mut values = Vec::with_capacity(batch.num_columns());
                 for (column, array) in self.schema.columns.iter().zip(batch.columns()) {
                     match read_cell(array, row, &column.data_type) {
@@ -237,6 +254,49 @@ impl RowReader for ParquetRows {
             }
         }
     }
+}
+
+impl ParquetRows {
+    /// The refusal of row `row` of `batch` if it holds a value longer than
+    /// `max_value_bytes`, seen in Arrow's buffer before it is copied.
+    fn oversized(&self, batch: &RecordBatch, row: usize) -> Option<RowRead> {
+        let (column, head) =
+            self.schema
+                .columns
+                .iter()
+                .zip(batch.columns())
+                .find_map(|(column, array)| {
+                    let head = variable_cell(array, row)?;
+                    (head.bytes().len() > self.max_value_bytes).then_some((column, head))
+                })?;
+        let oversized = Oversized {
+            column: &column.name,
+            bytes: head.bytes().len(),
+            head,
+        };
+        let position = Position::Record { index: self.index };
+        let reject = oversized.reject(&self.path, self.max_value_bytes, position);
+        Some(RowRead::Reject {
+            error: reject.error,
+            raw: reject.row,
+        })
+    }
+}
+
+/// A text or binary cell as Arrow holds it; `None` for other types and NULL.
+fn variable_cell(array: &ArrayRef, i: usize) -> Option<Head<'_>> {
+    if array.is_null(i) {
+        return None;
+    }
+    Some(match array.data_type() {
+        ArrowType::Utf8 => Head::Text(array.as_string::<i32>().value(i).as_bytes()),
+        ArrowType::LargeUtf8 => Head::Text(array.as_string::<i64>().value(i).as_bytes()),
+        ArrowType::Utf8View => Head::Text(array.as_string_view().value(i).as_bytes()),
+        ArrowType::Binary => Head::Binary(array.as_binary::<i32>().value(i)),
+        ArrowType::LargeBinary => Head::Binary(array.as_binary::<i64>().value(i)),
+        ArrowType::BinaryView => Head::Binary(array.as_binary_view().value(i)),
+        _ => return None,
+    })
 }
 
 fn read_cell(array: &ArrayRef, i: usize, t: &DataType) -> std::result::Result<Value, String> {
@@ -684,5 +744,71 @@ mod tests {
         assert_eq!(decimal_raw(&d, 5, 2), Ok(-5));
         let d: crate::model::Decimal = "1234.5".parse().unwrap();
         assert!(decimal_raw(&d, 5, 2).is_err());
+    }
+
+    #[test]
+    fn a_value_over_max_value_bytes_refuses_its_row_with_an_excerpt() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("docs.parquet");
+        let table = Arc::new(TableSchema {
+            name: "docs".into(),
+            columns: vec![
+                Column::new("id", DataType::Int64),
+                Column::new("body", DataType::TEXT),
+                Column::new("blob", DataType::Bytes),
+            ],
+            ..Default::default()
+        });
+        let rows: Vec<Row> = [
+            ("short", vec![1u8; 10]),
+            (&*"x".repeat(3000), vec![2; 10]),
+            ("short", vec![3; 4000]),
+            ("short", vec![4; 10]),
+        ]
+        .into_iter()
+        .enumerate()
+        .map(|(i, (body, blob))| {
+            Row(vec![
+                Value::Int(i64::try_from(i).unwrap() + 1),
+                Value::Text(body.to_string()),
+                Value::Bytes(blob),
+            ])
+        })
+        .collect();
+        let mut writer =
+            Box::new(ParquetWriter::new(File::create(&path).unwrap(), &table).unwrap());
+        writer
+            .write_rows(&table, &rows.iter().collect::<Vec<_>>())
+            .unwrap();
+        writer.finish().unwrap();
+        let mut read = ParquetRows::open(&path, table, 100, 0, 2000).unwrap();
+        let mut outcomes = Vec::new();
+        while let Some(outcome) = read.next_row().unwrap() {
+            outcomes.push(match outcome {
+                RowRead::Row(row) => format!("row {:?}", row.0[0]),
+                RowRead::Reject { error, raw } => {
+                    assert!(raw.as_str().unwrap().len() <= 1024);
+                    error
+                }
+            });
+        }
+        let name = path.display().to_string();
+        assert_eq!(outcomes.len(), 4);
+        assert_eq!(outcomes[0], "row Int(1)");
+        assert!(
+            outcomes[1].starts_with(&format!(
+                "{name}, row 2, column body: a value of 3000 bytes, longer than max_value_bytes (2000)"
+            )),
+            "{}",
+            outcomes[1]
+        );
+        assert!(
+            outcomes[2].starts_with(&format!(
+                "{name}, row 3, column blob: a value of 4000 bytes"
+            )),
+            "{}",
+            outcomes[2]
+        );
+        assert_eq!(outcomes[3], "row Int(4)");
     }
 }

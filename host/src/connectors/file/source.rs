@@ -10,7 +10,7 @@ use tokio::sync::mpsc;
 use super::options::{FileOptions, Format};
 use super::{csv_format, jsonl_format, parquet_format, schema_file, table_file};
 use crate::config::Endpoint;
-use crate::connectors::{BatchStream, READ_AHEAD_BATCHES, ReadLimits, Source};
+use crate::connectors::{BatchStream, Gathering, READ_AHEAD_BATCHES, ReadLimits, Source};
 use crate::error::{Error, Result, ResultExt};
 use crate::model::{
     Batch, Change, Chunk, Position, Reject, RejectStage, Row, TableSchema, TableSelection,
@@ -116,7 +116,7 @@ impl FileSource {
             // Parquet skips by itself, without decoding the rows.
             Format::Parquet => (
                 Box::new(parquet_format::ParquetRows::open(
-                    path, table, batch_rows, skip,
+                    path, table, batch_rows, skip, max,
                 )?),
                 0,
             ),
@@ -206,58 +206,6 @@ fn estimate_lines(path: &std::path::Path) -> Result<u64> {
             return Ok(lines);
         }
         lines += buf[..n].iter().filter(|b| **b == b'\n').count() as u64;
-    }
-}
-
-/// Rows and refusals gathered into a batch until it holds `batch_rows` of
-/// them or `batch_bytes` bytes (`ReadLimits::batch_full`).
-pub(super) struct Gathering {
-    batch_rows: usize,
-    limits: ReadLimits,
-    pub(super) changes: Vec<Change>,
-    pub(super) rejects: Vec<Reject>,
-    bytes: usize,
-}
-
-impl Gathering {
-    pub(super) fn new(batch_rows: usize, limits: ReadLimits) -> Self {
-        let batch_rows = batch_rows.max(1);
-        Gathering {
-            batch_rows,
-            limits,
-            changes: Vec::with_capacity(batch_rows.min(1 << 16)),
-            rejects: Vec::new(),
-            bytes: 0,
-        }
-    }
-
-    pub(super) fn push_row(&mut self, row: Row) {
-        self.bytes += row.approx_bytes();
-        self.changes.push(Change::Insert(row));
-    }
-
-    pub(super) fn push_reject(&mut self, reject: Reject) {
-        // Refusals are rare: measuring one by its text is cheap enough.
-        self.bytes +=
-            reject.error.len() + serde_json::to_string(&reject.row).map_or(0, |t| t.len());
-        self.rejects.push(reject);
-    }
-
-    pub(super) fn full(&self) -> bool {
-        self.limits.batch_full(
-            self.changes.len() + self.rejects.len(),
-            self.batch_rows,
-            self.bytes,
-        )
-    }
-
-    /// What was gathered, leaving the gathering empty.
-    pub(super) fn take(&mut self) -> (Vec<Change>, Vec<Reject>) {
-        self.bytes = 0;
-        (
-            std::mem::take(&mut self.changes),
-            std::mem::take(&mut self.rejects),
-        )
     }
 }
 

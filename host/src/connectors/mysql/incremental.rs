@@ -17,11 +17,11 @@ use tracing::{debug, warn};
 
 use super::catalog::ReadColumn;
 use super::chunks::key_param;
-use super::source::select_list;
+use super::source::{cell_bytes, decode_cell, oversized_cell, select_list};
 use super::sql::{Bound, key_predicate, quote};
 use super::types::{Decoded, ReadAs, Wire, decode, raw_json, to_param};
-use crate::connectors::BatchStream;
 use crate::connectors::keyset::{Page, Pages, read_pages, spawn_read};
+use crate::connectors::{BatchStream, ReadLimits};
 use crate::error::{Error, Result, ResultExt};
 use crate::model::{
     Batch, Change, DataType, Decimal, Position, Reject, RejectStage, Row, TableSchema, Value,
@@ -38,10 +38,11 @@ pub(super) fn read(
     cursor: usize,
     after: Position,
     batch_rows: usize,
+    limits: ReadLimits,
 ) -> BatchStream {
     spawn_read(move |tx| async move {
         let (pool, reads) = connect.await?;
-        let reader = Reader::new(table, &reads, cursor)?;
+        let reader = Reader::new(table, &reads, cursor, limits)?;
         reader.run(&pool, after, batch_rows.max(1), &tx).await
     })
 }
@@ -152,6 +153,8 @@ struct Reader<'a> {
     wires: Vec<Wire>,
     /// Whether each column is one of the keyset's.
     ordering: Vec<bool>,
+    /// Pages end at `batch_bytes`; longer values refuse their row.
+    limits: ReadLimits,
 }
 
 impl<'a> Reader<'a> {
@@ -159,6 +162,7 @@ impl<'a> Reader<'a> {
         table: Arc<TableSchema>,
         reads: &'a HashMap<String, ReadColumn>,
         cursor: usize,
+        limits: ReadLimits,
     ) -> Result<Self> {
         let keyset = Keyset::of(&table, reads, cursor)?;
         let mut ordering = vec![false; table.columns.len()];
@@ -175,6 +179,7 @@ impl<'a> Reader<'a> {
             reads,
             keyset,
             ordering,
+            limits,
         })
     }
 
@@ -229,8 +234,8 @@ impl<'a> Reader<'a> {
         Ok(())
     }
 
-    /// Reads one page whole, so the session goes back to the pool before
-    /// the batch waits for the writer.
+    /// Reads one page whole (or up to `batch_bytes` of it), so the session
+    /// goes back to the pool before the batch waits for the writer.
     async fn page(
         &self,
         pool: &Pool,
@@ -247,8 +252,17 @@ impl<'a> Reader<'a> {
         };
         let mut result = conn.exec_iter(sql, params).await?;
         let mut page = Page::with_capacity(limit);
+        // Bytes of the page's rows as the server sent them.
+        let mut bytes = 0usize;
         while let Some(row) = result.next().await? {
-            self.row(&mut page, row.unwrap_raw(), zero_dates);
+            let cells = row.unwrap_raw();
+            bytes += cells.iter().map(cell_bytes).sum::<usize>();
+            self.row(&mut page, cells, zero_dates);
+            if page.rows < limit && self.limits.batch_full(page.rows, limit, bytes) {
+                // The rest of the page is left to the pool to drain.
+                page.cut = true;
+                break;
+            }
         }
         Ok(page)
     }
@@ -256,6 +270,32 @@ impl<'a> Reader<'a> {
     /// Decodes one row into a change, or a reject naming the bad value.
     fn row(&self, page: &mut Page, cells: Vec<Option<My>>, zero_dates: &mut HashSet<usize>) {
         page.rows += 1;
+        if let Some(oversized) = oversized_cell(&self.table, &cells, self.limits) {
+            // Only the cursor and key are decoded, for the row's position.
+            let order: Vec<Value> = self
+                .keyset
+                .columns
+                .iter()
+                .map(
+                    |&c| match decode_cell(&cells[c], &self.table, &self.wires, c) {
+                        Ok(Decoded::Value(v)) => v,
+                        Ok(Decoded::ZeroDate) => {
+                            stand_in(&raw_json(cells[c].as_ref().unwrap_or(&My::NULL)))
+                        }
+                        Err(refused) => stand_in(&refused.raw),
+                    },
+                )
+                .collect();
+            let place = format!("table {}", self.table.name);
+            let position = Position::Cursor {
+                cursor: order.first().cloned().unwrap_or_default(),
+                key: order.get(1..).unwrap_or_default().to_vec(),
+            };
+            let reject = oversized.reject(&place, self.limits.max_value_bytes, position);
+            page.rejects.push(reject);
+            page.last = Some(order);
+            return;
+        }
         let mut values = Vec::with_capacity(cells.len());
         let mut failure: Option<(String, serde_json::Map<String, serde_json::Value>)> = None;
         // Keyset cells the model cannot hold, as the server sent them.

@@ -20,7 +20,9 @@ use super::snapshot::Snapshot;
 use super::sql::quote;
 use super::types::{Decoded, ReadAs, Wire, decode};
 use crate::config::Endpoint;
-use crate::connectors::{BatchStream, READ_AHEAD_BATCHES, ReadLimits, Source, SourceOptions};
+use crate::connectors::{
+    BatchStream, Head, Oversized, READ_AHEAD_BATCHES, ReadLimits, Source, SourceOptions,
+};
 use crate::error::{Error, Result, ResultExt};
 use crate::model::{
     Batch, Change, Chunk, Position, Reject, RejectStage, Row, SchemaObjects, TableSchema,
@@ -238,7 +240,7 @@ impl Source for MysqlSource {
             let (pool, _) = inner.pool().await?;
             Ok((pool.clone(), inner.reads(&schema.name).await?))
         };
-        super::incremental::read(connect, table, cursor, after, batch_rows)
+        super::incremental::read(connect, table, cursor, after, batch_rows, self.inner.limits)
     }
 
     async fn end_snapshot(&self) {
@@ -353,6 +355,31 @@ enum Outcome {
 impl Decoder<'_> {
     /// Decodes row number `index` of the table's read (counting from 1).
     fn row(&self, cells: Vec<Option<My>>, index: u64) -> Outcome {
+        if let Some(oversized) = oversized_cell(self.table, &cells, self.inner.limits) {
+            // Only the key is decoded, for the row's position.
+            let position = if self.keys.is_empty() {
+                Position::Record { index }
+            } else {
+                Position::Key {
+                    key: self
+                        .keys
+                        .iter()
+                        .map(
+                            |&k| match decode_cell(&cells[k], self.table, &self.wires, k) {
+                                Ok(Decoded::Value(v)) => v,
+                                Ok(Decoded::ZeroDate) | Err(_) => Value::Null,
+                            },
+                        )
+                        .collect(),
+                }
+            };
+            let place = format!("{}: table {}", self.inner.config.place, self.table.name);
+            return Outcome::Refused(oversized.reject(
+                &place,
+                self.inner.limits.max_value_bytes,
+                position,
+            ));
+        }
         let mut values = Vec::with_capacity(cells.len());
         let mut failure: Option<(String, serde_json::Map<String, serde_json::Value>)> = None;
         for (i, cell) in cells.into_iter().enumerate() {
@@ -573,8 +600,49 @@ async fn stream_rows(
     Ok(true)
 }
 
+/// The first cell of a row longer than `max_value_bytes`, seen before it
+/// is decoded or copied.
+pub(super) fn oversized_cell<'a>(
+    table: &'a TableSchema,
+    cells: &'a [Option<My>],
+    limits: ReadLimits,
+) -> Option<Oversized<'a>> {
+    cells.iter().enumerate().find_map(|(i, cell)| {
+        let Some(My::Bytes(bytes)) = cell else {
+            return None;
+        };
+        if !limits.too_long(bytes.len()) {
+            return None;
+        }
+        let column = table.columns.get(i);
+        Some(Oversized {
+            column: column.map_or("?", |c| c.name.as_str()),
+            bytes: bytes.len(),
+            head: match column.map(|c| &c.data_type) {
+                Some(crate::model::DataType::Bytes) => Head::Binary(bytes),
+                _ => Head::Text(bytes),
+            },
+        })
+    })
+}
+
+/// Decodes a copy of cell `i` (a key or cursor cell: a few bytes).
+pub(super) fn decode_cell(
+    cell: &Option<My>,
+    table: &TableSchema,
+    wires: &[Wire],
+    i: usize,
+) -> std::result::Result<Decoded, super::types::Refused> {
+    let wire = wires.get(i).copied().unwrap_or(Wire::Other);
+    let data_type = table
+        .columns
+        .get(i)
+        .map_or(&crate::model::DataType::TEXT, |c| &c.data_type);
+    decode(cell.clone().unwrap_or(My::NULL), data_type, wire)
+}
+
 /// About the bytes a cell took on the wire.
-fn cell_bytes(cell: &Option<mysql_async::Value>) -> usize {
+pub(super) fn cell_bytes(cell: &Option<mysql_async::Value>) -> usize {
     match cell {
         Some(mysql_async::Value::Bytes(b)) => b.len(),
         _ => 8,

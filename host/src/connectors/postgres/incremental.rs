@@ -16,16 +16,20 @@ use tracing::{debug, warn};
 
 use super::catalog::SourceTable;
 use super::copy_binary::{CopyDecoder, FieldSpan, Wire};
-use super::source::{decode_tuple, undecodable_row};
+use super::source::{decode_fields, decode_tuple, oversized_field, undecodable_row};
 use super::sql::{qualified, quote_ident, typed_literal};
 use super::types::Read;
-use crate::connectors::BatchStream;
 use crate::connectors::keyset::{Page, Pages, read_pages, spawn_read};
+use crate::connectors::{BatchStream, ReadLimits};
 use crate::error::{Error, Result, ResultExt};
 use crate::model::{Batch, Change, DataType, Position, Row, TableSchema, Value};
 
 /// Reads the rows of `schema` after `after`; `plan` resolves how the
 /// table's columns are read (the source's discovery).
+// What the source holds (pool, place, limits) and what the read asks for
+// (table, cursor, position, rows), each plainly: a struct for the call
+// alone would only rename them.
+#[allow(clippy::too_many_arguments)]
 pub(super) fn read(
     pool: PgPool,
     place: String,
@@ -34,10 +38,11 @@ pub(super) fn read(
     cursor: usize,
     after: Position,
     batch_rows: usize,
+    limits: ReadLimits,
 ) -> BatchStream {
     spawn_read(move |tx| async move {
         let table = plan.await?;
-        let reader = Reader::new(&place, &table, schema, cursor)?;
+        let reader = Reader::new(&place, &table, schema, cursor, limits)?;
         reader.run(&pool, after, batch_rows.max(1), &tx).await
     })
 }
@@ -128,6 +133,8 @@ struct Reader<'a> {
     schema: Arc<TableSchema>,
     keyset: Keyset,
     wires: Vec<Wire>,
+    /// Pages end at `batch_bytes`; longer values refuse their row.
+    limits: ReadLimits,
 }
 
 impl<'a> Reader<'a> {
@@ -136,6 +143,7 @@ impl<'a> Reader<'a> {
         table: &'a SourceTable,
         schema: Arc<TableSchema>,
         cursor: usize,
+        limits: ReadLimits,
     ) -> Result<Self> {
         let planned: Vec<&str> = schema.columns.iter().map(|c| c.name.as_str()).collect();
         let current: Vec<&str> = table
@@ -158,6 +166,7 @@ impl<'a> Reader<'a> {
             keyset: Keyset::of(table, cursor, place)?,
             wires: table.columns.iter().map(|c| c.read.wire()).collect(),
             schema,
+            limits,
         })
     }
 
@@ -220,8 +229,8 @@ impl<'a> Reader<'a> {
         Ok(())
     }
 
-    /// Reads one page whole, so the session goes back to the pool before
-    /// the batch waits for the writer.
+    /// Reads one page whole (or up to `batch_bytes` of it), so the session
+    /// goes back to the pool before the batch waits for the writer.
     async fn page(&self, pool: &PgPool, sql: &str, limit: usize) -> Result<Page> {
         let mut conn = pool.acquire().await.context(|| self.ctx())?;
         let mut page = Page::with_capacity(limit);
@@ -229,12 +238,19 @@ impl<'a> Reader<'a> {
             let mut decoder = CopyDecoder::new(self.wires.len());
             let mut spans: Vec<FieldSpan> = Vec::with_capacity(self.wires.len());
             let mut stream = conn.copy_out_raw(sql).await.context(|| self.ctx())?;
-            while let Some(bytes) = stream.try_next().await.context(|| self.ctx())? {
-                decoder.feed(&bytes);
+            // Bytes of the page's rows as the server sent them.
+            let mut bytes = 0usize;
+            while let Some(chunk) = stream.try_next().await.context(|| self.ctx())? {
+                decoder.feed(&chunk);
                 while decoder.next_row(&mut spans).map_err(|e| {
                     Error::Data(format!("{}: broken COPY stream: {}", self.ctx(), e.0))
                 })? {
+                    bytes += decoder.tuple().len();
                     self.row(&mut page, decoder.data(), &spans);
+                    if page.rows < limit && self.limits.batch_full(page.rows, limit, bytes) {
+                        page.cut = true;
+                        return Ok(());
+                    }
                 }
             }
             if decoder.finished() {
@@ -247,7 +263,7 @@ impl<'a> Reader<'a> {
             }
         }
         .await;
-        if read.is_err() {
+        if read.is_err() || page.cut {
             // A COPY stopped half way leaves rows in flight: close the
             // session rather than hand it back to be drained.
             conn.close_on_drop();
@@ -258,6 +274,20 @@ impl<'a> Reader<'a> {
     /// Decodes one tuple into a row, or a reject naming the bad values.
     fn row(&self, page: &mut Page, data: &[u8], spans: &[FieldSpan]) {
         page.rows += 1;
+        if let Some(oversized) =
+            oversized_field(&self.schema, data, spans, &self.wires, self.limits)
+        {
+            // Only the cursor and key are decoded, for the row's position.
+            let order: Vec<Value> = decode_fields(data, spans, &self.wires, &self.keyset.columns)
+                .into_iter()
+                .map(|v| v.unwrap_or_else(|u| Value::Text(u.value)))
+                .collect();
+            let place = format!("{}: table {}", self.place, self.schema.name);
+            let reject = oversized.reject(&place, self.limits.max_value_bytes, position_of(&order));
+            page.rejects.push(reject);
+            page.last = Some(order);
+            return;
+        }
         let (values, bad) = decode_tuple(data, spans, &self.wires);
         if bad.is_empty() {
             page.last = None;
@@ -276,16 +306,24 @@ impl<'a> Reader<'a> {
                 None => values.get(c).cloned().unwrap_or(Value::Null),
             })
             .collect();
-        let position = match order.split_first() {
-            Some((cursor, key)) => Position::Cursor {
-                cursor: cursor.clone(),
-                key: key.to_vec(),
-            },
-            None => Position::Start,
-        };
-        page.rejects
-            .push(undecodable_row(&self.schema, values, bad, position));
+        page.rejects.push(undecodable_row(
+            &self.schema,
+            values,
+            bad,
+            position_of(&order),
+        ));
         page.last = Some(order);
+    }
+}
+
+/// The position of a row by its cursor and key values.
+fn position_of(order: &[Value]) -> Position {
+    match order.split_first() {
+        Some((cursor, key)) => Position::Cursor {
+            cursor: cursor.clone(),
+            key: key.to_vec(),
+        },
+        None => Position::Start,
     }
 }
 

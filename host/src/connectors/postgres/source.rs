@@ -28,7 +28,9 @@ use super::snapshot::Snapshot;
 use super::sql::{qualified, quote_ident, typed_literal};
 use super::wire::TupleDecoder;
 use crate::config::Endpoint;
-use crate::connectors::{BatchStream, READ_AHEAD_BATCHES, ReadLimits, Source, SourceOptions};
+use crate::connectors::{
+    BatchStream, Head, Oversized, READ_AHEAD_BATCHES, ReadLimits, Source, SourceOptions,
+};
 use crate::error::{Error, Result, ResultExt};
 use crate::model::{
     Batch, Change, Chunk, Position, Reject, RejectStage, Row, SchemaObjects, TableSchema,
@@ -268,6 +270,7 @@ impl Source for PostgresSource {
             cursor,
             after,
             batch_rows,
+            self.inner.limits,
         )
     }
 
@@ -406,6 +409,7 @@ async fn read_chunk(
         last_key: lower,
         rows: 0,
         bytes: 0,
+        refused_last: false,
     };
     let mut outcome = reader.run(&mut conn, &snapshot, &sql, tx).await;
     if matches!(outcome, Err(ReadError::SnapshotLost(_))) {
@@ -531,6 +535,9 @@ struct ChunkReader<'a> {
     rows: u64,
     /// Bytes of the rows read and not yet handed on, as the server sent them.
     bytes: usize,
+    /// The last row read was refused for a value over `max_value_bytes`:
+    /// `last_key` is its key, past the last tuple kept in `wire`.
+    refused_last: bool,
 }
 
 impl ChunkReader<'_> {
@@ -550,6 +557,7 @@ impl ChunkReader<'_> {
         })?;
         let wires: Vec<Wire> = self.table.columns.iter().map(|c| c.read.wire()).collect();
         let keys = self.schema.primary_key_indices();
+        let schema = self.schema.clone();
         let mut decoder = CopyDecoder::new(wires.len());
         let mut spans: Vec<FieldSpan> = Vec::with_capacity(wires.len());
         {
@@ -563,12 +571,17 @@ impl ChunkReader<'_> {
                     )))
                 })? {
                     self.bytes += decoder.tuple().len();
-                    match &mut self.wire {
-                        Some(wire) => {
-                            wire.push(decoder.tuple());
-                            self.rows += 1;
-                        }
-                        None => self.row(decoder.data(), &spans, &wires, &keys),
+                    let data = decoder.data();
+                    if let Some(oversized) =
+                        oversized_field(&schema, data, &spans, &wires, self.limits)
+                    {
+                        self.refuse(&oversized, data, &spans, &wires);
+                    } else if let Some(wire) = &mut self.wire {
+                        wire.push(decoder.tuple());
+                        self.rows += 1;
+                        self.refused_last = false;
+                    } else {
+                        self.row(data, &spans, &wires, &keys);
                     }
                     let full = self
                         .limits
@@ -608,6 +621,30 @@ impl ChunkReader<'_> {
         let position = self.position();
         self.rejects
             .push(undecodable_row(&self.schema, values, bad, position));
+    }
+
+    /// Refuses a row for a value over `max_value_bytes`, decoding only its
+    /// key (for its position).
+    fn refuse(
+        &mut self,
+        oversized: &Oversized<'_>,
+        data: &[u8],
+        spans: &[FieldSpan],
+        wires: &[Wire],
+    ) {
+        self.rows += 1;
+        let keys = self.schema.primary_key_indices();
+        if !keys.is_empty()
+            && let Ok(key) = decode_fields(data, spans, wires, &keys)
+                .into_iter()
+                .collect::<std::result::Result<Vec<_>, _>>()
+        {
+            self.last_key = Some(key);
+        }
+        self.refused_last = true;
+        let place = format!("table {} chunk {}", self.schema.name, self.chunk);
+        let reject = oversized.reject(&place, self.limits.max_value_bytes, self.position());
+        self.rejects.push(reject);
     }
 
     fn position(&self) -> Position {
@@ -656,7 +693,8 @@ impl ChunkReader<'_> {
         let rows = std::mem::take(&mut wire.rows);
         let format = wire.format.clone();
         let decoder = wire.decoder.clone();
-        if !self.schema.primary_key.is_empty() {
+        // A row refused after the last tuple kept holds the later key.
+        if !self.schema.primary_key.is_empty() && !self.refused_last {
             match decoder.key(&bytes[wire.last..]) {
                 Some(key) => self.last_key = Some(key),
                 None => {
@@ -702,6 +740,53 @@ impl WireBuffer {
         self.bytes.extend_from_slice(tuple);
         self.rows += 1;
     }
+}
+
+/// The first value of a COPY tuple longer than `max_value_bytes`, seen by
+/// its length before anything of the tuple is decoded.
+pub(super) fn oversized_field<'a>(
+    schema: &'a TableSchema,
+    data: &'a [u8],
+    spans: &[FieldSpan],
+    wires: &[Wire],
+    limits: ReadLimits,
+) -> Option<Oversized<'a>> {
+    spans.iter().enumerate().find_map(|(i, span)| {
+        let (s, e) = (*span)?;
+        let field = data.get(s..e).filter(|f| limits.too_long(f.len()))?;
+        Some(Oversized {
+            column: schema.columns.get(i).map_or("?", |c| c.name.as_str()),
+            bytes: field.len(),
+            head: match wires.get(i) {
+                Some(Wire::Bytea) => Head::Binary(field),
+                // A version byte, then the JSON text.
+                Some(Wire::Jsonb) => Head::Text(field.get(1..).unwrap_or_default()),
+                _ => Head::Text(field),
+            },
+        })
+    })
+}
+
+/// The values of `columns` of a COPY tuple alone (a key, a cursor).
+pub(super) fn decode_fields(
+    data: &[u8],
+    spans: &[FieldSpan],
+    wires: &[Wire],
+    columns: &[usize],
+) -> Vec<std::result::Result<Value, Undecodable>> {
+    columns
+        .iter()
+        .map(|&c| match spans.get(c).copied().flatten() {
+            None => Ok(Value::Null),
+            Some((s, e)) => match (data.get(s..e), wires.get(c)) {
+                (Some(field), Some(wire)) => decode_value(*wire, field),
+                _ => Err(Undecodable {
+                    value: String::new(),
+                    reason: "a field past the end of its tuple".to_string(),
+                }),
+            },
+        })
+        .collect()
 }
 
 /// Decodes one COPY tuple: its values (NULL where a value did not decode)

@@ -8,17 +8,16 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use rusqlite::{Connection, OpenFlags, types::ValueRef};
+use rusqlite::{Connection, OpenFlags};
 use tokio::sync::mpsc;
 use tracing::warn;
 
 use super::quote;
-use super::types::{Bind, raw_json, read_value};
-use crate::connectors::{BatchStream, READ_AHEAD_BATCHES};
+use super::source::{decode_row, stored};
+use super::types::Bind;
+use crate::connectors::{BatchStream, Gathering, READ_AHEAD_BATCHES};
 use crate::error::{Error, Result, ResultExt};
-use crate::model::{
-    Batch, Change, DataType, Position, Reject, RejectStage, Row, TableSchema, Value,
-};
+use crate::model::{Batch, DataType, Position, TableSchema, Value};
 
 /// Reads the rows of `table` after `after` from the database at `path`.
 pub(super) fn read(
@@ -26,14 +25,14 @@ pub(super) fn read(
     table: Arc<TableSchema>,
     cursor: usize,
     after: Position,
-    batch_rows: usize,
+    gathering: Gathering,
 ) -> BatchStream {
     let (tx, rx) = mpsc::channel(READ_AHEAD_BATCHES);
     // The caller's span (the engine's, naming the table) goes with the reader.
     let span = tracing::Span::current();
     tokio::task::spawn_blocking(move || {
         let _span = span.enter();
-        if let Err(e) = read_pages(&path, &table, cursor, after, batch_rows.max(1), &tx) {
+        if let Err(e) = read_pages(&path, &table, cursor, after, gathering, &tx) {
             // The receiver may be gone (shutdown): nothing left to tell.
             let _ = tx.blocking_send(Err(e));
         }
@@ -93,23 +92,12 @@ impl Keyset {
     }
 }
 
-/// A stored cell as the model value that binds back to it.
-fn stored(cell: ValueRef<'_>) -> Value {
-    match cell {
-        ValueRef::Null => Value::Null,
-        ValueRef::Integer(i) => Value::Int(i),
-        ValueRef::Real(f) => Value::Float(f),
-        ValueRef::Text(t) => Value::Text(String::from_utf8_lossy(t).into_owned()),
-        ValueRef::Blob(b) => Value::Bytes(b.to_vec()),
-    }
-}
-
 fn read_pages(
     path: &Path,
     table: &Arc<TableSchema>,
     cursor: usize,
     after: Position,
-    batch_rows: usize,
+    mut gathering: Gathering,
     tx: &mpsc::Sender<Result<Batch>>,
 ) -> Result<()> {
     let keyset = Keyset::of(table, cursor)?;
@@ -158,9 +146,13 @@ fn read_pages(
     }
     let mut position = after;
     loop {
-        let page = read_page(&conn, table, &keyset, mark.as_deref(), batch_rows).context(ctx)?;
-        let full = page.rows == batch_rows;
-        if let Some(last) = page.last {
+        let last =
+            read_page(&conn, table, &keyset, mark.as_deref(), &mut gathering).context(ctx)?;
+        // A page ends at batch_rows rows or at batch_bytes: either way more
+        // may follow. A page that ends short of both was the last.
+        let full = gathering.full();
+        let (changes, rejects) = gathering.take();
+        if let Some(last) = last {
             if mark.as_ref() == Some(&last) {
                 return Err(Error::Data(format!(
                     "table {}: the read does not move past {last:?}",
@@ -175,8 +167,8 @@ fn read_pages(
             let batch = Batch {
                 table: table.clone(),
                 chunk: 0,
-                changes: page.changes,
-                rejects: page.rejects,
+                changes,
+                rejects,
                 wire: None,
                 position: position.clone(),
                 last: false,
@@ -201,76 +193,50 @@ fn read_pages(
     Ok(())
 }
 
-/// One page of rows, decoded.
-struct Page {
-    changes: Vec<Change>,
-    rejects: Vec<Reject>,
-    rows: usize,
-    /// The stored cursor and key cells of the page's last row.
-    last: Option<Vec<Value>>,
-}
-
+/// Reads the page after `after` into `gathering` until it is full (the
+/// statement asks for `batch_rows` rows; `batch_bytes` may end the page
+/// sooner). Returns the stored cursor and key cells of its last row.
 fn read_page(
     conn: &Connection,
     table: &TableSchema,
     keyset: &Keyset,
     after: Option<&[Value]>,
-    limit: usize,
-) -> rusqlite::Result<Page> {
-    let mut stmt = conn.prepare_cached(&keyset.page_sql(table, after.is_some(), limit))?;
+    gathering: &mut Gathering,
+) -> rusqlite::Result<Option<Vec<Value>>> {
+    let sql = keyset.page_sql(table, after.is_some(), gathering.batch_rows());
+    let mut stmt = conn.prepare_cached(&sql)?;
     let params = after.unwrap_or_default();
     let mut rows = stmt.query(rusqlite::params_from_iter(params.iter().map(Bind)))?;
     let nkey = keyset.columns.len();
-    let mut page = Page {
-        changes: Vec::with_capacity(limit),
-        rejects: Vec::new(),
-        rows: 0,
-        last: None,
-    };
-    while let Some(r) = rows.next()? {
-        page.rows += 1;
-        let mut order = Vec::with_capacity(nkey);
-        for i in 0..nkey {
-            order.push(stored(r.get_ref(i)?));
+    let mut last = None;
+    while !gathering.full()
+        && let Some(r) = rows.next()?
+    {
+        let order = (0..nkey)
+            .map(|i| r.get_ref(i).map(stored))
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        let position = || Position::Cursor {
+            cursor: order[0].clone(),
+            key: order[1..].to_vec(),
+        };
+        match decode_row(r, nkey, table, gathering.limits(), position)? {
+            Ok(row) => gathering.push_row(row),
+            Err(reject) => gathering.push_reject(reject),
         }
-        let mut values = Vec::with_capacity(table.columns.len());
-        let mut failure = None;
-        for (i, column) in table.columns.iter().enumerate() {
-            match read_value(r.get_ref(nkey + i)?, &column.data_type) {
-                Ok(v) => values.push(v),
-                Err(e) => {
-                    failure = Some(format!("column {}: {e}", column.name));
-                    break;
-                }
-            }
-        }
-        match failure {
-            None => page.changes.push(Change::Insert(Row(values))),
-            Some(error) => {
-                let mut raw = serde_json::Map::new();
-                for (i, column) in table.columns.iter().enumerate() {
-                    raw.insert(column.name.clone(), raw_json(r.get_ref(nkey + i)?));
-                }
-                page.rejects.push(Reject {
-                    stage: RejectStage::Source,
-                    error,
-                    row: serde_json::Value::Object(raw),
-                    position: Position::Cursor {
-                        cursor: order[0].clone(),
-                        key: order[1..].to_vec(),
-                    },
-                });
-            }
-        }
-        page.last = Some(order);
+        last = Some(order);
     }
-    Ok(page)
+    Ok(last)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::Column;
+    use crate::connectors::ReadLimits;
+    use crate::model::{Change, Column};
+
+    fn rows_of(n: usize) -> Gathering {
+        Gathering::new(n, ReadLimits::default())
+    }
 
     fn table(keys: &[&str]) -> TableSchema {
         TableSchema {
@@ -396,7 +362,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = db(dir.path());
         // Stored text order: '2024-01-01 10…' < '2024-01-01T09…' < '2024-01-02' < 'not…'.
-        let (ids, position) = drain(read(path.clone(), ev(), 1, Position::Start, 2)).await;
+        let (ids, position) = drain(read(path.clone(), ev(), 1, Position::Start, rows_of(2))).await;
         assert_eq!(ids, vec![1, 3, 5, 2, 6, 7]);
         assert_eq!(
             position,
@@ -410,11 +376,67 @@ mod tests {
             cursor: Value::Text("2024-01-01 10:00:00".into()),
             key: vec![Value::Int(3)],
         };
-        let (ids, _) = drain(read(path.clone(), ev(), 1, mid, 2)).await;
+        let (ids, _) = drain(read(path.clone(), ev(), 1, mid, rows_of(2))).await;
         assert_eq!(ids, vec![5, 2, 6, 7]);
         // Nothing new: the position stays.
-        let (ids, same) = drain(read(path, ev(), 1, position.clone(), 2)).await;
+        let (ids, same) = drain(read(path, ev(), 1, position.clone(), rows_of(2))).await;
         assert!(ids.is_empty());
         assert_eq!(same, position);
+    }
+
+    #[tokio::test]
+    async fn pages_end_at_batch_bytes_and_an_oversized_value_is_a_dead_letter() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        let conn = Connection::open(&path).unwrap();
+        conn.execute_batch(
+            "CREATE TABLE doc (id INTEGER PRIMARY KEY, at INTEGER, body TEXT);
+             WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 12)
+             INSERT INTO doc SELECT i, i, printf('%.300c', 'a') FROM n;
+             UPDATE doc SET body = printf('%.5000c', 'b') WHERE id = 5;",
+        )
+        .unwrap();
+        let mut id = Column::new("id", DataType::Int64);
+        id.nullable = false;
+        let table = Arc::new(TableSchema {
+            name: "doc".into(),
+            columns: vec![
+                id,
+                Column::new("at", DataType::Int64),
+                Column::new("body", DataType::TEXT),
+            ],
+            primary_key: vec!["id".into()],
+            ..Default::default()
+        });
+        let limits = ReadLimits {
+            batch_bytes: 1000,
+            max_value_bytes: 2000,
+        };
+        let read = read(path, table, 1, Position::Start, Gathering::new(100, limits));
+        let (ids, sizes, rejects) = super::super::source::tests::read_all(read).await;
+        // 300-byte rows: a batch ends at 1000 bytes, long before 100 rows.
+        assert!(sizes.len() >= 4, "{sizes:?}");
+        assert!(sizes.iter().all(|&n| n <= 4), "{sizes:?}");
+        let expected: Vec<Value> = (1..=12).filter(|&i| i != 5).map(Value::Int).collect();
+        assert_eq!(ids, expected);
+        let [reject] = rejects.as_slice() else {
+            panic!("{rejects:?}")
+        };
+        assert!(
+            reject.error.starts_with(
+                "table doc, row with cursor 5 and key (5), column body: a value of 5000 bytes, longer than max_value_bytes (2000)"
+            ),
+            "{}",
+            reject.error
+        );
+        let excerpt = reject.row.as_str().unwrap();
+        assert!(excerpt.len() <= 1024 && excerpt.starts_with("bbb"));
+        assert_eq!(
+            reject.position,
+            Position::Cursor {
+                cursor: Value::Int(5),
+                key: vec![Value::Int(5)]
+            }
+        );
     }
 }

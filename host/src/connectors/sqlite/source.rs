@@ -12,19 +12,23 @@ use tokio::sync::mpsc;
 use super::quote;
 use super::types::{Bind, data_type_from_declared, raw_json, read_value};
 use crate::config::Endpoint;
-use crate::connectors::{BatchStream, READ_AHEAD_BATCHES, Source};
+use crate::connectors::{
+    BatchStream, Gathering, Head, Oversized, READ_AHEAD_BATCHES, ReadLimits, Source,
+};
 use crate::error::{Error, Result, ResultExt};
 use crate::model::{
-    Batch, Change, Chunk, Column, Dialect, ForeignKey, Identity, Index, ObjectKind, Position,
-    Reject, RejectStage, Row, SchemaObjects, Skipped, SqlExpr, TableSchema, TableSelection, Value,
+    Batch, Chunk, Column, Dialect, ForeignKey, Identity, Index, ObjectKind, Position, Reject,
+    RejectStage, Row, SchemaObjects, Skipped, SqlExpr, TableSchema, TableSelection, Value,
 };
 
 pub(crate) struct SqliteSource {
     path: PathBuf,
+    /// `[run] batch_bytes` and `max_value_bytes`.
+    limits: ReadLimits,
 }
 
 impl SqliteSource {
-    pub(crate) fn open(endpoint: &Endpoint) -> Result<Self> {
+    pub(crate) fn open(endpoint: &Endpoint, limits: ReadLimits) -> Result<Self> {
         let path = super::config::database_path(endpoint)?;
         if !path.is_file() {
             return Err(Error::Config(format!(
@@ -33,7 +37,7 @@ impl SqliteSource {
                 path.display()
             )));
         }
-        Ok(SqliteSource { path })
+        Ok(SqliteSource { path, limits })
     }
 
     fn connect(path: &std::path::Path) -> Result<Connection> {
@@ -394,8 +398,9 @@ impl Source for SqliteSource {
     ) -> BatchStream {
         let (tx, rx) = mpsc::channel(READ_AHEAD_BATCHES);
         let path = self.path.clone();
+        let gathering = Gathering::new(batch_rows, self.limits);
         tokio::task::spawn_blocking(move || {
-            let result = read_chunk(&path, &table, &chunk, resume, batch_rows.max(1), &tx);
+            let result = read_chunk(&path, &table, &chunk, resume, gathering, &tx);
             if let Err(e) = result {
                 // The receiver may be gone (shutdown): nothing left to tell.
                 let _ = tx.blocking_send(Err(e));
@@ -411,7 +416,13 @@ impl Source for SqliteSource {
         after: Position,
         batch_rows: usize,
     ) -> BatchStream {
-        super::incremental::read(self.path.clone(), table, cursor, after, batch_rows)
+        super::incremental::read(
+            self.path.clone(),
+            table,
+            cursor,
+            after,
+            Gathering::new(batch_rows, self.limits),
+        )
     }
 }
 
@@ -445,22 +456,14 @@ fn rowid_chunks(min: Option<i64>, max: Option<i64>, count: u64, chunk_rows: u64)
     }
 }
 
-fn read_chunk(
-    path: &std::path::Path,
-    table: &Arc<TableSchema>,
-    chunk: &Chunk,
-    resume: Position,
-    batch_rows: usize,
-    tx: &mpsc::Sender<Result<Batch>>,
-) -> Result<()> {
-    let ctx = || format!("reading table {} chunk {}", table.name, chunk.id);
-    let mut conn = SqliteSource::connect(path)?;
-    let key = Key::of(&conn, table)?;
-    let key_columns = key.columns();
-    let lower = match resume {
-        Position::Key { key } => Some(key),
-        _ => chunk.lower.clone(),
-    };
+/// `SELECT key…, columns… FROM table WHERE (key) > (lower) AND (key) <=
+/// (upper) ORDER BY key` and its parameters.
+fn chunk_query(
+    table: &TableSchema,
+    key_columns: &[String],
+    lower: Option<&[Value]>,
+    upper: Option<&[Value]>,
+) -> (String, Vec<Value>) {
     let tuple = |cols: &[String]| format!("({})", cols.join(", "));
     let placeholders = |n: usize, from: usize| {
         format!(
@@ -473,18 +476,18 @@ fn read_chunk(
     };
     let mut conditions = Vec::new();
     let mut params: Vec<Value> = Vec::new();
-    if let Some(lower) = &lower {
+    if let Some(lower) = lower {
         conditions.push(format!(
             "{} > {}",
-            tuple(&key_columns),
+            tuple(key_columns),
             placeholders(lower.len(), params.len() + 1)
         ));
         params.extend(lower.iter().cloned());
     }
-    if let Some(upper) = &chunk.upper {
+    if let Some(upper) = upper {
         conditions.push(format!(
             "{} <= {}",
-            tuple(&key_columns),
+            tuple(key_columns),
             placeholders(upper.len(), params.len() + 1)
         ));
         params.extend(upper.iter().cloned());
@@ -505,6 +508,31 @@ fn read_chunk(
         },
         key_columns.join(", ")
     );
+    (sql, params)
+}
+
+fn read_chunk(
+    path: &std::path::Path,
+    table: &Arc<TableSchema>,
+    chunk: &Chunk,
+    resume: Position,
+    mut gathering: Gathering,
+    tx: &mpsc::Sender<Result<Batch>>,
+) -> Result<()> {
+    let ctx = || format!("reading table {} chunk {}", table.name, chunk.id);
+    let mut conn = SqliteSource::connect(path)?;
+    let key = Key::of(&conn, table)?;
+    let key_columns = key.columns();
+    let lower = match resume {
+        Position::Key { key } => Some(key),
+        _ => chunk.lower.clone(),
+    };
+    let (sql, params) = chunk_query(
+        table,
+        &key_columns,
+        lower.as_deref(),
+        chunk.upper.as_deref(),
+    );
     // One read transaction: the chunk is read from a single snapshot.
     let txn = conn.transaction().context(ctx)?;
     let mut stmt = txn.prepare(&sql).context(ctx)?;
@@ -512,61 +540,27 @@ fn read_chunk(
         .query(rusqlite::params_from_iter(params.iter().map(Bind)))
         .context(ctx)?;
     let nkey = key_columns.len();
-    let ncols = table.columns.len();
-    let mut changes = Vec::with_capacity(batch_rows);
-    let mut rejects = Vec::new();
     let mut last_key: Option<Vec<Value>> = lower;
     while let Some(r) = rows.next().context(ctx)? {
-        let mut key_values = Vec::with_capacity(nkey);
-        for i in 0..nkey {
-            let cell = r.get_ref(i).context(ctx)?;
-            key_values.push(match cell {
-                ValueRef::Integer(v) => Value::Int(v),
-                ValueRef::Real(v) => Value::Float(v),
-                ValueRef::Text(t) => Value::Text(String::from_utf8_lossy(t).into_owned()),
-                ValueRef::Blob(b) => Value::Bytes(b.to_vec()),
-                ValueRef::Null => Value::Null,
-            });
-        }
-        let mut values = Vec::with_capacity(ncols);
-        let mut failure = None;
-        for (i, column) in table.columns.iter().enumerate() {
-            let cell = r.get_ref(nkey + i).context(ctx)?;
-            match read_value(cell, &column.data_type) {
-                Ok(v) => values.push(v),
-                Err(e) => {
-                    failure = Some(format!("column {}: {e}", column.name));
-                    break;
-                }
-            }
-        }
-        match failure {
-            None => changes.push(Change::Insert(Row(values))),
-            Some(error) => {
-                let mut raw = serde_json::Map::new();
-                for (i, column) in table.columns.iter().enumerate() {
-                    raw.insert(
-                        column.name.clone(),
-                        raw_json(r.get_ref(nkey + i).context(ctx)?),
-                    );
-                }
-                rejects.push(Reject {
-                    stage: RejectStage::Source,
-                    error,
-                    row: serde_json::Value::Object(raw),
-                    position: Position::Key {
-                        key: key_values.clone(),
-                    },
-                });
-            }
+        let key_values = (0..nkey)
+            .map(|i| r.get_ref(i).map(stored))
+            .collect::<rusqlite::Result<Vec<_>>>()
+            .context(ctx)?;
+        let position = || Position::Key {
+            key: key_values.clone(),
+        };
+        match decode_row(r, nkey, table, gathering.limits(), position).context(ctx)? {
+            Ok(row) => gathering.push_row(row),
+            Err(reject) => gathering.push_reject(reject),
         }
         last_key = Some(key_values);
-        if changes.len() + rejects.len() >= batch_rows {
+        if gathering.full() {
+            let (changes, rejects) = gathering.take();
             let batch = Batch {
                 table: table.clone(),
                 chunk: chunk.id,
-                changes: std::mem::replace(&mut changes, Vec::with_capacity(batch_rows)),
-                rejects: std::mem::take(&mut rejects),
+                changes,
+                rejects,
                 wire: None,
                 position: position_of(&last_key),
                 last: false,
@@ -576,6 +570,7 @@ fn read_chunk(
             }
         }
     }
+    let (changes, rejects) = gathering.take();
     let batch = Batch {
         table: table.clone(),
         chunk: chunk.id,
@@ -589,6 +584,70 @@ fn read_chunk(
     Ok(())
 }
 
+/// A stored cell as the model value that binds back to it (keys and
+/// cursors, kept as SQLite holds them).
+pub(super) fn stored(cell: ValueRef<'_>) -> Value {
+    match cell {
+        ValueRef::Null => Value::Null,
+        ValueRef::Integer(i) => Value::Int(i),
+        ValueRef::Real(f) => Value::Float(f),
+        ValueRef::Text(t) => Value::Text(String::from_utf8_lossy(t).into_owned()),
+        ValueRef::Blob(b) => Value::Bytes(b.to_vec()),
+    }
+}
+
+/// Decodes the table's columns of a result row, the first at `offset`:
+/// the row, or its reject at `position`. A value longer than
+/// `max_value_bytes` refuses the row before anything is copied out of
+/// SQLite but its excerpt.
+pub(super) fn decode_row(
+    r: &rusqlite::Row<'_>,
+    offset: usize,
+    table: &TableSchema,
+    limits: ReadLimits,
+    position: impl FnOnce() -> Position,
+) -> rusqlite::Result<std::result::Result<Row, Reject>> {
+    for (i, column) in table.columns.iter().enumerate() {
+        let (bytes, head) = match r.get_ref(offset + i)? {
+            ValueRef::Text(t) => (t.len(), Head::Text(t)),
+            ValueRef::Blob(b) => (b.len(), Head::Binary(b)),
+            _ => continue,
+        };
+        if limits.too_long(bytes) {
+            let oversized = Oversized {
+                column: &column.name,
+                bytes,
+                head,
+            };
+            let place = format!("table {}", table.name);
+            return Ok(Err(oversized.reject(
+                &place,
+                limits.max_value_bytes,
+                position(),
+            )));
+        }
+    }
+    let mut values = Vec::with_capacity(table.columns.len());
+    for (i, column) in table.columns.iter().enumerate() {
+        match read_value(r.get_ref(offset + i)?, &column.data_type) {
+            Ok(v) => values.push(v),
+            Err(e) => {
+                let mut raw = serde_json::Map::new();
+                for (i, column) in table.columns.iter().enumerate() {
+                    raw.insert(column.name.clone(), raw_json(r.get_ref(offset + i)?));
+                }
+                return Ok(Err(Reject {
+                    stage: RejectStage::Source,
+                    error: format!("column {}: {e}", column.name),
+                    row: serde_json::Value::Object(raw),
+                    position: position(),
+                }));
+            }
+        }
+    }
+    Ok(Ok(Row(values)))
+}
+
 fn position_of(key: &Option<Vec<Value>>) -> Position {
     match key {
         Some(key) => Position::Key { key: key.clone() },
@@ -597,8 +656,27 @@ fn position_of(key: &Option<Vec<Value>>) -> Position {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
+
+    /// A read's rows (by their first value), rows per batch, and rejects.
+    pub(in super::super) async fn read_all(
+        mut rx: BatchStream,
+    ) -> (Vec<Value>, Vec<u64>, Vec<Reject>) {
+        let (mut ids, mut sizes, mut rejects) = (Vec::new(), Vec::new(), Vec::new());
+        while let Some(batch) = rx.recv().await {
+            let batch = batch.unwrap();
+            sizes.push(batch.rows_read());
+            for change in &batch.changes {
+                ids.push(change.row().0[0].clone());
+            }
+            rejects.extend(batch.rejects);
+            if batch.last {
+                break;
+            }
+        }
+        (ids, sizes, rejects)
+    }
 
     #[test]
     fn rowid_chunks_cover_the_range_without_overlap() {
@@ -610,5 +688,60 @@ mod tests {
         assert_eq!(chunks[3].upper, None);
         assert_eq!(rowid_chunks(None, None, 0, 10), vec![Chunk::whole(0)]);
         assert_eq!(rowid_chunks(Some(5), Some(5), 1, 10).len(), 1);
+    }
+
+    #[tokio::test]
+    async fn chunks_end_at_batch_bytes_and_an_oversized_value_is_a_dead_letter() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        let conn = Connection::open(&path).unwrap();
+        conn.execute_batch(
+            "CREATE TABLE doc (id INTEGER PRIMARY KEY, body BLOB);
+             WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 10)
+             INSERT INTO doc SELECT i, zeroblob(300) FROM n;
+             UPDATE doc SET body = zeroblob(5000) WHERE id = 7;",
+        )
+        .unwrap();
+        let source = SqliteSource {
+            path,
+            limits: ReadLimits {
+                batch_bytes: 1000,
+                max_value_bytes: 2000,
+            },
+        };
+        let table = Arc::new(
+            source
+                .blocking(|conn| discover_table(conn, "doc"))
+                .await
+                .unwrap(),
+        );
+        let (ids, sizes, rejects) =
+            read_all(source.read_chunk(table, Chunk::whole(10), Position::Start, 100)).await;
+        assert!(sizes.len() >= 3, "{sizes:?}");
+        assert!(sizes.iter().all(|&n| n <= 4), "{sizes:?}");
+        assert_eq!(
+            ids,
+            (1..=10)
+                .filter(|&i| i != 7)
+                .map(Value::Int)
+                .collect::<Vec<_>>()
+        );
+        let [reject] = rejects.as_slice() else {
+            panic!("{rejects:?}")
+        };
+        assert!(
+            reject.error.starts_with(
+                "table doc, row with key (7), column body: a value of 5000 bytes, longer than max_value_bytes (2000)"
+            ),
+            "{}",
+            reject.error
+        );
+        assert!(reject.row.as_str().unwrap().starts_with("\\x0000"));
+        assert_eq!(
+            reject.position,
+            Position::Key {
+                key: vec![Value::Int(7)]
+            }
+        );
     }
 }
