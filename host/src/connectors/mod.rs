@@ -12,6 +12,7 @@ mod net_effect;
 mod oversized;
 mod postgres;
 mod source;
+mod sql_url;
 mod sqlite;
 mod target;
 mod tls;

@@ -14,6 +14,7 @@ use super::server::Server;
 use super::sql::SQL_MODE;
 use super::tls_probe;
 use crate::config::Endpoint;
+use crate::connectors::sql_url;
 use crate::connectors::tls::{self, ClientCertificate, TrustRoots};
 use crate::error::{Error, Result, ResultExt};
 
@@ -242,70 +243,33 @@ struct TlsQuery {
 /// wrong and never repeat the password.
 fn parse_url(url: &str, base_dir: &Path) -> std::result::Result<Url, String> {
     let example = "mysql://user:password@host:3306/database";
-    let rest = url
-        .split_once("://")
-        .map(|(_, rest)| rest)
-        .ok_or_else(|| format!("expected a URL like {example}"))?;
-    let (rest, query) = rest.split_once('?').unwrap_or((rest, ""));
-    let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
-    let (userinfo, hostport) = match authority.rsplit_once('@') {
-        Some((u, h)) => (Some(u), h),
-        None => (None, authority),
-    };
-    let (user, password) = match userinfo {
-        Some(info) => match info.split_once(':') {
-            Some((u, p)) => (decode(u)?, Some(decode(p)?)),
-            None => (decode(info)?, None),
-        },
-        None => (String::new(), None),
-    };
-    if user.is_empty() {
+    let url = sql_url::parse(url, "MySQL", example)?;
+    if url.user.is_empty() {
         return Err(format!("the MySQL URL names no user (expected {example})"));
     }
-    let (host, port) = if let Some(v6) = hostport.strip_prefix('[') {
-        let (host, after) = v6
-            .split_once(']')
-            .ok_or_else(|| "unclosed `[` in the MySQL URL's host".to_string())?;
-        (host.to_string(), after.strip_prefix(':'))
-    } else {
-        match hostport.rsplit_once(':') {
-            Some((h, p)) => (h.to_string(), Some(p)),
-            None => (hostport.to_string(), None),
-        }
-    };
-    if host.is_empty() {
+    if url.host.is_empty() {
         return Err(format!("the MySQL URL names no host (expected {example})"));
     }
-    let port = match port {
-        None | Some("") => DEFAULT_PORT,
-        Some(p) => p
-            .parse()
-            .map_err(|_| format!("the MySQL URL's port `{p}` is not a number from 1 to 65535"))?,
-    };
-    let database = decode(path.trim_end_matches('/'))?;
-    if database.is_empty() {
+    if url.database.is_empty() {
         return Err(format!(
             "the MySQL URL names no database (expected {example}): DMP reads and writes one database"
         ));
     }
-    let tls = resolve_tls(parse_query(query)?, &host, base_dir)?;
+    let tls = resolve_tls(parse_query(&url.options)?, &url.host, base_dir)?;
     Ok(Url {
-        user,
-        password,
-        host,
-        port,
-        database,
+        user: url.user,
+        password: url.password,
+        host: url.host,
+        port: url.port.unwrap_or(DEFAULT_PORT),
+        database: url.database,
         tls,
     })
 }
 
-fn parse_query(query: &str) -> std::result::Result<TlsQuery, String> {
+fn parse_query(options: &[(String, String)]) -> std::result::Result<TlsQuery, String> {
     let mut parsed = TlsQuery::default();
-    for pair in query.split('&').filter(|p| !p.is_empty()) {
-        let (key, value) = pair
-            .split_once('=')
-            .ok_or_else(|| format!("URL option `{pair}` has no `=value`"))?;
-        let value = decode(value)?;
+    for (key, value) in options {
+        let value = value.clone();
         match key.replace('_', "-").as_str() {
             "ssl-mode" | "sslmode" => parsed.mode = Some(ssl_mode(key, &value)?),
             "ssl-ca" | "sslca" => parsed.ca = Some(value),
@@ -380,32 +344,6 @@ fn resolve_tls(query: TlsQuery, host: &str, base_dir: &Path) -> std::result::Res
     })
 }
 
-/// `%XX` escapes of user, password and database name.
-fn decode(text: &str) -> std::result::Result<String, String> {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let decoded = bytes
-                .get(i + 1..i + 3)
-                .and_then(|hex| std::str::from_utf8(hex).ok())
-                .and_then(crate::model::decode_hex);
-            match decoded {
-                Some(b) => {
-                    out.extend(b);
-                    i += 3;
-                    continue;
-                }
-                None => return Err("bad `%` escape in the MySQL URL".to_string()),
-            }
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8(out).map_err(|_| "a `%` escape in the MySQL URL is not UTF-8".to_string())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -429,6 +367,11 @@ mod tests {
         assert_eq!(url.database, "my db");
         assert_eq!(url.password, None);
         assert_eq!(url.tls.mode, SslMode::Disable);
+        // The host is decoded as PostgreSQL's is (the two parsers drifted).
+        assert_eq!(
+            parse("mysql://u@db%2Dprimary/x").unwrap().host,
+            "db-primary"
+        );
     }
 
     #[test]

@@ -10,6 +10,7 @@ use std::time::Duration;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgSslMode};
 use sqlx::{ConnectOptions, PgConnection, PgPool};
 
+use super::super::sql_url;
 use super::super::tls::{self, ClientCertificate, TrustRoots, Verify};
 use crate::config::Endpoint;
 use crate::error::{Error, Result, ResultExt};
@@ -192,35 +193,26 @@ pub(super) fn parse_url(
     env: &dyn Fn(&str) -> Option<String>,
 ) -> std::result::Result<Url, String> {
     let example = "postgres://user:password@host:5432/database?sslmode=require&schema=public";
-    let rest = url
-        .split_once("://")
-        .map(|(_, rest)| rest)
-        .ok_or_else(|| format!("expected a URL like {example}"))?;
-    let (rest, query) = rest.split_once('?').unwrap_or((rest, ""));
-    let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
-    let (userinfo, hostport) = match authority.rsplit_once('@') {
-        Some((u, h)) => (Some(u), h),
-        None => (None, authority),
-    };
-    let (user, password) = match userinfo {
-        Some(info) => match info.split_once(':') {
-            Some((u, p)) => (decode(u)?, Some(decode(p)?)),
-            None => (decode(info)?, None),
-        },
-        None => (String::new(), None),
-    };
-    if user.is_empty() {
+    let url = sql_url::parse(url, "PostgreSQL", example)?;
+    if url.user.is_empty() {
         return Err(format!(
             "the PostgreSQL URL names no user (expected {example})"
         ));
     }
-    let (host, port) = host_and_port(hostport)?;
-    // libpq's default: the database named like the user.
-    let database = match decode(path.trim_end_matches('/'))? {
-        db if db.is_empty() => user.clone(),
-        db => db,
+    let host = if url.host.is_empty() {
+        "localhost".to_string()
+    } else {
+        url.host
     };
-    let query = parse_query(query)?;
+    let port = url.port.unwrap_or(DEFAULT_PORT);
+    // libpq's default: the database named like the user.
+    let database = if url.database.is_empty() {
+        url.user.clone()
+    } else {
+        url.database
+    };
+    let (user, password) = (url.user, url.password);
+    let query = parse_query(&url.options)?;
     let host_addr = match env("PGHOSTADDR") {
         Some(addr) => Some(
             addr.parse()
@@ -242,39 +234,10 @@ pub(super) fn parse_url(
     })
 }
 
-fn host_and_port(hostport: &str) -> std::result::Result<(String, u16), String> {
-    let (host, port) = if let Some(v6) = hostport.strip_prefix('[') {
-        let (host, after) = v6
-            .split_once(']')
-            .ok_or_else(|| "unclosed `[` in the PostgreSQL URL's host".to_string())?;
-        (host.to_string(), after.strip_prefix(':'))
-    } else {
-        match hostport.rsplit_once(':') {
-            Some((h, p)) => (decode(h)?, Some(p)),
-            None => (decode(hostport)?, None),
-        }
-    };
-    let port = match port {
-        None | Some("") => DEFAULT_PORT,
-        Some(p) => p.parse().map_err(|_| {
-            format!("the PostgreSQL URL's port `{p}` is not a number from 1 to 65535")
-        })?,
-    };
-    let host = if host.is_empty() {
-        "localhost".into()
-    } else {
-        host
-    };
-    Ok((host, port))
-}
-
-fn parse_query(query: &str) -> std::result::Result<Query, String> {
+fn parse_query(options: &[(String, String)]) -> std::result::Result<Query, String> {
     let mut parsed = Query::default();
-    for pair in query.split('&').filter(|p| !p.is_empty()) {
-        let (key, value) = pair
-            .split_once('=')
-            .ok_or_else(|| format!("URL option `{pair}` has no `=value`"))?;
-        let value = decode(value)?;
+    for (key, value) in options {
+        let (key, value) = (key.as_str(), value.clone());
         match key {
             "sslmode" | "ssl-mode" | "ssl_mode" => parsed.sslmode = Some(ssl_mode(key, &value)?),
             "sslrootcert" => parsed.sslrootcert = Some(value),
@@ -378,33 +341,6 @@ fn mode_name(mode: PgSslMode) -> &'static str {
         PgSslMode::VerifyCa => "verify-ca",
         PgSslMode::VerifyFull => "verify-full",
     }
-}
-
-/// `%XX` escapes of user, password, host, database and option values.
-fn decode(text: &str) -> std::result::Result<String, String> {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let decoded = bytes
-                .get(i + 1..i + 3)
-                .and_then(|hex| std::str::from_utf8(hex).ok())
-                .and_then(crate::model::decode_hex);
-            match decoded {
-                Some(b) => {
-                    out.extend(b);
-                    i += 3;
-                    continue;
-                }
-                None => return Err("bad `%` escape in the PostgreSQL URL".to_string()),
-            }
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8(out)
-        .map_err(|_| "a `%` escape in the PostgreSQL URL is not UTF-8".to_string())
 }
 
 #[cfg(test)]
