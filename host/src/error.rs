@@ -5,8 +5,14 @@
 /// Decides what the run does with an error.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ErrorKind {
-    /// A mistake in the pipeline file or on the command line.
+    /// A mistake in the pipeline file or on the command line, or something
+    /// the pipeline cannot do as configured.
     Config,
+    /// The source changed while the run went on, in a way the pipeline's
+    /// settings do not carry (a schema change the policy stops on, a table
+    /// gone): the target holds everything before it; the user changes the
+    /// settings or copies again.
+    SourceChanged,
     /// A row that cannot be moved, with `on_error = "fail"`.
     Data,
     /// Worth retrying: a busy database, a reset connection.
@@ -25,6 +31,9 @@ pub enum Error {
     Data(String),
     #[error("{0}")]
     Unsupported(String),
+    /// See [`ErrorKind::SourceChanged`].
+    #[error("{0}")]
+    SourceChanged(String),
     /// A plugin that cannot be loaded or opened: the pipeline stops before
     /// any row moves.
     #[error("{0}")]
@@ -142,6 +151,7 @@ impl Error {
             | Error::Sealing(_)
             | Error::PluginLoad(_) => ErrorKind::Config,
             Error::Data(_) => ErrorKind::Data,
+            Error::SourceChanged(_) => ErrorKind::SourceChanged,
             Error::Interrupted => ErrorKind::Interrupted,
             Error::Sqlite { source, .. } if is_busy(source) => ErrorKind::Transient,
             Error::Postgres { source, .. } if postgres_transient(source) => ErrorKind::Transient,

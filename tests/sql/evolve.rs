@@ -172,7 +172,7 @@ fn evolve_while_streaming(
          INSERT INTO items VALUES (6, 'after the rename', 6)",
     );
     let out = run_dmp(dir.path(), &["run", "p.toml"]);
-    assert_exit(&out, 2);
+    assert_exit(&out, 4);
     let stderr = text(&out.stderr);
     assert!(
         stderr.contains("table items: column label was renamed to title at the source"),

@@ -324,7 +324,7 @@ fn incremental_mariadb_to_postgres() {
     // A rename stops the run (additive by default), naming it.
     source.exec("ALTER TABLE items RENAME COLUMN qty TO quantity");
     let out = run_dmp(dir.path(), &["run", "p.toml"]);
-    assert_exit(&out, 2);
+    assert_exit(&out, 4);
     let stderr = text(&out.stderr);
     assert!(
         stderr.contains("qty") && stderr.contains("quantity"),

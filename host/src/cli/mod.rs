@@ -24,6 +24,8 @@ pub const EXIT_OK: u8 = 0;
 pub const EXIT_DATA: u8 = 1;
 pub const EXIT_CONFIG: u8 = 2;
 pub const EXIT_RUNTIME: u8 = 3;
+/// The source changed in a way the pipeline's settings do not carry.
+pub const EXIT_SOURCE_CHANGED: u8 = 4;
 pub const EXIT_INTERRUPTED: u8 = 130;
 
 #[derive(Debug, Parser)]
@@ -107,6 +109,7 @@ pub fn main() -> ExitCode {
             eprintln!("error: {}", crate::model::printable(&e.report()));
             ExitCode::from(match e.kind() {
                 ErrorKind::Config => EXIT_CONFIG,
+                ErrorKind::SourceChanged => EXIT_SOURCE_CHANGED,
                 ErrorKind::Data => EXIT_DATA,
                 ErrorKind::Interrupted => EXIT_INTERRUPTED,
                 ErrorKind::Transient | ErrorKind::Fatal => EXIT_RUNTIME,

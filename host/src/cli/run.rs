@@ -170,7 +170,10 @@ async fn run_scheduled(
                 }
             }
             Err(e) if matches!(e.kind(), ErrorKind::Interrupted) => break Ok(code),
-            Err(e) if matches!(e.kind(), ErrorKind::Config) => break Err(e),
+            // Every later run would stop the same way.
+            Err(e) if matches!(e.kind(), ErrorKind::Config | ErrorKind::SourceChanged) => {
+                break Err(e);
+            }
             Err(e) => {
                 tracing::error!(error = %e.report(), "scheduled run failed; trying again at the next start");
                 code = EXIT_RUNTIME;

@@ -47,7 +47,7 @@ pub(super) fn deltas(
     };
     match stop {
         None => Ok(deltas),
-        Some(what) => Err(Error::Unsupported(format!(
+        Some(what) => Err(Error::SourceChanged(format!(
             "table {}: {what} at the source ({}), at {at}. With [cdc] schema_changes = \"{}\" \
              the run stops here; the target holds every change before it. To carry it, set \
              schema_changes = \"apply\" under [cdc] and run the same command again; to copy the \

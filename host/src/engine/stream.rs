@@ -531,7 +531,7 @@ async fn reshape(
             )));
         }
         if ctx.schema_changes == SchemaChanges::Stop {
-            return Err(Error::Unsupported(format!(
+            return Err(Error::SourceChanged(format!(
                 "table {} was created at the source, at {at}; with [cdc] schema_changes =                  \"stop\" the stream stops here. Set schema_changes = \"additive\" or \"apply\" \
                  under [cdc] to stream it, and run the same command again",
                 schema.name

@@ -85,7 +85,7 @@ pub(super) fn map_shape(
     let count = usize::try_from(tme.columns_count()).unwrap_or(usize::MAX);
     let named = column_names(tme);
     if named.is_none() && count > schema.columns.len() {
-        return Err(Error::Unsupported(format!(
+        return Err(Error::SourceChanged(format!(
             "table {}: its row events have {count} columns and the stream knows {}, and the \
              server logs no column names (binlog_row_metadata=MINIMAL): the table changed \
              shape in a way the stream did not see; copy it again (run with --restart) or \
@@ -107,7 +107,7 @@ pub(super) fn map_shape(
             (at < schema.columns.len() && !names.contains(&schema.columns[at].name)).then_some(at)
         });
         let Some(place) = place else {
-            return Err(Error::Unsupported(format!(
+            return Err(Error::SourceChanged(format!(
                 "table {}: its row events have column {name}, which the stream does not know: \
                  the table changed shape in a way the stream did not see; copy it again (run \
                  with --restart)",
@@ -161,7 +161,7 @@ impl TableRows {
         let names = column_names(tme).unwrap_or_default();
         let by_name = names.len() == count;
         if !by_name && source.len() < count {
-            return Err(Error::Unsupported(format!(
+            return Err(Error::SourceChanged(format!(
                 "table {}: its row events have {count} columns and the table has {}, and the \
                  server logs no column names (binlog_row_metadata=MINIMAL); copy it again \
                  (run with --restart) or set binlog_row_metadata=FULL",

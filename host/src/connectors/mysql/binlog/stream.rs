@@ -345,7 +345,7 @@ impl Reader {
             self.commit(log_pos, header.timestamp()).await?;
         } else if is(EventType::XA_PREPARE_LOG_EVENT) {
             if self.group.as_ref().is_some_and(|g| g.begun) {
-                return Err(Error::Unsupported(format!(
+                return Err(Error::SourceChanged(format!(
                     "an XA transaction changes streamed tables at {}: XA transactions are \
                      not streamed",
                     self.at
@@ -508,7 +508,7 @@ impl Reader {
             }
             Statement::Dml(name) => {
                 if let Some(table) = self.streamed(&name, &schema) {
-                    return Err(Error::Unsupported(format!(
+                    return Err(Error::SourceChanged(format!(
                         "a change to streamed table {} was logged as a statement at {} \
                          (`{}`): change data capture needs binlog_format=ROW for every session",
                         self.tables[table].name,
@@ -649,7 +649,7 @@ impl Reader {
         let Some(schema) = schema else {
             // Gone again since (a later statement): its rows can only come
             // in a shape the catalog no longer tells.
-            return Err(Error::Unsupported(format!(
+            return Err(Error::SourceChanged(format!(
                 "table {name} changed at {} (`{}`) and is gone from the catalog since: the \
                  stream cannot read it from here; copy it again (run with --restart)",
                 self.at,

@@ -64,7 +64,7 @@ pub(super) async fn reshape(
         (Some(table), _) => table.schema.clone(),
         (None, Some(old)) => (*old.schema).clone(),
         (None, None) => {
-            return Err(Error::Unsupported(format!(
+            return Err(Error::SourceChanged(format!(
                 "{place}: table {namespace}.{} was created at the source and is gone again: \
                  its rows in the stream cannot be read; run with --restart",
                 relation.name

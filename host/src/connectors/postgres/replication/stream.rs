@@ -401,7 +401,7 @@ impl Reader {
         let (plan, change) =
             reshape::reshape(self.lookup.pool(), &self.place, old, namespace, relation).await?;
         if self.binary && !plan.all_native() {
-            return Err(Error::Unsupported(format!(
+            return Err(Error::SourceChanged(format!(
                 "{}: table {namespace}.{} now has a column of a type this stream cannot read in \
                  binary; run the same command again (the stream restarts where the target \
                  stands, in text)",
