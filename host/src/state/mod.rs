@@ -170,7 +170,9 @@ impl StateStore {
             .open(&path)
             .context(|| {
                 format!(
-                    "taking the lease of pipeline {pipeline} at {}",
+                    "state store {}: taking the lease of pipeline {} ({})",
+                    self.path.display(),
+                    crate::model::printable(pipeline),
                     path.display()
                 )
             })?;
