@@ -11,6 +11,7 @@ mod names;
 mod net_effect;
 mod oversized;
 mod postgres;
+mod prepare;
 mod source;
 mod sql_url;
 mod sqlite;

@@ -26,8 +26,9 @@ use super::sql::{quote, quote_list};
 use super::types::target_type;
 use super::writer::{Method, TablePlan, write_batch};
 use crate::config::Endpoint;
+use crate::connectors::prepare::{PrepRefusal, Progress, TableFacts, TablePrep, table_prep};
 use crate::connectors::{
-    CONSTRAINTS, IfExists, NameRules, NameScope, RejectSink, SchemaItem, Start, TakenName, Target,
+    CONSTRAINTS, NameRules, NameScope, RejectSink, SchemaItem, Start, TakenName, Target,
     TargetOptions,
 };
 use crate::error::{Error, Result, ResultExt};
@@ -335,101 +336,76 @@ impl Target for MysqlTarget {
             .context(ctx)?;
         }
         let existing = existing_tables(&mut conn).await?;
-        let done: HashSet<String> = conn
-            .exec::<String, _, _>(
-                "SELECT DISTINCT table_name FROM _dmp_checkpoints WHERE pipeline = ? AND done = 1",
+        let progress: HashMap<String, Progress> = conn
+            .exec::<(String, bool), _, _>(
+                "SELECT table_name, max(done) = 1 FROM _dmp_checkpoints WHERE pipeline = ? \
+                 GROUP BY table_name",
                 (pipeline,),
             )
             .await
             .context(ctx)?
             .into_iter()
+            .map(|(table, done)| {
+                let progress = if done {
+                    Progress::Done
+                } else {
+                    Progress::Partial
+                };
+                (table, progress)
+            })
             .collect();
         for table in tables {
             let name = quote(&table.name);
-            let exists = existing.contains(&table.name);
             let table_ctx = || format!("preparing table {} in {place}", table.name);
-            // Incremental and change runs add to what the target has.
-            if start == Start::Keep {
-                if !exists && self.options.data_only {
-                    return Err(Error::Config(format!(
-                        "target table {} does not exist in {place} (--data-only creates no table)",
-                        table.name
-                    )));
-                }
-                if !exists {
-                    conn.query_drop(create_table(table, server))
-                        .await
-                        .context(table_ctx)?;
-                }
-                continue;
-            }
-            if start == Start::Resume {
-                if !exists && !self.options.data_only {
-                    conn.query_drop(create_table(table, server))
-                        .await
-                        .context(table_ctx)?;
-                }
-                // A table without key restarts from its beginning: a new
-                // snapshot cannot continue an old one's row count.
-                if table.primary_key.is_empty() && !done.contains(&table.name) && exists {
-                    info!(
-                        table = table.name,
-                        "table without primary key restarts from its beginning"
-                    );
-                    conn.query_drop(format!("TRUNCATE TABLE {name}"))
-                        .await
-                        .context(table_ctx)?;
-                    conn.exec_drop(
-                        "DELETE FROM _dmp_checkpoints WHERE pipeline = ? AND table_name = ?",
-                        (pipeline, table.name.as_str()),
-                    )
-                    .await
-                    .context(table_ctx)?;
-                }
-                continue;
-            }
-            if self.options.data_only {
-                if !exists {
-                    return Err(Error::Config(format!(
-                        "target table {} does not exist in {place} (--data-only creates no table)",
-                        table.name
-                    )));
-                }
-                if matches!(
-                    self.options.if_exists,
-                    IfExists::Truncate | IfExists::Replace
-                ) {
-                    conn.query_drop(format!("TRUNCATE TABLE {name}"))
-                        .await
-                        .context(table_ctx)?;
-                }
-                continue;
-            }
-            if exists {
-                match self.options.if_exists {
-                    IfExists::Fail => {
-                        return Err(Error::Config(format!(
+            let facts = TableFacts {
+                exists: existing.contains(&table.name),
+                has_key: !table.primary_key.is_empty(),
+                progress: progress.get(&table.name).copied().unwrap_or(Progress::None),
+            };
+            let prep = table_prep(start, facts, self.options.if_exists, self.options.data_only)
+                .map_err(|refusal| {
+                    Error::Config(match refusal {
+                        PrepRefusal::Missing => format!(
+                            "target table {} does not exist in {place} (--data-only creates no table)",
+                            table.name
+                        ),
+                        PrepRefusal::Exists => format!(
                             "target table {} already exists in {place} (if_exists = \"fail\")",
                             table.name
-                        )));
-                    }
-                    IfExists::Truncate => {
-                        conn.query_drop(format!("TRUNCATE TABLE {name}"))
-                            .await
-                            .context(table_ctx)?;
-                        continue;
-                    }
-                    IfExists::Append => continue,
-                    IfExists::Replace => {
-                        conn.query_drop(format!("DROP TABLE IF EXISTS {name}"))
-                            .await
-                            .context(table_ctx)?;
-                    }
+                        ),
+                    })
+                })?;
+            let statements = match prep {
+                TablePrep::Leave => vec![],
+                // MySQL tables get their key with them (upserts or not).
+                TablePrep::Create { .. } => vec![create_table(table, server)],
+                TablePrep::Empty => vec![format!("TRUNCATE TABLE {name}")],
+                TablePrep::Replace => vec![
+                    format!("DROP TABLE IF EXISTS {name}"),
+                    create_table(table, server),
+                ],
+                TablePrep::Restart => {
+                    info!(
+                        table = table.name,
+                        "table without primary key partly copied: copied again"
+                    );
+                    vec![format!("TRUNCATE TABLE {name}")]
                 }
+            };
+            for statement in statements {
+                conn.query_drop(statement).await.context(table_ctx)?;
             }
-            conn.query_drop(create_table(table, server))
+            // After the rows are gone (TRUNCATE commits on its own): a crash
+            // in between leaves the checkpoints, and the next run restarts
+            // the table again.
+            if prep == TablePrep::Restart {
+                conn.exec_drop(
+                    "DELETE FROM _dmp_checkpoints WHERE pipeline = ? AND table_name = ?",
+                    (pipeline, table.name.as_str()),
+                )
                 .await
                 .context(table_ctx)?;
+            }
         }
         Ok(())
     }

@@ -23,6 +23,7 @@ use super::sql::qualified;
 use super::types::{ddl_type, native};
 use super::writer::{self, WriteTable};
 use crate::config::Endpoint;
+use crate::connectors::prepare::{PrepRefusal, Progress, TableFacts, TablePrep, table_prep};
 use crate::connectors::{
     IfExists, NameRules, NameScope, RELATIONS, RejectSink, SchemaItem, Start, TakenName, Target,
     TargetOptions,
@@ -300,78 +301,42 @@ impl PostgresTarget {
             .await
             .context(ctx)?;
         }
+        let progress = self.progress(txn).await?;
         // Emptied together, in one statement: tables that reference each
         // other can only be truncated at once.
         let mut truncate: Vec<String> = Vec::new();
         for table in tables {
             let name = qualified(schema, &table.name);
             let table_ctx = || format!("{place}: preparing target table {}", table.name);
-            let exists = Self::exists(txn, schema, &table.name)
-                .await
-                .context(table_ctx)?;
-            // Incremental and change runs add to what the target has.
-            if start == Start::Keep {
-                if !exists && self.options.data_only {
-                    return Err(self.missing(&table.name));
-                }
-                if !exists {
+            let facts = TableFacts {
+                exists: Self::exists(txn, schema, &table.name)
+                    .await
+                    .context(table_ctx)?,
+                has_key: !table.primary_key.is_empty(),
+                progress: progress.get(&table.name).copied().unwrap_or(Progress::None),
+            };
+            let prep = table_prep(start, facts, self.options.if_exists, self.options.data_only)
+                .map_err(|refusal| self.refused(&table.name, refusal))?;
+            match prep {
+                TablePrep::Leave => {}
+                TablePrep::Create { key_now } => {
                     // Upserts need the key from the first row on.
-                    create_table(txn, schema, table, Key::Now)
+                    let key = if key_now { Key::Now } else { Key::AfterLoad };
+                    create_table(txn, schema, table, key)
                         .await
                         .context(table_ctx)?;
                 }
-                continue;
-            }
-            if start == Start::Resume {
-                if !exists && !self.options.data_only {
+                TablePrep::Empty => truncate.push(name),
+                TablePrep::Replace => {
+                    exec(format!("DROP TABLE {name} CASCADE"))
+                        .execute(&mut **txn)
+                        .await
+                        .context(table_ctx)?;
                     create_table(txn, schema, table, Key::AfterLoad)
                         .await
                         .context(table_ctx)?;
                 }
-                if exists && table.primary_key.is_empty() {
-                    self.restart_partial(txn, table).await?;
-                }
-                if !exists && self.options.data_only {
-                    return Err(self.missing(&table.name));
-                }
-                continue;
-            }
-            if self.options.data_only {
-                if !exists {
-                    return Err(self.missing(&table.name));
-                }
-                if matches!(
-                    self.options.if_exists,
-                    IfExists::Truncate | IfExists::Replace
-                ) {
-                    truncate.push(name);
-                }
-                continue;
-            }
-            let mut create = !exists;
-            if exists {
-                match self.options.if_exists {
-                    IfExists::Fail => {
-                        return Err(Error::Config(format!(
-                            "{place}: target table {schema}.{} already exists (if_exists = \"fail\")",
-                            table.name
-                        )));
-                    }
-                    IfExists::Truncate => truncate.push(name),
-                    IfExists::Append => {}
-                    IfExists::Replace => {
-                        exec(format!("DROP TABLE {name} CASCADE"))
-                            .execute(&mut **txn)
-                            .await
-                            .context(table_ctx)?;
-                        create = true;
-                    }
-                }
-            }
-            if create {
-                create_table(txn, schema, table, Key::AfterLoad)
-                    .await
-                    .context(table_ctx)?;
+                TablePrep::Restart => self.restart_partial(txn, table).await?,
             }
         }
         if !truncate.is_empty() {
@@ -383,12 +348,43 @@ impl PostgresTarget {
         Ok(())
     }
 
-    fn missing(&self, table: &str) -> Error {
-        Error::Config(format!(
-            "{}: target table {}.{table} does not exist (--data-only creates no table)",
-            self.place(),
-            self.schema()
-        ))
+    fn refused(&self, table: &str, refusal: PrepRefusal) -> Error {
+        let (place, schema) = (self.place(), self.schema());
+        Error::Config(match refusal {
+            PrepRefusal::Missing => format!(
+                "{place}: target table {schema}.{table} does not exist (--data-only creates no table)"
+            ),
+            PrepRefusal::Exists => format!(
+                "{place}: target table {schema}.{table} already exists (if_exists = \"fail\")"
+            ),
+        })
+    }
+
+    /// The pipeline's checkpoints per table, as far as preparing cares.
+    async fn progress(
+        &self,
+        txn: &mut Transaction<'static, Postgres>,
+    ) -> Result<HashMap<String, Progress>> {
+        let checkpoints = qualified(self.schema(), CHECKPOINTS);
+        let rows: Vec<(String, bool)> = sqlx::query_as(AssertSqlSafe(format!(
+            "SELECT table_name, bool_or(done) FROM {checkpoints} WHERE pipeline = $1 \
+             GROUP BY table_name"
+        )))
+        .bind(&self.options.pipeline)
+        .fetch_all(&mut **txn)
+        .await
+        .context(|| format!("{}: reading the checkpoints", self.place()))?;
+        Ok(rows
+            .into_iter()
+            .map(|(table, done)| {
+                let progress = if done {
+                    Progress::Done
+                } else {
+                    Progress::Partial
+                };
+                (table, progress)
+            })
+            .collect())
     }
 
     /// A table without a primary key that was partly written cannot
@@ -401,18 +397,6 @@ impl PostgresTarget {
     ) -> Result<()> {
         let ctx = || format!("{}: restarting target table {}", self.place(), table.name);
         let checkpoints = qualified(self.schema(), CHECKPOINTS);
-        let (partial, done): (bool, bool) = sqlx::query_as(AssertSqlSafe(format!(
-            "SELECT coalesce(bool_or(NOT done), false), coalesce(bool_or(done), false) \
-             FROM {checkpoints} WHERE pipeline = $1 AND table_name = $2"
-        )))
-        .bind(&self.options.pipeline)
-        .bind(&table.name)
-        .fetch_one(&mut **txn)
-        .await
-        .context(ctx)?;
-        if !partial || done {
-            return Ok(());
-        }
         if self.options.if_exists == IfExists::Append {
             warn!(
                 table = table.name,

@@ -12,8 +12,9 @@ use super::apply;
 use super::quote;
 use super::types::{Bind, declared_type};
 use crate::config::Endpoint;
+use crate::connectors::prepare::{PrepRefusal, Progress, TableFacts, TablePrep, table_prep};
 use crate::connectors::{
-    IfExists, NameRules, NameScope, RELATIONS, RejectSink, SchemaItem, Start, TakenName, Target,
+    NameRules, NameScope, RELATIONS, RejectSink, SchemaItem, Start, TakenName, Target,
     TargetOptions,
 };
 use crate::error::{Error, Result, ResultExt};
@@ -96,6 +97,26 @@ impl SqliteTarget {
         .await
         .context(|| "SQLite target task".to_string())?
     }
+}
+
+/// The pipeline's checkpoints per table, as far as preparing cares.
+fn progress(
+    txn: &rusqlite::Transaction<'_>,
+    pipeline: &str,
+) -> rusqlite::Result<std::collections::HashMap<String, Progress>> {
+    let mut stmt = txn.prepare(
+        "SELECT table_name, max(done) FROM _dmp_checkpoints WHERE pipeline = ?1 GROUP BY table_name",
+    )?;
+    let rows = stmt.query_map([pipeline], |r| {
+        let done: bool = r.get(1)?;
+        let progress = if done {
+            Progress::Done
+        } else {
+            Progress::Partial
+        };
+        Ok((r.get::<_, String>(0)?, progress))
+    })?;
+    rows.collect()
 }
 
 fn table_exists(conn: &Connection, name: &str) -> rusqlite::Result<bool> {
@@ -533,46 +554,51 @@ impl Target for SqliteTarget {
                 )
                 .context(ctx)?;
             }
+            let progress = progress(&txn, &options.pipeline).context(ctx)?;
             for table in &tables {
-                let exists = table_exists(&txn, &table.name).context(ctx)?;
                 let name = quote(&table.name);
-                if options.data_only {
-                    if !exists {
-                        return Err(Error::Config(format!(
-                            "target table {} does not exist in {place} (--data-only creates no table)",
-                            table.name
-                        )));
-                    }
-                    if start == Start::Fresh
-                        && matches!(options.if_exists, IfExists::Truncate | IfExists::Replace)
-                    {
-                        txn.execute(&format!("DELETE FROM {name}"), [])
-                            .context(ctx)?;
-                    }
-                    continue;
-                }
-                // Resumed, incremental and change runs keep what is there;
-                // a missing table is created below (IF NOT EXISTS).
-                if exists && start == Start::Fresh {
-                    match options.if_exists {
-                        IfExists::Fail => {
-                            return Err(Error::Config(format!(
+                let facts = TableFacts {
+                    exists: table_exists(&txn, &table.name).context(ctx)?,
+                    has_key: !table.primary_key.is_empty(),
+                    progress: progress
+                        .get(&table.name)
+                        .copied()
+                        .unwrap_or(Progress::None),
+                };
+                let prep = table_prep(start, facts, options.if_exists, options.data_only)
+                    .map_err(|refusal| {
+                        Error::Config(match refusal {
+                            PrepRefusal::Missing => format!(
+                                "target table {} does not exist in {place} (--data-only creates no table)",
+                                table.name
+                            ),
+                            PrepRefusal::Exists => format!(
                                 "target table {} already exists in {place} (if_exists = \"fail\")",
                                 table.name
-                            )));
-                        }
-                        IfExists::Truncate => {
-                            txn.execute(&format!("DELETE FROM {name}"), [])
-                                .context(ctx)?;
-                        }
-                        IfExists::Append => {}
-                        IfExists::Replace => {
-                            txn.execute(&format!("DROP TABLE {name}"), [])
-                                .context(ctx)?;
-                        }
+                            ),
+                        })
+                    })?;
+                let statements = match prep {
+                    TablePrep::Leave => vec![],
+                    // SQLite tables get their key with them.
+                    TablePrep::Create { .. } => vec![create_table_sql(table)],
+                    TablePrep::Empty => vec![format!("DELETE FROM {name}")],
+                    TablePrep::Replace => {
+                        vec![format!("DROP TABLE {name}"), create_table_sql(table)]
                     }
+                    // In the same transaction as forgetting its checkpoints.
+                    TablePrep::Restart => vec![format!("DELETE FROM {name}")],
+                };
+                for statement in statements {
+                    txn.execute(&statement, []).context(ctx)?;
                 }
-                txn.execute(&create_table_sql(table), []).context(ctx)?;
+                if prep == TablePrep::Restart {
+                    txn.execute(
+                        "DELETE FROM _dmp_checkpoints WHERE pipeline = ?1 AND table_name = ?2",
+                        [&options.pipeline, &table.name],
+                    )
+                    .context(ctx)?;
+                }
             }
             txn.commit().context(ctx)
         })
