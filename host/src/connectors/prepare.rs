@@ -4,6 +4,7 @@
 //! targets used to decide it each their own way, and drifted.)
 
 use super::target::{IfExists, Start};
+use crate::error::Error;
 
 /// What the target holds of one table before the run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,6 +51,21 @@ pub(crate) enum PrepRefusal {
     Missing,
     /// `if_exists = "fail"`, and this one exists.
     Exists,
+}
+
+impl PrepRefusal {
+    /// The refusal as a configuration error: `table` as the target names
+    /// it, `place` the target.
+    pub(crate) fn error(self, table: &str, place: &str) -> Error {
+        Error::Config(match self {
+            PrepRefusal::Missing => format!(
+                "target table {table} does not exist in {place} (--data-only creates no table)"
+            ),
+            PrepRefusal::Exists => {
+                format!("target table {table} already exists in {place} (if_exists = \"fail\")")
+            }
+        })
+    }
 }
 
 /// The decision for one table.

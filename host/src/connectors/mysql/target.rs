@@ -26,7 +26,7 @@ use super::sql::{quote, quote_list};
 use super::types::target_type;
 use super::writer::{Method, TablePlan, write_batch};
 use crate::config::Endpoint;
-use crate::connectors::prepare::{PrepRefusal, Progress, TableFacts, TablePrep, table_prep};
+use crate::connectors::prepare::{Progress, TableFacts, TablePrep, table_prep};
 use crate::connectors::{
     CONSTRAINTS, NameRules, NameScope, RejectSink, SchemaItem, Start, TakenName, Target,
     TargetOptions,
@@ -363,18 +363,7 @@ impl Target for MysqlTarget {
                 progress: progress.get(&table.name).copied().unwrap_or(Progress::None),
             };
             let prep = table_prep(start, facts, self.options.if_exists, self.options.data_only)
-                .map_err(|refusal| {
-                    Error::Config(match refusal {
-                        PrepRefusal::Missing => format!(
-                            "target table {} does not exist in {place} (--data-only creates no table)",
-                            table.name
-                        ),
-                        PrepRefusal::Exists => format!(
-                            "target table {} already exists in {place} (if_exists = \"fail\")",
-                            table.name
-                        ),
-                    })
-                })?;
+                .map_err(|refusal| refusal.error(&table.name, &place))?;
             let statements = match prep {
                 TablePrep::Leave => vec![],
                 // MySQL tables get their key with them (upserts or not).

@@ -23,7 +23,7 @@ use super::sql::qualified;
 use super::types::{ddl_type, native};
 use super::writer::{self, WriteTable};
 use crate::config::Endpoint;
-use crate::connectors::prepare::{PrepRefusal, Progress, TableFacts, TablePrep, table_prep};
+use crate::connectors::prepare::{Progress, TableFacts, TablePrep, table_prep};
 use crate::connectors::{
     IfExists, NameRules, NameScope, RELATIONS, RejectSink, SchemaItem, Start, TakenName, Target,
     TargetOptions,
@@ -316,7 +316,7 @@ impl PostgresTarget {
                 progress: progress.get(&table.name).copied().unwrap_or(Progress::None),
             };
             let prep = table_prep(start, facts, self.options.if_exists, self.options.data_only)
-                .map_err(|refusal| self.refused(&table.name, refusal))?;
+                .map_err(|refusal| refusal.error(&format!("{schema}.{}", table.name), place))?;
             match prep {
                 TablePrep::Leave => {}
                 TablePrep::Create { key_now } => {
@@ -346,18 +346,6 @@ impl PostgresTarget {
                 .context(|| format!("{place}: emptying the target tables"))?;
         }
         Ok(())
-    }
-
-    fn refused(&self, table: &str, refusal: PrepRefusal) -> Error {
-        let (place, schema) = (self.place(), self.schema());
-        Error::Config(match refusal {
-            PrepRefusal::Missing => format!(
-                "{place}: target table {schema}.{table} does not exist (--data-only creates no table)"
-            ),
-            PrepRefusal::Exists => format!(
-                "{place}: target table {schema}.{table} already exists (if_exists = \"fail\")"
-            ),
-        })
     }
 
     /// The pipeline's checkpoints per table, as far as preparing cares.

@@ -12,7 +12,7 @@ use super::apply;
 use super::quote;
 use super::types::{Bind, declared_type};
 use crate::config::Endpoint;
-use crate::connectors::prepare::{PrepRefusal, Progress, TableFacts, TablePrep, table_prep};
+use crate::connectors::prepare::{Progress, TableFacts, TablePrep, table_prep};
 use crate::connectors::{
     NameRules, NameScope, RELATIONS, RejectSink, SchemaItem, Start, TakenName, Target,
     TargetOptions,
@@ -560,24 +560,10 @@ impl Target for SqliteTarget {
                 let facts = TableFacts {
                     exists: table_exists(&txn, &table.name).context(ctx)?,
                     has_key: !table.primary_key.is_empty(),
-                    progress: progress
-                        .get(&table.name)
-                        .copied()
-                        .unwrap_or(Progress::None),
+                    progress: progress.get(&table.name).copied().unwrap_or(Progress::None),
                 };
                 let prep = table_prep(start, facts, options.if_exists, options.data_only)
-                    .map_err(|refusal| {
-                        Error::Config(match refusal {
-                            PrepRefusal::Missing => format!(
-                                "target table {} does not exist in {place} (--data-only creates no table)",
-                                table.name
-                            ),
-                            PrepRefusal::Exists => format!(
-                                "target table {} already exists in {place} (if_exists = \"fail\")",
-                                table.name
-                            ),
-                        })
-                    })?;
+                    .map_err(|refusal| refusal.error(&table.name, &place))?;
                 let statements = match prep {
                     TablePrep::Leave => vec![],
                     // SQLite tables get their key with them.
