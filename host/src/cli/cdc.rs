@@ -105,8 +105,9 @@ fn change_source(
 ) -> Result<Arc<dyn ChangeSource>> {
     source.changes(&pipeline.change_options())?.ok_or_else(|| {
         Error::Config(format!(
-            "{}: this source has no change stream (postgres://, mysql://, mariadb:// have one)",
-            pipeline.source
+            "{}: this source has no change stream ({} have one)",
+            pipeline.source,
+            crate::connectors::change_stream_schemes()
         ))
     })
 }

@@ -34,7 +34,8 @@ impl Endpoint {
             }
             _ => {
                 return Err(Error::Config(format!(
-                    "{place}: `{masked}` is not a URL (expected sqlite://PATH, file://DIR?format=csv|jsonl|parquet, postgres://..., mysql://...)"
+                    "{place}: `{masked}` is not a URL (expected one like {})",
+                    crate::connectors::example_urls()
                 )));
             }
         };

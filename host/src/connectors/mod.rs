@@ -12,6 +12,7 @@ mod net_effect;
 mod oversized;
 mod postgres;
 mod prepare;
+mod registry;
 mod source;
 mod sql_url;
 mod sqlite;
@@ -94,38 +95,43 @@ pub fn open_pipeline(pipeline: &Pipeline) -> Result<(Arc<dyn Source>, Arc<dyn Ta
 
 /// The source connector for `endpoint`'s URL scheme.
 pub fn open_source(endpoint: &Endpoint, options: SourceOptions) -> Result<Arc<dyn Source>> {
-    let limits = options.limits;
-    match endpoint.scheme() {
-        "sqlite" => Ok(Arc::new(sqlite::SqliteSource::open(endpoint, limits)?)),
-        "file" => Ok(Arc::new(file::FileSource::open(endpoint, limits)?)),
-        "postgres" | "postgresql" => Ok(Arc::new(postgres::PostgresSource::open(
-            endpoint, options, limits,
-        )?)),
-        "mysql" | "mariadb" => Ok(Arc::new(mysql::MysqlSource::open(
-            endpoint, options, limits,
-        )?)),
-        other => Err(not_available(other, endpoint)),
+    let open = registry::connector(endpoint.scheme()).and_then(|c| c.source);
+    match open {
+        Some(open) => open(endpoint, options),
+        None => Err(not_available(endpoint, "source", |c| c.source.is_some())),
     }
 }
 
 /// The target connector for `endpoint`'s URL scheme.
 pub fn open_target(endpoint: &Endpoint, options: TargetOptions) -> Result<Arc<dyn Target>> {
-    match endpoint.scheme() {
-        "sqlite" => Ok(Arc::new(sqlite::SqliteTarget::open(endpoint, options)?)),
-        "file" => Ok(Arc::new(file::FileTarget::open(endpoint, options)?)),
-        "postgres" | "postgresql" => {
-            Ok(Arc::new(postgres::PostgresTarget::open(endpoint, options)?))
-        }
-        "mysql" | "mariadb" => Ok(Arc::new(mysql::MysqlTarget::open(endpoint, options)?)),
-        other => Err(not_available(other, endpoint)),
+    let open = registry::connector(endpoint.scheme()).and_then(|c| c.target);
+    match open {
+        Some(open) => open(endpoint, options),
+        None => Err(not_available(endpoint, "target", |c| c.target.is_some())),
     }
 }
 
-fn not_available(scheme: &str, endpoint: &Endpoint) -> Error {
+fn not_available(
+    endpoint: &Endpoint,
+    role: &str,
+    can: impl Fn(&registry::Connector) -> bool,
+) -> Error {
     Error::Config(format!(
-        "{}: no connector for `{scheme}://`; this build knows sqlite://, file://, postgres://, mysql:// (or mariadb://)",
-        endpoint.place()
+        "{}: no connector for `{}://` as a {role}; this build has {}",
+        endpoint.place(),
+        endpoint.scheme(),
+        registry::schemes(can)
     ))
+}
+
+/// The schemes whose sources have a change stream, for messages.
+pub(crate) fn change_stream_schemes() -> String {
+    registry::schemes(|c| c.changes)
+}
+
+/// Example URLs of every connector, for a message about a malformed one.
+pub(crate) fn example_urls() -> String {
+    registry::examples()
 }
 
 /// Makes `path` absolute against `base` (the pipeline file's folder).

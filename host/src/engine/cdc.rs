@@ -33,9 +33,10 @@ pub(super) async fn run(
     let started = Instant::now();
     let changes = source.changes(&pipeline.change_options())?.ok_or_else(|| {
         Error::Config(format!(
-            "{}: mode = \"{}\" needs a source with a change log (postgres://, mysql://, mariadb://)",
+            "{}: mode = \"{}\" needs a source with a change log ({})",
             pipeline.source,
-            pipeline.mode.as_str()
+            pipeline.mode.as_str(),
+            crate::connectors::change_stream_schemes()
         ))
     })?;
     let (schemas, objects) = discover_for_target(pipeline, &*source, &*target, false).await?;
