@@ -278,3 +278,66 @@ fn runtime_errors_name_the_database_and_say_each_cause_once() {
     assert_eq!(error.matches("does not exist").count(), 1, "{error}");
     assert!(!error.contains(" at line "), "{error}");
 }
+
+/// Each table's phase is kept with the run: done, or failed with the
+/// reason (here: duplicate keys, found when the key is built after the
+/// load), for anyone reading the run later.
+#[test]
+fn table_phases_are_kept_with_the_run() {
+    let target = postgres().create_database("phases");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let input = dir.path().join("in");
+    std::fs::create_dir_all(&input).expect("input folder");
+    for (table, ids) in [("ok", [1, 2, 3]), ("dup", [1, 2, 2])] {
+        let rows: String = ids
+            .iter()
+            .map(|id| format!("{{\"id\": {id}, \"v\": \"row {id}\"}}\n"))
+            .collect();
+        std::fs::write(input.join(format!("{table}.jsonl")), rows).expect("rows");
+        let schema = format!(
+            r#"{{"name": "{table}", "columns": [{{"name": "id", "type": "int64"}}, {{"name": "v", "type": "text"}}], "primary_key": ["id"]}}"#
+        );
+        std::fs::write(input.join(format!("{table}.schema.json")), schema).expect("schema");
+    }
+    let body = sql_pipeline("file://in?format=jsonl", &target.url, "parallelism = 1");
+    pipeline(
+        dir.path(),
+        "ok.toml",
+        &format!("{body}[tables]\ninclude = [\"ok\"]\n"),
+    );
+    pipeline(
+        dir.path(),
+        "dup.toml",
+        &format!("{body}[tables]\ninclude = [\"dup\"]\n"),
+    );
+    assert_exit(&run_dmp(dir.path(), &["run", "ok.toml"]), 0);
+    assert_exit(&run_dmp(dir.path(), &["run", "dup.toml"]), 3);
+    let db = rusqlite::Connection::open(dir.path().join(".dmp/state.db")).expect("state db");
+    let last_run = |pipeline: &str| -> i64 {
+        db.query_row(
+            "SELECT max(id) FROM runs WHERE pipeline = ?1",
+            [pipeline],
+            |r| r.get(0),
+        )
+        .expect("a run")
+    };
+    let store = dmp::state::StateStore::open(&dir.path().join(".dmp/state.db")).expect("state");
+    let phase = |pipeline: &str, table: &str| {
+        let phases = store.table_phases(last_run(pipeline)).expect("phases");
+        phases
+            .iter()
+            .find(|(name, _)| name == table)
+            .map(|(_, phase)| phase.clone())
+            .unwrap_or_else(|| panic!("no phase for {table}: {phases:?}"))
+    };
+    assert_eq!(phase("ok", "ok"), dmp::model::TablePhase::Done);
+    match phase("dup", "dup") {
+        dmp::model::TablePhase::Failed { reason } => {
+            assert!(
+                reason.contains("dup") || reason.contains("unique"),
+                "{reason}"
+            );
+        }
+        other => panic!("dup: {other:?}"),
+    }
+}

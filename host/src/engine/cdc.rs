@@ -15,6 +15,7 @@ use super::stream::{StreamContext, StreamTable, stream};
 use crate::config::Pipeline;
 use crate::connectors::{ChangeSource, RejectSink, Source, Start, Target};
 use crate::error::{Error, Result};
+use crate::model::TablePhase;
 use crate::model::{ChangeBatch, Checkpoint, Position, STREAM_CHECKPOINT, TableSchema};
 use crate::state::{DeadLetterSink, StateStore};
 use crate::transform::watch;
@@ -125,6 +126,9 @@ pub(super) async fn run(
         .collect();
     let run_id = state.begin_run(&pipeline.name, "cdc", &plan)?;
     state.mark_prepared(run_id)?;
+    for (schema, _) in &plan {
+        state.set_table_phase(run_id, &schema.name, &TablePhase::Streaming)?;
+    }
     let sink = Arc::new(DeadLetterSink::new(
         state.clone(),
         pipeline.name.clone(),

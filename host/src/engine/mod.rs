@@ -24,6 +24,7 @@ use std::sync::Arc;
 
 use tracing::Instrument;
 
+pub use crate::model::TablePhase;
 pub use assess::{assess, not_carried};
 pub(crate) use plan::discover;
 pub use plan::{ColumnPlan, PlanReport, TablePlan, plan};

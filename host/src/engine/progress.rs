@@ -4,15 +4,36 @@
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
+use crate::model::TablePhase;
+
 #[derive(Debug)]
 pub struct TableProgress {
     pub name: String,
     total: AtomicU64,
     done: AtomicU64,
     finished: AtomicBool,
+    phase: Mutex<TablePhase>,
 }
 
 impl TableProgress {
+    /// Where the table stands.
+    pub fn phase(&self) -> TablePhase {
+        self.phase
+            .lock()
+            .map_or(TablePhase::Planned, |phase| phase.clone())
+    }
+
+    /// Moves the table to `phase`; false when it was there already.
+    pub(crate) fn enter(&self, phase: TablePhase) -> bool {
+        match self.phase.lock() {
+            Ok(mut current) if *current != phase => {
+                *current = phase;
+                true
+            }
+            _ => false,
+        }
+    }
+
     /// Rows expected (an estimate until the table is finished).
     pub fn total(&self) -> u64 {
         self.total.load(Ordering::Relaxed)
@@ -97,6 +118,7 @@ impl Progress {
             total: AtomicU64::new(total.max(done)),
             done: AtomicU64::new(done),
             finished: AtomicBool::new(false),
+            phase: Mutex::new(TablePhase::Planned),
         });
         if let Ok(mut tables) = self.tables.lock() {
             tables.push(table.clone());

@@ -18,7 +18,9 @@ use super::shutdown::Shutdown;
 use crate::config::{OnError, Pipeline, Scope};
 use crate::connectors::{BatchStream, READ_AHEAD_BATCHES, RejectSink, Source, Start, Target};
 use crate::error::{Error, ErrorKind, Result, ResultExt};
-use crate::model::{Batch, Checkpoint, Chunk, Position, SchemaObjects, TableSchema, printable};
+use crate::model::{
+    Batch, Checkpoint, Chunk, Position, SchemaObjects, TablePhase, TableSchema, printable,
+};
 use crate::state::{DeadLetterSink, RunStatus, StateStore, without_row_values};
 use crate::transform::{PluginRuntime, TransformChain, open_chains, reject_whole_batch, watch};
 
@@ -236,7 +238,12 @@ pub async fn run(
                     if ctx.stop.is_triggered() {
                         return Err(Error::Interrupted);
                     }
-                    copy_chunk_with_retries(&ctx, &table_run, chunk, position, rows).await?;
+                    enter(&ctx, &table_run, TablePhase::Copying)?;
+                    let copied = copy_chunk_with_retries(&ctx, &table_run, chunk, position, rows);
+                    if let Err(e) = copied.await {
+                        failed(&ctx, &table_run, &e);
+                        return Err(e);
+                    }
                     if table_run.chunks_left.fetch_sub(1, Ordering::AcqRel) == 1 {
                         finish_table(&ctx, &table_run).await?;
                     }
@@ -608,9 +615,35 @@ pub(super) fn transform_stage(
     rx
 }
 
+/// Moves `table` to `phase`, for the display and in the state store.
+fn enter(ctx: &RunContext, table: &TableRun, phase: TablePhase) -> Result<()> {
+    if table.progress.enter(phase.clone()) {
+        ctx.state
+            .set_table_phase(ctx.run, &table.schema.name, &phase)?;
+    }
+    Ok(())
+}
+
+/// Records why the run stopped on `table` (a stop on request is no
+/// failure). Best effort: the run reports the error either way.
+fn failed(ctx: &RunContext, table: &TableRun, error: &Error) {
+    if error.kind() == ErrorKind::Interrupted {
+        return;
+    }
+    let reason = without_row_values(&error.report());
+    if let Err(e) = enter(ctx, table, TablePhase::Failed { reason }) {
+        warn!(table = %printable(&table.schema.name), error = %e.report(), "cannot record the table's failure");
+    }
+}
+
 async fn finish_table(ctx: &RunContext, table: &TableRun) -> Result<()> {
-    ctx.target.finish_table(&table.output).await?;
+    enter(ctx, table, TablePhase::Indexing)?;
+    if let Err(e) = ctx.target.finish_table(&table.output).await {
+        failed(ctx, table, &e);
+        return Err(e);
+    }
     ctx.state.mark_table_done(ctx.run, &table.schema.name)?;
+    enter(ctx, table, TablePhase::Done)?;
     table.progress.finish();
     info!(table = table.schema.name, "table done");
     Ok(())

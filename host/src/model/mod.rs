@@ -10,6 +10,7 @@ mod decimal;
 mod expr;
 mod infer;
 pub mod json;
+mod lifecycle;
 mod objects;
 mod printable;
 mod schema;
@@ -27,6 +28,7 @@ pub use data_type::DataType;
 pub use decimal::Decimal;
 pub use expr::{BinaryOp, Carry, Dialect, Expr, Func, SqlExpr};
 pub use infer::{infer_text_type, widen};
+pub use lifecycle::TablePhase;
 pub use objects::{SchemaObjects, Sequence, View, views_in_dependency_order};
 pub use printable::printable;
 pub use schema::{

@@ -132,6 +132,7 @@ impl StateStore {
         for (table, column, ty) in [
             ("chunks", "plugins", "TEXT"),
             ("runs", "snapshot_position", "TEXT"),
+            ("run_tables", "phase", "TEXT"),
             ("dead_letters", "plugins", "TEXT"),
             ("dead_letters", "error_id", "INTEGER"),
         ] {

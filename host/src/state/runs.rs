@@ -6,8 +6,8 @@ use rusqlite::{OptionalExtension, params};
 use serde::Serialize;
 
 use super::{StateStore, now};
-use crate::error::{Result, ResultExt};
-use crate::model::{Checkpoint, Chunk, Position, TableSchema};
+use crate::error::{Error, Result, ResultExt};
+use crate::model::{Checkpoint, Chunk, Position, TablePhase, TableSchema};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -243,6 +243,53 @@ impl StateStore {
             )
             .context(|| self.ctx("marking a table done"))?;
         Ok(())
+    }
+
+    /// Records where a table of the run stands (`TablePhase`, as JSON).
+    pub fn set_table_phase(&self, run: i64, table: &str, phase: &TablePhase) -> Result<()> {
+        let text = serde_json::to_string(phase)
+            .map_err(|e| Error::Data(format!("table phase as JSON: {e}")))?;
+        self.conn()?
+            .execute(
+                "UPDATE run_tables SET phase = ?3 WHERE run_id = ?1 AND table_name = ?2",
+                params![run, table, text],
+            )
+            .context(|| self.ctx("recording a table's phase"))?;
+        Ok(())
+    }
+
+    /// Where each table of the run stands, in plan order; tables no phase
+    /// was recorded for (runs of older versions) are planned or done.
+    pub fn table_phases(&self, run: i64) -> Result<Vec<(String, TablePhase)>> {
+        let conn = self.conn()?;
+        let mut stmt = conn
+            .prepare(
+                "SELECT table_name, phase, done FROM run_tables WHERE run_id = ?1 ORDER BY rowid",
+            )
+            .context(|| self.ctx("reading the tables' phases"))?;
+        let rows = stmt
+            .query_map(params![run], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, Option<String>>(1)?,
+                    r.get::<_, bool>(2)?,
+                ))
+            })
+            .and_then(Iterator::collect::<rusqlite::Result<Vec<_>>>)
+            .context(|| self.ctx("reading the tables' phases"))?;
+        Ok(rows
+            .into_iter()
+            .map(|(table, phase, done)| {
+                let phase = phase
+                    .and_then(|text| serde_json::from_str(&text).ok())
+                    .unwrap_or(if done {
+                        TablePhase::Done
+                    } else {
+                        TablePhase::Planned
+                    });
+                (table, phase)
+            })
+            .collect())
     }
 
     pub fn finish_run(
