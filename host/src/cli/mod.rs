@@ -92,16 +92,30 @@ pub fn main() -> ExitCode {
     let interactive = progress::is_terminal();
     init_logging(cli.verbose, interactive);
     let outcome = runtime.block_on(async {
-        match cli.command {
-            Command::Run(args) => run::run(args, interactive).await,
-            Command::Plan { pipeline, json } => plan::plan(&pipeline, json).await.map(|()| EXIT_OK),
-            Command::Demo(args) => demo::demo(args, interactive).await,
-            Command::Cdc(command) => cdc::cdc(command).await,
-            Command::Dlq(command) => dlq::dlq(command).await,
-            Command::Verify(args) => verify::verify_command(args).await,
-            Command::Plugin(command) => plugin::plugin(command).await,
+        let command = async {
+            match cli.command {
+                Command::Run(args) => run::run(args, interactive).await,
+                Command::Plan { pipeline, json } => {
+                    plan::plan(&pipeline, json).await.map(|()| EXIT_OK)
+                }
+                Command::Demo(args) => demo::demo(args, interactive).await,
+                Command::Cdc(command) => cdc::cdc(command).await,
+                Command::Dlq(command) => dlq::dlq(command).await,
+                Command::Verify(args) => verify::verify_command(args).await,
+                Command::Plugin(command) => plugin::plugin(command).await,
+            }
+        };
+        tokio::select! {
+            outcome = command => Some(outcome),
+            () = run::aborted() => None,
         }
     });
+    let Some(outcome) = outcome else {
+        // Tasks still writing are dropped with the runtime, not awaited.
+        runtime.shutdown_background();
+        eprintln!("aborted");
+        return ExitCode::from(EXIT_INTERRUPTED);
+    };
     match outcome {
         Ok(code) => ExitCode::from(code),
         Err(e) => {

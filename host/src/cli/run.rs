@@ -133,9 +133,18 @@ pub(super) fn stop_on_signals(shutdown: Shutdown) -> tokio::task::JoinHandle<()>
         eprintln!("stopping after the batches in flight (Ctrl-C again to abort at once)");
         shutdown.trigger();
         if tokio::signal::ctrl_c().await.is_ok() {
-            std::process::exit(i32::from(super::EXIT_INTERRUPTED));
+            ABORT.notify_one();
         }
     })
+}
+
+/// A second Ctrl-C: the command is dropped where it stands and `main`
+/// returns (what is committed stays; the next run resumes from it).
+static ABORT: tokio::sync::Notify = tokio::sync::Notify::const_new();
+
+/// Resolves when the user asked to abort at once.
+pub(super) async fn aborted() {
+    ABORT.notified().await;
 }
 
 /// `[run] every`: runs the pipeline, waits for the schedule's next start,
