@@ -3,8 +3,12 @@
 //! each target only carries the decision out in its own SQL. (Three
 //! targets used to decide it each their own way, and drifted.)
 
+use std::collections::HashMap;
+
+use super::TargetOptions;
 use super::target::{IfExists, Start};
 use crate::error::Error;
+use crate::model::TableSchema;
 
 /// What the target holds of one table before the run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -23,6 +27,49 @@ pub(crate) enum Progress {
     /// Some chunks are checkpointed, not all done.
     Partial,
     Done,
+}
+
+/// The pipeline's checkpoints on the target, per table: built from rows of
+/// `(table, whether any of its chunks is done)`, one per checkpointed table.
+#[derive(Debug, Default)]
+pub(crate) struct Checkpointed(HashMap<String, Progress>);
+
+impl FromIterator<(String, bool)> for Checkpointed {
+    fn from_iter<I: IntoIterator<Item = (String, bool)>>(rows: I) -> Self {
+        let progress = |done| {
+            if done {
+                Progress::Done
+            } else {
+                Progress::Partial
+            }
+        };
+        Checkpointed(
+            rows.into_iter()
+                .map(|(t, done)| (t, progress(done)))
+                .collect(),
+        )
+    }
+}
+
+/// The decision for `table` of a target with `options`; `exists`: the
+/// target has it.
+pub(crate) fn decide(
+    start: Start,
+    table: &TableSchema,
+    exists: bool,
+    checkpointed: &Checkpointed,
+    options: &TargetOptions,
+) -> Result<TablePrep, PrepRefusal> {
+    let facts = TableFacts {
+        exists,
+        has_key: !table.primary_key.is_empty(),
+        progress: checkpointed
+            .0
+            .get(&table.name)
+            .copied()
+            .unwrap_or(Progress::None),
+    };
+    table_prep(start, facts, options.if_exists, options.data_only)
 }
 
 /// What to do to the table.

@@ -26,7 +26,7 @@ use super::sql::{quote, quote_list};
 use super::types::target_type;
 use super::writer::{Method, TablePlan, write_batch};
 use crate::config::Endpoint;
-use crate::connectors::prepare::{Progress, TableFacts, TablePrep, table_prep};
+use crate::connectors::prepare::{Checkpointed, TablePrep, decide};
 use crate::connectors::{
     CONSTRAINTS, NameRules, NameScope, RejectSink, SchemaItem, Start, TakenName, Target,
     TargetOptions,
@@ -336,7 +336,7 @@ impl Target for MysqlTarget {
             .context(ctx)?;
         }
         let existing = existing_tables(&mut conn).await?;
-        let progress: HashMap<String, Progress> = conn
+        let checkpointed: Checkpointed = conn
             .exec::<(String, bool), _, _>(
                 "SELECT table_name, max(done) = 1 FROM _dmp_checkpoints WHERE pipeline = ? \
                  GROUP BY table_name",
@@ -345,24 +345,12 @@ impl Target for MysqlTarget {
             .await
             .context(ctx)?
             .into_iter()
-            .map(|(table, done)| {
-                let progress = if done {
-                    Progress::Done
-                } else {
-                    Progress::Partial
-                };
-                (table, progress)
-            })
             .collect();
         for table in tables {
             let name = quote(&table.name);
             let table_ctx = || format!("preparing table {} in {place}", table.name);
-            let facts = TableFacts {
-                exists: existing.contains(&table.name),
-                has_key: !table.primary_key.is_empty(),
-                progress: progress.get(&table.name).copied().unwrap_or(Progress::None),
-            };
-            let prep = table_prep(start, facts, self.options.if_exists, self.options.data_only)
+            let exists = existing.contains(&table.name);
+            let prep = decide(start, table, exists, &checkpointed, &self.options)
                 .map_err(|refusal| refusal.error(&table.name, &place))?;
             let statements = match prep {
                 TablePrep::Leave => vec![],

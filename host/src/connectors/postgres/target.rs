@@ -23,7 +23,7 @@ use super::sql::qualified;
 use super::types::{ddl_type, native};
 use super::writer::{self, WriteTable};
 use crate::config::Endpoint;
-use crate::connectors::prepare::{Progress, TableFacts, TablePrep, table_prep};
+use crate::connectors::prepare::{Checkpointed, TablePrep, decide};
 use crate::connectors::{
     IfExists, NameRules, NameScope, RELATIONS, RejectSink, SchemaItem, Start, TakenName, Target,
     TargetOptions,
@@ -301,21 +301,17 @@ impl PostgresTarget {
             .await
             .context(ctx)?;
         }
-        let progress = self.progress(txn).await?;
+        let checkpointed = self.checkpointed(txn).await?;
         // Emptied together, in one statement: tables that reference each
         // other can only be truncated at once.
         let mut truncate: Vec<String> = Vec::new();
         for table in tables {
             let name = qualified(schema, &table.name);
             let table_ctx = || format!("{place}: preparing target table {}", table.name);
-            let facts = TableFacts {
-                exists: Self::exists(txn, schema, &table.name)
-                    .await
-                    .context(table_ctx)?,
-                has_key: !table.primary_key.is_empty(),
-                progress: progress.get(&table.name).copied().unwrap_or(Progress::None),
-            };
-            let prep = table_prep(start, facts, self.options.if_exists, self.options.data_only)
+            let exists = Self::exists(txn, schema, &table.name)
+                .await
+                .context(table_ctx)?;
+            let prep = decide(start, table, exists, &checkpointed, &self.options)
                 .map_err(|refusal| refusal.error(&format!("{schema}.{}", table.name), place))?;
             match prep {
                 TablePrep::Leave => {}
@@ -349,10 +345,7 @@ impl PostgresTarget {
     }
 
     /// The pipeline's checkpoints per table, as far as preparing cares.
-    async fn progress(
-        &self,
-        txn: &mut Transaction<'static, Postgres>,
-    ) -> Result<HashMap<String, Progress>> {
+    async fn checkpointed(&self, txn: &mut Transaction<'static, Postgres>) -> Result<Checkpointed> {
         let checkpoints = qualified(self.schema(), CHECKPOINTS);
         let rows: Vec<(String, bool)> = sqlx::query_as(AssertSqlSafe(format!(
             "SELECT table_name, bool_or(done) FROM {checkpoints} WHERE pipeline = $1 \
@@ -362,17 +355,7 @@ impl PostgresTarget {
         .fetch_all(&mut **txn)
         .await
         .context(|| format!("{}: reading the checkpoints", self.place()))?;
-        Ok(rows
-            .into_iter()
-            .map(|(table, done)| {
-                let progress = if done {
-                    Progress::Done
-                } else {
-                    Progress::Partial
-                };
-                (table, progress)
-            })
-            .collect())
+        Ok(rows.into_iter().collect())
     }
 
     /// A table without a primary key that was partly written cannot

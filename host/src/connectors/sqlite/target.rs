@@ -12,7 +12,7 @@ use super::apply;
 use super::quote;
 use super::types::{Bind, declared_type};
 use crate::config::Endpoint;
-use crate::connectors::prepare::{Progress, TableFacts, TablePrep, table_prep};
+use crate::connectors::prepare::{Checkpointed, TablePrep, decide};
 use crate::connectors::{
     NameRules, NameScope, RELATIONS, RejectSink, SchemaItem, Start, TakenName, Target,
     TargetOptions,
@@ -100,21 +100,12 @@ impl SqliteTarget {
 }
 
 /// The pipeline's checkpoints per table, as far as preparing cares.
-fn progress(
-    txn: &rusqlite::Transaction<'_>,
-    pipeline: &str,
-) -> rusqlite::Result<std::collections::HashMap<String, Progress>> {
+fn checkpointed(txn: &rusqlite::Transaction<'_>, pipeline: &str) -> rusqlite::Result<Checkpointed> {
     let mut stmt = txn.prepare(
         "SELECT table_name, max(done) FROM _dmp_checkpoints WHERE pipeline = ?1 GROUP BY table_name",
     )?;
     let rows = stmt.query_map([pipeline], |r| {
-        let done: bool = r.get(1)?;
-        let progress = if done {
-            Progress::Done
-        } else {
-            Progress::Partial
-        };
-        Ok((r.get::<_, String>(0)?, progress))
+        Ok((r.get::<_, String>(0)?, r.get::<_, bool>(1)?))
     })?;
     rows.collect()
 }
@@ -554,15 +545,11 @@ impl Target for SqliteTarget {
                 )
                 .context(ctx)?;
             }
-            let progress = progress(&txn, &options.pipeline).context(ctx)?;
+            let checkpointed = checkpointed(&txn, &options.pipeline).context(ctx)?;
             for table in &tables {
                 let name = quote(&table.name);
-                let facts = TableFacts {
-                    exists: table_exists(&txn, &table.name).context(ctx)?,
-                    has_key: !table.primary_key.is_empty(),
-                    progress: progress.get(&table.name).copied().unwrap_or(Progress::None),
-                };
-                let prep = table_prep(start, facts, options.if_exists, options.data_only)
+                let exists = table_exists(&txn, &table.name).context(ctx)?;
+                let prep = decide(start, table, exists, &checkpointed, &options)
                     .map_err(|refusal| refusal.error(&table.name, &place))?;
                 let statements = match prep {
                     TablePrep::Leave => vec![],
