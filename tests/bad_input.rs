@@ -234,7 +234,7 @@ fn bounded_file_pipeline(dir: &Path, file: &str, body: &[u8], format: &str) {
 
 /// Runs `p.toml`, expecting one refusal, of record `index`, naming
 /// `place` and saying `why`; returns the excerpt kept as its row, checked
-/// to be 1 KiB long whatever the record's size.
+/// to be 1 KiB long (cut mark included) whatever the record's size.
 fn the_one_oversized_record(dir: &Path, index: u64, place: &str, why: &str) -> String {
     let out = run_dmp(dir, &["run", "p.toml"]);
     assert_exit(&out, 1);
@@ -242,7 +242,9 @@ fn the_one_oversized_record(dir: &Path, index: u64, place: &str, why: &str) -> S
     assert_eq!(refused.len(), 1, "{refused:#?}");
     assert_letter(&refused, index, place, why);
     let excerpt = refused[0]["row"].as_str().expect("excerpt");
+    // 1 KiB with the cut mark, which keeps replay from taking it as a row.
     assert_eq!(excerpt.len(), 1024);
+    assert!(excerpt.ends_with('…'), "{excerpt}");
     excerpt.to_string()
 }
 
@@ -259,7 +261,7 @@ fn a_csv_quote_left_open_is_refused_at_max_value_bytes_and_the_rows_after_it_loa
         dir.path(),
         3,
         "t.csv line 4",
-        "longer than max_value_bytes (4096); its first 1024 bytes are kept",
+        "longer than max_value_bytes (4096); its first 1021 bytes are kept",
     );
     assert!(
         excerpt.starts_with("3,\"never closed\n4,row 4\n"),

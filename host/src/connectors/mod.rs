@@ -30,7 +30,7 @@ pub use changes::{
 pub use checksum::{BucketSum, ChecksumQuery, Checksums, CompareColumn};
 pub use file::UnsafePath;
 pub use names::{CONSTRAINTS, NameRules, NameScope, RELATIONS, TakenName};
-pub(crate) use oversized::{Head, Oversized};
+pub(crate) use oversized::{EXCERPT_BYTES, Head, Oversized, excerpt};
 pub(crate) use source::Gathering;
 pub use source::{BatchStream, READ_AHEAD_BATCHES, ReadLimits, Source};
 pub use target::{IfExists, RejectSink, Start, Target};

@@ -4,7 +4,7 @@
 //! `EXCERPT_BYTES`) kept. The value itself is never decoded or copied on.
 
 use crate::model::json::value_to_json;
-use crate::model::{Position, Reject, RejectStage, Value};
+use crate::model::{Position, Reject, RejectStage, Value, encode_hex};
 
 /// Bytes of an oversized value kept in its dead letter, at most.
 pub(crate) const EXCERPT_BYTES: usize = 1024;
@@ -45,7 +45,7 @@ impl Oversized<'_> {
     /// The dead letter of the row that holds the value. `place` names the
     /// table (and the source or file), `position` the row.
     pub(crate) fn reject(&self, place: &str, max: usize, position: Position) -> Reject {
-        let excerpt = excerpt(self.head);
+        let (excerpt, shown) = excerpt(self.head);
         Reject {
             stage: RejectStage::Source,
             error: format!(
@@ -53,7 +53,7 @@ impl Oversized<'_> {
                 row_at(&position),
                 self.column,
                 self.bytes,
-                excerpt.len() - CUT.len()
+                shown
             ),
             row: serde_json::Value::String(excerpt),
             position,
@@ -61,9 +61,9 @@ impl Oversized<'_> {
     }
 }
 
-/// The text kept of a value: its head cut to fit `EXCERPT_BYTES` with the
-/// cut mark.
-fn excerpt(head: Head<'_>) -> String {
+/// The text kept of a value or record: its head cut to fit `EXCERPT_BYTES`
+/// with the cut mark, and how many of its bytes that shows.
+pub(crate) fn excerpt(head: Head<'_>) -> (String, usize) {
     let budget = EXCERPT_BYTES - CUT.len();
     let mut text = match head {
         Head::Text(bytes) => {
@@ -76,16 +76,15 @@ fn excerpt(head: Head<'_>) -> String {
         }
         Head::Binary(bytes) => {
             let shown = &bytes[..bytes.len().min((budget - 2) / 2)];
-            let mut text = String::with_capacity(2 + 2 * shown.len());
-            text.push_str("\\x");
-            for b in shown {
-                text.push_str(&format!("{b:02x}"));
-            }
-            text
+            format!("\\x{}", encode_hex(shown))
         }
     };
+    let shown = match head {
+        Head::Text(_) => text.len(),
+        Head::Binary(_) => (text.len() - 2) / 2,
+    };
     text.push_str(CUT);
-    text
+    (text, shown)
 }
 
 /// The row a position stands after, for an error message; values are cut

@@ -108,11 +108,13 @@ impl Gathering {
         )
     }
 
-    /// What was gathered, leaving the gathering empty.
+    /// What was gathered, leaving the gathering empty (and sized for the
+    /// next batch, which would otherwise grow from nothing again).
     pub(crate) fn take(&mut self) -> (Vec<Change>, Vec<Reject>) {
         self.bytes = 0;
+        let next = Vec::with_capacity(self.batch_rows.min(1 << 16));
         (
-            std::mem::take(&mut self.changes),
+            std::mem::replace(&mut self.changes, next),
             std::mem::take(&mut self.rejects),
         )
     }

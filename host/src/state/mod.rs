@@ -161,7 +161,7 @@ impl StateStore {
         let dir = self.path.with_extension("leases");
         private_dir(&dir, true)?;
         // Hex: any pipeline name makes a plain, unique file name.
-        let name: String = pipeline.bytes().map(|b| format!("{b:02x}")).collect();
+        let name = crate::model::encode_hex(pipeline.as_bytes());
         let path = dir.join(format!("{name}.lock"));
         let file = File::options()
             .create(true)

@@ -168,12 +168,9 @@ fn decode_key(bytes: &[u8]) -> Option<[u8; KEY_BYTES]> {
         return Some(raw);
     }
     let text = std::str::from_utf8(bytes).ok()?.trim();
-    let decoded = if text.len() == 2 * KEY_BYTES && text.bytes().all(|b| b.is_ascii_hexdigit()) {
-        (0..KEY_BYTES)
-            .map(|i| u8::from_str_radix(&text[2 * i..2 * i + 2], 16).ok())
-            .collect::<Option<Vec<u8>>>()?
-    } else {
-        BASE64.decode(text).ok()?
+    let decoded = match crate::model::decode_hex(text) {
+        Some(raw) if text.len() == 2 * KEY_BYTES => raw,
+        _ => BASE64.decode(text).ok()?,
     };
     <[u8; KEY_BYTES]>::try_from(decoded.as_slice()).ok()
 }

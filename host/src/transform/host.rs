@@ -107,8 +107,10 @@ impl dmp::transform::host::Host for HostState {
             // A panic while holding the budget: log nothing more.
             Err(_) => Verdict::Drop,
         };
+        // Capped once, before anything keeps or logs it.
+        let message = capped(message, MAX_LOG_BYTES);
         if matches!(level, Level::Error) {
-            self.last_error = Some(capped(message.clone(), MAX_LOG_BYTES));
+            self.last_error = Some(message.clone());
         }
         let Verdict::Log { dropped_before } = verdict else {
             return;
@@ -117,7 +119,6 @@ impl dmp::transform::host::Host for HostState {
         if dropped_before > 0 {
             report_dropped(plugin, dropped_before);
         }
-        let message = capped(message, MAX_LOG_BYTES);
         match level {
             Level::Trace => tracing::trace!(plugin, table, "{message}"),
             Level::Debug => tracing::debug!(plugin, table, "{message}"),

@@ -9,9 +9,7 @@ use std::fs::File;
 use std::io::{self, BufRead, Read, Seek, SeekFrom};
 
 use super::source::RowRead;
-
-/// What of an oversized record is kept in its dead letter.
-pub(super) const EXCERPT_BYTES: usize = 1024;
+use crate::connectors::{EXCERPT_BYTES, Head, excerpt};
 
 /// A record longer than `max_value_bytes`, as far as it was read.
 #[derive(Debug, PartialEq)]
@@ -27,8 +25,10 @@ pub(super) struct Oversized {
 
 impl Oversized {
     /// The dead letter it becomes: file and line in the error, the excerpt
-    /// as the row.
+    /// as the row (with the cut mark database values get, which also keeps
+    /// `dmp dlq replay` from reading it as a record).
     pub(super) fn reject(&self, path: &str, max: usize) -> RowRead {
+        let (kept, shown) = excerpt(Head::Text(&self.excerpt));
         let size = if self.whole {
             format!("{} bytes", self.bytes)
         } else {
@@ -36,11 +36,10 @@ impl Oversized {
         };
         RowRead::Reject {
             error: format!(
-                "{path} line {}: a record of {size}, longer than max_value_bytes ({max}); its first {} bytes are kept",
+                "{path} line {}: a record of {size}, longer than max_value_bytes ({max}); its first {shown} bytes are kept",
                 self.line,
-                self.excerpt.len()
             ),
-            raw: serde_json::Value::String(String::from_utf8_lossy(&self.excerpt).into_owned()),
+            raw: serde_json::Value::String(kept),
         }
     }
 }
@@ -127,13 +126,14 @@ impl Fenced {
         self.tripped
     }
 
-    /// Up to `EXCERPT_BYTES` from `at`; the reader's offset is left where
-    /// it was (the caller seeks on).
-    pub(super) fn excerpt(&mut self, at: u64) -> io::Result<Vec<u8>> {
+    /// Up to `EXCERPT_BYTES` (and at most `len`, the record's length when
+    /// known) from `at`; the reader's offset is left where it was (the
+    /// caller seeks on).
+    pub(super) fn excerpt(&mut self, at: u64, len: u64) -> io::Result<Vec<u8>> {
         self.file.seek(SeekFrom::Start(at))?;
         let mut excerpt = Vec::with_capacity(EXCERPT_BYTES);
         (&mut self.file)
-            .take(EXCERPT_BYTES as u64)
+            .take(len.min(EXCERPT_BYTES as u64))
             .read_to_end(&mut excerpt)?;
         self.file.seek(SeekFrom::Start(self.offset))?;
         Ok(excerpt)

@@ -81,11 +81,12 @@ fn next_record(
             line: start.line(),
             bytes: seen,
             whole: true,
-            excerpt: reader.get_mut().excerpt(start.byte())?,
+            // Not the records after it: the excerpt ends with it.
+            excerpt: reader.get_mut().excerpt(start.byte(), seen)?,
         })),
         Err(_) if reader.get_ref().tripped() => {
             let fenced = reader.get_mut();
-            let excerpt = fenced.excerpt(start.byte())?;
+            let excerpt = fenced.excerpt(start.byte(), u64::MAX)?;
             let next = fenced.next_line(start.byte())?;
             let mut resume = csv::Position::new();
             resume
@@ -408,7 +409,7 @@ mod tests {
         );
         assert!(error.contains("max_value_bytes (4096)"), "{error}");
         let excerpt = raw.as_str().unwrap();
-        assert_eq!(excerpt.len(), super::super::bounded::EXCERPT_BYTES);
+        assert_eq!(excerpt.len(), crate::connectors::EXCERPT_BYTES);
         assert!(
             excerpt.starts_with("2,\"never closed\n3,row 3"),
             "{excerpt}"
