@@ -317,3 +317,65 @@ fn every_kind_of_config_mistake_names_its_key_and_line() {
         "a failed config wrote a target"
     );
 }
+
+#[test]
+fn connector_options_are_typed_by_their_connector() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    create_every_type_db(&dir.path().join("source.db"));
+
+    // The folder's options as a table instead of in the URL.
+    pipeline(
+        dir.path(),
+        "table.toml",
+        "[source]\nurl = \"sqlite://source.db\"\n[target]\nurl = \"file://out\"\n[target.options]\nformat = \"jsonl\"\n",
+    );
+    let out = run_dmp(dir.path(), &["run", "table.toml"]);
+    assert_exit(&out, 0);
+    assert!(dir.path().join("out/every_type.jsonl").is_file());
+
+    let refused = [
+        (
+            "typo.toml",
+            "[source]\nurl = \"sqlite://source.db\"\n[target]\nurl = \"file://out2\"\n[target.options]\nformat = \"csv\"\ndelimeter = \";\"\n",
+            vec![
+                "typo.toml:5 target.options",
+                "unknown field `delimeter`",
+                "`delimiter`",
+            ],
+        ),
+        (
+            "twice.toml",
+            "[source]\nurl = \"sqlite://source.db\"\n[target]\nurl = \"file://out3?format=csv\"\n[target.options]\nformat = \"jsonl\"\n",
+            vec![
+                "twice.toml:5 target.options",
+                "`format` is given both in the URL and in its options",
+            ],
+        ),
+        (
+            "none.toml",
+            "[source]\nurl = \"sqlite://source.db\"\n[source.options]\nslot = \"s\"\n[target]\nurl = \"sqlite://t.db\"\n",
+            vec![
+                "none.toml:3 source.options",
+                "`sqlite://` as a source takes no options",
+            ],
+        ),
+        (
+            "cdc.toml",
+            "[source]\nurl = \"postgres://u@127.0.0.1:1/db\"\n[source.options]\nslot = \"a\"\n[target]\nurl = \"sqlite://t.db\"\n[run]\nmode = \"cdc\"\n[cdc]\nslot = \"b\"\n",
+            vec![
+                "cdc.toml:3 source.options",
+                "`slot` is given both here and in [cdc]",
+            ],
+        ),
+    ];
+    for (file, text_of_file, expected) in refused {
+        pipeline(dir.path(), file, text_of_file);
+        let out = run_dmp(dir.path(), &["run", file]);
+        assert_exit(&out, 2);
+        let err = text(&out.stderr);
+        for part in expected {
+            assert!(err.contains(part), "{file}: {part:?} not in {err}");
+        }
+    }
+    assert!(!dir.path().join("out2").exists() && !dir.path().join("t.db").exists());
+}

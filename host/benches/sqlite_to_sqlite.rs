@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use dmp::config::Pipeline;
-use dmp::connectors::open_pipeline;
+use dmp::connectors::REGISTRY;
 use dmp::engine::{self, Progress, Shutdown};
 use dmp::state::StateStore;
 use rusqlite::{Connection, params};
@@ -104,7 +104,7 @@ fn main() -> anyhow::Result<()> {
         )?;
         let pipeline = Pipeline::load(&file)?;
         let summary = runtime.block_on(async {
-            let (source, target) = open_pipeline(&pipeline)?;
+            let (source, target) = engine::open_pipeline(&REGISTRY, &pipeline)?;
             let state = Arc::new(StateStore::open(&pipeline.state)?);
             engine::run(
                 &pipeline,

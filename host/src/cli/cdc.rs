@@ -8,10 +8,11 @@ use clap::Subcommand;
 use serde::Serialize;
 
 use super::EXIT_OK;
+use super::open_pipeline;
 use crate::config::Pipeline;
-use crate::connectors::{ChangeSource, open_pipeline};
 use crate::error::{Error, Result};
 use crate::model::{Position, STREAM_CHECKPOINT};
+use dmp_contract::ChangeSource;
 
 #[derive(Debug, Subcommand)]
 pub(super) enum CdcCommand {
@@ -101,7 +102,7 @@ pub(super) async fn cdc(command: CdcCommand) -> Result<u8> {
 
 fn change_source(
     pipeline: &Pipeline,
-    source: &dyn crate::connectors::Source,
+    source: &dyn dmp_contract::Source,
 ) -> Result<Arc<dyn ChangeSource>> {
     source.changes(&pipeline.change_options())?.ok_or_else(|| {
         Error::Config(format!(

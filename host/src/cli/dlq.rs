@@ -8,9 +8,9 @@ use std::path::PathBuf;
 use clap::Subcommand;
 use serde::Serialize;
 
+use super::open_pipeline;
 use super::{EXIT_DATA, EXIT_OK};
 use crate::config::Pipeline;
-use crate::connectors::open_pipeline;
 use crate::engine::{ReplayOptions, ReplaySummary, Shutdown, replay};
 use crate::error::{Error, Result};
 use crate::model::printable;
@@ -148,7 +148,7 @@ pub(super) async fn dlq(command: DlqCommand) -> Result<u8> {
             let _lease = store.lease(&pipeline.name)?;
             let (source, target) = open_pipeline(&pipeline)?;
             let stop = Shutdown::new();
-            let signals = super::run::stop_on_signals(stop.clone());
+            let signals = super::signals::stop_on_signals(stop.clone());
             let options = ReplayOptions { table, ids };
             let summary = replay(&pipeline, &store, source, target, &options, &stop).await;
             signals.abort();

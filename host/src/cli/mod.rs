@@ -10,6 +10,7 @@ mod plugin;
 mod progress;
 mod run;
 mod scaffold;
+mod signals;
 mod verify;
 
 use std::path::PathBuf;
@@ -107,7 +108,7 @@ pub fn main() -> ExitCode {
         };
         tokio::select! {
             outcome = command => Some(outcome),
-            () = run::aborted() => None,
+            () = signals::aborted() => None,
         }
     });
     let Some(outcome) = outcome else {
@@ -130,6 +131,17 @@ pub fn main() -> ExitCode {
             })
         }
     }
+}
+
+/// The pipeline's source and target, opened through this build's
+/// connectors.
+fn open_pipeline(
+    pipeline: &crate::config::Pipeline,
+) -> crate::error::Result<(
+    std::sync::Arc<dyn dmp_contract::Source>,
+    std::sync::Arc<dyn dmp_contract::Target>,
+)> {
+    crate::engine::open_pipeline(&crate::connectors::REGISTRY, pipeline)
 }
 
 fn init_logging(verbose: u8, interactive: bool) {

@@ -2,8 +2,8 @@
 
 use std::path::Path;
 
+use super::open_pipeline;
 use crate::config::Pipeline;
-use crate::connectors::open_pipeline;
 use crate::engine;
 use crate::error::{Result, ResultExt};
 use crate::model::{Assessed, Status, printable};

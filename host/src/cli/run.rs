@@ -7,12 +7,11 @@ use clap::Args;
 
 use super::progress::{ProgressDisplay, peak_rss_bytes};
 use super::{EXIT_DATA, EXIT_OK, EXIT_RUNTIME};
-use crate::config::{Pipeline, Schedule, Scope};
-use crate::connectors::open_pipeline;
-use crate::engine::{self, Progress, RunSummary, Shutdown};
+use crate::config::{Pipeline, Scope};
+use crate::connectors::Registry;
+use crate::engine::{Progress, RunObserver, RunSummary, Session};
 use crate::error::{Error, ErrorKind, Result};
 use crate::model::printable;
-use crate::state::StateStore;
 
 #[derive(Debug, Args)]
 pub(super) struct RunArgs {
@@ -65,8 +64,8 @@ pub(super) async fn run(args: RunArgs, interactive: bool) -> Result<u8> {
         (_, true) => Scope::DataOnly,
         _ => Scope::SchemaAndData,
     };
-    if let Some(schedule) = pipeline.every.clone() {
-        return run_scheduled(&pipeline, &schedule, args.restart, interactive, args.json).await;
+    if pipeline.every.is_some() {
+        return run_scheduled(pipeline, args.restart, interactive, args.json).await;
     }
     let summary = run_pipeline(&pipeline, args.restart, interactive).await?;
     print_summary(&summary, args.json);
@@ -83,122 +82,79 @@ pub(super) async fn run(args: RunArgs, interactive: bool) -> Result<u8> {
     })
 }
 
-/// Runs a pipeline with progress display and Ctrl-C handling.
+/// Runs a pipeline once with progress display and Ctrl-C handling.
 pub(super) async fn run_pipeline(
     pipeline: &Pipeline,
     restart: bool,
     interactive: bool,
 ) -> Result<RunSummary> {
-    let shutdown = Shutdown::new();
-    let signals = stop_on_signals(shutdown.clone());
-    let result = run_once(pipeline, restart, interactive, shutdown).await;
+    let session = Session::new(pipeline.clone(), Arc::new(Registry));
+    let signals = super::signals::stop_on_signals(session.stopper());
+    let mut display = Display::new(interactive, None);
+    let result = session.run_once_observed(restart, &mut display).await;
     signals.abort();
     result
 }
 
-/// One run with its own connectors, state store handle and progress
-/// display.
-async fn run_once(
-    pipeline: &Pipeline,
-    restart: bool,
-    interactive: bool,
-    shutdown: Shutdown,
-) -> Result<RunSummary> {
-    let (source, target) = open_pipeline(pipeline)?;
-    let state = Arc::new(StateStore::for_pipeline(pipeline)?);
-    let _lease = state.lease(&pipeline.name)?;
-    let progress = Progress::new();
-    let display = ProgressDisplay::start(progress.clone(), interactive);
-    let result = engine::run(pipeline, restart, source, target, state, progress, shutdown).await;
-    display.stop().await;
-    result
-}
-
-/// Ctrl-C or SIGTERM stop the run at the next batch boundary (a stream
-/// after the transaction being applied); a second Ctrl-C exits at once.
-pub(super) fn stop_on_signals(shutdown: Shutdown) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        let terminate = async {
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(mut term) => {
-                    term.recv().await;
-                }
-                Err(_) => std::future::pending::<()>().await,
-            }
-        };
-        tokio::select! {
-            r = tokio::signal::ctrl_c() => if r.is_err() { return },
-            () = terminate => {}
-        }
-        eprintln!("stopping after the batches in flight (Ctrl-C again to abort at once)");
-        shutdown.trigger();
-        if tokio::signal::ctrl_c().await.is_ok() {
-            ABORT.notify_one();
-        }
-    })
-}
-
-/// A second Ctrl-C: the command is dropped where it stands and `main`
-/// returns (what is committed stays; the next run resumes from it).
-static ABORT: tokio::sync::Notify = tokio::sync::Notify::const_new();
-
-/// Resolves when the user asked to abort at once.
-pub(super) async fn aborted() {
-    ABORT.notified().await;
-}
-
-/// `[run] every`: runs the pipeline, waits for the schedule's next start,
-/// and again, until stopped. Runs never overlap; a run that fails for a
-/// passing reason (a server down) is logged and the schedule goes on; a
-/// configuration error stops it.
+/// `[run] every`: the session runs the pipeline on its schedule until
+/// stopped; each run's summary is printed as it ends.
 async fn run_scheduled(
-    pipeline: &Pipeline,
-    schedule: &Schedule,
+    pipeline: Pipeline,
     restart: bool,
     interactive: bool,
     json: bool,
 ) -> Result<u8> {
-    let shutdown = Shutdown::new();
-    let signals = stop_on_signals(shutdown.clone());
-    let mut restart = restart;
-    let mut code = EXIT_OK;
-    let outcome = loop {
-        let started = chrono::Utc::now();
-        match run_once(pipeline, restart, interactive, shutdown.clone()).await {
+    let session = Session::new(pipeline, Arc::new(Registry));
+    let signals = super::signals::stop_on_signals(session.stopper());
+    let mut display = Display::new(interactive, Some(json));
+    let outcome = session.run(restart, &mut display).await;
+    signals.abort();
+    outcome.map(|_| display.code)
+}
+
+/// The progress display of each run, and (on a schedule) its summary.
+struct Display {
+    interactive: bool,
+    /// Print each run's summary (as JSON when set).
+    summaries: Option<bool>,
+    shown: Option<ProgressDisplay>,
+    /// The exit code so far: a run that dead-lettered rows or failed marks it.
+    code: u8,
+}
+
+impl Display {
+    fn new(interactive: bool, summaries: Option<bool>) -> Self {
+        Display {
+            interactive,
+            summaries,
+            shown: None,
+            code: EXIT_OK,
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl RunObserver for Display {
+    async fn started(&mut self, progress: &Arc<Progress>) {
+        self.shown = Some(ProgressDisplay::start(progress.clone(), self.interactive));
+    }
+
+    async fn finished(&mut self, outcome: &Result<RunSummary>) {
+        if let Some(shown) = self.shown.take() {
+            shown.stop().await;
+        }
+        let Some(json) = self.summaries else { return };
+        match outcome {
             Ok(summary) => {
-                tracing::info!(
-                    run = summary.run,
-                    rows = summary.rows,
-                    rejected = summary.rejected,
-                    secs = summary.elapsed.as_secs_f64(),
-                    "scheduled run finished"
-                );
-                print_summary(&summary, json);
+                print_summary(summary, json);
                 if summary.rejected > 0 {
-                    code = EXIT_DATA;
+                    self.code = EXIT_DATA;
                 }
             }
-            Err(e) if matches!(e.kind(), ErrorKind::Interrupted) => break Ok(code),
-            // Every later run would stop the same way.
-            Err(e) if matches!(e.kind(), ErrorKind::Config | ErrorKind::SourceChanged) => {
-                break Err(e);
-            }
-            Err(e) => {
-                tracing::error!(error = %e.report(), "scheduled run failed; trying again at the next start");
-                code = EXIT_RUNTIME;
-            }
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(_) => self.code = EXIT_RUNTIME,
         }
-        restart = false;
-        let next = schedule.next_start(started, chrono::Utc::now());
-        tracing::info!(next = %next.format("%Y-%m-%d %H:%M:%S UTC"), "next run");
-        let wait = (next - chrono::Utc::now()).to_std().unwrap_or_default();
-        tokio::select! {
-            () = shutdown.wait() => break Ok(code),
-            () = tokio::time::sleep(wait) => {}
-        }
-    };
-    signals.abort();
-    outcome
+    }
 }
 
 pub(super) fn print_summary(summary: &RunSummary, json: bool) {

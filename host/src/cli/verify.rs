@@ -85,10 +85,10 @@ pub(super) async fn verify_command(args: VerifyArgs) -> Result<u8> {
 /// transaction.
 pub(super) async fn verify_pipeline(pipeline: &Pipeline, flags: &VerifyFlags) -> Result<u8> {
     let shutdown = Shutdown::new();
-    let signals = super::run::stop_on_signals(shutdown.clone());
+    let signals = super::signals::stop_on_signals(shutdown.clone());
     let options = flags.options();
     let outcome = tokio::select! {
-        report = verify(pipeline, &options) => report,
+        report = verify(&crate::connectors::REGISTRY, pipeline, &options) => report,
         () = shutdown.wait() => Err(Error::Interrupted),
     };
     signals.abort();

@@ -1,0 +1,643 @@
+//! Runs a full snapshot: plan (or reload the interrupted run's plan), prepare
+//! the target, then copy the chunks that are not done, `parallelism` at a
+//! time, each through a bounded reader → writer channel.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use tokio::sync::{Semaphore, mpsc};
+use tokio::task::JoinSet;
+use tracing::{Instrument, info, info_span, warn};
+
+use super::plan::discover_for_target;
+use super::progress::{Progress, TableProgress};
+use super::shutdown::Shutdown;
+use crate::error::{Error, ErrorKind, Result, ResultExt};
+use dmp_config::{OnError, Pipeline, Scope};
+use dmp_contract::{BatchStream, READ_AHEAD_BATCHES, RejectSink, Source, Start, Target};
+use dmp_model::{
+    Batch, Checkpoint, Chunk, Position, SchemaObjects, TablePhase, TableSchema, printable,
+};
+use dmp_state::{DeadLetterSink, RunStatus, StateStore, without_row_values};
+use dmp_transform::{PluginRuntime, TransformChain, open_chains, reject_whole_batch, watch};
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TableSummary {
+    pub name: String,
+    /// Rows of the table read in this run.
+    pub rows: u64,
+    /// Rows written to the target in this run (transforms may drop or add
+    /// rows; refused rows are not written).
+    pub written: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RunSummary {
+    pub pipeline: String,
+    pub run: i64,
+    /// Whether this run continued an interrupted one.
+    pub resumed: bool,
+    pub tables: Vec<TableSummary>,
+    /// Rows handled in this run.
+    pub rows: u64,
+    /// Rows refused in this run (dead-lettered or skipped).
+    pub rejected: u64,
+    pub elapsed: Duration,
+    /// The change stream's figures (cdc runs).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stream: Option<super::stream::StreamSummary>,
+}
+
+/// Everything a chunk copy needs, shared by all chunk tasks.
+struct RunContext {
+    pipeline: Pipeline,
+    run: i64,
+    source: Arc<dyn Source>,
+    target: Arc<dyn Target>,
+    state: Arc<StateStore>,
+    sink: Arc<DeadLetterSink>,
+    stop: Shutdown,
+    /// Keeps the plugin engine (and its time-limit ticker) alive.
+    _plugins: Option<Arc<PluginRuntime>>,
+}
+
+/// Per-table bookkeeping during a run.
+struct TableRun {
+    schema: Arc<TableSchema>,
+    /// The schema after the table's transforms: what the target holds.
+    output: Arc<TableSchema>,
+    chain: TransformChain,
+    progress: Arc<TableProgress>,
+    chunks_left: AtomicUsize,
+    rows: AtomicU64,
+    written: AtomicU64,
+    /// Said once that its rows pass through undecoded.
+    wire_said: std::sync::Once,
+}
+
+/// Runs (or resumes) `pipeline`. Stops at the next batch boundary when
+/// `shutdown` fires, leaving checkpoints from which the next run resumes.
+/// `restart` abandons an interrupted run instead of resuming it.
+#[allow(clippy::too_many_arguments)]
+pub async fn run(
+    pipeline: &Pipeline,
+    restart: bool,
+    source: Arc<dyn Source>,
+    target: Arc<dyn Target>,
+    state: Arc<StateStore>,
+    progress: Arc<Progress>,
+    shutdown: Shutdown,
+) -> Result<RunSummary> {
+    let span = info_span!("pipeline", name = %printable(&pipeline.name));
+    async move {
+        let started = Instant::now();
+        let (run_id, plan, start, objects) =
+            plan_or_resume(pipeline, restart, &*source, &*target, &state).await?;
+        let (plugins, chains) = open_transforms(pipeline, &plan).await?;
+        let _hot_swap = match &plugins {
+            Some(runtime) => Some(watch(runtime.clone(), &chains, pipeline.watch_plugins)?),
+            None => None,
+        };
+        let outputs: Vec<Arc<TableSchema>> = plan
+            .iter()
+            .map(|(t, _)| {
+                chains
+                    .get(&t.name)
+                    .map_or_else(|| t.clone(), |c| c.output_schema(t))
+            })
+            .collect();
+        super::assess::check(pipeline, &outputs, &objects, &*target)?;
+        super::retry::retrying_step(
+            &pipeline.retry,
+            &shutdown,
+            "preparing the target",
+            || async {
+                target.prepare_objects(&objects).await?;
+                target.prepare(&outputs, start).await
+            },
+        )
+        .await?;
+        state.mark_prepared(run_id)?;
+        let committed: HashMap<(String, u32), Checkpoint> = match start {
+            Start::Resume | Start::Keep => target
+                .checkpoints()
+                .await?
+                .into_iter()
+                .map(|c| ((c.table.clone(), c.chunk), c))
+                .collect(),
+            Start::Fresh => HashMap::new(),
+        };
+        let sink = Arc::new(DeadLetterSink::new(
+            state.clone(),
+            pipeline.name.clone(),
+            run_id,
+            pipeline.on_error,
+        ));
+        // Fires on the caller's stop too, or on this run's first fatal error.
+        let stop = shutdown.child();
+        let ctx = Arc::new(RunContext {
+            pipeline: pipeline.clone(),
+            run: run_id,
+            source,
+            target,
+            state: state.clone(),
+            sink: sink.clone(),
+            stop: stop.clone(),
+            _plugins: plugins,
+        });
+
+        // Work list: every chunk without a `done` checkpoint, resumed after
+        // its last committed position.
+        let mut jobs = Vec::new();
+        let mut table_runs = Vec::new();
+        for ((schema, chunks), output) in plan.iter().zip(&outputs) {
+            let mut done_rows = 0;
+            let mut left = Vec::new();
+            for chunk in chunks {
+                match committed.get(&(schema.name.clone(), chunk.id)) {
+                    Some(c) if c.done => done_rows += c.rows,
+                    Some(c) => {
+                        done_rows += c.rows;
+                        left.push((chunk.clone(), c.position.clone(), c.rows));
+                    }
+                    None => left.push((chunk.clone(), Position::Start, 0)),
+                }
+            }
+            let estimated: u64 = chunks.iter().map(|c| c.estimated_rows).sum();
+            let chain = chains.get(&schema.name).cloned().unwrap_or_default();
+            let table_run = Arc::new(TableRun {
+                schema: schema.clone(),
+                output: output.clone(),
+                chain,
+                progress: progress.table(&schema.name, estimated, done_rows),
+                chunks_left: AtomicUsize::new(left.len()),
+                rows: AtomicU64::new(0),
+                written: AtomicU64::new(0),
+                wire_said: std::sync::Once::new(),
+            });
+            if left.is_empty() {
+                finish_table(&ctx, &table_run).await?;
+            }
+            jobs.push(
+                left.into_iter()
+                    .map(|(chunk, position, rows)| (table_run.clone(), chunk, position, rows))
+                    .collect::<std::collections::VecDeque<_>>(),
+            );
+            table_runs.push(table_run);
+        }
+        // Round robin over tables: small tables finish early instead of
+        // queueing behind every chunk of a big one.
+        let mut jobs_in_order = Vec::new();
+        while jobs.iter().any(|j| !j.is_empty()) {
+            for table_jobs in &mut jobs {
+                if let Some(job) = table_jobs.pop_front() {
+                    jobs_in_order.push(job);
+                }
+            }
+        }
+        let jobs = if pipeline.scope == Scope::SchemaOnly {
+            for table_run in &table_runs {
+                if table_run.chunks_left.load(Ordering::Acquire) > 0 {
+                    finish_table(&ctx, table_run).await?;
+                }
+            }
+            Vec::new()
+        } else {
+            jobs_in_order
+        };
+        if start == Start::Resume {
+            info!(
+                run = run_id,
+                chunks_left = jobs.len(),
+                "resuming interrupted run"
+            );
+        }
+
+        let permits = Arc::new(Semaphore::new(pipeline.parallelism));
+        let mut tasks = JoinSet::new();
+        for (table_run, chunk, position, rows) in jobs {
+            let ctx = ctx.clone();
+            let permits = permits.clone();
+            let span =
+                info_span!("chunk", table = %printable(&table_run.schema.name), chunk = chunk.id);
+            tasks.spawn(
+                async move {
+                    let _permit = permits
+                        .acquire_owned()
+                        .await
+                        .map_err(|_| Error::Interrupted)?;
+                    if ctx.stop.is_triggered() {
+                        return Err(Error::Interrupted);
+                    }
+                    enter(&ctx, &table_run, TablePhase::Copying)?;
+                    let copied = copy_chunk_with_retries(&ctx, &table_run, chunk, position, rows);
+                    if let Err(e) = copied.await {
+                        failed(&ctx, &table_run, &e);
+                        return Err(e);
+                    }
+                    if table_run.chunks_left.fetch_sub(1, Ordering::AcqRel) == 1 {
+                        finish_table(&ctx, &table_run).await?;
+                    }
+                    Ok(())
+                }
+                .instrument(span),
+            );
+        }
+        let mut first_error = join_tasks(&mut tasks, &stop, "chunk task").await;
+        ctx.source.end_snapshot().await;
+        if first_error.is_none() {
+            // Foreign keys last: every referenced row is there by now.
+            let finished = async {
+                ctx.target.finish_pipeline(&outputs).await?;
+                ctx.target.finish_objects(&objects, &outputs).await
+            };
+            if let Err(e) = finished.await {
+                first_error = Some(e);
+            }
+        }
+        if let Some(position) = ctx.source.snapshot_position() {
+            info!(%position, "source change log position at the snapshot");
+            state.set_snapshot_position(run_id, &position)?;
+        }
+
+        let rows: u64 = table_runs
+            .iter()
+            .map(|t| t.rows.load(Ordering::Relaxed))
+            .sum();
+        let rejected = sink.count();
+        end_run(
+            &state,
+            run_id,
+            first_error.map_or(Ok(()), Err),
+            rows,
+            rejected,
+        )?;
+        let summary = RunSummary {
+            pipeline: pipeline.name.clone(),
+            run: run_id,
+            resumed: start == Start::Resume,
+            tables: table_runs
+                .iter()
+                .map(|t| TableSummary {
+                    name: t.schema.name.clone(),
+                    rows: t.rows.load(Ordering::Relaxed),
+                    written: t.written.load(Ordering::Relaxed),
+                })
+                .collect(),
+            rows,
+            rejected,
+            elapsed: started.elapsed(),
+            stream: None,
+        };
+        info!(
+            rows,
+            rejected,
+            secs = summary.elapsed.as_secs_f64(),
+            "run finished"
+        );
+        Ok(summary)
+    }
+    .instrument(span)
+    .await
+}
+
+/// Waits for every task; the first error (other than an interruption, which
+/// any error triggers in the others) stops the rest and is returned.
+pub(super) async fn join_tasks(
+    tasks: &mut JoinSet<Result<()>>,
+    stop: &Shutdown,
+    what: &str,
+) -> Option<Error> {
+    let mut first_error: Option<Error> = None;
+    while let Some(joined) = tasks.join_next().await {
+        if let Err(e) = joined.context(|| what.to_string()).and_then(|r| r) {
+            if first_error.is_none() || matches!(first_error, Some(Error::Interrupted)) {
+                if e.kind() != ErrorKind::Interrupted {
+                    // A database's error may quote a row: the values
+                    // only at DEBUG.
+                    tracing::debug!(error = %e.report(), "stopping the run");
+                    warn!(
+                        error = %without_row_values(&e.report()),
+                        "stopping the run"
+                    );
+                }
+                first_error = Some(e);
+            }
+            stop.trigger();
+        }
+    }
+    first_error
+}
+
+/// Records how a run ended, and passes its outcome on.
+pub(super) fn end_run<T>(
+    state: &StateStore,
+    run: i64,
+    outcome: Result<T>,
+    rows: u64,
+    rejected: u64,
+) -> Result<T> {
+    match outcome {
+        Ok(value) => {
+            state.finish_run(run, RunStatus::Done, rows, rejected, None)?;
+            Ok(value)
+        }
+        Err(error) => {
+            let status = match error.kind() {
+                ErrorKind::Interrupted => RunStatus::Interrupted,
+                _ => RunStatus::Failed,
+            };
+            state.finish_run(run, status, rows, rejected, Some(&error.report()))?;
+            Err(error)
+        }
+    }
+}
+
+type Plan = Vec<(Arc<TableSchema>, Vec<Chunk>)>;
+
+/// Loads the pipeline's plugins and opens them for the planned tables.
+pub(crate) async fn open_transforms(
+    pipeline: &Pipeline,
+    plan: &[(Arc<TableSchema>, Vec<Chunk>)],
+) -> Result<(Option<Arc<PluginRuntime>>, HashMap<String, TransformChain>)> {
+    if pipeline.transforms.is_empty() {
+        return Ok((None, HashMap::new()));
+    }
+    let runtime = PluginRuntime::shared(&pipeline.plugin_cache)?;
+    let transforms = pipeline.transforms.clone();
+    let tables: Vec<Arc<TableSchema>> = plan.iter().map(|(t, _)| t.clone()).collect();
+    let opener = runtime.clone();
+    // Compiling a plugin takes from milliseconds to seconds: off the async threads.
+    let chains = tokio::task::spawn_blocking(move || open_chains(&opener, &transforms, &tables))
+        .await
+        .context(|| "opening transforms".to_string())??;
+    Ok((Some(runtime), chains))
+}
+
+/// Reloads the plan of an interrupted run, or discovers and plans anew.
+async fn plan_or_resume(
+    pipeline: &Pipeline,
+    restart: bool,
+    source: &dyn Source,
+    target: &dyn Target,
+    state: &StateStore,
+) -> Result<(i64, Plan, Start, SchemaObjects)> {
+    let (schemas, objects) = discover_for_target(pipeline, source, target, false).await?;
+    if let Some(record) = state.unfinished_run(&pipeline.name)? {
+        if restart {
+            state.abandon_run(record.id)?;
+            info!(run = record.id, "interrupted run abandoned; starting anew");
+        } else {
+            let plan = state.load_plan(record.id)?;
+            let planned: Vec<&str> = plan.iter().map(|(t, _)| t.name.as_str()).collect();
+            let selected: Vec<&str> = schemas.iter().map(|t| t.name.as_str()).collect();
+            if planned != selected {
+                return Err(Error::Config(format!(
+                    "pipeline {}: the interrupted run {} copies tables [{}] but the pipeline now selects [{}]; \
+                     run with --restart to abandon it and start anew",
+                    pipeline.name,
+                    record.id,
+                    planned.join(", "),
+                    selected.join(", ")
+                )));
+            }
+            let start = if record.prepared {
+                Start::Resume
+            } else {
+                Start::Fresh
+            };
+            return Ok((record.id, plan, start, objects));
+        }
+    }
+    let mut plan = Vec::new();
+    for schema in schemas {
+        let chunks = source.plan_snapshot(&schema, pipeline.chunk_rows).await?;
+        info!(
+            table = schema.name,
+            chunks = chunks.len(),
+            rows = chunks.iter().map(|c| c.estimated_rows).sum::<u64>(),
+            "table planned"
+        );
+        plan.push((Arc::new(schema), chunks));
+    }
+    let run = state.begin_run(&pipeline.name, "full", &plan)?;
+    Ok((run, plan, Start::Fresh, objects))
+}
+
+/// Copies one chunk; after a transient failure, waits and continues from
+/// the chunk's checkpoint on the target.
+async fn copy_chunk_with_retries(
+    ctx: &RunContext,
+    table: &TableRun,
+    chunk: Chunk,
+    resume: Position,
+    rows: u64,
+) -> Result<()> {
+    let what = format!("table {} chunk {}", table.schema.name, chunk.id);
+    super::retry::retrying(
+        &ctx.pipeline.retry,
+        &ctx.stop,
+        &what,
+        (resume, rows),
+        |(resume, rows)| copy_chunk(ctx, table, chunk.clone(), resume, rows),
+        || async {
+            let held = ctx.target.checkpoints().await?;
+            Ok(held
+                .into_iter()
+                .find(|c| c.table == table.schema.name && c.chunk == chunk.id)
+                .map_or((Position::Start, 0), |c| (c.position, c.rows)))
+        },
+    )
+    .await
+}
+
+/// Copies one chunk, batch by batch, from `resume` to its end.
+async fn copy_chunk(
+    ctx: &RunContext,
+    table: &TableRun,
+    chunk: Chunk,
+    resume: Position,
+    rows_before: u64,
+) -> Result<()> {
+    let chunk_id = chunk.id;
+    let (schema, batch_rows) = (table.schema.clone(), ctx.pipeline.batch_rows);
+    let batches = if wire_passes(ctx, table).await? {
+        ctx.source
+            .read_chunk_wire(schema, chunk, resume, batch_rows)
+    } else {
+        ctx.source.read_chunk(schema, chunk, resume, batch_rows)
+    };
+    let mut staged = transform_stage(table.chain.clone(), batches);
+    let mut rows = rows_before;
+    loop {
+        let next = tokio::select! {
+            biased;
+            () = ctx.stop.wait() => return Err(Error::Interrupted),
+            next = staged.recv() => next,
+        };
+        let Staged {
+            read,
+            mut batch,
+            versions,
+            failure,
+        } = next.ok_or_else(|| {
+            Error::Data(format!(
+                "table {} chunk {chunk_id}: the reader stopped before the end of the chunk",
+                table.schema.name
+            ))
+        })??;
+        rows += read;
+        if let Some(reason) = failure {
+            if ctx.pipeline.on_error == OnError::Fail {
+                return Err(Error::Data(format!("{reason} (on_error = \"fail\")")));
+            }
+            warn!(table = %table.schema.name, error = %reason, "transform failed on a batch; its rows are refused");
+            reject_whole_batch(&mut batch, &reason);
+        }
+        let rejects = std::mem::take(&mut batch.rejects);
+        let sink: Arc<dyn RejectSink> = ctx.sink.produced_by(HashMap::from([(
+            table.schema.name.clone(),
+            versions.clone(),
+        )]));
+        if !rejects.is_empty() {
+            // Before the write: its commit moves the checkpoint past these rows.
+            let sink = sink.clone();
+            let schema = table.schema.clone();
+            tokio::task::spawn_blocking(move || sink.reject(&schema, rejects))
+                .await
+                .context(|| "dead-letter task".to_string())??;
+        }
+        let checkpoint = Checkpoint {
+            table: table.schema.name.clone(),
+            chunk: chunk_id,
+            position: batch.position.clone(),
+            rows,
+            done: batch.last,
+        };
+        let last = batch.last;
+        let span = tracing::debug_span!("batch", rows = read, last);
+        let written = ctx
+            .target
+            .write(batch, checkpoint.clone(), sink)
+            .instrument(span)
+            .await?;
+        tracing::debug!(rows = read, written, "batch committed");
+        ctx.state.record_progress(ctx.run, &checkpoint, &versions)?;
+        table.progress.add(read);
+        table.rows.fetch_add(read, Ordering::Relaxed);
+        table.written.fetch_add(written, Ordering::Relaxed);
+        if last {
+            return Ok(());
+        }
+    }
+}
+
+/// Whether the table's rows can go from the source to the target in the
+/// source's wire form, undecoded: no transform sees them, and the target
+/// takes that form for every column.
+async fn wire_passes(ctx: &RunContext, table: &TableRun) -> Result<bool> {
+    if !table.chain.is_empty() {
+        return Ok(false);
+    }
+    let passes = match ctx.source.wire_format(&table.schema).await? {
+        Some(format) => ctx.target.takes_wire(&table.output, &format).await?,
+        None => false,
+    };
+    if passes {
+        table.wire_said.call_once(|| {
+            info!(table = %table.schema.name, "rows pass from the source to the target undecoded, in the source's wire form");
+        });
+    }
+    Ok(passes)
+}
+
+/// A batch between the transform stage and the writer.
+pub(super) struct Staged {
+    /// Rows the batch had when read (before transforms).
+    pub(super) read: u64,
+    pub(super) batch: Batch,
+    /// The plugin versions that produced it (or, on a failure, the
+    /// versions running then).
+    pub(super) versions: String,
+    /// Why the transforms failed on it (the batch then holds the rows of
+    /// the chain's input that reached the failing plugin).
+    pub(super) failure: Option<String>,
+}
+
+/// The transform stage: its own task between the reader and the writer,
+/// joined by bounded channels, so that a batch is transformed while the
+/// previous one is written.
+pub(super) fn transform_stage(
+    chain: TransformChain,
+    mut batches: BatchStream,
+) -> mpsc::Receiver<Result<Staged>> {
+    let (tx, rx) = mpsc::channel(READ_AHEAD_BATCHES);
+    tokio::spawn(async move {
+        while let Some(next) = batches.recv().await {
+            let staged = match next {
+                Err(e) => Err(e),
+                Ok(batch) => {
+                    let read = batch.rows_read();
+                    match chain.apply(batch).await {
+                        Err(e) => Err(e),
+                        Ok(Ok((batch, versions))) => Ok(Staged {
+                            read,
+                            batch,
+                            versions,
+                            failure: None,
+                        }),
+                        Ok(Err((batch, reason))) => Ok(Staged {
+                            read,
+                            batch,
+                            versions: chain.plugins().join(","),
+                            failure: Some(reason),
+                        }),
+                    }
+                }
+            };
+            let failed = staged.is_err();
+            // A closed receiver means the writer stopped: so does the stage.
+            if tx.send(staged).await.is_err() || failed {
+                return;
+            }
+        }
+    });
+    rx
+}
+
+/// Moves `table` to `phase`, for the display and in the state store.
+fn enter(ctx: &RunContext, table: &TableRun, phase: TablePhase) -> Result<()> {
+    if table.progress.enter(phase.clone()) {
+        ctx.state
+            .set_table_phase(ctx.run, &table.schema.name, &phase)?;
+    }
+    Ok(())
+}
+
+/// Records why the run stopped on `table` (a stop on request is no
+/// failure). Best effort: the run reports the error either way.
+fn failed(ctx: &RunContext, table: &TableRun, error: &Error) {
+    if error.kind() == ErrorKind::Interrupted {
+        return;
+    }
+    let reason = without_row_values(&error.report());
+    if let Err(e) = enter(ctx, table, TablePhase::Failed { reason }) {
+        warn!(table = %printable(&table.schema.name), error = %e.report(), "cannot record the table's failure");
+    }
+}
+
+async fn finish_table(ctx: &RunContext, table: &TableRun) -> Result<()> {
+    enter(ctx, table, TablePhase::Indexing)?;
+    if let Err(e) = ctx.target.finish_table(&table.output).await {
+        failed(ctx, table, &e);
+        return Err(e);
+    }
+    ctx.state.mark_table_done(ctx.run, &table.schema.name)?;
+    enter(ctx, table, TablePhase::Done)?;
+    table.progress.finish();
+    info!(table = table.schema.name, "table done");
+    Ok(())
+}

@@ -1,0 +1,19 @@
+//! SQLite as a source and a target: an embedded file, no server. Reads use
+//! rowid (or primary key) ranges; writes use prepared multi-row INSERTs in
+//! one transaction per batch, with the checkpoint in the same transaction.
+
+mod apply;
+mod config;
+pub mod error;
+mod incremental;
+mod source;
+mod target;
+mod types;
+
+pub use source::SqliteSource;
+pub use target::SqliteTarget;
+
+/// Quotes an identifier for SQLite (mixed case, reserved words, unicode).
+pub(crate) fn quote(ident: &str) -> String {
+    format!("\"{}\"", ident.replace('"', "\"\""))
+}
