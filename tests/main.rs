@@ -6,6 +6,7 @@ mod support;
 
 mod bad_input;
 mod cli_errors;
+mod conformance;
 mod crash;
 mod dlq;
 mod file_safety;

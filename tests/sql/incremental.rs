@@ -74,6 +74,8 @@ fn incremental_postgres_to_mariadb() {
     // Only what changed was read: 2 new, 2 updated, 1 soft-deleted.
     let summary: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON summary");
     assert_eq!(summary["rows"], 5, "{summary}");
+    let tables = summary["tables"].as_array().expect("tables");
+    assert!(tables.iter().all(|t| t["phase"] == "done"), "{summary}");
 
     // Nothing new: nothing read.
     let out = run_dmp(dir.path(), &["run", "p.toml", "--json"]);

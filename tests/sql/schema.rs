@@ -310,7 +310,10 @@ fn table_phases_are_kept_with_the_run() {
         "dup.toml",
         &format!("{body}[tables]\ninclude = [\"dup\"]\n"),
     );
-    assert_exit(&run_dmp(dir.path(), &["run", "ok.toml"]), 0);
+    let ok = run_dmp(dir.path(), &["run", "ok.toml", "--json"]);
+    assert_exit(&ok, 0);
+    let summary: serde_json::Value = serde_json::from_slice(&ok.stdout).expect("JSON summary");
+    assert_eq!(summary["tables"][0]["phase"], "done", "{summary}");
     assert_exit(&run_dmp(dir.path(), &["run", "dup.toml"]), 3);
     let db = rusqlite::Connection::open(dir.path().join(".dmp/state.db")).expect("state db");
     let last_run = |pipeline: &str| -> i64 {

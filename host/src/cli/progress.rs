@@ -10,7 +10,7 @@ use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-use crate::engine::Progress;
+use crate::engine::{Progress, TablePhase};
 
 const LOG_EVERY: Duration = Duration::from_secs(5);
 
@@ -139,8 +139,20 @@ async fn bars(progress: Arc<Progress>, mut stopped: oneshot::Receiver<()>) {
             bar.set_length(total);
             bar.set_position(done);
             let (rate, eta) = speed.update(done, total);
-            bar.set_message(format!("{:>9.0} rows/s  ETA {eta}", rate));
-            if table.is_finished() {
+            // The rows are in, the key and indexes not yet: not done.
+            let phase = table.phase();
+            match &phase {
+                TablePhase::Indexing => bar.set_message("building indexes"),
+                TablePhase::Failed { reason } => {
+                    bar.abandon_with_message(format!(
+                        "failed: {}",
+                        crate::model::printable(reason)
+                    ));
+                    continue;
+                }
+                _ => bar.set_message(format!("{:>9.0} rows/s  ETA {eta}", rate)),
+            }
+            if table.is_finished() && phase != TablePhase::Indexing {
                 bar.finish_with_message("done");
             }
         }
@@ -177,6 +189,7 @@ async fn log_lines(progress: Arc<Progress>, mut stopped: oneshot::Receiver<()>) 
                 .update(done, total);
             tracing::info!(
                 table = table.name,
+                phase = table.phase().name(),
                 rows = done,
                 total,
                 rows_per_sec = rate.round(),

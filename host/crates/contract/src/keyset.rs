@@ -5,13 +5,8 @@
 
 use std::sync::Arc;
 
-use std::future::Future;
-
 use async_trait::async_trait;
 use tokio::sync::mpsc;
-use tracing::Instrument;
-
-use super::{BatchStream, READ_AHEAD_BATCHES};
 
 use crate::error::{Error, Result};
 use dmp_model::{Batch, Change, Position, Reject, Row, TableSchema, Value};
@@ -73,29 +68,6 @@ pub fn start_mark(after: &Position, keys: usize, label: &str) -> Result<Option<V
             "{label}: an incremental read cannot start after {other:?}; if the table's cursor or key changed, run with --restart to read every row again"
         ))),
     }
-}
-
-/// Runs a table's incremental read on its own task, in the caller's span
-/// (the engine's, naming the table); an error ends the stream as its last
-/// item.
-pub fn spawn_read<Read, Reading>(read: Read) -> BatchStream
-where
-    Read: FnOnce(mpsc::Sender<Result<Batch>>) -> Reading + Send + 'static,
-    Reading: Future<Output = Result<()>> + Send + 'static,
-{
-    let (tx, rx) = mpsc::channel(READ_AHEAD_BATCHES);
-    let span = tracing::Span::current();
-    let errors = tx.clone();
-    tokio::spawn(
-        async move {
-            if let Err(e) = read(tx).await {
-                // The receiver may be gone (shutdown): nothing left to tell.
-                let _ = errors.send(Err(e)).await;
-            }
-        }
-        .instrument(span),
-    );
-    rx
 }
 
 /// What reads one page of a source's table.

@@ -37,7 +37,7 @@ pub use source::{
     BatchStream, Gathering, READ_AHEAD_BATCHES, ReadLimits, Source, default_batch_bytes,
     default_max_value_bytes,
 };
-pub use target::{IfExists, RejectSink, Start, Target};
+pub use target::{IfExists, RejectSink, Start, Target, dead_letter};
 
 /// Settings every source gets besides its URL.
 #[derive(Debug, Clone)]

@@ -1,8 +1,11 @@
 //! The contract every source connector fulfils.
 
+use std::future::Future;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use tokio::sync::mpsc;
+use tracing::Instrument;
 
 use crate::error::{Error, Result};
 use dmp_model::{
@@ -10,10 +13,87 @@ use dmp_model::{
     WireFormat,
 };
 
-/// Batches of one chunk, in key order. The stream ends after a batch with
-/// `last = true`, or early with an error. Dropping the receiver stops the
-/// reader.
-pub type BatchStream = tokio::sync::mpsc::Receiver<Result<Batch>>;
+/// Batches of one chunk, in key order, from a reader the stream owns. The
+/// stream ends after a batch with `last = true`, or early with an error.
+/// Dropping it stops the reader: an async one at once, a blocking one (a
+/// file, SQLite) at its next batch.
+pub struct BatchStream {
+    batches: mpsc::Receiver<Result<Batch>>,
+    reader: Option<tokio::task::AbortHandle>,
+}
+
+impl BatchStream {
+    /// What `read` sends, read on a task of the stream's own, in the
+    /// caller's span (the engine's, naming the table and chunk); an error
+    /// `read` returns ends the stream as its last item.
+    pub fn spawn<Read, Reading>(read: Read) -> Self
+    where
+        Read: FnOnce(mpsc::Sender<Result<Batch>>) -> Reading + Send + 'static,
+        Reading: Future<Output = Result<()>> + Send + 'static,
+    {
+        let (tx, batches) = mpsc::channel(READ_AHEAD_BATCHES);
+        let errors = tx.clone();
+        let task = tokio::spawn(
+            async move {
+                if let Err(e) = read(tx).await {
+                    // The stream may be gone (a stop): nothing left to tell.
+                    let _ = errors.send(Err(e)).await;
+                }
+            }
+            .instrument(tracing::Span::current()),
+        );
+        BatchStream {
+            batches,
+            reader: Some(task.abort_handle()),
+        }
+    }
+
+    /// The same for a reader that blocks (files, SQLite), on a blocking
+    /// thread; it stops at its next send once the stream is dropped.
+    pub fn spawn_blocking<Read>(read: Read) -> Self
+    where
+        Read: FnOnce(&mpsc::Sender<Result<Batch>>) -> Result<()> + Send + 'static,
+    {
+        let (tx, batches) = mpsc::channel(READ_AHEAD_BATCHES);
+        let span = tracing::Span::current();
+        tokio::task::spawn_blocking(move || {
+            let _span = span.enter();
+            if let Err(e) = read(&tx) {
+                let _ = tx.blocking_send(Err(e));
+            }
+        });
+        BatchStream {
+            batches,
+            reader: None,
+        }
+    }
+
+    /// Batches that are all there already: no reader to wait for.
+    pub fn ready(items: Vec<Result<Batch>>) -> Self {
+        let (tx, batches) = mpsc::channel(items.len().max(1));
+        for item in items {
+            // Fits: the channel holds them all.
+            let _ = tx.try_send(item);
+        }
+        BatchStream {
+            batches,
+            reader: None,
+        }
+    }
+
+    /// The next batch; `None` once the reader is done.
+    pub async fn recv(&mut self) -> Option<Result<Batch>> {
+        self.batches.recv().await
+    }
+}
+
+impl Drop for BatchStream {
+    fn drop(&mut self) {
+        if let Some(reader) = &self.reader {
+            reader.abort();
+        }
+    }
+}
 
 /// Batches a reader may hold ready ahead of the writer: small, so memory
 /// stays flat whatever the table size.
@@ -211,12 +291,10 @@ pub trait Source: Send + Sync {
         batch_rows: usize,
     ) -> BatchStream {
         let _ = (cursor, after, batch_rows);
-        let (tx, rx) = tokio::sync::mpsc::channel(1);
-        let _ = tx.try_send(Err(Error::Unsupported(format!(
+        BatchStream::ready(vec![Err(Error::Unsupported(format!(
             "table {}: this source cannot read incrementally",
             table.name
-        ))));
-        rx
+        )))])
     }
 
     /// Makes every later snapshot read use `snapshot`, a snapshot exported

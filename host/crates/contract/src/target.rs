@@ -48,6 +48,27 @@ pub trait RejectSink: Send + Sync {
     fn reject(&self, table: &TableSchema, rejects: Vec<Reject>) -> Result<()>;
 }
 
+/// Hands `rejects` of `table` to `sink` on a blocking thread (a sink
+/// writes the state store) and waits for it: callers do this before the
+/// commit that moves their checkpoint past those rows, so that a crash in
+/// between redoes the batch rather than losing them.
+pub async fn dead_letter(
+    sink: &Arc<dyn RejectSink>,
+    table: &Arc<TableSchema>,
+    rejects: Vec<Reject>,
+) -> Result<()> {
+    if rejects.is_empty() {
+        return Ok(());
+    }
+    let (sink, held) = (sink.clone(), table.clone());
+    tokio::task::spawn_blocking(move || sink.reject(&held, rejects))
+        .await
+        .map_err(|e| Error::Task {
+            context: format!("keeping the refused rows of table {}", table.name),
+            source: e,
+        })?
+}
+
 #[async_trait]
 pub trait Target: Send + Sync {
     /// The column type this target creates for a column, as its DDL says it.

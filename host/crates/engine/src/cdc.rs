@@ -2,6 +2,7 @@
 //! target's stream checkpoint, a consistent snapshot copied first, the
 //! position of an earlier full run, or now), then stream until stopped.
 
+use super::setup::{Transforms, dead_letter_sink, prepare_target};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -9,7 +10,7 @@ use tracing::{info, warn};
 
 use super::plan::discover_for_target;
 use super::progress::Progress;
-use super::runner::{self, RunSummary, end_run, open_transforms};
+use super::runner::{self, RunSummary, end_run};
 use super::shutdown::Shutdown;
 use super::stream::{StreamContext, StreamTable, stream};
 use crate::error::{Error, Result};
@@ -18,7 +19,6 @@ use dmp_contract::{ChangeSource, RejectSink, Source, Start, Target};
 use dmp_model::TablePhase;
 use dmp_model::{ChangeBatch, Checkpoint, Position, STREAM_CHECKPOINT, TableSchema};
 use dmp_state::{DeadLetterSink, StateStore};
-use dmp_transform::watch;
 
 #[allow(clippy::too_many_arguments)]
 pub(super) async fn run(
@@ -76,19 +76,8 @@ pub(super) async fn run(
     };
 
     let plan: Vec<_> = schemas.iter().map(|s| (s.clone(), Vec::new())).collect();
-    let (plugins, chains) = open_transforms(pipeline, &plan).await?;
-    let _hot_swap = match &plugins {
-        Some(runtime) => Some(watch(runtime.clone(), &chains, pipeline.watch_plugins)?),
-        None => None,
-    };
-    let outputs: Vec<Arc<TableSchema>> = schemas
-        .iter()
-        .map(|schema| {
-            chains
-                .get(&schema.name)
-                .map_or_else(|| schema.clone(), |c| c.output_schema(schema))
-        })
-        .collect();
+    let transforms = Transforms::open(pipeline, &schemas).await?;
+    let outputs = transforms.outputs(&schemas);
     // Changes of shape start from the tables as the target has them (the
     // source may have changed since the target last followed it, and the
     // stream brings them there).
@@ -98,8 +87,15 @@ pub(super) async fn run(
     }
     if snapshot_summary.is_none() {
         super::assess::check(pipeline, &outputs, &objects, &*target)?;
-        target.prepare_objects(&objects).await?;
-        target.prepare(&outputs, Start::Keep).await?;
+        prepare_target(
+            pipeline,
+            &*target,
+            &objects,
+            &outputs,
+            Start::Keep,
+            &shutdown,
+        )
+        .await?;
         // Indexes and foreign keys of the tables made now.
         let made: Vec<Arc<TableSchema>> = outputs
             .iter()
@@ -117,11 +113,7 @@ pub(super) async fn run(
         .iter()
         .zip(held)
         .map(|(schema, held)| {
-            StreamTable::new(
-                schema.clone(),
-                chains.get(&schema.name).cloned().unwrap_or_default(),
-                held,
-            )
+            StreamTable::new(schema.clone(), transforms.chain(&schema.name), held)
         })
         .collect();
     let run_id = state.begin_run(&pipeline.name, "cdc", &plan)?;
@@ -129,12 +121,7 @@ pub(super) async fn run(
     for (schema, _) in &plan {
         state.set_table_phase(run_id, &schema.name, &TablePhase::Streaming)?;
     }
-    let sink = Arc::new(DeadLetterSink::new(
-        state.clone(),
-        pipeline.name.clone(),
-        run_id,
-        pipeline.on_error,
-    ));
+    let sink = dead_letter_sink(pipeline, &state, run_id);
     // The start is durable before anything streams: a restart never skips
     // ahead to a later "now".
     hold_position(&*target, &sink, &from).await?;
@@ -149,8 +136,8 @@ pub(super) async fn run(
         limits: pipeline.read_limits(),
         on_error: pipeline.on_error,
         schema_changes: pipeline.cdc.schema_changes,
-        plugins: plugins
-            .clone()
+        plugins: transforms
+            .plugins()
             .map(|runtime| (runtime, pipeline.transforms.clone())),
     };
     let outcome = super::retry::retrying(

@@ -3,32 +3,29 @@
 //! new mark committed with them. Soft-deleted rows are deleted. The first
 //! run (no mark yet) copies every row.
 
+use super::setup::{Transforms, dead_letter_sink, prepare_target};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tracing::{Instrument, info, info_span, warn};
 
 use super::plan::discover_for_target;
 use super::progress::{Progress, TableProgress};
-use super::runner::{
-    RunSummary, Staged, TableSummary, end_run, join_tasks, open_transforms, transform_stage,
-};
+use super::runner::{RunSummary, Staged, TableSummary, end_run, join_tasks, transform_stage};
 use super::shutdown::Shutdown;
-use crate::error::{Error, Result, ResultExt};
+use crate::error::{Error, Result};
 use dmp_config::{OnError, Pipeline, RetryPolicy};
-use dmp_contract::{
-    BatchStream, READ_AHEAD_BATCHES, RejectSink, SchemaChange, Source, Start, TableEvent, Target,
-};
+use dmp_contract::{BatchStream, RejectSink, SchemaChange, Source, Start, TableEvent, Target};
 use dmp_model::{
-    Batch, CURSOR_CHUNK, Change, ChangeBatch, Checkpoint, Position, Row, TableChanges, TableSchema,
-    Value,
+    Batch, CURSOR_CHUNK, Change, ChangeBatch, Checkpoint, Position, Row, TableChanges, TablePhase,
+    TableSchema, Value,
 };
 use dmp_state::{DeadLetterSink, StateStore};
-use dmp_transform::{TransformChain, reject_whole_batch, watch};
+use dmp_transform::{TransformChain, reject_whole_batch};
 
 /// One table of an incremental run.
 struct IncrementalTable {
@@ -111,19 +108,8 @@ pub(super) async fn run(
     let (schemas, objects) = discover_for_target(pipeline, &*source, &*target, false).await?;
     let schemas: Vec<Arc<TableSchema>> = schemas.into_iter().map(Arc::new).collect();
     let plan: Vec<_> = schemas.iter().map(|s| (s.clone(), Vec::new())).collect();
-    let (plugins, chains) = open_transforms(pipeline, &plan).await?;
-    let _hot_swap = match &plugins {
-        Some(runtime) => Some(watch(runtime.clone(), &chains, pipeline.watch_plugins)?),
-        None => None,
-    };
-    let outputs: Vec<Arc<TableSchema>> = schemas
-        .iter()
-        .map(|t| {
-            chains
-                .get(&t.name)
-                .map_or_else(|| t.clone(), |c| c.output_schema(t))
-        })
-        .collect();
+    let transforms = Transforms::open(pipeline, &schemas).await?;
+    let outputs = transforms.outputs(&schemas);
     let mut tables = Vec::new();
     for schema in &schemas {
         let (cursor, soft_delete) = cursor_columns(pipeline, schema)?;
@@ -135,14 +121,13 @@ pub(super) async fn run(
     for output in &outputs {
         held.push(target.describe(&output.name).await?);
     }
-    super::retry::retrying_step(
-        &pipeline.retry,
+    prepare_target(
+        pipeline,
+        &*target,
+        &objects,
+        &outputs,
+        Start::Keep,
         &shutdown,
-        "preparing the target",
-        || async {
-            target.prepare_objects(&objects).await?;
-            target.prepare(&outputs, Start::Keep).await
-        },
     )
     .await?;
     let marks: HashMap<String, Checkpoint> = target
@@ -154,12 +139,7 @@ pub(super) async fn run(
         .collect();
     let run_id = state.begin_run(&pipeline.name, "incremental", &plan)?;
     state.mark_prepared(run_id)?;
-    let sink = Arc::new(DeadLetterSink::new(
-        state.clone(),
-        pipeline.name.clone(),
-        run_id,
-        pipeline.on_error,
-    ));
+    let sink = dead_letter_sink(pipeline, &state, run_id);
     for ((schema, output), held) in schemas.iter().zip(&outputs).zip(&held) {
         if let Some(held) = held {
             follow_shape(pipeline, &*target, &sink, &marks, schema, output, held).await?;
@@ -174,7 +154,7 @@ pub(super) async fn run(
     for (schema, cursor, soft_delete) in tables {
         let mark = marks.get(&schema.name);
         let table = IncrementalTable {
-            chain: chains.get(&schema.name).cloned().unwrap_or_default(),
+            chain: transforms.chain(&schema.name),
             after: mark.map_or(Position::Start, |c| c.position.clone()),
             rows_before: mark.map_or(0, |c| c.rows),
             schema: schema.clone(),
@@ -269,6 +249,7 @@ pub(super) async fn run(
             .iter()
             .map(|(name, c)| TableSummary {
                 name: name.clone(),
+                phase: TablePhase::Done,
                 rows: c.0.load(Ordering::Relaxed),
                 written: c.1.load(Ordering::Relaxed),
             })
@@ -393,14 +374,8 @@ async fn sync_table(
         let sink: Arc<dyn RejectSink> = ctx
             .sink
             .produced_by(HashMap::from([(table.schema.name.clone(), versions)]));
-        if !rejects.is_empty() {
-            // Before the apply: its commit moves the mark past these rows.
-            let sink = sink.clone();
-            let schema = table.schema.clone();
-            tokio::task::spawn_blocking(move || sink.reject(&schema, rejects))
-                .await
-                .context(|| "dead-letter task".to_string())??;
-        }
+        // Before the apply: its commit moves the mark past these rows.
+        dmp_contract::dead_letter(&sink, &table.schema, rejects).await?;
         // An empty last batch still commits its mark: it may be the first
         // mark of a table that had no rows.
         if !batch.changes.is_empty() || last {
@@ -434,8 +409,7 @@ fn mark_soft_deletes(mut batches: BatchStream, column: Option<usize>) -> BatchSt
     let Some(column) = column else {
         return batches;
     };
-    let (tx, rx) = mpsc::channel(READ_AHEAD_BATCHES);
-    tokio::spawn(async move {
+    BatchStream::spawn(move |tx| async move {
         while let Some(next) = batches.recv().await {
             let next = next.map(|mut batch: Batch| {
                 for change in &mut batch.changes {
@@ -448,12 +422,13 @@ fn mark_soft_deletes(mut batches: BatchStream, column: Option<usize>) -> BatchSt
                 }
                 batch
             });
+            // A closed stream means the writer stopped: so does this.
             if tx.send(next).await.is_err() {
-                return;
+                break;
             }
         }
-    });
-    rx
+        Ok(())
+    })
 }
 
 /// A soft-delete flag is set: not NULL, not false, not zero, not empty.

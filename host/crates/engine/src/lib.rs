@@ -21,6 +21,7 @@ mod replay;
 mod retry;
 mod runner;
 mod session;
+mod setup;
 mod shutdown;
 mod stream;
 #[cfg(test)]

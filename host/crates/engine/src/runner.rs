@@ -2,6 +2,7 @@
 //! the target, then copy the chunks that are not done, `parallelism` at a
 //! time, each through a bounded reader → writer channel.
 
+use super::setup::{Transforms, dead_letter_sink, prepare_target};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -22,11 +23,15 @@ use dmp_model::{
     Batch, Checkpoint, Chunk, Position, SchemaObjects, TablePhase, TableSchema, printable,
 };
 use dmp_state::{DeadLetterSink, RunStatus, StateStore, without_row_values};
-use dmp_transform::{PluginRuntime, TransformChain, open_chains, reject_whole_batch, watch};
+use dmp_transform::{PluginRuntime, TransformChain, open_chains, reject_whole_batch};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct TableSummary {
     pub name: String,
+    /// Where the table stands at the end of the run (`done`; `indexing`
+    /// or `failed` only in a summary of a run that stopped).
+    #[serde(flatten)]
+    pub phase: TablePhase,
     /// Rows of the table read in this run.
     pub rows: u64,
     /// Rows written to the target in this run (transforms may drop or add
@@ -96,30 +101,11 @@ pub async fn run(
         let started = Instant::now();
         let (run_id, plan, start, objects) =
             plan_or_resume(pipeline, restart, &*source, &*target, &state).await?;
-        let (plugins, chains) = open_transforms(pipeline, &plan).await?;
-        let _hot_swap = match &plugins {
-            Some(runtime) => Some(watch(runtime.clone(), &chains, pipeline.watch_plugins)?),
-            None => None,
-        };
-        let outputs: Vec<Arc<TableSchema>> = plan
-            .iter()
-            .map(|(t, _)| {
-                chains
-                    .get(&t.name)
-                    .map_or_else(|| t.clone(), |c| c.output_schema(t))
-            })
-            .collect();
+        let tables: Vec<Arc<TableSchema>> = plan.iter().map(|(t, _)| t.clone()).collect();
+        let transforms = Transforms::open(pipeline, &tables).await?;
+        let outputs = transforms.outputs(&tables);
         super::assess::check(pipeline, &outputs, &objects, &*target)?;
-        super::retry::retrying_step(
-            &pipeline.retry,
-            &shutdown,
-            "preparing the target",
-            || async {
-                target.prepare_objects(&objects).await?;
-                target.prepare(&outputs, start).await
-            },
-        )
-        .await?;
+        prepare_target(pipeline, &*target, &objects, &outputs, start, &shutdown).await?;
         state.mark_prepared(run_id)?;
         let committed: HashMap<(String, u32), Checkpoint> = match start {
             Start::Resume | Start::Keep => target
@@ -130,12 +116,7 @@ pub async fn run(
                 .collect(),
             Start::Fresh => HashMap::new(),
         };
-        let sink = Arc::new(DeadLetterSink::new(
-            state.clone(),
-            pipeline.name.clone(),
-            run_id,
-            pipeline.on_error,
-        ));
+        let sink = dead_letter_sink(pipeline, &state, run_id);
         // Fires on the caller's stop too, or on this run's first fatal error.
         let stop = shutdown.child();
         let ctx = Arc::new(RunContext {
@@ -146,7 +127,7 @@ pub async fn run(
             state: state.clone(),
             sink: sink.clone(),
             stop: stop.clone(),
-            _plugins: plugins,
+            _plugins: transforms.plugins(),
         });
 
         // Work list: every chunk without a `done` checkpoint, resumed after
@@ -167,7 +148,7 @@ pub async fn run(
                 }
             }
             let estimated: u64 = chunks.iter().map(|c| c.estimated_rows).sum();
-            let chain = chains.get(&schema.name).cloned().unwrap_or_default();
+            let chain = transforms.chain(&schema.name);
             let table_run = Arc::new(TableRun {
                 schema: schema.clone(),
                 output: output.clone(),
@@ -283,6 +264,7 @@ pub async fn run(
                 .iter()
                 .map(|t| TableSummary {
                     name: t.schema.name.clone(),
+                    phase: t.progress.phase(),
                     rows: t.rows.load(Ordering::Relaxed),
                     written: t.written.load(Ordering::Relaxed),
                 })
@@ -502,14 +484,8 @@ async fn copy_chunk(
             table.schema.name.clone(),
             versions.clone(),
         )]));
-        if !rejects.is_empty() {
-            // Before the write: its commit moves the checkpoint past these rows.
-            let sink = sink.clone();
-            let schema = table.schema.clone();
-            tokio::task::spawn_blocking(move || sink.reject(&schema, rejects))
-                .await
-                .context(|| "dead-letter task".to_string())??;
-        }
+        // Before the write: its commit moves the checkpoint past these rows.
+        dmp_contract::dead_letter(&sink, &table.schema, rejects).await?;
         let checkpoint = Checkpoint {
             table: table.schema.name.clone(),
             chunk: chunk_id,
@@ -567,15 +543,31 @@ pub(super) struct Staged {
     pub(super) failure: Option<String>,
 }
 
-/// The transform stage: its own task between the reader and the writer,
-/// joined by bounded channels, so that a batch is transformed while the
-/// previous one is written.
-pub(super) fn transform_stage(
-    chain: TransformChain,
-    mut batches: BatchStream,
-) -> mpsc::Receiver<Result<Staged>> {
-    let (tx, rx) = mpsc::channel(READ_AHEAD_BATCHES);
-    tokio::spawn(async move {
+/// The transform stage of a chunk: a task between the reader and the
+/// writer, joined by bounded channels, so that a batch is transformed while
+/// the previous one is written. The chunk's writer owns it: dropping the
+/// stage (the chunk done, failed or stopped) ends its task, and the
+/// reader's with it.
+pub(super) struct Stage {
+    staged: mpsc::Receiver<Result<Staged>>,
+    task: tokio::task::AbortHandle,
+}
+
+impl Stage {
+    pub(super) async fn recv(&mut self) -> Option<Result<Staged>> {
+        self.staged.recv().await
+    }
+}
+
+impl Drop for Stage {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+pub(super) fn transform_stage(chain: TransformChain, mut batches: BatchStream) -> Stage {
+    let (tx, staged) = mpsc::channel(READ_AHEAD_BATCHES);
+    let task = tokio::spawn(async move {
         while let Some(next) = batches.recv().await {
             let staged = match next {
                 Err(e) => Err(e),
@@ -605,7 +597,10 @@ pub(super) fn transform_stage(
             }
         }
     });
-    rx
+    Stage {
+        staged,
+        task: task.abort_handle(),
+    }
 }
 
 /// Moves `table` to `phase`, for the display and in the state store.

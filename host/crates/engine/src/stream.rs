@@ -482,10 +482,7 @@ async fn apply(
     let sink = ctx.sink.produced_by(versions);
     for (schema, refused) in rejects {
         // Before the apply: its commit moves the position past these rows.
-        let sink = sink.clone();
-        tokio::task::spawn_blocking(move || sink.reject(&schema, refused))
-            .await
-            .context(|| "dead-letter task".to_string())??;
+        dmp_contract::dead_letter(&sink, &schema, refused).await?;
     }
     let checkpoint = Checkpoint {
         table: STREAM_CHECKPOINT.to_string(),

@@ -13,8 +13,8 @@ use tracing::warn;
 
 use super::source::{RowRead, RowReader};
 use crate::error::{Error, Result};
+use dmp_contract::BatchStream;
 use dmp_contract::Gathering;
-use dmp_contract::{BatchStream, READ_AHEAD_BATCHES};
 use dmp_model::{Batch, Change, DataType, Position, Reject, RejectStage, TableSchema, Value};
 
 /// Reads the rows of `table` after `after` from `rows` (the file opened
@@ -26,21 +26,13 @@ pub(super) fn read(
     after: Position,
     gathering: Gathering,
 ) -> BatchStream {
-    let (tx, rx) = mpsc::channel(READ_AHEAD_BATCHES);
-    // The caller's span (the engine's, naming the table) goes with the reader.
-    let span = tracing::Span::current();
-    tokio::task::spawn_blocking(move || {
-        let _span = span.enter();
-        let result = rows.and_then(|rows| {
-            let filter = Filter::new(&table, cursor, &after)?;
-            pass_on(rows, &table, &filter, after, gathering, &tx)
-        });
-        if let Err(e) = result {
-            // The receiver may be gone (shutdown): nothing left to tell.
-            let _ = tx.blocking_send(Err(e));
-        }
-    });
-    rx
+    // The caller's span (the engine's, naming the table) goes with the
+    // reader.
+    BatchStream::spawn_blocking(move |tx| {
+        let rows = rows?;
+        let filter = Filter::new(&table, cursor, &after)?;
+        pass_on(rows, &table, &filter, after, gathering, tx)
+    })
 }
 
 /// Which rows come after the mark.

@@ -11,7 +11,7 @@ use super::options::{FileOptions, Format};
 use super::{csv_format, jsonl_format, parquet_format, schema_file, table_file};
 use crate::error::{Error, Result, ResultExt};
 use dmp_contract::Endpoint;
-use dmp_contract::{BatchStream, Gathering, READ_AHEAD_BATCHES, ReadLimits, Source};
+use dmp_contract::{BatchStream, Gathering, ReadLimits, Source};
 use dmp_model::{
     Batch, Change, Chunk, Position, Reject, RejectStage, Row, TableSchema, TableSelection,
 };
@@ -150,7 +150,6 @@ impl Source for FileSource {
         resume: Position,
         batch_rows: usize,
     ) -> BatchStream {
-        let (tx, rx) = mpsc::channel(READ_AHEAD_BATCHES);
         let path = self.path_of(&table.name);
         let start = match resume {
             Position::Record { index } => index,
@@ -159,15 +158,11 @@ impl Source for FileSource {
         let opened =
             path.and_then(|path| self.open_rows(&path, table.clone(), batch_rows.max(1), start));
         let gathering = Gathering::new(batch_rows, self.limits);
-        tokio::task::spawn_blocking(move || {
-            let result = opened.and_then(|(rows, skip)| {
-                read_file(rows, skip, start, &table, chunk.id, gathering, &tx)
-            });
-            if let Err(e) = result {
-                let _ = tx.blocking_send(Err(e));
-            }
-        });
-        rx
+        BatchStream::spawn_blocking(move |tx| {
+            opened.and_then(|(rows, skip)| {
+                read_file(rows, skip, start, &table, chunk.id, gathering, tx)
+            })
+        })
     }
 
     fn read_incremental(

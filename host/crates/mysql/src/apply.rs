@@ -225,10 +225,7 @@ pub(super) async fn apply(
     for (table, rejects) in refused.into_groups() {
         // Before the commit: a crash in between redoes the batch rather
         // than losing these rows.
-        let sink = sink.clone();
-        tokio::task::spawn_blocking(move || sink.reject(&table, rejects))
-            .await
-            .context(|| "dead-letter task".to_string())??;
+        dmp_contract::dead_letter(&sink, &table, rejects).await?;
     }
     tx.commit()
         .await

@@ -21,7 +21,7 @@ use super::source::{cell_bytes, decode_cell, oversized_cell, select_list};
 use super::sql::{Bound, key_predicate, quote};
 use super::types::{Decoded, ReadAs, Wire, decode, raw_json, to_param};
 use crate::error::{Error, Result, ResultExt};
-use dmp_contract::keyset::{Page, Pages, read_pages, spawn_read};
+use dmp_contract::keyset::{Page, Pages, read_pages};
 use dmp_contract::{BatchStream, ReadLimits};
 use dmp_model::{
     Batch, Change, DataType, Decimal, Position, Reject, RejectStage, Row, TableSchema, Value,
@@ -40,7 +40,7 @@ pub(super) fn read(
     batch_rows: usize,
     limits: ReadLimits,
 ) -> BatchStream {
-    spawn_read(move |tx| async move {
+    BatchStream::spawn(move |tx| async move {
         let (pool, reads) = connect.await?;
         let reader = Reader::new(table, &reads, cursor, limits)?;
         reader.run(&pool, after, batch_rows.max(1), &tx).await

@@ -10,7 +10,7 @@ use async_trait::async_trait;
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Params, Pool, Value as My};
 use tokio::sync::{OnceCell, mpsc};
-use tracing::{Instrument, warn};
+use tracing::warn;
 
 use super::catalog::{self, ReadColumn};
 use super::chunks;
@@ -22,9 +22,7 @@ use super::types::{Decoded, ReadAs, Wire, decode};
 use crate::error::{Error, Result, ResultExt};
 use crate::options::MysqlSourceOptions;
 use dmp_contract::Endpoint;
-use dmp_contract::{
-    BatchStream, Head, Oversized, READ_AHEAD_BATCHES, ReadLimits, Source, SourceOptions,
-};
+use dmp_contract::{BatchStream, Head, Oversized, ReadLimits, Source, SourceOptions};
 use dmp_model::{
     Batch, Change, Chunk, Position, Reject, RejectStage, Row, SchemaObjects, TableSchema,
     TableSelection, Value,
@@ -212,21 +210,12 @@ impl Source for MysqlSource {
         resume: Position,
         batch_rows: usize,
     ) -> BatchStream {
-        let (tx, rx) = mpsc::channel(READ_AHEAD_BATCHES);
         let inner = self.inner.clone();
         let span = tracing::debug_span!("mysql read", table = %dmp_model::printable(&table.name), chunk = chunk.id);
-        tokio::spawn(
-            async move {
-                if let Err(e) =
-                    read_chunk(&inner, &table, &chunk, resume, batch_rows.max(1), &tx).await
-                {
-                    // The receiver may be gone (shutdown): nothing left to tell.
-                    let _ = tx.send(Err(e)).await;
-                }
-            }
-            .instrument(span),
-        );
-        rx
+        let _reading = span.enter();
+        BatchStream::spawn(move |tx| async move {
+            read_chunk(&inner, &table, &chunk, resume, batch_rows.max(1), &tx).await
+        })
     }
 
     fn read_incremental(

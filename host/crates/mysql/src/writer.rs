@@ -338,12 +338,7 @@ async fn finish(
     tx.exec_drop(CHECKPOINT_SQL, checkpoint)
         .await
         .context(|| format!("{}: writing the checkpoint", ctx()))?;
-    if !refused.is_empty() {
-        let table = table.clone();
-        tokio::task::spawn_blocking(move || sink.reject(&table, refused))
-            .await
-            .context(|| "dead-letter task".to_string())??;
-    }
+    dmp_contract::dead_letter(&sink, table, refused).await?;
     tx.commit()
         .await
         .context(|| format!("{}: committing", ctx()))

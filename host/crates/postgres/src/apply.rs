@@ -269,10 +269,7 @@ fn refuse_bad(
 /// between redoes the batch rather than losing them.
 async fn dead_letter(refused: Refused, sink: &Arc<dyn RejectSink>) -> Result<()> {
     for (table, rejects) in refused.into_groups() {
-        let sink = sink.clone();
-        tokio::task::spawn_blocking(move || sink.reject(&table, rejects))
-            .await
-            .context(|| "dead-letter task".to_string())??;
+        dmp_contract::dead_letter(sink, &table, rejects).await?;
     }
     Ok(())
 }

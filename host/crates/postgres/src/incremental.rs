@@ -20,7 +20,7 @@ use super::source::{decode_fields, decode_tuple, oversized_field, undecodable_ro
 use super::sql::{qualified, quote_ident, typed_literal};
 use super::types::Read;
 use crate::error::{Error, Result, ResultExt};
-use dmp_contract::keyset::{Page, Pages, read_pages, spawn_read};
+use dmp_contract::keyset::{Page, Pages, read_pages};
 use dmp_contract::{BatchStream, ReadLimits};
 use dmp_model::{Batch, Change, DataType, Position, Row, TableSchema, Value};
 
@@ -40,7 +40,7 @@ pub(super) fn read(
     batch_rows: usize,
     limits: ReadLimits,
 ) -> BatchStream {
-    spawn_read(move |tx| async move {
+    BatchStream::spawn(move |tx| async move {
         let table = plan.await?;
         let reader = Reader::new(&place, &table, schema, cursor, limits)?;
         reader.run(&pool, after, batch_rows.max(1), &tx).await

@@ -30,9 +30,7 @@ use super::wire::TupleDecoder;
 use crate::error::{Error, Result, ResultExt};
 use crate::options::PgSourceOptions;
 use dmp_contract::Endpoint;
-use dmp_contract::{
-    BatchStream, Head, Oversized, READ_AHEAD_BATCHES, ReadLimits, Source, SourceOptions,
-};
+use dmp_contract::{BatchStream, Head, Oversized, ReadLimits, Source, SourceOptions};
 use dmp_model::{
     Batch, Change, Chunk, Position, Reject, RejectStage, Row, SchemaObjects, TableSchema,
     TableSelection, Value, WireFormat, WireRows, json::row_to_json,
@@ -91,21 +89,15 @@ impl PostgresSource {
         batch_rows: usize,
         wire: bool,
     ) -> BatchStream {
-        let (tx, rx) = mpsc::channel(READ_AHEAD_BATCHES);
         let inner = self.inner.clone();
-        tokio::spawn(async move {
+        BatchStream::spawn(move |tx| async move {
             let read = ChunkRead {
                 resume,
                 batch_rows: batch_rows.max(1),
                 wire,
             };
-            let result = read_chunk(&inner, table, &chunk, read, &tx).await;
-            if let Err(e) = result {
-                // The receiver may be gone (shutdown): nothing left to tell.
-                let _ = tx.send(Err(e)).await;
-            }
-        });
-        rx
+            read_chunk(&inner, table, &chunk, read, &tx).await
+        })
     }
 
     /// What `dmp verify`'s checksum queries run on: the pool, the schema

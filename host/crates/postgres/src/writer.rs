@@ -313,14 +313,9 @@ async fn commit(
         .execute(&mut *txn)
         .await
         .context(ctx)?;
-    if !refused.is_empty() {
-        // Before the commit: a crash in between redoes the batch rather
-        // than losing these rows.
-        let schema = schema.clone();
-        tokio::task::spawn_blocking(move || sink.reject(&schema, refused))
-            .await
-            .context(|| "dead-letter task".to_string())??;
-    }
+    // Before the commit: a crash in between redoes the batch rather than
+    // losing these rows.
+    dmp_contract::dead_letter(&sink, schema, refused).await?;
     txn.commit().await.context(ctx)?;
     Ok(())
 }

@@ -16,7 +16,7 @@ use super::quote;
 use super::source::{decode_row, stored};
 use super::types::Bind;
 use crate::error::{Error, Result, ResultExt};
-use dmp_contract::{BatchStream, Gathering, READ_AHEAD_BATCHES};
+use dmp_contract::{BatchStream, Gathering};
 use dmp_model::{Batch, DataType, Position, TableSchema, Value};
 
 /// Reads the rows of `table` after `after` from the database at `path`.
@@ -27,17 +27,9 @@ pub(super) fn read(
     after: Position,
     gathering: Gathering,
 ) -> BatchStream {
-    let (tx, rx) = mpsc::channel(READ_AHEAD_BATCHES);
-    // The caller's span (the engine's, naming the table) goes with the reader.
-    let span = tracing::Span::current();
-    tokio::task::spawn_blocking(move || {
-        let _span = span.enter();
-        if let Err(e) = read_pages(&path, &table, cursor, after, gathering, &tx) {
-            // The receiver may be gone (shutdown): nothing left to tell.
-            let _ = tx.blocking_send(Err(e));
-        }
-    });
-    rx
+    // The caller's span (the engine's, naming the table) goes with the
+    // reader.
+    BatchStream::spawn_blocking(move |tx| read_pages(&path, &table, cursor, after, gathering, tx))
 }
 
 /// The columns pages are ordered by: the cursor, then the primary key.

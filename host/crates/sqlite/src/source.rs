@@ -13,9 +13,7 @@ use super::quote;
 use super::types::{Bind, data_type_from_declared, raw_json, read_value};
 use crate::error::{Error, Result, ResultExt};
 use dmp_contract::Endpoint;
-use dmp_contract::{
-    BatchStream, Gathering, Head, Oversized, READ_AHEAD_BATCHES, ReadLimits, Source,
-};
+use dmp_contract::{BatchStream, Gathering, Head, Oversized, ReadLimits, Source};
 use dmp_model::{
     Batch, Chunk, Column, Dialect, ForeignKey, Identity, Index, ObjectKind, Position, Reject,
     RejectStage, Row, SchemaObjects, Skipped, SqlExpr, TableSchema, TableSelection, Value,
@@ -396,17 +394,11 @@ impl Source for SqliteSource {
         resume: Position,
         batch_rows: usize,
     ) -> BatchStream {
-        let (tx, rx) = mpsc::channel(READ_AHEAD_BATCHES);
         let path = self.path.clone();
         let gathering = Gathering::new(batch_rows, self.limits);
-        tokio::task::spawn_blocking(move || {
-            let result = read_chunk(&path, &table, &chunk, resume, gathering, &tx);
-            if let Err(e) = result {
-                // The receiver may be gone (shutdown): nothing left to tell.
-                let _ = tx.blocking_send(Err(e));
-            }
-        });
-        rx
+        BatchStream::spawn_blocking(move |tx| {
+            read_chunk(&path, &table, &chunk, resume, gathering, tx)
+        })
     }
 
     fn read_incremental(
