@@ -119,7 +119,39 @@ pub enum TableEvent {
 pub struct ChangeFeed {
     pub events: mpsc::Receiver<Result<StreamEvent>>,
     pub confirmed: watch::Sender<Option<Position>>,
+    /// The task reading the source's log, which the feed owns.
+    reader: tokio::task::JoinHandle<()>,
 }
+
+impl ChangeFeed {
+    /// A feed whose `events` the `reader` sends, on a task the feed owns.
+    pub fn spawn(
+        events: mpsc::Receiver<Result<StreamEvent>>,
+        confirmed: watch::Sender<Option<Position>>,
+        reader: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> Self {
+        ChangeFeed {
+            events,
+            confirmed,
+            reader: tokio::spawn(reader),
+        }
+    }
+
+    /// Ends the feed and waits (a while) for its reader to finish: it
+    /// sees the feed closed, tells the source the last confirmed position
+    /// and closes its connection. Dropped instead, the feed's reader does
+    /// the same on its own, unwaited.
+    pub async fn close(self) {
+        let ChangeFeed { events, reader, .. } = self;
+        drop(events);
+        if tokio::time::timeout(CLOSE_WAIT, reader).await.is_err() {
+            tracing::warn!("the change stream's reader did not stop in time; left to end alone");
+        }
+    }
+}
+
+/// How long closing a feed waits for its reader.
+const CLOSE_WAIT: Duration = Duration::from_secs(10);
 
 /// The consistent starting point of a `full+cdc` run.
 #[derive(Debug, Clone)]

@@ -13,13 +13,13 @@ use dmp_model::{
     WireFormat,
 };
 
-/// Batches of one chunk, in key order, from a reader the stream owns. The
-/// stream ends after a batch with `last = true`, or early with an error.
-/// Dropping it stops the reader: an async one at once, a blocking one (a
-/// file, SQLite) at its next batch.
+/// Batches of one chunk, in key order, from a reader the stream starts.
+/// The stream ends after a batch with `last = true`, or early with an
+/// error. Dropping it stops the reader at its next batch: it finishes
+/// what it has begun (cut in the middle, a database session would go back
+/// to its pool inside a transaction) and sends no more.
 pub struct BatchStream {
     batches: mpsc::Receiver<Result<Batch>>,
-    reader: Option<tokio::task::AbortHandle>,
 }
 
 impl BatchStream {
@@ -33,7 +33,7 @@ impl BatchStream {
     {
         let (tx, batches) = mpsc::channel(READ_AHEAD_BATCHES);
         let errors = tx.clone();
-        let task = tokio::spawn(
+        tokio::spawn(
             async move {
                 if let Err(e) = read(tx).await {
                     // The stream may be gone (a stop): nothing left to tell.
@@ -42,14 +42,11 @@ impl BatchStream {
             }
             .instrument(tracing::Span::current()),
         );
-        BatchStream {
-            batches,
-            reader: Some(task.abort_handle()),
-        }
+        BatchStream { batches }
     }
 
     /// The same for a reader that blocks (files, SQLite), on a blocking
-    /// thread; it stops at its next send once the stream is dropped.
+    /// thread.
     pub fn spawn_blocking<Read>(read: Read) -> Self
     where
         Read: FnOnce(&mpsc::Sender<Result<Batch>>) -> Result<()> + Send + 'static,
@@ -62,10 +59,7 @@ impl BatchStream {
                 let _ = tx.blocking_send(Err(e));
             }
         });
-        BatchStream {
-            batches,
-            reader: None,
-        }
+        BatchStream { batches }
     }
 
     /// Batches that are all there already: no reader to wait for.
@@ -75,23 +69,12 @@ impl BatchStream {
             // Fits: the channel holds them all.
             let _ = tx.try_send(item);
         }
-        BatchStream {
-            batches,
-            reader: None,
-        }
+        BatchStream { batches }
     }
 
     /// The next batch; `None` once the reader is done.
     pub async fn recv(&mut self) -> Option<Result<Batch>> {
         self.batches.recv().await
-    }
-}
-
-impl Drop for BatchStream {
-    fn drop(&mut self) {
-        if let Some(reader) = &self.reader {
-            reader.abort();
-        }
     }
 }
 

@@ -162,6 +162,7 @@ pub(super) async fn stream(ctx: &StreamContext, from: Position) -> Result<Stream
     let mut lag_window = LagHistogram::default();
     let mut window_changes = 0u64;
     let mut window_start = Instant::now();
+    let mut reports = tokio::task::JoinSet::new();
     loop {
         let first = tokio::select! {
             biased;
@@ -249,9 +250,13 @@ pub(super) async fn stream(ctx: &StreamContext, from: Position) -> Result<Stream
         last_position = position;
         if window_start.elapsed() >= REPORT_EVERY {
             report(&lag_window, window_changes, window_start.elapsed());
-            // Off the apply loop: it asks the source.
-            let changes = ctx.changes.clone();
-            tokio::spawn(async move { report_retained(&*changes).await });
+            // Off the apply loop: it asks the source. At most one at a
+            // time, owned by the stream (ended with it).
+            while reports.try_join_next().is_some() {}
+            if reports.is_empty() {
+                let changes = ctx.changes.clone();
+                reports.spawn(async move { report_retained(&*changes).await });
+            }
             lag_window.clear();
             window_changes = 0;
             window_start = Instant::now();
@@ -262,6 +267,8 @@ pub(super) async fn stream(ctx: &StreamContext, from: Position) -> Result<Stream
     for table in tables.iter().filter(|t| t.streamed && !t.dropped) {
         ctx.target.advance_counters(&table.target).await?;
     }
+    // The reader tells the source where the target stands, then ends.
+    feed.close().await;
     summary.lag_p50_ms = lag_all.percentile_ms(0.5);
     summary.lag_p99_ms = lag_all.percentile_ms(0.99);
     summary.lag_max_ms = lag_all.max_ms();

@@ -166,11 +166,11 @@ impl ChangeSource for MysqlChanges {
             *slot = Some(watched);
         }
         let span = tracing::info_span!("binlog", server_id = setup.server_id);
-        tokio::spawn(stream::run(setup, tx).instrument(span));
-        Ok(ChangeFeed {
-            events: rx,
+        Ok(ChangeFeed::spawn(
+            rx,
             confirmed,
-        })
+            stream::run(setup, tx).instrument(span),
+        ))
     }
 
     /// The server's binlog position now and the last one the applier

@@ -305,11 +305,11 @@ impl ChangeSource for PgChangeSource {
             binary,
         };
         let span = info_span!("pg_stream", slot = self.slot, from = %start);
-        tokio::spawn(reader.run().instrument(span));
-        Ok(ChangeFeed {
-            events: rx,
-            confirmed: confirmed_tx,
-        })
+        Ok(ChangeFeed::spawn(
+            rx,
+            confirmed_tx,
+            reader.run().instrument(span),
+        ))
     }
 
     async fn lag(&self) -> Result<StreamLag> {
