@@ -130,55 +130,8 @@ pub async fn run(
             _plugins: transforms.plugins(),
         });
 
-        // Work list: every chunk without a `done` checkpoint, resumed after
-        // its last committed position.
-        let mut jobs = Vec::new();
-        let mut table_runs = Vec::new();
-        for ((schema, chunks), output) in plan.iter().zip(&outputs) {
-            let mut done_rows = 0;
-            let mut left = Vec::new();
-            for chunk in chunks {
-                match committed.get(&(schema.name.clone(), chunk.id)) {
-                    Some(c) if c.done => done_rows += c.rows,
-                    Some(c) => {
-                        done_rows += c.rows;
-                        left.push((chunk.clone(), c.position.clone(), c.rows));
-                    }
-                    None => left.push((chunk.clone(), Position::Start, 0)),
-                }
-            }
-            let estimated: u64 = chunks.iter().map(|c| c.estimated_rows).sum();
-            let chain = transforms.chain(&schema.name);
-            let table_run = Arc::new(TableRun {
-                schema: schema.clone(),
-                output: output.clone(),
-                chain,
-                progress: progress.table(&schema.name, estimated, done_rows),
-                chunks_left: AtomicUsize::new(left.len()),
-                rows: AtomicU64::new(0),
-                written: AtomicU64::new(0),
-                wire_said: std::sync::Once::new(),
-            });
-            if left.is_empty() {
-                finish_table(&ctx, &table_run).await?;
-            }
-            jobs.push(
-                left.into_iter()
-                    .map(|(chunk, position, rows)| (table_run.clone(), chunk, position, rows))
-                    .collect::<std::collections::VecDeque<_>>(),
-            );
-            table_runs.push(table_run);
-        }
-        // Round robin over tables: small tables finish early instead of
-        // queueing behind every chunk of a big one.
-        let mut jobs_in_order = Vec::new();
-        while jobs.iter().any(|j| !j.is_empty()) {
-            for table_jobs in &mut jobs {
-                if let Some(job) = table_jobs.pop_front() {
-                    jobs_in_order.push(job);
-                }
-            }
-        }
+        let (jobs_in_order, table_runs) =
+            work_list(&ctx, &plan, &outputs, &committed, &transforms, &progress).await?;
         let jobs = if pipeline.scope == Scope::SchemaOnly {
             for table_run in &table_runs {
                 if table_run.chunks_left.load(Ordering::Acquire) > 0 {
@@ -197,36 +150,7 @@ pub async fn run(
             );
         }
 
-        let permits = Arc::new(Semaphore::new(pipeline.parallelism));
-        let mut tasks = JoinSet::new();
-        for (table_run, chunk, position, rows) in jobs {
-            let ctx = ctx.clone();
-            let permits = permits.clone();
-            let span =
-                info_span!("chunk", table = %printable(&table_run.schema.name), chunk = chunk.id);
-            tasks.spawn(
-                async move {
-                    let _permit = permits
-                        .acquire_owned()
-                        .await
-                        .map_err(|_| Error::Interrupted)?;
-                    if ctx.stop.is_triggered() {
-                        return Err(Error::Interrupted);
-                    }
-                    enter(&ctx, &table_run, TablePhase::Copying)?;
-                    let copied = copy_chunk_with_retries(&ctx, &table_run, chunk, position, rows);
-                    if let Err(e) = copied.await {
-                        failed(&ctx, &table_run, &e);
-                        return Err(e);
-                    }
-                    if table_run.chunks_left.fetch_sub(1, Ordering::AcqRel) == 1 {
-                        finish_table(&ctx, &table_run).await?;
-                    }
-                    Ok(())
-                }
-                .instrument(span),
-            );
-        }
+        let mut tasks = copy_chunks(&ctx, jobs);
         let mut first_error = join_tasks(&mut tasks, &stop, "chunk task").await;
         ctx.source.end_snapshot().await;
         if first_error.is_none() {
@@ -260,15 +184,7 @@ pub async fn run(
             pipeline: pipeline.name.clone(),
             run: run_id,
             resumed: start == Start::Resume,
-            tables: table_runs
-                .iter()
-                .map(|t| TableSummary {
-                    name: t.schema.name.clone(),
-                    phase: t.progress.phase(),
-                    rows: t.rows.load(Ordering::Relaxed),
-                    written: t.written.load(Ordering::Relaxed),
-                })
-                .collect(),
+            tables: table_runs.iter().map(|t| t.summary()).collect(),
             rows,
             rejected,
             elapsed: started.elapsed(),
@@ -284,6 +200,115 @@ pub async fn run(
     }
     .instrument(span)
     .await
+}
+
+/// A chunk to copy: its table, where it resumes and the rows read before.
+type Job = (Arc<TableRun>, Chunk, Position, u64);
+
+/// The work list: every chunk without a `done` checkpoint, resumed after
+/// its last committed position, taken round robin over the tables (small
+/// tables finish early instead of queueing behind every chunk of a big
+/// one); and each table's run. A table with nothing left is finished now.
+async fn work_list(
+    ctx: &Arc<RunContext>,
+    plan: &Plan,
+    outputs: &[Arc<TableSchema>],
+    committed: &HashMap<(String, u32), Checkpoint>,
+    transforms: &Transforms,
+    progress: &Progress,
+) -> Result<(Vec<Job>, Vec<Arc<TableRun>>)> {
+    let mut jobs = Vec::new();
+    let mut table_runs = Vec::new();
+    for ((schema, chunks), output) in plan.iter().zip(outputs) {
+        let mut done_rows = 0;
+        let mut left = Vec::new();
+        for chunk in chunks {
+            match committed.get(&(schema.name.clone(), chunk.id)) {
+                Some(c) if c.done => done_rows += c.rows,
+                Some(c) => {
+                    done_rows += c.rows;
+                    left.push((chunk.clone(), c.position.clone(), c.rows));
+                }
+                None => left.push((chunk.clone(), Position::Start, 0)),
+            }
+        }
+        let estimated: u64 = chunks.iter().map(|c| c.estimated_rows).sum();
+        let table_run = Arc::new(TableRun {
+            schema: schema.clone(),
+            output: output.clone(),
+            chain: transforms.chain(&schema.name),
+            progress: progress.table(&schema.name, estimated, done_rows),
+            chunks_left: AtomicUsize::new(left.len()),
+            rows: AtomicU64::new(0),
+            written: AtomicU64::new(0),
+            wire_said: std::sync::Once::new(),
+        });
+        if left.is_empty() {
+            finish_table(ctx, &table_run).await?;
+        }
+        jobs.push(
+            left.into_iter()
+                .map(|(chunk, position, rows)| (table_run.clone(), chunk, position, rows))
+                .collect::<std::collections::VecDeque<_>>(),
+        );
+        table_runs.push(table_run);
+    }
+    let mut in_order = Vec::new();
+    while jobs.iter().any(|j| !j.is_empty()) {
+        for table_jobs in &mut jobs {
+            if let Some(job) = table_jobs.pop_front() {
+                in_order.push(job);
+            }
+        }
+    }
+    Ok((in_order, table_runs))
+}
+
+/// Copies the chunks, `parallelism` at a time, each on a task of the
+/// returned set; the last chunk of a table finishes it.
+fn copy_chunks(ctx: &Arc<RunContext>, jobs: Vec<Job>) -> JoinSet<Result<()>> {
+    let permits = Arc::new(Semaphore::new(ctx.pipeline.parallelism));
+    let mut tasks = JoinSet::new();
+    for (table_run, chunk, position, rows) in jobs {
+        let ctx = ctx.clone();
+        let permits = permits.clone();
+        let span =
+            info_span!("chunk", table = %printable(&table_run.schema.name), chunk = chunk.id);
+        tasks.spawn(
+            async move {
+                let _permit = permits
+                    .acquire_owned()
+                    .await
+                    .map_err(|_| Error::Interrupted)?;
+                if ctx.stop.is_triggered() {
+                    return Err(Error::Interrupted);
+                }
+                enter(&ctx, &table_run, TablePhase::Copying)?;
+                let copied = copy_chunk_with_retries(&ctx, &table_run, chunk, position, rows);
+                if let Err(e) = copied.await {
+                    failed(&ctx, &table_run, &e);
+                    return Err(e);
+                }
+                if table_run.chunks_left.fetch_sub(1, Ordering::AcqRel) == 1 {
+                    finish_table(&ctx, &table_run).await?;
+                }
+                Ok(())
+            }
+            .instrument(span),
+        );
+    }
+    tasks
+}
+
+impl TableRun {
+    fn summary(&self) -> TableSummary {
+        TableSummary {
+            name: self.schema.name.clone(),
+            phase: self.progress.phase(),
+            rows: self.rows.load(Ordering::Relaxed),
+            written: self.written.load(Ordering::Relaxed),
+        }
+    }
 }
 
 /// Waits for every task; the first error (other than an interruption, which
