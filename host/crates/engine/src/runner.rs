@@ -86,7 +86,6 @@ struct TableRun {
 /// Runs (or resumes) `pipeline`. Stops at the next batch boundary when
 /// `shutdown` fires, leaving checkpoints from which the next run resumes.
 /// `restart` abandons an interrupted run instead of resuming it.
-#[allow(clippy::too_many_arguments)]
 pub async fn run(
     pipeline: &Pipeline,
     restart: bool,
