@@ -76,7 +76,7 @@ pub(super) async fn run(
     };
 
     let plan: Vec<_> = schemas.iter().map(|s| (s.clone(), Vec::new())).collect();
-    let transforms = Transforms::open(pipeline, &schemas).await?;
+    let transforms = Transforms::open_watched(pipeline, &schemas).await?;
     let outputs = transforms.outputs(&schemas);
     // Changes of shape start from the tables as the target has them (the
     // source may have changed since the target last followed it, and the

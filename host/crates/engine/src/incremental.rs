@@ -108,7 +108,7 @@ pub(super) async fn run(
     let (schemas, objects) = discover_for_target(pipeline, &*source, &*target, false).await?;
     let schemas: Vec<Arc<TableSchema>> = schemas.into_iter().map(Arc::new).collect();
     let plan: Vec<_> = schemas.iter().map(|s| (s.clone(), Vec::new())).collect();
-    let transforms = Transforms::open(pipeline, &schemas).await?;
+    let transforms = Transforms::open_watched(pipeline, &schemas).await?;
     let outputs = transforms.outputs(&schemas);
     let mut tables = Vec::new();
     for schema in &schemas {

@@ -39,6 +39,7 @@ pub use progress::{Progress, StreamProgress, TableProgress};
 pub use replay::{ReplayOptions, ReplaySummary, TableReplay, replay};
 pub use runner::{RunSummary, TableSummary};
 pub use session::{RunObserver, Session, SessionEnd, SessionHandle, Unobserved, open_pipeline};
+pub use setup::Transforms;
 pub use shutdown::Shutdown;
 pub use stream::StreamSummary;
 

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
-use super::runner::open_transforms;
+use super::setup::Transforms;
 use crate::error::{Error, Result};
 use dmp_config::Pipeline;
 use dmp_contract::{Source, Target};
@@ -58,10 +58,11 @@ pub async fn plan(
         let chunks = source.plan_snapshot(&schema, pipeline.chunk_rows).await?;
         planned.push((Arc::new(schema), chunks));
     }
-    let (_plugins, chains) = open_transforms(pipeline, &planned).await?;
+    let inputs: Vec<Arc<TableSchema>> = planned.iter().map(|(t, _)| t.clone()).collect();
+    let transforms = Transforms::open(pipeline, &inputs).await?;
     let mut tables = Vec::new();
     for (input, chunks) in &planned {
-        let chain = chains.get(&input.name).cloned().unwrap_or_default();
+        let chain = transforms.chain(&input.name);
         let schema = chain.output_schema(input);
         let describe = |c: &dmp_model::Column| ColumnPlan {
             name: c.name.clone(),
@@ -98,14 +99,7 @@ pub async fn plan(
                 .collect(),
         });
     }
-    let outputs: Vec<Arc<TableSchema>> = planned
-        .iter()
-        .map(|(t, _)| {
-            chains
-                .get(&t.name)
-                .map_or_else(|| t.clone(), |c| c.output_schema(t))
-        })
-        .collect();
+    let outputs = transforms.outputs(&inputs);
     Ok(PlanReport {
         pipeline: pipeline.name.clone(),
         source: pipeline.source.to_string(),

@@ -16,7 +16,7 @@ use tracing::{Instrument, info, info_span, warn};
 
 use super::letter::{SoftDelete, letter_change};
 use super::plan::discover;
-use super::runner::open_transforms;
+use super::setup::Transforms;
 use super::shutdown::Shutdown;
 use crate::error::{Error, Result};
 use dmp_config::Pipeline;
@@ -91,16 +91,8 @@ pub async fn replay(
             .filter(|s| tables.contains(&s.name))
             .map(Arc::new)
             .collect();
-        let plan: Vec<_> = schemas.iter().map(|s| (s.clone(), Vec::new())).collect();
-        let (_plugins, chains) = open_transforms(pipeline, &plan).await?;
-        let outputs: Vec<Arc<TableSchema>> = schemas
-            .iter()
-            .map(|s| {
-                chains
-                    .get(&s.name)
-                    .map_or_else(|| s.clone(), |c| c.output_schema(s))
-            })
-            .collect();
+        let transforms = Transforms::open(pipeline, &schemas).await?;
+        let outputs = transforms.outputs(&schemas);
         target.prepare(&outputs, Start::Keep).await?;
 
         for name in tables {
@@ -137,7 +129,7 @@ pub async fn replay(
                         target: &*target,
                         schema: schema.clone(),
                         output: output.clone(),
-                        chain: chains.get(&name).cloned().unwrap_or_default(),
+                        chain: transforms.chain(&name),
                         source_soft_delete: SoftDelete::find(soft_delete, schema),
                         output_soft_delete: SoftDelete::find(soft_delete, output),
                         stop,

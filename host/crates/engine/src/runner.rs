@@ -23,7 +23,7 @@ use dmp_model::{
     Batch, Checkpoint, Chunk, Position, SchemaObjects, TablePhase, TableSchema, printable,
 };
 use dmp_state::{DeadLetterSink, RunStatus, StateStore, without_row_values};
-use dmp_transform::{PluginRuntime, TransformChain, open_chains, reject_whole_batch};
+use dmp_transform::{PluginRuntime, TransformChain, reject_whole_batch};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct TableSummary {
@@ -101,7 +101,7 @@ pub async fn run(
         let (run_id, plan, start, objects) =
             plan_or_resume(pipeline, restart, &*source, &*target, &state).await?;
         let tables: Vec<Arc<TableSchema>> = plan.iter().map(|(t, _)| t.clone()).collect();
-        let transforms = Transforms::open(pipeline, &tables).await?;
+        let transforms = Transforms::open_watched(pipeline, &tables).await?;
         let outputs = transforms.outputs(&tables);
         super::assess::check(pipeline, &outputs, &objects, &*target)?;
         prepare_target(pipeline, &*target, &objects, &outputs, start, &shutdown).await?;
@@ -363,25 +363,6 @@ pub(super) fn end_run<T>(
 }
 
 type Plan = Vec<(Arc<TableSchema>, Vec<Chunk>)>;
-
-/// Loads the pipeline's plugins and opens them for the planned tables.
-pub(crate) async fn open_transforms(
-    pipeline: &Pipeline,
-    plan: &[(Arc<TableSchema>, Vec<Chunk>)],
-) -> Result<(Option<Arc<PluginRuntime>>, HashMap<String, TransformChain>)> {
-    if pipeline.transforms.is_empty() {
-        return Ok((None, HashMap::new()));
-    }
-    let runtime = PluginRuntime::shared(&pipeline.plugin_cache)?;
-    let transforms = pipeline.transforms.clone();
-    let tables: Vec<Arc<TableSchema>> = plan.iter().map(|(t, _)| t.clone()).collect();
-    let opener = runtime.clone();
-    // Compiling a plugin takes from milliseconds to seconds: off the async threads.
-    let chains = tokio::task::spawn_blocking(move || open_chains(&opener, &transforms, &tables))
-        .await
-        .context(|| "opening transforms".to_string())??;
-    Ok((Some(runtime), chains))
-}
 
 /// Reloads the plan of an interrupted run, or discovers and plans anew.
 async fn plan_or_resume(

@@ -5,37 +5,68 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use super::runner::open_transforms;
 use super::shutdown::Shutdown;
-use crate::error::Result;
+use crate::error::{Result, ResultExt};
 use dmp_config::Pipeline;
 use dmp_contract::{Start, Target};
 use dmp_model::{SchemaObjects, TableSchema};
 use dmp_state::{DeadLetterSink, StateStore};
-use dmp_transform::{HotSwap, PluginRuntime, TransformChain, watch};
+use dmp_transform::{HotSwap, PluginRuntime, TransformChain, open_chains, watch};
 
-/// A run's transforms: a chain per table, the runtime their plugins live
-/// in and the watcher that swaps new versions in, for the run's length.
-pub(super) struct Transforms {
+/// A pipeline's transforms: a chain per table and the runtime their
+/// plugins live in (and, for a run, the watcher that swaps new versions
+/// in), kept for as long as they are used. Runs, `dmp plan`, replays and
+/// verify all open them here.
+pub struct Transforms {
     plugins: Option<Arc<PluginRuntime>>,
     chains: HashMap<String, TransformChain>,
     _hot_swap: Option<HotSwap>,
 }
 
 impl Transforms {
-    /// Opens the pipeline's plugins for `tables` and watches them.
-    pub(super) async fn open(pipeline: &Pipeline, tables: &[Arc<TableSchema>]) -> Result<Self> {
-        let plan: Vec<_> = tables.iter().map(|t| (t.clone(), Vec::new())).collect();
-        let (plugins, chains) = open_transforms(pipeline, &plan).await?;
-        let hot_swap = match &plugins {
-            Some(runtime) => Some(watch(runtime.clone(), &chains, pipeline.watch_plugins)?),
-            None => None,
-        };
+    /// Loads the pipeline's plugins and opens them for `tables`.
+    pub async fn open(pipeline: &Pipeline, tables: &[Arc<TableSchema>]) -> Result<Self> {
+        if pipeline.transforms.is_empty() {
+            return Ok(Transforms {
+                plugins: None,
+                chains: HashMap::new(),
+                _hot_swap: None,
+            });
+        }
+        let runtime = PluginRuntime::shared(&pipeline.plugin_cache)?;
+        let (opener, transforms, tables) = (
+            runtime.clone(),
+            pipeline.transforms.clone(),
+            tables.to_vec(),
+        );
+        // Compiling a plugin takes from milliseconds to seconds: off the
+        // async threads.
+        let chains =
+            tokio::task::spawn_blocking(move || open_chains(&opener, &transforms, &tables))
+                .await
+                .context(|| "opening transforms".to_string())??;
         Ok(Transforms {
-            plugins,
+            plugins: Some(runtime),
             chains,
-            _hot_swap: hot_swap,
+            _hot_swap: None,
         })
+    }
+
+    /// As [`Transforms::open`], for a run: new plugin versions are swapped
+    /// in while it goes on (`[run] watch_plugins`, or on SIGHUP).
+    pub(super) async fn open_watched(
+        pipeline: &Pipeline,
+        tables: &[Arc<TableSchema>],
+    ) -> Result<Self> {
+        let mut transforms = Transforms::open(pipeline, tables).await?;
+        if let Some(runtime) = &transforms.plugins {
+            transforms._hot_swap = Some(watch(
+                runtime.clone(),
+                &transforms.chains,
+                pipeline.watch_plugins,
+            )?);
+        }
+        Ok(transforms)
     }
 
     /// The runtime, for tasks that outlive a borrow of this.
@@ -44,12 +75,12 @@ impl Transforms {
     }
 
     /// The chain of `table` (empty where no transform applies).
-    pub(super) fn chain(&self, table: &str) -> TransformChain {
+    pub fn chain(&self, table: &str) -> TransformChain {
         self.chains.get(table).cloned().unwrap_or_default()
     }
 
     /// Each table's shape after its transforms: what the target holds.
-    pub(super) fn outputs(&self, tables: &[Arc<TableSchema>]) -> Vec<Arc<TableSchema>> {
+    pub fn outputs(&self, tables: &[Arc<TableSchema>]) -> Vec<Arc<TableSchema>> {
         tables
             .iter()
             .map(|table| {

@@ -25,9 +25,10 @@ use tracing::{Instrument, info, info_span};
 use crate::error::{Error, Result};
 use dmp_config::Pipeline;
 use dmp_contract::{CompareColumn, Connectors, Source, SourceOptions, Start, TargetOptions};
+use dmp_engine::Transforms;
 use dmp_model::canonical::length_prefixed;
 use dmp_model::{Column, TableSchema, TableSelection};
-use dmp_transform::{PluginRuntime, TransformChain, open_chains};
+use dmp_transform::TransformChain;
 
 pub use repair::RepairSummary;
 pub use table::{ColumnDifference, DifferenceKind, Findings, RowDifference};
@@ -134,12 +135,12 @@ pub async fn verify(
         schemas.retain(|s| only.matches(&s.name));
     }
     let schemas: Vec<Arc<TableSchema>> = schemas.into_iter().map(Arc::new).collect();
-    let (_runtime, chains) = open_transform_chains(pipeline, &schemas).await?;
+    let transforms = Transforms::open(pipeline, &schemas).await?;
     let all = TableSelection::new(&["*".to_string()], &[]).map_err(Error::Config)?;
     let target_tables = target_reader.discover(&all).await?;
     let mut tables = Vec::with_capacity(schemas.len());
     for schema in schemas {
-        let chain = chains.get(&schema.name).filter(|c| !c.is_empty()).cloned();
+        let chain = Some(transforms.chain(&schema.name)).filter(|c| !c.is_empty());
         let span = info_span!("verify", table = %schema.name);
         let report = async {
             let output = chain
@@ -189,28 +190,6 @@ pub async fn verify(
 
 fn millis(since: Instant) -> u64 {
     u64::try_from(since.elapsed().as_millis()).unwrap_or(u64::MAX)
-}
-
-async fn open_transform_chains(
-    pipeline: &Pipeline,
-    schemas: &[Arc<TableSchema>],
-) -> Result<(
-    Option<Arc<PluginRuntime>>,
-    std::collections::HashMap<String, TransformChain>,
-)> {
-    if pipeline.transforms.is_empty() {
-        return Ok((None, Default::default()));
-    }
-    let runtime = PluginRuntime::shared(&pipeline.plugin_cache)?;
-    let (opener, transforms, tables) = (
-        runtime.clone(),
-        pipeline.transforms.clone(),
-        schemas.to_vec(),
-    );
-    let chains = tokio::task::spawn_blocking(move || open_chains(&opener, &transforms, &tables))
-        .await
-        .map_err(|e| Error::Data(format!("opening transforms: {e}")))??;
-    Ok((Some(runtime), chains))
 }
 
 fn missing_table(schema: &TableSchema, output: &TableSchema) -> TableReport {
