@@ -11,7 +11,7 @@ use std::time::Instant;
 
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
-use tracing::{Instrument, info, info_span, warn};
+use tracing::{Instrument, info, info_span};
 
 use super::plan::discover_for_target;
 use super::progress::{Progress, TableProgress};
@@ -25,7 +25,7 @@ use dmp_model::{
     TableSchema, Value,
 };
 use dmp_state::{DeadLetterSink, StateStore};
-use dmp_transform::{TransformChain, reject_whole_batch};
+use dmp_transform::TransformChain;
 
 /// One table of an incremental run.
 struct IncrementalTable {
@@ -337,31 +337,19 @@ async fn sync_table(
     let batches = mark_soft_deletes(batches, table.soft_delete);
     let mut staged = transform_stage(table.chain.clone(), batches);
     let mut rows = rows_before;
+    let name = &table.schema.name;
     loop {
-        let next = tokio::select! {
-            biased;
-            () = ctx.stop.wait() => return Err(Error::Interrupted),
-            next = staged.recv() => next,
-        };
         let Staged {
             read,
             mut batch,
             versions,
-            failure,
-        } = next.ok_or_else(|| {
-            Error::Data(format!(
-                "table {}: the reader stopped before the end of the new rows",
-                table.schema.name
-            ))
-        })??;
+            ..
+        } = staged
+            .next(&ctx.stop, ctx.on_error, name, || {
+                format!("table {name}: the reader stopped before the end of the new rows")
+            })
+            .await?;
         rows += read;
-        if let Some(reason) = failure {
-            if ctx.on_error == OnError::Fail {
-                return Err(Error::Data(format!("{reason} (on_error = \"fail\")")));
-            }
-            warn!(table = %table.schema.name, error = %reason, "transform failed on a batch; its rows are refused");
-            reject_whole_batch(&mut batch, &reason);
-        }
         let last = batch.last;
         let checkpoint = Checkpoint {
             table: table.schema.name.clone(),

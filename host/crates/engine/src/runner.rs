@@ -459,31 +459,21 @@ async fn copy_chunk(
     };
     let mut staged = transform_stage(table.chain.clone(), batches);
     let mut rows = rows_before;
+    let name = &table.schema.name;
     loop {
-        let next = tokio::select! {
-            biased;
-            () = ctx.stop.wait() => return Err(Error::Interrupted),
-            next = staged.recv() => next,
-        };
         let Staged {
             read,
             mut batch,
             versions,
-            failure,
-        } = next.ok_or_else(|| {
-            Error::Data(format!(
-                "table {} chunk {chunk_id}: the reader stopped before the end of the chunk",
-                table.schema.name
-            ))
-        })??;
+            ..
+        } = staged
+            .next(&ctx.stop, ctx.pipeline.on_error, name, || {
+                format!(
+                    "table {name} chunk {chunk_id}: the reader stopped before the end of the chunk"
+                )
+            })
+            .await?;
         rows += read;
-        if let Some(reason) = failure {
-            if ctx.pipeline.on_error == OnError::Fail {
-                return Err(Error::Data(format!("{reason} (on_error = \"fail\")")));
-            }
-            warn!(table = %table.schema.name, error = %reason, "transform failed on a batch; its rows are refused");
-            reject_whole_batch(&mut batch, &reason);
-        }
         let rejects = std::mem::take(&mut batch.rejects);
         let sink: Arc<dyn RejectSink> = ctx.sink.produced_by(HashMap::from([(
             table.schema.name.clone(),
@@ -559,8 +549,30 @@ pub(super) struct Stage {
 }
 
 impl Stage {
-    pub(super) async fn recv(&mut self) -> Option<Result<Staged>> {
-        self.staged.recv().await
+    /// The next transformed batch, with a transform failure settled by
+    /// `on_error`: the batch's rows refused, or the run stopped. `early`
+    /// says what ended when the reader stops before its last batch.
+    pub(super) async fn next(
+        &mut self,
+        stop: &Shutdown,
+        on_error: OnError,
+        table: &str,
+        early: impl FnOnce() -> String,
+    ) -> Result<Staged> {
+        let next = tokio::select! {
+            biased;
+            () = stop.wait() => return Err(Error::Interrupted),
+            next = self.staged.recv() => next,
+        };
+        let mut staged = next.ok_or_else(|| Error::Data(early()))??;
+        if let Some(reason) = staged.failure.take() {
+            if on_error == OnError::Fail {
+                return Err(Error::Data(format!("{reason} (on_error = \"fail\")")));
+            }
+            warn!(table = %table, error = %reason, "transform failed on a batch; its rows are refused");
+            reject_whole_batch(&mut staged.batch, &reason);
+        }
+        Ok(staged)
     }
 }
 
