@@ -23,7 +23,8 @@ pub struct Endpoint {
 /// A `[source.options]` or `[target.options]` table: settings of one
 /// connector, which it reads as a typed struct of its own.
 struct ConnectorOptions {
-    table: serde_json::Map<String, serde_json::Value>,
+    /// Always an object.
+    table: serde_json::Value,
     /// Where the table was written (`pipeline.toml:7 source.options`).
     place: String,
     /// Whether the connector read it: the registry refuses a table that
@@ -66,7 +67,7 @@ impl Endpoint {
         place: impl Into<String>,
     ) -> Self {
         self.options = Some(Arc::new(ConnectorOptions {
-            table,
+            table: serde_json::Value::Object(table),
             place: place.into(),
             read: AtomicBool::new(false),
         }));
@@ -81,8 +82,7 @@ impl Endpoint {
             return Ok(T::default());
         };
         options.read.store(true, Ordering::Relaxed);
-        let table = serde_json::Value::Object(options.table.clone());
-        serde_json::from_value(table).map_err(|e| {
+        T::deserialize(&options.table).map_err(|e| {
             Error::Config(format!(
                 "{}: {}",
                 options.place,
