@@ -15,6 +15,7 @@ pub mod error {
 pub use dmp_contract::{Error, ErrorKind, Result};
 pub use dmp_engine as engine;
 pub use dmp_model as model;
+pub use dmp_server as server;
 pub use dmp_state as state;
 pub use dmp_transform as transform;
 pub use dmp_verify as verify;

@@ -2,17 +2,14 @@
 //! source, and removing what it holds there.
 
 use std::path::PathBuf;
-use std::sync::Arc;
 
 use clap::Subcommand;
-use serde::Serialize;
 
 use super::EXIT_OK;
-use super::open_pipeline;
 use crate::config::Pipeline;
+use crate::connectors::REGISTRY;
+use crate::engine;
 use crate::error::{Error, Result};
-use crate::model::{Position, STREAM_CHECKPOINT};
-use dmp_contract::ChangeSource;
 
 #[derive(Debug, Subcommand)]
 pub(super) enum CdcCommand {
@@ -34,40 +31,11 @@ pub(super) enum CdcCommand {
     },
 }
 
-#[derive(Debug, Serialize)]
-struct Status {
-    pipeline: String,
-    /// The position the target holds (applied and committed).
-    target_position: Option<String>,
-    source_position: Option<String>,
-    confirmed_position: Option<String>,
-    retained_bytes: Option<u64>,
-}
-
 pub(super) async fn cdc(command: CdcCommand) -> Result<u8> {
     match command {
         CdcCommand::Status { pipeline, json } => {
             let pipeline = Pipeline::load(&pipeline)?;
-            let (source, target) = open_pipeline(&pipeline)?;
-            let changes = change_source(&pipeline, &*source)?;
-            let lag = changes.lag().await?;
-            let held = target
-                .checkpoints()
-                .await?
-                .into_iter()
-                .find(|c| c.table == STREAM_CHECKPOINT)
-                .map(|c| match c.position {
-                    Position::Log { log, skip: 0 } => log,
-                    Position::Log { log, skip } => format!("{log} (+{skip} changes)"),
-                    other => format!("{other:?}"),
-                });
-            let status = Status {
-                pipeline: pipeline.name.clone(),
-                target_position: held,
-                source_position: lag.current,
-                confirmed_position: lag.confirmed,
-                retained_bytes: lag.retained_bytes,
-            };
+            let status = engine::stream_standing(&REGISTRY, &pipeline).await?;
             if json {
                 let text = serde_json::to_string_pretty(&status)
                     .map_err(|e| Error::Data(format!("status as JSON: {e}")))?;
@@ -89,8 +57,7 @@ pub(super) async fn cdc(command: CdcCommand) -> Result<u8> {
         }
         CdcCommand::DropSlot { pipeline } => {
             let pipeline = Pipeline::load(&pipeline)?;
-            let (source, _target) = open_pipeline(&pipeline)?;
-            change_source(&pipeline, &*source)?.drop_stream().await?;
+            engine::drop_stream(&REGISTRY, &pipeline).await?;
             println!(
                 "pipeline {}: change stream removed at the source",
                 pipeline.name
@@ -98,17 +65,4 @@ pub(super) async fn cdc(command: CdcCommand) -> Result<u8> {
             Ok(EXIT_OK)
         }
     }
-}
-
-fn change_source(
-    pipeline: &Pipeline,
-    source: &dyn dmp_contract::Source,
-) -> Result<Arc<dyn ChangeSource>> {
-    source.changes(&pipeline.change_options())?.ok_or_else(|| {
-        Error::Config(format!(
-            "{}: this source has no change stream ({} have one)",
-            pipeline.source,
-            crate::connectors::change_stream_schemes()
-        ))
-    })
 }

@@ -2,7 +2,6 @@
 //! could not move, kept in its state store with their table, stage, error,
 //! source position and plugin versions; replay sends them again.
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use clap::Subcommand;
@@ -14,7 +13,7 @@ use crate::config::Pipeline;
 use crate::engine::{ReplayOptions, ReplaySummary, Shutdown, replay};
 use crate::error::{Error, Result};
 use crate::model::printable;
-use crate::state::{DeadLetter, StateStore};
+use crate::state::{StateStore, dead_letter_groups};
 
 #[derive(Debug, Subcommand)]
 pub(super) enum DlqCommand {
@@ -72,21 +71,11 @@ pub(super) enum DlqCommand {
     },
 }
 
-#[derive(Debug, Serialize)]
-struct Group {
-    table: String,
-    stage: String,
-    rows: usize,
-    /// The most frequent error of the group, and how many rows have it.
-    top_error: String,
-    top_error_rows: usize,
-}
-
 pub(super) async fn dlq(command: DlqCommand) -> Result<u8> {
     match command {
         DlqCommand::List { pipeline, json } => {
             let (pipeline, store) = open(&pipeline)?;
-            let groups = groups(&store.dead_letters(&pipeline.name)?);
+            let groups = dead_letter_groups(&store.dead_letters(&pipeline.name)?);
             if json {
                 println!("{}", to_json(&groups)?);
             } else if groups.is_empty() {
@@ -218,33 +207,6 @@ fn open(path: &std::path::Path) -> Result<(Pipeline, StateStore)> {
     let pipeline = Pipeline::load(path)?;
     let store = StateStore::for_pipeline(&pipeline)?;
     Ok((pipeline, store))
-}
-
-/// Rows per (table, stage), with their most frequent error.
-fn groups(letters: &[DeadLetter]) -> Vec<Group> {
-    let mut by: BTreeMap<(&str, &str), BTreeMap<&str, usize>> = BTreeMap::new();
-    for d in letters {
-        *by.entry((&d.table, &d.stage))
-            .or_default()
-            .entry(&d.error)
-            .or_default() += 1;
-    }
-    by.into_iter()
-        .map(|((table, stage), errors)| {
-            let rows = errors.values().sum();
-            let (top_error, top_error_rows) = errors
-                .into_iter()
-                .max_by_key(|(_, n)| *n)
-                .unwrap_or(("", 0));
-            Group {
-                table: table.to_string(),
-                stage: stage.to_string(),
-                rows,
-                top_error: top_error.to_string(),
-                top_error_rows,
-            }
-        })
-        .collect()
 }
 
 fn to_json<T: Serialize>(value: &T) -> Result<String> {

@@ -10,6 +10,7 @@ mod plugin;
 mod progress;
 mod run;
 mod scaffold;
+mod serve;
 mod signals;
 mod verify;
 
@@ -70,6 +71,18 @@ enum Command {
     /// Develop WebAssembly transform plugins.
     #[command(subcommand)]
     Plugin(plugin::PluginCommand),
+    /// Run the control plane: HTTP API, dashboard and metrics, running the
+    /// pipelines stored in its home.
+    Serve(serve::ServeArgs),
+    /// API tokens of `dmp serve`.
+    #[command(subcommand)]
+    Token(serve::TokenCommand),
+    /// Dashboard users of `dmp serve`.
+    #[command(subcommand)]
+    User(serve::UserCommand),
+    /// The secret key of `dmp serve`.
+    #[command(subcommand)]
+    Secrets(serve::SecretsCommand),
 }
 
 pub fn main() -> ExitCode {
@@ -91,7 +104,11 @@ pub fn main() -> ExitCode {
         }
     };
     let interactive = progress::is_terminal();
-    init_logging(cli.verbose, interactive);
+    init_logging(
+        cli.verbose,
+        interactive,
+        matches!(cli.command, Command::Serve(_)),
+    );
     let outcome = runtime.block_on(async {
         let command = async {
             match cli.command {
@@ -104,6 +121,10 @@ pub fn main() -> ExitCode {
                 Command::Dlq(command) => dlq::dlq(command).await,
                 Command::Verify(args) => verify::verify_command(args).await,
                 Command::Plugin(command) => plugin::plugin(command).await,
+                Command::Serve(args) => serve::serve(args).await,
+                Command::Token(command) => serve::token(command),
+                Command::User(command) => serve::user(command),
+                Command::Secrets(command) => serve::secrets(command),
             }
         };
         tokio::select! {
@@ -144,7 +165,12 @@ fn open_pipeline(
     crate::engine::open_pipeline(&crate::connectors::REGISTRY, pipeline)
 }
 
-fn init_logging(verbose: u8, interactive: bool) {
+/// Log lines on stderr; for the service, also each pipeline's lines for
+/// the API (at info and above, whatever stderr shows).
+fn init_logging(verbose: u8, interactive: bool, service: bool) {
+    use tracing_subscriber::Layer;
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
     let default = match (verbose, interactive) {
         (0, true) => "warn",
         (0, false) | (1, _) => "info",
@@ -152,12 +178,18 @@ fn init_logging(verbose: u8, interactive: bool) {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    let stderr = tracing_subscriber::fmt::layer()
         .with_writer(log_lines::OneLineStderr {
             colours: interactive,
         })
         .with_ansi(interactive)
         .with_target(false)
+        .with_filter(filter);
+    let pipelines = service.then(|| {
+        crate::server::logs::layer().with_filter(tracing_subscriber::filter::LevelFilter::INFO)
+    });
+    let _ = tracing_subscriber::registry()
+        .with(stderr)
+        .with(pipelines)
         .try_init();
 }

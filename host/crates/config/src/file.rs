@@ -8,7 +8,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use super::byte_size::ByteSize;
-use super::interpolate::interpolate;
+use super::interpolate::{Secrets, interpolate};
 use super::{
     CdcSettings, DEFAULT_BATCH_ROWS, DEFAULT_CHUNK_ROWS, DEFAULT_HEARTBEAT, DEFAULT_STATE,
     Pipeline, RetryPolicy, Schedule, TableOptions,
@@ -324,6 +324,8 @@ struct Places<'a> {
     text: &'a str,
     /// The file's folder: relative secret files are read from there.
     base_dir: &'a Path,
+    /// Where `${…}` references take their values.
+    secrets: &'a dyn Secrets,
 }
 
 impl Places<'_> {
@@ -351,7 +353,9 @@ impl Places<'_> {
 
     fn interpolate_strings(&self, value: &mut serde_json::Value, place: &str) -> Result<()> {
         match value {
-            serde_json::Value::String(text) => *text = interpolate(text, place, self.base_dir)?,
+            serde_json::Value::String(text) => {
+                *text = interpolate(text, place, self.base_dir, self.secrets)?
+            }
             serde_json::Value::Array(items) => {
                 for item in items {
                     self.interpolate_strings(item, place)?;
@@ -380,7 +384,10 @@ impl Places<'_> {
 
     fn string(&self, s: &Spanned<String>, key: &str) -> Result<(String, String)> {
         let place = self.at(s.span(), key);
-        Ok((interpolate(s.get_ref(), &place, self.base_dir)?, place))
+        Ok((
+            interpolate(s.get_ref(), &place, self.base_dir, self.secrets)?,
+            place,
+        ))
     }
 
     /// A duration longer than zero (`examples` for the error).
@@ -432,7 +439,7 @@ fn syntax_error(e: &toml::de::Error, text: &str, path: &Path) -> Error {
     ))
 }
 
-pub(super) fn parse(text: &str, path: &Path) -> Result<Pipeline> {
+pub(super) fn parse(text: &str, path: &Path, secrets: &dyn Secrets) -> Result<Pipeline> {
     let file: PipelineFile = toml::from_str(text).map_err(|e| syntax_error(&e, text, path))?;
     let base_dir = path.parent().unwrap_or(Path::new("."));
     let base_dir = if base_dir.as_os_str().is_empty() {
@@ -444,6 +451,7 @@ pub(super) fn parse(text: &str, path: &Path) -> Result<Pipeline> {
         file: path,
         text,
         base_dir,
+        secrets,
     };
 
     let (source_url, place) = places.string(&file.source.url, "source.url")?;
@@ -483,7 +491,7 @@ pub(super) fn parse(text: &str, path: &Path) -> Result<Pipeline> {
         let place = places.at(spanned.span(), &format!("transform[{i}]"));
         let mut t = spanned.get_ref().clone();
         t.place.clone_from(&place);
-        let plugin = interpolate(&t.plugin, &format!("{place}.plugin"), base_dir)?;
+        let plugin = interpolate(&t.plugin, &format!("{place}.plugin"), base_dir, secrets)?;
         t.plugin = dmp_contract::resolve_path(base_dir, &plugin)
             .to_string_lossy()
             .into_owned();
@@ -498,7 +506,7 @@ pub(super) fn parse(text: &str, path: &Path) -> Result<Pipeline> {
             )));
         }
         for value in t.config.values_mut() {
-            *value = interpolate(value, &format!("{place}.config"), base_dir)?;
+            *value = interpolate(value, &format!("{place}.config"), base_dir, secrets)?;
         }
         TableSelection::new(&t.tables, &[])
             .map_err(|e| Error::Config(format!("{place}.tables: {e}")))?;
@@ -683,7 +691,7 @@ mod tests {
     use std::time::Duration;
 
     fn parse_str(text: &str) -> Result<Pipeline> {
-        parse(text, Path::new("conf/p.toml"))
+        parse(text, Path::new("conf/p.toml"), &crate::ProcessSecrets)
     }
 
     #[test]

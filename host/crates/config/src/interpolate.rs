@@ -7,19 +7,38 @@ use std::path::Path;
 
 use crate::error::{Error, Result};
 
-/// Replaces the variables of `text`; `place` names it in errors, secret
-/// files are taken from `base_dir`.
-pub(super) fn interpolate(text: &str, place: &str, base_dir: &Path) -> Result<String> {
-    interpolate_with(text, place, |name| std::env::var(name).ok(), base_dir)
+/// Where `${…}` references take their values. The command line reads
+/// the process's environment and any file ([`ProcessSecrets`]); the
+/// service allows only the variables and the folder it was configured
+/// with, so that a posted pipeline cannot read the others.
+pub trait Secrets: Sync {
+    /// `${VAR}`, `${env:VAR}`: the variable's value, `None` when unset.
+    /// An error refuses the reference (`place` names it).
+    fn env(&self, name: &str, place: &str) -> Result<Option<String>>;
+    /// `${file:PATH}`: the secret file's contents (`path` is resolved
+    /// against the pipeline's folder).
+    fn file(&self, path: &Path, place: &str) -> Result<String>;
+}
+
+/// The process's environment and any readable file.
+pub struct ProcessSecrets;
+
+impl Secrets for ProcessSecrets {
+    fn env(&self, name: &str, _place: &str) -> Result<Option<String>> {
+        Ok(std::env::var(name).ok())
+    }
+
+    fn file(&self, path: &Path, place: &str) -> Result<String> {
+        read_secret_file(path, place)
+    }
 }
 
 /// The contents of a secret file, without the line end editors add.
-fn read_secret(path: &str, place: &str, base_dir: &Path) -> Result<String> {
-    let full = base_dir.join(path);
-    let text = std::fs::read_to_string(&full).map_err(|e| {
+pub fn read_secret_file(path: &Path, place: &str) -> Result<String> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
         Error::Config(format!(
             "{place}: cannot read the secret file {}: {e}",
-            full.display()
+            path.display()
         ))
     })?;
     Ok(text
@@ -28,11 +47,13 @@ fn read_secret(path: &str, place: &str, base_dir: &Path) -> Result<String> {
         .to_string())
 }
 
-fn interpolate_with(
+/// Replaces the references of `text`; `place` names it in errors, secret
+/// files are taken from `base_dir`.
+pub(super) fn interpolate(
     text: &str,
     place: &str,
-    lookup: impl Fn(&str) -> Option<String>,
     base_dir: &Path,
+    secrets: &dyn Secrets,
 ) -> Result<String> {
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
@@ -43,11 +64,12 @@ fn interpolate_with(
             .find('}')
             .ok_or_else(|| Error::Config(format!("{place}: `${{` without a closing `}}`")))?;
         let inner = &after[..end];
+        rest = &after[end + 1..];
         if let Some(path) = inner.strip_prefix("file:") {
-            out.push_str(&read_secret(path, place, base_dir)?);
-            rest = &after[end + 1..];
+            out.push_str(&secrets.file(&base_dir.join(path), place)?);
             continue;
         }
+        let inner = inner.strip_prefix("env:").unwrap_or(inner);
         let (name, default) = match inner.split_once(":-") {
             Some((n, d)) => (n, Some(d)),
             None => (inner, None),
@@ -57,7 +79,7 @@ fn interpolate_with(
                 "{place}: `${{{inner}}}` is not a valid variable name"
             )));
         }
-        match (lookup(name), default) {
+        match (secrets.env(name, place)?, default) {
             (Some(value), _) => out.push_str(&value),
             (None, Some(default)) => out.push_str(default),
             (None, None) => {
@@ -66,19 +88,44 @@ fn interpolate_with(
                 )));
             }
         }
-        rest = &after[end + 1..];
     }
     out.push_str(rest);
     Ok(out)
+}
+
+/// The references `${…}` of `text`, as written between the braces.
+pub fn references(text: &str) -> Vec<&str> {
+    let mut found = Vec::new();
+    let mut rest = text;
+    while let Some(start) = rest.find("${") {
+        let after = &rest[start + 2..];
+        let Some(end) = after.find('}') else { break };
+        found.push(&after[..end]);
+        rest = &after[end + 1..];
+    }
+    found
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn env(name: &str) -> Option<String> {
-        (name == "PASS").then(|| "s3cret".to_string())
+    struct Pass;
+
+    impl Secrets for Pass {
+        fn env(&self, name: &str, _: &str) -> Result<Option<String>> {
+            Ok((name == "PASS").then(|| "s3cret".to_string()))
+        }
+        fn file(&self, path: &Path, place: &str) -> Result<String> {
+            read_secret_file(path, place)
+        }
     }
+
+    fn interpolate_with(text: &str, place: &str, secrets: Pass, dir: &Path) -> Result<String> {
+        interpolate(text, place, dir, &secrets)
+    }
+    #[allow(non_upper_case_globals)]
+    const env: Pass = Pass;
 
     #[test]
     fn replaces_variables_and_defaults() {
@@ -92,6 +139,9 @@ mod tests {
         );
         assert!(interpolate_with("${oops", "k", env, here).is_err());
         assert!(interpolate_with("${a b}", "k", env, here).is_err());
+        let got = interpolate_with("${env:PASS}/${env:NO:-x}", "k", env, here).unwrap();
+        assert_eq!(got, "s3cret/x");
+        assert_eq!(references("a${env:A}b${file:f}c${x"), ["env:A", "file:f"]);
     }
 
     #[test]

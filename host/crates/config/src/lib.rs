@@ -16,6 +16,7 @@ use std::path::PathBuf;
 
 pub use dmp_contract::{Endpoint, mask_secrets, mask_url};
 pub use file::{OnError, RunMode, TransformSection};
+pub use interpolate::{ProcessSecrets, Secrets, read_secret_file, references};
 pub use retry::RetryPolicy;
 
 pub use schedule::Schedule;
@@ -234,15 +235,22 @@ impl Pipeline {
         let text = std::fs::read_to_string(path).map_err(|e| {
             Error::Config(format!("cannot read pipeline file {}: {e}", path.display()))
         })?;
-        file::parse(&text, path)
+        file::parse(&text, path, &ProcessSecrets)
+    }
+
+    /// Reads pipeline `text` as if it were the file at `path` (which names
+    /// places and is the base of relative paths), taking `${…}` references
+    /// from `secrets`.
+    pub fn parse(text: &str, path: &std::path::Path, secrets: &dyn Secrets) -> Result<Pipeline> {
+        file::parse(text, path, secrets)
     }
 
     /// A pipeline given on the command line: `dmp run --source URL --target URL`.
     pub fn from_urls(source: &str, target: &str, tables: &[String]) -> Result<Pipeline> {
         let cwd = std::env::current_dir()
             .map_err(|e| Error::Config(format!("cannot read the current folder: {e}")))?;
-        let source = interpolate::interpolate(source, "--source", &cwd)?;
-        let target = interpolate::interpolate(target, "--target", &cwd)?;
+        let source = interpolate::interpolate(source, "--source", &cwd, &ProcessSecrets)?;
+        let target = interpolate::interpolate(target, "--target", &cwd, &ProcessSecrets)?;
         let source = endpoint(&source, &cwd, "--source")?;
         let target = endpoint(&target, &cwd, "--target")?;
         // Named from the URLs without their secrets: the name is shown and

@@ -33,6 +33,14 @@ impl Connectors for Registry {
     fn change_stream_schemes(&self) -> String {
         change_stream_schemes()
     }
+
+    fn local_files(&self, endpoint: &Endpoint) -> Result<Vec<std::path::PathBuf>> {
+        refuse_non_url(endpoint)?;
+        match registry::connector(endpoint.scheme()) {
+            Some(connector) => (connector.files)(endpoint),
+            None => Err(not_available(endpoint, "source or target", |_| true)),
+        }
+    }
 }
 
 /// The source connector for `endpoint`'s URL scheme.

@@ -3,6 +3,7 @@
 //! list of schemes a message shows is derived from here, so adding a
 //! connector is its own folder plus one entry below.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use dmp_contract::Endpoint;
@@ -11,6 +12,7 @@ use dmp_contract::{Source, SourceOptions, Target, TargetOptions};
 
 type OpenSource = fn(&Endpoint, SourceOptions) -> Result<Arc<dyn Source>>;
 type OpenTarget = fn(&Endpoint, TargetOptions) -> Result<Arc<dyn Target>>;
+type LocalFiles = fn(&Endpoint) -> Result<Vec<PathBuf>>;
 
 /// One connector.
 pub(crate) struct Connector {
@@ -22,7 +24,15 @@ pub(crate) struct Connector {
     pub(crate) target: Option<OpenTarget>,
     /// Its source has a change stream (modes `cdc`, `full+cdc`).
     pub(crate) changes: bool,
+    /// The files and folders it reads or writes for an endpoint.
+    pub(crate) files: LocalFiles,
 }
+
+/// The certificate files of the SQL connectors' TLS parameters.
+const PG_TLS_FILES: &[&str] = &["sslrootcert", "sslcert", "sslkey"];
+const MYSQL_TLS_FILES: &[&str] = &[
+    "ssl-ca", "sslca", "ssl_ca", "ssl-cert", "sslcert", "ssl_cert", "ssl-key", "sslkey", "ssl_key",
+];
 
 /// Every connector of this build.
 pub(crate) const CONNECTORS: &[Connector] = &[
@@ -32,6 +42,7 @@ pub(crate) const CONNECTORS: &[Connector] = &[
         source: Some(|e, o| Ok(Arc::new(dmp_sqlite::SqliteSource::open(e, o.limits)?))),
         target: Some(|e, o| Ok(Arc::new(dmp_sqlite::SqliteTarget::open(e, o)?))),
         changes: false,
+        files: |e| Ok(vec![dmp_sqlite::database_file(e)?]),
     },
     Connector {
         schemes: &["file"],
@@ -39,6 +50,7 @@ pub(crate) const CONNECTORS: &[Connector] = &[
         source: Some(|e, o| Ok(Arc::new(dmp_file::FileSource::open(e, o.limits)?))),
         target: Some(|e, o| Ok(Arc::new(dmp_file::FileTarget::open(e, o)?))),
         changes: false,
+        files: |e| Ok(vec![dmp_file::folder(e)?]),
     },
     Connector {
         schemes: &["postgres", "postgresql"],
@@ -49,6 +61,7 @@ pub(crate) const CONNECTORS: &[Connector] = &[
         }),
         target: Some(|e, o| Ok(Arc::new(dmp_postgres::PostgresTarget::open(e, o)?))),
         changes: true,
+        files: |e| Ok(dmp_contract::file_parameters(e, PG_TLS_FILES)),
     },
     Connector {
         schemes: &["mysql", "mariadb"],
@@ -59,6 +72,7 @@ pub(crate) const CONNECTORS: &[Connector] = &[
         }),
         target: Some(|e, o| Ok(Arc::new(dmp_mysql::MysqlTarget::open(e, o)?))),
         changes: true,
+        files: |e| Ok(dmp_contract::file_parameters(e, MYSQL_TLS_FILES)),
     },
 ];
 

@@ -84,6 +84,27 @@ pub trait Connectors: Send + Sync {
     fn has_change_stream(&self, endpoint: &Endpoint) -> Option<bool>;
     /// The schemes of the sources that have one, for messages.
     fn change_stream_schemes(&self) -> String;
+    /// The files and folders on this machine that the connector of
+    /// `endpoint` would read or write (a database file, an output folder,
+    /// certificate files): a service confines them to its data root.
+    fn local_files(&self, endpoint: &Endpoint) -> Result<Vec<std::path::PathBuf>>;
+}
+
+/// The values of the query parameters `keys` of `endpoint`'s URL, as paths
+/// resolved against its base folder (`system` and empty values, which
+/// name no file, are left out).
+pub fn file_parameters(endpoint: &Endpoint, keys: &[&str]) -> Vec<std::path::PathBuf> {
+    let Some((_, query)) = endpoint.expose_url().split_once('?') else {
+        return Vec::new();
+    };
+    query
+        .split('&')
+        .filter_map(|pair| pair.split_once('='))
+        .filter(|(k, v)| {
+            keys.contains(&k.to_ascii_lowercase().as_str()) && !v.is_empty() && *v != "system"
+        })
+        .map(|(_, v)| resolve_path(endpoint.base_dir(), v))
+        .collect()
 }
 
 /// Makes `path` absolute against `base` (the pipeline file's folder).

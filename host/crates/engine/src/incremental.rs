@@ -343,6 +343,8 @@ async fn sync_table(
             read,
             mut batch,
             versions,
+            bytes,
+            plugin_time,
             ..
         } = staged
             .next(&ctx.stop, ctx.on_error, name, || {
@@ -359,6 +361,10 @@ async fn sync_table(
             done: false,
         };
         let rejects = std::mem::take(&mut batch.rejects);
+        let rejected = rejects.len() as u64;
+        if let Some(elapsed) = plugin_time {
+            progress.add_plugin_time(elapsed);
+        }
         let sink: Arc<dyn RejectSink> = ctx
             .sink
             .produced_by(HashMap::from([(table.schema.name.clone(), versions)]));
@@ -383,6 +389,7 @@ async fn sync_table(
         }
         counter.0.fetch_add(read, Ordering::Relaxed);
         progress.add(read);
+        progress.add_batch(bytes, rejected);
         if last {
             progress.finish();
             info!(table = table.schema.name, rows = counter.0.load(Ordering::Relaxed), position = ?checkpoint.position, "table in sync");

@@ -23,6 +23,7 @@ mod runner;
 mod session;
 mod setup;
 mod shutdown;
+mod standing;
 mod stream;
 #[cfg(test)]
 mod tests;
@@ -41,6 +42,7 @@ pub use runner::{RunSummary, TableSummary};
 pub use session::{RunObserver, Session, SessionEnd, SessionHandle, Unobserved, open_pipeline};
 pub use setup::Transforms;
 pub use shutdown::Shutdown;
+pub use standing::{StreamStanding, drop_stream, stream_standing};
 pub use stream::StreamSummary;
 
 use crate::error::Result;

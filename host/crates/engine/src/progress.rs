@@ -13,6 +13,13 @@ pub struct TableProgress {
     done: AtomicU64,
     finished: AtomicBool,
     phase: Mutex<TablePhase>,
+    /// Batches committed, source bytes read (approximate where the source
+    /// has no size of its own), rows dead-lettered, and nanoseconds spent
+    /// in transform plugins: for metrics.
+    batches: AtomicU64,
+    bytes: AtomicU64,
+    rejected: AtomicU64,
+    plugin_nanos: AtomicU64,
 }
 
 impl TableProgress {
@@ -50,6 +57,39 @@ impl TableProgress {
 
     pub(crate) fn add(&self, rows: u64) {
         self.done.fetch_add(rows, Ordering::Relaxed);
+    }
+
+    /// A committed batch of `bytes` source bytes with `rejected` rows
+    /// refused.
+    pub(crate) fn add_batch(&self, bytes: u64, rejected: u64) {
+        self.batches.fetch_add(1, Ordering::Relaxed);
+        self.bytes.fetch_add(bytes, Ordering::Relaxed);
+        self.rejected.fetch_add(rejected, Ordering::Relaxed);
+    }
+
+    pub(crate) fn add_plugin_time(&self, elapsed: std::time::Duration) {
+        let nanos = u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX);
+        self.plugin_nanos.fetch_add(nanos, Ordering::Relaxed);
+    }
+
+    /// Batches committed in this run.
+    pub fn batches(&self) -> u64 {
+        self.batches.load(Ordering::Relaxed)
+    }
+
+    /// Source bytes read in this run.
+    pub fn bytes(&self) -> u64 {
+        self.bytes.load(Ordering::Relaxed)
+    }
+
+    /// Rows dead-lettered (or skipped) in this run.
+    pub fn rejected(&self) -> u64 {
+        self.rejected.load(Ordering::Relaxed)
+    }
+
+    /// Time spent in transform plugins in this run.
+    pub fn plugin_time(&self) -> std::time::Duration {
+        std::time::Duration::from_nanos(self.plugin_nanos.load(Ordering::Relaxed))
     }
 
     pub(crate) fn finish(&self) {
@@ -119,6 +159,10 @@ impl Progress {
             done: AtomicU64::new(done),
             finished: AtomicBool::new(false),
             phase: Mutex::new(TablePhase::Planned),
+            batches: AtomicU64::new(0),
+            bytes: AtomicU64::new(0),
+            rejected: AtomicU64::new(0),
+            plugin_nanos: AtomicU64::new(0),
         });
         if let Ok(mut tables) = self.tables.lock() {
             tables.push(table.clone());

@@ -24,7 +24,9 @@ pub(crate) async fn pause(
     stop: &Shutdown,
 ) -> Result<()> {
     let delay = policy.delay(attempt, jitter());
+    // `event = "retry"`: what a service counts (its retry metric).
     warn!(
+        event = "retry",
         what,
         attempt,
         of = policy.attempts,

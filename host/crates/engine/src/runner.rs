@@ -465,6 +465,8 @@ async fn copy_chunk(
             read,
             mut batch,
             versions,
+            bytes,
+            plugin_time,
             ..
         } = staged
             .next(&ctx.stop, ctx.pipeline.on_error, name, || {
@@ -475,6 +477,10 @@ async fn copy_chunk(
             .await?;
         rows += read;
         let rejects = std::mem::take(&mut batch.rejects);
+        let rejected = rejects.len() as u64;
+        if let Some(elapsed) = plugin_time {
+            table.progress.add_plugin_time(elapsed);
+        }
         let sink: Arc<dyn RejectSink> = ctx.sink.produced_by(HashMap::from([(
             table.schema.name.clone(),
             versions.clone(),
@@ -498,6 +504,7 @@ async fn copy_chunk(
         tracing::debug!(rows = read, written, "batch committed");
         ctx.state.record_progress(ctx.run, &checkpoint, &versions)?;
         table.progress.add(read);
+        table.progress.add_batch(bytes, rejected);
         table.rows.fetch_add(read, Ordering::Relaxed);
         table.written.fetch_add(written, Ordering::Relaxed);
         if last {
@@ -536,6 +543,10 @@ pub(super) struct Staged {
     /// Why the transforms failed on it (the batch then holds the rows of
     /// the chain's input that reached the failing plugin).
     pub(super) failure: Option<String>,
+    /// Source bytes of the batch as read.
+    pub(super) bytes: u64,
+    /// Time in the plugins, when the chain has any.
+    pub(super) plugin_time: Option<std::time::Duration>,
 }
 
 /// The transform stage of a chunk: a task between the reader and the
@@ -582,6 +593,13 @@ impl Drop for Stage {
     }
 }
 
+/// About the bytes a batch read from the source: its wire bytes, or its
+/// rows' values.
+fn batch_bytes(batch: &Batch) -> u64 {
+    let rows: usize = batch.changes.iter().map(|c| c.row().approx_bytes()).sum();
+    (rows + batch.wire.as_ref().map_or(0, |w| w.bytes.len())) as u64
+}
+
 pub(super) fn transform_stage(chain: TransformChain, mut batches: BatchStream) -> Stage {
     let (tx, staged) = mpsc::channel(READ_AHEAD_BATCHES);
     let task = tokio::spawn(async move {
@@ -590,19 +608,27 @@ pub(super) fn transform_stage(chain: TransformChain, mut batches: BatchStream) -
                 Err(e) => Err(e),
                 Ok(batch) => {
                     let read = batch.rows_read();
-                    match chain.apply(batch).await {
+                    let bytes = batch_bytes(&batch);
+                    let started = std::time::Instant::now();
+                    let applied = chain.apply(batch).await;
+                    let plugin_time = (!chain.plugins().is_empty()).then(|| started.elapsed());
+                    match applied {
                         Err(e) => Err(e),
                         Ok(Ok((batch, versions))) => Ok(Staged {
                             read,
                             batch,
                             versions,
                             failure: None,
+                            bytes,
+                            plugin_time,
                         }),
                         Ok(Err((batch, reason))) => Ok(Staged {
                             read,
                             batch,
                             versions: chain.plugins().join(","),
                             failure: Some(reason),
+                            bytes,
+                            plugin_time,
                         }),
                     }
                 }

@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use tokio::task::JoinHandle;
+use tracing::Instrument;
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::{Progress, RunSummary, Shutdown};
@@ -182,10 +183,13 @@ impl Session {
     }
 
     /// Runs the session on a task of its own, owned by the returned
-    /// handle.
+    /// handle, in the caller's tracing span.
     pub fn spawn(self, restart: bool, mut observer: Box<dyn RunObserver + Send>) -> SessionHandle {
         let stop = self.stopper();
-        let task = tokio::spawn(async move { self.run(restart, &mut *observer).await });
+        let task = tokio::spawn(
+            async move { self.run(restart, &mut *observer).await }
+                .instrument(tracing::Span::current()),
+        );
         SessionHandle { stop, task }
     }
 }

@@ -19,4 +19,9 @@ mod target;
 
 pub use folder::UnsafePath;
 pub use source::FileSource;
+
+/// The folder of a `file://` endpoint.
+pub fn folder(endpoint: &dmp_contract::Endpoint) -> dmp_contract::Result<std::path::PathBuf> {
+    Ok(options::FileOptions::parse(endpoint)?.dir)
+}
 pub use target::FileTarget;

@@ -11,6 +11,13 @@ mod target;
 mod types;
 
 pub use source::SqliteSource;
+
+/// The database file of a `sqlite://` endpoint.
+pub fn database_file(
+    endpoint: &dmp_contract::Endpoint,
+) -> dmp_contract::Result<std::path::PathBuf> {
+    config::database_path(endpoint)
+}
 pub use target::SqliteTarget;
 
 /// Quotes an identifier for SQLite (mixed case, reserved words, unicode).

@@ -32,6 +32,45 @@ pub struct DeadLetter {
     pub created_at: String,
 }
 
+/// The dead-letter rows of one table and stage.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct DeadLetterGroup {
+    pub table: String,
+    pub stage: String,
+    pub rows: usize,
+    /// The most frequent error of the group, and how many rows have it.
+    pub top_error: String,
+    pub top_error_rows: usize,
+}
+
+/// Rows per (table, stage), with their most frequent error.
+pub fn dead_letter_groups(letters: &[DeadLetter]) -> Vec<DeadLetterGroup> {
+    let mut by: std::collections::BTreeMap<(&str, &str), std::collections::BTreeMap<&str, usize>> =
+        std::collections::BTreeMap::new();
+    for d in letters {
+        *by.entry((&d.table, &d.stage))
+            .or_default()
+            .entry(&d.error)
+            .or_default() += 1;
+    }
+    by.into_iter()
+        .map(|((table, stage), errors)| {
+            let rows = errors.values().sum();
+            let (top_error, top_error_rows) = errors
+                .into_iter()
+                .max_by_key(|(_, n)| *n)
+                .unwrap_or(("", 0));
+            DeadLetterGroup {
+                table: table.to_string(),
+                stage: stage.to_string(),
+                rows,
+                top_error: top_error.to_string(),
+                top_error_rows,
+            }
+        })
+        .collect()
+}
+
 /// A dead-letter row as `dmp dlq replay` needs it: the row's JSON text as
 /// stored (JSON columns keep their exact text) and a typed position.
 #[derive(Debug, Clone)]

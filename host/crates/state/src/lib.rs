@@ -20,10 +20,13 @@ use std::sync::{Mutex, MutexGuard};
 
 use rusqlite::Connection;
 
-pub use dead_letter::{DeadLetter, DeadLetterSink, Settled, StoredLetter};
+pub use dead_letter::{
+    DeadLetter, DeadLetterGroup, DeadLetterSink, Settled, StoredLetter, dead_letter_groups,
+};
 pub use private::PrivateFileError;
 pub use private::{
-    create_private_once, private_dir, private_file, read_private_file, write_private_file,
+    create_private_file, create_private_once, private_dir, private_file, read_private_file,
+    write_private_file,
 };
 pub use redact::without_row_values;
 pub use runs::{RunRecord, RunStatus};

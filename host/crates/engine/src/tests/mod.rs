@@ -158,6 +158,10 @@ impl Connectors for MemoryConnectors {
     fn change_stream_schemes(&self) -> String {
         String::new()
     }
+
+    fn local_files(&self, _: &Endpoint) -> Result<Vec<std::path::PathBuf>> {
+        Ok(Vec::new())
+    }
 }
 
 /// A session that runs the pipeline every hour, and the target it fills.
