@@ -12,6 +12,7 @@ mod dlq;
 mod file_safety;
 mod round_trip;
 mod security;
+mod serve;
 mod sql;
 mod state_store;
 mod terminal;

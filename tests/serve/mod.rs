@@ -1,0 +1,3 @@
+//! `dmp serve` through its HTTP API: a real service process, the real
+//! PostgreSQL and MariaDB test servers.
+mod lifecycle;
