@@ -1,7 +1,7 @@
 //! Migrations between PostgreSQL, MariaDB and SQLite on private server
 //! instances started by `dmp-test-servers`, compared value by value.
 
-mod cdc;
+pub(crate) mod cdc;
 mod crash;
 mod every_type;
 mod evolve;

@@ -74,47 +74,56 @@ pub fn watch(
     let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
         .map_err(|e| Error::Plugin(format!("cannot listen for SIGHUP: {e}")))?;
     tracing::debug!(files = ?by_path.keys().collect::<Vec<_>>(), "watching plugin files");
-    let task = tokio::spawn(async move {
-        let _watcher = watcher;
-        let mut pending: HashSet<PathBuf> = HashSet::new();
-        // Reload once the plugin files have been quiet for DEBOUNCE; other
-        // files of the folder (a target database, logs) do not count.
-        let mut deadline: Option<tokio::time::Instant> = None;
-        loop {
-            let quiet =
-                tokio::time::sleep_until(deadline.unwrap_or_else(tokio::time::Instant::now));
-            tokio::select! {
-                path = rx.recv() => match path {
-                    Some(path) => {
-                        // A rename reports the new name; a temporary file is
-                        // not one of ours and is ignored.
-                        let path = canonical(&path);
-                        if by_path.contains_key(&path) {
-                            tracing::debug!(path = %path.display(), "plugin file changed");
-                            pending.insert(path);
-                            deadline = Some(tokio::time::Instant::now() + DEBOUNCE);
+    // In the caller's span: its swaps are logged as the pipeline's.
+    let span = tracing::Span::current();
+    let task = tokio::spawn(tracing::Instrument::instrument(
+        async move {
+            let _watcher = watcher;
+            let mut pending: HashSet<PathBuf> = HashSet::new();
+            // Reload once the plugin files have been quiet for DEBOUNCE; other
+            // files of the folder (a target database, logs) do not count.
+            let mut deadline: Option<tokio::time::Instant> = None;
+            loop {
+                let quiet =
+                    tokio::time::sleep_until(deadline.unwrap_or_else(tokio::time::Instant::now));
+                tokio::select! {
+                    path = rx.recv() => match path {
+                        Some(path) => {
+                            // A rename reports the new name; a temporary file is
+                            // not one of ours and is ignored.
+                            let path = canonical(&path);
+                            if by_path.contains_key(&path) {
+                                tracing::debug!(path = %path.display(), "plugin file changed");
+                                pending.insert(path);
+                                deadline = Some(tokio::time::Instant::now() + DEBOUNCE);
+                            }
+                            continue;
                         }
-                        continue;
+                        None => return,
+                    },
+                    _ = hangup.recv() => {
+                        tracing::info!("SIGHUP: reloading every plugin");
+                        pending.extend(by_path.keys().cloned());
                     }
-                    None => return,
-                },
-                _ = hangup.recv() => {
-                    tracing::info!("SIGHUP: reloading every plugin");
-                    pending.extend(by_path.keys().cloned());
+                    () = quiet, if deadline.is_some() => {}
                 }
-                () = quiet, if deadline.is_some() => {}
+                deadline = None;
+                for path in pending.drain() {
+                    let Some(stages) = by_path.get(&path).cloned() else {
+                        continue;
+                    };
+                    let runtime = runtime.clone();
+                    let span = tracing::Span::current();
+                    // Compiling takes a while: never on the async threads.
+                    let _ = tokio::task::spawn_blocking(move || {
+                        span.in_scope(|| reload(&runtime, &path, &stages));
+                    })
+                    .await;
+                }
             }
-            deadline = None;
-            for path in pending.drain() {
-                let Some(stages) = by_path.get(&path).cloned() else {
-                    continue;
-                };
-                let runtime = runtime.clone();
-                // Compiling takes a while: never on the async threads.
-                let _ = tokio::task::spawn_blocking(move || reload(&runtime, &path, &stages)).await;
-            }
-        }
-    });
+        },
+        span,
+    ));
     Ok(HotSwap { task })
 }
 
