@@ -108,3 +108,131 @@ fn created_tested_started_and_followed_to_done() {
         2
     );
 }
+
+/// Starts pipeline `name` and waits until it has copied some rows.
+fn started_and_copying(serve: &Serve, token: &str, name: &str, restart: bool) {
+    serve
+        .post_json(
+            token,
+            &format!("/api/v1/pipelines/{name}/start"),
+            &serde_json::json!({"restart": restart}),
+        )
+        .expect(202);
+    let status = serve.wait_status(token, name, Duration::from_secs(60), |s| {
+        s["tables"][0]["rows_done"].as_u64().is_some_and(|n| n > 0) || s["state"] == "done"
+    });
+    assert_eq!(
+        status["state"], "running",
+        "the load ended too soon to be interrupted: {status}"
+    );
+}
+
+#[test]
+fn a_full_load_resumes_after_the_service_is_stopped_or_killed() {
+    const ROWS: i64 = 400_000;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut serve = Serve::start(&dir.path().join("home"), &[], &[]);
+    let admin = serve.token("admin");
+    create_events_db(&serve.data().join("big-src.db"), ROWS);
+    serve.create(
+        &admin,
+        &sqlite_pipeline("big").replace("batch_rows = 500", "batch_rows = 200\nparallelism = 1"),
+    );
+    let target = serve.data().join("big-dst.db");
+
+    // SIGTERM: the batches in flight commit, the service exits cleanly,
+    // and the run comes back by itself at the next start.
+    started_and_copying(&serve, &admin, "big", false);
+    assert!(serve.terminate().success(), "{}", serve.log());
+    let stopped_at = count(&target, "events");
+    assert!(stopped_at > 0 && stopped_at < ROWS, "{stopped_at}");
+    serve.restart();
+    serve.wait_status(&admin, "big", Duration::from_secs(120), |s| {
+        s["state"] == "done"
+    });
+    assert_eq!(count(&target, "events"), ROWS);
+    let runs = serve
+        .get(Some(&admin), "/api/v1/pipelines/big/runs")
+        .expect(200)
+        .json();
+    assert_eq!(
+        (runs[0]["status"].as_str(), runs[1]["status"].as_str()),
+        (Some("done"), Some("interrupted")),
+        "{runs}"
+    );
+    assert!(
+        serve.log().contains("resum"),
+        "the second run resumed: {}",
+        serve.log()
+    );
+
+    // SIGKILL in the middle of a new run: the same, from the checkpoints.
+    started_and_copying(&serve, &admin, "big", true);
+    serve.kill9();
+    serve.restart();
+    serve.wait_status(&admin, "big", Duration::from_secs(120), |s| {
+        s["state"] == "done"
+    });
+    assert_eq!(count(&target, "events"), ROWS);
+    // A finished run is not started again by the next restart.
+    serve.kill9();
+    serve.restart();
+    assert_eq!(serve.status(&admin, "big")["state"], "idle");
+}
+
+#[test]
+fn a_schedule_keeps_running_and_comes_back_after_a_crash() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut serve = Serve::start(&dir.path().join("home"), &[], &[]);
+    let admin = serve.token("admin");
+    create_events_db(&serve.data().join("tick-src.db"), 100);
+    serve.create(
+        &admin,
+        &format!("{}every = \"1s\"\n", sqlite_pipeline("tick")),
+    );
+    serve
+        .post_json(
+            &admin,
+            "/api/v1/pipelines/tick/start",
+            &serde_json::json!({}),
+        )
+        .expect(202);
+    let runs = |serve: &Serve| {
+        serve
+            .get(Some(&admin), "/api/v1/pipelines/tick/runs")
+            .expect(200)
+            .json()
+            .as_array()
+            .map_or(0, Vec::len)
+    };
+    let started = std::time::Instant::now();
+    while runs(&serve) < 2 {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "{}",
+            serve.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    serve.kill9();
+    serve.restart();
+    let before = runs(&serve);
+    while runs(&serve) < before + 2 {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the schedule did not come back: {}",
+            serve.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    serve
+        .post_json(
+            &admin,
+            "/api/v1/pipelines/tick/stop",
+            &serde_json::json!({}),
+        )
+        .expect(202);
+    serve.wait_status(&admin, "tick", Duration::from_secs(30), |s| {
+        s["state"] == "stopped"
+    });
+}

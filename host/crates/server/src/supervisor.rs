@@ -106,6 +106,8 @@ struct Live {
     /// What the metrics were given of each table's counters so far.
     counted: HashMap<String, Counted>,
     changes_counted: u64,
+    /// Counts the sessions started: a watcher watches only its own.
+    generation: u64,
 }
 
 #[derive(Clone, Copy)]
@@ -383,6 +385,8 @@ pub fn start(service: &Arc<Service>, name: &str, restart: bool) -> Result<()> {
     live.error = None;
     live.ending = None;
     live.state = "running";
+    live.generation += 1;
+    let generation = live.generation;
     let session = Session::new(pipeline, service.connectors.clone());
     let observer = SlotObserver {
         slot: slot.clone(),
@@ -395,7 +399,7 @@ pub fn start(service: &Arc<Service>, name: &str, restart: bool) -> Result<()> {
     service.store.set_desired(name, Desired::Running)?;
     service.metrics.set_state(name, "running");
     slot.announce();
-    tokio::spawn(watch(service.clone(), slot));
+    tokio::spawn(watch(service.clone(), slot, generation));
     Ok(())
 }
 
@@ -430,15 +434,51 @@ pub fn stop(service: &Service, name: &str, pause: bool) -> Result<()> {
     Ok(())
 }
 
-/// Samples `slot` every second while its session runs.
-async fn watch(service: Arc<Service>, slot: Arc<Slot>) {
+/// Samples `slot` every second while its session runs, then settles
+/// the state the session ended in.
+async fn watch(service: Arc<Service>, slot: Arc<Slot>, generation: u64) {
     let mut tick = tokio::time::interval(TICK);
     loop {
         tick.tick().await;
+        if slot.live().generation != generation {
+            return;
+        }
         slot.sample(&service);
         if !slot.is_active() {
-            slot.announce();
-            return;
+            break;
+        }
+    }
+    let ended = {
+        let mut live = slot.live();
+        if live.generation == generation {
+            live.handle.take()
+        } else {
+            None
+        }
+    };
+    let Some(handle) = ended else {
+        // Taken by the service's own stop.
+        return;
+    };
+    let outcome = handle.join().await;
+    let ending = slot.live().ending;
+    match outcome {
+        // A schedule stopped between runs: no run heard the stop.
+        Ok(_) => {
+            if let Some(ending) = ending
+                && slot.status().state == "idle"
+            {
+                slot.set_state(&service, ending);
+            }
+        }
+        Err(e) if e.kind() == dmp_contract::ErrorKind::Interrupted => {}
+        // A schedule ends on an error every later run would meet too.
+        Err(e) => {
+            if let Err(e) = service.store.set_desired(&slot.name, Desired::Stopped) {
+                tracing::error!(error = %e.message(), "pipeline state not recorded");
+            }
+            slot.live().error = Some(dmp_contract::mask_secrets(&e.report()));
+            slot.set_state(&service, "failed");
         }
     }
 }
