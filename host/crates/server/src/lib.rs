@@ -93,6 +93,7 @@ pub async fn serve(
         .unwrap_or(usize::MAX),
         verify_jobs: Mutex::new(std::collections::HashMap::new()),
         plugin_lock: tokio::sync::Mutex::new(()),
+        stop: stop.clone(),
         home,
     });
     supervisor::restore(&service)?;

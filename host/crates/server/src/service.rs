@@ -143,4 +143,6 @@ pub struct Service {
     pub verify_jobs: Mutex<HashMap<String, VerifyJob>>,
     /// Plugin uploads and roll-backs of a pipeline go one at a time.
     pub plugin_lock: tokio::sync::Mutex<()>,
+    /// Fires when the service stops: event streams end with it.
+    pub stop: dmp_engine::Shutdown,
 }

@@ -120,6 +120,7 @@ struct Rate {
 #[derive(Default, Clone, Copy)]
 struct Counted {
     rows: u64,
+    written: u64,
     bytes: u64,
     batches: u64,
     rejected: u64,
@@ -257,47 +258,7 @@ impl Slot {
             }
             let label = metrics::table(&name, &t.name);
             let counted = live.counted.entry(t.name.clone()).or_default();
-            service
-                .metrics
-                .rows_read
-                .get_or_create(&label)
-                .inc_by(done.saturating_sub(counted.rows));
-            service
-                .metrics
-                .rows_written
-                .get_or_create(&label)
-                .inc_by(done.saturating_sub(counted.rows));
-            service
-                .metrics
-                .bytes_read
-                .get_or_create(&label)
-                .inc_by(t.bytes().saturating_sub(counted.bytes));
-            service
-                .metrics
-                .batches
-                .get_or_create(&label)
-                .inc_by(t.batches().saturating_sub(counted.batches));
-            service
-                .metrics
-                .dead_letters
-                .get_or_create(&label)
-                .inc_by(t.rejected().saturating_sub(counted.rejected));
-            let plugin = t.plugin_time();
-            let batches = t.batches().saturating_sub(counted.batches);
-            if plugin > counted.plugin && batches > 0 {
-                let per_batch = (plugin - counted.plugin).as_secs_f64() / batches as f64;
-                let histogram = service.metrics.plugin_seconds.get_or_create(&label);
-                for _ in 0..batches.min(1000) {
-                    histogram.observe(per_batch);
-                }
-            }
-            *counted = Counted {
-                rows: done.max(counted.rows),
-                bytes: t.bytes().max(counted.bytes),
-                batches: t.batches().max(counted.batches),
-                rejected: t.rejected().max(counted.rejected),
-                plugin: plugin.max(counted.plugin),
-            };
+            *counted = count_table(&service.metrics, &label, &t, *counted);
         }
         let label = metrics::pipeline(&name);
         let changes = progress.stream.changes();
@@ -332,6 +293,52 @@ impl Slot {
             }
         }
         self.announce();
+    }
+}
+
+/// Adds what table `t` did since `counted` to the metrics; returns the
+/// new counts.
+fn count_table(
+    metrics: &crate::metrics::Metrics,
+    label: &metrics::TableLabel,
+    t: &dmp_engine::TableProgress,
+    counted: Counted,
+) -> Counted {
+    let done = t.done();
+    // Handled rows that were not refused reached the target.
+    let written = done.saturating_sub(t.rejected());
+    let add = |family: &prometheus_client::metrics::family::Family<
+        metrics::TableLabel,
+        prometheus_client::metrics::counter::Counter,
+    >,
+               now: u64,
+               before: u64| {
+        family
+            .get_or_create(label)
+            .inc_by(now.saturating_sub(before));
+    };
+    add(&metrics.rows_read, done, counted.rows);
+    add(&metrics.rows_written, written, counted.written);
+    add(&metrics.bytes_read, t.bytes(), counted.bytes);
+    add(&metrics.batches, t.batches(), counted.batches);
+    add(&metrics.dead_letters, t.rejected(), counted.rejected);
+    let plugin = t.plugin_time();
+    let batches = t.batches().saturating_sub(counted.batches);
+    if plugin > counted.plugin && batches > 0 {
+        // Per batch, as the run's own timing is per batch.
+        let per_batch = (plugin - counted.plugin).as_secs_f64() / batches as f64;
+        let histogram = metrics.plugin_seconds.get_or_create(label);
+        for _ in 0..batches.min(1000) {
+            histogram.observe(per_batch);
+        }
+    }
+    Counted {
+        rows: done.max(counted.rows),
+        written: written.max(counted.written),
+        bytes: t.bytes().max(counted.bytes),
+        batches: t.batches().max(counted.batches),
+        rejected: t.rejected().max(counted.rejected),
+        plugin: plugin.max(counted.plugin),
     }
 }
 

@@ -178,14 +178,22 @@ pub async fn logs(
     let follow = log.follow.subscribe();
     let past =
         futures_util::stream::iter(lines.into_iter().map(|l| Ok::<_, Infallible>(ndjson(&l))));
-    let new = futures_util::stream::unfold(follow, move |mut follow| async move {
-        loop {
-            match follow.recv().await {
-                Ok(line) if level_of(&line.level).is_some_and(|l| l <= level) => {
-                    return Some((Ok(ndjson(&line)), follow));
+    let stop = app.stop.clone();
+    let new = futures_util::stream::unfold(follow, move |mut follow| {
+        let stop = stop.clone();
+        async move {
+            loop {
+                let next = tokio::select! {
+                    () = stop.wait() => return None,
+                    next = follow.recv() => next,
+                };
+                match next {
+                    Ok(line) if level_of(&line.level).is_some_and(|l| l <= level) => {
+                        return Some((Ok(ndjson(&line)), follow));
+                    }
+                    Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
+                    Err(broadcast::error::RecvError::Closed) => return None,
                 }
-                Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
-                Err(broadcast::error::RecvError::Closed) => return None,
             }
         }
     });
@@ -230,6 +238,7 @@ pub async fn events(State(app): State<App>, Path(name): Path<String>) -> Result<
     let slot = app.supervisor.slot(&name);
     let first = serde_json::to_string(&slot.status()).unwrap_or_default();
     let watch = Watch {
+        stop: app.stop.clone(),
         first: Some(first),
         status: slot.events.subscribe(),
         logs: pipeline_log(&name).follow.subscribe(),
@@ -245,6 +254,7 @@ pub async fn events(State(app): State<App>, Path(name): Path<String>) -> Result<
 
 /// One follower of a pipeline's events.
 struct Watch {
+    stop: dmp_engine::Shutdown,
     first: Option<String>,
     status: broadcast::Receiver<supervisor::Event>,
     logs: broadcast::Receiver<LogLine>,
@@ -257,6 +267,7 @@ impl Watch {
         }
         loop {
             tokio::select! {
+                () = self.stop.wait() => return None,
                 status = self.status.recv() => match status {
                     Ok(e) => return Some(Event::default().event(e.kind).data(e.data)),
                     // A slow follower misses samples, not the stream.
