@@ -49,13 +49,26 @@ fn created_tested_started_and_followed_to_done() {
     assert_eq!(listed[0]["state"], "idle");
 
     let operator = serve.token("operator");
-    serve
-        .post_json(
-            &operator,
-            "/api/v1/pipelines/life/start",
-            &serde_json::json!({}),
-        )
-        .expect(202);
+    let viewer = serve.token("viewer");
+    // A follower of the log, there before the run starts, hears it all.
+    let followed = std::thread::scope(|scope| {
+        let follower =
+            scope.spawn(|| serve.follow_logs(&viewer, "life", "&level=info", "run finished"));
+        serve
+            .post_json(
+                &operator,
+                "/api/v1/pipelines/life/start",
+                &serde_json::json!({}),
+            )
+            .expect(202);
+        follower.join().expect("log follower")
+    });
+    assert!(
+        followed.iter().any(|l| l["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("table planned"))),
+        "{followed:?}"
+    );
     let events = serve.follow_events(&admin, "life", |s| s["state"] == "done");
     assert!(events.iter().any(|(kind, _)| kind == "status"));
     assert_eq!(count(&serve.data().join("life-dst.db"), "events"), 20_000);

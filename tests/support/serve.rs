@@ -304,6 +304,39 @@ impl Serve {
     }
 }
 
+impl Serve {
+    /// Follows `…/logs?follow=true` until a line's message contains
+    /// `until`; returns the lines read.
+    pub fn follow_logs(
+        &self,
+        token: &str,
+        pipeline: &str,
+        query: &str,
+        until: &str,
+    ) -> Vec<serde_json::Value> {
+        let mut response = agent()
+            .get(format!(
+                "{}/api/v1/pipelines/{pipeline}/logs?follow=true{query}",
+                self.url
+            ))
+            .header("Authorization", format!("Bearer {token}"))
+            .call()
+            .expect("logs answer");
+        assert_eq!(response.status().as_u16(), 200);
+        let mut seen = Vec::new();
+        for line in BufReader::new(response.body_mut().as_reader()).lines() {
+            let line: serde_json::Value =
+                serde_json::from_str(&line.expect("log line")).expect("JSON line");
+            let done = line["message"].as_str().is_some_and(|m| m.contains(until));
+            seen.push(line);
+            if done {
+                return seen;
+            }
+        }
+        panic!("the log stream ended first: {seen:?}");
+    }
+}
+
 impl Drop for Serve {
     fn drop(&mut self) {
         self.kill9();

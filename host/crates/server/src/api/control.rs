@@ -171,11 +171,12 @@ pub async fn logs(
         })?,
     };
     let log = pipeline_log(&name);
+    // Subscribed before the past is read: a line may come twice, none is lost.
+    let follow = log.follow.subscribe();
     let lines = log.lines(level, q.limit.unwrap_or(200).min(10_000));
     if !q.follow.unwrap_or(false) {
         return Ok(Json(lines).into_response());
     }
-    let follow = log.follow.subscribe();
     let past =
         futures_util::stream::iter(lines.into_iter().map(|l| Ok::<_, Infallible>(ndjson(&l))));
     let stop = app.stop.clone();
