@@ -37,6 +37,31 @@ fn created_tested_started_and_followed_to_done() {
         "validate saves nothing"
     );
 
+    // Both ends are tried: a target that cannot be reached is named, at
+    // once.
+    for url in [
+        "postgres://dmp@127.0.0.1:1/nowhere",
+        "mysql://dmp@127.0.0.1:1/nowhere",
+    ] {
+        let unreachable = toml.replace("sqlite://life-dst.db", url);
+        let asked = std::time::Instant::now();
+        let refused = serve
+            .post_toml(&admin, "/api/v1/pipelines/validate", &unreachable)
+            .expect(502);
+        assert!(
+            refused.json()["error"]
+                .as_str()
+                .is_some_and(|e| e.contains("target.url")),
+            "{}",
+            refused.body
+        );
+        assert!(
+            asked.elapsed() < Duration::from_secs(20),
+            "{url}: {:?}",
+            asked.elapsed()
+        );
+    }
+
     serve.create(&admin, &toml);
     serve
         .post_toml(&admin, "/api/v1/pipelines", &toml)

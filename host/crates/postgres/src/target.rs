@@ -725,6 +725,9 @@ impl Target for PostgresTarget {
     }
 
     async fn taken_names(&self, tables: &[String]) -> Result<Vec<TakenName>> {
+        // The first contact of a plan: an unreachable server is named now,
+        // not after the pool's acquire timeout.
+        self.config.check_reachable().await?;
         // Relations of the schema, less the named tables and what belongs
         // to them (their indexes, their identity and serial sequences).
         let names: Vec<String> = sqlx::query_scalar(

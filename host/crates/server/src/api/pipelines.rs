@@ -213,6 +213,15 @@ pub async fn validate(
     let pipeline = read_pipeline(&text, &app.rules, &*app.connectors)?;
     let (source, target) = dmp_engine::open_pipeline(&*app.connectors, &pipeline)?;
     let report = dmp_engine::plan(&pipeline, &*source, &*target).await?;
+    // The plan reads the source; this reads the target (and writes nothing
+    // there), so that both connections are tested.
+    let names: Vec<String> = report.tables.iter().map(|t| t.name.clone()).collect();
+    target.taken_names(&names).await.map_err(|e| {
+        ServeError::Engine(dmp_contract::Error::Layer {
+            kind: e.kind(),
+            source: format!("{}: {}", pipeline.target, e.report()).into(),
+        })
+    })?;
     let mut value = serde_json::to_value(&report)
         .map_err(|e| ServeError::BadRequest(format!("the plan as JSON: {e}")))?;
     if let Some(object) = value.as_object_mut() {
