@@ -1,3 +1,4 @@
 //! `dmp serve` through its HTTP API: a real service process, the real
 //! PostgreSQL and MariaDB test servers.
+mod access;
 mod lifecycle;
