@@ -1,4 +1,5 @@
 //! `dmp serve` through its HTTP API: a real service process, the real
 //! PostgreSQL and MariaDB test servers.
 mod access;
+mod bad_input;
 mod lifecycle;
