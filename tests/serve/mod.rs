@@ -1,5 +1,6 @@
 //! `dmp serve` through its HTTP API: a real service process, the real
 //! PostgreSQL and MariaDB test servers.
 mod access;
+mod audit;
 mod bad_input;
 mod lifecycle;
