@@ -4,3 +4,4 @@ mod access;
 mod audit;
 mod bad_input;
 mod lifecycle;
+mod listen;
