@@ -5,3 +5,4 @@ mod audit;
 mod bad_input;
 mod lifecycle;
 mod listen;
+mod rotate;
