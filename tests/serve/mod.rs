@@ -1,4 +1,11 @@
 //! `dmp serve` through its HTTP API: a real service process, the real
 //! PostgreSQL and MariaDB test servers.
+
+mod access;
+mod audit;
+mod bad_input;
 mod lifecycle;
+mod listen;
+mod rotate;
+mod secrets;
 mod sql;

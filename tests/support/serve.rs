@@ -58,12 +58,17 @@ fn reply(outcome: Result<ureq::http::Response<ureq::Body>, ureq::Error>) -> Repl
     let content_type = header("content-type").unwrap_or_default();
     let set_cookie = header("set-cookie");
     let status = response.status().as_u16();
-    let body = response
-        .body_mut()
-        .with_config()
-        .limit(64 * 1024 * 1024)
-        .read_to_string()
-        .unwrap_or_default();
+    // An event stream never ends: its status and headers are the answer.
+    let body = if content_type.starts_with("text/event-stream") {
+        String::new()
+    } else {
+        response
+            .body_mut()
+            .with_config()
+            .limit(64 * 1024 * 1024)
+            .read_to_string()
+            .unwrap_or_default()
+    };
     Reply {
         status,
         body,
@@ -72,8 +77,39 @@ fn reply(outcome: Result<ureq::http::Response<ureq::Body>, ureq::Error>) -> Repl
     }
 }
 
+/// `method path` with `headers` and `body` through `agent` (one that
+/// trusts a test certificate, say).
+pub fn call_with(
+    agent: &ureq::Agent,
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Reply {
+    let mut request = ureq::http::Request::builder().method(method).uri(url);
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    if body.is_empty() {
+        reply(agent.run(request.body(()).expect("request")))
+    } else {
+        reply(agent.run(request.body(body.to_vec()).expect("request")))
+    }
+}
+
+/// A browser's session: the cookie to send and the CSRF token to echo.
+#[derive(Debug, Clone)]
+pub struct Session {
+    /// `dmp_session=…`, as a `Cookie` header carries it.
+    pub cookie: String,
+    pub csrf: String,
+    /// The whole `Set-Cookie` header of the sign-in.
+    pub set_cookie: String,
+}
+
 impl Serve {
-    /// Starts `dmp serve` with `home` (created) and extra `args`.
+    /// Starts `dmp serve` with `home` (created) and extra `args` (an
+    /// address of their own with `--listen`; else a free loopback port).
     pub fn start(home: &Path, args: &[&str], envs: &[(&str, &str)]) -> Serve {
         std::fs::create_dir_all(home).expect("home");
         let mut serve = Serve {
@@ -105,12 +141,14 @@ impl Serve {
         // clients keep their URL.
         let listen = self
             .url
-            .strip_prefix("http://")
-            .map_or_else(|| "127.0.0.1:0".to_string(), str::to_string);
-        let mut child = Command::new(env!("CARGO_BIN_EXE_dmp"))
-            .args(["serve", "--home"])
-            .arg(&self.home)
-            .args(["--listen", &listen])
+            .split_once("://")
+            .map_or_else(|| "127.0.0.1:0".to_string(), |(_, a)| a.to_string());
+        let mut command = Command::new(env!("CARGO_BIN_EXE_dmp"));
+        command.args(["serve", "--home"]).arg(&self.home);
+        if !self.args.iter().any(|a| a == "--listen") {
+            command.args(["--listen", &listen]);
+        }
+        let mut child = command
             .args(&self.args)
             .envs(self.envs.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .env_remove("RUST_LOG")
@@ -182,6 +220,69 @@ impl Serve {
             String::from_utf8_lossy(&out.stderr)
         );
         String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
+    /// Adds a dashboard user (`dmp user add`, the password on stdin).
+    pub fn user(&self, name: &str, role: &str, password: &str) {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_dmp"))
+            .args(["user", "add", name, "--role", role, "--home"])
+            .arg(&self.home)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("dmp user runs");
+        {
+            use std::io::Write;
+            let mut stdin = child.stdin.take().expect("stdin");
+            writeln!(stdin, "{password}").expect("password written");
+        }
+        let out = child.wait_with_output().expect("dmp user ends");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// Signs `user` in through the API, as the dashboard does.
+    pub fn sign_in(&self, user: &str, password: &str) -> Session {
+        let body = serde_json::json!({ "user": user, "password": password }).to_string();
+        let reply = self
+            .call(
+                "POST",
+                "/api/v1/session",
+                &[("Content-Type", "application/json")],
+                body.as_bytes(),
+            )
+            .expect(200);
+        let set_cookie = reply.set_cookie.clone().expect("a session cookie");
+        let cookie = set_cookie
+            .split(';')
+            .next()
+            .expect("cookie pair")
+            .trim()
+            .to_string();
+        let csrf = reply.json()["csrf"]
+            .as_str()
+            .expect("a CSRF token")
+            .to_string();
+        Session {
+            cookie,
+            csrf,
+            set_cookie,
+        }
+    }
+
+    /// `method path` with any `headers` (cookies, CSRF) and `body`.
+    pub fn call(&self, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Reply {
+        call_with(
+            &agent(),
+            method,
+            &format!("{}{path}", self.url),
+            headers,
+            body,
+        )
     }
 
     pub fn get(&self, token: Option<&str>, path: &str) -> Reply {

@@ -1584,7 +1584,7 @@
           field('Name', f.name, editing ? 'The name of a saved pipeline cannot change.' : null),
           field('Mode', f.mode),
           field('Source URL', f.source),
-          field('Target URL', f.target, editing ? 'A password shown as **** keeps the stored one.' : null),
+          field('Target URL', f.target, editing ? 'A password shown as *** keeps the stored one.' : null),
           field('Tables to include', f.tables, 'Comma separated names or globs; empty means all tables.'),
           field('Every (schedule, optional)', f.every, 'A duration (5m, 1h) or a cron line; not for cdc modes.')),
         h('div', { class: 'toml-pane' },

@@ -160,9 +160,13 @@ pub async fn create(
     Body(body): Body,
 ) -> Result<Response> {
     let outcome = save(&app, &headers, &body, None);
-    let target = outcome
-        .as_ref()
-        .map_or_else(|_| "?".to_string(), Clone::clone);
+    // A refused pipeline is audited under the name it was posted with.
+    let target = match &outcome {
+        Ok(name) => name.clone(),
+        Err(_) => pipeline_text(&headers, &body)
+            .and_then(|text| name_of(&text))
+            .unwrap_or_else(|_| "?".to_string()),
+    };
     audit(&app, &caller, "pipeline.create", &target, &outcome);
     let name = outcome?;
     Ok((StatusCode::CREATED, Json(Named { name })).into_response())
