@@ -18,6 +18,9 @@ fn created_tested_started_and_followed_to_done() {
     let serve = Serve::start(&dir.path().join("home"), &[], &[]);
     let admin = serve.token("admin");
     create_events_db(&serve.data().join("life-src.db"), 20_000);
+    // Public routes serve anyone, whatever stale token they send.
+    serve.get(Some("dmp_0_stale"), "/healthz").expect(200);
+    serve.get(None, "/api/v1/pipelines").expect(401);
     let toml = sqlite_pipeline("life");
 
     let plan = serve

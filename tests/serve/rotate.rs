@@ -59,6 +59,22 @@ fn rotation_reseals_every_pipeline_and_the_service_runs_them_after() {
     let old = SecretKey::from_hex(&old_key).expect("the key file holds a key");
     assert_eq!(before.len(), 3);
     assert!(before.iter().all(|(_, _, id)| *id == old.id), "{before:?}");
+    // Not under a running service (it holds the old key), and not under a
+    // second service either.
+    let home_arg = home.display().to_string();
+    let refused = run_dmp(dir.path(), &["secrets", "rotate", "--home", &home_arg]);
+    assert_eq!(refused.status.code(), Some(2), "{}", text(&refused.stderr));
+    assert!(
+        text(&refused.stderr).contains("is using the home"),
+        "{}",
+        text(&refused.stderr)
+    );
+    let second = run_dmp(
+        dir.path(),
+        &["serve", "--home", &home_arg, "--listen", "127.0.0.1:0"],
+    );
+    assert_eq!(second.status.code(), Some(2), "{}", text(&second.stderr));
+    assert_eq!(key(&home), old_key);
     serve.terminate();
 
     let out = run_dmp(

@@ -140,6 +140,34 @@ fn a_stream_outlives_a_killed_service_and_its_slot_is_dropped_through_the_api() 
 }
 
 #[test]
+fn settings_a_database_refuses_are_bad_requests_naming_them() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let source = postgres().create_database("serve_refused_source");
+    let serve = Serve::start(&dir.path().join("home"), &[], &[]);
+    let admin = serve.token("admin");
+    let url = source.url.replace(&source.name, "no_such_database");
+    let toml = format!(
+        "[pipeline]\nname = \"refused\"\n[source]\nurl = \"{url}\"\n[target]\nurl = \"sqlite://t.db\"\n"
+    );
+    let refused = serve
+        .post_toml(&admin, "/api/v1/pipelines/validate", &toml)
+        .expect(400);
+    let error = refused.json()["error"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        error.contains("source.url") && error.contains("no_such_database"),
+        "{error}"
+    );
+    assert!(
+        !serve.log().contains("ERROR"),
+        "a refused setting is no server error: {}",
+        serve.log()
+    );
+}
+
+#[test]
 fn dead_letters_are_shown_to_operators_and_replayed_through_the_api() {
     let dir = tempfile::tempdir().expect("temp dir");
     let source = postgres().create_database("serve_dlq_source");

@@ -9,6 +9,11 @@ dmp_contract::driver_errors! { mysql_async::Error => driver_error }
 pub fn driver_error(e: mysql_async::Error) -> DriverError {
     let kind = if transient(&e) {
         ErrorKind::Transient
+    } else if matches!(&e, mysql_async::Error::Server(server) if matches!(server.code, 1044 | 1045 | 1049))
+    {
+        // The server refused the URL's settings (access denied, unknown
+        // database): nothing was written; the URL must change.
+        ErrorKind::Config
     } else {
         ErrorKind::Fatal
     };

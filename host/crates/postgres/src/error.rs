@@ -9,6 +9,8 @@ dmp_contract::driver_errors! { sqlx::Error => driver_error }
 pub fn driver_error(e: sqlx::Error) -> DriverError {
     let kind = if transient(&e) {
         ErrorKind::Transient
+    } else if settings_refused(&e) {
+        ErrorKind::Config
     } else {
         ErrorKind::Fatal
     };
@@ -32,6 +34,13 @@ fn database_message(db: &dyn sqlx::error::DatabaseError) -> String {
         },
         None => db.message().to_string(),
     }
+}
+
+/// The server refused the URL's settings: a wrong user or password, or a
+/// database it does not have. Nothing was written; the URL must change.
+fn settings_refused(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(db)
+        if db.code().is_some_and(|code| matches!(code.as_ref(), "28000" | "28P01" | "3D000")))
 }
 
 /// Lost connections, deadlocks, serialization failures, too many

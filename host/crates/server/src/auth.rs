@@ -187,10 +187,24 @@ impl ServiceStore {
         Ok(out)
     }
 
-    /// Revokes token `id` (a name is accepted too); false if none matched.
+    /// Revokes token `id` (or the one live token named so); false if none
+    /// matched. A name that several live tokens have is refused: say which.
     pub fn revoke_token(&self, id: &str) -> Result<bool> {
-        let changed = self
-            .conn()?
+        let conn = self.conn()?;
+        let named: i64 = conn
+            .query_row(
+                "SELECT count(*) FROM tokens WHERE name = ?1 AND id <> ?1 AND revoked_at IS NULL",
+                [id],
+                |r| r.get(0),
+            )
+            .store("revoking a token")?;
+        if named > 1 {
+            return Err(ServeError::Conflict(format!(
+                "{named} live tokens are named {}: revoke one by its id (dmp token list)",
+                dmp_model::printable(id)
+            )));
+        }
+        let changed = conn
             .execute(
                 "UPDATE tokens SET revoked_at = ?2 WHERE (id = ?1 OR name = ?1) AND revoked_at IS NULL",
                 params![id, now()],

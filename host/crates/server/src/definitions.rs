@@ -69,7 +69,20 @@ fn syntax(e: &toml::de::Error) -> String {
 /// A secret-bearing string of a pipeline text, as written.
 struct SecretItem {
     place: String,
+    /// Where it is in the document, for an edit that keeps the rest.
+    path: Vec<Seg>,
     raw: String,
+}
+
+/// A step into a TOML document: a key or an array index.
+#[derive(Debug, Clone)]
+enum Seg {
+    Key(String),
+    At(usize),
+}
+
+fn key(k: &str) -> Seg {
+    Seg::Key(k.to_string())
 }
 
 /// The strings that may hold a secret: URLs, and secret-named settings
@@ -83,28 +96,34 @@ fn secret_items(table: &toml::Table) -> Vec<SecretItem> {
         if let Some(url) = section.get("url").and_then(toml::Value::as_str) {
             items.push(SecretItem {
                 place: format!("{end}.url"),
+                path: vec![key(end), key("url")],
                 raw: url.to_string(),
             });
         }
         if let Some(options) = section.get("options").and_then(toml::Value::as_table) {
-            secret_settings(options, &format!("{end}.options"), &mut items);
+            let at = vec![key(end), key("options")];
+            secret_settings(options, &format!("{end}.options"), &at, &mut items);
         }
     }
     if let Some(transforms) = table.get("transform").and_then(toml::Value::as_array) {
         for (i, t) in transforms.iter().enumerate() {
             if let Some(config) = t.get("config").and_then(toml::Value::as_table) {
-                secret_settings(config, &format!("transform[{i}].config"), &mut items);
+                let at = vec![key("transform"), Seg::At(i), key("config")];
+                secret_settings(config, &format!("transform[{i}].config"), &at, &mut items);
             }
         }
     }
     items
 }
 
-fn secret_settings(table: &toml::Table, place: &str, items: &mut Vec<SecretItem>) {
-    for (key, value) in table {
-        if let Some(text) = value.as_str().filter(|_| is_secret_key(key)) {
+fn secret_settings(table: &toml::Table, place: &str, at: &[Seg], items: &mut Vec<SecretItem>) {
+    for (name, value) in table {
+        if let Some(text) = value.as_str().filter(|_| is_secret_key(name)) {
+            let mut path = at.to_vec();
+            path.push(key(name));
             items.push(SecretItem {
-                place: format!("{place}.{key}"),
+                place: format!("{place}.{name}"),
+                path,
                 raw: text.to_string(),
             });
         }
@@ -187,24 +206,74 @@ fn replace_string(text: &str, from: &str, to: &str) -> String {
 }
 
 /// A posted text in which masked secrets stand for the stored ones (an
-/// edit of an exported pipeline): each is put back from `stored`.
+/// edit of an exported pipeline): each is put back from `stored`, at its
+/// own place only, the rest of the text as posted. A `***` that does not
+/// stand for a stored secret at that place (the URL around it changed, or
+/// nothing is stored there) is refused rather than saved as a password.
 pub fn unmask(posted: &str, stored: &str) -> Result<String> {
     let posted_table: toml::Table =
         toml::from_str(posted).map_err(|e| ServeError::BadRequest(syntax(&e)))?;
-    let Ok(stored_table) = toml::from_str::<toml::Table>(stored) else {
-        return Ok(posted.to_string());
-    };
-    let old = secret_items(&stored_table);
-    let mut out = posted.to_string();
+    let old = toml::from_str::<toml::Table>(stored)
+        .map(|t| secret_items(&t))
+        .unwrap_or_default();
+    let mut doc: toml_edit::DocumentMut = posted.parse().map_err(|e: toml_edit::TomlError| {
+        ServeError::BadRequest(dmp_contract::mask_secrets(&format!("pipeline TOML: {e}")))
+    })?;
+    let mut changed = false;
     for item in secret_items(&posted_table) {
-        if let Some(before) = old.iter().find(|o| o.place == item.place)
-            && shown(before) == item.raw
-            && before.raw != item.raw
-        {
-            out = replace_string(&out, &item.raw, &before.raw);
+        let before = old.iter().find(|o| o.place == item.place);
+        match before {
+            Some(before) if shown(before) == item.raw && before.raw != item.raw => {
+                changed |= set_string(&mut doc, &item.path, &before.raw);
+            }
+            _ if still_masked(&item) => {
+                return Err(ServeError::BadRequest(format!(
+                    "{}: `***` keeps a stored secret only where it was and with the rest of the value unchanged; write the secret (or a ${{env:…}} reference)",
+                    item.place
+                )));
+            }
+            _ => {}
         }
     }
-    Ok(out)
+    Ok(if changed {
+        doc.to_string()
+    } else {
+        posted.to_string()
+    })
+}
+
+/// Whether a posted secret is still the mask.
+fn still_masked(item: &SecretItem) -> bool {
+    if item.place.ends_with(".url") {
+        mask_url(&item.raw) == item.raw && item.raw.contains(":***@")
+            || item
+                .raw
+                .split(['?', '&'])
+                .any(|pair| pair.ends_with("=***"))
+    } else {
+        item.raw == "***"
+    }
+}
+
+/// Sets the string at `path` of `doc`, keeping its decoration (spaces,
+/// comments); false when there is no such value.
+fn set_string(doc: &mut toml_edit::DocumentMut, path: &[Seg], to: &str) -> bool {
+    let mut item = doc.as_item_mut();
+    for seg in path {
+        let next = match seg {
+            Seg::Key(k) => item.get_mut(k.as_str()),
+            Seg::At(i) => item.get_mut(*i),
+        };
+        let Some(next) = next else { return false };
+        item = next;
+    }
+    let Some(value) = item.as_value_mut() else {
+        return false;
+    };
+    let decor = value.decor().clone();
+    *value = toml_edit::Value::from(to);
+    *value.decor_mut() = decor;
+    true
 }
 
 /// `${…}` references of a service pipeline: only the allowed variables,
@@ -281,7 +350,16 @@ pub fn read_pipeline(text: &str, rules: &Rules, connectors: &dyn Connectors) -> 
     let table: toml::Table =
         toml::from_str(text).map_err(|e| ServeError::BadRequest(syntax(&e)))?;
     let file = rules.data_root.join(format!("{name}.toml"));
-    let mut pipeline = Pipeline::parse(text, &file, &ServiceSecrets { rules })?;
+    // Places name the pipeline (`NAME.toml:3 source.url`), not where the
+    // service keeps its data.
+    let root = format!("{}/", rules.data_root.display());
+    let mut pipeline =
+        Pipeline::parse(text, &file, &ServiceSecrets { rules }).map_err(|e| match e {
+            dmp_contract::Error::Config(message) => {
+                ServeError::BadRequest(message.replace(&root, ""))
+            }
+            other => ServeError::Engine(other),
+        })?;
     let place = |key: &str| format!("{name}.toml {key}");
     for (endpoint, key) in [
         (&pipeline.source, "source.url"),
@@ -476,6 +554,23 @@ url = "mysql://w:${env:PG_TARGET_PASS}@t/shop"
             unmask(&changed, TEXT)
                 .expect("unmasks")
                 .contains("app:new@")
+        );
+        // The mask stands for the stored secret at its own place only.
+        let elsewhere = format!(
+            "{shown}\n[[transform]]\nplugin = \"p.wasm\"\nconfig = {{ note = \"postgres://app:***@db:5432/shop\" }}\n"
+        );
+        let kept = unmask(&elsewhere, TEXT).expect("unmasks");
+        assert_eq!(kept.matches("hunter2").count(), 1, "{kept}");
+        // A mask in a changed URL is no password.
+        let moved = shown.replace("@db:5432", "@other:5432");
+        let err = unmask(&moved, TEXT).expect_err("refused");
+        assert!(err.to_string().starts_with("source.url: `***`"), "{err}");
+        // Comments and layout stay as posted.
+        let commented = shown.replace("[source]", "# where from\n[source]");
+        assert!(
+            unmask(&commented, TEXT)
+                .expect("unmasks")
+                .contains("# where from\n[source]\nurl = \"postgres://app:hunter2@db:5432/shop\"")
         );
     }
 

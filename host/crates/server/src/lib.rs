@@ -71,6 +71,7 @@ pub async fn serve(
         )));
     }
     let home = Home::resolve(options.home.clone())?;
+    let _only_one = home.lock("dmp serve")?;
     let settings = home.settings(options.config.as_deref())?.serve;
     let rules = home.rules(&settings)?;
     let store = home.store()?;

@@ -30,6 +30,11 @@ pub struct RunLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StatusLabel {
+    pub status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct StateLabel {
     pub pipeline: String,
     pub state: String,
@@ -63,6 +68,9 @@ pub struct Metrics {
     pub lag_now_ms: Family<PipelineLabel, Gauge>,
     pub plugin_seconds: Family<TableLabel, Histogram, fn() -> Histogram>,
     pub state: Family<StateLabel, Gauge>,
+    /// Requests refused for their credentials (401) or role (403): not in
+    /// the audit log, which anyone could otherwise fill.
+    pub refused: Family<StatusLabel, Counter>,
     encode: Mutex<()>,
 }
 
@@ -87,6 +95,7 @@ impl Metrics {
                 plugin_histogram,
             );
         let state = Family::<StateLabel, Gauge>::default();
+        let refused = Family::<StatusLabel, Counter>::default();
         registry.register("rows_read", "Source rows read", rows_read.clone());
         registry.register(
             "rows_written",
@@ -127,6 +136,11 @@ impl Metrics {
             "1 for the state each pipeline is in",
             state.clone(),
         );
+        registry.register(
+            "http_refused",
+            "API requests refused for their credentials (401) or role (403)",
+            refused.clone(),
+        );
         Metrics {
             registry,
             rows_read,
@@ -141,6 +155,7 @@ impl Metrics {
             lag_now_ms,
             plugin_seconds,
             state,
+            refused,
             encode: Mutex::new(()),
         }
     }

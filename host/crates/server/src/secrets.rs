@@ -126,6 +126,8 @@ pub fn rotate(home: &crate::service::Home) -> Result<(usize, String)> {
             "the key comes from {KEY_ENV}: rotate it where it is kept, or unset it to use the key file"
         )));
     }
+    // Not under a running service: it holds the old key.
+    let _only_one = home.lock("dmp secrets rotate")?;
     let store = home.store()?;
     let old = recover_rotation(home, &store)?;
     let next = next_key_file(home);

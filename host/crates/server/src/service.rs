@@ -68,6 +68,27 @@ impl Home {
         Ok(Home { dir })
     }
 
+    /// The home's lock, held by the one `dmp serve` that uses it (and
+    /// by a key rotation): released when dropped or when the process dies.
+    pub fn lock(&self, what: &str) -> Result<std::fs::File> {
+        use std::os::unix::fs::OpenOptionsExt;
+        let path = self.dir.join("service.lock");
+        let file = std::fs::File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .mode(0o600)
+            .open(&path)
+            .map_err(|e| ServeError::Home(format!("{}: {e}", path.display())))?;
+        file.try_lock().map_err(|_| {
+            ServeError::Home(format!(
+                "{what}: a dmp serve (or a key rotation) is using the home {} now",
+                self.dir.display()
+            ))
+        })?;
+        Ok(file)
+    }
+
     pub fn store(&self) -> Result<ServiceStore> {
         ServiceStore::open(&self.dir.join("service.db"))
     }

@@ -563,6 +563,11 @@ impl RunObserver for SlotObserver {
             (live.run, live.ending, live.scheduled)
         };
         let name = self.slot.name.clone();
+        if let Err(e) = outcome
+            && e.kind() != dmp_contract::ErrorKind::Interrupted
+        {
+            tracing::error!(error = %e.report(), "run failed");
+        }
         let (state, status, error) = match outcome {
             Ok(_) if scheduled && ending.is_none() => ("idle", "done", None),
             Ok(_) => (ending.unwrap_or("done"), "done", None),

@@ -351,32 +351,58 @@ async fn authorize(app: App, access: Access, mut request: Request, next: Next) -
             request.extensions_mut().insert(BodyLimit(app.max_body));
             next.run(request).await
         }
-        Err(e) => e.into_response(),
+        Err(e) => {
+            app.metrics
+                .refused
+                .get_or_create(&crate::metrics::StatusLabel {
+                    status: e.status().as_u16(),
+                })
+                .inc();
+            e.into_response()
+        }
     }
 }
 
 fn caller(app: &Service, access: Access, request: &Request) -> Result<Caller> {
-    let addr = request
-        .extensions()
-        .get::<ConnectInfo<crate::listen::PeerAddr>>()
-        .map_or_else(|| "unknown".to_string(), |c| c.0.0.ip().to_string());
+    let principal = match principal(app, request) {
+        Ok(principal) => principal,
+        // A public route serves anyone: stale credentials do not matter.
+        Err(ServeError::Unauthorized) if access == Access::Public => None,
+        Err(e) => return Err(e),
+    };
+    checked(access, request, principal)
+}
+
+/// The caller's principal: a bearer token's (which must hold), else a
+/// live session's, else none.
+fn principal(app: &Service, request: &Request) -> Result<Option<Principal>> {
     let headers = request.headers();
-    let principal = if let Some(auth) = headers.get(header::AUTHORIZATION) {
+    if let Some(auth) = headers.get(header::AUTHORIZATION) {
         let token = auth
             .to_str()
             .ok()
             .and_then(|v| v.strip_prefix("Bearer "))
             .ok_or(ServeError::Unauthorized)?;
-        Some(
+        return Ok(Some(
             app.store
                 .authenticate_token(token.trim())?
                 .ok_or(ServeError::Unauthorized)?,
-        )
-    } else if let Some(id) = session_cookie(headers) {
-        app.store.authenticate_session(&id)?
-    } else {
-        None
-    };
+        ));
+    }
+    match session_cookie(headers) {
+        Some(id) => app.store.authenticate_session(&id),
+        None => Ok(None),
+    }
+}
+
+/// The caller if `principal` may use a route of `access` (with the CSRF
+/// token of a session on a write).
+fn checked(access: Access, request: &Request, principal: Option<Principal>) -> Result<Caller> {
+    let addr = request
+        .extensions()
+        .get::<ConnectInfo<crate::listen::PeerAddr>>()
+        .map_or_else(|| "unknown".to_string(), |c| c.0.0.ip().to_string());
+    let headers = request.headers();
     let Access::Role(needed) = access else {
         return Ok(Caller { principal, addr });
     };

@@ -130,9 +130,17 @@ pub async fn list(State(app): State<App>) -> Result<Json<Vec<PipelineSummary>>> 
     let last = app.store.last_runs()?;
     let mut out = Vec::new();
     for (name, _) in app.store.pipeline_names()? {
-        let text = masked_text(&app.store.pipeline_text(&name, &app.key)?);
+        // One pipeline that cannot be read is shown failed, not the list.
+        let (text, unreadable) = match app.store.pipeline_text(&name, &app.key) {
+            Ok(text) => (masked_text(&text), None),
+            Err(e) => (String::new(), Some(e.message())),
+        };
         let outline = outline(&text);
-        let status = app.supervisor.slot(&name).status();
+        let mut status = app.supervisor.slot(&name).status();
+        if let Some(error) = unreadable {
+            status.state = "failed".into();
+            status.error = Some(error);
+        }
         out.push(PipelineSummary {
             mode: outline.mode,
             state: status.state,
