@@ -1190,8 +1190,8 @@
 
     async function replay(body, what) {
       const r = await api('POST', `${pl.base}/dead-letters/replay`, { json: body });
-      const text = `Replayed ${fmtNum(r && r.replayed)} dead letters of ${what}, ${fmtNum(r && r.failed)} failed again`;
-      if (r && Number(r.failed) > 0) showError(text); else notify(text);
+      const text = `Replayed ${fmtNum(r && r.replayed)} dead letters of ${what}, ${fmtNum(r && r.still_failing)} failed again`;
+      if (r && Number(r.still_failing) > 0) showError(text); else notify(text);
       lastJson = '';
       await load();
     }
