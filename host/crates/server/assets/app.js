@@ -1335,7 +1335,14 @@
     }
 
     async function fetchResult() {
-      const v = await api('GET', `${pl.base}/verify`);
+      let v;
+      try {
+        v = await api('GET', `${pl.base}/verify`);
+      } catch (e) {
+        // 404: not verified since the service started.
+        if (e.status !== 404) throw e;
+        v = { state: 'none' };
+      }
       if (pl.ctx.alive) c.error(null);
       return v;
     }
