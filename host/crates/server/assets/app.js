@@ -1075,7 +1075,7 @@
         points.push({ at: Date.now(), lag_ms: Number(lag.ms) });
       }
       setText(now, lag
-        ? `Current lag: ${fmtLag(lag.ms)} · ${fmtNum(lag.changes)} changes · ${fmtNum(lag.transactions)} transactions pending`
+        ? `Current lag: ${fmtLag(lag.ms)} · ${fmtNum(lag.changes)} changes · ${fmtNum(lag.transactions)} transactions streamed`
         : 'Current lag: —');
       trim();
       redraw();
