@@ -2,7 +2,7 @@
 //! loopback port with a home of its own, called over HTTP, killed and
 //! started again like a crashed service.
 
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -182,6 +182,31 @@ impl Serve {
             String::from_utf8_lossy(&out.stderr)
         );
         String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
+    /// A user who signs in with `password` (`dmp user add`, the password
+    /// on stdin).
+    pub fn add_user(&self, name: &str, role: &str, password: &str) {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_dmp"))
+            .args(["user", "add", name, "--role", role, "--home"])
+            .arg(&self.home)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("dmp user runs");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(password.as_bytes())
+            .expect("password written");
+        let out = child.wait_with_output().expect("dmp user ends");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 
     pub fn get(&self, token: Option<&str>, path: &str) -> Reply {
