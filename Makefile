@@ -28,6 +28,9 @@ APT_INSTALL := apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install 
 servers:
 	command -v mariadbd >/dev/null || test -x /usr/sbin/mariadbd || ($(APT_INSTALL) mariadb-server)
 	test -x $(PG_BIN)/initdb || ($(APT_INSTALL) postgresql)
+	# The dashboard's browser tests (tests/browser) drive headless Chromium
+	# through chromedriver.
+	test -x /usr/bin/chromium && test -x /usr/bin/chromedriver || ($(APT_INSTALL) chromium chromium-driver)
 
 # The mask_pii plugin again in Python and JavaScript, against the same WIT.
 PY_PLUGIN := target/plugins/mask_pii_py.wasm

@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+pub mod browser;
 pub mod proxy;
 pub mod serve;
 pub mod sql;

@@ -1075,7 +1075,7 @@
         points.push({ at: Date.now(), lag_ms: Number(lag.ms) });
       }
       setText(now, lag
-        ? `Current lag: ${fmtLag(lag.ms)} · ${fmtNum(lag.changes)} changes · ${fmtNum(lag.transactions)} transactions pending`
+        ? `Current lag: ${fmtLag(lag.ms)} · ${fmtNum(lag.changes)} changes · ${fmtNum(lag.transactions)} transactions streamed`
         : 'Current lag: —');
       trim();
       redraw();
@@ -1190,8 +1190,8 @@
 
     async function replay(body, what) {
       const r = await api('POST', `${pl.base}/dead-letters/replay`, { json: body });
-      const text = `Replayed ${fmtNum(r && r.replayed)} dead letters of ${what}, ${fmtNum(r && r.failed)} failed again`;
-      if (r && Number(r.failed) > 0) showError(text); else notify(text);
+      const text = `Replayed ${fmtNum(r && r.replayed)} dead letters of ${what}, ${fmtNum(r && r.still_failing)} failed again`;
+      if (r && Number(r.still_failing) > 0) showError(text); else notify(text);
       lastJson = '';
       await load();
     }
@@ -1310,7 +1310,18 @@
         v.equal === false ? h('span', { class: 'badge badge-red' }, 'differences found') : null,
         state === 'running' ? h('span', { class: 'muted' }, 'comparing…') : null)];
       if (v.error) parts.push(h('div', { class: 'card-error', role: 'alert' }, v.error));
-      const tables = Array.isArray(v.tables) ? v.tables : [];
+      // The server's report: per table its counts and (for operators) the
+      // first differing rows with their keys.
+      const reported = v.report && Array.isArray(v.report.tables) ? v.report.tables : [];
+      const tables = reported.map((t) => ({
+        name: t.table,
+        source_rows: t.source_rows,
+        target_rows: t.target_rows,
+        missing: t.missing_in_target,
+        extra: t.extra_in_target,
+        differing: t.differing_rows,
+        rows: Array.isArray(t.differences) ? t.differences : [],
+      }));
       if (tables.length) {
         parts.push(h('table', { class: 'grid' },
           thead(['Table', 'Source rows', 'Target rows', 'Missing', 'Extra', 'Differing']),
@@ -1327,7 +1338,7 @@
           parts.push(h('h3', null, `Differing rows of ${t.name}`), h('table', { class: 'grid inner' },
             thead(['Key', 'Kind']),
             h('tbody', null, rows.slice(0, 200).map((r) => h('tr', null,
-              h('td', null, h('code', null, asText(r.key))), h('td', null, badge(r.kind, { class: `badge badge-${r.kind === 'differs' ? 'amber' : 'red'}` })))))));
+              h('td', null, h('code', null, asText(r.key))), h('td', null, badge(r.kind.replace(/_/g, ' '), { class: `badge badge-${r.kind === 'differs' ? 'amber' : 'red'}` })))))));
           if (rows.length > 200) parts.push(h('p', { class: 'muted small' }, `…and ${rows.length - 200} more.`));
         }
       }
@@ -1335,7 +1346,14 @@
     }
 
     async function fetchResult() {
-      const v = await api('GET', `${pl.base}/verify`);
+      let v;
+      try {
+        v = await api('GET', `${pl.base}/verify`);
+      } catch (e) {
+        // 404: not verified since the service started.
+        if (e.status !== 404) throw e;
+        v = { state: 'none' };
+      }
       if (pl.ctx.alive) c.error(null);
       return v;
     }

@@ -8,6 +8,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::pipelines::{idle, load};
 use super::{App, Body, Caller, Query, json_or_default};
+use crate::auth::Role;
 use crate::error::{Result, ServeError};
 use dmp_engine::{ReplayOptions, Shutdown};
 use dmp_state::{StateStore, dead_letter_groups};
@@ -17,22 +18,34 @@ pub struct Group {
     pub table: String,
     pub stage: String,
     pub rows: usize,
+    /// The most frequent error; empty for viewers, since an error may
+    /// quote the row (PostgreSQL's "Failing row contains (…)", a CSV
+    /// line's first KiB).
     pub top_error: String,
     pub top_error_rows: usize,
 }
 
 #[utoipa::path(get, path = "/api/v1/pipelines/{name}/dead-letters", tag = "dead letters",
     params(("name" = String, Path)), responses((status = 200, body = [Group]), (status = 404)))]
-pub async fn groups(State(app): State<App>, Path(name): Path<String>) -> Result<Json<Vec<Group>>> {
+pub async fn groups(
+    State(app): State<App>,
+    caller: Caller,
+    Path(name): Path<String>,
+) -> Result<Json<Vec<Group>>> {
     let pipeline = load(&app, &name)?;
     let store = StateStore::for_pipeline(&pipeline)?;
+    let reads_rows = caller.role() >= Some(Role::Operator);
     let groups = dead_letter_groups(&store.dead_letters(&name)?)
         .into_iter()
         .map(|g| Group {
             table: g.table,
             stage: g.stage,
             rows: g.rows,
-            top_error: g.top_error,
+            top_error: if reads_rows {
+                g.top_error
+            } else {
+                String::new()
+            },
             top_error_rows: g.top_error_rows,
         })
         .collect();
