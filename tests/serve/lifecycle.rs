@@ -166,6 +166,13 @@ fn started_and_copying(serve: &Serve, token: &str, name: &str, restart: bool) {
         status["state"], "running",
         "the load ended too soon to be interrupted: {status}"
     );
+    // The run under way counts its rows so far.
+    let runs = serve
+        .get(Some(token), &format!("/api/v1/pipelines/{name}/runs"))
+        .expect(200)
+        .json();
+    assert_eq!(runs[0]["status"], "running", "{runs}");
+    assert!(runs[0]["rows"].as_i64().is_some_and(|n| n > 0), "{runs}");
 }
 
 #[test]

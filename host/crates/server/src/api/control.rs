@@ -134,10 +134,19 @@ pub async fn runs(
     Query(q): Query<RunsQuery>,
 ) -> Result<Json<Vec<RunEntry>>> {
     known(&app, &name)?;
-    Ok(Json(
-        app.store
-            .service_runs(&name, q.limit.unwrap_or(50).min(1000))?,
-    ))
+    let mut runs = app
+        .store
+        .service_runs(&name, q.limit.unwrap_or(50).min(1000))?;
+    // The run under way: its rows so far, from its progress.
+    let status = app.supervisor.slot(&name).status();
+    if let Some(current) = runs
+        .iter_mut()
+        .find(|r| r.status == "running" && Some(r.run) == status.run)
+    {
+        let rows: u64 = status.tables.iter().map(|t| t.rows_done).sum();
+        current.rows = i64::try_from(rows).unwrap_or(i64::MAX);
+    }
+    Ok(Json(runs))
 }
 
 #[derive(Debug, Default, Deserialize, IntoParams)]
