@@ -74,7 +74,7 @@ cleanup() {
     fi
     [ -n "${LOGDIR:-}" ] && cp "$WORK/serve.log" "$LOGDIR/serve.log" 2>/dev/null
     # The private server goes with its slots and databases.
-    kill "$SERVERS_PID" 2>/dev/null
+    [ -n "${SERVERS_PID:-}" ] && kill "$SERVERS_PID" 2>/dev/null
     wait 2>/dev/null
     rm -rf "$WORK"
 }
@@ -280,6 +280,9 @@ overview=$(api "$BASE/api/v1/pipelines")
 total=$(jq length <<< "$overview")
 states=$(jq -r '[group_by(.state)[] | "\(length) \(.[0].state)"] | join(", ")' <<< "$overview")
 echo "  the service holds $total pipelines: $states"
+sessions=$(pg -At -F ' ' -c "SELECT count(*) FILTER (WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()),
+  count(*) FILTER (WHERE backend_type = 'walsender') FROM pg_stat_activity")
+echo "  PostgreSQL sessions open: ${sessions% *} client, ${sessions#* } walsender"
 
 # REQUESTS GETs of $1: "median p99" of time_starttransfer in ms.
 declare -A MEDIAN P99 WINDOWS
@@ -361,6 +364,8 @@ for name in "${STREAM_NAMES[@]}"; do
     [ "$(state_of "$name")" = streaming ] || die "$name is $(state_of "$name") after the load"
 done
 
+rss=$(awk '/^VmHWM/ {print int($2 / 1024)}' "/proc/$SERVE_PID/status")
+
 f() { jq -r ".$2 // \"-\"" <<< "$1"; }
 echo
 echo "=== dmp serve benchmark ==="
@@ -373,7 +378,7 @@ for r in $(seq 0 $((ROUNDS - 1))); do
     printf ' %.2f/%.2f,%.2f/%.2f' "${API_WALL[$r]}" "${API_OWN[$r]}" "${CLI_WALL[$r]}" "${CLI_OWN[$r]}"
 done
 echo
-echo "2. $total pipelines ($states), $REQUESTS requests each, time_starttransfer"
+echo "2. $total pipelines ($states; PostgreSQL sessions: ${sessions% *} client, ${sessions#* } walsender), $REQUESTS requests each, time_starttransfer"
 printf '   GET /api/v1/pipelines  median %7.2f ms  p99 %7.2f ms  (goal < 100 ms)\n' "${MEDIAN[overview]}" "${P99[overview]}"
 printf '   GET /                  median %7.2f ms  p99 %7.2f ms\n' "${MEDIAN[dashboard]}" "${P99[dashboard]}"
 printf '   GET /metrics           median %7.2f ms  p99 %7.2f ms  (goal < 50 ms)\n' "${MEDIAN[metrics]}" "${P99[metrics]}"
@@ -412,3 +417,4 @@ row "dmp serve CPU, % of one core" %.1f cpu -
 row "GET …/status p99 ms (the sampler's own requests)" %.2f lag status_p99_ms
 echo "   engine windows used: $(f "${WINDOWS[quiet]}" windows) and $(f "${WINDOWS[watched]}" windows)"
 echo "   the event clients got $status_events status and $log_events log events; every target equals its source"
+echo "   dmp serve peak RSS $rss MiB"
