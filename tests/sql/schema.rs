@@ -345,3 +345,40 @@ fn table_phases_are_kept_with_the_run() {
         other => panic!("dup: {other:?}"),
     }
 }
+
+#[test]
+fn pipelines_started_together_into_one_new_database_all_prepare_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let source = postgres().create_database("together_source");
+    let target = postgres().create_database("together_target");
+    for i in 0..5 {
+        source.exec(&format!(
+            "CREATE TABLE t{i} (id integer PRIMARY KEY); INSERT INTO t{i} SELECT generate_series(1, 100);"
+        ));
+        pipeline(
+            dir.path(),
+            &format!("p{i}.toml"),
+            &format!(
+                "[pipeline]\nname = \"together_{i}\"\n[source]\nurl = \"{}\"\n[target]\nurl = \"{}\"\n[tables]\ninclude = [\"t{i}\"]\n",
+                source.url, target.url
+            ),
+        );
+    }
+    // All at once: each creates the checkpoint table if it is missing.
+    let runs: Vec<_> = (0..5)
+        .map(|i| {
+            crate::support::dmp(dir.path())
+                .args(["run", &format!("p{i}.toml")])
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .expect("dmp starts")
+        })
+        .collect();
+    for run in runs {
+        assert_exit(&run.wait_with_output().expect("dmp ends"), 0);
+    }
+    for i in 0..5 {
+        assert_eq!(target.scalar(&format!("SELECT count(*) FROM t{i}")), "100");
+    }
+}

@@ -104,8 +104,12 @@ impl TableProgress {
 pub struct StreamProgress {
     changes: AtomicU64,
     transactions: AtomicU64,
-    /// Source commit → target commit of the last applied transaction.
+    /// Source commit → target commit of the last applied transaction
+    /// (0 once the stream is idle, caught up with its source).
     lag_ms: AtomicU64,
+    /// Source commit time (µs since the epoch) of the oldest transaction
+    /// being applied, 0 when none is: a stuck apply shows its lag growing.
+    applying_since_us: std::sync::atomic::AtomicI64,
     active: AtomicBool,
 }
 
@@ -119,8 +123,32 @@ impl StreamProgress {
         self.transactions.load(Ordering::Relaxed)
     }
 
+    /// The stream's lag now: the last applied transaction's, or, while a
+    /// batch is being applied, how old its oldest transaction is if more.
     pub fn lag_ms(&self) -> u64 {
-        self.lag_ms.load(Ordering::Relaxed)
+        let last = self.lag_ms.load(Ordering::Relaxed);
+        match self.applying_since_us.load(Ordering::Relaxed) {
+            0 => last,
+            since => {
+                let waited = chrono::Utc::now().timestamp_micros().saturating_sub(since) / 1000;
+                last.max(u64::try_from(waited).unwrap_or(0))
+            }
+        }
+    }
+
+    /// A batch whose oldest transaction committed at the source at
+    /// `commit_us` goes to the target.
+    pub(crate) fn applying(&self, commit_us: Option<i64>) {
+        if let Some(commit) = commit_us {
+            self.applying_since_us
+                .store(commit.max(1), Ordering::Relaxed);
+        }
+    }
+
+    /// Nothing is waiting: the target holds all the source sent.
+    pub(crate) fn idle(&self) {
+        self.applying_since_us.store(0, Ordering::Relaxed);
+        self.lag_ms.store(0, Ordering::Relaxed);
     }
 
     /// Whether a stream is running (the display shows its line then).
@@ -133,6 +161,7 @@ impl StreamProgress {
     }
 
     pub(crate) fn add(&self, changes: u64, transactions: u64, lag_ms: Option<u64>) {
+        self.applying_since_us.store(0, Ordering::Relaxed);
         self.changes.fetch_add(changes, Ordering::Relaxed);
         self.transactions.fetch_add(transactions, Ordering::Relaxed);
         if let Some(lag) = lag_ms {
@@ -173,5 +202,26 @@ impl Progress {
     /// A snapshot of the tables registered so far.
     pub fn tables(&self) -> Vec<Arc<TableProgress>> {
         self.tables.lock().map(|t| t.clone()).unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_stuck_apply_shows_its_lag_growing_and_an_idle_stream_none() {
+        let stream = StreamProgress::default();
+        stream.add(1, 1, Some(90));
+        assert_eq!(stream.lag_ms(), 90);
+        // A batch whose transaction committed 5 s ago is still being applied.
+        let five_s_ago = chrono::Utc::now().timestamp_micros() - 5_000_000;
+        stream.applying(Some(five_s_ago));
+        assert!(stream.lag_ms() >= 5_000, "{}", stream.lag_ms());
+        stream.add(1, 1, Some(5_001));
+        assert_eq!(stream.lag_ms(), 5_001);
+        // Caught up: no lag is left standing.
+        stream.idle();
+        assert_eq!(stream.lag_ms(), 0);
     }
 }

@@ -216,11 +216,17 @@ pub(super) async fn stream(ctx: &StreamContext, from: Position) -> Result<Stream
         };
         if pending.items.is_empty() && position == last_position {
             pending = Pending::default();
+            if open.is_none() {
+                ctx.progress.stream.idle();
+            }
             continue;
         }
         let mut batch = std::mem::take(&mut pending);
         let changes = batch.changes;
         let commit_times = std::mem::take(&mut batch.commits);
+        ctx.progress
+            .stream
+            .applying(commit_times.iter().flatten().copied().min());
         apply(
             ctx,
             &mut tables,
@@ -247,6 +253,10 @@ pub(super) async fn stream(ctx: &StreamContext, from: Position) -> Result<Stream
         ctx.progress
             .stream
             .add(changes, commit_times.len() as u64, last_lag_ms);
+        // A position moved by a heartbeat alone: caught up.
+        if changes == 0 && commit_times.is_empty() && open.is_none() {
+            ctx.progress.stream.idle();
+        }
         last_position = position;
         if window_start.elapsed() >= REPORT_EVERY {
             report(&lag_window, window_changes, window_start.elapsed());

@@ -254,6 +254,15 @@ impl PostgresTarget {
         let place = self.place();
         let ctx = || format!("{place}: preparing the target tables");
         let exec = |sql: String| sqlx::raw_sql(AssertSqlSafe(sql));
+        // Runs preparing the same schema at once (pipelines started
+        // together into a new database) go one after the other: `IF NOT
+        // EXISTS` does not make two concurrent CREATEs of the checkpoint
+        // table or the schema safe in PostgreSQL. Held to the commit.
+        sqlx::query("SELECT pg_advisory_xact_lock(hashtext('dmp.prepare:' || $1)::bigint)")
+            .bind(schema)
+            .execute(&mut **txn)
+            .await
+            .context(ctx)?;
         let found: bool =
             sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)")
                 .bind(schema)

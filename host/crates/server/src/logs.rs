@@ -1,6 +1,6 @@
 //! The log lines of each pipeline, for `…/logs` and the dashboard: a
 //! tracing layer keeps the events that happen inside a pipeline's span
-//! (`pipeline`, `replay`, `verify`; field `name` or `pipeline`) in a
+//! (`session`, `pipeline`, `replay`, `verify`; field `name` or `pipeline`) in a
 //! bounded ring per pipeline, masked, and passes them to followers.
 
 use std::collections::{HashMap, VecDeque};
@@ -127,7 +127,10 @@ where
         id: &tracing::span::Id,
         ctx: Context<'_, S>,
     ) {
-        if !matches!(attrs.metadata().name(), "pipeline" | "replay" | "verify") {
+        if !matches!(
+            attrs.metadata().name(),
+            "session" | "pipeline" | "replay" | "verify"
+        ) {
             return;
         }
         let mut fields = Fields::default();

@@ -399,7 +399,7 @@ pub fn start(service: &Arc<Service>, name: &str, restart: bool) -> Result<()> {
         slot: slot.clone(),
         service: service.clone(),
     };
-    let span = tracing::info_span!("pipeline", name = %name);
+    let span = tracing::info_span!("session", pipeline = %name);
     let handle = span.in_scope(|| session.spawn(restart, Box::new(observer)));
     live.handle = Some(handle);
     drop(live);
