@@ -31,6 +31,8 @@ servers:
 	# The dashboard's browser tests (tests/browser) drive headless Chromium
 	# through chromedriver.
 	test -x /usr/bin/chromium && test -x /usr/bin/chromedriver || ($(APT_INSTALL) chromium chromium-driver)
+	# The NATS connector's tests run a private nats-server with JetStream.
+	command -v nats-server >/dev/null || test -x /usr/sbin/nats-server || ($(APT_INSTALL) nats-server)
 
 # The mask_pii plugin again in Python and JavaScript, against the same WIT.
 PY_PLUGIN := target/plugins/mask_pii_py.wasm

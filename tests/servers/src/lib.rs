@@ -1,7 +1,7 @@
-//! Private PostgreSQL 15 and MariaDB 10.11 servers for DMP's tests and
-//! benchmarks, run from the Debian packages' binaries (`make test` installs
-//! them) in temp dirs on free 127.0.0.1 ports. No server of the machine is
-//! used or touched.
+//! Private PostgreSQL 15 and MariaDB 10.11 servers, and a NATS server with
+//! JetStream ([`nats()`]), for DMP's tests and benchmarks, run from the
+//! Debian packages' binaries (`make test` installs them) in temp dirs on
+//! free 127.0.0.1 ports. No server of the machine is used or touched.
 //!
 //! In tests, [`postgres()`] and [`mariadb()`] start their server on first
 //! use, once per process, and [`PostgresServer::create_database`] /
@@ -50,6 +50,7 @@
 mod database;
 mod launch;
 mod mariadb;
+mod nats;
 mod postgres;
 mod reaper;
 mod tls;
@@ -59,6 +60,7 @@ use std::sync::OnceLock;
 pub use database::{Rows, SqlError, TestDb};
 pub use launch::StartError;
 pub use mariadb::MariadbServer;
+pub use nats::NatsServer;
 pub use postgres::PostgresServer;
 pub use tls::{CERT_USER, PASSWORD, PASSWORD_USER, TlsFiles};
 
@@ -68,6 +70,31 @@ static POSTGRES: OnceLock<Result<PostgresServer, StartError>> = OnceLock::new();
 static MARIADB: OnceLock<Result<MariadbServer, StartError>> = OnceLock::new();
 static TLS_POSTGRES: OnceLock<Result<PostgresServer, StartError>> = OnceLock::new();
 static TLS_MARIADB: OnceLock<Result<MariadbServer, StartError>> = OnceLock::new();
+static NATS: OnceLock<Result<NatsServer, StartError>> = OnceLock::new();
+
+/// This process's NATS server (JetStream on), started on first call.
+///
+/// # Panics
+/// As [`postgres()`].
+pub fn nats() -> &'static NatsServer {
+    try_nats().unwrap_or_else(|e| panic!("cannot start the test NATS server: {e}"))
+}
+
+/// [`nats()`] returning the error instead of panicking.
+pub fn try_nats() -> Result<&'static NatsServer, StartError> {
+    NATS.get_or_init(|| NatsServer::launch(false))
+        .as_ref()
+        .map_err(Clone::clone)
+}
+
+/// A NATS server for the calling test alone, which it may stop and start
+/// again; see [`own_postgres()`].
+///
+/// # Panics
+/// As [`postgres()`].
+pub fn own_nats() -> NatsServer {
+    NatsServer::launch(true).unwrap_or_else(|e| panic!("cannot start an own NATS server: {e}"))
+}
 
 /// This process's PostgreSQL server, started on first call.
 ///
@@ -166,6 +193,9 @@ pub fn shutdown() {
         server.reaper.finish();
     }
     if let Some(Ok(server)) = TLS_POSTGRES.get() {
+        server.reaper.finish();
+    }
+    if let Some(Ok(server)) = NATS.get() {
         server.reaper.finish();
     }
 }

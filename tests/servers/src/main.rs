@@ -1,12 +1,13 @@
-//! `dmp-test-servers start [postgres] [mariadb]`: starts the test servers
+//! `dmp-test-servers start [postgres] [mariadb] [nats]`: starts the test servers
 //! for a script, prints `export` lines and `ready`, and keeps them until its
 //! stdin closes or it is killed. See the crate docs for the shell side.
 
 use std::io::{self, Write};
 use std::process::ExitCode;
 
-const USAGE: &str = "usage: dmp-test-servers start [postgres] [mariadb]
-Starts private PostgreSQL 15 / MariaDB 10.11 servers (both by default), prints
+const USAGE: &str = "usage: dmp-test-servers start [postgres] [mariadb] [nats]
+Starts private PostgreSQL 15 / MariaDB 10.11 servers (both by default; NATS
+with JetStream when named), prints
 `export NAME=value` lines and `ready` on stdout, and keeps them until stdin
 closes or the process gets SIGTERM/SIGINT; then the servers stop and their
 temp dirs are removed.";
@@ -19,10 +20,12 @@ fn main() -> ExitCode {
     };
     let mut want_pg = servers.is_empty();
     let mut want_my = servers.is_empty();
+    let mut want_nats = false;
     for server in servers {
         match server.as_str() {
             "postgres" | "postgresql" | "pg" => want_pg = true,
             "mariadb" | "mysql" => want_my = true,
+            "nats" => want_nats = true,
             other => {
                 eprintln!("dmp-test-servers: unknown server `{other}`\n{USAGE}");
                 return ExitCode::from(2);
@@ -31,18 +34,20 @@ fn main() -> ExitCode {
     }
 
     // Both at once: each takes a few seconds, mostly waiting.
-    let (pg, my) = std::thread::scope(|s| {
+    let (pg, my, nats) = std::thread::scope(|s| {
         let pg = s.spawn(|| want_pg.then(dmp_test_servers::try_postgres));
         let my = s.spawn(|| want_my.then(dmp_test_servers::try_mariadb));
-        (pg.join(), my.join())
+        let nats = s.spawn(|| want_nats.then(dmp_test_servers::try_nats));
+        (pg.join(), my.join(), nats.join())
     });
-    let (Ok(pg), Ok(my)) = (pg, my) else {
+    let (Ok(pg), Ok(my), Ok(nats)) = (pg, my, nats) else {
         return ExitCode::FAILURE;
     };
     let mut exports = Vec::new();
     for result in [
         pg.map(|r| r.map(|s| ("PG", s.url(), s.port(), s.bin_dir().to_owned()))),
         my.map(|r| r.map(|s| ("MARIADB", s.url(), s.port(), s.bin_dir().to_owned()))),
+        nats.map(|r| r.map(|s| ("NATS", s.url(), s.port(), s.bin_dir().to_owned()))),
     ]
     .into_iter()
     .flatten()
