@@ -1,0 +1,14 @@
+//! NATS JetStream as a target and a source (issue 16, under way): change
+//! events on a durable bus, one message per row change in the Debezium
+//! envelope, with message ids derived from source positions so that a
+//! stream never holds a change twice.
+//!
+//! Built so far: the envelope (`envelope.rs`) and the message ids
+//! (`message_id.rs`). The JetStream client, the target and the source, and
+//! the registry entry come next.
+
+mod envelope;
+mod message_id;
+
+pub use envelope::{Envelope, EnvelopeError, Op, SourceInfo, decode, encode, encode_truncate};
+pub use message_id::{message_id, snapshot_message_id};
