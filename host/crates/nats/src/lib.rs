@@ -7,8 +7,10 @@
 //! (`message_id.rs`). The JetStream client, the target and the source, and
 //! the registry entry come next.
 
+mod config;
 mod envelope;
 mod message_id;
 
+pub use config::{EXAMPLE, Format, NatsConfig, subject_token};
 pub use envelope::{Envelope, EnvelopeError, Op, SourceInfo, decode, encode, encode_truncate};
 pub use message_id::{message_id, snapshot_message_id};
