@@ -1,0 +1,56 @@
+//! This connector's errors: async-nats's said once, with the kind (worth a
+//! retry or not) decided here.
+
+use async_nats::error::Error as NatsError;
+
+dmp_contract::driver_errors! {
+    async_nats::ConnectError => connect_error,
+    async_nats::jetstream::context::GetStreamError => nats_error,
+    async_nats::jetstream::context::CreateStreamError => nats_error,
+    async_nats::jetstream::context::PublishError => publish_error,
+    async_nats::jetstream::context::RequestError => nats_error,
+    async_nats::jetstream::stream::LastRawMessageError => nats_error,
+}
+
+/// A refused login or a TLS mismatch is a setting to change; the rest of
+/// connecting (refused, timed out, DNS) may pass.
+fn connect_error(e: async_nats::ConnectError) -> DriverError {
+    use async_nats::ConnectErrorKind as K;
+    let kind = match e.kind() {
+        K::Authentication | K::AuthorizationViolation | K::ServerParse | K::Tls => {
+            ErrorKind::Config
+        }
+        _ => ErrorKind::Transient,
+    };
+    DriverError::new(kind, e.to_string(), e)
+}
+
+/// A publish that timed out or lost its connection is retried from the
+/// checkpoint (the message id makes a second copy harmless).
+fn publish_error(e: async_nats::jetstream::context::PublishError) -> DriverError {
+    use async_nats::jetstream::context::PublishErrorKind as K;
+    let kind = match e.kind() {
+        K::TimedOut | K::BrokenPipe | K::MaxAckPending => ErrorKind::Transient,
+        _ => ErrorKind::Fatal,
+    };
+    DriverError::new(kind, e.to_string(), e)
+}
+
+/// Requests to JetStream: a timeout or a lost connection may pass; what
+/// the server refuses does not.
+fn nats_error<K>(e: NatsError<K>) -> DriverError
+where
+    K: Clone + std::fmt::Debug + std::fmt::Display + PartialEq + Send + Sync + 'static,
+{
+    let said = e.to_string();
+    let lowered = said.to_ascii_lowercase();
+    let kind = if lowered.contains("timed out")
+        || lowered.contains("timeout")
+        || lowered.contains("request error")
+    {
+        ErrorKind::Transient
+    } else {
+        ErrorKind::Fatal
+    };
+    DriverError::new(kind, said, e)
+}
