@@ -144,16 +144,8 @@ pub async fn create_token(
         .expires_days
         .map(|d| std::time::Duration::from_secs(d.saturating_mul(86_400)));
     let outcome = app.store.create_token(&request.name, role, expires);
-    let result = outcome
-        .as_ref()
-        .map_or_else(ServeError::message, |_| "ok".into());
-    app.store.audit(
-        caller.who(),
-        &caller.addr,
-        "token.create",
-        &format!("{} ({})", request.name, role.as_str()),
-        &result,
-    );
+    let target = format!("{} ({})", request.name, role.as_str());
+    caller.audit(&app, "token.create", &target, &outcome, |_| None);
     Ok((StatusCode::CREATED, Json(outcome?)).into_response())
 }
 
@@ -215,16 +207,8 @@ pub async fn add_user(
         tokio::task::spawn_blocking(move || store_app.store.add_user(&name, role, &password))
             .await
             .map_err(|e| ServeError::Home(format!("adding a user: {e}")))?;
-    let result = outcome
-        .as_ref()
-        .map_or_else(ServeError::message, |()| "ok".into());
-    app.store.audit(
-        caller.who(),
-        &caller.addr,
-        "user.add",
-        &format!("{} ({})", request.name, role.as_str()),
-        &result,
-    );
+    let target = format!("{} ({})", request.name, role.as_str());
+    caller.audit(&app, "user.add", &target, &outcome, |()| None);
     outcome?;
     Ok((
         StatusCode::CREATED,

@@ -34,11 +34,7 @@ fn audited(
     name: &str,
     outcome: Result<()>,
 ) -> Result<Response> {
-    let result = outcome
-        .as_ref()
-        .map_or_else(ServeError::message, |()| "ok".into());
-    app.store
-        .audit(caller.who(), &caller.addr, action, name, &result);
+    caller.audit(app, action, name, &outcome, |()| None);
     outcome?;
     Ok(accepted(
         serde_json::json!({ "state": app.supervisor.slot(name).status().state }),

@@ -152,20 +152,12 @@ pub async fn replay(
             .map_err(|e| ServeError::BadRequest(format!("the replay as JSON: {e}")))
     }
     .await;
-    let result = match &outcome {
-        Ok(summary) => format!(
-            "ok: {} replayed, {} still failing",
+    caller.audit(&app, "dead_letters.replay", &name, &outcome, |summary| {
+        Some(format!(
+            "{} replayed, {} still failing",
             summary["replayed"], summary["still_failing"]
-        ),
-        Err(e) => e.message(),
-    };
-    app.store.audit(
-        caller.who(),
-        &caller.addr,
-        "dead_letters.replay",
-        &name,
-        &result,
-    );
+        ))
+    });
     Ok(Json(outcome?))
 }
 
@@ -197,15 +189,8 @@ pub async fn purge(
         let _lease = store.lease(&name)?;
         Ok(store.purge_dead_letters(&name, selection.table.as_deref(), &selection.ids)? as u64)
     })();
-    let result = outcome
-        .as_ref()
-        .map_or_else(ServeError::message, |n| format!("ok: {n} purged"));
-    app.store.audit(
-        caller.who(),
-        &caller.addr,
-        "dead_letters.purge",
-        &name,
-        &result,
-    );
+    caller.audit(&app, "dead_letters.purge", &name, &outcome, |n| {
+        Some(format!("{n} purged"))
+    });
     Ok(Json(Purged { purged: outcome? }))
 }

@@ -313,6 +313,25 @@ impl Caller {
     pub fn role(&self) -> Option<Role> {
         self.principal.as_ref().map(|p| p.role)
     }
+
+    /// Records in the audit log that this caller tried `action` on
+    /// `target`, and how it went: `ok` (`ok: …` with what `said` gives) or
+    /// the error.
+    pub fn audit<T>(
+        &self,
+        app: &Service,
+        action: &str,
+        target: &str,
+        outcome: &Result<T>,
+        said: impl FnOnce(&T) -> Option<String>,
+    ) {
+        let result = match outcome {
+            Ok(value) => said(value).map_or_else(|| "ok".to_string(), |s| format!("ok: {s}")),
+            Err(e) => e.message(),
+        };
+        app.store
+            .audit(self.who(), &self.addr, action, target, &result);
+    }
 }
 
 impl<S: Send + Sync> FromRequestParts<S> for Caller {

@@ -175,7 +175,7 @@ pub async fn create(
             .and_then(|text| name_of(&text))
             .unwrap_or_else(|_| "?".to_string()),
     };
-    audit(&app, &caller, "pipeline.create", &target, &outcome);
+    caller.audit(&app, "pipeline.create", &target, &outcome, |_| None);
     let name = outcome?;
     Ok((StatusCode::CREATED, Json(Named { name })).into_response())
 }
@@ -196,14 +196,6 @@ fn save(app: &App, headers: &HeaderMap, body: &[u8], existing: Option<&str>) -> 
     app.store
         .save_pipeline(&name, &text, &app.key, existing.is_none())?;
     Ok(name)
-}
-
-fn audit<T>(app: &App, caller: &Caller, action: &str, target: &str, outcome: &Result<T>) {
-    let result = outcome
-        .as_ref()
-        .map_or_else(ServeError::message, |_| "ok".into());
-    app.store
-        .audit(caller.who(), &caller.addr, action, target, &result);
 }
 
 #[utoipa::path(post, path = "/api/v1/pipelines/validate", tag = "pipelines",
@@ -280,7 +272,7 @@ pub async fn replace(
     Body(body): Body,
 ) -> Result<Json<Named>> {
     let outcome = save(&app, &headers, &body, Some(&name));
-    audit(&app, &caller, "pipeline.update", &name, &outcome);
+    caller.audit(&app, "pipeline.update", &name, &outcome, |_| None);
     Ok(Json(Named { name: outcome? }))
 }
 
@@ -299,7 +291,7 @@ pub async fn remove(
     } else {
         app.store.delete_pipeline(&name)
     };
-    audit(&app, &caller, "pipeline.delete", &name, &outcome);
+    caller.audit(&app, "pipeline.delete", &name, &outcome, |_| None);
     outcome?;
     app.supervisor.forget(&name);
     Ok(StatusCode::NO_CONTENT)

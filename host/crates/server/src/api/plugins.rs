@@ -58,16 +58,10 @@ pub async fn upload(
         plugins::upload(&app, &pipeline, &plugin, &bytes, caller.who()).await
     }
     .await;
-    let result = outcome
-        .as_ref()
-        .map_or_else(ServeError::message, |v| format!("ok: version {v}"));
-    app.store.audit(
-        caller.who(),
-        &caller.addr,
-        "plugin.upload",
-        &format!("{name}/{plugin}"),
-        &result,
-    );
+    let target = format!("{name}/{plugin}");
+    caller.audit(&app, "plugin.upload", &target, &outcome, |v| {
+        Some(format!("version {v}"))
+    });
     Ok((StatusCode::CREATED, Json(Uploaded { version: outcome? })).into_response())
 }
 
@@ -90,16 +84,10 @@ pub async fn rollback(
     let request: RollBack = json_or_default(&body)?;
     let outcome = load(&app, &name)
         .and_then(|pipeline| plugins::roll_back(&app, &pipeline, &plugin, request.version));
-    let result = outcome.as_ref().map_or_else(ServeError::message, |()| {
-        format!("ok: version {}", request.version)
+    let target = format!("{name}/{plugin}");
+    caller.audit(&app, "plugin.rollback", &target, &outcome, |()| {
+        Some(format!("version {}", request.version))
     });
-    app.store.audit(
-        caller.who(),
-        &caller.addr,
-        "plugin.rollback",
-        &format!("{name}/{plugin}"),
-        &result,
-    );
     outcome?;
     Ok(Json(Uploaded {
         version: request.version,

@@ -49,11 +49,7 @@ pub async fn drop_stream(
         Ok::<_, ServeError>(dmp_engine::drop_stream(&*app.connectors, &pipeline).await?)
     }
     .await;
-    let result = outcome
-        .as_ref()
-        .map_or_else(ServeError::message, |()| "ok".into());
-    app.store
-        .audit(caller.who(), &caller.addr, "stream.drop", &name, &result);
+    caller.audit(&app, "stream.drop", &name, &outcome, |()| None);
     outcome?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -38,11 +38,7 @@ pub async fn start(
     } else {
         "verify.start"
     };
-    let result = outcome
-        .as_ref()
-        .map_or_else(ServeError::message, |()| "ok".into());
-    app.store
-        .audit(caller.who(), &caller.addr, action, &name, &result);
+    caller.audit(&app, action, &name, &outcome, |()| None);
     outcome?;
     Ok(accepted(serde_json::json!({ "state": "running" })))
 }
