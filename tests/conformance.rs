@@ -381,6 +381,7 @@ async fn applying_twice_is_applying_once(subject: &Subject) {
         batch.segments.push(TableChanges::Rows {
             table: table.clone(),
             changes: changes.clone(),
+            origins: Vec::new(),
         });
         let checkpoint = Checkpoint {
             table: table.name.clone(),

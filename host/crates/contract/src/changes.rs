@@ -65,6 +65,10 @@ pub enum StreamEvent {
     /// A row of the open transaction that could not be decoded (it counts
     /// as a change for positions).
     Reject { table: usize, reject: Reject },
+    /// A change of the open transaction for a table the stream knows
+    /// nothing of (a message bus may carry subjects no schema describes):
+    /// refused under that name, counted as a change for positions.
+    Unrouted { table: String, reject: Reject },
     /// Tables emptied in the open transaction.
     Truncate { tables: Vec<usize> },
     /// The open transaction committed. `position` (a `Position::Log` with
@@ -210,6 +214,13 @@ pub trait ChangeSource: Send + Sync {
 
     /// How much change log the source keeps for this pipeline.
     async fn lag(&self) -> Result<StreamLag>;
+
+    /// Whether the log holds every row from its beginning (a message
+    /// stream that carries its snapshot), so that streaming from
+    /// `current_position` misses nothing a snapshot would have copied.
+    fn holds_everything(&self) -> bool {
+        false
+    }
 
     /// Removes what `begin_snapshot` created at the source (the slot and
     /// the publication): `dmp cdc drop-slot`. Nothing to do is not an error.

@@ -282,6 +282,10 @@ async fn start_without_snapshot(
         return Ok(position);
     }
     let now = changes.current_position(schemas).await?;
+    if changes.holds_everything() {
+        info!(?now, "streaming the source's log from its first change");
+        return Ok(now);
+    }
     match recorded {
         Some(text) => warn!(
             snapshot = %text,

@@ -378,6 +378,7 @@ async fn sync_table(
                 changes.segments.push(TableChanges::Rows {
                     table: batch.table.clone(),
                     changes: std::mem::take(&mut batch.changes),
+                    origins: Vec::new(),
                 });
             }
             let applied = ctx

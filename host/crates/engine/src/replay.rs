@@ -396,6 +396,7 @@ async fn write_group(
                     segments: vec![TableChanges::Rows {
                         table: output.clone(),
                         changes: changes.clone(),
+                        origins: Vec::new(),
                     }],
                 };
                 let checkpoint = Checkpoint {

@@ -24,8 +24,8 @@ use dmp_contract::{
     ChangeSource, ReadLimits, SchemaChange, Start, StreamEvent, TableEvent, Target,
 };
 use dmp_model::{
-    Batch, Change, ChangeBatch, Checkpoint, Position, Reject, Row, STREAM_CHECKPOINT, TableChanges,
-    TableSchema,
+    Batch, Change, ChangeBatch, ChangeOrigin, Checkpoint, Position, Reject, Row, STREAM_CHECKPOINT,
+    TableChanges, TableSchema,
 };
 use dmp_state::DeadLetterSink;
 use dmp_transform::{PluginRuntime, TransformChain, reject_whole_batch};
@@ -126,10 +126,21 @@ struct Pending {
 }
 
 enum Item {
-    Change(Change),
+    Change(Change, Option<ChangeOrigin>),
     Reject(Reject),
-    Truncate,
+    /// A refused change of a table the stream does not know, by name.
+    Unrouted(String, Reject),
+    Truncate(Option<ChangeOrigin>),
     Schema(SchemaChange),
+}
+
+impl Item {
+    fn origin_mut(&mut self) -> Option<&mut ChangeOrigin> {
+        match self {
+            Item::Change(_, origin) | Item::Truncate(origin) => origin.as_mut(),
+            Item::Reject(_) | Item::Unrouted(..) | Item::Schema(_) => None,
+        }
+    }
 }
 
 /// Streams from `from` until the run is stopped (Ok) or fails.
@@ -356,6 +367,16 @@ fn receive(
             None => true,
         }
     };
+    // Where the change just counted was read (its commit time comes with
+    // the commit).
+    let origin = |open: &Option<OpenTransaction>| {
+        open.as_ref().map(|txn| ChangeOrigin {
+            log: txn.log.clone(),
+            index: txn.seen,
+            part: 0,
+            commit_time: None,
+        })
+    };
     match event {
         StreamEvent::Begin { log } => {
             // Only the first transaction after a restart can have been
@@ -369,7 +390,9 @@ fn receive(
         StreamEvent::Change { table, change } => {
             if counted(open) {
                 pending.bytes += change_bytes(&change);
-                pending.items.push((table, Item::Change(change)));
+                pending
+                    .items
+                    .push((table, Item::Change(change, origin(open))));
                 pending.changes += 1;
             }
         }
@@ -379,10 +402,16 @@ fn receive(
                 pending.changes += 1;
             }
         }
+        StreamEvent::Unrouted { table, reject } => {
+            if counted(open) {
+                pending.items.push((0, Item::Unrouted(table, reject)));
+                pending.changes += 1;
+            }
+        }
         StreamEvent::Truncate { tables } => {
             if counted(open) {
                 for table in tables {
-                    pending.items.push((table, Item::Truncate));
+                    pending.items.push((table, Item::Truncate(origin(open))));
                 }
                 pending.changes += 1;
             }
@@ -391,7 +420,16 @@ fn receive(
             position,
             commit_time,
         } => {
-            *open = None;
+            if let Some(txn) = open.take() {
+                // The transaction's changes still pending learn its time.
+                for (_, item) in pending.items.iter_mut().rev() {
+                    match item.origin_mut() {
+                        Some(origin) if origin.log == txn.log => origin.commit_time = commit_time,
+                        Some(_) => break,
+                        None => {}
+                    }
+                }
+            }
             pending.position = Some(position);
             pending.commits.push(commit_time);
         }
@@ -437,6 +475,15 @@ async fn apply(
     // came before it is applied (the position is the point just before it).
     let mut stop = None;
     while let Some((table, item)) = items.next() {
+        if let Item::Unrouted(name, reject) = item {
+            // Kept under the name it came with: no table of the stream.
+            let unknown = Arc::new(TableSchema {
+                name,
+                ..TableSchema::default()
+            });
+            rejects.push((unknown, vec![reject]));
+            continue;
+        }
         if let Item::Schema(change) = item {
             if let Err(e) = reshape(ctx, tables, table, change, &position, &mut batch).await {
                 stop = Some(e);
@@ -453,23 +500,30 @@ async fn apply(
             )));
         };
         let mut segment = Vec::new();
+        let mut origins = Vec::new();
         let mut refused = Vec::new();
-        let mut truncate = false;
+        let mut truncate = None;
         match item {
-            Item::Change(change) => segment.push(change),
+            Item::Change(change, origin) => {
+                segment.push(change);
+                origins.push(origin);
+            }
             Item::Reject(reject) => refused.push(reject),
-            Item::Truncate => truncate = true,
-            Item::Schema(_) => {}
+            Item::Truncate(origin) => truncate = Some(origin),
+            Item::Schema(_) | Item::Unrouted(..) => {}
         }
-        if !truncate {
+        if truncate.is_none() {
             // The rest of this table's run of changes.
             while let Some((_, next)) = items
-                .next_if(|(t, i)| *t == table && matches!(i, Item::Change(_) | Item::Reject(_)))
+                .next_if(|(t, i)| *t == table && matches!(i, Item::Change(..) | Item::Reject(_)))
             {
                 match next {
-                    Item::Change(change) => segment.push(change),
+                    Item::Change(change, origin) => {
+                        segment.push(change);
+                        origins.push(origin);
+                    }
                     Item::Reject(reject) => refused.push(reject),
-                    Item::Truncate | Item::Schema(_) => {}
+                    Item::Truncate(_) | Item::Schema(_) | Item::Unrouted(..) => {}
                 }
             }
         }
@@ -477,20 +531,22 @@ async fn apply(
             rejects.push((streamed.schema.clone(), refused));
         }
         let output = streamed.target.clone();
-        if truncate {
-            batch.truncate(&output);
+        if let Some(origin) = truncate {
+            batch.truncate(&output, origin);
             continue;
         }
         if segment.is_empty() {
             continue;
         }
-        let (changes, refused, produced_by) = transform(ctx, streamed, segment, &position).await?;
+        let (changes, refused, produced_by, made_from) =
+            transform(ctx, streamed, segment, &position).await?;
         versions.insert(streamed.schema.name.clone(), produced_by);
         if !refused.is_empty() {
             rejects.push((streamed.schema.clone(), refused));
         }
         if !changes.changes.is_empty() {
             batch.segments.push(TableChanges::Rows {
+                origins: output_origins(&origins, &made_from),
                 table: changes.table,
                 changes: changes.changes,
             });
@@ -622,14 +678,36 @@ async fn create_table(ctx: &StreamContext, output: Arc<TableSchema>) -> Result<A
     Ok(output)
 }
 
+/// The origin of each change a transform made, from the origins of its
+/// input (`made_from`: the input index of each output): outputs of one
+/// input are its parts 0, 1, …. Empty when an input's origin is unknown.
+fn output_origins(inputs: &[Option<ChangeOrigin>], made_from: &[usize]) -> Vec<ChangeOrigin> {
+    let mut origins = Vec::with_capacity(made_from.len());
+    let mut previous = None;
+    let mut part = 0;
+    for &input in made_from {
+        let Some(Some(origin)) = inputs.get(input) else {
+            return Vec::new();
+        };
+        part = if previous == Some(input) { part + 1 } else { 0 };
+        previous = Some(input);
+        origins.push(ChangeOrigin {
+            part,
+            ..origin.clone()
+        });
+    }
+    origins
+}
+
 /// Runs one table's segment through its transforms (the op of each change
-/// is visible to the plugin).
+/// is visible to the plugin); also says which input change each output
+/// came from.
 async fn transform(
     ctx: &StreamContext,
     table: &StreamTable,
     changes: Vec<Change>,
     position: &Position,
-) -> Result<(Batch, Vec<Reject>, String)> {
+) -> Result<(Batch, Vec<Reject>, String, Vec<usize>)> {
     let batch = Batch {
         table: table.schema.clone(),
         chunk: 0,
@@ -639,9 +717,14 @@ async fn transform(
         position: position.clone(),
         last: false,
     };
-    let (mut batch, versions, failure) = match table.chain.apply(batch).await? {
-        Ok((batch, versions)) => (batch, versions, None),
-        Err((batch, reason)) => (batch, table.chain.plugins().join(","), Some(reason)),
+    let (mut batch, versions, made_from, failure) = match table.chain.apply_traced(batch).await? {
+        Ok(traced) => (traced.batch, traced.versions, traced.origins, None),
+        Err((batch, reason)) => (
+            batch,
+            table.chain.plugins().join(","),
+            Vec::new(),
+            Some(reason),
+        ),
     };
     if let Some(reason) = failure {
         if ctx.on_error == OnError::Fail {
@@ -651,7 +734,7 @@ async fn transform(
         reject_whole_batch(&mut batch, &reason);
     }
     let refused = std::mem::take(&mut batch.rejects);
-    Ok((batch, refused, versions))
+    Ok((batch, refused, versions, made_from))
 }
 
 #[cfg(test)]

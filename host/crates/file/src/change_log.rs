@@ -100,7 +100,7 @@ impl ChangeLogs {
         for segment in &batch.segments {
             let out = texts.entry(segment.table().name.clone()).or_default();
             match segment {
-                TableChanges::Rows { table, changes } => {
+                TableChanges::Rows { table, changes, .. } => {
                     for change in changes {
                         line(out, table, change, &position)?;
                         written += 1;

@@ -262,6 +262,25 @@ pub struct Checkpoint {
     pub done: bool,
 }
 
+/// Where a streamed change was read in the source's change log: message
+/// targets derive each message's id and position from it, so that a change
+/// published twice is known as the same.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChangeOrigin {
+    /// Where the source streams the change's transaction again from (a
+    /// `Position::Log`'s `log`).
+    pub log: String,
+    /// The change's place in its transaction, from 1: resuming at
+    /// `Position::Log { log, skip: index }` continues right after it.
+    pub index: u64,
+    /// Which of the changes a transform made of this one source change
+    /// (0 without transforms, or for the first).
+    pub part: u32,
+    /// The transaction's commit time at the source, microseconds since
+    /// the epoch, when the stream knew it with the change.
+    pub commit_time: Option<i64>,
+}
+
 /// One table's part of a [`ChangeBatch`].
 #[derive(Debug, Clone)]
 pub enum TableChanges {
@@ -269,9 +288,16 @@ pub enum TableChanges {
     Rows {
         table: Arc<TableSchema>,
         changes: Vec<Change>,
+        /// Each change's origin, for a change stream (same length as
+        /// `changes`); empty when the changes were not streamed
+        /// (incremental runs, replays, repairs).
+        origins: Vec<ChangeOrigin>,
     },
     /// The table was emptied at the source.
-    Truncate { table: Arc<TableSchema> },
+    Truncate {
+        table: Arc<TableSchema>,
+        origin: Option<ChangeOrigin>,
+    },
     /// The table's shape changed at the source: the target's table `from`
     /// becomes `table` by `changes`. A batch has no rows of the table after
     /// this (they come in the next one, in the new shape).
@@ -309,7 +335,7 @@ impl TableChanges {
     pub fn table(&self) -> &Arc<TableSchema> {
         match self {
             TableChanges::Rows { table, .. }
-            | TableChanges::Truncate { table }
+            | TableChanges::Truncate { table, .. }
             | TableChanges::Evolve { table, .. } => table,
         }
     }
@@ -352,8 +378,13 @@ impl ChangeBatch {
     /// Appends a change, opening a new segment when the table differs from
     /// the last one.
     pub fn push(&mut self, table: &Arc<TableSchema>, change: Change) {
-        if let Some(TableChanges::Rows { table: t, changes }) = self.segments.last_mut()
+        if let Some(TableChanges::Rows {
+            table: t,
+            changes,
+            origins,
+        }) = self.segments.last_mut()
             && Arc::ptr_eq(t, table)
+            && origins.is_empty()
         {
             changes.push(change);
             return;
@@ -361,12 +392,14 @@ impl ChangeBatch {
         self.segments.push(TableChanges::Rows {
             table: table.clone(),
             changes: vec![change],
+            origins: Vec::new(),
         });
     }
 
-    pub fn truncate(&mut self, table: &Arc<TableSchema>) {
+    pub fn truncate(&mut self, table: &Arc<TableSchema>, origin: Option<ChangeOrigin>) {
         self.segments.push(TableChanges::Truncate {
             table: table.clone(),
+            origin,
         });
     }
 

@@ -20,9 +20,9 @@ mod value;
 
 pub use assessment::{Assessed, ObjectKind, Status};
 pub use batch::{
-    Batch, CURSOR_CHUNK, Change, ChangeBatch, Checkpoint, Chunk, Position, REPAIR_CHUNK,
-    REPLAY_CHUNK, Reject, RejectStage, Row, STREAM_CHECKPOINT, SchemaDelta, TableChanges,
-    WireColumn, WireDecoder, WireFormat, WireRows,
+    Batch, CURSOR_CHUNK, Change, ChangeBatch, ChangeOrigin, Checkpoint, Chunk, Position,
+    REPAIR_CHUNK, REPLAY_CHUNK, Reject, RejectStage, Row, STREAM_CHECKPOINT, SchemaDelta,
+    TableChanges, WireColumn, WireDecoder, WireFormat, WireRows,
 };
 pub use data_type::DataType;
 pub use decimal::Decimal;

@@ -838,8 +838,8 @@ mod tests {
         );
         batch.push(&keyless, Change::Insert(row(9, 9, "x")));
         batch.push(&keyless, Change::Delete(row(9, 9, "x")));
-        batch.truncate(&keyless);
-        batch.truncate(&keyed);
+        batch.truncate(&keyless, None);
+        batch.truncate(&keyed, None);
         let checkpoint = Checkpoint {
             table: String::new(),
             chunk: 0,

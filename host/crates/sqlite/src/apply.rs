@@ -334,7 +334,7 @@ mod tests {
         apply(&mut conn, "p", &batch, &checkpoint, &sink).unwrap();
         assert_eq!(dump(&conn, "Or\"der"), ["3|a", "10|moved"]);
         let mut truncate = ChangeBatch::new();
-        truncate.truncate(&keyed);
+        truncate.truncate(&keyed, None);
         truncate.push(&keyed, Change::Insert(row(5, Some("b"))));
         assert_eq!(
             apply(&mut conn, "p", &truncate, &checkpoint, &sink).unwrap(),

@@ -23,4 +23,6 @@ pub use plugin::LoadedPlugin;
 pub use runtime::{
     DEFAULT_COMPILE_TIMEOUT_MS, DEFAULT_MAX_PLUGIN_MB, Limits, LoadError, LoadLimits, PluginRuntime,
 };
-pub use stage::{SampleOutcome, TransformChain, WasmTransform, open_chains, reject_whole_batch};
+pub use stage::{
+    SampleOutcome, Traced, TransformChain, WasmTransform, open_chains, reject_whole_batch,
+};

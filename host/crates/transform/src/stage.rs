@@ -418,8 +418,26 @@ impl TransformChain {
         &self,
         batch: Batch,
     ) -> Result<std::result::Result<(Batch, String), (Batch, String)>> {
+        Ok(self
+            .apply_traced(batch)
+            .await?
+            .map(|traced| (traced.batch, traced.versions)))
+    }
+
+    /// `apply`, also telling which input change each output change came
+    /// from (a change stream names each output by its source change).
+    #[allow(clippy::result_large_err)] // See `WasmTransform::apply`.
+    pub async fn apply_traced(
+        &self,
+        batch: Batch,
+    ) -> Result<std::result::Result<Traced, (Batch, String)>> {
         if self.stages.is_empty() {
-            return Ok(Ok((batch, String::new())));
+            let origins = (0..batch.changes.len()).collect();
+            return Ok(Ok(Traced {
+                batch,
+                versions: String::new(),
+                origins,
+            }));
         }
         let stages = self.stages.clone();
         tokio::task::spawn_blocking(move || {
@@ -454,19 +472,32 @@ impl TransformChain {
                             reject.row = row_to_json(schema, source.row());
                         }
                     }
-                    origins = applied
-                        .origins
-                        .iter()
-                        .filter_map(|&o| origins.get(o).copied())
-                        .collect();
                 }
+                origins = applied
+                    .origins
+                    .iter()
+                    .filter_map(|&o| origins.get(o).copied())
+                    .collect();
                 versions.push(applied.version);
             }
-            Ok((batch, versions.join(",")))
+            Ok(Traced {
+                batch,
+                versions: versions.join(","),
+                origins,
+            })
         })
         .await
         .context(|| "transform task".to_string())
     }
+}
+
+/// A batch through a chain: the plugin versions that made it, and for
+/// each of its changes the index of the input change it came from
+/// (ascending; one input may give several).
+pub struct Traced {
+    pub batch: Batch,
+    pub versions: String,
+    pub origins: Vec<usize>,
 }
 
 /// Turns every row of a batch a transform failed on into a reject, so the

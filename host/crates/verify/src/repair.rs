@@ -116,6 +116,7 @@ impl Repairer {
             segments: vec![TableChanges::Rows {
                 table: self.schema.clone(),
                 changes,
+                origins: Vec::new(),
             }],
         };
         self.target.apply(batch, checkpoint, sink.clone()).await?;
