@@ -11,6 +11,7 @@ mod conformance;
 mod crash;
 mod dlq;
 mod file_safety;
+mod nats;
 mod round_trip;
 mod security;
 mod serve;

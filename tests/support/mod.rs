@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod browser;
+pub mod bus;
 pub mod proxy;
 pub mod serve;
 pub mod sql;

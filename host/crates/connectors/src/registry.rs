@@ -74,6 +74,14 @@ pub(crate) const CONNECTORS: &[Connector] = &[
         changes: true,
         files: |e| Ok(dmp_contract::file_parameters(e, MYSQL_TLS_FILES)),
     },
+    Connector {
+        schemes: &["nats"],
+        example: dmp_nats::EXAMPLE,
+        source: Some(|e, _| Ok(Arc::new(dmp_nats::NatsSource::open(e)?))),
+        target: Some(|e, o| Ok(Arc::new(dmp_nats::NatsTarget::open(e, o)?))),
+        changes: true,
+        files: |e| Ok(dmp_contract::file_parameters(e, &["creds"])),
+    },
 ];
 
 /// The connector serving `scheme`.
@@ -123,11 +131,11 @@ mod tests {
         assert_eq!(all.len(), count, "a scheme names two connectors");
         assert_eq!(
             schemes(|c| c.changes),
-            "postgres:// (or postgresql://), mysql:// (or mariadb://)"
+            "postgres:// (or postgresql://), mysql:// (or mariadb://), nats://"
         );
         assert!(schemes(|c| c.target.is_some()).starts_with("sqlite://, file://"));
         assert!(connector("mariadb").is_some_and(|c| c.schemes[0] == "mysql"));
-        assert!(connector("nats").is_none());
+        assert!(connector("nats").is_some_and(|c| c.target.is_some()));
         for c in CONNECTORS {
             assert!(c.example.starts_with(c.schemes[0]), "{}", c.example);
         }

@@ -102,6 +102,21 @@ impl Bus {
         }
     }
 
+    /// The URL's stream, which must exist (a source reads it).
+    pub async fn existing_stream(&self) -> Result<stream::Stream> {
+        let name = &self.config.stream;
+        match self.jetstream.get_stream(name).await {
+            Ok(stream) => Ok(stream),
+            Err(e) if not_found(&e) => Err(Error::Config(format!(
+                "{}: there is no JetStream stream {name} on {}",
+                self.config.place, self.config.server
+            ))),
+            Err(e) => {
+                Err(e.with_context(format!("{}: JetStream stream {name}", self.config.place)))
+            }
+        }
+    }
+
     /// Publishes `body` on `subject` with message id `id` and waits for
     /// JetStream's acknowledgement: the message is stored (or was already,
     /// under that id). Returns whether this publish stored it.
@@ -130,21 +145,44 @@ impl Bus {
         stream: &stream::Stream,
         subject: &str,
     ) -> Result<Option<LastMessage>> {
-        use async_nats::jetstream::stream::LastRawMessageErrorKind as K;
-        match stream.get_last_raw_message_by_subject(subject).await {
-            Ok(message) => Ok(Some(LastMessage {
+        Ok(self
+            .last_raw(stream, subject)
+            .await?
+            .map(|message| LastMessage {
                 sequence: message.sequence,
                 id: message
                     .headers
                     .get("Nats-Msg-Id")
                     .map(|v| v.as_str().to_string()),
-            })),
+            }))
+    }
+
+    /// The last message on `subject` of `stream`, whole.
+    pub async fn last_raw(
+        &self,
+        stream: &stream::Stream,
+        subject: &str,
+    ) -> Result<Option<async_nats::jetstream::message::StreamMessage>> {
+        use async_nats::jetstream::stream::LastRawMessageErrorKind as K;
+        match stream.get_last_raw_message_by_subject(subject).await {
+            Ok(message) => Ok(Some(message)),
             Err(e) if matches!(e.kind(), K::NoMessageFound) => Ok(None),
             Err(e) => Err(e.with_context(format!(
                 "{}: reading the last message of {subject}",
                 self.config.place
             ))),
         }
+    }
+
+    /// The stream's last sequence (0 when it is empty).
+    pub async fn last_sequence(&self, stream: &stream::Stream) -> Result<u64> {
+        let info = stream.get_info().await.context(|| {
+            format!(
+                "{}: JetStream stream {}",
+                self.config.place, self.config.stream
+            )
+        })?;
+        Ok(info.state.last_sequence)
     }
 }
 

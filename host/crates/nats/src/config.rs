@@ -155,6 +155,20 @@ impl NatsConfig {
         }
     }
 
+    /// The subject of a table's schema messages: `PREFIX._schema[.SCHEMA].TABLE`
+    /// (no table subject is there: `_schema` is a prefix's own token).
+    pub fn schema_subject(&self, namespace: Option<&str>, table: &str) -> String {
+        let prefix = format!("{}._schema", self.subject_prefix);
+        match namespace {
+            Some(schema) => format!(
+                "{prefix}.{}.{}",
+                subject_token(schema),
+                subject_token(table)
+            ),
+            None => format!("{prefix}.{}", subject_token(table)),
+        }
+    }
+
     /// Every subject of this endpoint, for the stream's configuration.
     pub fn subjects(&self) -> String {
         format!("{}.>", self.subject_prefix)

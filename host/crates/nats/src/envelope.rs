@@ -133,6 +133,50 @@ pub fn encode(
     envelope(op, before, after, source, now_ms)
 }
 
+/// The op of `change` (`r` for a snapshot row).
+pub fn op_of(change: &Change, snapshot: bool) -> Op {
+    match change {
+        Change::Insert(_) if snapshot => Op::Read,
+        Change::Insert(_) => Op::Create,
+        Change::Update { .. } => Op::Update,
+        Change::Delete(_) => Op::Delete,
+    }
+}
+
+/// An event (`envelope`, the text `encode` made) in CloudEvents'
+/// structured mode: the envelope is its `data`.
+pub fn cloud_event(id: &str, source: &SourceInfo, op: Op, envelope: &str, now_ms: i64) -> String {
+    let time = chrono::DateTime::from_timestamp_millis(now_ms)
+        .unwrap_or_default()
+        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    let subject = match &source.schema {
+        Some(schema) => format!("{schema}.{}", source.table),
+        None => source.table.clone(),
+    };
+    let kind = match op {
+        Op::Read => "read",
+        Op::Create => "create",
+        Op::Update => "update",
+        Op::Delete => "delete",
+        Op::Truncate => "truncate",
+    };
+    let head = serde_json::json!({
+        "specversion": "1.0",
+        "id": id,
+        "source": format!("/dmp/{}", source.name),
+        "type": format!("io.dmp.change.{kind}"),
+        "subject": subject,
+        "time": time,
+        "datacontenttype": "application/json",
+    });
+    let mut text = head.to_string();
+    text.pop();
+    text.push_str(",\"data\":");
+    text.push_str(envelope);
+    text.push('}');
+    text
+}
+
 /// The event of a truncate of `source.table`.
 pub fn encode_truncate(source: &SourceInfo, now_ms: i64) -> String {
     envelope(Op::Truncate, None, None, source, now_ms)
@@ -187,6 +231,20 @@ pub fn decode(bytes: &[u8], schema: &TableSchema) -> Result<Envelope, EnvelopeEr
         op: Option<String>,
         ts_ms: Option<i64>,
         source: Option<Map<String, Json>>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Cloud<'a> {
+        specversion: Option<&'a str>,
+        #[serde(borrow)]
+        data: Option<&'a RawValue>,
+    }
+    // A CloudEvent carries the envelope as its data.
+    if let Ok(Cloud {
+        specversion: Some(_),
+        data: Some(data),
+    }) = serde_json::from_slice::<Cloud<'_>>(bytes)
+    {
+        return decode(data.get().as_bytes(), schema);
     }
     let raw: Raw<'_> =
         serde_json::from_slice(bytes).map_err(|e| EnvelopeError::NotJson(e.to_string()))?;

@@ -10,6 +10,18 @@ dmp_contract::driver_errors! {
     async_nats::jetstream::context::PublishError => publish_error,
     async_nats::jetstream::context::RequestError => nats_error,
     async_nats::jetstream::stream::LastRawMessageError => nats_error,
+    async_nats::jetstream::stream::PurgeError => nats_error,
+    async_nats::jetstream::stream::DeleteMessageError => nats_error,
+    async_nats::jetstream::stream::ConsumerError => nats_error,
+    async_nats::jetstream::consumer::StreamError => nats_error,
+    async_nats::jetstream::consumer::push::OrderedError => nats_error,
+    async_nats::jetstream::consumer::pull::MessagesError => nats_error,
+    async_nats::jetstream::context::ConsumerInfoError => nats_error,
+    async_nats::jetstream::context::KeyValueError => nats_error,
+    async_nats::jetstream::kv::PutError => nats_error,
+    async_nats::jetstream::kv::EntryError => nats_error,
+    async_nats::jetstream::kv::WatchError => nats_error,
+    async_nats::jetstream::kv::WatcherError => nats_error,
 }
 
 /// A refused login or a TLS mismatch is a setting to change; the rest of

@@ -1,20 +1,32 @@
-//! NATS JetStream as a target and a source (issue 16, under way): change
-//! events on a durable bus, one message per row change in the Debezium
-//! envelope, with message ids derived from source positions so that a
-//! stream never holds a change twice.
-//!
-//! Built so far: the URL (`config.rs`), the envelope (`envelope.rs`), the
-//! message ids (`message_id.rs`) and the JetStream side (`bus.rs`: the
-//! stream, publishing with ids, the last message of a subject). The target
-//! and the source, and the registry entry, come next.
+//! NATS JetStream as a target and a source: change events on a durable
+//! bus, one message per row change in the Debezium envelope (or as
+//! CloudEvents), with message ids derived from source positions so that a
+//! stream never holds a change twice, and each table's schema on a subject
+//! of its own.
 
 mod bus;
+mod changes;
+mod checkpoint_store;
 mod config;
 mod envelope;
 pub mod error;
+pub mod headers;
 mod message_id;
+mod messages;
+mod publish;
+mod scan;
+mod schema_message;
+mod source;
+mod tail;
+mod target;
 
 pub use bus::{Bus, DUPLICATE_WINDOW, LastMessage};
+pub use changes::NatsChangeSource;
 pub use config::{EXAMPLE, Format, NatsConfig, subject_token};
-pub use envelope::{Envelope, EnvelopeError, Op, SourceInfo, decode, encode, encode_truncate};
-pub use message_id::{message_id, snapshot_message_id};
+pub use envelope::{
+    Envelope, EnvelopeError, Op, SourceInfo, cloud_event, decode, encode, encode_truncate, op_of,
+};
+pub use message_id::{keyless_message_id, message_id, row_message_id, snapshot_message_id};
+pub use schema_message::{SchemaMessage, version as schema_version};
+pub use source::NatsSource;
+pub use target::NatsTarget;

@@ -1,0 +1,532 @@
+//! NATS JetStream as a target: each row change becomes one message on its
+//! table's subject, published with an id derived from where it was read,
+//! so that the stream never holds a change twice. A checkpoint is written
+//! only once JetStream acknowledged every message before it; the change
+//! stream is confirmed to the source only then (the engine confirms what
+//! `apply` returned). A restarted target reads what it published after
+//! its last checkpoint and goes on after it.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use tokio::sync::OnceCell;
+
+use async_nats::jetstream::stream;
+
+use crate::bus::Bus;
+use crate::checkpoint_store::{CheckpointStore, Entry, Epoch};
+use crate::config::NatsConfig;
+use crate::error::{Error, Result, ResultExt};
+use crate::messages::{Event, Outbox, Publisher, position_fields, resume_after};
+use crate::publish::{Outgoing, publish_all};
+use crate::schema_message;
+use dmp_contract::{
+    Endpoint, IfExists, RejectSink, SchemaItem, Start, Target, TargetOptions, dead_letter,
+};
+use dmp_model::{
+    Batch, Carry, ChangeBatch, Checkpoint, Column, Position, STREAM_CHECKPOINT, TableChanges,
+    TableSchema,
+};
+
+pub struct NatsTarget {
+    config: NatsConfig,
+    options: TargetOptions,
+    connected: OnceCell<Connected>,
+}
+
+/// What the target holds once it has reached the server.
+struct Connected {
+    bus: Bus,
+    stream: stream::Stream,
+    checkpoints: CheckpointStore,
+    max_payload: usize,
+    /// Ids of the messages published after the checkpoints by a run that
+    /// stopped: not published again.
+    published: Mutex<Arc<HashSet<String>>>,
+    /// Chunks that have a checkpoint entry (written before a chunk's first
+    /// message, so that a restart knows where to look for it).
+    started: Mutex<HashSet<(String, u32)>>,
+    /// Schema versions known to be on the stream: (`SCHEMA.TABLE`, version).
+    announced: Mutex<HashSet<(String, String)>>,
+    /// The current full run's epoch, in its snapshot rows' ids.
+    epoch: Mutex<Epoch>,
+}
+
+impl NatsTarget {
+    pub fn open(endpoint: &Endpoint, options: TargetOptions) -> Result<Self> {
+        Ok(NatsTarget {
+            config: NatsConfig::parse(endpoint)?,
+            options,
+            connected: OnceCell::new(),
+        })
+    }
+
+    async fn connected(&self) -> Result<&Connected> {
+        self.connected
+            .get_or_try_init(|| async {
+                let bus = Bus::connect(&self.config).await?;
+                let stream = bus.stream().await?;
+                let checkpoints = CheckpointStore::open(
+                    &bus,
+                    &self.options.pipeline,
+                    &self.config.stream,
+                    self.config.replicas,
+                    &self.config.place,
+                )
+                .await?;
+                let max_payload = bus.client.server_info().max_payload;
+                let epoch = checkpoints.epoch().await?;
+                Ok(Connected {
+                    bus,
+                    stream,
+                    checkpoints,
+                    max_payload,
+                    published: Mutex::default(),
+                    started: Mutex::default(),
+                    announced: Mutex::default(),
+                    epoch: Mutex::new(epoch),
+                })
+            })
+            .await
+    }
+
+    fn publisher<'a>(
+        &'a self,
+        connected: &Connected,
+        published: &'a HashSet<String>,
+    ) -> Publisher<'a> {
+        Publisher {
+            config: &self.config,
+            pipeline: &self.options.pipeline,
+            epoch: lock(&connected.epoch).epoch,
+            published,
+            max_payload: connected.max_payload,
+            now_ms: chrono::Utc::now().timestamp_millis(),
+        }
+    }
+
+    /// The schema version of `table`'s messages; its schema message goes
+    /// first into `messages` unless the stream has it already.
+    async fn announce(
+        &self,
+        connected: &Connected,
+        table: &TableSchema,
+        messages: &mut Vec<Outgoing>,
+    ) -> Result<String> {
+        let version = schema_message::version(table);
+        let known = (table.qualified_name(), version.clone());
+        if lock(&connected.announced).contains(&known) {
+            return Ok(version);
+        }
+        let latest = schema_message::latest(
+            &connected.bus,
+            &connected.stream,
+            &self.config,
+            table.namespace.as_deref(),
+            &table.name,
+        )
+        .await?;
+        if latest.is_none_or(|m| m.version != version) {
+            messages.push(schema_message::outgoing(
+                &self.config,
+                &self.options.pipeline,
+                table,
+                &version,
+            )?);
+        }
+        lock(&connected.announced).insert(known);
+        Ok(version)
+    }
+
+    /// Publishes `outbox`, keeps its refused rows, then records
+    /// `checkpoint`: in this order, so that a crash in between publishes
+    /// again (under the same ids) rather than loses anything.
+    async fn commit(
+        &self,
+        connected: &Connected,
+        outbox: Outbox,
+        table: Option<&Arc<TableSchema>>,
+        checkpoint: Checkpoint,
+        rejects: Arc<dyn RejectSink>,
+    ) -> Result<u64> {
+        let published = publish_all(
+            &connected.bus,
+            &connected.stream,
+            outbox.messages,
+            &self.config.place,
+        )
+        .await?;
+        if let Some(table) = table {
+            dead_letter(&rejects, table, outbox.refused).await?;
+        }
+        let sequence = match published.last_sequence {
+            Some(sequence) => sequence,
+            None => connected.bus.last_sequence(&connected.stream).await?,
+        };
+        connected
+            .checkpoints
+            .put(&Entry {
+                checkpoint,
+                sequence,
+            })
+            .await?;
+        Ok(published.stored)
+    }
+
+    /// Before a chunk's first message: an entry saying where in the stream
+    /// its messages begin.
+    async fn start_chunk(&self, connected: &Connected, checkpoint: &Checkpoint) -> Result<()> {
+        let chunk = (checkpoint.table.clone(), checkpoint.chunk);
+        if lock(&connected.started).contains(&chunk) {
+            return Ok(());
+        }
+        let sequence = connected.bus.last_sequence(&connected.stream).await?;
+        let start = Checkpoint {
+            position: Position::Start,
+            rows: 0,
+            done: false,
+            ..checkpoint.clone()
+        };
+        connected
+            .checkpoints
+            .put(&Entry {
+                checkpoint: start,
+                sequence,
+            })
+            .await?;
+        lock(&connected.started).insert(chunk);
+        Ok(())
+    }
+
+    /// Empties or refuses a table's subject as `if_exists` says, for a
+    /// fresh run.
+    async fn make_fresh(&self, connected: &Connected, table: &TableSchema) -> Result<()> {
+        let subject = self.config.subject(table.namespace.as_deref(), &table.name);
+        match self.options.if_exists {
+            IfExists::Append => {}
+            IfExists::Fail => {
+                if connected
+                    .bus
+                    .last_message(&connected.stream, &subject)
+                    .await?
+                    .is_some()
+                {
+                    return Err(Error::Config(format!(
+                        "{}: subject {subject} (table {}) holds messages already, and if_exists = \"fail\"",
+                        self.config.place,
+                        table.qualified_name()
+                    )));
+                }
+            }
+            IfExists::Replace | IfExists::Truncate => {
+                connected
+                    .stream
+                    .purge()
+                    .filter(&subject)
+                    .await
+                    .context(|| format!("{}: emptying subject {subject}", self.config.place))?;
+            }
+        }
+        connected.checkpoints.forget(Some(&table.name)).await
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // A panic elsewhere cannot leave these sets half-changed.
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+#[async_trait]
+impl Target for NatsTarget {
+    fn column_type(&self, column: &Column) -> String {
+        column.data_type.to_string()
+    }
+
+    fn assess(&self, table: Option<&TableSchema>, item: SchemaItem<'_>) -> Carry<String> {
+        match (table, item) {
+            (_, SchemaItem::Column(column)) => Carry::Carried(self.column_type(column)),
+            // The table's whole model travels in its schema message.
+            (Some(_), _) => Carry::Carried("in the table's schema message".to_string()),
+            (None, other) => {
+                Carry::NotCarried(format!("a message stream keeps no {}", other.kind()))
+            }
+        }
+    }
+
+    async fn describe(&self, table: &str) -> Result<Option<TableSchema>> {
+        let connected = self.connected().await?;
+        // A name as `SCHEMA.TABLE`, or a table of no schema.
+        let mut places = vec![(None, table)];
+        if let Some((namespace, name)) = table.split_once('.') {
+            places.insert(0, (Some(namespace), name));
+        }
+        for (namespace, name) in places {
+            let latest = schema_message::latest(
+                &connected.bus,
+                &connected.stream,
+                &self.config,
+                namespace,
+                name,
+            )
+            .await?;
+            if let Some(message) = latest {
+                return Ok(Some(message.table));
+            }
+        }
+        Ok(None)
+    }
+
+    async fn prepare(&self, tables: &[Arc<TableSchema>], start: Start) -> Result<()> {
+        let connected = self.connected().await?;
+        if start == Start::Fresh {
+            let epoch = Epoch {
+                epoch: connected.bus.last_sequence(&connected.stream).await?,
+            };
+            connected.checkpoints.set_epoch(epoch).await?;
+            *lock(&connected.epoch) = epoch;
+        }
+        if start == Start::Fresh && !self.options.data_only {
+            for table in tables {
+                self.make_fresh(connected, table).await?;
+            }
+            connected.checkpoints.forget(None).await?;
+            lock(&connected.started).clear();
+        } else if start == Start::Fresh {
+            for table in tables {
+                connected.checkpoints.forget(Some(&table.name)).await?;
+            }
+            connected.checkpoints.forget(None).await?;
+            lock(&connected.started).clear();
+        }
+        let mut schemas = Vec::new();
+        for table in tables {
+            self.announce(connected, table, &mut schemas).await?;
+        }
+        publish_all(
+            &connected.bus,
+            &connected.stream,
+            schemas,
+            &self.config.place,
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn checkpoints(&self) -> Result<Vec<Checkpoint>> {
+        let connected = self.connected().await?;
+        let entries = connected.checkpoints.entries().await?;
+        // What may have been published after a checkpoint: from the oldest
+        // point a chunk or the stream was still going on at.
+        let from = entries
+            .iter()
+            .filter(|e| !e.checkpoint.done || e.checkpoint.table == STREAM_CHECKPOINT)
+            .map(|e| e.sequence)
+            .min();
+        let tail = match from {
+            Some(after) => {
+                crate::tail::read(
+                    &connected.bus,
+                    &connected.stream,
+                    &self.config,
+                    &self.options.pipeline,
+                    after,
+                )
+                .await?
+            }
+            None => crate::tail::Tail::default(),
+        };
+        *lock(&connected.published) = Arc::new(tail.ids);
+        {
+            let mut started = lock(&connected.started);
+            started.clear();
+            started.extend(
+                entries
+                    .iter()
+                    .map(|e| (e.checkpoint.table.clone(), e.checkpoint.chunk)),
+            );
+        }
+        let mut checkpoints = Vec::with_capacity(entries.len());
+        for entry in entries {
+            let mut checkpoint = entry.checkpoint;
+            // A mark of where a chunk began, not a place reached.
+            if checkpoint.position == Position::Start && !checkpoint.done {
+                if checkpoint.table == STREAM_CHECKPOINT
+                    && let Some((_, position)) = &tail.position
+                {
+                    checkpoint.position = position.clone();
+                    checkpoint.done = true;
+                    checkpoints.push(checkpoint);
+                }
+                continue;
+            }
+            // The stream's changes published after its checkpoint: it
+            // resumes after the last of them.
+            if checkpoint.table == STREAM_CHECKPOINT
+                && let Some((sequence, position)) = &tail.position
+                && *sequence > entry.sequence
+            {
+                checkpoint.position = position.clone();
+            }
+            checkpoints.push(checkpoint);
+        }
+        if !checkpoints.iter().any(|c| c.table == STREAM_CHECKPOINT)
+            && let Some((_, position)) = tail.position
+        {
+            checkpoints.push(Checkpoint {
+                table: STREAM_CHECKPOINT.to_string(),
+                chunk: 0,
+                position,
+                rows: 0,
+                done: true,
+            });
+        }
+        Ok(checkpoints)
+    }
+
+    async fn write(
+        &self,
+        batch: Batch,
+        checkpoint: Checkpoint,
+        rejects: Arc<dyn RejectSink>,
+    ) -> Result<u64> {
+        let connected = self.connected().await?;
+        self.start_chunk(connected, &checkpoint).await?;
+        let mut outbox = Outbox {
+            refused: batch.rejects,
+            ..Outbox::default()
+        };
+        let version = self
+            .announce(connected, &batch.table, &mut outbox.messages)
+            .await?;
+        let schemas = outbox.messages.len();
+        let published = lock(&connected.published).clone();
+        let publisher = self.publisher(connected, &published);
+        let key = batch.table.primary_key_indices();
+        let read = (batch.changes.len() + outbox.refused.len()) as u64;
+        let before = checkpoint.rows.saturating_sub(read);
+        for (index, change) in batch.changes.iter().enumerate() {
+            let id = publisher.snapshot_id(
+                &batch.table,
+                &key,
+                checkpoint.chunk,
+                before,
+                index,
+                change.row(),
+            );
+            let event = Event {
+                table: &batch.table,
+                version: &version,
+                change: Some(change),
+                snapshot: true,
+                id,
+                resume: None,
+                source_position: Vec::new(),
+                commit_ms: None,
+                at: &batch.position,
+            };
+            publisher.push(&mut outbox, event);
+        }
+        let rows = (outbox.messages.len() - schemas) as u64;
+        self.commit(connected, outbox, Some(&batch.table), checkpoint, rejects)
+            .await?;
+        Ok(rows)
+    }
+
+    async fn apply(
+        &self,
+        batch: ChangeBatch,
+        checkpoint: Checkpoint,
+        rejects: Arc<dyn RejectSink>,
+    ) -> Result<u64> {
+        let connected = self.connected().await?;
+        self.start_chunk(connected, &checkpoint).await?;
+        let published = lock(&connected.published).clone();
+        let publisher = self.publisher(connected, &published);
+        let mut outbox = Outbox::default();
+        let mut changes = 0u64;
+        let mut refused_of: Vec<(Arc<TableSchema>, usize)> = Vec::new();
+        for segment in &batch.segments {
+            let table = segment.table();
+            let version = self
+                .announce(connected, table, &mut outbox.messages)
+                .await?;
+            let refused_before = outbox.refused.len();
+            match segment {
+                TableChanges::Rows {
+                    table,
+                    changes: rows,
+                    origins,
+                } => {
+                    let traced = origins.len() == rows.len();
+                    for (i, change) in rows.iter().enumerate() {
+                        let origin = origins.get(i).filter(|_| traced);
+                        let last_part = origins.get(i + 1).is_none_or(|next| {
+                            origin.is_none_or(|o| next.log != o.log || next.index != o.index)
+                        });
+                        let event = Event {
+                            table,
+                            version: &version,
+                            change: Some(change),
+                            snapshot: false,
+                            id: publisher.change_id(table, origin, Some(change)),
+                            resume: origin.map(|o| resume_after(o, last_part)),
+                            source_position: origin
+                                .map(|o| position_fields(&o.log))
+                                .unwrap_or_default(),
+                            commit_ms: origin.and_then(|o| o.commit_time).map(|us| us / 1000),
+                            at: &checkpoint.position,
+                        };
+                        publisher.push(&mut outbox, event);
+                        changes += 1;
+                    }
+                }
+                TableChanges::Truncate { table, origin } => {
+                    let event = Event {
+                        table,
+                        version: &version,
+                        change: None,
+                        snapshot: false,
+                        id: publisher.change_id(table, origin.as_ref(), None),
+                        resume: origin.as_ref().map(|o| resume_after(o, true)),
+                        source_position: origin
+                            .as_ref()
+                            .map(|o| position_fields(&o.log))
+                            .unwrap_or_default(),
+                        commit_ms: origin
+                            .as_ref()
+                            .and_then(|o| o.commit_time)
+                            .map(|us| us / 1000),
+                        at: &checkpoint.position,
+                    };
+                    publisher.push(&mut outbox, event);
+                    changes += 1;
+                }
+                // The new shape's schema message went out above.
+                TableChanges::Evolve { .. } => {}
+            }
+            if outbox.refused.len() > refused_before {
+                refused_of.push((table.clone(), outbox.refused.len() - refused_before));
+            }
+        }
+        // Rows too large for a message, by table, before the checkpoint.
+        let mut refused = std::mem::take(&mut outbox.refused).into_iter();
+        for (table, count) in refused_of {
+            dead_letter(&rejects, &table, refused.by_ref().take(count).collect()).await?;
+        }
+        self.commit(connected, outbox, None, checkpoint, rejects)
+            .await?;
+        Ok(changes)
+    }
+
+    async fn finish_table(&self, _table: &TableSchema) -> Result<()> {
+        Ok(())
+    }
+
+    /// Changes are appended to the stream as events, not made to rows.
+    fn applies_in_place(&self) -> bool {
+        false
+    }
+}

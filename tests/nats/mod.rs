@@ -1,0 +1,7 @@
+//! NATS JetStream as a target and a source, on a private `nats-server -js`:
+//! PostgreSQL → NATS → PostgreSQL / MariaDB, change streams through the
+//! bus under SIGKILLs, a server restarted under load, a third-party
+//! consumer and producer.
+
+mod bad_messages;
+mod round_trip;

@@ -1,0 +1,98 @@
+//! Reading a NATS JetStream stream from a test, as a third party would:
+//! every message with its sequence, subject, headers and JSON body.
+
+use std::collections::BTreeMap;
+
+/// One stored message.
+#[derive(Debug, Clone)]
+pub struct BusMessage {
+    pub sequence: u64,
+    pub subject: String,
+    pub headers: BTreeMap<String, String>,
+    pub body: serde_json::Value,
+}
+
+impl BusMessage {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).map(String::as_str)
+    }
+
+    /// Whether it is a schema message (`PREFIX._schema.…`).
+    pub fn is_schema(&self) -> bool {
+        self.subject.split('.').nth(1) == Some("_schema")
+    }
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
+
+/// Every message of `stream` on the server at `url`, in order.
+pub fn read_stream(url: &str, stream: &str) -> Vec<BusMessage> {
+    runtime().block_on(async {
+        let client = async_nats::connect(url).await.expect("connects to NATS");
+        let js = async_nats::jetstream::new(client);
+        let stream = js.get_stream(stream).await.expect("the stream exists");
+        let info = stream.get_info().await.expect("stream info");
+        let mut out = Vec::new();
+        for sequence in info.state.first_sequence..=info.state.last_sequence {
+            let Ok(message) = stream.get_raw_message(sequence).await else {
+                continue; // deleted
+            };
+            let headers = message
+                .headers
+                .iter()
+                .map(|(k, v)| {
+                    let value = v
+                        .first()
+                        .map(|v| v.as_str().to_string())
+                        .unwrap_or_default();
+                    (k.to_string(), value)
+                })
+                .collect();
+            out.push(BusMessage {
+                sequence,
+                subject: message.subject.to_string(),
+                headers,
+                body: serde_json::from_slice(&message.payload).unwrap_or(serde_json::Value::Null),
+            });
+        }
+        out
+    })
+}
+
+/// Publishes `body` on `subject` (no id): a third-party producer.
+pub fn publish(url: &str, subject: &str, headers: &[(&str, &str)], body: &[u8]) {
+    runtime().block_on(async {
+        let client = async_nats::connect(url).await.expect("connects to NATS");
+        let js = async_nats::jetstream::new(client);
+        let mut map = async_nats::HeaderMap::new();
+        for (k, v) in headers {
+            map.insert(*k, *v);
+        }
+        js.publish_with_headers(subject.to_string(), map, body.to_vec().into())
+            .await
+            .expect("sent")
+            .await
+            .expect("stored");
+    });
+}
+
+/// Asserts no two messages share an id (the stream holds every change
+/// once) and returns the data messages (schema messages left out).
+pub fn changes_once(messages: &[BusMessage]) -> Vec<&BusMessage> {
+    let mut seen = std::collections::HashMap::new();
+    for m in messages {
+        let id = m.header("Nats-Msg-Id").expect("every message has an id");
+        if let Some(first) = seen.insert(id.to_string(), m.sequence) {
+            panic!(
+                "message id {id} is stored twice: sequences {first} and {}",
+                m.sequence
+            );
+        }
+    }
+    messages.iter().filter(|m| !m.is_schema()).collect()
+}
