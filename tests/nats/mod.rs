@@ -4,4 +4,6 @@
 //! consumer and producer.
 
 mod bad_messages;
+mod crash;
+mod crash_point;
 mod round_trip;

@@ -96,3 +96,21 @@ pub fn changes_once(messages: &[BusMessage]) -> Vec<&BusMessage> {
     }
     messages.iter().filter(|m| !m.is_schema()).collect()
 }
+
+/// Creates stream `name` taking `PREFIX.>` whose dedupe window is only
+/// `window`: a restart then finds no help from JetStream's duplicate
+/// check, and only DMP's own reading of the stream keeps changes single.
+pub fn create_forgetful_stream(url: &str, name: &str, prefix: &str, window: std::time::Duration) {
+    runtime().block_on(async {
+        let client = async_nats::connect(url).await.expect("connects to NATS");
+        let js = async_nats::jetstream::new(client);
+        js.create_stream(async_nats::jetstream::stream::Config {
+            name: name.to_string(),
+            subjects: vec![format!("{prefix}.>")],
+            duplicate_window: window,
+            ..Default::default()
+        })
+        .await
+        .expect("stream created");
+    });
+}

@@ -157,6 +157,9 @@ impl NatsTarget {
             &self.config.place,
         )
         .await?;
+        if published.stored > 0 {
+            crash_point(if table.is_some() { "write" } else { "apply" });
+        }
         if let Some(table) = table {
             dead_letter(&rejects, table, outbox.refused).await?;
         }
@@ -229,6 +232,31 @@ impl NatsTarget {
             }
         }
         connected.checkpoints.forget(Some(&table.name)).await
+    }
+}
+
+/// Tests' crash point: with `DMP_CRASH_AFTER_PUBLISH=write:N` (or
+/// `apply:N`) the process aborts once the N-th snapshot batch (or batch
+/// of changes) that stored messages is published, before its checkpoint: the window a
+/// restart must close without publishing anything twice.
+fn crash_point(phase: &str) {
+    static PUBLISHED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let Ok(point) = std::env::var("DMP_CRASH_AFTER_PUBLISH") else {
+        return;
+    };
+    let Some((at, n)) = point.split_once(':') else {
+        return;
+    };
+    if at == phase
+        && n.parse::<u64>().ok()
+            == Some(PUBLISHED.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1)
+    {
+        tracing::error!(
+            phase,
+            batch = n,
+            "crash point reached (DMP_CRASH_AFTER_PUBLISH)"
+        );
+        std::process::abort();
     }
 }
 
