@@ -108,7 +108,9 @@ fn changes_published_before_a_crash_are_not_published_again() {
     let messages = loop {
         let messages = read_stream(&url, "POINT_CDC");
         let rows = changes_once(&messages);
-        if rows.len() >= 1 + 11 * 12 || Instant::now() > deadline {
+        // One snapshot row and 11 transactions of 12 inserts.
+        const ALL: usize = 1 + 11 * 12;
+        if rows.len() >= ALL || Instant::now() > deadline {
             break messages;
         }
         std::thread::sleep(Duration::from_millis(200));

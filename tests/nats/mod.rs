@@ -6,4 +6,5 @@
 mod bad_messages;
 mod crash;
 mod crash_point;
+mod restart;
 mod round_trip;

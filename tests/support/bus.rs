@@ -30,21 +30,34 @@ fn runtime() -> tokio::runtime::Runtime {
         .expect("runtime")
 }
 
-/// Every message of `stream` on the server at `url`, in order.
+/// Every message of `stream` on the server at `url`, in order (read by an
+/// ordered consumer, as a third party would).
 pub fn read_stream(url: &str, stream: &str) -> Vec<BusMessage> {
+    use futures_util::StreamExt;
     runtime().block_on(async {
         let client = async_nats::connect(url).await.expect("connects to NATS");
-        let js = async_nats::jetstream::new(client);
+        let js = async_nats::jetstream::new(client.clone());
         let stream = js.get_stream(stream).await.expect("the stream exists");
-        let info = stream.get_info().await.expect("stream info");
+        let consumer = stream
+            .create_consumer(async_nats::jetstream::consumer::push::OrderedConfig {
+                deliver_subject: client.new_inbox(),
+                ..Default::default()
+            })
+            .await
+            .expect("consumer");
         let mut out = Vec::new();
-        for sequence in info.state.first_sequence..=info.state.last_sequence {
-            let Ok(message) = stream.get_raw_message(sequence).await else {
-                continue; // deleted
-            };
+        if consumer.cached_info().num_pending == 0 {
+            return out;
+        }
+        let mut messages = consumer.messages().await.expect("messages");
+        while let Some(message) = messages.next().await {
+            let message = message.expect("message");
+            let info = message.info().expect("info");
+            let (sequence, pending) = (info.stream_sequence, info.pending);
             let headers = message
                 .headers
                 .iter()
+                .flat_map(|h| h.iter())
                 .map(|(k, v)| {
                     let value = v
                         .first()
@@ -59,6 +72,9 @@ pub fn read_stream(url: &str, stream: &str) -> Vec<BusMessage> {
                 headers,
                 body: serde_json::from_slice(&message.payload).unwrap_or(serde_json::Value::Null),
             });
+            if pending == 0 {
+                break;
+            }
         }
         out
     })

@@ -35,6 +35,9 @@ pub(crate) struct Entry {
     /// The stream's last sequence once the batch was acknowledged (or,
     /// for an entry written before a chunk's first batch, before it).
     pub(crate) sequence: u64,
+    /// The change stream's: the id of the last message it covers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) last_id: Option<String>,
 }
 
 pub(crate) struct CheckpointStore {

@@ -16,3 +16,7 @@ pub const POSITION: &str = "Dmp-Position";
 pub const SCHEMA_VERSION: &str = "Dmp-Schema-Version";
 /// JetStream's message id.
 pub const MESSAGE_ID: &str = "Nats-Msg-Id";
+/// The id of the change published just before this one by the same
+/// change stream (empty for its first): a restarted target follows the
+/// chain to find where it is unbroken.
+pub const PREVIOUS: &str = "Dmp-Previous";

@@ -1,18 +1,23 @@
 //! Publishing a batch's messages with at most `WINDOW` of them awaiting
 //! JetStream's acknowledgement (flow control: a slow server slows the
-//! pipeline, memory stays bounded). What the stream holds stays a prefix
-//! of what was sent: should one message fail, those after it that were
-//! stored are deleted again, so that nothing before the stream's last
-//! message of a pipeline is ever missing (a restart resumes after it).
+//! pipeline, memory stays bounded). Should one message fail, those after
+//! it may still be stored (a client resends what it held once it has
+//! reconnected): the failure says which, so that a change stream publishes
+//! them again after the missing one (deleting them would not do: their
+//! ids stay in the dedupe window and the second publish would be dropped).
 
-use std::collections::VecDeque;
+use std::future::Future;
+use std::pin::Pin;
+
+use futures_util::StreamExt;
+use futures_util::stream::FuturesOrdered;
 
 use async_nats::HeaderMap;
-use async_nats::jetstream::context::PublishAckFuture;
-use async_nats::jetstream::stream;
+use async_nats::jetstream::context::PublishError;
+use async_nats::jetstream::publish::PublishAck;
 
 use crate::bus::Bus;
-use crate::error::{Error, Result, ResultExt};
+use crate::error::Error;
 
 /// Messages awaiting their acknowledgement at most.
 pub(crate) const WINDOW: usize = 256;
@@ -35,20 +40,34 @@ pub(crate) struct Published {
     pub(crate) last_sequence: Option<u64>,
 }
 
+/// An acknowledgement awaited: its message's subject and id.
+type Awaited = Pin<Box<dyn Future<Output = (String, String, AckResult)> + Send>>;
+type AckResult = std::result::Result<PublishAck, PublishError>;
+
+/// A batch that did not all reach the stream.
+pub(crate) struct Failed {
+    pub(crate) error: Error,
+    /// The id of the last message acknowledged before the first failure.
+    pub(crate) before: Option<String>,
+    /// Ids of messages after the first failure that were stored anyway.
+    pub(crate) stored_after: Vec<String>,
+}
+
 /// Publishes `messages` in order and waits for every acknowledgement.
+/// The acknowledgements are awaited together (each has its own timeout,
+/// counted from when it is first awaited), and taken in order.
 pub(crate) async fn publish_all(
     bus: &Bus,
-    stream: &stream::Stream,
     messages: impl IntoIterator<Item = Outgoing>,
     place: &str,
-) -> Result<Published> {
-    let mut waiting: VecDeque<(String, PublishAckFuture)> = VecDeque::with_capacity(WINDOW);
+) -> std::result::Result<Published, Failed> {
+    let mut waiting: FuturesOrdered<Awaited> = FuturesOrdered::new();
     let mut settled = Settled::default();
     for message in messages {
         if waiting.len() >= WINDOW
-            && let Some((subject, ack)) = waiting.pop_front()
+            && let Some((subject, id, ack)) = waiting.next().await
         {
-            settled.settle(subject, ack, place).await;
+            settled.settle(subject, id, ack, place);
         }
         if settled.failure.is_some() {
             break;
@@ -65,7 +84,7 @@ pub(crate) async fn publish_all(
             .publish_with_headers(subject.clone(), headers, body)
             .await
         {
-            Ok(ack) => waiting.push_back((subject, ack)),
+            Ok(ack) => waiting.push_back(Box::pin(async move { (subject, id, ack.await) })),
             Err(e) => {
                 settled.failure = Some(crate::error::Contextual::with_context(
                     e,
@@ -75,32 +94,35 @@ pub(crate) async fn publish_all(
             }
         }
     }
-    while let Some((subject, ack)) = waiting.pop_front() {
-        settled.settle(subject, ack, place).await;
+    while let Some((subject, id, ack)) = waiting.next().await {
+        settled.settle(subject, id, ack, place);
     }
     match settled.failure {
         None => Ok(settled.published),
-        Some(failure) => {
-            unstore(stream, &settled.stored_after_failure, place).await?;
-            Err(failure)
-        }
+        Some(error) => Err(Failed {
+            error,
+            before: settled.last_id,
+            stored_after: settled.stored_after_failure,
+        }),
     }
 }
 
 #[derive(Default)]
 struct Settled {
     published: Published,
+    /// The last message acknowledged (before any failure).
+    last_id: Option<String>,
     failure: Option<Error>,
-    /// Sequences stored after a message that failed.
-    stored_after_failure: Vec<u64>,
+    /// Ids stored after a message that failed.
+    stored_after_failure: Vec<String>,
 }
 
 impl Settled {
-    async fn settle(&mut self, subject: String, ack: PublishAckFuture, place: &str) {
-        match ack.await {
+    fn settle(&mut self, subject: String, id: String, ack: AckResult, place: &str) {
+        match ack {
             Ok(ack) if self.failure.is_some() => {
                 if !ack.duplicate {
-                    self.stored_after_failure.push(ack.sequence);
+                    self.stored_after_failure.push(id);
                 }
             }
             Ok(ack) => {
@@ -109,6 +131,7 @@ impl Settled {
                 }
                 self.published.last_sequence =
                     Some(self.published.last_sequence.unwrap_or(0).max(ack.sequence));
+                self.last_id = Some(id);
             }
             Err(e) => {
                 if self.failure.is_none() {
@@ -120,19 +143,4 @@ impl Settled {
             }
         }
     }
-}
-
-/// Deletes messages stored after one that failed: published again with
-/// the rest on the retry, in order.
-async fn unstore(stream: &stream::Stream, sequences: &[u64], place: &str) -> Result<()> {
-    for &sequence in sequences {
-        tracing::warn!(
-            sequence,
-            "a message after one that failed was stored; deleting it, to be published again in order"
-        );
-        stream.delete_message(sequence).await.context(|| {
-            format!("{place}: deleting message {sequence}, stored after one that failed")
-        })?;
-    }
-    Ok(())
 }

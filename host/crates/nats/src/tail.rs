@@ -2,7 +2,10 @@
 //! the middle of a batch leaves its first messages in the stream. A
 //! restarted target reads their headers (nothing else) so that it does not
 //! publish them again, even after JetStream's dedupe window has passed,
-//! and so that its change stream resumes after the last one.
+//! and so that its change stream resumes after the last one. Changes are
+//! chained (each names the one published before it): the stream resumes
+//! after the last message of an unbroken chain, and messages stored past
+//! a break (a message lost in between) are published again after it.
 
 use std::collections::HashSet;
 
@@ -19,21 +22,40 @@ use dmp_model::Position;
 /// The messages of a pipeline after a point of the stream.
 #[derive(Debug, Default)]
 pub(crate) struct Tail {
-    /// Their ids.
+    /// Ids of those that are where they should be: not published again.
     pub(crate) ids: HashSet<String>,
-    /// The position after the last change among them, and its sequence.
+    /// Ids of changes stored past a break of the chain: published again
+    /// (under new ids) after the missing one.
+    pub(crate) unchained: HashSet<String>,
+    /// The position after the last change of the chain, its sequence.
     pub(crate) position: Option<(u64, Position)>,
+    /// The id of the chain's last message.
+    pub(crate) chain_end: Option<String>,
 }
 
-/// Reads the headers of the messages of `pipeline` after sequence `after`.
+/// Where the chain of changes stands at the checkpoint.
+pub(crate) struct ChainStart {
+    /// The checkpoint's stream sequence: chained messages up to it are
+    /// behind the checkpoint.
+    pub(crate) after: u64,
+    /// The id of the last message it covers.
+    pub(crate) last_id: Option<String>,
+}
+
+/// Reads the headers of the messages of `pipeline` after sequence `after`;
+/// `chain` says where the change stream's chain stands.
 pub(crate) async fn read(
     bus: &Bus,
     stream: &stream::Stream,
     config: &NatsConfig,
     pipeline: &str,
     after: u64,
+    chain: ChainStart,
 ) -> Result<Tail> {
-    let mut tail = Tail::default();
+    let mut tail = Tail {
+        chain_end: chain.last_id.clone(),
+        ..Tail::default()
+    };
     let last = bus.last_sequence(stream).await?;
     if last <= after {
         return Ok(tail);
@@ -58,9 +80,25 @@ pub(crate) async fn read(
         if headers.get(headers::PIPELINE).map(|p| p.as_str()) != Some(pipeline) {
             return Ok(());
         }
-        if let Some(id) = headers.get(headers::MESSAGE_ID) {
-            tail.ids.insert(id.as_str().to_string());
+        let Some(id) = headers
+            .get(headers::MESSAGE_ID)
+            .map(|v| v.as_str().to_string())
+        else {
+            return Ok(());
+        };
+        let previous = headers.get(headers::PREVIOUS).map(|v| v.as_str());
+        if previous.is_none() || sequence <= chain.after {
+            // A snapshot row, or a change the checkpoint covers.
+            tail.ids.insert(id);
+            return Ok(());
         }
+        let previous = previous.filter(|p| !p.is_empty());
+        if previous != tail.chain_end.as_deref() {
+            tail.unchained.insert(id);
+            return Ok(());
+        }
+        tail.chain_end = Some(id.clone());
+        tail.ids.insert(id);
         if let Some(position) = headers.get(headers::POSITION) {
             let position = serde_json::from_str(position.as_str()).map_err(|e| {
                 Error::Data(format!(

@@ -18,9 +18,11 @@ use crate::bus::Bus;
 use crate::checkpoint_store::{CheckpointStore, Entry, Epoch};
 use crate::config::NatsConfig;
 use crate::error::{Error, Result, ResultExt};
+use crate::headers;
 use crate::messages::{Event, Outbox, Publisher, position_fields, resume_after};
 use crate::publish::{Outgoing, publish_all};
 use crate::schema_message;
+use crate::tail::ChainStart;
 use dmp_contract::{
     Endpoint, IfExists, RejectSink, SchemaItem, Start, Target, TargetOptions, dead_letter,
 };
@@ -51,6 +53,38 @@ struct Connected {
     announced: Mutex<HashSet<(String, String)>>,
     /// The current full run's epoch, in its snapshot rows' ids.
     epoch: Mutex<Epoch>,
+    /// Where the change stream's chain of messages stands.
+    chain: Mutex<Chain>,
+}
+
+/// The change stream's messages form a chain, each naming the one before
+/// (see `tail.rs`).
+#[derive(Default)]
+struct Chain {
+    /// The id of its last message in place.
+    last_id: Option<String>,
+    /// Ids of messages stored past a break: published again, after the
+    /// missing ones, under new ids (their own are in the dedupe window).
+    republish: HashSet<String>,
+}
+
+impl Chain {
+    /// Links `messages` after the chain's end, renaming those to publish
+    /// again; returns the id of the last.
+    fn link(&mut self, messages: &mut [Outgoing]) -> Option<String> {
+        let mut previous = self.last_id.clone();
+        for message in messages {
+            if self.republish.remove(&message.id) {
+                let now = chrono::Utc::now().timestamp_nanos_opt().unwrap_or_default();
+                message.id = format!("{}~{now:x}", message.id);
+            }
+            message
+                .headers
+                .insert(headers::PREVIOUS, previous.as_deref().unwrap_or(""));
+            previous = Some(message.id.clone());
+        }
+        previous
+    }
 }
 
 impl NatsTarget {
@@ -86,6 +120,7 @@ impl NatsTarget {
                     started: Mutex::default(),
                     announced: Mutex::default(),
                     epoch: Mutex::new(epoch),
+                    chain: Mutex::default(),
                 })
             })
             .await
@@ -145,18 +180,36 @@ impl NatsTarget {
     async fn commit(
         &self,
         connected: &Connected,
-        outbox: Outbox,
+        mut outbox: Outbox,
         table: Option<&Arc<TableSchema>>,
         checkpoint: Checkpoint,
         rejects: Arc<dyn RejectSink>,
     ) -> Result<u64> {
-        let published = publish_all(
-            &connected.bus,
-            &connected.stream,
-            outbox.messages,
-            &self.config.place,
-        )
-        .await?;
+        let chained = checkpoint.table == STREAM_CHECKPOINT;
+        let mut last_id = None;
+        if chained {
+            let mut chain = lock(&connected.chain);
+            last_id = chain.link(&mut outbox.messages).or(chain.last_id.clone());
+        }
+        let published = match publish_all(&connected.bus, outbox.messages, &self.config.place).await
+        {
+            Ok(published) => published,
+            Err(failed) => {
+                if chained {
+                    // The chain ends before the first message lost; what
+                    // was stored past it goes out again after it.
+                    let mut chain = lock(&connected.chain);
+                    if let Some(before) = failed.before {
+                        chain.last_id = Some(before);
+                    }
+                    chain.republish.extend(failed.stored_after);
+                }
+                return Err(failed.error);
+            }
+        };
+        if chained {
+            lock(&connected.chain).last_id = last_id.clone();
+        }
         if published.stored > 0 {
             crash_point(if table.is_some() { "write" } else { "apply" });
         }
@@ -172,6 +225,7 @@ impl NatsTarget {
             .put(&Entry {
                 checkpoint,
                 sequence,
+                last_id,
             })
             .await?;
         Ok(published.stored)
@@ -196,6 +250,7 @@ impl NatsTarget {
             .put(&Entry {
                 checkpoint: start,
                 sequence,
+                last_id: None,
             })
             .await?;
         lock(&connected.started).insert(chunk);
@@ -333,13 +388,9 @@ impl Target for NatsTarget {
         for table in tables {
             self.announce(connected, table, &mut schemas).await?;
         }
-        publish_all(
-            &connected.bus,
-            &connected.stream,
-            schemas,
-            &self.config.place,
-        )
-        .await?;
+        publish_all(&connected.bus, schemas, &self.config.place)
+            .await
+            .map_err(|failed| failed.error)?;
         Ok(())
     }
 
@@ -353,6 +404,13 @@ impl Target for NatsTarget {
             .filter(|e| !e.checkpoint.done || e.checkpoint.table == STREAM_CHECKPOINT)
             .map(|e| e.sequence)
             .min();
+        let stream_entry = entries
+            .iter()
+            .find(|e| e.checkpoint.table == STREAM_CHECKPOINT);
+        let chain = ChainStart {
+            after: stream_entry.map_or(0, |e| e.sequence),
+            last_id: stream_entry.and_then(|e| e.last_id.clone()),
+        };
         let tail = match from {
             Some(after) => {
                 crate::tail::read(
@@ -361,12 +419,17 @@ impl Target for NatsTarget {
                     &self.config,
                     &self.options.pipeline,
                     after,
+                    chain,
                 )
                 .await?
             }
             None => crate::tail::Tail::default(),
         };
         *lock(&connected.published) = Arc::new(tail.ids);
+        *lock(&connected.chain) = Chain {
+            last_id: tail.chain_end,
+            republish: tail.unchained,
+        };
         {
             let mut started = lock(&connected.started);
             started.clear();
