@@ -33,6 +33,8 @@ servers:
 	test -x /usr/bin/chromium && test -x /usr/bin/chromedriver || ($(APT_INSTALL) chromium chromium-driver)
 	# The NATS connector's tests run a private nats-server with JetStream.
 	command -v nats-server >/dev/null || test -x /usr/sbin/nats-server || ($(APT_INSTALL) nats-server)
+	# A third-party consumer of the bus, in Python (tests/nats/consumer.py).
+	python3 -c 'import nats' 2>/dev/null || pip install nats-py
 
 # The mask_pii plugin again in Python and JavaScript, against the same WIT.
 PY_PLUGIN := target/plugins/mask_pii_py.wasm

@@ -177,6 +177,7 @@ fn open_target(subject: &Subject, if_exists: IfExists) -> Arc<dyn Target> {
         if_exists,
         writers: 1,
         data_only: false,
+        source_database: None,
     };
     REGISTRY
         .open_target(&endpoint(subject), options)

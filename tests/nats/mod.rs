@@ -8,3 +8,4 @@ mod crash;
 mod crash_point;
 mod restart;
 mod round_trip;
+mod third_party;

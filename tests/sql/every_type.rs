@@ -9,7 +9,7 @@ use super::verify::verified;
 use crate::support::sql::{assert_same_dump, dump, scalar_i64, sql_pipeline};
 use crate::support::{assert_exit, dead_letters, pipeline, run_dmp, text};
 
-const PG_TABLE: &str = r#"
+pub(crate) const PG_TABLE: &str = r#"
 CREATE TYPE mood AS ENUM ('sad', 'ok', 'happy');
 CREATE TABLE every_type (
     id bigint PRIMARY KEY,

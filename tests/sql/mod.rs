@@ -3,7 +3,7 @@
 
 pub(crate) mod cdc;
 mod crash;
-mod every_type;
+pub(crate) mod every_type;
 mod evolve;
 mod faults;
 mod fidelity;

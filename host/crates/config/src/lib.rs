@@ -186,6 +186,7 @@ impl Pipeline {
             if_exists: self.if_exists,
             writers: self.parallelism,
             data_only: self.scope == Scope::DataOnly,
+            source_database: self.source.database_name(),
         }
     }
 

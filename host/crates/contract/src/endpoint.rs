@@ -127,6 +127,28 @@ impl Endpoint {
         &self.base_dir
     }
 
+    /// The name of the database (or file) the URL points at, as a message
+    /// names where its rows come from: the last segment of its path, a
+    /// file's without its extension. `None` when the path has none.
+    pub fn database_name(&self) -> Option<String> {
+        let rest = self.expose_url().split_once("://")?.1;
+        let path = rest.split(['?', '#']).next()?;
+        // Credentials and host come before the first slash of a server URL.
+        let last = path.rsplit('/').find(|s| !s.is_empty())?;
+        if !path.contains('/') && self.scheme != "sqlite" && self.scheme != "file" {
+            return None;
+        }
+        let name = match last.rsplit_once('.') {
+            Some((stem, _))
+                if !stem.is_empty() && matches!(self.scheme.as_str(), "sqlite" | "file") =>
+            {
+                stem
+            }
+            _ => last,
+        };
+        Some(name.to_string())
+    }
+
     /// The URL with its password, for connectors only.
     pub fn expose_url(&self) -> &str {
         self.url.expose_secret()
@@ -313,6 +335,19 @@ pub fn mask_secrets(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_database_is_named_from_the_path() {
+        let name = |url: &str| Endpoint::new(url, Path::new("."), "t").database_name();
+        assert_eq!(
+            name("postgres://u:p@db:5432/shop?sslmode=require").as_deref(),
+            Some("shop")
+        );
+        assert_eq!(name("mysql://u@db/sales").as_deref(), Some("sales"));
+        assert_eq!(name("sqlite://data/shop.db").as_deref(), Some("shop"));
+        assert_eq!(name("sqlite://shop.db").as_deref(), Some("shop"));
+        assert_eq!(name("postgres://db:5432"), None);
+    }
 
     #[test]
     fn passwords_never_show() {

@@ -71,6 +71,9 @@ pub struct TargetOptions {
     /// The tables exist already: create, drop or alter nothing, and build no
     /// index or foreign key (`dmp run --data-only`).
     pub data_only: bool,
+    /// The source's database (or file) name, for targets that say where
+    /// rows come from (a message envelope's `source.db`).
+    pub source_database: Option<String>,
 }
 
 /// Opens endpoints: the build's connector registry (`dmp-connectors`),

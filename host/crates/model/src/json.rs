@@ -20,7 +20,11 @@ pub fn write_value(out: &mut String, value: &Value) {
         Value::Float(f) if f.is_finite() => {
             let _ = write!(out, "{f:?}");
         }
-        Value::Float(f) => write_str(out, &f.to_string()),
+        // JSON has no such numbers: the strings PostgreSQL and most
+        // readers take for them.
+        Value::Float(f) if f.is_nan() => out.push_str("\"NaN\""),
+        Value::Float(f) if *f > 0.0 => out.push_str("\"Infinity\""),
+        Value::Float(_) => out.push_str("\"-Infinity\""),
         Value::Decimal(d) => write_str(out, d.as_str()),
         Value::Text(s) => write_str(out, s),
         Value::Bytes(b) => write_str(out, &BASE64.encode(b)),

@@ -20,6 +20,8 @@ use dmp_model::{
 pub(crate) struct Publisher<'a> {
     pub(crate) config: &'a NatsConfig,
     pub(crate) pipeline: &'a str,
+    /// The source's database, for the envelope's `source.db`.
+    pub(crate) database: &'a str,
     /// The full run's epoch (see `checkpoint_store::Epoch`).
     pub(crate) epoch: u64,
     /// Messages published already (after the last checkpoint, by a run
@@ -63,7 +65,7 @@ impl Publisher<'_> {
         let table = event.table;
         let source = SourceInfo {
             name: self.pipeline.to_string(),
-            db: String::new(),
+            db: self.database.to_string(),
             schema: table.namespace.clone(),
             table: table.name.clone(),
             position: event.source_position,

@@ -134,6 +134,7 @@ impl NatsTarget {
         Publisher {
             config: &self.config,
             pipeline: &self.options.pipeline,
+            database: self.options.source_database.as_deref().unwrap_or(""),
             epoch: lock(&connected.epoch).epoch,
             published,
             max_payload: connected.max_payload,

@@ -389,6 +389,7 @@ impl TablePair {
                     if_exists: pipeline.if_exists,
                     writers: 1,
                     data_only: true,
+                    source_database: None,
                 },
             )?;
             if !target.applies_in_place() {
