@@ -1,5 +1,6 @@
 # Sourced by the benchmark scripts: builds dmp, starts private PostgreSQL
-# and MariaDB servers (dmp-test-servers; no server of the machine is used)
+# and MariaDB servers, or those $SERVERS names (dmp-test-servers; no server
+# of the machine is used)
 # and defines DMP, WORK, pg and my. The servers live as long as the
 # coprocess; the EXIT trap stops them and removes WORK.
 
@@ -8,7 +9,7 @@ DMP=$PWD/target/release/dmp
 WORK=$(mktemp -d)
 trap 'kill "$SERVERS_PID" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$WORK"' EXIT
 
-coproc SERVERS { exec target/release/dmp-test-servers start postgres mariadb; }
+coproc SERVERS { exec target/release/dmp-test-servers start ${SERVERS:-postgres mariadb}; }
 while IFS= read -r line <&"${SERVERS[0]}"; do
     case "$line" in
         export\ *) eval "$line" ;;

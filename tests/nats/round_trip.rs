@@ -88,6 +88,12 @@ fn postgres_to_nats_and_back_to_postgres_and_mariadb() {
         );
         let out = interrupt(child);
         assert_exit(&out, 0);
+        // The stream and the pipeline's consumer, all read.
+        let out = run_dmp(back.path(), &["cdc", "status", "p.toml"]);
+        assert_exit(&out, 0);
+        let status = text(&out.stdout);
+        assert!(status.contains("stream RT_ONE: 4002 messages"), "{status}");
+        assert!(status.contains("pending 0"), "{status}");
         let verify = tempfile::tempdir().expect("tempdir");
         pipeline(
             verify.path(),
@@ -98,4 +104,88 @@ fn postgres_to_nats_and_back_to_postgres_and_mariadb() {
         assert_exit(&out, 0);
         assert!(!text(&out.stdout).is_empty());
     }
+}
+
+#[test]
+fn cloud_events_with_connect_schemas_travel_and_are_read_back() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let conn = rusqlite::Connection::open(dir.path().join("shop.db")).expect("db");
+    conn.execute_batch(
+        "CREATE TABLE items (id INTEGER PRIMARY KEY, name TEXT NOT NULL, price DECIMAL(8,2), seen TIMESTAMP);
+         INSERT INTO items VALUES (1, 'one', 1.50, '2026-01-02 03:04:05'), (2, 'two', NULL, NULL);",
+    )
+    .expect("items");
+    let url = nats().url();
+    let bus = format!("{url}/CLOUD?subject_prefix=cloud&format=cloudevents&schemas=true");
+    pipeline(
+        dir.path(),
+        "load.toml",
+        &format!(
+            "[source]\nurl = \"sqlite://shop.db\"\n[target]\nurl = \"{bus}\"\n[run]\nmode = \"full\"\n"
+        ),
+    );
+    assert_exit(&run_dmp(dir.path(), &["run", "load.toml"]), 0);
+    let messages = read_stream(&url, "CLOUD");
+    let rows = changes_once(&messages);
+    assert_eq!(rows.len(), 2);
+    let event = &rows[0].body;
+    assert_eq!(event["specversion"], "1.0");
+    assert_eq!(event["type"], "io.dmp.change.read");
+    assert_eq!(event["subject"], "items");
+    assert_eq!(event["id"].as_str(), rows[0].header("Nats-Msg-Id"));
+    let data = &event["data"];
+    assert_eq!(data["schema"]["name"], "cloud.items.Envelope");
+    let fields = &data["schema"]["fields"][1]["fields"];
+    assert_eq!(fields[2]["field"], "price");
+    assert_eq!(fields[2]["name"], "io.dmp.Decimal");
+    assert_eq!(data["payload"]["after"]["price"], "1.50");
+    assert_eq!(data["payload"]["op"], "r");
+
+    // Read back into SQLite: the same rows.
+    pipeline(
+        dir.path(),
+        "p.toml",
+        &format!(
+            "[source]\nurl = \"{bus}\"\n[target]\nurl = \"sqlite://copy.db\"\n[run]\nmode = \"cdc\"\n"
+        ),
+    );
+    let mut child = spawn_run(dir.path());
+    let copy = dir.path().join("copy.db");
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    // SQLite keeps the decimal as REAL at the source, and a SQLite target
+    // keeps decimals as their exact text.
+    use rusqlite::types::Value as V;
+    let text = |s: &str| V::Text(s.to_string());
+    let want = vec![
+        vec![
+            V::Integer(1),
+            text("one"),
+            text("1.50"),
+            text("2026-01-02 03:04:05"),
+        ],
+        vec![V::Integer(2), text("two"), V::Null, V::Null],
+    ];
+    let has_items = || {
+        rusqlite::Connection::open(&copy)
+            .and_then(|c| {
+                c.query_row(
+                    "SELECT count(*) FROM sqlite_master WHERE name = 'items'",
+                    [],
+                    |r| r.get::<_, i64>(0),
+                )
+            })
+            .is_ok_and(|n| n == 1)
+    };
+    while !(has_items() && crate::support::rows(&copy, "items") == want) {
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("dmp ended ({status}):\n{}", own_stderr(&mut child));
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the copy did not catch up: {:?} / {want:?}",
+            has_items().then(|| crate::support::rows(&copy, "items"))
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_exit(&interrupt(child), 0);
 }

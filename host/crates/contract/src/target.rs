@@ -185,6 +185,13 @@ pub trait Target: Send + Sync {
         Ok(false)
     }
 
+    /// The rows a batch for this target holds at most, given the
+    /// pipeline's `batch_rows`: a target that gains nothing from large
+    /// batches (a message per row) keeps memory down by asking for less.
+    fn batch_rows(&self, asked: usize) -> usize {
+        asked
+    }
+
     /// Whether `apply` changes the rows in place, so that a later read sees
     /// them (`dmp verify --repair`); files append changes to a log instead.
     fn applies_in_place(&self) -> bool {

@@ -125,6 +125,7 @@ pub(super) async fn run(
     // The start is durable before anything streams: a restart never skips
     // ahead to a later "now".
     hold_position(&*target, &sink, &from).await?;
+    let batch_rows = target.batch_rows(pipeline.batch_rows);
     let ctx = StreamContext {
         changes,
         target,
@@ -132,7 +133,7 @@ pub(super) async fn run(
         sink: sink.clone(),
         progress,
         stop: shutdown,
-        batch_rows: pipeline.batch_rows,
+        batch_rows,
         limits: pipeline.read_limits(),
         on_error: pipeline.on_error,
         schema_changes: pipeline.cdc.schema_changes,

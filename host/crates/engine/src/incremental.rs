@@ -170,7 +170,7 @@ pub(super) async fn run(
             sink: sink.clone(),
             stop: stop.clone(),
             progress: progress.clone(),
-            batch_rows: pipeline.batch_rows,
+            batch_rows: target.batch_rows(pipeline.batch_rows),
             on_error: pipeline.on_error,
             retry: pipeline.retry,
             run: run_id,

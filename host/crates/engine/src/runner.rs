@@ -450,7 +450,8 @@ async fn copy_chunk(
     rows_before: u64,
 ) -> Result<()> {
     let chunk_id = chunk.id;
-    let (schema, batch_rows) = (table.schema.clone(), ctx.pipeline.batch_rows);
+    let batch_rows = ctx.target.batch_rows(ctx.pipeline.batch_rows);
+    let schema = table.schema.clone();
     let batches = if wire_passes(ctx, table).await? {
         ctx.source
             .read_chunk_wire(schema, chunk, resume, batch_rows)

@@ -119,6 +119,18 @@ pub fn encode(
     source: &SourceInfo,
     now_ms: i64,
 ) -> String {
+    encode_with(schema, change, snapshot, &source_text(source), now_ms)
+}
+
+/// `encode` with the `source` block rendered already (`source_text`):
+/// the rows of a snapshot batch share it.
+pub fn encode_with(
+    schema: &TableSchema,
+    change: &Change,
+    snapshot: bool,
+    source: &str,
+    now_ms: i64,
+) -> String {
     let row = |r: &Row| {
         let mut text = String::new();
         write_row(&mut text, schema, r);
@@ -179,7 +191,12 @@ pub fn cloud_event(id: &str, source: &SourceInfo, op: Op, envelope: &str, now_ms
 
 /// The event of a truncate of `source.table`.
 pub fn encode_truncate(source: &SourceInfo, now_ms: i64) -> String {
-    envelope(Op::Truncate, None, None, source, now_ms)
+    envelope(Op::Truncate, None, None, &source_text(source), now_ms)
+}
+
+/// The envelope's `source` block as JSON text.
+pub fn source_text(source: &SourceInfo) -> String {
+    source_block(source).to_string()
 }
 
 /// The envelope's text, the row images spliced in as written.
@@ -187,15 +204,20 @@ fn envelope(
     op: Op,
     before: Option<String>,
     after: Option<String>,
-    source: &SourceInfo,
+    source: &str,
     now_ms: i64,
 ) -> String {
-    let mut text = String::from("{\"before\":");
-    text.push_str(before.as_deref().unwrap_or("null"));
+    let (before, after) = (
+        before.as_deref().unwrap_or("null"),
+        after.as_deref().unwrap_or("null"),
+    );
+    let mut text = String::with_capacity(before.len() + after.len() + source.len() + 64);
+    text.push_str("{\"before\":");
+    text.push_str(before);
     text.push_str(",\"after\":");
-    text.push_str(after.as_deref().unwrap_or("null"));
+    text.push_str(after);
     text.push_str(",\"source\":");
-    text.push_str(&source_block(source).to_string());
+    text.push_str(source);
     text.push_str(&format!(",\"op\":\"{}\",\"ts_ms\":{now_ms}}}", op.code()));
     text
 }
@@ -233,18 +255,31 @@ pub fn decode(bytes: &[u8], schema: &TableSchema) -> Result<Envelope, EnvelopeEr
         source: Option<Map<String, Json>>,
     }
     #[derive(serde::Deserialize)]
-    struct Cloud<'a> {
+    struct Wrapped<'a> {
         specversion: Option<&'a str>,
         #[serde(borrow)]
         data: Option<&'a RawValue>,
+        #[serde(borrow)]
+        schema: Option<&'a RawValue>,
+        #[serde(borrow)]
+        payload: Option<&'a RawValue>,
     }
-    // A CloudEvent carries the envelope as its data.
-    if let Ok(Cloud {
-        specversion: Some(_),
-        data: Some(data),
-    }) = serde_json::from_slice::<Cloud<'_>>(bytes)
+    // A CloudEvent carries the envelope as its data; with a Connect schema
+    // it is the payload.
+    if let Ok(
+        Wrapped {
+            specversion: Some(_),
+            data: Some(inner),
+            ..
+        }
+        | Wrapped {
+            schema: Some(_),
+            payload: Some(inner),
+            ..
+        },
+    ) = serde_json::from_slice::<Wrapped<'_>>(bytes)
     {
-        return decode(data.get().as_bytes(), schema);
+        return decode(inner.get().as_bytes(), schema);
     }
     let raw: Raw<'_> =
         serde_json::from_slice(bytes).map_err(|e| EnvelopeError::NotJson(e.to_string()))?;

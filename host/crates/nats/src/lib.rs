@@ -8,6 +8,7 @@ mod bus;
 mod changes;
 mod checkpoint_store;
 mod config;
+mod connect_schema;
 mod envelope;
 pub mod error;
 pub mod headers;

@@ -30,6 +30,10 @@ pub(crate) struct Publisher<'a> {
     /// The largest message the server takes.
     pub(crate) max_payload: usize,
     pub(crate) now_ms: i64,
+    /// Snapshot rows' `source` blocks by table, as text.
+    pub(crate) source_texts: std::sync::Mutex<std::collections::HashMap<String, String>>,
+    /// With `?schemas=true`: each table's Connect schema, as text.
+    pub(crate) connect_schemas: std::sync::Mutex<std::collections::HashMap<String, String>>,
 }
 
 /// Messages of a batch, and the rows that cannot be one.
@@ -56,11 +60,19 @@ pub(crate) struct Event<'a> {
 }
 
 impl Publisher<'_> {
-    /// Adds `event`'s message to `outbox` (unless published already), or
-    /// refuses its row when the message is larger than the server takes.
+    /// Adds `event`'s message to `outbox` (see `message`).
     pub(crate) fn push(&self, outbox: &mut Outbox, event: Event<'_>) {
+        if let Some(message) = self.message(event, &mut outbox.refused) {
+            outbox.messages.push(message);
+        }
+    }
+
+    /// `event`'s message, unless it is published already, or its row
+    /// refused (into `refused`) when the message is larger than the server
+    /// takes.
+    pub(crate) fn message(&self, event: Event<'_>, refused: &mut Vec<Reject>) -> Option<Outgoing> {
         if self.published.contains(&event.id) {
-            return;
+            return None;
         }
         let table = event.table;
         let source = SourceInfo {
@@ -75,12 +87,23 @@ impl Publisher<'_> {
         let (op, text) = match event.change {
             Some(change) => (
                 envelope::op_of(change, event.snapshot),
-                envelope::encode(table, change, event.snapshot, &source, self.now_ms),
+                envelope::encode_with(
+                    table,
+                    change,
+                    event.snapshot,
+                    &self.source_text(&source),
+                    self.now_ms,
+                ),
             ),
             None => (
                 envelope::Op::Truncate,
                 envelope::encode_truncate(&source, self.now_ms),
             ),
+        };
+        let text = if self.config.schemas {
+            crate::connect_schema::with_schema(&self.connect_schema(table), &text)
+        } else {
+            text
         };
         let text = match self.config.format {
             Format::Debezium => text,
@@ -92,7 +115,7 @@ impl Publisher<'_> {
             let row = event
                 .change
                 .map_or(serde_json::Value::Null, |c| row_to_json(table, c.row()));
-            outbox.refused.push(Reject {
+            refused.push(Reject {
                 stage: RejectStage::Target,
                 error: format!(
                     "table {}: the message is {} bytes, more than the {} bytes the NATS server takes (its max_payload)",
@@ -103,7 +126,7 @@ impl Publisher<'_> {
                 row,
                 position: event.at.clone(),
             });
-            return;
+            return None;
         }
         let mut headers = HeaderMap::new();
         headers.insert(headers::PIPELINE, self.pipeline);
@@ -115,12 +138,41 @@ impl Publisher<'_> {
         {
             headers.insert(headers::POSITION, json.as_str());
         }
-        outbox.messages.push(Outgoing {
+        Some(Outgoing {
             subject: self.config.subject(table.namespace.as_deref(), &table.name),
             id: event.id,
             headers,
             body: text.into(),
-        });
+        })
+    }
+
+    /// The `source` block's text; a snapshot's (the same for every row of
+    /// a table in a batch) made once.
+    fn source_text(&self, source: &SourceInfo) -> String {
+        if !source.snapshot {
+            return envelope::source_text(source);
+        }
+        let mut known = self
+            .source_texts
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        known
+            .entry(source.table.clone())
+            .or_insert_with(|| envelope::source_text(source))
+            .clone()
+    }
+
+    /// `table`'s Connect schema as text, made once per batch.
+    fn connect_schema(&self, table: &TableSchema) -> String {
+        let mut known = self
+            .connect_schemas
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let name = self.config.subject(table.namespace.as_deref(), &table.name);
+        known
+            .entry(name.clone())
+            .or_insert_with(|| crate::connect_schema::envelope_schema(table, &name).to_string())
+            .clone()
     }
 
     /// The id of a snapshot row: by key, or by place for a table without

@@ -20,7 +20,7 @@ use crate::config::NatsConfig;
 use crate::error::{Error, Result, ResultExt};
 use crate::headers;
 use crate::messages::{Event, Outbox, Publisher, position_fields, resume_after};
-use crate::publish::{Outgoing, publish_all};
+use crate::publish::{Outgoing, Published, publish_all};
 use crate::schema_message;
 use crate::tail::ChainStart;
 use dmp_contract::{
@@ -30,6 +30,9 @@ use dmp_model::{
     Batch, Carry, ChangeBatch, Checkpoint, Column, Position, STREAM_CHECKPOINT, TableChanges,
     TableSchema,
 };
+
+/// The rows a batch holds at most (see `Target::batch_rows`).
+const MAX_BATCH_ROWS: usize = 5_000;
 
 pub struct NatsTarget {
     config: NatsConfig,
@@ -139,6 +142,8 @@ impl NatsTarget {
             published,
             max_payload: connected.max_payload,
             now_ms: chrono::Utc::now().timestamp_millis(),
+            connect_schemas: Mutex::default(),
+            source_texts: Mutex::default(),
         }
     }
 
@@ -175,25 +180,23 @@ impl NatsTarget {
         Ok(version)
     }
 
-    /// Publishes `outbox`, keeps its refused rows, then records
-    /// `checkpoint`: in this order, so that a crash in between publishes
-    /// again (under the same ids) rather than loses anything.
+    /// Publishes a batch of changes (their refused rows kept already),
+    /// then records `checkpoint`: in this order, so that a crash in
+    /// between publishes again rather than loses anything. The change
+    /// stream's messages are chained (see `Chain`).
     async fn commit(
         &self,
         connected: &Connected,
-        mut outbox: Outbox,
-        table: Option<&Arc<TableSchema>>,
+        mut messages: Vec<Outgoing>,
         checkpoint: Checkpoint,
-        rejects: Arc<dyn RejectSink>,
     ) -> Result<u64> {
         let chained = checkpoint.table == STREAM_CHECKPOINT;
         let mut last_id = None;
         if chained {
             let mut chain = lock(&connected.chain);
-            last_id = chain.link(&mut outbox.messages).or(chain.last_id.clone());
+            last_id = chain.link(&mut messages).or(chain.last_id.clone());
         }
-        let published = match publish_all(&connected.bus, outbox.messages, &self.config.place).await
-        {
+        let published = match publish_all(&connected.bus, messages, &self.config.place).await {
             Ok(published) => published,
             Err(failed) => {
                 if chained {
@@ -212,11 +215,21 @@ impl NatsTarget {
             lock(&connected.chain).last_id = last_id.clone();
         }
         if published.stored > 0 {
-            crash_point(if table.is_some() { "write" } else { "apply" });
+            crash_point("apply");
         }
-        if let Some(table) = table {
-            dead_letter(&rejects, table, outbox.refused).await?;
-        }
+        self.record(connected, checkpoint, published, last_id)
+            .await?;
+        Ok(published.stored)
+    }
+
+    /// Records `checkpoint`, whose messages are all acknowledged.
+    async fn record(
+        &self,
+        connected: &Connected,
+        checkpoint: Checkpoint,
+        published: Published,
+        last_id: Option<String>,
+    ) -> Result<()> {
         let sequence = match published.last_sequence {
             Some(sequence) => sequence,
             None => connected.bus.last_sequence(&connected.stream).await?,
@@ -228,8 +241,7 @@ impl NatsTarget {
                 sequence,
                 last_id,
             })
-            .await?;
-        Ok(published.stored)
+            .await
     }
 
     /// Before a chunk's first message: an entry saying where in the stream
@@ -486,44 +498,61 @@ impl Target for NatsTarget {
     ) -> Result<u64> {
         let connected = self.connected().await?;
         self.start_chunk(connected, &checkpoint).await?;
-        let mut outbox = Outbox {
-            refused: batch.rejects,
-            ..Outbox::default()
-        };
-        let version = self
-            .announce(connected, &batch.table, &mut outbox.messages)
-            .await?;
-        let schemas = outbox.messages.len();
+        let Batch {
+            table,
+            changes,
+            rejects: mut refused,
+            position,
+            ..
+        } = batch;
+        let mut schemas = Vec::new();
+        let version = self.announce(connected, &table, &mut schemas).await?;
         let published = lock(&connected.published).clone();
         let publisher = self.publisher(connected, &published);
-        let key = batch.table.primary_key_indices();
-        let read = (batch.changes.len() + outbox.refused.len()) as u64;
+        let key = table.primary_key_indices();
+        let read = (changes.len() + refused.len()) as u64;
         let before = checkpoint.rows.saturating_sub(read);
-        for (index, change) in batch.changes.iter().enumerate() {
-            let id = publisher.snapshot_id(
-                &batch.table,
-                &key,
-                checkpoint.chunk,
-                before,
-                index,
-                change.row(),
-            );
-            let event = Event {
-                table: &batch.table,
-                version: &version,
-                change: Some(change),
-                snapshot: true,
-                id,
-                resume: None,
-                source_position: Vec::new(),
-                commit_ms: None,
-                at: &batch.position,
-            };
-            publisher.push(&mut outbox, event);
+        let mut rows = 0u64;
+        // Encoded as the window takes them: a batch's messages are never
+        // all in memory at once.
+        // (`from_fn`: a closure over `(index, &change)` is not seen as
+        // `Send` across the awaits below.)
+        let mut index = 0;
+        let encoded = std::iter::from_fn(|| {
+            while let Some(change) = changes.get(index) {
+                let row = change.row();
+                let id = publisher.snapshot_id(&table, &key, checkpoint.chunk, before, index, row);
+                index += 1;
+                let event = Event {
+                    table: &table,
+                    version: &version,
+                    change: Some(change),
+                    snapshot: true,
+                    id,
+                    resume: None,
+                    source_position: Vec::new(),
+                    commit_ms: None,
+                    at: &position,
+                };
+                if let Some(message) = publisher.message(event, &mut refused) {
+                    rows += 1;
+                    return Some(message);
+                }
+            }
+            None
+        });
+        let published = publish_all(
+            &connected.bus,
+            schemas.into_iter().chain(encoded),
+            &self.config.place,
+        )
+        .await
+        .map_err(|failed| failed.error)?;
+        if published.stored > 0 {
+            crash_point("write");
         }
-        let rows = (outbox.messages.len() - schemas) as u64;
-        self.commit(connected, outbox, Some(&batch.table), checkpoint, rejects)
-            .await?;
+        dead_letter(&rejects, &table, refused).await?;
+        self.record(connected, checkpoint, published, None).await?;
         Ok(rows)
     }
 
@@ -608,13 +637,18 @@ impl Target for NatsTarget {
         for (table, count) in refused_of {
             dead_letter(&rejects, &table, refused.by_ref().take(count).collect()).await?;
         }
-        self.commit(connected, outbox, None, checkpoint, rejects)
-            .await?;
+        self.commit(connected, outbox.messages, checkpoint).await?;
         Ok(changes)
     }
 
     async fn finish_table(&self, _table: &TableSchema) -> Result<()> {
         Ok(())
+    }
+
+    /// Each row is a message of its own: batches larger than this only
+    /// hold memory (rows and their encoded messages) without saving work.
+    fn batch_rows(&self, asked: usize) -> usize {
+        asked.min(MAX_BATCH_ROWS)
     }
 
     /// Changes are appended to the stream as events, not made to rows.
