@@ -7,33 +7,11 @@ use std::time::{Duration, Instant};
 use dmp_test_servers::{own_nats, postgres};
 
 use crate::sql::cdc::spawn_run;
-use crate::support::bus::{changes_once, read_stream};
+use crate::support::bus::{changes_once, message_count, read_stream};
 use crate::support::sql::sql_pipeline;
 use crate::support::{assert_exit, pipeline};
 
 const ROWS: usize = 60_000;
-
-fn stored(url: &str, stream: &str) -> usize {
-    let count = std::panic::catch_unwind(|| read_stream_count(url, stream));
-    count.unwrap_or(0)
-}
-
-fn read_stream_count(url: &str, stream: &str) -> usize {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime")
-        .block_on(async {
-            let Ok(client) = async_nats::connect(url).await else {
-                return 0;
-            };
-            let js = async_nats::jetstream::new(client);
-            match js.get_stream(stream).await {
-                Ok(s) => s.get_info().await.map_or(0, |i| i.state.messages as usize),
-                Err(_) => 0,
-            }
-        })
-}
 
 #[test]
 fn a_load_survives_a_nats_server_restart() {
@@ -57,7 +35,7 @@ fn a_load_survives_a_nats_server_restart() {
     );
     let child = spawn_run(dir.path());
     let deadline = Instant::now() + Duration::from_secs(60);
-    while stored(&url, "RESTART") < ROWS / 5 {
+    while message_count(&url, "RESTART") < (ROWS / 5) as u64 {
         assert!(Instant::now() < deadline, "the load did not start");
         std::thread::sleep(Duration::from_millis(100));
     }

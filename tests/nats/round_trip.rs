@@ -6,20 +6,11 @@ use std::time::Duration;
 
 use dmp_test_servers::{mariadb, nats, postgres};
 
-use crate::sql::cdc::{interrupt, spawn_run};
+use crate::sql::cdc::{interrupt, own_stderr, spawn_run};
 use crate::support::bus::{changes_once, read_stream};
 use crate::support::sql::sql_pipeline;
 use crate::support::workload::{self, Dialect};
 use crate::support::{assert_exit, pipeline, run_dmp, text};
-
-fn own_stderr(child: &mut std::process::Child) -> String {
-    use std::io::Read;
-    let mut log = String::new();
-    if let Some(mut err) = child.stderr.take() {
-        let _ = err.read_to_string(&mut log);
-    }
-    log
-}
 
 /// `mode = "cdc"` from `stream` into `target`, in `dir`.
 fn from_bus(dir: &Path, bus: &str, target: &str) {

@@ -80,6 +80,21 @@ pub fn read_stream(url: &str, stream: &str) -> Vec<BusMessage> {
     })
 }
 
+/// The number of messages `stream` holds; 0 while the server or the
+/// stream is not there.
+pub fn message_count(url: &str, stream: &str) -> u64 {
+    runtime().block_on(async {
+        let Ok(client) = async_nats::connect(url).await else {
+            return 0;
+        };
+        let js = async_nats::jetstream::new(client);
+        match js.get_stream(stream).await {
+            Ok(s) => s.get_info().await.map_or(0, |i| i.state.messages),
+            Err(_) => 0,
+        }
+    })
+}
+
 /// Publishes `body` on `subject` (no id): a third-party producer.
 pub fn publish(url: &str, subject: &str, headers: &[(&str, &str)], body: &[u8]) {
     runtime().block_on(async {

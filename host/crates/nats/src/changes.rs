@@ -66,7 +66,6 @@ impl NatsChangeSource {
     /// reading resumes.
     async fn consumer(
         &self,
-        bus: &Bus,
         stream: &stream::Stream,
         after: u64,
     ) -> Result<jetstream::consumer::Consumer<pull::Config>> {
@@ -76,7 +75,6 @@ impl NatsChangeSource {
                 self.config.place, self.consumer, self.config.stream
             )
         };
-        let _ = bus;
         // Absent is fine: nothing to delete.
         if stream.consumer_info(&self.consumer).await.is_ok() {
             stream.delete_consumer(&self.consumer).await.context(ctx)?;
@@ -157,7 +155,7 @@ impl ChangeSource for NatsChangeSource {
                     .subject(m.table.namespace.as_deref(), &m.table.name)
             })
             .collect();
-        let consumer = self.consumer(&bus, &stream, after).await?;
+        let consumer = self.consumer(&stream, after).await?;
         let ctx = || {
             format!(
                 "{}: reading stream {}",
@@ -265,6 +263,7 @@ impl Reader {
 
     async fn run(
         mut self,
+        // Held for the reader's life: its connection ends with it.
         _bus: Bus,
         mut messages: pull::Stream,
         events: mpsc::Sender<Result<StreamEvent>>,
