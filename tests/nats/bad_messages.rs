@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use dmp_test_servers::nats;
 use rusqlite::types::Value;
 
-use crate::sql::cdc::{interrupt, spawn_run};
+use crate::sql::cdc::interrupt;
 use crate::support::bus::publish;
 use crate::support::{assert_exit, dead_letters, pipeline, rows, run_dmp, text};
 
@@ -56,14 +56,7 @@ fn bad_messages_become_dead_letters_and_the_stream_goes_on() {
     send("bad.items", r#"{"op":"d","before":{"id":2}}"#);
 
     let copy = dir.path().join("copy.db");
-    pipeline(
-        dir.path(),
-        "p.toml",
-        &format!(
-            "[source]\nurl = \"{bus}\"\n[target]\nurl = \"sqlite://copy.db\"\n[run]\nmode = \"cdc\"\n"
-        ),
-    );
-    let mut child = spawn_run(dir.path());
+    let mut child = super::read_into_sqlite(dir.path(), &bus);
     let want = vec![
         vec![
             Value::Integer(1),

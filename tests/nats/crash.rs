@@ -12,7 +12,8 @@ use std::time::{Duration, Instant};
 
 use dmp_test_servers::{TestDb, mariadb, nats, postgres};
 
-use crate::sql::cdc::{interrupt, seed, spawn_run};
+use crate::sql::cdc::{interrupt, seed};
+use crate::sql::faults::{log, spawn_run_with};
 use crate::support::bus::{BusMessage, changes_once, create_forgetful_stream, read_stream};
 use crate::support::sql::sql_pipeline;
 use crate::support::workload::{self, Dialect};
@@ -38,6 +39,35 @@ fn audit(db: &TestDb, dialect: Dialect) {
                     ));
                 }
             }
+        }
+    }
+}
+
+/// `dmp run` in `dir`, logging to `dir/dmp.log` with the NATS
+/// connector's details.
+fn spawn_run(dir: &Path) -> Child {
+    spawn_run_with(dir, &[("RUST_LOG", "info,dmp_nats=debug")])
+}
+
+/// The last lines of the log of the runs in `dir`.
+fn log_tail(dir: &Path) -> String {
+    let log = log(dir);
+    let lines: Vec<&str> = log.lines().collect();
+    lines[lines.len().saturating_sub(300)..].join("\n")
+}
+
+/// Runs `check`; should it fail, shows the logs of the pipelines in
+/// `dirs` (onto the bus, from the bus) first.
+fn showing_logs<T>(dirs: [&Path; 2], check: impl FnOnce() -> T) -> T {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(check)) {
+        Ok(value) => value,
+        Err(failure) => {
+            eprintln!(
+                "onto the bus:\n{}\n\nfrom the bus:\n{}",
+                log_tail(dirs[0]),
+                log_tail(dirs[1])
+            );
+            std::panic::resume_unwind(failure)
         }
     }
 }
@@ -122,27 +152,32 @@ fn through_the_bus_with_kills(from: Dialect, source: &TestDb, stream: &str, slot
     for writer in writers {
         writer.join().expect("workload session");
     }
-    workload::wait_until_in_sync(
-        &mut back_run,
-        source,
-        from,
-        &target,
-        Dialect::Postgres,
-        Duration::from_secs(180),
-        |_| String::new(),
-    );
+    let logs = [onto.path(), back.path()];
+    showing_logs(logs, || {
+        workload::wait_until_in_sync(
+            &mut back_run,
+            source,
+            from,
+            &target,
+            Dialect::Postgres,
+            Duration::from_secs(180),
+            |_| String::new(),
+        );
+    });
     // Every change reached the bus: as many streamed changes as streamed
     // audit rows (the last ones may still be on their way).
     let deadline = Instant::now() + Duration::from_secs(60);
-    let messages = loop {
-        let messages = read_stream(&url, stream);
-        let (changes, audited) = streamed(&changes_once(&messages));
-        if changes == audited || Instant::now() > deadline {
-            assert_eq!(changes, audited, "streamed changes vs audit rows");
-            break messages;
+    let messages = showing_logs(logs, || {
+        loop {
+            let messages = read_stream(&url, stream);
+            let (changes, audited) = streamed(&changes_once(&messages));
+            if changes == audited || Instant::now() > deadline {
+                assert_eq!(changes, audited, "streamed changes vs audit rows");
+                break messages;
+            }
+            std::thread::sleep(Duration::from_millis(500));
         }
-        std::thread::sleep(Duration::from_millis(500));
-    };
+    });
     let data = changes_once(&messages);
     assert!(
         data.iter().any(|m| m.body["op"] == "r"),

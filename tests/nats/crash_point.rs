@@ -18,7 +18,7 @@ use crate::support::{assert_exit, dmp, pipeline, run_dmp};
 fn run_until_crash(dir: &Path, point: &str) {
     let mut child = dmp(dir)
         .args(["run", "p.toml"])
-        .env("DMP_CRASH_AFTER_PUBLISH", point)
+        .env("DMP_CRASH_AT", point)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -122,5 +122,51 @@ fn changes_published_before_a_crash_are_not_published_again() {
         1 + 11 * 12,
         "one snapshot row and every insert once"
     );
+    assert_exit(&run_dmp(dir.path(), &["cdc", "drop-slot", "p.toml"]), 0);
+}
+
+/// `full+cdc` stops after its snapshot is copied and before its change
+/// stream holds a checkpoint: the restart streams from where the snapshot
+/// began and copies nothing again (a second copy could not take back the
+/// rows consumers took from the first), and what changed in between
+/// follows on the bus.
+#[test]
+fn a_stop_between_the_snapshot_and_the_stream_copies_nothing_twice() {
+    let url = nats().url();
+    let source = postgres().create_database("nats_point_copied");
+    source.exec(
+        "CREATE TABLE t (id int PRIMARY KEY, v int NOT NULL);
+         INSERT INTO t SELECT g, g FROM generate_series(1, 500) g;",
+    );
+    let dir = tempfile::tempdir().expect("tempdir");
+    pipeline(
+        dir.path(),
+        "p.toml",
+        &format!(
+            "[source]\nurl = \"{}\"\n[target]\nurl = \"{url}/POINT_COPIED\"\n[run]\nmode = \"full+cdc\"\nbatch_rows = 100\n[cdc]\nslot = \"dmp_nats_copied\"\nheartbeat = \"1s\"\n",
+            source.url
+        ),
+    );
+    run_until_crash(dir.path(), "snapshot-copied:1");
+    source.exec("DELETE FROM t WHERE id = 7; UPDATE t SET v = -8 WHERE id = 8;");
+    let child = spawn_run(dir.path());
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let ops = |messages: &[crate::support::bus::BusMessage]| -> Vec<String> {
+        changes_once(messages)
+            .iter()
+            .filter_map(|m| m.body["op"].as_str().map(str::to_string))
+            .collect()
+    };
+    let messages = loop {
+        let messages = read_stream(&url, "POINT_COPIED");
+        if ops(&messages).len() >= 502 || Instant::now() > deadline {
+            break messages;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_exit(&interrupt(child), 0);
+    let ops = ops(&messages);
+    assert_eq!(ops.iter().filter(|op| *op == "r").count(), 500, "one copy");
+    assert_eq!(&ops[500..], ["d", "u"], "then the changes made in between");
     assert_exit(&run_dmp(dir.path(), &["cdc", "drop-slot", "p.toml"]), 0);
 }

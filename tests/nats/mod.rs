@@ -9,3 +9,16 @@ mod crash_point;
 mod restart;
 mod round_trip;
 mod third_party;
+
+/// Starts `mode = "cdc"` from `bus` into `dir/copy.db` (pipeline file
+/// `dir/p.toml`).
+pub(crate) fn read_into_sqlite(dir: &std::path::Path, bus: &str) -> std::process::Child {
+    crate::support::pipeline(
+        dir,
+        "p.toml",
+        &format!(
+            "[source]\nurl = \"{bus}\"\n[target]\nurl = \"sqlite://copy.db\"\n[run]\nmode = \"cdc\"\n"
+        ),
+    );
+    crate::sql::cdc::spawn_run(dir)
+}

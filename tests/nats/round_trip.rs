@@ -55,11 +55,19 @@ fn postgres_to_nats_and_back_to_postgres_and_mariadb() {
     assert_eq!(account.body["source"]["snapshot"], true);
     assert_eq!(account.header("Dmp-Op"), Some("r"));
 
-    // Again: the stream already holds every row; a fresh run replaces it.
+    // Again: the stream already holds every row; a fresh run replaces it,
+    // each table's subject starting with a truncate event.
     let out = run_dmp(dir.path(), &["run", "p.toml"]);
     assert_exit(&out, 0);
     let again = read_stream(&nats().url(), "RT_ONE");
-    assert_eq!(changes_once(&again).len(), 2 * workload::INITIAL as usize);
+    let again = changes_once(&again);
+    assert_eq!(again.len(), 2 + 2 * workload::INITIAL as usize);
+    let truncates: Vec<&str> = again
+        .iter()
+        .filter(|m| m.body["op"] == "t")
+        .map(|m| m.subject.as_str())
+        .collect();
+    assert_eq!(truncates, ["rt.public.accounts", "rt.public.events"]);
 
     for (target, dialect) in [
         (postgres().create_database("nats_rt_pg"), Dialect::Postgres),
@@ -83,7 +91,7 @@ fn postgres_to_nats_and_back_to_postgres_and_mariadb() {
         let out = run_dmp(back.path(), &["cdc", "status", "p.toml"]);
         assert_exit(&out, 0);
         let status = text(&out.stdout);
-        assert!(status.contains("stream RT_ONE: 4002 messages"), "{status}");
+        assert!(status.contains("stream RT_ONE: 4004 messages"), "{status}");
         assert!(status.contains("pending 0"), "{status}");
         let verify = tempfile::tempdir().expect("tempdir");
         pipeline(
@@ -133,14 +141,7 @@ fn cloud_events_with_connect_schemas_travel_and_are_read_back() {
     assert_eq!(data["payload"]["op"], "r");
 
     // Read back into SQLite: the same rows.
-    pipeline(
-        dir.path(),
-        "p.toml",
-        &format!(
-            "[source]\nurl = \"{bus}\"\n[target]\nurl = \"sqlite://copy.db\"\n[run]\nmode = \"cdc\"\n"
-        ),
-    );
-    let mut child = spawn_run(dir.path());
+    let mut child = super::read_into_sqlite(dir.path(), &bus);
     let copy = dir.path().join("copy.db");
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     // SQLite keeps the decimal as REAL at the source, and a SQLite target
@@ -178,5 +179,72 @@ fn cloud_events_with_connect_schemas_travel_and_are_read_back() {
         );
         std::thread::sleep(Duration::from_millis(200));
     }
+    assert_exit(&interrupt(child), 0);
+}
+
+/// A full run made again empties its tables' subjects and says so with a
+/// truncate event: a consumer that took the first copy's rows drops those
+/// the second copy no longer holds.
+#[test]
+fn a_copy_made_again_replaces_what_consumers_took_from_the_first() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let source = dir.path().join("s.db");
+    let conn = rusqlite::Connection::open(&source).expect("db");
+    conn.execute_batch(
+        "CREATE TABLE items (id INTEGER PRIMARY KEY, name TEXT NOT NULL);
+         INSERT INTO items VALUES (1, 'one'), (2, 'two'), (3, 'three');",
+    )
+    .expect("items");
+    let url = nats().url();
+    let bus = format!("{url}/AGAIN?subject_prefix=again");
+    pipeline(
+        dir.path(),
+        "load.toml",
+        &format!(
+            "[source]\nurl = \"sqlite://s.db\"\n[target]\nurl = \"{bus}\"\n[run]\nmode = \"full\"\n"
+        ),
+    );
+    assert_exit(&run_dmp(dir.path(), &["run", "load.toml"]), 0);
+    let mut child = super::read_into_sqlite(dir.path(), &bus);
+    let copy = dir.path().join("copy.db");
+    let ids = || {
+        rusqlite::Connection::open(&copy)
+            .and_then(|c| {
+                let mut select = c.prepare("SELECT id FROM items ORDER BY id")?;
+                let ids: rusqlite::Result<Vec<i64>> =
+                    select.query_map([], |r| r.get::<_, i64>(0))?.collect();
+                ids
+            })
+            .unwrap_or_default()
+    };
+    let mut wait_for = |want: &[i64]| {
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while ids() != want {
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!("dmp ended ({status}):\n{}", own_stderr(&mut child));
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the copy holds {:?}, not {want:?}",
+                ids()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    };
+    wait_for(&[1, 2, 3]);
+    conn.execute("DELETE FROM items WHERE id = 2", [])
+        .expect("delete");
+    assert_exit(&run_dmp(dir.path(), &["run", "load.toml"]), 0);
+    wait_for(&[1, 3]);
+    let messages = read_stream(&url, "AGAIN");
+    let ops: Vec<&str> = changes_once(&messages)
+        .iter()
+        .filter_map(|m| m.body["op"].as_str())
+        .collect();
+    assert_eq!(
+        ops,
+        ["t", "r", "r"],
+        "the subject emptied, then the new copy"
+    );
     assert_exit(&interrupt(child), 0);
 }

@@ -65,6 +65,11 @@ fn fill_mariadb(db: &TestDb) {
 /// `dmp run p.toml` in `dir`, its log going to `dir/dmp.log` (a pipe
 /// nobody reads during the run could fill up and block it).
 pub(crate) fn spawn_run(dir: &Path) -> Child {
+    spawn_run_with(dir, &[])
+}
+
+/// `spawn_run` with environment variables `env` set.
+pub(crate) fn spawn_run_with(dir: &Path, env: &[(&str, &str)]) -> Child {
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -72,6 +77,7 @@ pub(crate) fn spawn_run(dir: &Path) -> Child {
         .expect("log file");
     dmp(dir)
         .args(["run", "p.toml"])
+        .envs(env.iter().copied())
         .stdout(Stdio::piped())
         .stderr(log)
         .spawn()

@@ -5,7 +5,7 @@ pub(crate) mod cdc;
 mod crash;
 pub(crate) mod every_type;
 mod evolve;
-mod faults;
+pub(crate) mod faults;
 mod fidelity;
 mod incremental;
 mod schema;

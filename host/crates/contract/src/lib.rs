@@ -8,6 +8,7 @@
 mod assess;
 mod changes;
 pub mod checksum;
+mod crash;
 mod endpoint;
 pub mod error;
 pub mod keyset;
@@ -29,6 +30,7 @@ pub use changes::{
     TableEvent,
 };
 pub use checksum::{BucketSum, ChecksumQuery, Checksums, CompareColumn};
+pub use crash::{CRASH_AT, crash_point};
 pub use endpoint::{Endpoint, is_secret_key, mask_secrets, mask_url};
 pub use error::{Error, ErrorKind, Result};
 pub use names::{CONSTRAINTS, NameRules, NameScope, RELATIONS, TakenName};

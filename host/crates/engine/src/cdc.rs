@@ -56,6 +56,16 @@ pub(super) async fn run(
             );
             position
         }
+        None if with_snapshot
+            && let Some(position) =
+                copied_snapshot(pipeline, restart, &*target, &state).await? =>
+        {
+            info!(
+                ?position,
+                "the snapshot is copied already; streaming from where it began"
+            );
+            position
+        }
         None if with_snapshot => {
             let (position, summary) = snapshot_then_position(
                 pipeline,
@@ -70,6 +80,8 @@ pub(super) async fn run(
             )
             .await?;
             snapshot_summary = Some(summary);
+            // Tests: the copy is done, the stream has not begun.
+            dmp_contract::crash_point("snapshot-copied");
             position
         }
         None => start_without_snapshot(pipeline, &*changes, &schemas, &state).await?,
@@ -125,6 +137,8 @@ pub(super) async fn run(
     // The start is durable before anything streams: a restart never skips
     // ahead to a later "now".
     hold_position(&*target, &sink, &from).await?;
+    // The target holds where the stream stands from now on.
+    state.clear_stream_start(&pipeline.name)?;
     let batch_rows = target.batch_rows(pipeline.batch_rows);
     let ctx = StreamContext {
         changes,
@@ -204,6 +218,28 @@ async fn hold_position(
     let sink: Arc<dyn RejectSink> = sink.clone();
     target.apply(ChangeBatch::new(), checkpoint, sink).await?;
     Ok(())
+}
+
+/// Where the stream of a `full+cdc` pipeline starts when the process
+/// stopped after its snapshot was copied and before the stream held its
+/// first checkpoint: where the snapshot began. Copying it again would be
+/// wasted work on a database, and wrong on a bus, whose consumers keep the
+/// rows of the first copy that a second one no longer holds.
+async fn copied_snapshot(
+    pipeline: &Pipeline,
+    restart: bool,
+    target: &dyn Target,
+    state: &StateStore,
+) -> Result<Option<Position>> {
+    if restart || state.unfinished_run(&pipeline.name)?.is_some() {
+        return Ok(None);
+    }
+    let Some(start) = state.stream_start(&pipeline.name)? else {
+        return Ok(None);
+    };
+    let held = target.checkpoints().await?;
+    let copied = !held.is_empty() && held.iter().all(|c| c.done);
+    Ok(copied.then_some(start))
 }
 
 /// `full+cdc` without a stream checkpoint: copies (or resumes copying) a

@@ -193,7 +193,7 @@ fn not_found(e: &async_nats::jetstream::context::GetStreamError) -> bool {
 
 /// Whether subject filter `pattern` takes every subject `ours` takes
 /// (NATS wildcards: `*` one token, `>` the rest).
-fn covers(pattern: &str, ours: &str) -> bool {
+pub(crate) fn covers(pattern: &str, ours: &str) -> bool {
     let mut theirs = pattern.split('.');
     for token in ours.split('.') {
         match theirs.next() {

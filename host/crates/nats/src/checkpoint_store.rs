@@ -5,13 +5,14 @@
 //! a restarted target reads what was published after it (a batch cut by a
 //! crash) instead of publishing it again.
 
-use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 
+use async_nats::jetstream::consumer::DeliverPolicy;
 use async_nats::jetstream::{self, kv, stream};
 
 use crate::bus::{Bus, DUPLICATE_WINDOW};
 use crate::error::{Error, Result, ResultExt};
+use crate::scan::{Scan, scan};
 use dmp_model::Checkpoint;
 
 /// The key of the change stream's checkpoint (no table name is empty).
@@ -132,35 +133,46 @@ impl CheckpointStore {
 
     /// Every entry of this stream.
     pub(crate) async fn entries(&self) -> Result<Vec<Entry>> {
-        let ctx = || {
-            format!(
-                "{}: reading the checkpoints of bucket {}",
-                self.place, self.bucket
-            )
+        let what = format!(
+            "{}: reading the checkpoints of bucket {}",
+            self.place, self.bucket
+        );
+        // One pass over the bucket's stream, the last value of each key
+        // (see `scan` for why not the client's `keys()`).
+        let subjects = format!("$KV.{}.", self.bucket);
+        let read = Scan {
+            filter: format!("{subjects}{}>", self.prefix),
+            from: DeliverPolicy::LastPerSubject,
+            headers_only: false,
+            what: &what,
         };
-        let mut keys = self.kv.keys().await.context(ctx)?;
         let mut entries = Vec::new();
-        while let Some(key) = keys.next().await {
-            let key = key.context(ctx)?;
-            if !key.starts_with(&self.prefix) || key.ends_with(RUN_KEY) {
-                continue;
+        scan(&self.kv.stream, read, |message, _| {
+            let key = message
+                .subject
+                .as_str()
+                .trim_start_matches(subjects.as_str());
+            let removed = message
+                .headers
+                .as_ref()
+                .and_then(|h| h.get("KV-Operation"))
+                .is_some_and(|op| op.as_str() != "PUT");
+            if removed || key.ends_with(RUN_KEY) {
+                return Ok(());
             }
-            let Some(value) = self.kv.get(&key).await.context(ctx)? else {
-                continue;
-            };
-            let entry: Entry = serde_json::from_slice(&value).map_err(|e| {
+            let entry: Entry = serde_json::from_slice(&message.payload).map_err(|e| {
                 Error::Data(format!(
                     "{}: checkpoint {key} of bucket {} is not one DMP wrote: {e}",
                     self.place, self.bucket
                 ))
             })?;
             entries.push(entry);
-        }
+            Ok(())
+        })
+        .await?;
         Ok(entries)
     }
 
-    /// Forgets the checkpoints of `table` (every chunk), or of the change
-    /// stream for `None`.
     pub(crate) async fn forget(&self, table: Option<&str>) -> Result<()> {
         let subject = match table {
             Some(table) => format!("$KV.{}.{}{}.>", self.bucket, self.prefix, key_token(table)),

@@ -14,7 +14,6 @@ dmp_contract::driver_errors! {
     async_nats::jetstream::stream::DeleteMessageError => nats_error,
     async_nats::jetstream::stream::ConsumerError => nats_error,
     async_nats::jetstream::consumer::StreamError => nats_error,
-    async_nats::jetstream::consumer::push::OrderedError => nats_error,
     async_nats::jetstream::consumer::pull::MessagesError => nats_error,
     async_nats::jetstream::context::ConsumerInfoError => nats_error,
     async_nats::jetstream::context::KeyValueError => nats_error,
@@ -38,11 +37,14 @@ fn connect_error(e: async_nats::ConnectError) -> DriverError {
 }
 
 /// A publish that timed out or lost its connection is retried from the
-/// checkpoint (the message id makes a second copy harmless).
+/// checkpoint (the message id makes a second copy harmless). "No stream
+/// found" is what the client makes of "no responders": after a server
+/// restart JetStream answers only once it has loaded its streams again,
+/// and the target checked that its stream exists when it connected.
 fn publish_error(e: async_nats::jetstream::context::PublishError) -> DriverError {
     use async_nats::jetstream::context::PublishErrorKind as K;
     let kind = match e.kind() {
-        K::TimedOut | K::BrokenPipe | K::MaxAckPending => ErrorKind::Transient,
+        K::TimedOut | K::BrokenPipe | K::MaxAckPending | K::StreamNotFound => ErrorKind::Transient,
         _ => ErrorKind::Fatal,
     };
     DriverError::new(kind, e.to_string(), e)
@@ -59,6 +61,8 @@ where
     let kind = if lowered.contains("timed out")
         || lowered.contains("timeout")
         || lowered.contains("request error")
+        // JetStream not ready yet (a server restarting).
+        || lowered.contains("no responders")
     {
         ErrorKind::Transient
     } else {

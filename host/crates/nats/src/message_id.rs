@@ -55,6 +55,16 @@ pub fn snapshot_message_id(pipeline: &str, table: &str, chunk: u32, key: &[Value
     )
 }
 
+/// The id of the truncate event a fresh run publishes on a subject it
+/// emptied (`pipeline` carries the run's epoch: one per run).
+pub fn truncate_message_id(pipeline: &str, table: &str) -> String {
+    let digest = Sha256::digest(table.as_bytes());
+    format!(
+        "{pipeline}:truncate:{}",
+        dmp_model::encode_hex(&digest[..16])
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

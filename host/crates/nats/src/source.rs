@@ -8,13 +8,12 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
-use async_nats::jetstream::consumer::DeliverPolicy;
+use futures_util::StreamExt;
 
 use crate::bus::Bus;
 use crate::changes::NatsChangeSource;
 use crate::config::NatsConfig;
-use crate::error::{Error, Result};
-use crate::scan::{Scan, scan};
+use crate::error::{Error, Result, ResultExt};
 use crate::schema_message::SchemaMessage;
 use dmp_contract::{BatchStream, ChangeOptions, ChangeSource, Endpoint, Source};
 use dmp_model::{Chunk, Position, TableSchema, TableSelection};
@@ -39,29 +38,30 @@ impl NatsSource {
 }
 
 /// The latest schema of every table of the stream (the last message of
-/// each `_schema` subject), sorted by name.
+/// each `_schema` subject), sorted by name: the subjects as the stream
+/// lists them, then the last message of each.
 pub(crate) async fn schemas(bus: &Bus, config: &NatsConfig) -> Result<Vec<SchemaMessage>> {
     let stream = bus.existing_stream().await?;
     let filter = format!("{}._schema.>", config.subject_prefix);
-    let what = format!("{}: reading the table schemas on {filter}", config.place);
-    let read = Scan {
-        filter: filter.clone(),
-        from: DeliverPolicy::LastPerSubject,
-        headers_only: false,
-        what: &what,
-    };
+    let what = || format!("{}: listing the table schemas on {filter}", config.place);
+    let mut listed = stream.info_with_subjects(&filter).await.context(what)?;
+    let mut subjects = Vec::new();
+    while let Some(subject) = listed.next().await {
+        subjects.push(subject.context(what)?.0);
+    }
     let mut found = Vec::new();
-    scan(bus, &stream, read, |message, sequence| {
+    for subject in subjects {
+        let Some(message) = bus.last_raw(&stream, &subject).await? else {
+            continue;
+        };
         let schema: SchemaMessage = serde_json::from_slice(&message.payload).map_err(|e| {
             Error::Data(format!(
-                "{}: message {sequence} on {} is not a DMP schema message: {e}",
-                config.place, message.subject
+                "{}: message {} on {subject} is not a DMP schema message: {e}",
+                config.place, message.sequence
             ))
         })?;
         found.push(schema);
-        Ok(())
-    })
-    .await?;
+    }
     found.sort_by_key(|m| m.table.qualified_name());
     Ok(found)
 }

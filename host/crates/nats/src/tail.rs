@@ -73,7 +73,7 @@ pub(crate) async fn read(
         headers_only: true,
         what: &what,
     };
-    scan(bus, stream, read, |message, sequence| {
+    scan(stream, read, |message, sequence| {
         let Some(headers) = message.headers.as_ref() else {
             return Ok(());
         };

@@ -19,12 +19,14 @@ use crate::checkpoint_store::{CheckpointStore, Entry, Epoch};
 use crate::config::NatsConfig;
 use crate::error::{Error, Result, ResultExt};
 use crate::headers;
+use crate::message_id::truncate_message_id;
 use crate::messages::{Event, Outbox, Publisher, position_fields, resume_after};
 use crate::publish::{Outgoing, Published, publish_all};
 use crate::schema_message;
 use crate::tail::ChainStart;
 use dmp_contract::{
-    Endpoint, IfExists, RejectSink, SchemaItem, Start, Target, TargetOptions, dead_letter,
+    Endpoint, IfExists, RejectSink, SchemaItem, Start, Target, TargetOptions, crash_point,
+    dead_letter,
 };
 use dmp_model::{
     Batch, Carry, ChangeBatch, Checkpoint, Column, Position, STREAM_CHECKPOINT, TableChanges,
@@ -215,6 +217,7 @@ impl NatsTarget {
             lock(&connected.chain).last_id = last_id.clone();
         }
         if published.stored > 0 {
+            // Tests: the messages are out, their checkpoint is not.
             crash_point("apply");
         }
         self.record(connected, checkpoint, published, last_id)
@@ -271,25 +274,31 @@ impl NatsTarget {
     }
 
     /// Empties or refuses a table's subject as `if_exists` says, for a
-    /// fresh run.
-    async fn make_fresh(&self, connected: &Connected, table: &TableSchema) -> Result<()> {
+    /// fresh run. An emptied subject that held messages gets a truncate
+    /// event: consumers that took rows from it before drop them, and the
+    /// new copy's rows replace them.
+    async fn make_fresh(
+        &self,
+        connected: &Connected,
+        table: &TableSchema,
+    ) -> Result<Option<Outgoing>> {
         let subject = self.config.subject(table.namespace.as_deref(), &table.name);
+        let held = connected
+            .bus
+            .last_message(&connected.stream, &subject)
+            .await?
+            .is_some();
+        let mut truncate = None;
         match self.options.if_exists {
             IfExists::Append => {}
-            IfExists::Fail => {
-                if connected
-                    .bus
-                    .last_message(&connected.stream, &subject)
-                    .await?
-                    .is_some()
-                {
-                    return Err(Error::Config(format!(
-                        "{}: subject {subject} (table {}) holds messages already, and if_exists = \"fail\"",
-                        self.config.place,
-                        table.qualified_name()
-                    )));
-                }
+            IfExists::Fail if held => {
+                return Err(Error::Config(format!(
+                    "{}: subject {subject} (table {}) holds messages already, and if_exists = \"fail\"",
+                    self.config.place,
+                    table.qualified_name()
+                )));
             }
+            IfExists::Fail => {}
             IfExists::Replace | IfExists::Truncate => {
                 connected
                     .stream
@@ -297,34 +306,40 @@ impl NatsTarget {
                     .filter(&subject)
                     .await
                     .context(|| format!("{}: emptying subject {subject}", self.config.place))?;
+                if held {
+                    truncate = self.truncate_event(connected, table)?;
+                }
             }
         }
-        connected.checkpoints.forget(Some(&table.name)).await
+        connected.checkpoints.forget(Some(&table.name)).await?;
+        Ok(truncate)
     }
-}
 
-/// Tests' crash point: with `DMP_CRASH_AFTER_PUBLISH=write:N` (or
-/// `apply:N`) the process aborts once the N-th snapshot batch (or batch
-/// of changes) that stored messages is published, before its checkpoint: the window a
-/// restart must close without publishing anything twice.
-fn crash_point(phase: &str) {
-    static PUBLISHED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let Ok(point) = std::env::var("DMP_CRASH_AFTER_PUBLISH") else {
-        return;
-    };
-    let Some((at, n)) = point.split_once(':') else {
-        return;
-    };
-    if at == phase
-        && n.parse::<u64>().ok()
-            == Some(PUBLISHED.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1)
-    {
-        tracing::error!(
-            phase,
-            batch = n,
-            "crash point reached (DMP_CRASH_AFTER_PUBLISH)"
-        );
-        std::process::abort();
+    /// The truncate event of a fresh run's `table`.
+    fn truncate_event(
+        &self,
+        connected: &Connected,
+        table: &TableSchema,
+    ) -> Result<Option<Outgoing>> {
+        let none = HashSet::new();
+        let publisher = self.publisher(connected, &none);
+        let version = schema_message::version(table);
+        let mut refused = Vec::new();
+        let event = Event {
+            table,
+            version: &version,
+            change: None,
+            snapshot: false,
+            id: truncate_message_id(
+                &format!("{}@{}", self.options.pipeline, publisher.epoch),
+                &table.qualified_name(),
+            ),
+            resume: None,
+            source_position: Vec::new(),
+            commit_ms: None,
+            at: &Position::Start,
+        };
+        Ok(publisher.message(event, &mut refused))
     }
 }
 
@@ -384,9 +399,10 @@ impl Target for NatsTarget {
             connected.checkpoints.set_epoch(epoch).await?;
             *lock(&connected.epoch) = epoch;
         }
+        let mut truncates = Vec::new();
         if start == Start::Fresh && !self.options.data_only {
             for table in tables {
-                self.make_fresh(connected, table).await?;
+                truncates.extend(self.make_fresh(connected, table).await?);
             }
             connected.checkpoints.forget(None).await?;
             lock(&connected.started).clear();
@@ -401,6 +417,7 @@ impl Target for NatsTarget {
         for table in tables {
             self.announce(connected, table, &mut schemas).await?;
         }
+        schemas.extend(truncates);
         publish_all(&connected.bus, schemas, &self.config.place)
             .await
             .map_err(|failed| failed.error)?;
@@ -438,6 +455,16 @@ impl Target for NatsTarget {
             }
             None => crate::tail::Tail::default(),
         };
+        tracing::debug!(
+            entries = ?entries
+                .iter()
+                .map(|e| format!("{}.{}@{}{}", e.checkpoint.table, e.checkpoint.chunk, e.sequence, if e.checkpoint.done { " done" } else { "" }))
+                .collect::<Vec<_>>(),
+            from,
+            published = tail.ids.len(),
+            unchained = tail.unchained.len(),
+            "checkpoints read"
+        );
         *lock(&connected.published) = Arc::new(tail.ids);
         *lock(&connected.chain) = Chain {
             last_id: tail.chain_end,
@@ -548,7 +575,17 @@ impl Target for NatsTarget {
         )
         .await
         .map_err(|failed| failed.error)?;
+        tracing::debug!(
+            table = %table.name,
+            chunk = checkpoint.chunk,
+            rows,
+            stored = published.stored,
+            last_sequence = ?published.last_sequence,
+            position = ?checkpoint.position,
+            "snapshot batch published"
+        );
         if published.stored > 0 {
+            // Tests: the messages are out, their checkpoint is not.
             crash_point("write");
         }
         dead_letter(&rejects, &table, refused).await?;

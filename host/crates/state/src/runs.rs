@@ -197,6 +197,17 @@ impl StateStore {
         Ok(())
     }
 
+    /// Forgets where the stream starts once the target holds the stream's
+    /// own checkpoint (a later `full+cdc` run copies a snapshot anew).
+    pub fn clear_stream_start(&self, pipeline: &str) -> Result<()> {
+        self.conn()?
+            .execute("DELETE FROM stream_starts WHERE pipeline = ?1", [pipeline])
+            .context(|| self.ctx("forgetting where the change stream started"))?;
+        Ok(())
+    }
+
+    /// Where the stream of `pipeline`'s snapshot (being copied, or copied
+    /// and not yet streamed from) starts.
     pub fn stream_start(&self, pipeline: &str) -> Result<Option<Position>> {
         let ctx = || self.ctx("reading where the change stream starts");
         let text: Option<String> = self
