@@ -157,6 +157,29 @@ impl Bus {
             }))
     }
 
+    /// Removes the messages at `sequences` from `stream`. Best effort: a
+    /// stream that denies deletes keeps them (a consumer then sees those
+    /// changes twice, the copy after the original), which is said.
+    pub async fn remove(&self, stream: &stream::Stream, sequences: &[u64]) {
+        for &sequence in sequences {
+            if let Err(e) = stream.delete_message(sequence).await {
+                tracing::warn!(
+                    stream = self.config.stream,
+                    sequence,
+                    error = %e,
+                    "a change stored out of order, and published again in order, could not be removed"
+                );
+            }
+        }
+        if !sequences.is_empty() {
+            tracing::info!(
+                stream = self.config.stream,
+                removed = sequences.len(),
+                "changes stored past a lost one removed: their copies follow it in order"
+            );
+        }
+    }
+
     /// The last message on `subject` of `stream`, whole.
     pub async fn last_raw(
         &self,

@@ -49,8 +49,9 @@ pub(crate) struct Failed {
     pub(crate) error: Error,
     /// The id of the last message acknowledged before the first failure.
     pub(crate) before: Option<String>,
-    /// Ids of messages after the first failure that were stored anyway.
-    pub(crate) stored_after: Vec<String>,
+    /// Messages after the first failure that were stored anyway: id and
+    /// stream sequence.
+    pub(crate) stored_after: Vec<(String, u64)>,
 }
 
 /// Publishes `messages` in order and waits for every acknowledgement.
@@ -114,7 +115,7 @@ struct Settled {
     last_id: Option<String>,
     failure: Option<Error>,
     /// Ids stored after a message that failed.
-    stored_after_failure: Vec<String>,
+    stored_after_failure: Vec<(String, u64)>,
 }
 
 impl Settled {
@@ -122,7 +123,7 @@ impl Settled {
         match ack {
             Ok(ack) if self.failure.is_some() => {
                 if !ack.duplicate {
-                    self.stored_after_failure.push(id);
+                    self.stored_after_failure.push((id, ack.sequence));
                 }
             }
             Ok(ack) => {

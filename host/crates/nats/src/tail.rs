@@ -7,7 +7,7 @@
 //! after the last message of an unbroken chain, and messages stored past
 //! a break (a message lost in between) are published again after it.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use async_nats::jetstream::consumer::DeliverPolicy;
 use async_nats::jetstream::stream;
@@ -24,9 +24,12 @@ use dmp_model::Position;
 pub(crate) struct Tail {
     /// Ids of those that are where they should be: not published again.
     pub(crate) ids: HashSet<String>,
-    /// Ids of changes stored past a break of the chain: published again
-    /// (under new ids) after the missing one.
-    pub(crate) unchained: HashSet<String>,
+    /// Changes stored past a break of the chain (id → sequence): published
+    /// again (under new ids) after the missing one, then removed.
+    pub(crate) unchained: HashMap<String, u64>,
+    /// Sequences of such changes whose copy is in the chain already (a
+    /// run stopped before it removed them): removed now.
+    pub(crate) superseded: Vec<u64>,
     /// The position after the last change of the chain, its sequence.
     pub(crate) position: Option<(u64, Position)>,
     /// The id of the chain's last message.
@@ -94,7 +97,7 @@ pub(crate) async fn read(
         }
         let previous = previous.filter(|p| !p.is_empty());
         if previous != tail.chain_end.as_deref() {
-            tail.unchained.insert(id);
+            tail.unchained.insert(id, sequence);
             return Ok(());
         }
         tail.chain_end = Some(id.clone());
@@ -112,5 +115,22 @@ pub(crate) async fn read(
         Ok(())
     })
     .await?;
+    // A copy is named `<id>~<suffix>` (see `Chain::link` in target.rs).
+    let copied: HashSet<&str> = tail
+        .ids
+        .iter()
+        .filter_map(|id| id.split_once('~').map(|(original, _)| original))
+        .collect();
+    let superseded: Vec<String> = tail
+        .unchained
+        .keys()
+        .filter(|id| copied.contains(id.as_str()))
+        .cloned()
+        .collect();
+    for id in superseded {
+        if let Some(sequence) = tail.unchained.remove(&id) {
+            tail.superseded.push(sequence);
+        }
+    }
     Ok(tail)
 }

@@ -6,7 +6,7 @@
 //! `apply` returned). A restarted target reads what it published after
 //! its last checkpoint and goes on after it.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
@@ -35,6 +35,11 @@ use dmp_model::{
 
 /// The rows a batch holds at most (see `Target::batch_rows`).
 const MAX_BATCH_ROWS: usize = 5_000;
+/// The change stream's checkpoint is written at most this often: between
+/// two, the chain of messages itself says where the stream stands (a
+/// restart follows it from the last checkpoint), and a write per batch
+/// would cost a round trip to the server on every batch.
+const STREAM_RECORD_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 
 pub struct NatsTarget {
     config: NatsConfig,
@@ -60,6 +65,8 @@ struct Connected {
     epoch: Mutex<Epoch>,
     /// Where the change stream's chain of messages stands.
     chain: Mutex<Chain>,
+    /// When the change stream's checkpoint was last written.
+    stream_recorded: Mutex<Option<std::time::Instant>>,
 }
 
 /// The change stream's messages form a chain, each naming the one before
@@ -68,27 +75,33 @@ struct Connected {
 struct Chain {
     /// The id of its last message in place.
     last_id: Option<String>,
-    /// Ids of messages stored past a break: published again, after the
-    /// missing ones, under new ids (their own are in the dedupe window).
-    republish: HashSet<String>,
+    /// Messages stored past a break (id → sequence): published again,
+    /// after the missing ones, under new ids (their own are in the dedupe
+    /// window); the out-of-order originals are removed once their copies
+    /// are acknowledged, so that the stream holds each change once, in
+    /// order.
+    republish: HashMap<String, u64>,
 }
 
 impl Chain {
     /// Links `messages` after the chain's end, renaming those to publish
-    /// again; returns the id of the last.
-    fn link(&mut self, messages: &mut [Outgoing]) -> Option<String> {
+    /// again; returns the id of the last, and the sequences of the
+    /// originals the renamed ones replace.
+    fn link(&mut self, messages: &mut [Outgoing]) -> (Option<String>, Vec<u64>) {
         let mut previous = self.last_id.clone();
+        let mut replaced = Vec::new();
         for message in messages {
-            if self.republish.remove(&message.id) {
+            if let Some(sequence) = self.republish.remove(&message.id) {
                 let now = chrono::Utc::now().timestamp_nanos_opt().unwrap_or_default();
                 message.id = format!("{}~{now:x}", message.id);
+                replaced.push(sequence);
             }
             message
                 .headers
                 .insert(headers::PREVIOUS, previous.as_deref().unwrap_or(""));
             previous = Some(message.id.clone());
         }
-        previous
+        (previous, replaced)
     }
 }
 
@@ -126,6 +139,7 @@ impl NatsTarget {
                     announced: Mutex::default(),
                     epoch: Mutex::new(epoch),
                     chain: Mutex::default(),
+                    stream_recorded: Mutex::default(),
                 })
             })
             .await
@@ -194,9 +208,12 @@ impl NatsTarget {
     ) -> Result<u64> {
         let chained = checkpoint.table == STREAM_CHECKPOINT;
         let mut last_id = None;
+        let mut replaced = Vec::new();
         if chained {
             let mut chain = lock(&connected.chain);
-            last_id = chain.link(&mut messages).or(chain.last_id.clone());
+            let (last, originals) = chain.link(&mut messages);
+            last_id = last.or(chain.last_id.clone());
+            replaced = originals;
         }
         let published = match publish_all(&connected.bus, messages, &self.config.place).await {
             Ok(published) => published,
@@ -216,9 +233,13 @@ impl NatsTarget {
         if chained {
             lock(&connected.chain).last_id = last_id.clone();
         }
+        connected.bus.remove(&connected.stream, &replaced).await;
         if published.stored > 0 {
             // Tests: the messages are out, their checkpoint is not.
             crash_point("apply");
+        }
+        if chained && !due(&connected.stream_recorded) {
+            return Ok(published.stored);
         }
         self.record(connected, checkpoint, published, last_id)
             .await?;
@@ -343,6 +364,17 @@ impl NatsTarget {
     }
 }
 
+/// Whether the change stream's checkpoint is to be written now (the
+/// first of a run always is); if so, notes the time.
+fn due(recorded: &Mutex<Option<std::time::Instant>>) -> bool {
+    let mut recorded = lock(recorded);
+    if recorded.is_some_and(|at| at.elapsed() < STREAM_RECORD_EVERY) {
+        return false;
+    }
+    *recorded = Some(std::time::Instant::now());
+    true
+}
+
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     // A panic elsewhere cannot leave these sets half-changed.
     mutex
@@ -465,6 +497,11 @@ impl Target for NatsTarget {
             unchained = tail.unchained.len(),
             "checkpoints read"
         );
+        // Copied already by a run that stopped before removing them.
+        connected
+            .bus
+            .remove(&connected.stream, &tail.superseded)
+            .await;
         *lock(&connected.published) = Arc::new(tail.ids);
         *lock(&connected.chain) = Chain {
             last_id: tail.chain_end,
