@@ -215,6 +215,8 @@ impl NatsTarget {
             last_id = last.or(chain.last_id.clone());
             replaced = originals;
         }
+        let started = std::time::Instant::now();
+        let count = messages.len();
         let published = match publish_all(&connected.bus, messages, &self.config.place).await {
             Ok(published) => published,
             Err(failed) => {
@@ -238,11 +240,20 @@ impl NatsTarget {
             // Tests: the messages are out, their checkpoint is not.
             crash_point("apply");
         }
-        if chained && !due(&connected.stream_recorded) {
-            return Ok(published.stored);
+        let acknowledged = started.elapsed();
+        let recorded = !chained || due(&connected.stream_recorded);
+        if recorded {
+            self.record(connected, checkpoint, published, last_id)
+                .await?;
         }
-        self.record(connected, checkpoint, published, last_id)
-            .await?;
+        tracing::debug!(
+            messages = count,
+            stored = published.stored,
+            acknowledged_ms = acknowledged.as_secs_f64() * 1000.0,
+            total_ms = started.elapsed().as_secs_f64() * 1000.0,
+            recorded,
+            "changes published"
+        );
         Ok(published.stored)
     }
 
