@@ -123,7 +123,8 @@ pub fn encode(
 }
 
 /// `encode` with the `source` block rendered already (`source_text`):
-/// the rows of a snapshot batch share it.
+/// the rows of a snapshot batch share it. Written into one buffer, the
+/// row images in place (a message per row: the copies add up).
 pub fn encode_with(
     schema: &TableSchema,
     change: &Change,
@@ -131,18 +132,34 @@ pub fn encode_with(
     source: &str,
     now_ms: i64,
 ) -> String {
-    let row = |r: &Row| {
-        let mut text = String::new();
-        write_row(&mut text, schema, r);
-        Some(text)
+    let (before, after) = match change {
+        Change::Insert(after) => (None, Some(after)),
+        Change::Update { before, after } => (before.as_ref(), Some(after)),
+        Change::Delete(before) => (Some(before), None),
     };
-    let (op, before, after) = match change {
-        Change::Insert(after) if snapshot => (Op::Read, None, row(after)),
-        Change::Insert(after) => (Op::Create, None, row(after)),
-        Change::Update { before, after } => (Op::Update, before.as_ref().and_then(row), row(after)),
-        Change::Delete(before) => (Op::Delete, row(before), None),
-    };
-    envelope(op, before, after, source, now_ms)
+    let mut text = String::with_capacity(source.len() + 512);
+    text.push_str("{\"before\":");
+    write_image(&mut text, schema, before);
+    text.push_str(",\"after\":");
+    write_image(&mut text, schema, after);
+    finish(&mut text, op_of(change, snapshot), source, now_ms);
+    text
+}
+
+fn write_image(text: &mut String, schema: &TableSchema, row: Option<&Row>) {
+    match row {
+        Some(row) => write_row(text, schema, row),
+        None => text.push_str("null"),
+    }
+}
+
+/// The envelope's end: the `source` block, the op and the time.
+fn finish(text: &mut String, op: Op, source: &str, now_ms: i64) {
+    use std::fmt::Write;
+    text.push_str(",\"source\":");
+    text.push_str(source);
+    // Writing to a String cannot fail.
+    let _ = write!(text, ",\"op\":\"{}\",\"ts_ms\":{now_ms}}}", op.code());
 }
 
 /// The op of `change` (`r` for a snapshot row).
@@ -191,35 +208,14 @@ pub fn cloud_event(id: &str, source: &SourceInfo, op: Op, envelope: &str, now_ms
 
 /// The event of a truncate of `source.table`.
 pub fn encode_truncate(source: &SourceInfo, now_ms: i64) -> String {
-    envelope(Op::Truncate, None, None, &source_text(source), now_ms)
+    let mut text = "{\"before\":null,\"after\":null".to_string();
+    finish(&mut text, Op::Truncate, &source_text(source), now_ms);
+    text
 }
 
 /// The envelope's `source` block as JSON text.
 pub fn source_text(source: &SourceInfo) -> String {
     source_block(source).to_string()
-}
-
-/// The envelope's text, the row images spliced in as written.
-fn envelope(
-    op: Op,
-    before: Option<String>,
-    after: Option<String>,
-    source: &str,
-    now_ms: i64,
-) -> String {
-    let (before, after) = (
-        before.as_deref().unwrap_or("null"),
-        after.as_deref().unwrap_or("null"),
-    );
-    let mut text = String::with_capacity(before.len() + after.len() + source.len() + 64);
-    text.push_str("{\"before\":");
-    text.push_str(before);
-    text.push_str(",\"after\":");
-    text.push_str(after);
-    text.push_str(",\"source\":");
-    text.push_str(source);
-    text.push_str(&format!(",\"op\":\"{}\",\"ts_ms\":{now_ms}}}", op.code()));
-    text
 }
 
 fn source_block(source: &SourceInfo) -> Json {

@@ -4,6 +4,7 @@
 //! the position the stream resumes at right after them.
 
 use std::collections::HashSet;
+use std::sync::Arc;
 
 use async_nats::HeaderMap;
 
@@ -31,7 +32,7 @@ pub(crate) struct Publisher<'a> {
     pub(crate) max_payload: usize,
     pub(crate) now_ms: i64,
     /// Snapshot rows' `source` blocks by table, as text.
-    pub(crate) source_texts: std::sync::Mutex<std::collections::HashMap<String, String>>,
+    pub(crate) source_texts: std::sync::Mutex<std::collections::HashMap<String, Arc<str>>>,
     /// With `?schemas=true`: each table's Connect schema, as text.
     pub(crate) connect_schemas: std::sync::Mutex<std::collections::HashMap<String, String>>,
 }
@@ -148,9 +149,9 @@ impl Publisher<'_> {
 
     /// The `source` block's text; a snapshot's (the same for every row of
     /// a table in a batch) made once.
-    fn source_text(&self, source: &SourceInfo) -> String {
+    fn source_text(&self, source: &SourceInfo) -> Arc<str> {
         if !source.snapshot {
-            return envelope::source_text(source);
+            return envelope::source_text(source).into();
         }
         let mut known = self
             .source_texts
@@ -158,7 +159,7 @@ impl Publisher<'_> {
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         known
             .entry(source.table.clone())
-            .or_insert_with(|| envelope::source_text(source))
+            .or_insert_with(|| envelope::source_text(source).into())
             .clone()
     }
 
