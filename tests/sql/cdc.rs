@@ -14,11 +14,18 @@ use crate::support::sql::sql_pipeline;
 use crate::support::workload::{self, Dialect, Lcg};
 use crate::support::{assert_exit, dmp, pipeline, run_dmp, text};
 
+/// The workload's seed: `DMP_TEST_SEED` to replay a failure, else the
+/// time (printed).
 pub(crate) fn seed() -> u64 {
-    let seed = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(7, |d| d.as_secs());
-    eprintln!("workload seed {seed}");
+    let seed = std::env::var("DMP_TEST_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(7, |d| d.as_secs())
+        });
+    eprintln!("workload seed {seed} (DMP_TEST_SEED={seed} replays it)");
     seed
 }
 
