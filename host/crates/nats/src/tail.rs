@@ -24,9 +24,10 @@ use dmp_model::Position;
 pub(crate) struct Tail {
     /// Ids of those that are where they should be: not published again.
     pub(crate) ids: HashSet<String>,
-    /// Changes stored past a break of the chain (id → sequence): published
-    /// again (under new ids) after the missing one, then removed.
-    pub(crate) unchained: HashMap<String, u64>,
+    /// Changes stored past a break of the chain, by the id of the change
+    /// (a copy's `~` suffix cut), with their sequences: published again
+    /// (under new ids) after the missing one, then removed.
+    pub(crate) unchained: HashMap<String, Vec<u64>>,
     /// Sequences of such changes whose copy is in the chain already (a
     /// run stopped before it removed them): removed now.
     pub(crate) superseded: Vec<u64>,
@@ -97,7 +98,10 @@ pub(crate) async fn read(
         }
         let previous = previous.filter(|p| !p.is_empty());
         if previous != tail.chain_end.as_deref() {
-            tail.unchained.insert(id, sequence);
+            tail.unchained
+                .entry(original_id(&id).to_string())
+                .or_default()
+                .push(sequence);
             return Ok(());
         }
         tail.chain_end = Some(id.clone());
@@ -115,12 +119,7 @@ pub(crate) async fn read(
         Ok(())
     })
     .await?;
-    // A copy is named `<id>~<suffix>` (see `Chain::link` in target.rs).
-    let copied: HashSet<&str> = tail
-        .ids
-        .iter()
-        .filter_map(|id| id.split_once('~').map(|(original, _)| original))
-        .collect();
+    let copied: HashSet<&str> = tail.ids.iter().map(|id| original_id(id)).collect();
     let superseded: Vec<String> = tail
         .unchained
         .keys()
@@ -128,9 +127,27 @@ pub(crate) async fn read(
         .cloned()
         .collect();
     for id in superseded {
-        if let Some(sequence) = tail.unchained.remove(&id) {
-            tail.superseded.push(sequence);
+        if let Some(sequences) = tail.unchained.remove(&id) {
+            tail.superseded.extend(sequences);
         }
     }
     Ok(tail)
+}
+
+/// The id of the change a message carries: a copy published again after
+/// a break is named `<id>~<suffix>` (see `Chain::link` in target.rs).
+pub(crate) fn original_id(id: &str) -> &str {
+    id.split_once('~').map_or(id, |(original, _)| original)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::original_id;
+
+    #[test]
+    fn copies_carry_the_id_of_their_change() {
+        assert_eq!(original_id("p:lsn=0/1:3"), "p:lsn=0/1:3");
+        assert_eq!(original_id("p:lsn=0/1:3~17f0a"), "p:lsn=0/1:3");
+        assert_eq!(original_id("p:lsn=0/1:3.1~17f0a"), "p:lsn=0/1:3.1");
+    }
 }

@@ -23,7 +23,7 @@ use crate::message_id::truncate_message_id;
 use crate::messages::{Event, Outbox, Publisher, position_fields, resume_after};
 use crate::publish::{Outgoing, Published, publish_all};
 use crate::schema_message;
-use crate::tail::ChainStart;
+use crate::tail::{ChainStart, original_id};
 use dmp_contract::{
     Endpoint, IfExists, RejectSink, SchemaItem, Start, Target, TargetOptions, crash_point,
     dead_letter,
@@ -75,12 +75,13 @@ struct Connected {
 struct Chain {
     /// The id of its last message in place.
     last_id: Option<String>,
-    /// Messages stored past a break (id → sequence): published again,
-    /// after the missing ones, under new ids (their own are in the dedupe
-    /// window); the out-of-order originals are removed once their copies
-    /// are acknowledged, so that the stream holds each change once, in
-    /// order.
-    republish: HashMap<String, u64>,
+    /// Messages stored past a break, by the id of their change, with
+    /// their sequences (an earlier copy stored past a second break too):
+    /// published again, after the missing ones, under new ids (their own
+    /// are in the dedupe window); the out-of-order ones are removed once
+    /// the copy is acknowledged, so that the stream holds each change
+    /// once, in order.
+    republish: HashMap<String, Vec<u64>>,
 }
 
 impl Chain {
@@ -91,10 +92,10 @@ impl Chain {
         let mut previous = self.last_id.clone();
         let mut replaced = Vec::new();
         for message in messages {
-            if let Some(sequence) = self.republish.remove(&message.id) {
+            if let Some(sequences) = self.republish.remove(&message.id) {
                 let now = chrono::Utc::now().timestamp_nanos_opt().unwrap_or_default();
                 message.id = format!("{}~{now:x}", message.id);
-                replaced.push(sequence);
+                replaced.extend(sequences);
             }
             message
                 .headers
@@ -227,7 +228,13 @@ impl NatsTarget {
                     if let Some(before) = failed.before {
                         chain.last_id = Some(before);
                     }
-                    chain.republish.extend(failed.stored_after);
+                    for (id, sequence) in failed.stored_after {
+                        chain
+                            .republish
+                            .entry(original_id(&id).to_string())
+                            .or_default()
+                            .push(sequence);
+                    }
                 }
                 return Err(failed.error);
             }
