@@ -1,0 +1,134 @@
+//! Leases for one-of-a-kind work — a run's coordinator, a pipeline's
+//! change stream — held in a JetStream KV bucket. Taken with `create` (it
+//! fails while someone holds the key), renewed with `update` on the
+//! revision last seen (it fails once someone else has taken it), and let
+//! go of by expiry: the bucket's `max_age` is the lease time, since
+//! nats-server 2.9 has no per-key TTL. A holder renews at a third of it.
+//!
+//! The **epoch** of a lease is the revision it was taken at: a stream
+//! sequence, so each new holder's is larger. Work done under a lease
+//! carries it, and a target that records the epoch with its checkpoint
+//! refuses a smaller one: a holder that was deposed without noticing
+//! (paused, cut off) cannot commit after its successor.
+
+use std::time::Duration;
+
+use async_nats::jetstream::{self, kv, stream};
+
+use crate::error::{Error, Result};
+
+/// A bucket of leases.
+pub struct Leases {
+    kv: kv::Store,
+    bucket: String,
+    ttl: Duration,
+}
+
+/// A lease held.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lease {
+    pub name: String,
+    pub holder: String,
+    /// The revision the lease was taken at: the fencing epoch.
+    pub epoch: u64,
+    /// The revision of the last renewal.
+    revision: u64,
+}
+
+impl Leases {
+    /// Opens bucket `bucket` (made when missing) whose leases last `ttl`.
+    /// An existing bucket keeps the lease time it was made with.
+    pub async fn open(jetstream: &jetstream::Context, bucket: &str, ttl: Duration) -> Result<Self> {
+        let what = format!("lease bucket {bucket}");
+        // async-nats 0.52 cannot create KV buckets on nats-server 2.9 (it
+        // expects account-info fields that server does not send): the
+        // bucket's stream is made here, then opened as a bucket.
+        jetstream
+            .get_or_create_stream(stream::Config {
+                name: format!("KV_{bucket}"),
+                description: Some("DMP leases".to_string()),
+                subjects: vec![format!("$KV.{bucket}.>")],
+                max_messages_per_subject: 1,
+                max_age: ttl,
+                // The dedupe window may not exceed the age limit.
+                duplicate_window: ttl.min(Duration::from_secs(120)),
+                storage: stream::StorageType::File,
+                allow_rollup: true,
+                deny_delete: true,
+                allow_direct: true,
+                discard: stream::DiscardPolicy::New,
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| Error::from_nats(what.clone(), e))?;
+        let kv = jetstream
+            .get_key_value(bucket)
+            .await
+            .map_err(|e| Error::from_nats(what.clone(), e))?;
+        Ok(Leases {
+            kv,
+            bucket: bucket.to_string(),
+            ttl,
+        })
+    }
+
+    /// How often a holder renews: a third of the lease time.
+    pub fn renew_every(&self) -> Duration {
+        self.ttl / 3
+    }
+
+    /// Takes lease `name` for `holder`, or `None` while another holds it.
+    pub async fn acquire(&self, name: &str, holder: &str) -> Result<Option<Lease>> {
+        match self
+            .kv
+            .create(name, bytes::Bytes::from(holder.to_string()))
+            .await
+        {
+            Ok(revision) => Ok(Some(Lease {
+                name: name.to_string(),
+                holder: holder.to_string(),
+                epoch: revision,
+                revision,
+            })),
+            Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => Ok(None),
+            Err(e) => Err(Error::from_nats(self.what(name), e)),
+        }
+    }
+
+    /// Renews `lease`; `false` when it was lost (expired and taken, or
+    /// let go): its holder must stop the work it guards.
+    pub async fn renew(&self, lease: &mut Lease) -> Result<bool> {
+        match self
+            .kv
+            .update(
+                &lease.name,
+                bytes::Bytes::from(lease.holder.clone()),
+                lease.revision,
+            )
+            .await
+        {
+            Ok(revision) => {
+                lease.revision = revision;
+                Ok(true)
+            }
+            Err(e) if e.kind() == kv::UpdateErrorKind::WrongLastRevision => Ok(false),
+            Err(e) => Err(Error::from_nats(self.what(&lease.name), e)),
+        }
+    }
+
+    /// Who holds lease `name`, and since which epoch's last renewal.
+    pub async fn holder(&self, name: &str) -> Result<Option<String>> {
+        let entry = self
+            .kv
+            .entry(name)
+            .await
+            .map_err(|e| Error::from_nats(self.what(name), e))?;
+        Ok(entry
+            .filter(|e| e.operation == kv::Operation::Put)
+            .map(|e| String::from_utf8_lossy(&e.value).into_owned()))
+    }
+
+    fn what(&self, name: &str) -> String {
+        format!("lease {name} of bucket {}", self.bucket)
+    }
+}
