@@ -11,7 +11,7 @@ use rusqlite::types::Value;
 
 use crate::sql::cdc::interrupt;
 use crate::support::bus::publish;
-use crate::support::{assert_exit, dead_letters, pipeline, rows, run_dmp, text};
+use crate::support::{assert_exit, dead_letters, rows, run_dmp, text};
 
 #[test]
 fn bad_messages_become_dead_letters_and_the_stream_goes_on() {
@@ -24,13 +24,7 @@ fn bad_messages_become_dead_letters_and_the_stream_goes_on() {
     )
     .expect("items");
     let bus = format!("{}/BAD_ONE?subject_prefix=bad", nats().url());
-    pipeline(
-        dir.path(),
-        "load.toml",
-        &format!(
-            "[source]\nurl = \"sqlite://shop.db\"\n[target]\nurl = \"{bus}\"\n[run]\nmode = \"full\"\n"
-        ),
-    );
+    super::load_onto_bus(dir.path(), "shop.db", &bus);
     assert_exit(&run_dmp(dir.path(), &["run", "load.toml"]), 0);
 
     let url = nats().url();

@@ -22,3 +22,15 @@ pub(crate) fn read_into_sqlite(dir: &std::path::Path, bus: &str) -> std::process
     );
     crate::sql::cdc::spawn_run(dir)
 }
+
+/// Writes `dir/load.toml`: a full copy of SQLite file `db` (in `dir`) onto
+/// `bus`.
+pub(crate) fn load_onto_bus(dir: &std::path::Path, db: &str, bus: &str) {
+    crate::support::pipeline(
+        dir,
+        "load.toml",
+        &format!(
+            "[source]\nurl = \"sqlite://{db}\"\n[target]\nurl = \"{bus}\"\n[run]\nmode = \"full\"\n"
+        ),
+    );
+}

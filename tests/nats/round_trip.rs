@@ -116,13 +116,7 @@ fn cloud_events_with_connect_schemas_travel_and_are_read_back() {
     .expect("items");
     let url = nats().url();
     let bus = format!("{url}/CLOUD?subject_prefix=cloud&format=cloudevents&schemas=true");
-    pipeline(
-        dir.path(),
-        "load.toml",
-        &format!(
-            "[source]\nurl = \"sqlite://shop.db\"\n[target]\nurl = \"{bus}\"\n[run]\nmode = \"full\"\n"
-        ),
-    );
+    super::load_onto_bus(dir.path(), "shop.db", &bus);
     assert_exit(&run_dmp(dir.path(), &["run", "load.toml"]), 0);
     let messages = read_stream(&url, "CLOUD");
     let rows = changes_once(&messages);
@@ -197,13 +191,7 @@ fn a_copy_made_again_replaces_what_consumers_took_from_the_first() {
     .expect("items");
     let url = nats().url();
     let bus = format!("{url}/AGAIN?subject_prefix=again");
-    pipeline(
-        dir.path(),
-        "load.toml",
-        &format!(
-            "[source]\nurl = \"sqlite://s.db\"\n[target]\nurl = \"{bus}\"\n[run]\nmode = \"full\"\n"
-        ),
-    );
+    super::load_onto_bus(dir.path(), "s.db", &bus);
     assert_exit(&run_dmp(dir.path(), &["run", "load.toml"]), 0);
     let mut child = super::read_into_sqlite(dir.path(), &bus);
     let copy = dir.path().join("copy.db");
