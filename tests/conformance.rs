@@ -223,6 +223,7 @@ fn insert_batch(
         position,
         rows: read,
         done: last,
+        fence: None,
     };
     (batch, checkpoint)
 }
@@ -393,6 +394,7 @@ async fn applying_twice_is_applying_once(subject: &Subject) {
             },
             rows: 5,
             done: false,
+            fence: None,
         };
         target
             .apply(batch, checkpoint, sink.clone())

@@ -7,6 +7,7 @@ mod support;
 mod bad_input;
 mod browser;
 mod cli_errors;
+mod cluster;
 mod conformance;
 mod crash;
 mod dlq;

@@ -13,6 +13,7 @@ mod scaffold;
 mod serve;
 mod signals;
 mod verify;
+mod worker;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -83,6 +84,9 @@ enum Command {
     /// The secret key of `dmp serve`.
     #[command(subcommand)]
     Secrets(serve::SecretsCommand),
+    /// Join a cluster (NATS JetStream) and copy the chunks of the runs
+    /// submitted to it with `dmp run --cluster`.
+    Worker(worker::WorkerArgs),
 }
 
 pub fn main() -> ExitCode {
@@ -125,6 +129,7 @@ pub fn main() -> ExitCode {
                 Command::Token(command) => serve::token(command),
                 Command::User(command) => serve::user(command),
                 Command::Secrets(command) => serve::secrets(command),
+                Command::Worker(args) => worker::worker(args).await,
             }
         };
         tokio::select! {
@@ -148,7 +153,7 @@ pub fn main() -> ExitCode {
                 ErrorKind::SourceChanged => EXIT_SOURCE_CHANGED,
                 ErrorKind::Data => EXIT_DATA,
                 ErrorKind::Interrupted => EXIT_INTERRUPTED,
-                ErrorKind::Transient | ErrorKind::Fatal => EXIT_RUNTIME,
+                ErrorKind::Transient | ErrorKind::Fatal | ErrorKind::Deposed => EXIT_RUNTIME,
             })
         }
     }

@@ -46,6 +46,13 @@ pub(super) struct RunArgs {
     /// carried (as `[run] strict_schema = true`; `dmp plan` lists them).
     #[arg(long)]
     strict_schema: bool,
+    /// Hand the run to the workers of a cluster (`dmp worker`) instead of
+    /// running it here, and watch it to its end.
+    #[command(flatten)]
+    cluster: super::worker::ClusterArgs,
+    /// With --cluster: deliveries a chunk gets before it counts as failed.
+    #[arg(long, default_value_t = dmp_cluster::DEFAULT_MAX_DELIVER, requires = "url")]
+    max_deliver: u32,
 }
 
 pub(super) async fn run(args: RunArgs, interactive: bool) -> Result<u8> {
@@ -64,10 +71,25 @@ pub(super) async fn run(args: RunArgs, interactive: bool) -> Result<u8> {
         (_, true) => Scope::DataOnly,
         _ => Scope::SchemaAndData,
     };
-    if pipeline.every.is_some() {
-        return run_scheduled(pipeline, args.restart, interactive, args.json).await;
-    }
-    let summary = run_pipeline(&pipeline, args.restart, interactive).await?;
+    let summary = match args.cluster.join().await? {
+        Some(cluster) => {
+            let Some(path) = &args.pipeline else {
+                return Err(Error::Config(
+                    "--cluster needs a pipeline file: the workers read it".into(),
+                ));
+            };
+            let submitted = Submitted {
+                path,
+                restart: args.restart,
+                max_deliver: args.max_deliver,
+            };
+            run_on_cluster(&cluster, &pipeline, &submitted, interactive).await?
+        }
+        None if pipeline.every.is_some() => {
+            return run_scheduled(pipeline, args.restart, interactive, args.json).await;
+        }
+        None => run_pipeline(&pipeline, args.restart, interactive).await?,
+    };
     print_summary(&summary, args.json);
     let verified = if args.verify {
         super::verify::verify_pipeline(&pipeline, &super::verify::VerifyFlags::all(args.json))
@@ -94,6 +116,52 @@ pub(super) async fn run_pipeline(
     let result = session.run_once_observed(restart, &mut display).await;
     signals.abort();
     result
+}
+
+/// What `dmp run --cluster` submits besides the pipeline.
+struct Submitted<'a> {
+    path: &'a std::path::Path,
+    restart: bool,
+    max_deliver: u32,
+}
+
+/// Submits the pipeline's run to a cluster and shows its progress as the
+/// workers report it, with Ctrl-C handling (which stops the watching; the
+/// workers go on).
+async fn run_on_cluster(
+    cluster: &dmp_cluster::Cluster,
+    pipeline: &Pipeline,
+    submitted: &Submitted<'_>,
+    interactive: bool,
+) -> Result<RunSummary> {
+    let text = std::fs::read_to_string(submitted.path).map_err(|e| {
+        Error::Config(format!(
+            "cannot read pipeline file {}: {e}",
+            submitted.path.display()
+        ))
+    })?;
+    // Workers resolve the file's relative paths from where it is.
+    let path = std::path::absolute(submitted.path)
+        .map_err(|e| Error::Config(format!("{}: {e}", submitted.path.display())))?;
+    let (source, target) = crate::engine::open_pipeline(&Registry, pipeline)?;
+    let state = Arc::new(crate::state::StateStore::for_pipeline(pipeline)?);
+    let _lease = state.lease(&pipeline.name)?;
+    let stop = crate::engine::Shutdown::new();
+    let signals = super::signals::stop_on_signals(stop.clone());
+    let progress = Progress::new();
+    let shown = ProgressDisplay::start(progress.clone(), interactive);
+    let submission = dmp_cluster::Submission {
+        pipeline,
+        text: &text,
+        path: &path,
+        restart: submitted.restart,
+        max_deliver: submitted.max_deliver,
+    };
+    let outcome =
+        dmp_cluster::submit(cluster, submission, source, target, state, progress, stop).await;
+    shown.stop().await;
+    signals.abort();
+    Ok(outcome?)
 }
 
 /// `[run] every`: the session runs the pipeline on its schedule until

@@ -1,20 +1,29 @@
 //! What can go wrong coordinating through JetStream: the server could not
-//! be asked (worth a retry), or it refused what was asked (a setting).
+//! be asked (worth a retry), it refused what was asked (a setting), or the
+//! engine or a connector failed doing the work (with its own kind).
+
+use dmp_contract::ErrorKind;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// The request did not get an answer (a connection lost, a timeout).
     #[error("{what}: {reason}")]
     Unreachable { what: String, reason: String },
-    /// The server refused the request.
+    /// The server refused the request, or sent what DMP did not write.
     #[error("{what}: {reason}")]
     Refused { what: String, reason: String },
+    #[error(transparent)]
+    Engine(#[from] dmp_contract::Error),
 }
 
 impl Error {
     /// Whether asking again may succeed.
     pub fn is_transient(&self) -> bool {
-        matches!(self, Error::Unreachable { .. })
+        match self {
+            Error::Unreachable { .. } => true,
+            Error::Refused { .. } => false,
+            Error::Engine(e) => e.kind() == ErrorKind::Transient,
+        }
     }
 
     pub(crate) fn from_nats(what: impl Into<String>, e: impl std::fmt::Display) -> Self {
@@ -27,6 +36,7 @@ impl Error {
             "no responders",
             "broken pipe",
             "disconnected",
+            "connection",
         ]
         .iter()
         .any(|s| lowered.contains(s))
@@ -34,6 +44,23 @@ impl Error {
             Error::Unreachable { what, reason }
         } else {
             Error::Refused { what, reason }
+        }
+    }
+
+    pub(crate) fn refused(what: impl Into<String>, e: impl std::fmt::Display) -> Self {
+        Error::Refused {
+            what: what.into(),
+            reason: e.to_string(),
+        }
+    }
+}
+
+impl From<Error> for dmp_contract::Error {
+    fn from(e: Error) -> Self {
+        match e {
+            Error::Engine(e) => e,
+            Error::Unreachable { .. } => dmp_contract::Error::layer(ErrorKind::Transient, e),
+            Error::Refused { .. } => dmp_contract::Error::layer(ErrorKind::Fatal, e),
         }
     }
 }

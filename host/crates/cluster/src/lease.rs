@@ -13,7 +13,8 @@
 
 use std::time::Duration;
 
-use async_nats::jetstream::{self, kv, stream};
+use async_nats::jetstream::{self, kv};
+use dmp_nats::{BucketSpec, open_bucket};
 
 use crate::error::{Error, Result};
 
@@ -38,33 +39,19 @@ pub struct Lease {
 impl Leases {
     /// Opens bucket `bucket` (made when missing) whose leases last `ttl`.
     /// An existing bucket keeps the lease time it was made with.
-    pub async fn open(jetstream: &jetstream::Context, bucket: &str, ttl: Duration) -> Result<Self> {
-        let what = format!("lease bucket {bucket}");
-        // async-nats 0.52 cannot create KV buckets on nats-server 2.9 (it
-        // expects account-info fields that server does not send): the
-        // bucket's stream is made here, then opened as a bucket.
-        jetstream
-            .get_or_create_stream(stream::Config {
-                name: format!("KV_{bucket}"),
-                description: Some("DMP leases".to_string()),
-                subjects: vec![format!("$KV.{bucket}.>")],
-                max_messages_per_subject: 1,
-                max_age: ttl,
-                // The dedupe window may not exceed the age limit.
-                duplicate_window: ttl.min(Duration::from_secs(120)),
-                storage: stream::StorageType::File,
-                allow_rollup: true,
-                deny_delete: true,
-                allow_direct: true,
-                discard: stream::DiscardPolicy::New,
-                ..Default::default()
-            })
-            .await
-            .map_err(|e| Error::from_nats(what.clone(), e))?;
-        let kv = jetstream
-            .get_key_value(bucket)
-            .await
-            .map_err(|e| Error::from_nats(what.clone(), e))?;
+    pub async fn open(
+        jetstream: &jetstream::Context,
+        bucket: &str,
+        ttl: Duration,
+        replicas: usize,
+    ) -> Result<Self> {
+        let spec = BucketSpec {
+            name: bucket,
+            description: "DMP leases",
+            max_age: ttl,
+            replicas,
+        };
+        let kv = open_bucket(jetstream, &spec, "leases").await?;
         Ok(Leases {
             kv,
             bucket: bucket.to_string(),
@@ -102,7 +89,7 @@ impl Leases {
             .kv
             .update(
                 &lease.name,
-                bytes::Bytes::from(lease.holder.clone()),
+                bytes::Bytes::from(format!("{}@{}", lease.holder, lease.epoch)),
                 lease.revision,
             )
             .await
@@ -116,8 +103,8 @@ impl Leases {
         }
     }
 
-    /// Who holds lease `name`, and since which epoch's last renewal.
-    pub async fn holder(&self, name: &str) -> Result<Option<String>> {
+    /// Who holds lease `name`, and the epoch they took it at.
+    pub async fn holder(&self, name: &str) -> Result<Option<(String, u64)>> {
         let entry = self
             .kv
             .entry(name)
@@ -125,7 +112,36 @@ impl Leases {
             .map_err(|e| Error::from_nats(self.what(name), e))?;
         Ok(entry
             .filter(|e| e.operation == kv::Operation::Put)
-            .map(|e| String::from_utf8_lossy(&e.value).into_owned()))
+            .map(|e| {
+                let value = String::from_utf8_lossy(&e.value).into_owned();
+                // Taken, the value is the holder; renewed, `holder@epoch`.
+                match value.rsplit_once('@') {
+                    Some((holder, epoch)) if epoch.parse::<u64>().is_ok() => {
+                        (holder.to_string(), epoch.parse().unwrap_or(e.revision))
+                    }
+                    _ => (value, e.revision),
+                }
+            }))
+    }
+
+    /// Lets go of `lease` at once (a holder that stops cleanly), unless
+    /// another took it meanwhile.
+    pub async fn release(&self, lease: &Lease) -> Result<()> {
+        match self
+            .kv
+            .delete_expect_revision(&lease.name, Some(lease.revision))
+            .await
+        {
+            Ok(()) => Ok(()),
+            Err(e)
+                if e.to_string()
+                    .to_ascii_lowercase()
+                    .contains("wrong last sequence") =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(Error::from_nats(self.what(&lease.name), e)),
+        }
     }
 
     fn what(&self, name: &str) -> String {

@@ -1,10 +1,21 @@
-//! Scale-out over NATS JetStream (issue 17, under way): the coordination
-//! DMP's workers share, built on JetStream's own durable primitives rather
-//! than a protocol of DMP's. So far: leases for the one-of-a-kind work (a
-//! run's coordinator, a change stream), each with a fencing epoch.
+//! Scale-out over NATS JetStream: `dmp worker` processes on several
+//! machines share a run's work, coordinated through JetStream's own
+//! durable primitives rather than a protocol of DMP's — a work queue of
+//! chunks and finish steps, KV buckets of runs and progress records, and
+//! leases for what must have one holder. The target's checkpoints, never
+//! an acknowledgement, say what is done.
 
+mod cluster;
 mod error;
 mod lease;
+mod records;
+mod run_work;
+mod submit;
+mod worker;
 
+pub use cluster::{Cluster, ClusterOptions, DEFAULT_ACK_WAIT, DEFAULT_LEASE_TIME};
 pub use error::{Error, Result};
 pub use lease::{Lease, Leases};
+pub use records::{RunRecord, Work, WorkRecord, WorkState, WorkerRecord};
+pub use submit::{DEFAULT_MAX_DELIVER, Submission, submit};
+pub use worker::{WorkerOptions, work};

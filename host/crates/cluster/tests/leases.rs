@@ -14,7 +14,7 @@ async fn one_holder_at_a_time_and_a_silent_one_is_replaced() {
     // Long enough that a busy machine still renews in time (a renewal
     // every second, two to spare).
     let ttl = Duration::from_secs(3);
-    let leases = Leases::open(&jetstream, "dmp_test_leases", ttl)
+    let leases = Leases::open(&jetstream, "dmp_test_leases", ttl, 1)
         .await
         .expect("bucket");
     assert_eq!(leases.renew_every(), ttl / 3);
@@ -37,8 +37,8 @@ async fn one_holder_at_a_time_and_a_silent_one_is_replaced() {
         assert!(leases.renew(&mut first).await.expect("renews"));
     }
     assert_eq!(
-        leases.holder("stream.p").await.expect("reads").as_deref(),
-        Some("worker-a")
+        leases.holder("stream.p").await.expect("reads"),
+        Some(("worker-a".to_string(), first.epoch))
     );
 
     // worker-a goes silent: worker-b takes over within the lease time
@@ -56,7 +56,7 @@ async fn one_holder_at_a_time_and_a_silent_one_is_replaced() {
     // The deposed holder learns it at its next renewal.
     assert!(!leases.renew(&mut first).await.expect("asks"));
     assert_eq!(
-        leases.holder("stream.p").await.expect("reads").as_deref(),
-        Some("worker-b")
+        leases.holder("stream.p").await.expect("reads"),
+        Some(("worker-b".to_string(), second.epoch))
     );
 }

@@ -21,6 +21,10 @@ pub enum ErrorKind {
     Fatal,
     /// Stopped on request (Ctrl-C); the checkpoint is valid.
     Interrupted,
+    /// Another worker took this work over (the target's checkpoint moved
+    /// past where this one continued from): nothing was written; the work
+    /// is left to the other, not retried.
+    Deposed,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -40,6 +44,9 @@ pub enum Error {
     Plugin(String),
     #[error("interrupted; run the same command again to resume")]
     Interrupted,
+    /// See [`ErrorKind::Deposed`].
+    #[error("{0}")]
+    Deposed(String),
     /// A typed error of a layer above this crate (a private file that is
     /// not ours, a sealed payload that does not open, a plugin refused for
     /// its size, a path DMP will not write), with the kind that layer gave
@@ -157,6 +164,7 @@ impl Error {
             Error::Data(_) => ErrorKind::Data,
             Error::SourceChanged(_) => ErrorKind::SourceChanged,
             Error::Interrupted => ErrorKind::Interrupted,
+            Error::Deposed(_) => ErrorKind::Deposed,
             Error::Layer { kind, .. } => *kind,
             Error::Driver { source, .. } => source.kind,
             Error::Io { .. } | Error::Json { .. } | Error::Task { .. } => ErrorKind::Fatal,

@@ -39,7 +39,7 @@ pub use source::{
     BatchStream, Gathering, READ_AHEAD_BATCHES, ReadLimits, Source, default_batch_bytes,
     default_max_value_bytes,
 };
-pub use target::{IfExists, RejectSink, Start, Target, dead_letter};
+pub use target::{IfExists, RejectSink, Start, Target, dead_letter, deposed};
 
 /// Settings every source gets besides its URL.
 #[derive(Debug, Clone)]

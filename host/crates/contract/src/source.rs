@@ -280,9 +280,19 @@ pub trait Source: Send + Sync {
         )))])
     }
 
+    /// Exports the snapshot this source's chunks are read in, for readers
+    /// in other processes (the workers of a run shared over a cluster),
+    /// which adopt it with `use_snapshot`: every chunk then sees the same
+    /// data. It lasts while this source is open. `None`: each reader
+    /// takes a snapshot of its own.
+    async fn share_snapshot(&self) -> Result<Option<String>> {
+        Ok(None)
+    }
+
     /// Makes every later snapshot read use `snapshot`, a snapshot exported
     /// by the source's change stream (`SnapshotStart::snapshot`), so that the
-    /// copy and the stream meet without gap or overlap.
+    /// copy and the stream meet without gap or overlap, or by the submitter
+    /// of a shared run (`share_snapshot`).
     fn use_snapshot(&self, snapshot: String) -> Result<()> {
         Err(Error::Unsupported(format!(
             "this source cannot read snapshot {snapshot} exported by its change stream"

@@ -40,6 +40,19 @@ pub enum Start {
     Keep,
 }
 
+/// The error a fenced write (`Checkpoint::fence`) ends in when the
+/// target's checkpoint of the chunk moved since it was read: another
+/// worker wrote the chunk meanwhile.
+pub fn deposed(checkpoint: &dmp_model::Checkpoint) -> Error {
+    Error::Deposed(format!(
+        "table {} chunk {}: another worker moved the chunk's checkpoint past {} rows; \
+         this copy of the chunk stops and leaves it to that worker",
+        checkpoint.table,
+        checkpoint.chunk,
+        checkpoint.fence.unwrap_or_default()
+    ))
+}
+
 /// Receives rows a stage refused. Called by a target *before* it commits
 /// the batch those rows came from, so that a crash between the two redoes
 /// the batch rather than losing the rows. Returns an error when the run's

@@ -214,6 +214,7 @@ async fn hold_position(
         position: position.clone(),
         rows: 0,
         done: true,
+        fence: None,
     };
     let sink: Arc<dyn RejectSink> = sink.clone();
     target.apply(ChangeBatch::new(), checkpoint, sink).await?;

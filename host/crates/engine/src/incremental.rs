@@ -79,6 +79,7 @@ async fn follow_shape(
             position: Position::Start,
             rows: 0,
             done: false,
+            fence: None,
         });
     info!(table = %schema.name, changes = changes.len(), "the table changed shape at the source; the target follows");
     let batch = ChangeBatch {
@@ -359,6 +360,7 @@ async fn sync_table(
             position: batch.position.clone(),
             rows,
             done: false,
+            fence: None,
         };
         let rejects = std::mem::take(&mut batch.rejects);
         let rejected = rejects.len() as u64;

@@ -92,6 +92,17 @@ impl TableProgress {
         std::time::Duration::from_nanos(self.plugin_nanos.load(Ordering::Relaxed))
     }
 
+    /// Shows what workers elsewhere reported for the table (a run shared
+    /// over a cluster): `done` rows and `rejected` ones, in `phase`.
+    pub fn mirror(&self, done: u64, rejected: u64, phase: TablePhase) {
+        self.done.store(done, Ordering::Relaxed);
+        self.rejected.store(rejected, Ordering::Relaxed);
+        if phase == TablePhase::Done {
+            self.finish();
+        }
+        self.enter(phase);
+    }
+
     pub(crate) fn finish(&self) {
         // Estimates are estimates: the finished total is what was read.
         self.total.store(self.done(), Ordering::Relaxed);
@@ -181,7 +192,9 @@ impl Progress {
         Arc::new(Progress::default())
     }
 
-    pub(crate) fn table(&self, name: &str, total: u64, done: u64) -> Arc<TableProgress> {
+    /// Registers table `name` with `total` rows expected, `done` of them
+    /// handled already.
+    pub fn table(&self, name: &str, total: u64, done: u64) -> Arc<TableProgress> {
         let table = Arc::new(TableProgress {
             name: name.to_string(),
             total: AtomicU64::new(total.max(done)),

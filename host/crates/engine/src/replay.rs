@@ -405,6 +405,7 @@ async fn write_group(
                     position: Position::Start,
                     rows,
                     done: true,
+                    fence: None,
                 };
                 table.target.apply(batch, checkpoint, sink.clone()).await?;
                 let refused = sink

@@ -57,30 +57,30 @@ pub struct RunSummary {
 }
 
 /// Everything a chunk copy needs, shared by all chunk tasks.
-struct RunContext {
-    pipeline: Pipeline,
-    run: i64,
-    source: Arc<dyn Source>,
-    target: Arc<dyn Target>,
-    state: Arc<StateStore>,
-    sink: Arc<DeadLetterSink>,
-    stop: Shutdown,
+pub(super) struct RunContext {
+    pub(super) pipeline: Pipeline,
+    pub(super) run: i64,
+    pub(super) source: Arc<dyn Source>,
+    pub(super) target: Arc<dyn Target>,
+    pub(super) state: Arc<StateStore>,
+    pub(super) sink: Arc<DeadLetterSink>,
+    pub(super) stop: Shutdown,
     /// Keeps the plugin engine (and its time-limit ticker) alive.
-    _plugins: Option<Arc<PluginRuntime>>,
+    pub(super) _plugins: Option<Arc<PluginRuntime>>,
 }
 
 /// Per-table bookkeeping during a run.
-struct TableRun {
-    schema: Arc<TableSchema>,
+pub(super) struct TableRun {
+    pub(super) schema: Arc<TableSchema>,
     /// The schema after the table's transforms: what the target holds.
-    output: Arc<TableSchema>,
-    chain: TransformChain,
-    progress: Arc<TableProgress>,
-    chunks_left: AtomicUsize,
-    rows: AtomicU64,
-    written: AtomicU64,
+    pub(super) output: Arc<TableSchema>,
+    pub(super) chain: TransformChain,
+    pub(super) progress: Arc<TableProgress>,
+    pub(super) chunks_left: AtomicUsize,
+    pub(super) rows: AtomicU64,
+    pub(super) written: AtomicU64,
     /// Said once that its rows pass through undecoded.
-    wire_said: std::sync::Once,
+    pub(super) wire_said: std::sync::Once,
 }
 
 /// Runs (or resumes) `pipeline`. Stops at the next batch boundary when
@@ -362,10 +362,10 @@ pub(super) fn end_run<T>(
     }
 }
 
-type Plan = Vec<(Arc<TableSchema>, Vec<Chunk>)>;
+pub(super) type Plan = Vec<(Arc<TableSchema>, Vec<Chunk>)>;
 
 /// Reloads the plan of an interrupted run, or discovers and plans anew.
-async fn plan_or_resume(
+pub(super) async fn plan_or_resume(
     pipeline: &Pipeline,
     restart: bool,
     source: &dyn Source,
@@ -416,7 +416,7 @@ async fn plan_or_resume(
 
 /// Copies one chunk; after a transient failure, waits and continues from
 /// the chunk's checkpoint on the target.
-async fn copy_chunk_with_retries(
+pub(super) async fn copy_chunk_with_retries(
     ctx: &RunContext,
     table: &TableRun,
     chunk: Chunk,
@@ -476,6 +476,7 @@ async fn copy_chunk(
                 )
             })
             .await?;
+        let fence = rows;
         rows += read;
         let rejects = std::mem::take(&mut batch.rejects);
         let rejected = rejects.len() as u64;
@@ -494,6 +495,7 @@ async fn copy_chunk(
             position: batch.position.clone(),
             rows,
             done: batch.last,
+            fence: Some(fence),
         };
         let last = batch.last;
         let span = tracing::debug_span!("batch", rows = read, last);
@@ -648,7 +650,7 @@ pub(super) fn transform_stage(chain: TransformChain, mut batches: BatchStream) -
 }
 
 /// Moves `table` to `phase`, for the display and in the state store.
-fn enter(ctx: &RunContext, table: &TableRun, phase: TablePhase) -> Result<()> {
+pub(super) fn enter(ctx: &RunContext, table: &TableRun, phase: TablePhase) -> Result<()> {
     if table.progress.enter(phase.clone()) {
         ctx.state
             .set_table_phase(ctx.run, &table.schema.name, &phase)?;
@@ -658,7 +660,7 @@ fn enter(ctx: &RunContext, table: &TableRun, phase: TablePhase) -> Result<()> {
 
 /// Records why the run stopped on `table` (a stop on request is no
 /// failure). Best effort: the run reports the error either way.
-fn failed(ctx: &RunContext, table: &TableRun, error: &Error) {
+pub(super) fn failed(ctx: &RunContext, table: &TableRun, error: &Error) {
     if error.kind() == ErrorKind::Interrupted {
         return;
     }
@@ -668,7 +670,7 @@ fn failed(ctx: &RunContext, table: &TableRun, error: &Error) {
     }
 }
 
-async fn finish_table(ctx: &RunContext, table: &TableRun) -> Result<()> {
+pub(super) async fn finish_table(ctx: &RunContext, table: &TableRun) -> Result<()> {
     enter(ctx, table, TablePhase::Indexing)?;
     if let Err(e) = ctx.target.finish_table(&table.output).await {
         failed(ctx, table, &e);

@@ -563,6 +563,7 @@ async fn apply(
         position,
         rows: total,
         done: true,
+        fence: None,
     };
     let applied = ctx.target.apply(batch, checkpoint, sink).await?;
     debug!(applied, "changes committed");

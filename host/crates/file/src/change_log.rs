@@ -245,6 +245,7 @@ mod tests {
             },
             rows: 0,
             done: true,
+            fence: None,
         };
         let mut logs = ChangeLogs::open(dir.path(), &manifests).unwrap();
         let mut batch = ChangeBatch::new();

@@ -260,6 +260,13 @@ pub struct Checkpoint {
     /// Rows of this chunk read so far (written plus rejected).
     pub rows: u64,
     pub done: bool,
+    /// Chunk writes: the `rows` of the checkpoint this batch continues
+    /// from. A target writes the batch only while its checkpoint still
+    /// says so, and refuses it otherwise (`Error::Deposed`): a second
+    /// worker given the same chunk moved it meanwhile, and writing would
+    /// store rows twice. `None`: unchecked (change streams, read-backs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fence: Option<u64>,
 }
 
 /// Where a streamed change was read in the source's change log: message

@@ -409,6 +409,7 @@ impl Target for MysqlTarget {
                     chunk,
                     rows,
                     done,
+                    fence: None,
                 })
             })
             .collect()

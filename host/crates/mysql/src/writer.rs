@@ -219,7 +219,7 @@ pub(super) async fn write_batch(
     sink: Arc<dyn RejectSink>,
 ) -> Result<Written> {
     let ctx = || format!("writing table {} chunk {}", plan.table.name, batch.chunk);
-    let checkpoint_params = Params::Positional(vec![
+    let params = Params::Positional(vec![
         My::from(pipeline),
         My::from(checkpoint.table.as_str()),
         My::from(checkpoint.chunk),
@@ -227,6 +227,13 @@ pub(super) async fn write_batch(
         My::from(checkpoint.rows),
         My::from(checkpoint.done),
     ]);
+    let checkpoint = CheckpointWrite {
+        params,
+        fence: checkpoint.fence.map(|_| Fence {
+            checkpoint,
+            pipeline,
+        }),
+    };
     let inserts_only = batch.changes.iter().all(|c| matches!(c, Change::Insert(_)));
     let mut refused: Vec<Reject> = Vec::new();
     let mut load_data_disabled = false;
@@ -268,7 +275,7 @@ pub(super) async fn write_batch(
         };
         match loaded {
             Ok(()) => {
-                finish(tx, checkpoint_params, &plan.table, refused, sink, &ctx).await?;
+                finish(tx, checkpoint, &plan.table, refused, sink, &ctx).await?;
                 return Ok(Written {
                     rows: accepted.len() as u64,
                     load_data_disabled,
@@ -296,7 +303,7 @@ pub(super) async fn write_batch(
             .context(ctx)?,
         None => apply_changes(&mut tx, plan, batch, &mut refused).await?,
     };
-    finish(tx, checkpoint_params, &plan.table, refused, sink, &ctx).await?;
+    finish(tx, checkpoint, &plan.table, refused, sink, &ctx).await?;
     Ok(Written {
         rows: written,
         load_data_disabled,
@@ -325,17 +332,61 @@ fn set_infile(conn: &mut Conn, buffer: Vec<u8>) {
     conn.set_infile_handler(async move { Ok(futures_util::stream::iter(pieces).boxed()) });
 }
 
-/// Checkpoint, dead letters, commit: in that order, so a crash before the
-/// commit redoes the batch and its rejects.
+/// The checkpoint a batch's transaction writes: its statement's
+/// parameters, and for a fenced chunk write what it expects.
+struct CheckpointWrite<'a> {
+    params: Params,
+    fence: Option<Fence<'a>>,
+}
+
+/// A fenced chunk write's expectation (`Checkpoint::fence`).
+struct Fence<'a> {
+    checkpoint: &'a Checkpoint,
+    pipeline: &'a str,
+}
+
+impl Fence<'_> {
+    /// Locks the chunk's checkpoint row and refuses the batch when the
+    /// row moved past the rows the batch continues from: another writer
+    /// wrote the chunk meanwhile.
+    async fn check(&self, tx: &mut Transaction<'_>) -> Result<()> {
+        let ctx = || {
+            format!(
+                "reading the checkpoint of table {} chunk {}",
+                self.checkpoint.table, self.checkpoint.chunk
+            )
+        };
+        let held: Option<(u64, bool)> = tx
+            .exec_first(
+                "SELECT `rows`, done FROM _dmp_checkpoints WHERE pipeline = ? AND table_name = ? AND chunk = ? FOR UPDATE",
+                (self.pipeline, self.checkpoint.table.as_str(), self.checkpoint.chunk),
+            )
+            .await
+            .context(ctx)?;
+        match held {
+            Some((rows, done)) if done || Some(rows) != self.checkpoint.fence => {
+                Err(dmp_contract::deposed(self.checkpoint))
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+/// Fence, checkpoint, dead letters, commit: in that order, so a crash
+/// before the commit redoes the batch and its rejects.
 async fn finish(
     mut tx: Transaction<'_>,
-    checkpoint: Params,
+    checkpoint: CheckpointWrite<'_>,
     table: &Arc<TableSchema>,
     refused: Vec<Reject>,
     sink: Arc<dyn RejectSink>,
     ctx: &(dyn Fn() -> String + Sync),
 ) -> Result<()> {
-    tx.exec_drop(CHECKPOINT_SQL, checkpoint)
+    if let Some(fence) = &checkpoint.fence {
+        // An error drops (rolls back) the transaction.
+        fence.check(&mut tx).await?;
+    }
+    tx.exec_drop(CHECKPOINT_SQL, checkpoint.params)
         .await
         .context(|| format!("{}: writing the checkpoint", ctx()))?;
     dmp_contract::dead_letter(&sink, table, refused).await?;

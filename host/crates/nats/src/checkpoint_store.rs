@@ -7,12 +7,11 @@
 
 use serde::{Deserialize, Serialize};
 
-use async_nats::jetstream::consumer::DeliverPolicy;
-use async_nats::jetstream::{self, kv, stream};
+use async_nats::jetstream::kv;
 
-use crate::bus::{Bus, DUPLICATE_WINDOW};
+use crate::bucket::{self, BucketSpec, key_token, open_bucket};
+use crate::bus::Bus;
 use crate::error::{Error, Result, ResultExt};
-use crate::scan::{Scan, scan};
 use dmp_model::Checkpoint;
 
 /// The key of the change stream's checkpoint (no table name is empty).
@@ -60,17 +59,13 @@ impl CheckpointStore {
         place: &str,
     ) -> Result<Self> {
         let bucket = bucket_name(pipeline);
-        let ctx = || format!("{place}: the checkpoint bucket {bucket}");
-        let kv = match bus.jetstream.get_key_value(&bucket).await {
-            Ok(kv) => kv,
-            Err(e) if matches!(e.kind(), jetstream::context::KeyValueErrorKind::GetBucket) => {
-                create_bucket(&bus.jetstream, &bucket, replicas)
-                    .await
-                    .context(ctx)?;
-                bus.jetstream.get_key_value(&bucket).await.context(ctx)?
-            }
-            Err(e) => return Err(crate::error::Contextual::with_context(e, ctx())),
+        let spec = BucketSpec {
+            name: &bucket,
+            description: "DMP checkpoints",
+            max_age: std::time::Duration::ZERO,
+            replicas,
         };
+        let kv = open_bucket(&bus.jetstream, &spec, place).await?;
         Ok(CheckpointStore {
             kv,
             prefix: format!("{}.", key_token(stream)),
@@ -137,39 +132,19 @@ impl CheckpointStore {
             "{}: reading the checkpoints of bucket {}",
             self.place, self.bucket
         );
-        // One pass over the bucket's stream, the last value of each key
-        // (see `scan` for why not the client's `keys()`).
-        let subjects = format!("$KV.{}.", self.bucket);
-        let read = Scan {
-            filter: format!("{subjects}{}>", self.prefix),
-            from: DeliverPolicy::LastPerSubject,
-            headers_only: false,
-            what: &what,
-        };
         let mut entries = Vec::new();
-        scan(&self.kv.stream, read, |message, _| {
-            let key = message
-                .subject
-                .as_str()
-                .trim_start_matches(subjects.as_str());
-            let removed = message
-                .headers
-                .as_ref()
-                .and_then(|h| h.get("KV-Operation"))
-                .is_some_and(|op| op.as_str() != "PUT");
-            if removed || key.ends_with(RUN_KEY) {
-                return Ok(());
+        for (key, value) in bucket::entries(&self.kv, &self.prefix, &what).await? {
+            if key.ends_with(RUN_KEY) {
+                continue;
             }
-            let entry: Entry = serde_json::from_slice(&message.payload).map_err(|e| {
+            let entry: Entry = serde_json::from_slice(&value).map_err(|e| {
                 Error::Data(format!(
                     "{}: checkpoint {key} of bucket {} is not one DMP wrote: {e}",
                     self.place, self.bucket
                 ))
             })?;
             entries.push(entry);
-            Ok(())
-        })
-        .await?;
+        }
         Ok(entries)
     }
 
@@ -186,33 +161,6 @@ impl CheckpointStore {
             .context(|| format!("{}: forgetting the checkpoints {subject}", self.place))?;
         Ok(())
     }
-}
-
-/// The bucket's stream, made by hand: async-nats 0.52's
-/// `create_key_value` first reads account details that nats-server 2.9
-/// does not send, and fails there. The configuration is the one it would
-/// have made (one value per key, rollups, direct gets).
-async fn create_bucket(
-    jetstream: &jetstream::Context,
-    bucket: &str,
-    replicas: usize,
-) -> std::result::Result<stream::Stream, jetstream::context::CreateStreamError> {
-    jetstream
-        .get_or_create_stream(stream::Config {
-            name: format!("KV_{bucket}"),
-            description: Some("DMP checkpoints".to_string()),
-            subjects: vec![format!("$KV.{bucket}.>")],
-            max_messages_per_subject: 1,
-            storage: stream::StorageType::File,
-            num_replicas: replicas.max(1),
-            allow_rollup: true,
-            deny_delete: true,
-            allow_direct: true,
-            discard: stream::DiscardPolicy::New,
-            duplicate_window: DUPLICATE_WINDOW,
-            ..Default::default()
-        })
-        .await
 }
 
 /// The pipeline's bucket: `dmp_<pipeline>`, a name of other characters
@@ -235,21 +183,6 @@ pub(crate) fn bucket_name(pipeline: &str) -> String {
     use sha2::Digest;
     let digest = sha2::Sha256::digest(pipeline.as_bytes());
     format!("dmp_{plain}_{}", dmp_model::encode_hex(&digest[..4]))
-}
-
-/// A name as one KV key token: letters, digits, `_` and `-` as they are,
-/// any other byte as `=XX` (keys allow `[-/_=.a-zA-Z0-9]`; the dot
-/// separates tokens).
-pub(crate) fn key_token(name: &str) -> String {
-    let mut out = String::with_capacity(name.len());
-    for b in name.bytes() {
-        if b.is_ascii_alphanumeric() || b == b'_' || b == b'-' {
-            out.push(char::from(b));
-        } else {
-            out.push_str(&format!("={b:02X}"));
-        }
-    }
-    out
 }
 
 #[cfg(test)]

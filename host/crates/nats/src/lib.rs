@@ -4,6 +4,7 @@
 //! stream never holds a change twice, and each table's schema on a subject
 //! of its own.
 
+mod bucket;
 mod bus;
 mod changes;
 mod checkpoint_store;
@@ -21,6 +22,7 @@ mod source;
 mod tail;
 mod target;
 
+pub use bucket::{BucketSpec, entries as bucket_entries, key_token, open_bucket};
 pub use bus::{Bus, DUPLICATE_WINDOW, LastMessage};
 pub use changes::NatsChangeSource;
 pub use config::{EXAMPLE, Format, NatsConfig, subject_token};

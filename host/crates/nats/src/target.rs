@@ -567,6 +567,7 @@ impl Target for NatsTarget {
                 position,
                 rows: 0,
                 done: true,
+                fence: None,
             });
         }
         Ok(checkpoints)

@@ -849,6 +849,7 @@ mod tests {
             },
             rows: 0,
             done: true,
+            fence: None,
         };
         let mut refused = Refused::default();
         let tables: Vec<Option<Arc<WriteTable>>> = tables.into_iter().map(Some).collect();
@@ -903,6 +904,7 @@ mod tests {
             },
             rows: 5,
             done: false,
+            fence: None,
         };
         assert_eq!(
             checkpoint_sql("s", "p", &checkpoint).unwrap(),

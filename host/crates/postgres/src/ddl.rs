@@ -37,6 +37,18 @@ pub(super) fn upsert_checkpoint(schema: &str) -> String {
     )
 }
 
+/// `upsert_checkpoint` for a fenced chunk write (`Checkpoint::fence`):
+/// the checkpoint moves only from the rows it was read at ($7), so no row
+/// is affected when another writer moved it first.
+pub(super) fn upsert_fenced_checkpoint(schema: &str) -> String {
+    format!(
+        "{} WHERE {}.\"rows\" = $7 AND NOT {}.done",
+        upsert_checkpoint(schema),
+        qualified(schema, CHECKPOINTS),
+        qualified(schema, CHECKPOINTS)
+    )
+}
+
 /// The statements that create a table: the sequences of its serial
 /// columns, `CREATE TABLE` with the primary key and CHECK constraints in it
 /// (the load fills the key's index as it goes; secondary indexes come after

@@ -272,6 +272,10 @@ impl Source for PostgresSource {
         self.inner.first_position.get().cloned()
     }
 
+    async fn share_snapshot(&self) -> Result<Option<String>> {
+        Ok(Some(self.inner.snapshot().await?.id.clone()))
+    }
+
     fn use_snapshot(&self, snapshot: String) -> Result<()> {
         let taken = || {
             Error::Data(format!(

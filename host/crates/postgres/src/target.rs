@@ -809,6 +809,7 @@ impl Target for PostgresTarget {
                     chunk: u32::try_from(chunk).unwrap_or(0),
                     rows: rows.unsigned_abs(),
                     done,
+                    fence: None,
                 })
             })
             .collect()

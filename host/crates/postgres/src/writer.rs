@@ -13,7 +13,7 @@ use sqlx::postgres::PgConnection;
 use sqlx::{AssertSqlSafe, PgPool, Postgres, Transaction};
 
 use super::copy_binary::{CopyEncoder, Encoding, coerce, header, trailer};
-use super::ddl::upsert_checkpoint;
+use super::ddl::{upsert_checkpoint, upsert_fenced_checkpoint};
 use super::sql::{qualified, quote_ident, typed_literal};
 use crate::error::{Error, Result, ResultExt};
 use dmp_contract::RejectSink;
@@ -303,16 +303,25 @@ async fn commit(
         sink,
     } = done;
     let position = serde_json::to_string(&checkpoint.position).context(ctx)?;
-    sqlx::query(AssertSqlSafe(upsert_checkpoint(schema_name)))
+    let sql = match checkpoint.fence {
+        Some(_) => upsert_fenced_checkpoint(schema_name),
+        None => upsert_checkpoint(schema_name),
+    };
+    let mut upsert = sqlx::query(AssertSqlSafe(sql))
         .bind(pipeline)
         .bind(&checkpoint.table)
         .bind(i32::try_from(checkpoint.chunk).unwrap_or(i32::MAX))
         .bind(position)
         .bind(i64::try_from(checkpoint.rows).unwrap_or(i64::MAX))
-        .bind(checkpoint.done)
-        .execute(&mut *txn)
-        .await
-        .context(ctx)?;
+        .bind(checkpoint.done);
+    if let Some(rows) = checkpoint.fence {
+        upsert = upsert.bind(i64::try_from(rows).unwrap_or(i64::MAX));
+    }
+    let written = upsert.execute(&mut *txn).await.context(ctx)?;
+    if written.rows_affected() == 0 {
+        // Dropping the transaction rolls the batch back.
+        return Err(dmp_contract::deposed(checkpoint));
+    }
     // Before the commit: a crash in between redoes the batch rather than
     // losing these rows.
     dmp_contract::dead_letter(&sink, schema, refused).await?;

@@ -55,6 +55,7 @@ impl ServeError {
                 // A database that cannot be reached behind this service.
                 ErrorKind::Transient => StatusCode::BAD_GATEWAY,
                 ErrorKind::Interrupted => StatusCode::SERVICE_UNAVAILABLE,
+                ErrorKind::Deposed => StatusCode::CONFLICT,
                 ErrorKind::Fatal => StatusCode::INTERNAL_SERVER_ERROR,
             },
             ServeError::Store { .. } | ServeError::Home(_) => StatusCode::INTERNAL_SERVER_ERROR,

@@ -314,6 +314,7 @@ mod tests {
             },
             rows: 9,
             done: true,
+            fence: None,
         };
         let sink = Sink::default();
         let applied = apply(&mut conn, "p", &batch, &checkpoint, &sink).unwrap();

@@ -354,21 +354,31 @@ pub(super) fn upsert_checkpoint(
 ) -> Result<()> {
     let ctx = || format!("writing the checkpoint of table {}", checkpoint.table);
     let position = serde_json::to_string(&checkpoint.position).context(ctx)?;
-    txn.execute(
-        "INSERT INTO _dmp_checkpoints (pipeline, table_name, chunk, position, rows, done)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6)
-         ON CONFLICT (pipeline, table_name, chunk) DO UPDATE SET
-         position = excluded.position, rows = excluded.rows, done = excluded.done",
-        params![
-            pipeline,
-            checkpoint.table,
-            checkpoint.chunk,
-            position,
-            i64::try_from(checkpoint.rows).unwrap_or(i64::MAX),
-            checkpoint.done
-        ],
-    )
-    .context(ctx)?;
+    // A fenced write moves the checkpoint only from the rows it was read
+    // at (`?7`); unfenced, `?7` is NULL and the check always passes.
+    let written = txn
+        .execute(
+            "INSERT INTO _dmp_checkpoints (pipeline, table_name, chunk, position, rows, done)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+             ON CONFLICT (pipeline, table_name, chunk) DO UPDATE SET
+             position = excluded.position, rows = excluded.rows, done = excluded.done
+             WHERE ?7 IS NULL OR (rows = ?7 AND NOT done)",
+            params![
+                pipeline,
+                checkpoint.table,
+                checkpoint.chunk,
+                position,
+                i64::try_from(checkpoint.rows).unwrap_or(i64::MAX),
+                checkpoint.done,
+                checkpoint
+                    .fence
+                    .map(|rows| i64::try_from(rows).unwrap_or(i64::MAX))
+            ],
+        )
+        .context(ctx)?;
+    if written == 0 {
+        return Err(dmp_contract::deposed(checkpoint));
+    }
     Ok(())
 }
 
@@ -597,6 +607,7 @@ impl Target for SqliteTarget {
                         chunk,
                         rows: rows.unsigned_abs(),
                         done,
+                        fence: None,
                     })
                 })
                 .collect()

@@ -111,6 +111,7 @@ impl Repairer {
             position: Position::Start,
             rows: diffs.len() as u64,
             done: true,
+            fence: None,
         };
         let batch = ChangeBatch {
             segments: vec![TableChanges::Rows {

@@ -1,0 +1,475 @@
+//! `dmp run --cluster`: plans a full run once, prepares the target, puts
+//! the run's record and its chunks on the cluster, then watches the
+//! workers' progress records until the run is finished or nothing more
+//! can be done (failed chunks). The submitter keeps the source's shared
+//! snapshot open meanwhile. Stopping it stops the watching only: the
+//! workers go on, and submitting again watches the same run.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tracing::info;
+
+use crate::cluster::Cluster;
+use crate::error::{Error, Result};
+use crate::records::{RunRecord, Work, WorkRecord, WorkState, WorkerRecord, run_prefix};
+use dmp_config::{Pipeline, Scope};
+use dmp_contract::{Source, Target};
+use dmp_engine::{
+    Progress, RunSummary, SharedPlan, Shutdown, TablePhase, TableSummary, plan_shared,
+};
+use dmp_model::Checkpoint;
+use dmp_state::{RunStatus, StateStore};
+
+/// Deliveries a chunk gets by default before it is a failed chunk.
+pub const DEFAULT_MAX_DELIVER: u32 = 5;
+
+/// How often the submitter reads the run's progress.
+const WATCH_EVERY: Duration = Duration::from_millis(500);
+
+/// What `dmp run --cluster` hands over.
+pub struct Submission<'a> {
+    pub pipeline: &'a Pipeline,
+    /// The pipeline file's text and path, for the workers to read.
+    pub text: &'a str,
+    pub path: &'a std::path::Path,
+    pub restart: bool,
+    pub max_deliver: u32,
+}
+
+/// Submits the run and watches it to its end; the summary counts what the
+/// target's checkpoints hold.
+pub async fn submit(
+    cluster: &Cluster,
+    submission: Submission<'_>,
+    source: Arc<dyn Source>,
+    target: Arc<dyn Target>,
+    state: Arc<StateStore>,
+    progress: Arc<Progress>,
+    stop: Shutdown,
+) -> Result<RunSummary> {
+    let started = Instant::now();
+    let pipeline = submission.pipeline;
+    if pipeline.every.is_some() || pipeline.mode != dmp_config::RunMode::Full {
+        return Err(Error::Engine(dmp_contract::Error::Config(format!(
+            "pipeline {}: a cluster runs full loads (mode = \"full\", no [run] every) so far",
+            dmp_model::printable(&pipeline.name)
+        ))));
+    }
+    let plan = plan_shared(
+        pipeline,
+        submission.restart,
+        &*source,
+        &*target,
+        &state,
+        &stop,
+    )
+    .await?;
+    let record = RunRecord {
+        pipeline: pipeline.name.clone(),
+        text: submission.text.to_string(),
+        path: submission.path.to_path_buf(),
+        scope: scope_name(pipeline.scope).to_string(),
+        plan: plan.clone(),
+        max_deliver: submission.max_deliver.max(1),
+    };
+    cluster.put_run_record(&record).await?;
+    let tables: Vec<_> = plan
+        .tables
+        .iter()
+        .map(|(t, chunks)| {
+            progress.table(&t.name, chunks.iter().map(|c| c.estimated_rows).sum(), 0)
+        })
+        .collect();
+    let handed = hand_out(cluster, &record, &*target).await?;
+    info!(
+        run = plan.run,
+        chunks = plan.chunks(),
+        handed_out = handed,
+        "run submitted to the cluster"
+    );
+    let watched = watch(cluster, &pipeline.name, &plan, &*target, &tables, &stop).await;
+    source.end_snapshot().await;
+    let (rows, _) = committed(&*target, &plan).await?;
+    let rejected: u64 = tables.iter().map(|t| t.rejected()).sum();
+    let total_rows: u64 = rows.iter().sum();
+    let outcome = match watched {
+        Ok(()) => {
+            state.finish_run(plan.run, RunStatus::Done, total_rows, rejected, None)?;
+            Ok(())
+        }
+        Err(e) => {
+            let engine: dmp_contract::Error = e.into();
+            let status = if engine.kind() == dmp_contract::ErrorKind::Interrupted {
+                RunStatus::Interrupted
+            } else {
+                RunStatus::Failed
+            };
+            state.finish_run(
+                plan.run,
+                status,
+                total_rows,
+                rejected,
+                Some(&engine.report()),
+            )?;
+            Err(Error::Engine(engine))
+        }
+    };
+    outcome?;
+    Ok(RunSummary {
+        pipeline: pipeline.name.clone(),
+        run: plan.run,
+        resumed: plan.resumed,
+        tables: plan
+            .tables
+            .iter()
+            .zip(&tables)
+            .zip(&rows)
+            .map(|(((t, _), shown), rows)| TableSummary {
+                name: t.name.clone(),
+                phase: shown.phase(),
+                rows: *rows,
+                written: rows.saturating_sub(shown.rejected()),
+            })
+            .collect(),
+        rows: total_rows,
+        rejected,
+        elapsed: started.elapsed(),
+        stream: None,
+    })
+}
+
+fn scope_name(scope: Scope) -> &'static str {
+    match scope {
+        Scope::SchemaAndData => "schema_and_data",
+        Scope::SchemaOnly => "schema_only",
+        Scope::DataOnly => "data_only",
+    }
+}
+
+/// Rows each table's checkpoints hold, and the chunks they hold done.
+async fn committed(
+    target: &dyn Target,
+    plan: &SharedPlan,
+) -> Result<(Vec<u64>, HashSet<(usize, u32)>)> {
+    let held: HashMap<(String, u32), Checkpoint> = target
+        .checkpoints()
+        .await?
+        .into_iter()
+        .map(|c| ((c.table.clone(), c.chunk), c))
+        .collect();
+    let mut rows = Vec::new();
+    let mut done = HashSet::new();
+    for (index, (table, chunks)) in plan.tables.iter().enumerate() {
+        let mut sum = 0;
+        for chunk in chunks {
+            if let Some(c) = held.get(&(table.name.clone(), chunk.id)) {
+                sum += c.rows;
+                if c.done {
+                    done.insert((index, chunk.id));
+                }
+            }
+        }
+        rows.push(sum);
+    }
+    Ok((rows, done))
+}
+
+/// Puts on the queue what the run still needs: each chunk the target does
+/// not hold done (a failed one anew), the finish step of each table whose
+/// chunks are all done, and the pipeline's when every table is finished.
+/// Returns how many pieces were handed out.
+async fn hand_out(cluster: &Cluster, record: &RunRecord, target: &dyn Target) -> Result<usize> {
+    let plan = &record.plan;
+    let (_, done) = committed(target, plan).await?;
+    let prefix = run_prefix(&record.pipeline, plan.run);
+    let records = work_records(cluster, &prefix).await?;
+    // A retry of failed work needs an id of its own, or the queue would
+    // take it for the first attempt within its dedupe window.
+    let retry = u32::try_from(chrono::Utc::now().timestamp() % i64::from(u32::MAX)).unwrap_or(1);
+    let mut handed = 0;
+    let mut finished_tables = 0;
+    for (table, (schema, chunks)) in plan.tables.iter().enumerate() {
+        let mut left = 0;
+        for chunk in chunks {
+            if done.contains(&(table, chunk.id)) {
+                continue;
+            }
+            left += 1;
+            let work = Work::Chunk {
+                pipeline: record.pipeline.clone(),
+                run: plan.run,
+                table,
+                chunk: chunk.id,
+            };
+            let failed = forget_failure(cluster, &records, &work).await?;
+            cluster
+                .publish(&work, if failed { retry } else { 0 })
+                .await?;
+            handed += 1;
+        }
+        if left > 0 {
+            continue;
+        }
+        let finish = Work::FinishTable {
+            pipeline: record.pipeline.clone(),
+            run: plan.run,
+            table,
+        };
+        if records
+            .get(&finish.record_key())
+            .is_some_and(|r| r.state == WorkState::Done)
+        {
+            finished_tables += 1;
+            continue;
+        }
+        let failed = forget_failure(cluster, &records, &finish).await?;
+        cluster
+            .publish(&finish, if failed { retry } else { 0 })
+            .await?;
+        tracing::debug!(table = %dmp_model::printable(&schema.name), "finish step handed out");
+        handed += 1;
+    }
+    if finished_tables == plan.tables.len() {
+        let finish = Work::FinishPipeline {
+            pipeline: record.pipeline.clone(),
+            run: plan.run,
+        };
+        if !records
+            .get(&finish.record_key())
+            .is_some_and(|r| r.state == WorkState::Done)
+        {
+            let failed = forget_failure(cluster, &records, &finish).await?;
+            cluster
+                .publish(&finish, if failed { retry } else { 0 })
+                .await?;
+            handed += 1;
+        }
+    }
+    Ok(handed)
+}
+
+/// Clears a failed record of `work` (a resubmission tries it again);
+/// whether there was one.
+async fn forget_failure(
+    cluster: &Cluster,
+    records: &HashMap<String, WorkRecord>,
+    work: &Work,
+) -> Result<bool> {
+    let key = work.record_key();
+    match records.get(&key) {
+        Some(record) if record.state == WorkState::Failed => {
+            let cleared = WorkRecord {
+                state: WorkState::Running,
+                attempts: 0,
+                errors: Vec::new(),
+                ..record.clone()
+            };
+            cluster.put_record(&key, &cleared, None).await?;
+            Ok(true)
+        }
+        _ => Ok(false),
+    }
+}
+
+/// The run's chunk and finish records, by key.
+async fn work_records(cluster: &Cluster, prefix: &str) -> Result<HashMap<String, WorkRecord>> {
+    let mut found = HashMap::new();
+    for (key, value) in cluster.records(prefix).await? {
+        let kind = key.trim_start_matches(prefix);
+        if kind.starts_with("chunk.") || kind.starts_with("finish.") {
+            let record: WorkRecord = serde_json::from_slice(&value)
+                .map_err(|e| Error::refused(format!("progress record {key}"), e))?;
+            found.insert(key, record);
+        }
+    }
+    Ok(found)
+}
+
+/// Follows the run's progress records into `tables` until the pipeline's
+/// finish step is done (`Ok`), or every piece of work is done or failed
+/// with some failed (`Err` naming them), or `stop` fires.
+async fn watch(
+    cluster: &Cluster,
+    pipeline: &str,
+    plan: &SharedPlan,
+    target: &dyn Target,
+    tables: &[Arc<dmp_engine::TableProgress>],
+    stop: &Shutdown,
+) -> Result<()> {
+    let prefix = run_prefix(pipeline, plan.run);
+    let (base_rows, _) = committed(target, plan).await?;
+    loop {
+        let view = RunView::read(cluster, &prefix, plan).await?;
+        for (index, shown) in tables.iter().enumerate() {
+            let rows = base_rows[index] + view.rows(index);
+            shown.mirror(rows, view.rejected(index), view.phase(&prefix, index, plan));
+        }
+        if view.is_done(&prefix) {
+            return Ok(());
+        }
+        if let Some(failure) = view.failure(&prefix, plan, target).await? {
+            return Err(Error::Engine(dmp_contract::Error::Data(failure)));
+        }
+        tokio::select! {
+            () = stop.wait() => {
+                info!(run = plan.run, "stopped watching; the workers go on with the run");
+                return Err(Error::Engine(dmp_contract::Error::Interrupted));
+            }
+            () = tokio::time::sleep(WATCH_EVERY) => {}
+        }
+    }
+}
+
+/// The run's progress records as read at one moment.
+struct RunView {
+    work: HashMap<String, WorkRecord>,
+    workers: Vec<WorkerRecord>,
+}
+
+impl RunView {
+    async fn read(cluster: &Cluster, prefix: &str, _plan: &SharedPlan) -> Result<Self> {
+        let mut work = HashMap::new();
+        let mut workers = Vec::new();
+        for (key, value) in cluster.records(prefix).await? {
+            let kind = key.trim_start_matches(prefix);
+            let what = || format!("progress record {key}");
+            if kind.starts_with("worker.") {
+                workers
+                    .push(serde_json::from_slice(&value).map_err(|e| Error::refused(what(), e))?);
+            } else {
+                let record: WorkRecord =
+                    serde_json::from_slice(&value).map_err(|e| Error::refused(what(), e))?;
+                work.insert(kind.to_string(), record);
+            }
+        }
+        Ok(RunView { work, workers })
+    }
+
+    fn state(&self, kind: &str) -> Option<WorkState> {
+        self.work.get(kind).map(|r| r.state)
+    }
+
+    fn rows(&self, table: usize) -> u64 {
+        self.workers.iter().filter_map(|w| w.rows.get(table)).sum()
+    }
+
+    fn rejected(&self, table: usize) -> u64 {
+        self.workers
+            .iter()
+            .filter_map(|w| w.rejected.get(table))
+            .sum()
+    }
+
+    fn phase(&self, _prefix: &str, table: usize, plan: &SharedPlan) -> TablePhase {
+        let chunks = &plan.tables[table].1;
+        let failed = chunks
+            .iter()
+            .filter(|c| self.state(&format!("chunk.{table}.{}", c.id)) == Some(WorkState::Failed))
+            .count();
+        match self.state(&format!("finish.{table}")) {
+            Some(WorkState::Done) => TablePhase::Done,
+            Some(WorkState::Running) => TablePhase::Indexing,
+            Some(WorkState::Failed) => TablePhase::Failed {
+                reason: "its finish step failed".into(),
+            },
+            None if failed > 0 => TablePhase::Failed {
+                reason: format!("{failed} chunk(s) failed"),
+            },
+            None if chunks
+                .iter()
+                .any(|c| self.work.contains_key(&format!("chunk.{table}.{}", c.id))) =>
+            {
+                TablePhase::Copying
+            }
+            None => TablePhase::Planned,
+        }
+    }
+
+    fn is_done(&self, _prefix: &str) -> bool {
+        self.state("finish.all") == Some(WorkState::Done)
+    }
+
+    /// When failed work leaves nothing else to wait for: what failed.
+    async fn failure(
+        &self,
+        _prefix: &str,
+        plan: &SharedPlan,
+        target: &dyn Target,
+    ) -> Result<Option<String>> {
+        let failed: Vec<(&String, &WorkRecord)> = self
+            .work
+            .iter()
+            .filter(|(_, r)| r.state == WorkState::Failed)
+            .collect();
+        if failed.is_empty() {
+            return Ok(None);
+        }
+        // Waits while any other work may still move.
+        let (_, done) = committed(target, plan).await?;
+        for (table, (_, chunks)) in plan.tables.iter().enumerate() {
+            let mut all_done = true;
+            for chunk in chunks {
+                let state = self.state(&format!("chunk.{table}.{}", chunk.id));
+                if state == Some(WorkState::Failed) {
+                    all_done = false;
+                    continue;
+                }
+                if !done.contains(&(table, chunk.id)) {
+                    return Ok(None);
+                }
+            }
+            if all_done
+                && !matches!(
+                    self.state(&format!("finish.{table}")),
+                    Some(WorkState::Done | WorkState::Failed)
+                )
+            {
+                return Ok(None);
+            }
+        }
+        let mut said: Vec<String> = failed
+            .iter()
+            .map(|(kind, record)| {
+                format!(
+                    "{} after {} deliveries: {}",
+                    describe(kind, plan),
+                    record.attempts,
+                    record
+                        .errors
+                        .last()
+                        .map_or("no error recorded", String::as_str)
+                )
+            })
+            .collect();
+        said.sort();
+        Ok(Some(format!(
+            "run {}: {} piece(s) of work failed for good; the rest is done. {}. \
+             Fix the cause and run `dmp run --cluster` again to retry them",
+            plan.run,
+            said.len(),
+            said.join("; ")
+        )))
+    }
+}
+
+/// `chunk.T.C` / `finish.T` / `finish.all` in words.
+fn describe(kind: &str, plan: &SharedPlan) -> String {
+    let table = |t: &str| {
+        t.parse::<usize>()
+            .ok()
+            .and_then(|t| plan.tables.get(t))
+            .map_or_else(
+                || t.to_string(),
+                |(s, _)| dmp_model::printable(&s.name).into_owned(),
+            )
+    };
+    let parts: Vec<&str> = kind.split('.').collect();
+    match parts.as_slice() {
+        ["chunk", t, c] => format!("table {} chunk {c}", table(t)),
+        ["finish", "all"] => "the pipeline's finish step".to_string(),
+        ["finish", t] => format!("table {}'s finish step", table(t)),
+        _ => kind.to_string(),
+    }
+}
