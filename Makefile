@@ -4,7 +4,7 @@
 CARGO ?= cargo
 export CARGO_BUILD_JOBS ?= 2
 
-.PHONY: demo test lint bench bench-sql bench-cdc bench-verify bench-clone plugins rust-plugins servers
+.PHONY: demo test lint bench bench-sql bench-cdc bench-verify bench-clone bench-cluster plugins rust-plugins servers
 
 # Rust plugins build as plain core modules carrying their WIT type; the host
 # turns them into components. Without WASI they can import nothing but what
@@ -73,6 +73,9 @@ bench-verify: servers
 
 bench-clone: servers
 	bench/clone.sh
+
+bench-cluster: servers
+	bench/cluster.sh
 
 bench: rust-plugins
 	$(CARGO) bench --bench sqlite_to_sqlite

@@ -364,6 +364,49 @@ async fn a_resumed_chunk_ends_with_exactly_its_rows(subject: &Subject) {
     assert_holds(subject, &table, &rows).await;
 }
 
+/// A chunk write fenced on a checkpoint that moved since (another worker
+/// wrote the chunk) is refused, whole; one fenced on where the chunk
+/// stands goes in.
+async fn a_write_fenced_on_a_moved_checkpoint_is_refused(subject: &Subject) {
+    let table = labelled_table("conf_fence");
+    let rows: Vec<Row> = (1..=20).map(|i| labelled(i, &format!("row {i}"))).collect();
+    let sink: Arc<dyn RejectSink> = Arc::new(Refused::default());
+    let target = prepared(subject, &table, Start::Fresh).await;
+    let fenced = |before: u64, part: &[Row], last: bool| {
+        let (batch, mut checkpoint) = insert_batch(&table, before, part.to_vec(), last);
+        checkpoint.fence = Some(before);
+        (batch, checkpoint)
+    };
+    let (batch, checkpoint) = fenced(0, &rows[..10], false);
+    target
+        .write(batch, checkpoint, sink.clone())
+        .await
+        .expect("first write");
+    // A second worker that read the chunk at 0 rows writes its batch.
+    let (batch, checkpoint) = fenced(0, &rows[10..], true);
+    let refused = target.write(batch, checkpoint, sink.clone()).await;
+    assert!(
+        matches!(&refused, Err(e) if e.kind() == dmp::ErrorKind::Deposed),
+        "{}: {refused:?}",
+        subject.name
+    );
+    assert_holds(subject, &table, &rows[..10]).await;
+    let (batch, checkpoint) = fenced(10, &rows[10..], true);
+    target
+        .write(batch, checkpoint, sink.clone())
+        .await
+        .expect("write in turn");
+    // Done, the chunk takes no more.
+    let (batch, checkpoint) = fenced(20, &[], true);
+    let refused = target.write(batch, checkpoint, sink).await;
+    assert!(
+        matches!(&refused, Err(e) if e.kind() == dmp::ErrorKind::Deposed),
+        "{}: {refused:?}",
+        subject.name
+    );
+    assert_holds(subject, &table, &rows).await;
+}
+
 async fn applying_twice_is_applying_once(subject: &Subject) {
     let table = labelled_table("conf_apply");
     let target = prepared(subject, &table, Start::Keep).await;
@@ -437,6 +480,7 @@ async fn every_target_connector_keeps_the_contract() {
         a_resumed_chunk_ends_with_exactly_its_rows(&subject).await;
         if subject.applies {
             applying_twice_is_applying_once(&subject).await;
+            a_write_fenced_on_a_moved_checkpoint_is_refused(&subject).await;
         }
         if subject.refuses {
             refused_rows_are_dead_lettered(&subject).await;

@@ -4,6 +4,7 @@
 //! row, every worker's part shows in the progress records, and the finish
 //! steps ran once.
 
+mod jetstream_cluster;
 mod load;
 mod poison;
 
@@ -22,6 +23,8 @@ pub(crate) const ACK_WAIT: &str = "5s";
 pub(crate) struct Workers {
     dir: PathBuf,
     url: String,
+    /// More arguments for each worker.
+    args: Vec<String>,
     running: Vec<(String, Child)>,
     started: Vec<String>,
 }
@@ -31,9 +34,16 @@ impl Workers {
         Workers {
             dir: dir.to_path_buf(),
             url: url.to_string(),
+            args: Vec::new(),
             running: Vec::new(),
             started: Vec::new(),
         }
+    }
+
+    /// Workers started from now on get `args` too.
+    pub(crate) fn with_args(mut self, args: &[&str]) -> Self {
+        self.args = args.iter().map(ToString::to_string).collect();
+        self
     }
 
     /// Starts worker `name` with one slot.
@@ -50,6 +60,7 @@ impl Workers {
                 "1",
             ])
             .args(["--ack-wait", ACK_WAIT])
+            .args(&self.args)
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())
             .stderr(log)

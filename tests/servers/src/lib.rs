@@ -60,7 +60,7 @@ use std::sync::OnceLock;
 pub use database::{Rows, SqlError, TestDb};
 pub use launch::StartError;
 pub use mariadb::MariadbServer;
-pub use nats::NatsServer;
+pub use nats::{NatsCluster, NatsServer};
 pub use postgres::PostgresServer;
 pub use tls::{CERT_USER, PASSWORD, PASSWORD_USER, TlsFiles};
 
@@ -94,6 +94,14 @@ pub fn try_nats() -> Result<&'static NatsServer, StartError> {
 /// As [`postgres()`].
 pub fn own_nats() -> NatsServer {
     NatsServer::launch(true).unwrap_or_else(|e| panic!("cannot start an own NATS server: {e}"))
+}
+
+/// A cluster of `size` NATS servers for the calling test alone.
+///
+/// # Panics
+/// As [`postgres()`].
+pub fn own_nats_cluster(size: usize) -> NatsCluster {
+    NatsCluster::launch(size).unwrap_or_else(|e| panic!("cannot start a NATS cluster: {e}"))
 }
 
 /// This process's PostgreSQL server, started on first call.

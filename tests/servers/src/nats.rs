@@ -32,6 +32,8 @@ struct Launch {
     binary: PathBuf,
     dir: PathBuf,
     log: PathBuf,
+    /// A cluster member's name and routes.
+    cluster: Vec<String>,
 }
 
 impl Launch {
@@ -44,6 +46,7 @@ impl Launch {
             // JetStream's files: kept across a stop, as a server's data is.
             .arg("-sd")
             .arg(self.dir.join("jetstream"))
+            .args(&self.cluster)
             .stdin(Stdio::null())
             .stdout(stdout)
             .stderr(stderr)
@@ -126,8 +129,29 @@ impl NatsServer {
         }
     }
 
+    /// SIGKILLs the server and waits until it is gone. Only for a test's
+    /// own server.
+    ///
+    /// # Panics
+    /// On the shared server, or when it does not go within a minute.
+    pub fn kill(&self) {
+        assert!(self.own, "other tests use this NATS server");
+        let Some(pid) = self.reaper.server_pid() else {
+            return;
+        };
+        let killed = run(Command::new("kill").args(["-KILL", &pid.to_string()]))
+            .and_then(|()| self.reaper.wait_server(STOP_TIMEOUT));
+        if let Err(e) = killed {
+            panic!("cannot kill the NATS server on port {}: {e}", self.port);
+        }
+    }
+
     /// Starts a server; `own` for one test alone (see [`crate::own_nats`]).
     pub(crate) fn launch(own: bool) -> Result<NatsServer, StartError> {
+        Self::launch_with(own, Vec::new())
+    }
+
+    fn launch_with(own: bool, cluster: Vec<String>) -> Result<NatsServer, StartError> {
         let binary = find_binary("nats-server", &[], &[Path::new("/usr/sbin")])?;
         let temp = server_dir("dmp-test-nats-", None)?;
         let dir = temp.path().to_path_buf();
@@ -146,6 +170,7 @@ impl NatsServer {
             binary,
             log: dir.join("nats.log"),
             dir: dir.clone(),
+            cluster,
         };
         for _ in 0..PORT_ATTEMPTS {
             let port = free_port()?;
@@ -168,6 +193,67 @@ impl NatsServer {
         fail(format!(
             "NATS found its port taken {PORT_ATTEMPTS} times in a row"
         ))
+    }
+}
+
+/// Three (or more) NATS servers with JetStream, routed into one cluster on
+/// loopback ports: streams are replicated over them, and one may be
+/// killed while the others go on.
+pub struct NatsCluster {
+    servers: Vec<NatsServer>,
+}
+
+impl NatsCluster {
+    /// Starts `size` servers named `dmp-n1`… for the calling test alone.
+    pub(crate) fn launch(size: usize) -> Result<NatsCluster, StartError> {
+        let routes: Vec<u16> = (0..size).map(|_| free_port()).collect::<Result<_, _>>()?;
+        let all = routes
+            .iter()
+            .map(|p| format!("nats://127.0.0.1:{p}"))
+            .collect::<Vec<_>>()
+            .join(",");
+        let servers = routes
+            .iter()
+            .enumerate()
+            .map(|(i, route)| {
+                NatsServer::launch_with(
+                    true,
+                    vec![
+                        "-n".into(),
+                        format!("dmp-n{}", i + 1),
+                        "--cluster_name".into(),
+                        "dmp".into(),
+                        "--cluster".into(),
+                        format!("nats://127.0.0.1:{route}"),
+                        "--routes".into(),
+                        all.clone(),
+                    ],
+                )
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(NatsCluster { servers })
+    }
+
+    /// Every server's URL, comma-separated, as clients take them.
+    pub fn url(&self) -> String {
+        self.servers
+            .iter()
+            .map(NatsServer::url)
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// The server named `name` (`dmp-n2`).
+    ///
+    /// # Panics
+    /// When no server has that name.
+    pub fn server(&self, name: &str) -> &NatsServer {
+        let index: usize = name
+            .strip_prefix("dmp-n")
+            .and_then(|n| n.parse().ok())
+            .filter(|n| (1..=self.servers.len()).contains(n))
+            .unwrap_or_else(|| panic!("no server {name} in the cluster"));
+        &self.servers[index - 1]
     }
 }
 

@@ -7,7 +7,7 @@ use std::time::Duration;
 use async_nats::jetstream::{self, consumer, kv, stream};
 use bytes::Bytes;
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, retrying};
 use crate::lease::Leases;
 use crate::records::{
     LEASES_BUCKET, PROGRESS_BUCKET, RUNS_BUCKET, RunRecord, WORK_STREAM, WORKERS_CONSUMER, Work,
@@ -20,6 +20,9 @@ use dmp_nats::{BucketSpec, open_bucket};
 pub const DEFAULT_ACK_WAIT: Duration = Duration::from_secs(30);
 /// How long a lease lasts without renewal (renewed at a third of it).
 pub const DEFAULT_LEASE_TIME: Duration = Duration::from_secs(15);
+/// How long a member waits out a JetStream cluster that answers nothing
+/// (electing leaders) before it gives up.
+pub(crate) const SETTLE_LIMIT: Duration = Duration::from_secs(60);
 /// Progress records outlive their run by this long.
 const PROGRESS_AGE: Duration = Duration::from_secs(7 * 24 * 3600);
 
@@ -55,13 +58,27 @@ pub struct Cluster {
 }
 
 impl Cluster {
-    /// Connects and makes what is missing of the coordination's streams.
+    /// Connects and makes what is missing of the coordination's streams,
+    /// waiting out a JetStream cluster that is still electing its leaders.
     pub async fn join(options: ClusterOptions) -> Result<Self> {
+        retrying("joining the cluster", SETTLE_LIMIT, || {
+            Self::try_join(options.clone())
+        })
+        .await
+    }
+
+    async fn try_join(options: ClusterOptions) -> Result<Self> {
         let place = format!("cluster {}", options.url);
+        let servers = options
+            .url
+            .split(',')
+            .map(|url| url.trim().parse::<async_nats::ServerAddr>())
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(|e| Error::refused(place.clone(), e))?;
         let client = async_nats::ConnectOptions::new()
             .name("dmp")
             .retry_on_initial_connect()
-            .connect(options.url.as_str())
+            .connect(servers)
             .await
             .map_err(|e| Error::from_nats(place.clone(), e))?;
         // Requests wait for a JetStream cluster to elect a leader.
@@ -157,6 +174,13 @@ impl Cluster {
     /// Puts `work` on the queue; the same work published again (same
     /// `retry`) within the dedupe window is stored once.
     pub(crate) async fn publish(&self, work: &Work, retry: u32) -> Result<()> {
+        retrying("publishing work", SETTLE_LIMIT, || {
+            self.try_publish(work, retry)
+        })
+        .await
+    }
+
+    async fn try_publish(&self, work: &Work, retry: u32) -> Result<()> {
         let what = || format!("publishing {} of run {}", work.describe(None), work.run());
         let body = serde_json::to_vec(work).map_err(|e| Error::refused(what(), e))?;
         let publish = jetstream::message::PublishMessage::build()
@@ -189,6 +213,13 @@ impl Cluster {
     }
 
     pub(crate) async fn put_run_record(&self, record: &RunRecord) -> Result<()> {
+        retrying("writing the run's record", SETTLE_LIMIT, || {
+            self.try_put_run_record(record)
+        })
+        .await
+    }
+
+    async fn try_put_run_record(&self, record: &RunRecord) -> Result<()> {
         let key = run_key(&record.pipeline);
         let what = || format!("writing {key} of bucket {RUNS_BUCKET}");
         let value = serde_json::to_vec(record).map_err(|e| Error::refused(what(), e))?;

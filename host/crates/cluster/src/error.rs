@@ -66,3 +66,29 @@ impl From<Error> for dmp_contract::Error {
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
+
+/// Does `step` until it succeeds, again after each transient failure (a
+/// JetStream cluster electing a leader answers nothing for seconds), for at
+/// most `limit`; then, or on any other failure, gives its error.
+pub(crate) async fn retrying<T, F, Fut>(
+    what: &str,
+    limit: std::time::Duration,
+    mut step: F,
+) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T>>,
+{
+    let started = std::time::Instant::now();
+    let mut wait = std::time::Duration::from_millis(200);
+    loop {
+        match step().await {
+            Err(e) if e.is_transient() && started.elapsed() < limit => {
+                tracing::warn!(error = %e, "{what}: trying again");
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(std::time::Duration::from_secs(3));
+            }
+            outcome => return outcome,
+        }
+    }
+}

@@ -110,7 +110,12 @@ impl RunWork {
         let held: Option<(WorkRecord, u64)> = member.cluster.record(&key).await?;
         if let Some((record, _)) = &held {
             match record.state {
-                WorkState::Done => return Ok(Outcome::Done),
+                WorkState::Done => {
+                    // Done before, its follow-up may not have been handed
+                    // out (the worker stopped in between).
+                    self.hand_out_next(member, work).await?;
+                    return Ok(Outcome::Done);
+                }
                 WorkState::Failed => return Ok(Outcome::Failed),
                 WorkState::Running => {}
             }
@@ -133,7 +138,7 @@ impl RunWork {
                 Claim::Taken(revision) => {
                     self.work.finish_table(*table).await?;
                     self.settle(member, &key, revision, delivered, 0).await?;
-                    self.finish_pipeline_when_ready(member).await?;
+                    self.hand_out_next(member, work).await?;
                     Ok(Outcome::Done)
                 }
             },
@@ -177,17 +182,37 @@ impl RunWork {
         };
         member.cluster.put_record(key, &done, None).await?;
         self.chunks_done.fetch_add(1, Ordering::Relaxed);
-        // Whoever commits a table's last chunk hands its finish step out
-        // (published twice, by two last chunks at once, it is stored once).
-        if self.work.table_copied(table).await?.0 {
-            let finish = Work::FinishTable {
-                pipeline: self.record.pipeline.clone(),
-                run: self.id(),
-                table,
-            };
-            member.cluster.publish(&finish, 0).await?;
-        }
+        let work = Work::Chunk {
+            pipeline: self.record.pipeline.clone(),
+            run: self.id(),
+            table,
+            chunk,
+        };
+        self.hand_out_next(member, &work).await?;
         Ok(Outcome::Done)
+    }
+
+    /// Hands out what `work` done may make ready: whoever commits a
+    /// table's last chunk hands out the table's finish step, whoever
+    /// finishes the last table the pipeline's. Handed out twice (two last
+    /// chunks at once, a redelivery), a step is stored once, or finds
+    /// itself done.
+    async fn hand_out_next(&self, member: &Member, work: &Work) -> Result<()> {
+        match work {
+            Work::Chunk { table, .. } => {
+                if self.work.table_copied(*table).await?.0 {
+                    let finish = Work::FinishTable {
+                        pipeline: self.record.pipeline.clone(),
+                        run: self.id(),
+                        table: *table,
+                    };
+                    member.cluster.publish(&finish, 0).await?;
+                }
+                Ok(())
+            }
+            Work::FinishTable { .. } => self.finish_pipeline_when_ready(member).await,
+            Work::FinishPipeline { .. } => Ok(()),
+        }
     }
 
     /// After a table's finish step: hands out the pipeline's once every

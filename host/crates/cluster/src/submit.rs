@@ -28,6 +28,9 @@ pub const DEFAULT_MAX_DELIVER: u32 = 5;
 /// How often the submitter reads the run's progress.
 const WATCH_EVERY: Duration = Duration::from_millis(500);
 
+/// How long the progress may stay unreadable before the watch gives up.
+const UNREAD_LIMIT: Duration = Duration::from_secs(120);
+
 /// What `dmp run --cluster` hands over.
 pub struct Submission<'a> {
     pub pipeline: &'a Pipeline,
@@ -300,8 +303,23 @@ async fn watch(
 ) -> Result<()> {
     let prefix = run_prefix(pipeline, plan.run);
     let (base_rows, _) = committed(target, plan).await?;
+    let mut unread_since: Option<Instant> = None;
     loop {
-        let view = RunView::read(cluster, &prefix, plan).await?;
+        let view = match RunView::read(cluster, &prefix, plan).await {
+            Ok(view) => {
+                unread_since = None;
+                view
+            }
+            // A JetStream cluster electing a leader, a server restarting:
+            // the workers go on meanwhile.
+            Err(e) if unread_since.is_none_or(|since| since.elapsed() < UNREAD_LIMIT) => {
+                tracing::warn!(error = %e, "cannot read the run's progress; trying again");
+                unread_since.get_or_insert_with(Instant::now);
+                tokio::time::sleep(WATCH_EVERY).await;
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
         for (index, shown) in tables.iter().enumerate() {
             let rows = base_rows[index] + view.rows(index);
             shown.mirror(rows, view.rejected(index), view.phase(&prefix, index, plan));

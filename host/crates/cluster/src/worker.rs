@@ -14,8 +14,8 @@ use tokio::sync::{Mutex, Semaphore};
 use tokio::task::JoinSet;
 use tracing::{Instrument, error, info, info_span, warn};
 
-use crate::cluster::Cluster;
-use crate::error::{Error, Result};
+use crate::cluster::{Cluster, SETTLE_LIMIT};
+use crate::error::{Error, Result, retrying};
 use crate::lease::Lease;
 use crate::records::{Work, worker_lease};
 use crate::run_work::{Outcome, RunWork};
@@ -96,7 +96,8 @@ async fn take_name(cluster: &Cluster, name: &str, stop: &Shutdown) -> Result<Lea
     let waited = std::time::Instant::now();
     let mut said = false;
     loop {
-        if let Some(lease) = cluster.leases().acquire(&key, name).await? {
+        let acquire = || cluster.leases().acquire(&key, name);
+        if let Some(lease) = retrying("taking the worker's name", SETTLE_LIMIT, acquire).await? {
             return Ok(lease);
         }
         if waited.elapsed() > cluster.options().lease_time * 2 {
