@@ -22,7 +22,7 @@ use dmp_contract::{
 };
 use dmp_model::canonical::{canonical_text, parse_canonical};
 use dmp_model::{
-    Batch, Change, ChangeBatch, Checkpoint, Chunk, Column, DataType, Position, Reject, Row,
+    Batch, Change, ChangeBatch, Checkpoint, Chunk, Column, DataType, Fence, Position, Reject, Row,
     TableChanges, TableSchema, TableSelection, Value,
 };
 
@@ -374,7 +374,7 @@ async fn a_write_fenced_on_a_moved_checkpoint_is_refused(subject: &Subject) {
     let target = prepared(subject, &table, Start::Fresh).await;
     let fenced = |before: u64, part: &[Row], last: bool| {
         let (batch, mut checkpoint) = insert_batch(&table, before, part.to_vec(), last);
-        checkpoint.fence = Some(before);
+        checkpoint.fence = Some(Fence::Rows(before));
         (batch, checkpoint)
     };
     let (batch, checkpoint) = fenced(0, &rows[..10], false);
@@ -447,6 +447,48 @@ async fn applying_twice_is_applying_once(subject: &Subject) {
     assert_holds(subject, &table, &[labelled(1, "one"), labelled(2, "TWO")]).await;
 }
 
+/// A change stream's apply fenced on an epoch older than the one its
+/// checkpoint holds (a deposed holder) is refused whole; a newer one goes
+/// in.
+async fn an_apply_of_a_deposed_stream_holder_is_refused(subject: &Subject) {
+    let table = labelled_table("conf_epoch");
+    let target = prepared(subject, &table, Start::Keep).await;
+    let sink: Arc<dyn RejectSink> = Arc::new(Refused::default());
+    let apply = |id: i64, epoch: u64| {
+        let mut batch = ChangeBatch::new();
+        batch.segments.push(TableChanges::Rows {
+            table: table.clone(),
+            changes: vec![Change::Insert(labelled(id, "row"))],
+            origins: Vec::new(),
+        });
+        let checkpoint = Checkpoint {
+            table: dmp_model::STREAM_CHECKPOINT.to_string(),
+            chunk: 0,
+            position: Position::Log {
+                log: format!("at {id}"),
+                skip: 0,
+            },
+            rows: 1,
+            done: true,
+            fence: Some(Fence::Epoch(epoch)),
+        };
+        target.apply(batch, checkpoint, sink.clone())
+    };
+    apply(1, 5)
+        .await
+        .unwrap_or_else(|e| panic!("{}: {}", subject.name, e.report()));
+    let refused = apply(2, 3).await;
+    assert!(
+        matches!(&refused, Err(e) if e.kind() == dmp::ErrorKind::Deposed),
+        "{}: {refused:?}",
+        subject.name
+    );
+    apply(3, 7)
+        .await
+        .unwrap_or_else(|e| panic!("{}: {}", subject.name, e.report()));
+    assert_holds(subject, &table, &[labelled(1, "row"), labelled(3, "row")]).await;
+}
+
 async fn refused_rows_are_dead_lettered(subject: &Subject) {
     let table = labelled_table("conf_refused");
     let target = prepared(subject, &table, Start::Fresh).await;
@@ -481,6 +523,7 @@ async fn every_target_connector_keeps_the_contract() {
         if subject.applies {
             applying_twice_is_applying_once(&subject).await;
             a_write_fenced_on_a_moved_checkpoint_is_refused(&subject).await;
+            an_apply_of_a_deposed_stream_holder_is_refused(&subject).await;
         }
         if subject.refuses {
             refused_rows_are_dead_lettered(&subject).await;

@@ -4,6 +4,7 @@
 //! row, every worker's part shows in the progress records, and the finish
 //! steps ran once.
 
+mod failover;
 mod jetstream_cluster;
 mod load;
 mod poison;

@@ -53,6 +53,10 @@ pub(super) struct RunArgs {
     /// With --cluster: deliveries a chunk gets before it counts as failed.
     #[arg(long, default_value_t = dmp_cluster::DEFAULT_MAX_DELIVER, requires = "url")]
     max_deliver: u32,
+    /// With --cluster: end what the cluster runs for this pipeline (its
+    /// change stream, or the chunks of a load not yet copied).
+    #[arg(long, requires = "url")]
+    stop: bool,
 }
 
 pub(super) async fn run(args: RunArgs, interactive: bool) -> Result<u8> {
@@ -78,6 +82,19 @@ pub(super) async fn run(args: RunArgs, interactive: bool) -> Result<u8> {
                     "--cluster needs a pipeline file: the workers read it".into(),
                 ));
             };
+            if args.stop {
+                let stopped = dmp_cluster::stop_run(&cluster, &pipeline.name).await?;
+                println!(
+                    "pipeline {}: {}",
+                    printable(&pipeline.name),
+                    if stopped {
+                        "stopped in the cluster"
+                    } else {
+                        "the cluster runs nothing of it"
+                    }
+                );
+                return Ok(EXIT_OK);
+            }
             let submitted = Submitted {
                 path,
                 restart: args.restart,
@@ -143,9 +160,6 @@ async fn run_on_cluster(
     // Workers resolve the file's relative paths from where it is.
     let path = std::path::absolute(submitted.path)
         .map_err(|e| Error::Config(format!("{}: {e}", submitted.path.display())))?;
-    let (source, target) = crate::engine::open_pipeline(&Registry, pipeline)?;
-    let state = Arc::new(crate::state::StateStore::for_pipeline(pipeline)?);
-    let _lease = state.lease(&pipeline.name)?;
     let stop = crate::engine::Shutdown::new();
     let signals = super::signals::stop_on_signals(stop.clone());
     let progress = Progress::new();
@@ -157,8 +171,14 @@ async fn run_on_cluster(
         restart: submitted.restart,
         max_deliver: submitted.max_deliver,
     };
-    let outcome =
-        dmp_cluster::submit(cluster, submission, source, target, state, progress, stop).await;
+    let outcome = if pipeline.mode.streams_changes() {
+        dmp_cluster::submit_stream(cluster, submission, progress, stop).await
+    } else {
+        let (source, target) = crate::engine::open_pipeline(&Registry, pipeline)?;
+        let state = Arc::new(crate::state::StateStore::for_pipeline(pipeline)?);
+        let _lease = state.lease(&pipeline.name)?;
+        dmp_cluster::submit(cluster, submission, source, target, state, progress, stop).await
+    };
     shown.stop().await;
     signals.abort();
     Ok(outcome?)

@@ -40,6 +40,11 @@ pub(super) struct ClusterArgs {
     /// JetStream cluster of 3 servers, 3).
     #[arg(long, default_value_t = 1)]
     pub(super) replicas: usize,
+    /// How long a lease (a worker's name, a change stream) lasts without
+    /// renewal: a dead holder's stream moves to another worker within
+    /// about this. Set by the member that first joins the cluster.
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration, default_value = "15s")]
+    pub(super) lease_time: Duration,
 }
 
 impl ClusterArgs {
@@ -50,6 +55,7 @@ impl ClusterArgs {
         let mut options = ClusterOptions::new(url);
         options.ack_wait = self.ack_wait.max(Duration::from_secs(1));
         options.replicas = self.replicas;
+        options.lease_time = self.lease_time.max(Duration::from_secs(1));
         Ok(Some(Arc::new(Cluster::join(options).await?)))
     }
 }

@@ -10,12 +10,15 @@ mod error;
 mod lease;
 mod records;
 mod run_work;
+mod stream_holder;
 mod submit;
+mod submit_stream;
 mod worker;
 
 pub use cluster::{Cluster, ClusterOptions, DEFAULT_ACK_WAIT, DEFAULT_LEASE_TIME};
 pub use error::{Error, Result};
 pub use lease::{Lease, Leases};
-pub use records::{RunRecord, Work, WorkRecord, WorkState, WorkerRecord};
+pub use records::{RunRecord, StreamRecord, Work, WorkRecord, WorkState, WorkerRecord};
 pub use submit::{DEFAULT_MAX_DELIVER, Submission, submit};
+pub use submit_stream::{stop_run, submit_stream};
 pub use worker::{WorkerOptions, work};

@@ -36,18 +36,19 @@ pub enum Work {
     /// Copy chunk `chunk` of the plan's table number `table`.
     Chunk {
         pipeline: String,
-        run: i64,
+        /// The run's key (`RunRecord::key`).
+        run: String,
         table: usize,
         chunk: u32,
     },
     /// Every chunk of the table is done: build its indexes.
     FinishTable {
         pipeline: String,
-        run: i64,
+        run: String,
         table: usize,
     },
     /// Every table is finished: build the foreign keys and views.
-    FinishPipeline { pipeline: String, run: i64 },
+    FinishPipeline { pipeline: String, run: String },
 }
 
 impl Work {
@@ -59,11 +60,11 @@ impl Work {
         }
     }
 
-    pub fn run(&self) -> i64 {
+    pub fn run(&self) -> &str {
         match self {
             Work::Chunk { run, .. }
             | Work::FinishTable { run, .. }
-            | Work::FinishPipeline { run, .. } => *run,
+            | Work::FinishPipeline { run, .. } => run,
         }
     }
 
@@ -123,7 +124,7 @@ impl Work {
 }
 
 /// The key prefix of every progress record of a run.
-pub fn run_prefix(pipeline: &str, run: i64) -> String {
+pub fn run_prefix(pipeline: &str, run: &str) -> String {
     format!("{}.{run}.", pipeline_token(pipeline))
 }
 
@@ -134,11 +135,16 @@ pub fn run_key(pipeline: &str) -> String {
 
 /// What `dmp run --cluster` submitted: the pipeline file as written (each
 /// worker reads its `${…}` references from its own environment, so no
-/// secret travels on the bus) and the plan every worker follows.
+/// secret travels on the bus) and, for a full load, the plan every worker
+/// follows; a change stream has none (its holder runs it whole).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RunRecord {
     pub pipeline: String,
+    /// Names the run in the cluster (work ids, progress keys): the state
+    /// store's run id and when the run was first submitted, so that two
+    /// submitters' runs numbered alike never meet.
+    pub key: String,
     /// The pipeline file's text.
     pub text: String,
     /// The pipeline file's path on the submitter's machine: the base of
@@ -146,9 +152,55 @@ pub struct RunRecord {
     pub path: std::path::PathBuf,
     /// `schema_and_data`, `schema_only` or `data_only`.
     pub scope: String,
-    pub plan: SharedPlan,
+    /// A full load's plan; `None` for a change stream.
+    pub plan: Option<SharedPlan>,
     /// Deliveries a chunk gets before it is a failed chunk.
     pub max_deliver: u32,
+}
+
+impl RunRecord {
+    /// The pipeline, read from the record's file as its workers read it.
+    pub fn pipeline_file(&self) -> dmp_contract::Result<dmp_config::Pipeline> {
+        let mut pipeline =
+            dmp_config::Pipeline::parse(&self.text, &self.path, &dmp_config::ProcessSecrets)?;
+        pipeline.scope = match self.scope.as_str() {
+            "schema_only" => dmp_config::Scope::SchemaOnly,
+            "data_only" => dmp_config::Scope::DataOnly,
+            _ => dmp_config::Scope::SchemaAndData,
+        };
+        Ok(pipeline)
+    }
+}
+
+/// A cluster-wide run key: `<run>-<milliseconds now>`.
+pub fn new_run_key(run: i64) -> String {
+    format!("{run}-{}", chrono::Utc::now().timestamp_millis())
+}
+
+/// A change stream's progress record, written by its holder about once a
+/// second.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StreamRecord {
+    pub worker: String,
+    /// The holder's lease epoch.
+    pub epoch: u64,
+    /// Changes and transactions applied since this holder took it.
+    pub changes: u64,
+    pub transactions: u64,
+    pub lag_ms: u64,
+    /// Rows of the snapshot copied by this holder (`full+cdc`).
+    pub copied: u64,
+}
+
+/// The key of a pipeline's stream record in the progress bucket.
+pub fn stream_record_key(pipeline: &str) -> String {
+    format!("stream.{}", pipeline_token(pipeline))
+}
+
+/// The lease of a pipeline's change stream.
+pub fn stream_lease(pipeline: &str) -> String {
+    format!("stream.{}", pipeline_token(pipeline))
 }
 
 /// Where a piece of work stands.
@@ -207,7 +259,7 @@ mod tests {
     fn work_names_are_stable_and_distinct() {
         let chunk = Work::Chunk {
             pipeline: "orders sync".into(),
-            run: 7,
+            run: "7".into(),
             table: 1,
             chunk: 3,
         };
@@ -217,7 +269,7 @@ mod tests {
         assert_eq!(work_subject("orders sync"), "dmp.work.orders=20sync");
         let finish = Work::FinishTable {
             pipeline: "orders sync".into(),
-            run: 7,
+            run: "7".into(),
             table: 1,
         };
         assert_ne!(finish.message_id(0), chunk.message_id(0));

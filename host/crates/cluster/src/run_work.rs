@@ -16,7 +16,6 @@ use crate::records::{
     RunRecord, Work, WorkRecord, WorkState, WorkerRecord, run_prefix, worker_lease,
 };
 use crate::worker::Member;
-use dmp_config::{Pipeline, ProcessSecrets, Scope};
 use dmp_engine::{ChunkWork, open_pipeline};
 use dmp_nats::key_token;
 use dmp_state::StateStore;
@@ -35,6 +34,8 @@ pub(crate) enum Outcome {
 
 pub(crate) struct RunWork {
     record: RunRecord,
+    /// The record's plan (a full load's record has one).
+    plan: dmp_engine::SharedPlan,
     work: ChunkWork,
     chunks_done: AtomicU64,
     /// `table:chunk` of the chunks being copied.
@@ -65,23 +66,24 @@ const REPORT_EVERY: Duration = Duration::from_secs(1);
 
 impl RunWork {
     pub(crate) async fn open(member: &Member, record: RunRecord) -> Result<Self> {
-        let mut pipeline = Pipeline::parse(&record.text, &record.path, &ProcessSecrets)?;
-        pipeline.scope = match record.scope.as_str() {
-            "schema_only" => Scope::SchemaOnly,
-            "data_only" => Scope::DataOnly,
-            _ => Scope::SchemaAndData,
+        let pipeline = record.pipeline_file()?;
+        let Some(plan) = record.plan.clone() else {
+            return Err(crate::error::Error::refused(
+                format!("run {}", record.key),
+                "a change stream's run has no chunks",
+            ));
         };
         let (source, target) = open_pipeline(&*member.connectors, &pipeline)?;
         let state = Arc::new(StateStore::for_pipeline(&pipeline)?);
         info!(
             pipeline = %dmp_model::printable(&pipeline.name),
-            run = record.plan.run,
-            chunks = record.plan.chunks(),
+            run = record.key,
+            chunks = plan.chunks(),
             "joined a run"
         );
         let work = ChunkWork::open(
             &pipeline,
-            record.plan.clone(),
+            plan.clone(),
             source,
             target,
             state,
@@ -90,14 +92,16 @@ impl RunWork {
         .await?;
         Ok(RunWork {
             record,
+            plan,
             work,
             chunks_done: AtomicU64::new(0),
             copying: std::sync::Mutex::new(BTreeSet::new()),
         })
     }
 
-    pub(crate) fn id(&self) -> i64 {
-        self.record.plan.run
+    /// The run's key.
+    pub(crate) fn id(&self) -> &str {
+        &self.record.key
     }
 
     pub(crate) async fn execute(
@@ -184,7 +188,7 @@ impl RunWork {
         self.chunks_done.fetch_add(1, Ordering::Relaxed);
         let work = Work::Chunk {
             pipeline: self.record.pipeline.clone(),
-            run: self.id(),
+            run: self.id().to_string(),
             table,
             chunk,
         };
@@ -203,7 +207,7 @@ impl RunWork {
                 if self.work.table_copied(*table).await?.0 {
                     let finish = Work::FinishTable {
                         pipeline: self.record.pipeline.clone(),
-                        run: self.id(),
+                        run: self.id().to_string(),
                         table: *table,
                     };
                     member.cluster.publish(&finish, 0).await?;
@@ -219,7 +223,7 @@ impl RunWork {
     /// table's is done.
     async fn finish_pipeline_when_ready(&self, member: &Member) -> Result<()> {
         let prefix = run_prefix(&self.record.pipeline, self.id());
-        for table in 0..self.record.plan.tables.len() {
+        for table in 0..self.plan.tables.len() {
             let key = format!("{prefix}finish.{table}");
             match member.cluster.record::<WorkRecord>(&key).await? {
                 Some((record, _)) if record.state == WorkState::Done => {}
@@ -228,7 +232,7 @@ impl RunWork {
         }
         let finish = Work::FinishPipeline {
             pipeline: self.record.pipeline.clone(),
-            run: self.id(),
+            run: self.id().to_string(),
         };
         member.cluster.publish(&finish, 0).await
     }
@@ -337,7 +341,7 @@ impl RunWork {
         record.epoch = member.epoch;
         if last {
             record.state = WorkState::Failed;
-            warn!(work = %work.describe(Some(&self.record.plan)), attempts = delivered, "work failed for good");
+            warn!(work = %work.describe(Some(&self.plan)), attempts = delivered, "work failed for good");
         }
         member.cluster.put_record(&key, &record, None).await?;
         Ok(last)

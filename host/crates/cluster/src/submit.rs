@@ -13,7 +13,9 @@ use tracing::info;
 
 use crate::cluster::Cluster;
 use crate::error::{Error, Result};
-use crate::records::{RunRecord, Work, WorkRecord, WorkState, WorkerRecord, run_prefix};
+use crate::records::{
+    RunRecord, Work, WorkRecord, WorkState, WorkerRecord, new_run_key, run_prefix,
+};
 use dmp_config::{Pipeline, Scope};
 use dmp_contract::{Source, Target};
 use dmp_engine::{
@@ -41,6 +43,21 @@ pub struct Submission<'a> {
     pub max_deliver: u32,
 }
 
+impl Submission<'_> {
+    /// The run's record under `key`, with `plan` for a full load.
+    pub(crate) fn record(&self, key: String, plan: Option<SharedPlan>) -> RunRecord {
+        RunRecord {
+            pipeline: self.pipeline.name.clone(),
+            key,
+            text: self.text.to_string(),
+            path: self.path.to_path_buf(),
+            scope: scope_name(self.pipeline.scope).to_string(),
+            plan,
+            max_deliver: self.max_deliver.max(1),
+        }
+    }
+}
+
 /// Submits the run and watches it to its end; the summary counts what the
 /// target's checkpoints hold.
 pub async fn submit(
@@ -54,10 +71,17 @@ pub async fn submit(
 ) -> Result<RunSummary> {
     let started = Instant::now();
     let pipeline = submission.pipeline;
-    if pipeline.every.is_some() || pipeline.mode != dmp_config::RunMode::Full {
+    if pipeline.every.is_some() {
         return Err(Error::Engine(dmp_contract::Error::Config(format!(
-            "pipeline {}: a cluster runs full loads (mode = \"full\", no [run] every) so far",
+            "pipeline {}: a cluster runs a full load or a change stream, not a schedule ([run] every)",
             dmp_model::printable(&pipeline.name)
+        ))));
+    }
+    if pipeline.mode != dmp_config::RunMode::Full {
+        return Err(Error::Engine(dmp_contract::Error::Config(format!(
+            "pipeline {}: mode = \"{}\" runs on one machine; a cluster runs full loads and change streams",
+            dmp_model::printable(&pipeline.name),
+            pipeline.mode.as_str()
         ))));
     }
     let plan = plan_shared(
@@ -69,14 +93,14 @@ pub async fn submit(
         &stop,
     )
     .await?;
-    let record = RunRecord {
-        pipeline: pipeline.name.clone(),
-        text: submission.text.to_string(),
-        path: submission.path.to_path_buf(),
-        scope: scope_name(pipeline.scope).to_string(),
-        plan: plan.clone(),
-        max_deliver: submission.max_deliver.max(1),
+    // A resumed run keeps its key, and with it its progress records.
+    let key = match cluster.run_record(&pipeline.name).await? {
+        Some(held) if plan.resumed && held.plan.as_ref().is_some_and(|p| p.run == plan.run) => {
+            held.key
+        }
+        _ => new_run_key(plan.run),
     };
+    let record = submission.record(key, Some(plan.clone()));
     cluster.put_run_record(&record).await?;
     let tables: Vec<_> = plan
         .tables
@@ -85,14 +109,15 @@ pub async fn submit(
             progress.table(&t.name, chunks.iter().map(|c| c.estimated_rows).sum(), 0)
         })
         .collect();
-    let handed = hand_out(cluster, &record, &*target).await?;
+    let handed = hand_out(cluster, &record, &plan, &*target).await?;
     info!(
         run = plan.run,
         chunks = plan.chunks(),
         handed_out = handed,
         "run submitted to the cluster"
     );
-    let watched = watch(cluster, &pipeline.name, &plan, &*target, &tables, &stop).await;
+    let prefix = run_prefix(&pipeline.name, &record.key);
+    let watched = watch(cluster, &prefix, &plan, &*target, &tables, &stop).await;
     source.end_snapshot().await;
     let (rows, _) = committed(&*target, &plan).await?;
     let rejected: u64 = tables.iter().map(|t| t.rejected()).sum();
@@ -183,10 +208,14 @@ async fn committed(
 /// not hold done (a failed one anew), the finish step of each table whose
 /// chunks are all done, and the pipeline's when every table is finished.
 /// Returns how many pieces were handed out.
-async fn hand_out(cluster: &Cluster, record: &RunRecord, target: &dyn Target) -> Result<usize> {
-    let plan = &record.plan;
+async fn hand_out(
+    cluster: &Cluster,
+    record: &RunRecord,
+    plan: &SharedPlan,
+    target: &dyn Target,
+) -> Result<usize> {
     let (_, done) = committed(target, plan).await?;
-    let prefix = run_prefix(&record.pipeline, plan.run);
+    let prefix = run_prefix(&record.pipeline, &record.key);
     let records = work_records(cluster, &prefix).await?;
     // A retry of failed work needs an id of its own, or the queue would
     // take it for the first attempt within its dedupe window.
@@ -202,7 +231,7 @@ async fn hand_out(cluster: &Cluster, record: &RunRecord, target: &dyn Target) ->
             left += 1;
             let work = Work::Chunk {
                 pipeline: record.pipeline.clone(),
-                run: plan.run,
+                run: record.key.clone(),
                 table,
                 chunk: chunk.id,
             };
@@ -217,7 +246,7 @@ async fn hand_out(cluster: &Cluster, record: &RunRecord, target: &dyn Target) ->
         }
         let finish = Work::FinishTable {
             pipeline: record.pipeline.clone(),
-            run: plan.run,
+            run: record.key.clone(),
             table,
         };
         if records
@@ -237,7 +266,7 @@ async fn hand_out(cluster: &Cluster, record: &RunRecord, target: &dyn Target) ->
     if finished_tables == plan.tables.len() {
         let finish = Work::FinishPipeline {
             pipeline: record.pipeline.clone(),
-            run: plan.run,
+            run: record.key.clone(),
         };
         if !records
             .get(&finish.record_key())
@@ -295,17 +324,16 @@ async fn work_records(cluster: &Cluster, prefix: &str) -> Result<HashMap<String,
 /// with some failed (`Err` naming them), or `stop` fires.
 async fn watch(
     cluster: &Cluster,
-    pipeline: &str,
+    prefix: &str,
     plan: &SharedPlan,
     target: &dyn Target,
     tables: &[Arc<dmp_engine::TableProgress>],
     stop: &Shutdown,
 ) -> Result<()> {
-    let prefix = run_prefix(pipeline, plan.run);
     let (base_rows, _) = committed(target, plan).await?;
     let mut unread_since: Option<Instant> = None;
     loop {
-        let view = match RunView::read(cluster, &prefix, plan).await {
+        let view = match RunView::read(cluster, prefix, plan).await {
             Ok(view) => {
                 unread_since = None;
                 view
@@ -322,12 +350,12 @@ async fn watch(
         };
         for (index, shown) in tables.iter().enumerate() {
             let rows = base_rows[index] + view.rows(index);
-            shown.mirror(rows, view.rejected(index), view.phase(&prefix, index, plan));
+            shown.mirror(rows, view.rejected(index), view.phase(prefix, index, plan));
         }
-        if view.is_done(&prefix) {
+        if view.is_done(prefix) {
             return Ok(());
         }
-        if let Some(failure) = view.failure(&prefix, plan, target).await? {
+        if let Some(failure) = view.failure(prefix, plan, target).await? {
             return Err(Error::Engine(dmp_contract::Error::Data(failure)));
         }
         tokio::select! {

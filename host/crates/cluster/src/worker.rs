@@ -31,6 +31,8 @@ pub struct WorkerOptions {
     pub slots: usize,
 }
 
+/// How long a stopping worker waits for its streams to stop.
+const STREAM_STOP_WAIT: Duration = Duration::from_secs(30);
 /// A nak'ed piece of work comes back after this long.
 const RETRY_DELAY: Duration = Duration::from_secs(5);
 /// How long one pull waits for work.
@@ -46,6 +48,34 @@ pub(crate) struct Member {
     pub(crate) stop: Shutdown,
     /// The runs this worker works on, by pipeline.
     runs: Mutex<HashMap<String, Arc<RunWork>>>,
+    /// The pipelines whose change stream this worker holds.
+    streams: std::sync::Mutex<std::collections::HashSet<String>>,
+}
+
+impl Member {
+    pub(crate) fn holds_stream(&self, pipeline: &str) -> bool {
+        self.streams.lock().is_ok_and(|s| s.contains(pipeline))
+    }
+
+    pub(crate) fn set_holding(&self, pipeline: &str, holding: bool) {
+        if let Ok(mut streams) = self.streams.lock() {
+            if holding {
+                streams.insert(pipeline.to_string());
+            } else {
+                streams.remove(pipeline);
+            }
+        }
+    }
+
+    /// Waits (a while) for the streams this worker holds to stop.
+    async fn streams_stopped(&self) {
+        let waited = std::time::Instant::now();
+        while self.streams.lock().is_ok_and(|s| !s.is_empty())
+            && waited.elapsed() < STREAM_STOP_WAIT
+        {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
 }
 
 /// Works until `stop` fires (or the worker's lease is lost), then hands
@@ -70,14 +100,18 @@ pub async fn work(
         connectors,
         stop: stop.child(),
         runs: Mutex::new(HashMap::new()),
+        streams: std::sync::Mutex::new(std::collections::HashSet::new()),
     });
     let renewing = tokio::spawn(keep_lease(
         cluster.clone(),
         lease.clone(),
         member.stop.clone(),
     ));
+    let streams = tokio::spawn(crate::stream_holder::take_streams(member.clone()));
     let pulled = pull(&member, options.slots.max(1)).await;
     member.stop.trigger();
+    streams.abort();
+    member.streams_stopped().await;
     renewing.abort();
     for run in member.runs.lock().await.values() {
         run.report(&member).await;
@@ -290,7 +324,7 @@ async fn run_for(member: &Arc<Member>, work: &Work) -> Result<Option<Arc<RunWork
     let Some(record) = member.cluster.run_record(work.pipeline()).await? else {
         return Ok(None);
     };
-    if record.plan.run != work.run() {
+    if record.key != work.run() || record.plan.is_none() {
         return Ok(None);
     }
     let run = Arc::new(RunWork::open(member, record).await?);

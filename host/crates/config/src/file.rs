@@ -682,6 +682,7 @@ pub(super) fn parse(text: &str, path: &Path, secrets: &dyn Secrets) -> Result<Pi
         strict_schema: run.strict_schema,
         dead_letter_retention,
         dead_letter_key,
+        epoch: None,
     }))
 }
 

@@ -88,6 +88,10 @@ pub struct Pipeline {
     pub dead_letter_retention: std::time::Duration,
     /// The key file that seals dead-letter rows, if any.
     pub dead_letter_key: Option<PathBuf>,
+    /// Set by a cluster worker holding the pipeline's change stream: the
+    /// epoch of its lease, which every checkpoint of the stream carries
+    /// (`Fence::Epoch`). Not from the file.
+    pub epoch: Option<u64>,
 }
 
 /// `[run] dead_letter_retention` by default: 30 days.
@@ -290,6 +294,7 @@ impl Pipeline {
             strict_schema: false,
             dead_letter_retention: default_dead_letter_retention(),
             dead_letter_key: None,
+            epoch: None,
         }
         .with_plugin_cache())
     }

@@ -44,13 +44,17 @@ pub enum Start {
 /// target's checkpoint of the chunk moved since it was read: another
 /// worker wrote the chunk meanwhile.
 pub fn deposed(checkpoint: &dmp_model::Checkpoint) -> Error {
-    Error::Deposed(format!(
-        "table {} chunk {}: another worker moved the chunk's checkpoint past {} rows; \
-         this copy of the chunk stops and leaves it to that worker",
-        checkpoint.table,
-        checkpoint.chunk,
-        checkpoint.fence.unwrap_or_default()
-    ))
+    Error::Deposed(match checkpoint.fence {
+        Some(dmp_model::Fence::Epoch(epoch)) => format!(
+            "the change stream's checkpoint carries a newer holder's epoch than {epoch}: \
+             another worker holds the stream now; this one stops"
+        ),
+        _ => format!(
+            "table {} chunk {}: another worker moved the chunk's checkpoint; \
+             this copy of the chunk stops and leaves it to that worker",
+            checkpoint.table, checkpoint.chunk
+        ),
+    })
 }
 
 /// Receives rows a stage refused. Called by a target *before* it commits

@@ -17,7 +17,7 @@ use crate::error::{Error, Result};
 use dmp_config::Pipeline;
 use dmp_contract::{ChangeSource, RejectSink, Source, Start, Target};
 use dmp_model::TablePhase;
-use dmp_model::{ChangeBatch, Checkpoint, Position, STREAM_CHECKPOINT, TableSchema};
+use dmp_model::{ChangeBatch, Checkpoint, Fence, Position, STREAM_CHECKPOINT, TableSchema};
 use dmp_state::{DeadLetterSink, StateStore};
 
 #[allow(clippy::too_many_arguments)]
@@ -136,7 +136,8 @@ pub(super) async fn run(
     let sink = dead_letter_sink(pipeline, &state, run_id);
     // The start is durable before anything streams: a restart never skips
     // ahead to a later "now".
-    hold_position(&*target, &sink, &from).await?;
+    let fence = pipeline.epoch.map(Fence::Epoch);
+    hold_position(&*target, &sink, &from, fence).await?;
     // The target holds where the stream stands from now on.
     state.clear_stream_start(&pipeline.name)?;
     let batch_rows = target.batch_rows(pipeline.batch_rows);
@@ -154,6 +155,7 @@ pub(super) async fn run(
         plugins: transforms
             .plugins()
             .map(|runtime| (runtime, pipeline.transforms.clone())),
+        fence,
     };
     let outcome = super::retry::retrying(
         &pipeline.retry,
@@ -207,6 +209,7 @@ async fn hold_position(
     target: &dyn Target,
     sink: &Arc<DeadLetterSink>,
     position: &Position,
+    fence: Option<Fence>,
 ) -> Result<()> {
     let checkpoint = Checkpoint {
         table: STREAM_CHECKPOINT.to_string(),
@@ -214,7 +217,7 @@ async fn hold_position(
         position: position.clone(),
         rows: 0,
         done: true,
-        fence: None,
+        fence,
     };
     let sink: Arc<dyn RejectSink> = sink.clone();
     target.apply(ChangeBatch::new(), checkpoint, sink).await?;

@@ -162,6 +162,14 @@ impl StreamProgress {
         self.lag_ms.store(0, Ordering::Relaxed);
     }
 
+    /// Shows what a stream's holder elsewhere reported (a cluster's).
+    pub fn mirror(&self, changes: u64, transactions: u64, lag_ms: u64) {
+        self.active.store(true, Ordering::Relaxed);
+        self.changes.store(changes, Ordering::Relaxed);
+        self.transactions.store(transactions, Ordering::Relaxed);
+        self.lag_ms.store(lag_ms, Ordering::Relaxed);
+    }
+
     /// Whether a stream is running (the display shows its line then).
     pub fn is_active(&self) -> bool {
         self.active.load(Ordering::Relaxed)

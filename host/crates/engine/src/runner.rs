@@ -20,7 +20,7 @@ use crate::error::{Error, ErrorKind, Result, ResultExt};
 use dmp_config::{OnError, Pipeline, Scope};
 use dmp_contract::{BatchStream, READ_AHEAD_BATCHES, RejectSink, Source, Start, Target};
 use dmp_model::{
-    Batch, Checkpoint, Chunk, Position, SchemaObjects, TablePhase, TableSchema, printable,
+    Batch, Checkpoint, Chunk, Fence, Position, SchemaObjects, TablePhase, TableSchema, printable,
 };
 use dmp_state::{DeadLetterSink, RunStatus, StateStore, without_row_values};
 use dmp_transform::{PluginRuntime, TransformChain, reject_whole_batch};
@@ -495,7 +495,7 @@ async fn copy_chunk(
             position: batch.position.clone(),
             rows,
             done: batch.last,
-            fence: Some(fence),
+            fence: Some(Fence::Rows(fence)),
         };
         let last = batch.last;
         let span = tracing::debug_span!("batch", rows = read, last);

@@ -24,8 +24,8 @@ use dmp_contract::{
     ChangeSource, ReadLimits, SchemaChange, Start, StreamEvent, TableEvent, Target,
 };
 use dmp_model::{
-    Batch, Change, ChangeBatch, ChangeOrigin, Checkpoint, Position, Reject, Row, STREAM_CHECKPOINT,
-    TableChanges, TableSchema,
+    Batch, Change, ChangeBatch, ChangeOrigin, Checkpoint, Fence, Position, Reject, Row,
+    STREAM_CHECKPOINT, TableChanges, TableSchema,
 };
 use dmp_state::DeadLetterSink;
 use dmp_transform::{PluginRuntime, TransformChain, reject_whole_batch};
@@ -95,6 +95,9 @@ pub(super) struct StreamContext {
     pub(super) schema_changes: SchemaChanges,
     /// The pipeline's plugins, to open for a table's new shape.
     pub(super) plugins: Option<(Arc<PluginRuntime>, Vec<TransformSection>)>,
+    /// What each apply's checkpoint is fenced on (a cluster's stream
+    /// holder: its lease's epoch).
+    pub(super) fence: Option<Fence>,
 }
 
 /// The source transaction being received.
@@ -563,7 +566,7 @@ async fn apply(
         position,
         rows: total,
         done: true,
-        fence: None,
+        fence: ctx.fence,
     };
     let applied = ctx.target.apply(batch, checkpoint, sink).await?;
     debug!(applied, "changes committed");

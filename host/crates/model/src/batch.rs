@@ -260,13 +260,26 @@ pub struct Checkpoint {
     /// Rows of this chunk read so far (written plus rejected).
     pub rows: u64,
     pub done: bool,
-    /// Chunk writes: the `rows` of the checkpoint this batch continues
-    /// from. A target writes the batch only while its checkpoint still
-    /// says so, and refuses it otherwise (`Error::Deposed`): a second
-    /// worker given the same chunk moved it meanwhile, and writing would
-    /// store rows twice. `None`: unchecked (change streams, read-backs).
+    /// What the target checks before it commits (see [`Fence`]); `None`:
+    /// nothing (read-backs, runs that are not shared).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub fence: Option<u64>,
+    pub fence: Option<Fence>,
+}
+
+/// How a target makes sure that only the current holder of a piece of
+/// work commits it; a write that fails the check is refused whole
+/// (`Error::Deposed`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Fence {
+    /// A chunk write: the `rows` of the chunk's checkpoint this batch
+    /// continues from. A second worker given the same chunk moved it
+    /// meanwhile, and writing would store rows twice.
+    Rows(u64),
+    /// A change stream's apply under a lease taken at this epoch: the
+    /// checkpoint records the epoch, and a smaller one than it holds is a
+    /// holder that was deposed without noticing.
+    Epoch(u64),
 }
 
 /// Where a streamed change was read in the source's change log: message

@@ -20,7 +20,7 @@ mod value;
 
 pub use assessment::{Assessed, ObjectKind, Status};
 pub use batch::{
-    Batch, CURSOR_CHUNK, Change, ChangeBatch, ChangeOrigin, Checkpoint, Chunk, Position,
+    Batch, CURSOR_CHUNK, Change, ChangeBatch, ChangeOrigin, Checkpoint, Chunk, Fence, Position,
     REPAIR_CHUNK, REPLAY_CHUNK, Reject, RejectStage, Row, STREAM_CHECKPOINT, SchemaDelta,
     TableChanges, WireColumn, WireDecoder, WireFormat, WireRows,
 };

@@ -10,7 +10,7 @@
 use std::sync::Arc;
 
 use mysql_async::prelude::Queryable;
-use mysql_async::{Conn, Params, Transaction, TxOpts, Value as My};
+use mysql_async::{Conn, Transaction, TxOpts, Value as My};
 use tracing::debug;
 
 use super::chunks::key_param;
@@ -19,7 +19,7 @@ use super::server::Server;
 use super::sql::quote;
 use super::types::to_param;
 use super::writer::{
-    CHECKPOINT_SQL, MAX_BYTES_PER_INSERT, MAX_PARAMS, MAX_ROWS_PER_INSERT, TablePlan, data_error,
+    CheckpointWrite, MAX_BYTES_PER_INSERT, MAX_PARAMS, MAX_ROWS_PER_INSERT, TablePlan, data_error,
     longest_value, row_size,
 };
 use crate::error::{Result, ResultExt};
@@ -158,14 +158,7 @@ pub(super) async fn apply(
 ) -> Result<u64> {
     let ctx = || "applying changes".to_string();
     let mut refused = Refused::default();
-    let checkpoint_params = Params::Positional(vec![
-        My::from(pipeline),
-        My::from(checkpoint.table.as_str()),
-        My::from(checkpoint.chunk),
-        My::from(serde_json::to_string(&checkpoint.position).context(ctx)?),
-        My::from(checkpoint.rows),
-        My::from(checkpoint.done),
-    ]);
+    let checkpoint_write = CheckpointWrite::new(&checkpoint, pipeline)?;
     let mut tx = conn
         .start_transaction(TxOpts::default())
         .await
@@ -219,9 +212,8 @@ pub(super) async fn apply(
             );
         }
     }
-    tx.exec_drop(CHECKPOINT_SQL, checkpoint_params)
-        .await
-        .context(|| format!("{}: writing the checkpoint", ctx()))?;
+    // Refused (a stream holder deposed), the transaction is dropped.
+    checkpoint_write.write_in(&mut tx).await?;
     for (table, rejects) in refused.into_groups() {
         // Before the commit: a crash in between redoes the batch rather
         // than losing these rows.

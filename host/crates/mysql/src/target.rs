@@ -50,8 +50,14 @@ pub struct MysqlTarget {
 const CHECKPOINTS_DDL: &str = "CREATE TABLE IF NOT EXISTS _dmp_checkpoints (
     pipeline VARCHAR(255) NOT NULL, table_name VARCHAR(255) NOT NULL, chunk INT NOT NULL,
     position LONGTEXT NOT NULL, `rows` BIGINT NOT NULL, done TINYINT(1) NOT NULL,
+    epoch BIGINT NOT NULL DEFAULT 0,
     PRIMARY KEY (pipeline, table_name, chunk))
     ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin";
+
+/// Adds the stream holder's epoch to a checkpoint table made before it
+/// was kept (MySQL 8 has no `ADD COLUMN IF NOT EXISTS`).
+const CHECKPOINTS_EPOCH: &str = "SELECT count(*) FROM information_schema.columns \
+    WHERE table_schema = DATABASE() AND table_name = '_dmp_checkpoints' AND column_name = 'epoch'";
 
 /// Error number of a missing table.
 const NO_SUCH_TABLE: u16 = 1146;
@@ -326,6 +332,14 @@ impl Target for MysqlTarget {
         let place = self.place();
         let ctx = || format!("preparing {place}");
         conn.query_drop(CHECKPOINTS_DDL).await.context(ctx)?;
+        let has_epoch: Option<u64> = conn.query_first(CHECKPOINTS_EPOCH).await.context(ctx)?;
+        if has_epoch == Some(0) {
+            conn.query_drop(
+                "ALTER TABLE _dmp_checkpoints ADD COLUMN epoch BIGINT NOT NULL DEFAULT 0",
+            )
+            .await
+            .context(ctx)?;
+        }
         let pipeline = self.options.pipeline.as_str();
         if start == Start::Fresh {
             conn.exec_drop(

@@ -23,7 +23,7 @@ use crate::error::{Error, Result, ResultExt};
 use dmp_contract::RejectSink;
 use dmp_model::json::row_to_json;
 use dmp_model::{
-    Batch, Change, Checkpoint, DataType, Position, Reject, RejectStage, Row, TableSchema,
+    Batch, Change, Checkpoint, DataType, Fence, Position, Reject, RejectStage, Row, TableSchema,
 };
 
 /// MySQL's limit on parameters of one statement.
@@ -204,9 +204,10 @@ pub(super) struct Written {
     pub(super) load_data_disabled: bool,
 }
 
-pub(super) const CHECKPOINT_SQL: &str = "INSERT INTO _dmp_checkpoints (pipeline, table_name, chunk, position, `rows`, done) \
-     VALUES (?, ?, ?, ?, ?, ?) ON DUPLICATE KEY UPDATE position = VALUES(position), \
-     `rows` = VALUES(`rows`), done = VALUES(done)";
+/// An unfenced write keeps the epoch the row has (its value is 0).
+const CHECKPOINT_SQL: &str = "INSERT INTO _dmp_checkpoints (pipeline, table_name, chunk, position, `rows`, done, epoch) \
+     VALUES (?, ?, ?, ?, ?, ?, ?) ON DUPLICATE KEY UPDATE position = VALUES(position), \
+     `rows` = VALUES(`rows`), done = VALUES(done), epoch = GREATEST(epoch, VALUES(epoch))";
 
 /// Writes `batch` and `checkpoint` in one transaction on `conn`.
 pub(super) async fn write_batch(
@@ -219,21 +220,7 @@ pub(super) async fn write_batch(
     sink: Arc<dyn RejectSink>,
 ) -> Result<Written> {
     let ctx = || format!("writing table {} chunk {}", plan.table.name, batch.chunk);
-    let params = Params::Positional(vec![
-        My::from(pipeline),
-        My::from(checkpoint.table.as_str()),
-        My::from(checkpoint.chunk),
-        My::from(serde_json::to_string(&checkpoint.position).context(ctx)?),
-        My::from(checkpoint.rows),
-        My::from(checkpoint.done),
-    ]);
-    let checkpoint = CheckpointWrite {
-        params,
-        fence: checkpoint.fence.map(|_| Fence {
-            checkpoint,
-            pipeline,
-        }),
-    };
+    let checkpoint = CheckpointWrite::new(checkpoint, pipeline)?;
     let inserts_only = batch.changes.iter().all(|c| matches!(c, Change::Insert(_)));
     let mut refused: Vec<Reject> = Vec::new();
     let mut load_data_disabled = false;
@@ -332,43 +319,72 @@ fn set_infile(conn: &mut Conn, buffer: Vec<u8>) {
     conn.set_infile_handler(async move { Ok(futures_util::stream::iter(pieces).boxed()) });
 }
 
-/// The checkpoint a batch's transaction writes: its statement's
-/// parameters, and for a fenced chunk write what it expects.
-struct CheckpointWrite<'a> {
-    params: Params,
-    fence: Option<Fence<'a>>,
-}
-
-/// A fenced chunk write's expectation (`Checkpoint::fence`).
-struct Fence<'a> {
+/// The checkpoint a batch's (or a change batch's) transaction writes, and
+/// what it checks first when fenced (`Checkpoint::fence`).
+pub(super) struct CheckpointWrite<'a> {
     checkpoint: &'a Checkpoint,
     pipeline: &'a str,
+    params: Params,
 }
 
-impl Fence<'_> {
-    /// Locks the chunk's checkpoint row and refuses the batch when the
-    /// row moved past the rows the batch continues from: another writer
-    /// wrote the chunk meanwhile.
-    async fn check(&self, tx: &mut Transaction<'_>) -> Result<()> {
+impl<'a> CheckpointWrite<'a> {
+    pub(super) fn new(checkpoint: &'a Checkpoint, pipeline: &'a str) -> Result<Self> {
+        let ctx = || format!("writing the checkpoint of table {}", checkpoint.table);
+        let epoch = match checkpoint.fence {
+            Some(Fence::Epoch(epoch)) => epoch,
+            _ => 0,
+        };
+        let params = Params::Positional(vec![
+            My::from(pipeline),
+            My::from(checkpoint.table.as_str()),
+            My::from(checkpoint.chunk),
+            My::from(serde_json::to_string(&checkpoint.position).context(ctx)?),
+            My::from(checkpoint.rows),
+            My::from(checkpoint.done),
+            My::from(epoch),
+        ]);
+        Ok(CheckpointWrite {
+            checkpoint,
+            pipeline,
+            params,
+        })
+    }
+
+    /// Checks the fence (the checkpoint row locked until the commit) and
+    /// writes the checkpoint; refused, the transaction is to be dropped.
+    pub(super) async fn write_in(self, tx: &mut Transaction<'_>) -> Result<()> {
         let ctx = || {
             format!(
-                "reading the checkpoint of table {} chunk {}",
+                "writing the checkpoint of table {} chunk {}",
                 self.checkpoint.table, self.checkpoint.chunk
             )
         };
-        let held: Option<(u64, bool)> = tx
-            .exec_first(
-                "SELECT `rows`, done FROM _dmp_checkpoints WHERE pipeline = ? AND table_name = ? AND chunk = ? FOR UPDATE",
-                (self.pipeline, self.checkpoint.table.as_str(), self.checkpoint.chunk),
-            )
+        if let Some(fence) = self.checkpoint.fence {
+            let held: Option<(u64, bool, u64)> = tx
+                .exec_first(
+                    "SELECT `rows`, done, epoch FROM _dmp_checkpoints \
+                     WHERE pipeline = ? AND table_name = ? AND chunk = ? FOR UPDATE",
+                    (
+                        self.pipeline,
+                        self.checkpoint.table.as_str(),
+                        self.checkpoint.chunk,
+                    ),
+                )
+                .await
+                .context(ctx)?;
+            let refused = match (fence, held) {
+                (Fence::Rows(from), Some((rows, done, _))) => done || rows != from,
+                (Fence::Epoch(epoch), Some((_, _, held))) => held > epoch,
+                (_, None) => false,
+            };
+            if refused {
+                return Err(dmp_contract::deposed(self.checkpoint));
+            }
+        }
+        tx.exec_drop(CHECKPOINT_SQL, self.params)
             .await
             .context(ctx)?;
-        match held {
-            Some((rows, done)) if done || Some(rows) != self.checkpoint.fence => {
-                Err(dmp_contract::deposed(self.checkpoint))
-            }
-            _ => Ok(()),
-        }
+        Ok(())
     }
 }
 
@@ -382,13 +398,8 @@ async fn finish(
     sink: Arc<dyn RejectSink>,
     ctx: &(dyn Fn() -> String + Sync),
 ) -> Result<()> {
-    if let Some(fence) = &checkpoint.fence {
-        // An error drops (rolls back) the transaction.
-        fence.check(&mut tx).await?;
-    }
-    tx.exec_drop(CHECKPOINT_SQL, checkpoint.params)
-        .await
-        .context(|| format!("{}: writing the checkpoint", ctx()))?;
+    // An error drops (rolls back) the transaction.
+    checkpoint.write_in(&mut tx).await?;
     dmp_contract::dead_letter(&sink, table, refused).await?;
     tx.commit()
         .await

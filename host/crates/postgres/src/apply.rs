@@ -25,7 +25,8 @@ use dmp_contract::RejectSink;
 use dmp_contract::net_effect::{NetRow, Refused, key_columns, keyless_reject, net_effect};
 use dmp_model::json::row_to_json;
 use dmp_model::{
-    ChangeBatch, Checkpoint, Reject, RejectStage, SchemaDelta, TableChanges, TableSchema, Value,
+    ChangeBatch, Checkpoint, Fence, Reject, RejectStage, SchemaDelta, TableChanges, TableSchema,
+    Value,
 };
 
 /// Upserts of more rows than this go through a staging table: one COPY
@@ -213,15 +214,20 @@ pub(super) async fn apply(
                     .execute(&mut *conn)
                     .await
                     .context(ctx)?;
+                if is_deposed(&e) {
+                    return Err(dmp_contract::deposed(&checkpoint));
+                }
                 if !is_data_error(&e) {
                     return Err(e).context(ctx);
                 }
                 debug!(error = %e, "changes refused by the server; isolating the bad rows");
             }
         }
-        let (txn, applied, bad) = attempt(pool, &steps, &checkpoint_sql, replica, true)
-            .await
-            .context(ctx)?;
+        let (txn, applied, bad) = match attempt(pool, &steps, &checkpoint_sql, replica, true).await
+        {
+            Err(e) if is_deposed(&e) => return Err(dmp_contract::deposed(&checkpoint)),
+            outcome => outcome.context(ctx)?,
+        };
         refuse_bad(&steps, bad, &checkpoint, &mut refused);
         dead_letter(refused, &sink).await?;
         txn.commit().await.context(ctx)?;
@@ -229,6 +235,7 @@ pub(super) async fn apply(
     }
     let first = attempt(pool, &steps, &checkpoint_sql, replica, false).await;
     let outcome = match first {
+        Err(e) if is_deposed(&e) => return Err(dmp_contract::deposed(&checkpoint)),
         Err(e) if is_data_error(&e) => {
             debug!(error = %e, "changes refused by the server; isolating the bad rows");
             attempt(pool, &steps, &checkpoint_sql, replica, true).await
@@ -310,25 +317,71 @@ fn one_script(steps: &[Step<'_>], checkpoint_sql: &str, replica: bool) -> Option
     Some((script, applied))
 }
 
-/// The checkpoint upsert with its values as literals.
+/// The checkpoint upsert with its values as literals. A stream's apply
+/// fenced on an epoch first locks the checkpoint row and raises
+/// [`DEPOSED_STATE`] when the row carries a newer epoch, then records its
+/// own.
 fn checkpoint_sql(
     schema_name: &str,
     pipeline: &str,
     checkpoint: &Checkpoint,
 ) -> std::result::Result<String, serde_json::Error> {
     let position = serde_json::to_string(&checkpoint.position)?;
-    Ok(format!(
-        "INSERT INTO {} (pipeline, table_name, chunk, position, \"rows\", done) \
-         VALUES ({}, {}, {}, {}, {}, {}) ON CONFLICT (pipeline, table_name, chunk) DO UPDATE \
-         SET position = EXCLUDED.position, \"rows\" = EXCLUDED.\"rows\", done = EXCLUDED.done",
-        qualified(schema_name, CHECKPOINTS),
+    let table = qualified(schema_name, CHECKPOINTS);
+    let key = format!(
+        "pipeline = {} AND table_name = {} AND chunk = {}",
+        quote_literal(pipeline),
+        quote_literal(&checkpoint.table),
+        i32::try_from(checkpoint.chunk).unwrap_or(i32::MAX),
+    );
+    let upsert = format!(
+        "INSERT INTO {table} (pipeline, table_name, chunk, position, \"rows\", done{}) \
+         VALUES ({}, {}, {}, {}, {}, {}{}) ON CONFLICT (pipeline, table_name, chunk) DO UPDATE \
+         SET position = EXCLUDED.position, \"rows\" = EXCLUDED.\"rows\", done = EXCLUDED.done{}",
+        if matches!(checkpoint.fence, Some(Fence::Epoch(_))) {
+            ", epoch"
+        } else {
+            ""
+        },
         quote_literal(pipeline),
         quote_literal(&checkpoint.table),
         i32::try_from(checkpoint.chunk).unwrap_or(i32::MAX),
         quote_literal(&position),
         i64::try_from(checkpoint.rows).unwrap_or(i64::MAX),
-        checkpoint.done
-    ))
+        checkpoint.done,
+        match checkpoint.fence {
+            Some(Fence::Epoch(epoch)) => format!(", {epoch}"),
+            _ => String::new(),
+        },
+        if matches!(checkpoint.fence, Some(Fence::Epoch(_))) {
+            ", epoch = EXCLUDED.epoch"
+        } else {
+            ""
+        },
+    );
+    let Some(Fence::Epoch(epoch)) = checkpoint.fence else {
+        return Ok(upsert);
+    };
+    let body = format!(
+        "BEGIN PERFORM 1 FROM {table} WHERE {key} FOR UPDATE; \
+         IF EXISTS (SELECT 1 FROM {table} WHERE {key} AND epoch > {epoch}) THEN \
+         RAISE EXCEPTION 'deposed: the stream is held at a newer epoch than {epoch}' \
+         USING ERRCODE = '{DEPOSED_STATE}'; END IF; END"
+    );
+    // A dollar quote no name in the body can end early.
+    let mut tag = String::from("dmp_fence");
+    while body.contains(&format!("${tag}$")) {
+        tag.push('_');
+    }
+    Ok(format!("DO ${tag}${body}${tag}$;\n{upsert}"))
+}
+
+/// The SQLSTATE a deposed stream holder's apply fails with.
+const DEPOSED_STATE: &str = "DMP01";
+
+/// Whether `e` is the fence refusing a deposed stream holder's apply.
+fn is_deposed(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(db) if db.code().as_deref() == Some(DEPOSED_STATE))
 }
 
 /// A data exception, a constraint, or two rows the server counts as one

@@ -23,7 +23,8 @@ pub(super) fn create_checkpoints(schema: &str) -> String {
     format!(
         "CREATE TABLE IF NOT EXISTS {} (pipeline text NOT NULL, table_name text NOT NULL, \
          chunk integer NOT NULL, position text NOT NULL, \"rows\" bigint NOT NULL, \
-         done boolean NOT NULL, PRIMARY KEY (pipeline, table_name, chunk))",
+         done boolean NOT NULL, epoch bigint NOT NULL DEFAULT 0, \
+         PRIMARY KEY (pipeline, table_name, chunk))",
         qualified(schema, CHECKPOINTS)
     )
 }
@@ -33,6 +34,15 @@ pub(super) fn upsert_checkpoint(schema: &str) -> String {
         "INSERT INTO {} (pipeline, table_name, chunk, position, \"rows\", done) \
          VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (pipeline, table_name, chunk) DO UPDATE \
          SET position = EXCLUDED.position, \"rows\" = EXCLUDED.\"rows\", done = EXCLUDED.done",
+        qualified(schema, CHECKPOINTS)
+    )
+}
+
+/// Adds the stream holder's epoch to a checkpoint table made before it
+/// was kept.
+pub(super) fn add_checkpoint_epoch(schema: &str) -> String {
+    format!(
+        "ALTER TABLE {} ADD COLUMN IF NOT EXISTS epoch bigint NOT NULL DEFAULT 0",
         qualified(schema, CHECKPOINTS)
     )
 }

@@ -244,6 +244,21 @@ impl PostgresTarget {
         .await
     }
 
+    /// Whether the checkpoint table has the stream holder's epoch.
+    async fn has_epoch(
+        txn: &mut Transaction<'static, Postgres>,
+        schema: &str,
+    ) -> std::result::Result<bool, sqlx::Error> {
+        sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM information_schema.columns \
+             WHERE table_schema = $1 AND table_name = $2 AND column_name = 'epoch')",
+        )
+        .bind(schema)
+        .bind(CHECKPOINTS)
+        .fetch_one(&mut **txn)
+        .await
+    }
+
     async fn prepare_in(
         &self,
         txn: &mut Transaction<'static, Postgres>,
@@ -296,6 +311,11 @@ impl PostgresTarget {
         // The checkpoint table is dmp's own, made even in data-only runs.
         if !Self::exists(txn, schema, CHECKPOINTS).await.context(ctx)? {
             exec(ddl::create_checkpoints(schema))
+                .execute(&mut **txn)
+                .await
+                .context(ctx)?;
+        } else if !Self::has_epoch(txn, schema).await.context(ctx)? {
+            exec(ddl::add_checkpoint_epoch(schema))
                 .execute(&mut **txn)
                 .await
                 .context(ctx)?;

@@ -18,7 +18,8 @@ use super::sql::{qualified, quote_ident, typed_literal};
 use crate::error::{Error, Result, ResultExt};
 use dmp_contract::RejectSink;
 use dmp_model::{
-    Batch, Change, Checkpoint, Position, Reject, RejectStage, Row, TableSchema, json::row_to_json,
+    Batch, Change, Checkpoint, Fence, Position, Reject, RejectStage, Row, TableSchema,
+    json::row_to_json,
 };
 
 /// Bytes of COPY data per protocol message.
@@ -304,8 +305,8 @@ async fn commit(
     } = done;
     let position = serde_json::to_string(&checkpoint.position).context(ctx)?;
     let sql = match checkpoint.fence {
-        Some(_) => upsert_fenced_checkpoint(schema_name),
-        None => upsert_checkpoint(schema_name),
+        Some(Fence::Rows(_)) => upsert_fenced_checkpoint(schema_name),
+        _ => upsert_checkpoint(schema_name),
     };
     let mut upsert = sqlx::query(AssertSqlSafe(sql))
         .bind(pipeline)
@@ -314,7 +315,7 @@ async fn commit(
         .bind(position)
         .bind(i64::try_from(checkpoint.rows).unwrap_or(i64::MAX))
         .bind(checkpoint.done);
-    if let Some(rows) = checkpoint.fence {
+    if let Some(Fence::Rows(rows)) = checkpoint.fence {
         upsert = upsert.bind(i64::try_from(rows).unwrap_or(i64::MAX));
     }
     let written = upsert.execute(&mut *txn).await.context(ctx)?;

@@ -275,7 +275,8 @@ mod tests {
              CREATE TABLE log (id INTEGER, v TEXT);
              CREATE TABLE _dmp_checkpoints (pipeline TEXT NOT NULL, table_name TEXT NOT NULL,
                chunk INTEGER NOT NULL, position TEXT NOT NULL, rows INTEGER NOT NULL,
-               done INTEGER NOT NULL, PRIMARY KEY (pipeline, table_name, chunk)) WITHOUT ROWID;",
+               done INTEGER NOT NULL, epoch INTEGER NOT NULL DEFAULT 0,
+               PRIMARY KEY (pipeline, table_name, chunk)) WITHOUT ROWID;",
         )
         .unwrap();
         let keyed = Arc::new(table(&["id"]));

@@ -19,8 +19,8 @@ use dmp_contract::{
     TargetOptions,
 };
 use dmp_model::{
-    Batch, Carry, Change, ChangeBatch, Checkpoint, Column, DataType, Dialect, Reject, RejectStage,
-    Row, TableSchema, Value, json::row_to_json,
+    Batch, Carry, Change, ChangeBatch, Checkpoint, Column, DataType, Dialect, Fence, Reject,
+    RejectStage, Row, TableSchema, Value, json::row_to_json,
 };
 
 /// SQLite's default limit on bound parameters per statement.
@@ -59,9 +59,24 @@ fn connect(path: &Path) -> Result<Connection> {
         "CREATE TABLE IF NOT EXISTS _dmp_checkpoints (
             pipeline TEXT NOT NULL, table_name TEXT NOT NULL, chunk INTEGER NOT NULL,
             position TEXT NOT NULL, rows INTEGER NOT NULL, done INTEGER NOT NULL,
+            epoch INTEGER NOT NULL DEFAULT 0,
             PRIMARY KEY (pipeline, table_name, chunk)) WITHOUT ROWID",
     )
     .context(ctx)?;
+    // Made by a DMP before the epoch (a stream holder's fence) was kept.
+    let has_epoch: bool = conn
+        .query_row(
+            "SELECT count(*) > 0 FROM pragma_table_info('_dmp_checkpoints') WHERE name = 'epoch'",
+            [],
+            |r| r.get(0),
+        )
+        .context(ctx)?;
+    if !has_epoch {
+        conn.execute_batch(
+            "ALTER TABLE _dmp_checkpoints ADD COLUMN epoch INTEGER NOT NULL DEFAULT 0",
+        )
+        .context(ctx)?;
+    }
     Ok(conn)
 }
 
@@ -354,15 +369,22 @@ pub(super) fn upsert_checkpoint(
 ) -> Result<()> {
     let ctx = || format!("writing the checkpoint of table {}", checkpoint.table);
     let position = serde_json::to_string(&checkpoint.position).context(ctx)?;
-    // A fenced write moves the checkpoint only from the rows it was read
-    // at (`?7`); unfenced, `?7` is NULL and the check always passes.
+    // A chunk write fenced on rows moves the checkpoint only from the rows
+    // it was read at (`?7`); a stream's apply fenced on an epoch only over
+    // an epoch no larger (`?8`). Unfenced, both are NULL: no check.
+    let (rows_fence, epoch_fence) = match checkpoint.fence {
+        Some(Fence::Rows(rows)) => (Some(i64::try_from(rows).unwrap_or(i64::MAX)), None),
+        Some(Fence::Epoch(epoch)) => (None, Some(i64::try_from(epoch).unwrap_or(i64::MAX))),
+        None => (None, None),
+    };
     let written = txn
         .execute(
-            "INSERT INTO _dmp_checkpoints (pipeline, table_name, chunk, position, rows, done)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+            "INSERT INTO _dmp_checkpoints (pipeline, table_name, chunk, position, rows, done, epoch)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, coalesce(?8, 0))
              ON CONFLICT (pipeline, table_name, chunk) DO UPDATE SET
-             position = excluded.position, rows = excluded.rows, done = excluded.done
-             WHERE ?7 IS NULL OR (rows = ?7 AND NOT done)",
+             position = excluded.position, rows = excluded.rows, done = excluded.done,
+             epoch = coalesce(?8, epoch)
+             WHERE (?7 IS NULL OR (rows = ?7 AND NOT done)) AND (?8 IS NULL OR epoch <= ?8)",
             params![
                 pipeline,
                 checkpoint.table,
@@ -370,9 +392,8 @@ pub(super) fn upsert_checkpoint(
                 position,
                 i64::try_from(checkpoint.rows).unwrap_or(i64::MAX),
                 checkpoint.done,
-                checkpoint
-                    .fence
-                    .map(|rows| i64::try_from(rows).unwrap_or(i64::MAX))
+                rows_fence,
+                epoch_fence
             ],
         )
         .context(ctx)?;
