@@ -63,11 +63,11 @@ local_run() { # pipeline db → seconds
 }
 cluster_run() { # pipeline db → seconds
     fresh "$2"; rm -f "$WORK/$1/state.db"*
-    "$DMP" worker --cluster "$DMP_TEST_NATS_URL" --name bench --slots "$SLOTS" 2>> "$WORK/worker.log" &
+    RUST_LOG=${RUST_LOG:-info} "$DMP" worker --cluster "$DMP_TEST_NATS_URL" --name bench --slots "$SLOTS" 2>> "$WORK/worker.log" &
     local worker=$!
     sleep 1
     local t0; t0=$(now)
-    "$DMP" run "$WORK/$1/p.toml" --cluster "$DMP_TEST_NATS_URL" > /dev/null 2>> "$WORK/submit.log"
+    RUST_LOG=${RUST_LOG:-info} "$DMP" run "$WORK/$1/p.toml" --cluster "$DMP_TEST_NATS_URL" > /dev/null 2>> "$WORK/submit.log"
     local t1; t1=$(now)
     kill -TERM "$worker"; wait "$worker" || true
     echo "$t1 - $t0" | bc
@@ -81,6 +81,8 @@ for ((r = 1; r <= ROUNDS; r++)); do
     local_run tiny tiny >> "$WORK/tiny_local"
     cluster_run tiny tiny >> "$WORK/tiny_cluster"
 done
+# LOGS=DIR keeps the runs' logs.
+[ -n "${LOGS:-}" ] && mkdir -p "$LOGS" && cp "$WORK"/*.log "$LOGS"/
 rows=$(pg -d dst -tAc "SELECT count(*) FROM t")
 [ "$rows" = "$ROWS" ] || { echo "the cluster copied $rows rows of $ROWS"; exit 1; }
 load_local=$(median < "$WORK/load_local")

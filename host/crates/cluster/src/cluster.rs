@@ -154,7 +154,8 @@ impl Cluster {
     /// chunk that used its `max_deliver` as failed, even when the workers
     /// that took it died without a word (a chunk that kills its worker).
     pub(crate) async fn consumer(&self) -> Result<consumer::Consumer<consumer::pull::Config>> {
-        self.work
+        let consumer = self
+            .work
             .get_or_create_consumer(
                 WORKERS_CONSUMER,
                 consumer::pull::Config {
@@ -168,7 +169,16 @@ impl Cluster {
                 },
             )
             .await
-            .map_err(|e| Error::from_nats(format!("consumer {WORKERS_CONSUMER}"), e))
+            .map_err(|e| Error::from_nats(format!("consumer {WORKERS_CONSUMER}"), e))?;
+        let made_with = consumer.cached_info().config.ack_wait;
+        if made_with != self.options.ack_wait {
+            tracing::info!(
+                ack_wait = ?made_with,
+                asked = ?self.options.ack_wait,
+                "the cluster's consumer keeps the ack wait it was made with"
+            );
+        }
+        Ok(consumer)
     }
 
     /// Puts `work` on the queue; the same work published again (same

@@ -38,7 +38,9 @@ pub struct Lease {
 
 impl Leases {
     /// Opens bucket `bucket` (made when missing) whose leases last `ttl`.
-    /// An existing bucket keeps the lease time it was made with.
+    /// An existing bucket keeps the lease time it was made with, and the
+    /// leases follow it: renewing by another member's time would let them
+    /// expire.
     pub async fn open(
         jetstream: &jetstream::Context,
         bucket: &str,
@@ -52,10 +54,19 @@ impl Leases {
             replicas,
         };
         let kv = open_bucket(jetstream, &spec, "leases").await?;
+        let made_with = kv.stream.cached_info().config.max_age;
+        if !made_with.is_zero() && made_with != ttl {
+            tracing::info!(
+                bucket,
+                lease = ?made_with,
+                asked = ?ttl,
+                "the cluster's leases last as its bucket was made"
+            );
+        }
         Ok(Leases {
             kv,
             bucket: bucket.to_string(),
-            ttl,
+            ttl: if made_with.is_zero() { ttl } else { made_with },
         })
     }
 

@@ -61,6 +61,9 @@ fn running(member: &Member, delivered: u64) -> WorkRecord {
     }
 }
 
+/// A run this worker has had nothing to do for this long is closed.
+const IDLE_CLOSE: Duration = Duration::from_secs(60);
+
 /// How often a worker rewrites its progress record.
 const REPORT_EVERY: Duration = Duration::from_secs(1);
 
@@ -381,10 +384,13 @@ impl RunWork {
         }
     }
 
-    /// Reports every second, while the worker runs, whatever changed.
+    /// Reports every second, while the worker runs, whatever changed; a
+    /// run left idle for `IDLE_CLOSE` is closed (its source and target
+    /// sessions let go), to be opened again should more of it come.
     pub(crate) fn start_reporting(self: Arc<Self>, member: Arc<Member>) {
         tokio::spawn(async move {
             let mut last = None;
+            let mut idle_since = std::time::Instant::now();
             loop {
                 tokio::select! {
                     () = member.stop.wait() => return,
@@ -402,6 +408,11 @@ impl RunWork {
                 if last.as_ref() != Some(&seen) {
                     self.report(&member).await;
                     last = Some(seen);
+                    idle_since = std::time::Instant::now();
+                } else if copying == 0 && idle_since.elapsed() >= IDLE_CLOSE {
+                    member.forget_run(&self.record.pipeline, &self).await;
+                    info!(run = self.id(), "run idle; closed until more of it comes");
+                    return;
                 }
             }
         });

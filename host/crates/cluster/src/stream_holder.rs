@@ -93,8 +93,11 @@ async fn hold(member: &Arc<Member>, record: RunRecord, lease: Lease) {
             error!(error = %e.report(), "the change stream failed; another worker (or this one) takes it again")
         }
     }
-    guard.abort();
+    // The stream is over: the guard stops renewing and gives the lease
+    // as last renewed, to let go of.
+    stop.trigger();
     reporter.abort();
+    let lease = guard.await.unwrap_or(lease);
     if let Err(e) = member.cluster.leases().release(&lease).await {
         warn!(error = %e, "cannot let go of the stream's lease; it expires");
     }
@@ -119,16 +122,19 @@ async fn run(
 /// Renews the lease at a third of its time; stops the stream when it is
 /// lost, or when the run's record is gone or replaced (`dmp run --stop`,
 /// another submission).
-async fn keep(member: Arc<Member>, record: RunRecord, mut lease: Lease, stop: Shutdown) {
+async fn keep(member: Arc<Member>, record: RunRecord, mut lease: Lease, stop: Shutdown) -> Lease {
     let leases = member.cluster.leases();
     loop {
-        tokio::time::sleep(leases.renew_every()).await;
+        tokio::select! {
+            () = stop.wait() => return lease,
+            () = tokio::time::sleep(leases.renew_every()) => {}
+        }
         match leases.renew(&mut lease).await {
             Ok(true) => {}
             Ok(false) => {
                 error!("the stream's lease was lost; stopping the stream");
                 stop.trigger();
-                return;
+                return lease;
             }
             Err(e) => warn!(error = %e, "cannot renew the stream's lease; trying again"),
         }
@@ -137,7 +143,7 @@ async fn keep(member: Arc<Member>, record: RunRecord, mut lease: Lease, stop: Sh
             Ok(_) => {
                 info!("the stream was stopped or submitted anew; stopping it here");
                 stop.trigger();
-                return;
+                return lease;
             }
             Err(e) => warn!(error = %e, "cannot read the run's record; going on"),
         }

@@ -28,7 +28,7 @@ use dmp_state::{RunStatus, StateStore};
 pub const DEFAULT_MAX_DELIVER: u32 = 5;
 
 /// How often the submitter reads the run's progress.
-const WATCH_EVERY: Duration = Duration::from_millis(500);
+const WATCH_EVERY: Duration = Duration::from_millis(250);
 
 /// How long the progress may stay unreadable before the watch gives up.
 const UNREAD_LIMIT: Duration = Duration::from_secs(120);

@@ -44,6 +44,9 @@ pub(crate) struct Member {
     pub(crate) name: String,
     /// The epoch of this worker's lease.
     pub(crate) epoch: u64,
+    /// The ack wait of the cluster's consumer: a piece of work in hand is
+    /// said to go on at a third of it.
+    ack_wait: Duration,
     pub(crate) connectors: Arc<dyn Connectors>,
     pub(crate) stop: Shutdown,
     /// The runs this worker works on, by pipeline.
@@ -64,6 +67,17 @@ impl Member {
             } else {
                 streams.remove(pipeline);
             }
+        }
+    }
+
+    /// Drops `run` from the runs open here, unless another took its place.
+    pub(crate) async fn forget_run(&self, pipeline: &str, run: &Arc<RunWork>) {
+        let mut runs = self.runs.lock().await;
+        if runs
+            .get(pipeline)
+            .is_some_and(|held| Arc::ptr_eq(held, run))
+        {
+            runs.remove(pipeline);
         }
     }
 
@@ -93,10 +107,12 @@ pub async fn work(
         epoch = lease.epoch,
         "worker joined the cluster"
     );
+    let consumer = cluster.consumer().await?;
     let member = Arc::new(Member {
         cluster: cluster.clone(),
         name: options.name.clone(),
         epoch: lease.epoch,
+        ack_wait: consumer.cached_info().config.ack_wait,
         connectors,
         stop: stop.child(),
         runs: Mutex::new(HashMap::new()),
@@ -108,11 +124,11 @@ pub async fn work(
         member.stop.clone(),
     ));
     let streams = tokio::spawn(crate::stream_holder::take_streams(member.clone()));
-    let pulled = pull(&member, options.slots.max(1)).await;
+    let pulled = pull(&member, &consumer, options.slots.max(1)).await;
     member.stop.trigger();
     streams.abort();
     member.streams_stopped().await;
-    renewing.abort();
+    let lease = renewing.await.unwrap_or(lease);
     for run in member.runs.lock().await.values() {
         run.report(&member).await;
     }
@@ -153,11 +169,15 @@ async fn take_name(cluster: &Cluster, name: &str, stop: &Shutdown) -> Result<Lea
     }
 }
 
-/// Renews the worker's lease; losing it (a pause longer than the lease
+/// Renews the worker's lease until `stop` fires, and gives the lease as
+/// last renewed (to let go of). Losing it (a pause longer than the lease
 /// time) stops the worker: another may hold its claims by now.
-async fn keep_lease(cluster: Arc<Cluster>, mut lease: Lease, stop: Shutdown) {
+async fn keep_lease(cluster: Arc<Cluster>, mut lease: Lease, stop: Shutdown) -> Lease {
     loop {
-        tokio::time::sleep(cluster.leases().renew_every()).await;
+        tokio::select! {
+            () = stop.wait() => return lease,
+            () = tokio::time::sleep(cluster.leases().renew_every()) => {}
+        }
         match cluster.leases().renew(&mut lease).await {
             Ok(true) => {}
             Ok(false) => {
@@ -166,7 +186,7 @@ async fn keep_lease(cluster: Arc<Cluster>, mut lease: Lease, stop: Shutdown) {
                     "the worker's lease was lost; stopping"
                 );
                 stop.trigger();
-                return;
+                return lease;
             }
             Err(e) => warn!(error = %e, "cannot renew the worker's lease; trying again"),
         }
@@ -175,8 +195,11 @@ async fn keep_lease(cluster: Arc<Cluster>, mut lease: Lease, stop: Shutdown) {
 
 /// Pulls pieces of work while slots are free, each done on a task of its
 /// own; on a stop, waits for those in flight.
-async fn pull(member: &Arc<Member>, slots: usize) -> Result<()> {
-    let consumer = member.cluster.consumer().await?;
+async fn pull(
+    member: &Arc<Member>,
+    consumer: &async_nats::jetstream::consumer::PullConsumer,
+    slots: usize,
+) -> Result<()> {
     let free = Arc::new(Semaphore::new(slots));
     let mut tasks = JoinSet::new();
     let mut outcome = Ok(());
@@ -251,7 +274,7 @@ async fn handle(member: &Arc<Member>, message: async_nats::jetstream::Message) {
         .map_or(1, |info| u64::try_from(info.delivered).unwrap_or(1));
     let span = info_span!("work", pipeline = %dmp_model::printable(work.pipeline()), run = work.run(), delivered);
     async {
-        let heartbeat = in_progress(&message, member.cluster.options().ack_wait);
+        let heartbeat = in_progress(&message, member.ack_wait);
         let outcome = execute(member, &work, delivered).await;
         heartbeat.abort();
         match outcome {

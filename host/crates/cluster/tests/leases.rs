@@ -59,4 +59,22 @@ async fn one_holder_at_a_time_and_a_silent_one_is_replaced() {
         leases.holder("stream.p").await.expect("reads"),
         Some(("worker-b".to_string(), second.epoch))
     );
+
+    // A holder that stops cleanly lets go at once, renewed or not: the
+    // next takes it without waiting for the lease time.
+    let mut third = leases
+        .acquire("stream.q", "worker-a")
+        .await
+        .expect("asks")
+        .expect("free");
+    assert!(leases.renew(&mut third).await.expect("renews"));
+    leases.release(&third).await.expect("lets go");
+    assert!(
+        leases
+            .acquire("stream.q", "worker-b")
+            .await
+            .expect("asks")
+            .is_some(),
+        "a released lease is free at once"
+    );
 }
