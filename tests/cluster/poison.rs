@@ -80,3 +80,53 @@ fn a_chunk_the_target_refuses_fails_after_max_deliver_and_the_rest_is_copied() {
     );
     assert_eq!(workers.logged("table done"), 0, "{}", workers.logs());
 }
+
+/// A worker that cannot open the run (the pipeline names an environment
+/// variable its machine lacks) counts its attempts all the same: the
+/// chunk fails after `--max-deliver` deliveries, and `dmp run` names the
+/// variable and where the file uses it.
+#[test]
+fn a_worker_without_the_pipelines_environment_fails_the_chunk_naming_the_variable() {
+    let nats = own_nats();
+    let source = postgres().create_database("noenv_src");
+    source.exec(
+        "CREATE TABLE t (id bigint PRIMARY KEY); INSERT INTO t SELECT generate_series(1, 10);",
+    );
+    let target = postgres().create_database("noenv_dst");
+    let dir = tempfile::tempdir().expect("tempdir");
+    pipeline(
+        dir.path(),
+        "p.toml",
+        &format!(
+            "[source]\nurl = \"${{DMP_CLUSTER_SOURCE}}\"\n[target]\nurl = \"{}\"\n",
+            target.url
+        ),
+    );
+    let mut workers = Workers::new(dir.path(), &nats.url());
+    workers.start("w1");
+    // Only the submitter has the variable.
+    let log = std::fs::File::create(dir.path().join("submit.log")).expect("log");
+    let run = crate::support::dmp(dir.path())
+        .args([
+            "run",
+            "p.toml",
+            "--cluster",
+            &nats.url(),
+            "--max-deliver",
+            "2",
+        ])
+        .env("DMP_CLUSTER_SOURCE", &source.url)
+        .stdout(std::process::Stdio::piped())
+        .stderr(log)
+        .spawn()
+        .expect("dmp run starts");
+    let out = finished(run, dir.path(), &workers, Duration::from_secs(120));
+    assert_exit(&out, 1);
+    let said = std::fs::read_to_string(dir.path().join("submit.log")).unwrap_or_default();
+    assert!(
+        said.contains("p.toml:2 source.url: environment variable DMP_CLUSTER_SOURCE is not set")
+            && said.contains("after 2 deliveries"),
+        "{said}"
+    );
+    assert_eq!(target.scalar("SELECT count(*) FROM t"), "0");
+}

@@ -49,6 +49,38 @@ enum Claim {
     Busy,
 }
 
+/// Adds why an attempt at `work` of the run of `run` failed to the work's
+/// record; `true` when that was its last delivery and the work is failed
+/// now. Needs no open run: a worker that cannot open it (a database it
+/// cannot reach) still counts its attempts.
+pub(crate) async fn record_error(
+    member: &Member,
+    run: &RunRecord,
+    work: &Work,
+    delivered: u64,
+    reason: &str,
+) -> Result<bool> {
+    let key = work.record_key();
+    let last = delivered >= u64::from(run.max_deliver);
+    let mut record = match member.cluster.record::<WorkRecord>(&key).await? {
+        Some((record, _)) => record,
+        None => running(member, delivered),
+    };
+    record.errors.push(format!(
+        "attempt {delivered} on worker {}: {reason}",
+        member.name
+    ));
+    record.attempts = delivered;
+    record.worker = member.name.clone();
+    record.epoch = member.epoch;
+    if last {
+        record.state = WorkState::Failed;
+        warn!(work = %work.describe(run.plan.as_ref()), attempts = delivered, "work failed for good");
+    }
+    member.cluster.put_record(&key, &record, None).await?;
+    Ok(last)
+}
+
 /// A record of work this worker holds, at its `delivered`th delivery.
 fn running(member: &Member, delivered: u64) -> WorkRecord {
     WorkRecord {
@@ -329,25 +361,7 @@ impl RunWork {
         delivered: u64,
         reason: &str,
     ) -> Result<bool> {
-        let key = work.record_key();
-        let last = delivered >= u64::from(self.record.max_deliver);
-        let mut record = match member.cluster.record::<WorkRecord>(&key).await? {
-            Some((record, _)) => record,
-            None => running(member, delivered),
-        };
-        record.errors.push(format!(
-            "attempt {delivered} on worker {}: {reason}",
-            member.name
-        ));
-        record.attempts = delivered;
-        record.worker = member.name.clone();
-        record.epoch = member.epoch;
-        if last {
-            record.state = WorkState::Failed;
-            warn!(work = %work.describe(Some(&self.plan)), attempts = delivered, "work failed for good");
-        }
-        member.cluster.put_record(&key, &record, None).await?;
-        Ok(last)
+        record_error(member, &self.record, work, delivered, reason).await
     }
 
     fn copying_now(&self, label: &str, on: bool) {

@@ -311,9 +311,20 @@ async fn settle_error(
         _ => {
             let reason = dmp_state::without_row_values(&engine.report());
             warn!(work = %work.describe(None), error = %reason, "work failed");
-            let failed = match run_for(member, work).await {
-                Ok(Some(run)) => run.record_error(member, work, delivered, &reason).await,
-                _ => Ok(false),
+            let failed = match member.runs.lock().await.get(work.pipeline()).cloned() {
+                Some(run) if run.id() == work.run() => {
+                    run.record_error(member, work, delivered, &reason).await
+                }
+                // The run could not be opened here: its record says how
+                // many deliveries the work gets.
+                _ => match member.cluster.run_record(work.pipeline()).await {
+                    Ok(Some(record)) if record.key == work.run() => {
+                        crate::run_work::record_error(member, &record, work, delivered, &reason)
+                            .await
+                    }
+                    Ok(_) => Ok(true),
+                    Err(e) => Err(e),
+                },
             };
             match failed {
                 Ok(true) => answer(message, AckKind::Term).await,
