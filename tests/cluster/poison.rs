@@ -1,7 +1,9 @@
 //! A poison chunk: the target refuses the rows of one chunk (a CHECK
 //! constraint), with `on_error = "fail"`. That chunk ends as failed after
 //! `--max-deliver` deliveries, named in `dmp run`'s error with the reason;
-//! every other chunk is copied, and the table is not finished.
+//! every other chunk is copied, and the table is not finished. Once the
+//! cause is fixed, submitting again retries that chunk alone and finishes
+//! the table.
 
 use std::time::Duration;
 
@@ -79,6 +81,23 @@ fn a_chunk_the_target_refuses_fails_after_max_deliver_and_the_rest_is_copied() {
         "more than the poisoned chunk is missing: {missing}"
     );
     assert_eq!(workers.logged("table done"), 0, "{}", workers.logs());
+
+    // The cause fixed, the same submission again retries the failed chunk
+    // only and finishes the table.
+    target.exec("ALTER TABLE readings DROP CONSTRAINT no_55555");
+    let run = submit(dir.path(), &nats.url(), &["--max-deliver", "3"]);
+    let out = finished(run, dir.path(), &workers, Duration::from_secs(300));
+    assert_exit(&out, 0);
+    assert!(
+        text(&out.stdout).contains("(resumed)"),
+        "{}",
+        text(&out.stdout)
+    );
+    assert_eq!(
+        target.scalar("SELECT count(*) || ':' || sum(id) FROM readings"),
+        "100000:5000050000"
+    );
+    assert_eq!(workers.logged("table done"), 1, "{}", workers.logs());
 }
 
 /// A worker that cannot open the run (the pipeline names an environment

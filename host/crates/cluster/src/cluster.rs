@@ -293,6 +293,14 @@ impl Cluster {
         }
     }
 
+    /// Forgets progress record `key`.
+    pub(crate) async fn forget_record(&self, key: &str) -> Result<()> {
+        self.progress
+            .delete(key)
+            .await
+            .map_err(|e| Error::from_nats(format!("deleting {key} of bucket {PROGRESS_BUCKET}"), e))
+    }
+
     /// Every progress record of a run (`prefix` from `run_prefix`).
     pub(crate) async fn records(&self, prefix: &str) -> Result<Vec<(String, Bytes)>> {
         let what = format!("reading the progress of {prefix}* in bucket {PROGRESS_BUCKET}");

@@ -282,7 +282,7 @@ async fn hand_out(
     Ok(handed)
 }
 
-/// Clears a failed record of `work` (a resubmission tries it again);
+/// Forgets a failed record of `work` (a resubmission tries it again);
 /// whether there was one.
 async fn forget_failure(
     cluster: &Cluster,
@@ -292,13 +292,9 @@ async fn forget_failure(
     let key = work.record_key();
     match records.get(&key) {
         Some(record) if record.state == WorkState::Failed => {
-            let cleared = WorkRecord {
-                state: WorkState::Running,
-                attempts: 0,
-                errors: Vec::new(),
-                ..record.clone()
-            };
-            cluster.put_record(&key, &cleared, None).await?;
+            // Gone, not reset: a record naming a live worker as holder
+            // would keep a finish step from being claimed.
+            cluster.forget_record(&key).await?;
             Ok(true)
         }
         _ => Ok(false),
