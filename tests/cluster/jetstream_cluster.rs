@@ -11,15 +11,21 @@ use super::{Workers, finished, submit};
 use crate::support::sql::sql_pipeline;
 use crate::support::{assert_exit, pipeline};
 
-/// The name of the server leading `stream`, asked of the server at `url`.
-fn stream_leader(url: &str, stream: &str) -> String {
+/// Runs `ask` with a JetStream context on the server at `url`.
+fn with_jetstream<T>(url: &str, ask: impl AsyncFnOnce(async_nats::jetstream::Context) -> T) -> T {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .expect("runtime");
     runtime.block_on(async {
         let client = async_nats::connect(url).await.expect("connects");
-        let js = async_nats::jetstream::new(client);
+        ask(async_nats::jetstream::new(client)).await
+    })
+}
+
+/// The name of the server leading `stream`, asked of the server at `url`.
+fn stream_leader(url: &str, stream: &str) -> String {
+    with_jetstream(url, async |js| {
         let mut stream = js.get_stream(stream).await.expect("the stream exists");
         let info = stream.info().await.expect("stream info");
         info.cluster
@@ -27,6 +33,26 @@ fn stream_leader(url: &str, stream: &str) -> String {
             .and_then(|c| c.leader.clone())
             .expect("the stream has a leader")
     })
+}
+
+/// Waits until the cluster's JetStream answers (its meta leader elected).
+fn wait_for_jetstream(url: &str) {
+    with_jetstream(url, async |js| {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        // "Stream not found" is an answer; a timeout or "temporarily
+        // unavailable" is a cluster still forming.
+        loop {
+            match js.get_stream("READY_PROBE").await {
+                Err(e) if e.to_string().contains("not found") => return,
+                _ => {}
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the JetStream cluster did not form"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    });
 }
 
 #[test]
@@ -51,19 +77,22 @@ fn a_run_completes_when_the_work_queue_leader_is_killed() {
         ),
     );
     let replicas = ["--replicas", "3"];
+    wait_for_jetstream(&cluster.server("dmp-n1").url());
     let mut workers = Workers::new(dir.path(), &cluster.url()).with_args(&replicas);
     for name in ["w1", "w2", "w3"] {
         workers.start(name);
     }
-    let run = submit(dir.path(), &cluster.url(), &replicas);
-    let deadline = Instant::now() + Duration::from_secs(120);
+    let mut run = submit(dir.path(), &cluster.url(), &replicas);
+    let deadline = Instant::now() + Duration::from_secs(180);
     while target
         .try_scalar("SELECT count(*) FROM _dmp_checkpoints WHERE done")
         .map_or(true, |n| n.parse::<u32>().unwrap_or(0) < 2)
     {
+        let ended = run.try_wait().expect("try_wait");
         assert!(
-            Instant::now() < deadline,
-            "no chunk was done\n{}",
+            Instant::now() < deadline && ended.is_none(),
+            "no chunk was done (the submitter: {ended:?})\n{}\n{}",
+            std::fs::read_to_string(dir.path().join("submit.log")).unwrap_or_default(),
             workers.logs()
         );
         std::thread::sleep(Duration::from_millis(100));

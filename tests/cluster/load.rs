@@ -143,7 +143,7 @@ fn three_workers_load_sqlite_into_mariadb_through_a_kill_and_a_join() {
         &sql_pipeline(
             &format!("sqlite://{}", source.display()),
             &target.url,
-            "chunk_rows = 20000",
+            "chunk_rows = 4000\nbatch_rows = 1000",
         ),
     );
     let (workers, _) = share_with_a_kill_and_a_join(dir.path(), &nats.url(), 2);

@@ -37,6 +37,10 @@ impl Error {
             "broken pipe",
             "disconnected",
             "connection",
+            // A JetStream cluster still forming, or electing a leader.
+            "no suitable peers",
+            "insufficient resources",
+            "temporarily unavailable",
         ]
         .iter()
         .any(|s| lowered.contains(s))

@@ -30,6 +30,9 @@ pub const DEFAULT_MAX_DELIVER: u32 = 5;
 /// How often the submitter reads the run's progress.
 const WATCH_EVERY: Duration = Duration::from_millis(250);
 
+/// Rounds of the watch between two reads of the whole progress.
+const SCAN_ROUNDS: u64 = 8;
+
 /// How long the progress may stay unreadable before the watch gives up.
 const UNREAD_LIMIT: Duration = Duration::from_secs(120);
 
@@ -328,31 +331,42 @@ async fn watch(
 ) -> Result<()> {
     let (base_rows, _) = committed(target, plan).await?;
     let mut unread_since: Option<Instant> = None;
-    loop {
-        let view = match RunView::read(cluster, prefix, plan).await {
-            Ok(view) => {
-                unread_since = None;
-                view
+    let finish = format!("{prefix}finish.all");
+    for round in 0u64.. {
+        // Each round asks whether the run is finished (one read); every
+        // SCAN_ROUNDS rounds, and at the end, the whole view is read for
+        // the progress and the failures: a pass over the bucket, which
+        // holds every run's records for a week.
+        let finished = matches!(
+            cluster.record::<WorkRecord>(&finish).await,
+            Ok(Some((record, _))) if record.state == WorkState::Done
+        );
+        if finished || round % SCAN_ROUNDS == 0 {
+            let view = match RunView::read(cluster, prefix, plan).await {
+                Ok(view) => {
+                    unread_since = None;
+                    view
+                }
+                // A JetStream cluster electing a leader, a server
+                // restarting: the workers go on meanwhile.
+                Err(e) if unread_since.is_none_or(|since| since.elapsed() < UNREAD_LIMIT) => {
+                    tracing::warn!(error = %e, "cannot read the run's progress; trying again");
+                    unread_since.get_or_insert_with(Instant::now);
+                    tokio::time::sleep(WATCH_EVERY).await;
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            for (index, shown) in tables.iter().enumerate() {
+                let rows = base_rows[index] + view.rows(index);
+                shown.mirror(rows, view.rejected(index), view.phase(prefix, index, plan));
             }
-            // A JetStream cluster electing a leader, a server restarting:
-            // the workers go on meanwhile.
-            Err(e) if unread_since.is_none_or(|since| since.elapsed() < UNREAD_LIMIT) => {
-                tracing::warn!(error = %e, "cannot read the run's progress; trying again");
-                unread_since.get_or_insert_with(Instant::now);
-                tokio::time::sleep(WATCH_EVERY).await;
-                continue;
+            if view.is_done(prefix) {
+                return Ok(());
             }
-            Err(e) => return Err(e),
-        };
-        for (index, shown) in tables.iter().enumerate() {
-            let rows = base_rows[index] + view.rows(index);
-            shown.mirror(rows, view.rejected(index), view.phase(prefix, index, plan));
-        }
-        if view.is_done(prefix) {
-            return Ok(());
-        }
-        if let Some(failure) = view.failure(prefix, plan, target).await? {
-            return Err(Error::Engine(dmp_contract::Error::Data(failure)));
+            if let Some(failure) = view.failure(prefix, plan, target).await? {
+                return Err(Error::Engine(dmp_contract::Error::Data(failure)));
+            }
         }
         tokio::select! {
             () = stop.wait() => {
@@ -362,6 +376,7 @@ async fn watch(
             () = tokio::time::sleep(WATCH_EVERY) => {}
         }
     }
+    Ok(())
 }
 
 /// The run's progress records as read at one moment.
