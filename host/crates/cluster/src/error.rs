@@ -37,7 +37,10 @@ impl Error {
             "broken pipe",
             "disconnected",
             "connection",
-            // A JetStream cluster still forming, or electing a leader.
+            // A JetStream cluster still forming, or electing a leader (a
+            // stream without a leader yet answers a publish with no one,
+            // which the client reports as no stream found).
+            "no stream found",
             "no suitable peers",
             "insufficient resources",
             "temporarily unavailable",
