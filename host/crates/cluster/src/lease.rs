@@ -159,3 +159,44 @@ impl Leases {
         format!("lease {name} of bucket {}", self.bucket)
     }
 }
+
+/// Renews `lease` at a third of the lease time until `stop` fires, and
+/// gives it back as last renewed (to let go of: a release needs its last
+/// revision). Losing it fires `stop`: the work it guards must end, another
+/// may hold it by now. So does `still_wanted` answering false, asked after
+/// each renewal.
+pub(crate) async fn keep<Wanted, Asking>(
+    leases: &Leases,
+    mut lease: Lease,
+    stop: &dmp_engine::Shutdown,
+    mut still_wanted: Wanted,
+) -> Lease
+where
+    Wanted: FnMut() -> Asking,
+    Asking: std::future::Future<Output = bool>,
+{
+    loop {
+        tokio::select! {
+            () = stop.wait() => return lease,
+            () = tokio::time::sleep(leases.renew_every()) => {}
+        }
+        match leases.renew(&mut lease).await {
+            Ok(true) => {}
+            Ok(false) => {
+                tracing::error!(
+                    lease = lease.name,
+                    "the lease was lost; stopping what it guards"
+                );
+                stop.trigger();
+                return lease;
+            }
+            Err(e) => {
+                tracing::warn!(lease = lease.name, error = %e, "cannot renew the lease; trying again")
+            }
+        }
+        if !still_wanted().await {
+            stop.trigger();
+            return lease;
+        }
+    }
+}

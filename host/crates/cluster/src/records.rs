@@ -97,11 +97,19 @@ impl Work {
 
     /// Its progress record's key.
     pub fn record_key(&self) -> String {
-        let run = run_prefix(self.pipeline(), self.run());
+        format!(
+            "{}{}",
+            run_prefix(self.pipeline(), self.run()),
+            self.record_kind()
+        )
+    }
+
+    /// Its progress record's key within its run's (`run_prefix`).
+    pub fn record_kind(&self) -> String {
         match self {
-            Work::Chunk { table, chunk, .. } => format!("{run}chunk.{table}.{chunk}"),
-            Work::FinishTable { table, .. } => format!("{run}finish.{table}"),
-            Work::FinishPipeline { .. } => format!("{run}finish.all"),
+            Work::Chunk { table, chunk, .. } => format!("chunk.{table}.{chunk}"),
+            Work::FinishTable { table, .. } => format!("finish.{table}"),
+            Work::FinishPipeline { .. } => "finish.all".to_string(),
         }
     }
 

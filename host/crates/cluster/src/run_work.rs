@@ -163,7 +163,7 @@ impl RunWork {
             let reason = format!(
                 "delivered {delivered} times without an end: the workers that took it stopped (killed, or out of memory)"
             );
-            self.record_error(member, work, delivered, &reason).await?;
+            record_error(member, &self.record, work, delivered, &reason).await?;
             return Ok(Outcome::Failed);
         }
         match work {
@@ -216,7 +216,7 @@ impl RunWork {
         let copied = copied?;
         let done = WorkRecord {
             state: WorkState::Done,
-            rows: copied.rows,
+            rows: copied,
             ..running
         };
         member.cluster.put_record(key, &done, None).await?;
@@ -239,7 +239,7 @@ impl RunWork {
     async fn hand_out_next(&self, member: &Member, work: &Work) -> Result<()> {
         match work {
             Work::Chunk { table, .. } => {
-                if self.work.table_copied(*table).await?.0 {
+                if self.work.table_copied(*table).await? {
                     let finish = Work::FinishTable {
                         pipeline: self.record.pipeline.clone(),
                         run: self.id().to_string(),
@@ -350,18 +350,6 @@ impl RunWork {
             member.cluster.put_record(key, &done, None).await?;
         }
         Ok(())
-    }
-
-    /// Adds why an attempt failed to the work's record; `true` when that
-    /// was its last delivery and the work is failed now.
-    pub(crate) async fn record_error(
-        &self,
-        member: &Member,
-        work: &Work,
-        delivered: u64,
-        reason: &str,
-    ) -> Result<bool> {
-        record_error(member, &self.record, work, delivered, reason).await
     }
 
     fn copying_now(&self, label: &str, on: bool) {

@@ -119,35 +119,27 @@ async fn run(
         .map(|_| ())
 }
 
-/// Renews the lease at a third of its time; stops the stream when it is
-/// lost, or when the run's record is gone or replaced (`dmp run --stop`,
-/// another submission).
-async fn keep(member: Arc<Member>, record: RunRecord, mut lease: Lease, stop: Shutdown) -> Lease {
-    let leases = member.cluster.leases();
-    loop {
-        tokio::select! {
-            () = stop.wait() => return lease,
-            () = tokio::time::sleep(leases.renew_every()) => {}
-        }
-        match leases.renew(&mut lease).await {
-            Ok(true) => {}
-            Ok(false) => {
-                error!("the stream's lease was lost; stopping the stream");
-                stop.trigger();
-                return lease;
+/// Renews the stream's lease (see `lease::keep`); stops the stream when
+/// the lease is lost, or when the run's record is gone or replaced
+/// (`dmp run --stop`, another submission).
+async fn keep(member: Arc<Member>, record: RunRecord, lease: Lease, stop: Shutdown) -> Lease {
+    let still_wanted = || {
+        let (member, record) = (member.clone(), record.clone());
+        async move {
+            match member.cluster.run_record(&record.pipeline).await {
+                Ok(Some(now)) if now.key == record.key => true,
+                Ok(_) => {
+                    info!("the stream was stopped or submitted anew; stopping it here");
+                    false
+                }
+                Err(e) => {
+                    warn!(error = %e, "cannot read the run's record; going on");
+                    true
+                }
             }
-            Err(e) => warn!(error = %e, "cannot renew the stream's lease; trying again"),
         }
-        match member.cluster.run_record(&record.pipeline).await {
-            Ok(Some(now)) if now.key == record.key => {}
-            Ok(_) => {
-                info!("the stream was stopped or submitted anew; stopping it here");
-                stop.trigger();
-                return lease;
-            }
-            Err(e) => warn!(error = %e, "cannot read the run's record; going on"),
-        }
-    }
+    };
+    crate::lease::keep(member.cluster.leases(), lease, &stop, still_wanted).await
 }
 
 /// Writes the stream's progress record about once a second.

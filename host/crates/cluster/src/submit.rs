@@ -218,19 +218,18 @@ async fn hand_out(
     target: &dyn Target,
 ) -> Result<usize> {
     let (_, done) = committed(target, plan).await?;
-    let prefix = run_prefix(&record.pipeline, &record.key);
-    let records = work_records(cluster, &prefix).await?;
-    // A retry of failed work needs an id of its own, or the queue would
-    // take it for the first attempt within its dedupe window.
-    let retry = u32::try_from(chrono::Utc::now().timestamp() % i64::from(u32::MAX)).unwrap_or(1);
-    let mut handed = 0;
+    let mut handing = Handing {
+        cluster,
+        view: RunView::read(cluster, &run_prefix(&record.pipeline, &record.key)).await?,
+        // A retry of failed work needs an id of its own, or the queue
+        // would take it for the first attempt within its dedupe window.
+        retry: u32::try_from(chrono::Utc::now().timestamp() % i64::from(u32::MAX)).unwrap_or(1),
+        handed: 0,
+    };
     let mut finished_tables = 0;
-    for (table, (schema, chunks)) in plan.tables.iter().enumerate() {
+    for (table, (_, chunks)) in plan.tables.iter().enumerate() {
         let mut left = 0;
-        for chunk in chunks {
-            if done.contains(&(table, chunk.id)) {
-                continue;
-            }
+        for chunk in chunks.iter().filter(|c| !done.contains(&(table, c.id))) {
             left += 1;
             let work = Work::Chunk {
                 pipeline: record.pipeline.clone(),
@@ -238,11 +237,7 @@ async fn hand_out(
                 table,
                 chunk: chunk.id,
             };
-            let failed = forget_failure(cluster, &records, &work).await?;
-            cluster
-                .publish(&work, if failed { retry } else { 0 })
-                .await?;
-            handed += 1;
+            handing.hand(&work).await?;
         }
         if left > 0 {
             continue;
@@ -252,70 +247,49 @@ async fn hand_out(
             run: record.key.clone(),
             table,
         };
-        if records
-            .get(&finish.record_key())
-            .is_some_and(|r| r.state == WorkState::Done)
-        {
+        if handing.is_done(&finish) {
             finished_tables += 1;
-            continue;
+        } else {
+            handing.hand(&finish).await?;
         }
-        let failed = forget_failure(cluster, &records, &finish).await?;
-        cluster
-            .publish(&finish, if failed { retry } else { 0 })
-            .await?;
-        tracing::debug!(table = %dmp_model::printable(&schema.name), "finish step handed out");
-        handed += 1;
     }
-    if finished_tables == plan.tables.len() {
-        let finish = Work::FinishPipeline {
-            pipeline: record.pipeline.clone(),
-            run: record.key.clone(),
+    let finish = Work::FinishPipeline {
+        pipeline: record.pipeline.clone(),
+        run: record.key.clone(),
+    };
+    if finished_tables == plan.tables.len() && !handing.is_done(&finish) {
+        handing.hand(&finish).await?;
+    }
+    Ok(handing.handed)
+}
+
+/// Work being handed out, against the run's records as they were.
+struct Handing<'a> {
+    cluster: &'a Cluster,
+    view: RunView,
+    retry: u32,
+    handed: usize,
+}
+
+impl Handing<'_> {
+    fn is_done(&self, work: &Work) -> bool {
+        self.view.state(&work.record_kind()) == Some(WorkState::Done)
+    }
+
+    /// Publishes `work`. A failed record of it goes first (gone, not
+    /// reset: a record naming a live worker as holder would keep a finish
+    /// step from being claimed), and the retry gets an id of its own.
+    async fn hand(&mut self, work: &Work) -> Result<()> {
+        let retry = if self.view.state(&work.record_kind()) == Some(WorkState::Failed) {
+            self.cluster.forget_record(&work.record_key()).await?;
+            self.retry
+        } else {
+            0
         };
-        if !records
-            .get(&finish.record_key())
-            .is_some_and(|r| r.state == WorkState::Done)
-        {
-            let failed = forget_failure(cluster, &records, &finish).await?;
-            cluster
-                .publish(&finish, if failed { retry } else { 0 })
-                .await?;
-            handed += 1;
-        }
+        self.cluster.publish(work, retry).await?;
+        self.handed += 1;
+        Ok(())
     }
-    Ok(handed)
-}
-
-/// Forgets a failed record of `work` (a resubmission tries it again);
-/// whether there was one.
-async fn forget_failure(
-    cluster: &Cluster,
-    records: &HashMap<String, WorkRecord>,
-    work: &Work,
-) -> Result<bool> {
-    let key = work.record_key();
-    match records.get(&key) {
-        Some(record) if record.state == WorkState::Failed => {
-            // Gone, not reset: a record naming a live worker as holder
-            // would keep a finish step from being claimed.
-            cluster.forget_record(&key).await?;
-            Ok(true)
-        }
-        _ => Ok(false),
-    }
-}
-
-/// The run's chunk and finish records, by key.
-async fn work_records(cluster: &Cluster, prefix: &str) -> Result<HashMap<String, WorkRecord>> {
-    let mut found = HashMap::new();
-    for (key, value) in cluster.records(prefix).await? {
-        let kind = key.trim_start_matches(prefix);
-        if kind.starts_with("chunk.") || kind.starts_with("finish.") {
-            let record: WorkRecord = serde_json::from_slice(&value)
-                .map_err(|e| Error::refused(format!("progress record {key}"), e))?;
-            found.insert(key, record);
-        }
-    }
-    Ok(found)
 }
 
 /// Follows the run's progress records into `tables` until the pipeline's
@@ -342,7 +316,7 @@ async fn watch(
             Ok(Some((record, _))) if record.state == WorkState::Done
         );
         if finished || round % SCAN_ROUNDS == 0 {
-            let view = match RunView::read(cluster, prefix, plan).await {
+            let view = match RunView::read(cluster, prefix).await {
                 Ok(view) => {
                     unread_since = None;
                     view
@@ -359,12 +333,12 @@ async fn watch(
             };
             for (index, shown) in tables.iter().enumerate() {
                 let rows = base_rows[index] + view.rows(index);
-                shown.mirror(rows, view.rejected(index), view.phase(prefix, index, plan));
+                shown.mirror(rows, view.rejected(index), view.phase(index, plan));
             }
-            if view.is_done(prefix) {
+            if view.is_done() {
                 return Ok(());
             }
-            if let Some(failure) = view.failure(prefix, plan, target).await? {
+            if let Some(failure) = view.failure(plan, target).await? {
                 return Err(Error::Engine(dmp_contract::Error::Data(failure)));
             }
         }
@@ -386,7 +360,7 @@ struct RunView {
 }
 
 impl RunView {
-    async fn read(cluster: &Cluster, prefix: &str, _plan: &SharedPlan) -> Result<Self> {
+    async fn read(cluster: &Cluster, prefix: &str) -> Result<Self> {
         let mut work = HashMap::new();
         let mut workers = Vec::new();
         for (key, value) in cluster.records(prefix).await? {
@@ -419,7 +393,7 @@ impl RunView {
             .sum()
     }
 
-    fn phase(&self, _prefix: &str, table: usize, plan: &SharedPlan) -> TablePhase {
+    fn phase(&self, table: usize, plan: &SharedPlan) -> TablePhase {
         let chunks = &plan.tables[table].1;
         let failed = chunks
             .iter()
@@ -444,17 +418,12 @@ impl RunView {
         }
     }
 
-    fn is_done(&self, _prefix: &str) -> bool {
+    fn is_done(&self) -> bool {
         self.state("finish.all") == Some(WorkState::Done)
     }
 
     /// When failed work leaves nothing else to wait for: what failed.
-    async fn failure(
-        &self,
-        _prefix: &str,
-        plan: &SharedPlan,
-        target: &dyn Target,
-    ) -> Result<Option<String>> {
+    async fn failure(&self, plan: &SharedPlan, target: &dyn Target) -> Result<Option<String>> {
         let failed: Vec<(&String, &WorkRecord)> = self
             .work
             .iter()

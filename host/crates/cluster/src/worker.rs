@@ -16,7 +16,7 @@ use tracing::{Instrument, error, info, info_span, warn};
 
 use crate::cluster::{Cluster, SETTLE_LIMIT};
 use crate::error::{Error, Result, retrying};
-use crate::lease::Lease;
+use crate::lease::{Lease, keep};
 use crate::records::{Work, worker_lease};
 use crate::run_work::{Outcome, RunWork};
 use dmp_contract::{Connectors, ErrorKind};
@@ -118,11 +118,12 @@ pub async fn work(
         runs: Mutex::new(HashMap::new()),
         streams: std::sync::Mutex::new(std::collections::HashSet::new()),
     });
-    let renewing = tokio::spawn(keep_lease(
-        cluster.clone(),
-        lease.clone(),
-        member.stop.clone(),
-    ));
+    // Losing the name (a pause past the lease time) stops the worker:
+    // another may hold its claims by now.
+    let renewing = {
+        let (cluster, lease, stop) = (cluster.clone(), lease.clone(), member.stop.clone());
+        tokio::spawn(async move { keep(cluster.leases(), lease, &stop, || async { true }).await })
+    };
     let streams = tokio::spawn(crate::stream_holder::take_streams(member.clone()));
     let pulled = pull(&member, &consumer, options.slots.max(1)).await;
     member.stop.trigger();
@@ -165,30 +166,6 @@ async fn take_name(cluster: &Cluster, name: &str, stop: &Shutdown) -> Result<Lea
         tokio::select! {
             () = stop.wait() => return Err(Error::Engine(dmp_contract::Error::Interrupted)),
             () = tokio::time::sleep(Duration::from_millis(500)) => {}
-        }
-    }
-}
-
-/// Renews the worker's lease until `stop` fires, and gives the lease as
-/// last renewed (to let go of). Losing it (a pause longer than the lease
-/// time) stops the worker: another may hold its claims by now.
-async fn keep_lease(cluster: Arc<Cluster>, mut lease: Lease, stop: Shutdown) -> Lease {
-    loop {
-        tokio::select! {
-            () = stop.wait() => return lease,
-            () = tokio::time::sleep(cluster.leases().renew_every()) => {}
-        }
-        match cluster.leases().renew(&mut lease).await {
-            Ok(true) => {}
-            Ok(false) => {
-                error!(
-                    worker = lease.holder,
-                    "the worker's lease was lost; stopping"
-                );
-                stop.trigger();
-                return lease;
-            }
-            Err(e) => warn!(error = %e, "cannot renew the worker's lease; trying again"),
         }
     }
 }
@@ -311,20 +288,15 @@ async fn settle_error(
         _ => {
             let reason = dmp_state::without_row_values(&engine.report());
             warn!(work = %work.describe(None), error = %reason, "work failed");
-            let failed = match member.runs.lock().await.get(work.pipeline()).cloned() {
-                Some(run) if run.id() == work.run() => {
-                    run.record_error(member, work, delivered, &reason).await
+            // The run's record says how many deliveries the work gets (the
+            // run may not even open here: a database this worker cannot
+            // reach); work of a run no longer there is ended.
+            let failed = match member.cluster.run_record(work.pipeline()).await {
+                Ok(Some(record)) if record.key == work.run() => {
+                    crate::run_work::record_error(member, &record, work, delivered, &reason).await
                 }
-                // The run could not be opened here: its record says how
-                // many deliveries the work gets.
-                _ => match member.cluster.run_record(work.pipeline()).await {
-                    Ok(Some(record)) if record.key == work.run() => {
-                        crate::run_work::record_error(member, &record, work, delivered, &reason)
-                            .await
-                    }
-                    Ok(_) => Ok(true),
-                    Err(e) => Err(e),
-                },
+                Ok(_) => Ok(true),
+                Err(e) => Err(e),
             };
             match failed {
                 Ok(true) => answer(message, AckKind::Term).await,

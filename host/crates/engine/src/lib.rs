@@ -42,7 +42,7 @@ pub use replay::{ReplayOptions, ReplaySummary, TableReplay, replay};
 pub use runner::{RunSummary, TableSummary};
 pub use session::{RunObserver, Session, SessionEnd, SessionHandle, Unobserved, open_pipeline};
 pub use setup::Transforms;
-pub use shared_run::{ChunkCopied, ChunkWork, SharedPlan, plan_shared};
+pub use shared_run::{ChunkWork, SharedPlan, plan_shared};
 pub use shutdown::Shutdown;
 pub use standing::{StreamStanding, drop_stream, stream_standing};
 pub use stream::StreamSummary;

@@ -73,14 +73,14 @@ pub(super) struct RunContext {
 pub(super) struct TableRun {
     pub(super) schema: Arc<TableSchema>,
     /// The schema after the table's transforms: what the target holds.
-    pub(super) output: Arc<TableSchema>,
-    pub(super) chain: TransformChain,
-    pub(super) progress: Arc<TableProgress>,
-    pub(super) chunks_left: AtomicUsize,
+    output: Arc<TableSchema>,
+    chain: TransformChain,
+    progress: Arc<TableProgress>,
+    chunks_left: AtomicUsize,
     pub(super) rows: AtomicU64,
-    pub(super) written: AtomicU64,
+    written: AtomicU64,
     /// Said once that its rows pass through undecoded.
-    pub(super) wire_said: std::sync::Once,
+    wire_said: std::sync::Once,
 }
 
 /// Runs (or resumes) `pipeline`. Stops at the next batch boundary when
@@ -152,15 +152,10 @@ pub async fn run(
         let mut tasks = copy_chunks(&ctx, jobs);
         let mut first_error = join_tasks(&mut tasks, &stop, "chunk task").await;
         ctx.source.end_snapshot().await;
-        if first_error.is_none() {
-            // Foreign keys last: every referenced row is there by now.
-            let finished = async {
-                ctx.target.finish_pipeline(&outputs).await?;
-                ctx.target.finish_objects(&objects, &outputs).await
-            };
-            if let Err(e) = finished.await {
-                first_error = Some(e);
-            }
+        if first_error.is_none()
+            && let Err(e) = finish_pipeline(&*ctx.target, &outputs, &objects).await
+        {
+            first_error = Some(e);
         }
         if let Some(position) = ctx.source.snapshot_position() {
             info!(%position, "source change log position at the snapshot");
@@ -232,16 +227,13 @@ async fn work_list(
             }
         }
         let estimated: u64 = chunks.iter().map(|c| c.estimated_rows).sum();
-        let table_run = Arc::new(TableRun {
-            schema: schema.clone(),
-            output: output.clone(),
-            chain: transforms.chain(&schema.name),
-            progress: progress.table(&schema.name, estimated, done_rows),
-            chunks_left: AtomicUsize::new(left.len()),
-            rows: AtomicU64::new(0),
-            written: AtomicU64::new(0),
-            wire_said: std::sync::Once::new(),
-        });
+        let table_run = Arc::new(TableRun::new(
+            schema.clone(),
+            output.clone(),
+            transforms.chain(&schema.name),
+            progress.table(&schema.name, estimated, done_rows),
+            left.len(),
+        ));
         if left.is_empty() {
             finish_table(ctx, &table_run).await?;
         }
@@ -300,6 +292,25 @@ fn copy_chunks(ctx: &Arc<RunContext>, jobs: Vec<Job>) -> JoinSet<Result<()>> {
 }
 
 impl TableRun {
+    pub(super) fn new(
+        schema: Arc<TableSchema>,
+        output: Arc<TableSchema>,
+        chain: TransformChain,
+        progress: Arc<TableProgress>,
+        chunks_left: usize,
+    ) -> Self {
+        TableRun {
+            schema,
+            output,
+            chain,
+            progress,
+            chunks_left: AtomicUsize::new(chunks_left),
+            rows: AtomicU64::new(0),
+            written: AtomicU64::new(0),
+            wire_said: std::sync::Once::new(),
+        }
+    }
+
     fn summary(&self) -> TableSummary {
         TableSummary {
             name: self.schema.name.clone(),
@@ -668,6 +679,17 @@ pub(super) fn failed(ctx: &RunContext, table: &TableRun, error: &Error) {
     if let Err(e) = enter(ctx, table, TablePhase::Failed { reason }) {
         warn!(table = %printable(&table.schema.name), error = %e.report(), "cannot record the table's failure");
     }
+}
+
+/// Foreign keys and what reads the tables (views), last: every table's
+/// rows are there by now.
+pub(super) async fn finish_pipeline(
+    target: &dyn Target,
+    outputs: &[Arc<TableSchema>],
+    objects: &SchemaObjects,
+) -> Result<()> {
+    target.finish_pipeline(outputs).await?;
+    target.finish_objects(objects, outputs).await
 }
 
 pub(super) async fn finish_table(ctx: &RunContext, table: &TableRun) -> Result<()> {

@@ -5,11 +5,11 @@
 //! done), and its writes are fenced (`Checkpoint::fence`), so two workers
 //! given the same chunk never both write a batch of it. Finishing a table
 //! (indexes) and the pipeline (foreign keys) are calls of their own, made
-//! by whoever a coordinator elects.
+//! once by whichever worker claims them.
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 
 use serde::{Deserialize, Serialize};
 use tracing::{Instrument, info_span};
@@ -80,19 +80,6 @@ pub async fn plan_shared(
     })
 }
 
-/// What copying one chunk did.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct ChunkCopied {
-    /// Rows read in this copy.
-    pub rows: u64,
-    /// Rows written to the target in this copy.
-    pub written: u64,
-    /// Rows refused in this copy (dead-lettered or skipped).
-    pub rejected: u64,
-    /// The target held the chunk done already: nothing was copied.
-    pub skipped: bool,
-}
-
 /// A worker's side of a shared run: the run's source, target and
 /// transforms, open for as long as the worker copies its chunks.
 pub struct ChunkWork {
@@ -131,20 +118,17 @@ impl ChunkWork {
             .zip(&outputs)
             .zip(&plan.tables)
             .map(|((schema, output), (_, chunks))| {
-                Arc::new(TableRun {
-                    schema: schema.clone(),
-                    output: output.clone(),
-                    chain: transforms.chain(&schema.name),
-                    progress: progress.table(
+                Arc::new(TableRun::new(
+                    schema.clone(),
+                    output.clone(),
+                    transforms.chain(&schema.name),
+                    progress.table(
                         &schema.name,
                         chunks.iter().map(|c| c.estimated_rows).sum(),
                         0,
                     ),
-                    chunks_left: AtomicUsize::new(chunks.len()),
-                    rows: AtomicU64::new(0),
-                    written: AtomicU64::new(0),
-                    wire_said: std::sync::Once::new(),
-                })
+                    chunks.len(),
+                ))
             })
             .collect();
         let ctx = Arc::new(RunContext {
@@ -167,10 +151,6 @@ impl ChunkWork {
         })
     }
 
-    pub fn plan(&self) -> &SharedPlan {
-        &self.plan
-    }
-
     /// What this worker did in the run, per table.
     pub fn progress(&self) -> &Arc<Progress> {
         &self.progress
@@ -178,26 +158,21 @@ impl ChunkWork {
 
     /// Copies chunk `chunk` of the plan's table number `table`, from where
     /// the target's checkpoint says (nothing when it says done), retrying
-    /// passing failures by the pipeline's policy. `Error::Deposed` means
-    /// another worker writes the chunk now.
-    pub async fn copy(&self, table: usize, chunk: u32) -> Result<ChunkCopied> {
+    /// passing failures by the pipeline's policy; gives the rows read in
+    /// this copy (approximate while other chunks of the table run in this
+    /// worker at once). `Error::Deposed` means another worker writes the
+    /// chunk now.
+    pub async fn copy(&self, table: usize, chunk: u32) -> Result<u64> {
         let (table_run, planned) = self.chunk(table, chunk)?;
         let span = info_span!("chunk", table = %printable(&table_run.schema.name), chunk);
         async {
             let held = self.checkpoint(&table_run.schema.name, chunk).await?;
             if held.as_ref().is_some_and(|c| c.done) {
                 tracing::debug!("the target holds the chunk done; skipped");
-                return Ok(ChunkCopied {
-                    skipped: true,
-                    ..ChunkCopied::default()
-                });
+                return Ok(0);
             }
             let (position, rows) = held.map_or((Position::Start, 0), |c| (c.position, c.rows));
-            let before = (
-                table_run.rows.load(Ordering::Relaxed),
-                table_run.written.load(Ordering::Relaxed),
-                table_run.progress.rejected(),
-            );
+            let before = table_run.rows.load(Ordering::Relaxed);
             runner::enter(&self.ctx, &table_run, TablePhase::Copying)?;
             let copied =
                 runner::copy_chunk_with_retries(&self.ctx, &table_run, planned, position, rows);
@@ -207,28 +182,18 @@ impl ChunkWork {
                 }
                 return Err(e);
             }
-            // Other chunks of the table may run at once: these are
-            // approximate per chunk, exact per worker.
-            Ok(ChunkCopied {
-                rows: table_run
-                    .rows
-                    .load(Ordering::Relaxed)
-                    .saturating_sub(before.0),
-                written: table_run
-                    .written
-                    .load(Ordering::Relaxed)
-                    .saturating_sub(before.1),
-                rejected: table_run.progress.rejected().saturating_sub(before.2),
-                skipped: false,
-            })
+            Ok(table_run
+                .rows
+                .load(Ordering::Relaxed)
+                .saturating_sub(before))
         }
         .instrument(span)
         .await
     }
 
     /// Whether the target holds every chunk of the plan's table number
-    /// `table` done, and the rows they read.
-    pub async fn table_copied(&self, table: usize) -> Result<(bool, u64)> {
+    /// `table` done.
+    pub async fn table_copied(&self, table: usize) -> Result<bool> {
         let (schema, chunks) = self
             .plan
             .tables
@@ -243,10 +208,9 @@ impl ChunkWork {
             .filter(|c| c.table == schema.name)
             .map(|c| (c.chunk, c))
             .collect();
-        let done = chunks
+        Ok(chunks
             .iter()
-            .all(|c| held.get(&c.id).is_some_and(|c| c.done));
-        Ok((done, held.values().map(|c| c.rows).sum()))
+            .all(|c| held.get(&c.id).is_some_and(|c| c.done)))
     }
 
     /// Builds what the table gets after its rows (indexes; files
@@ -259,11 +223,7 @@ impl ChunkWork {
     /// Builds what needs every table's rows (foreign keys, views), once
     /// every table is finished. Idempotent.
     pub async fn finish_pipeline(&self) -> Result<()> {
-        self.ctx.target.finish_pipeline(&self.outputs).await?;
-        self.ctx
-            .target
-            .finish_objects(&self.plan.objects, &self.outputs)
-            .await
+        runner::finish_pipeline(&*self.ctx.target, &self.outputs, &self.plan.objects).await
     }
 
     fn chunk(&self, table: usize, chunk: u32) -> Result<(Arc<TableRun>, Chunk)> {

@@ -334,32 +334,27 @@ fn checkpoint_sql(
         quote_literal(&checkpoint.table),
         i32::try_from(checkpoint.chunk).unwrap_or(i32::MAX),
     );
+    // Fenced on an epoch, the checkpoint records it too.
+    let epoch = match checkpoint.fence {
+        Some(Fence::Epoch(epoch)) => Some(epoch),
+        _ => None,
+    };
+    let (column, value, update) = match epoch {
+        Some(epoch) => (", epoch", format!(", {epoch}"), ", epoch = EXCLUDED.epoch"),
+        None => ("", String::new(), ""),
+    };
     let upsert = format!(
-        "INSERT INTO {table} (pipeline, table_name, chunk, position, \"rows\", done{}) \
-         VALUES ({}, {}, {}, {}, {}, {}{}) ON CONFLICT (pipeline, table_name, chunk) DO UPDATE \
-         SET position = EXCLUDED.position, \"rows\" = EXCLUDED.\"rows\", done = EXCLUDED.done{}",
-        if matches!(checkpoint.fence, Some(Fence::Epoch(_))) {
-            ", epoch"
-        } else {
-            ""
-        },
+        "INSERT INTO {table} (pipeline, table_name, chunk, position, \"rows\", done{column}) \
+         VALUES ({}, {}, {}, {}, {}, {}{value}) ON CONFLICT (pipeline, table_name, chunk) DO UPDATE \
+         SET position = EXCLUDED.position, \"rows\" = EXCLUDED.\"rows\", done = EXCLUDED.done{update}",
         quote_literal(pipeline),
         quote_literal(&checkpoint.table),
         i32::try_from(checkpoint.chunk).unwrap_or(i32::MAX),
         quote_literal(&position),
         i64::try_from(checkpoint.rows).unwrap_or(i64::MAX),
         checkpoint.done,
-        match checkpoint.fence {
-            Some(Fence::Epoch(epoch)) => format!(", {epoch}"),
-            _ => String::new(),
-        },
-        if matches!(checkpoint.fence, Some(Fence::Epoch(_))) {
-            ", epoch = EXCLUDED.epoch"
-        } else {
-            ""
-        },
     );
-    let Some(Fence::Epoch(epoch)) = checkpoint.fence else {
+    let Some(epoch) = epoch else {
         return Ok(upsert);
     };
     let body = format!(
