@@ -2,6 +2,7 @@
 //! the page then shows, against a real `dmp serve` and real databases.
 //! Every test saves screenshots under `target/screenshots/`.
 
+mod cluster;
 mod create;
 mod dead_letters;
 mod lag;

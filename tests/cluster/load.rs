@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use dmp_test_servers::{TestDb, mariadb, own_nats, postgres};
 
-use super::{Workers, chunks_by_worker, finished, progress_records, submit, wait_until_copying};
+use super::{Workers, chunks_by_worker, finished, latest_records, submit, wait_until_copying};
 use crate::support::sql::sql_pipeline;
 use crate::support::{assert_exit, pipeline, text};
 
@@ -48,7 +48,7 @@ fn three_workers_load_postgres_into_postgres_through_a_kill_and_a_join() {
         "p.toml",
         &sql_pipeline(&source.url, &target.url, "chunk_rows = 100000"),
     );
-    let (workers, out) = share_with_a_kill_and_a_join(dir.path(), &nats.url(), 3);
+    let (workers, out, killed) = share_with_a_kill_and_a_join(dir.path(), &nats.url(), 3);
     let summary = text(&out.stdout);
     assert!(summary.contains(&format!("{ORDERS} rows")), "{summary}");
 
@@ -73,36 +73,38 @@ fn three_workers_load_postgres_into_postgres_through_a_kill_and_a_join() {
     assert_eq!(workers.logged("run finished"), 1, "{}", workers.logs());
     assert_each_did_a_part(&nats.url(), &["w1", "w3", "w4"], &workers);
     // The chunk w2 held was copied again elsewhere, from its checkpoint.
-    let redelivered = progress_records(&nats.url())
-        .into_iter()
-        .filter(|(key, v)| key.contains(".chunk.") && v["attempts"].as_u64() > Some(1))
-        .count();
+    let record = latest_records(&nats.url())
+        .remove(&killed)
+        .unwrap_or_default();
     assert!(
-        redelivered >= 1,
-        "no chunk was delivered again after the kill\n{}",
+        record["state"] == "done"
+            && record["worker"] != "w2"
+            && record["attempts"].as_u64() > Some(1),
+        "chunk {killed}, held by w2 when it was killed, was not delivered again: {record}\n{}",
         workers.logs()
     );
 }
 
 /// Runs `dir/p.toml` on workers w1, w2 and w3; once `done` chunks are
 /// finished and w2 holds one, SIGKILLs w2 and starts w4. Returns the
-/// workers and how the run ended (exit 0 asserted).
+/// workers, how the run ended (exit 0 asserted) and the record key of the
+/// chunk w2 held.
 fn share_with_a_kill_and_a_join(
     dir: &std::path::Path,
     url: &str,
     done: u64,
-) -> (Workers, std::process::Output) {
+) -> (Workers, std::process::Output, String) {
     let mut workers = Workers::new(dir, url);
     for name in ["w1", "w2", "w3"] {
         workers.start(name);
     }
     let run = submit(dir, url, &[]);
-    wait_until_copying(url, "w2", done, &workers);
+    let held = wait_until_copying(url, "w2", done, &workers);
     workers.kill("w2");
     workers.start("w4");
     let out = finished(run, dir, &workers, Duration::from_secs(600));
     assert_exit(&out, 0);
-    (workers, out)
+    (workers, out, held)
 }
 
 fn assert_each_did_a_part(url: &str, names: &[&str], workers: &Workers) {
@@ -146,7 +148,7 @@ fn three_workers_load_sqlite_into_mariadb_through_a_kill_and_a_join() {
             "chunk_rows = 4000\nbatch_rows = 1000",
         ),
     );
-    let (workers, _) = share_with_a_kill_and_a_join(dir.path(), &nats.url(), 2);
+    let (workers, _, _) = share_with_a_kill_and_a_join(dir.path(), &nats.url(), 2);
 
     assert_eq!(
         target.scalar("SELECT CONCAT(count(*), ':', count(DISTINCT id), ':', sum(id), ':', sum(qty), ':', sum(price)) FROM items"),

@@ -8,6 +8,7 @@ mod failover;
 mod jetstream_cluster;
 mod load;
 mod poison;
+mod serve;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Output, Stdio};
@@ -180,7 +181,7 @@ pub(crate) fn progress_records(url: &str) -> Vec<(String, serde_json::Value)> {
 
 /// Chunks each worker finished, by worker name.
 pub(crate) fn chunks_by_worker(url: &str) -> Vec<(String, u64)> {
-    progress_records(url)
+    latest_records(url)
         .into_iter()
         .filter(|(key, _)| key.contains(".worker."))
         .map(|(_, v)| {
@@ -192,30 +193,43 @@ pub(crate) fn chunks_by_worker(url: &str) -> Vec<(String, u64)> {
         .collect()
 }
 
-/// Waits until worker `name` reports a chunk in hand and `done` chunks are
-/// finished in the whole cluster.
-pub(crate) fn wait_until_copying(url: &str, name: &str, done: u64, workers: &Workers) {
+/// Waits until `done` chunks are finished and worker `name` holds a
+/// chunk: that chunk's own record (written before its copy begins and
+/// again after its commit) says running, by `name`. Returns its key.
+/// (The worker's record, rewritten once a second, may still list a chunk
+/// already committed.)
+pub(crate) fn wait_until_copying(url: &str, name: &str, done: u64, workers: &Workers) -> String {
     let deadline = Instant::now() + Duration::from_secs(180);
     loop {
-        let records = progress_records(url);
-        let finished: u64 = records
+        let latest = latest_records(url);
+        let finished: u64 = latest
             .iter()
             .filter(|(key, _)| key.contains(".worker."))
             .filter_map(|(_, v)| v["chunks_done"].as_u64())
             .sum();
-        let copying = records.iter().any(|(key, v)| {
-            key.contains(".worker.")
-                && v["worker"] == name
-                && v["copying"].as_array().is_some_and(|c| !c.is_empty())
-        });
-        if copying && finished >= done {
-            return;
+        let held = latest
+            .iter()
+            .find(|(key, v)| key.contains(".chunk.") && holds(v, name))
+            .map(|(key, _)| key.clone());
+        if let Some(key) = held.filter(|_| finished >= done) {
+            return key;
         }
         assert!(
             Instant::now() < deadline,
             "worker {name} was never seen copying after {done} chunks\n{}",
             workers.logs()
         );
-        std::thread::sleep(Duration::from_millis(100));
+        std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// Whether a chunk's record says `name` is copying it.
+fn holds(record: &serde_json::Value, name: &str) -> bool {
+    record["state"] == "running" && record["worker"] == name
+}
+
+/// The progress bucket's current value of each key (the stream also
+/// holds older revisions).
+pub(crate) fn latest_records(url: &str) -> std::collections::BTreeMap<String, serde_json::Value> {
+    progress_records(url).into_iter().collect()
 }

@@ -37,6 +37,14 @@ pub(super) struct ServeArgs {
     /// The service's settings (`[serve]`). Default: serve.toml in the home.
     #[arg(long)]
     config: Option<PathBuf>,
+    /// Hand the full loads and change streams of the service's pipelines
+    /// to the workers of a cluster (`dmp worker`); the dashboard shows
+    /// which worker holds which chunk.
+    #[command(flatten)]
+    cluster: super::worker::ClusterArgs,
+    /// With --cluster: deliveries a chunk gets before it counts as failed.
+    #[arg(long, default_value_t = dmp_cluster::DEFAULT_MAX_DELIVER, requires = "url")]
+    max_deliver: u32,
 }
 
 pub(super) async fn serve(args: ServeArgs) -> Result<u8> {
@@ -50,7 +58,14 @@ pub(super) async fn serve(args: ServeArgs) -> Result<u8> {
         insecure_listen: args.insecure_listen,
         config: args.config,
     };
-    let outcome = crate::server::serve(options, Arc::new(Registry), stop).await;
+    let launcher = args.cluster.join().await?.map(|cluster| {
+        Arc::new(dmp_cluster::ClusterLauncher::new(
+            cluster,
+            Arc::new(Registry),
+            args.max_deliver,
+        )) as Arc<dyn crate::engine::Launcher>
+    });
+    let outcome = crate::server::serve(options, Arc::new(Registry), launcher, stop).await;
     signals.abort();
     outcome?;
     Ok(EXIT_OK)

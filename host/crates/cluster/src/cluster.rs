@@ -205,8 +205,17 @@ impl Cluster {
         Ok(())
     }
 
-    /// The run the cluster works on for `pipeline`, if any.
+    /// The run the cluster works on for `pipeline`, if any. Waited for
+    /// through a JetStream cluster electing the bucket's leader, as its
+    /// write is.
     pub async fn run_record(&self, pipeline: &str) -> Result<Option<RunRecord>> {
+        retrying("reading the run's record", SETTLE_LIMIT, || {
+            self.try_run_record(pipeline)
+        })
+        .await
+    }
+
+    async fn try_run_record(&self, pipeline: &str) -> Result<Option<RunRecord>> {
         let key = run_key(pipeline);
         let what = || format!("reading {key} of bucket {RUNS_BUCKET}");
         match self

@@ -7,18 +7,22 @@
 
 mod cluster;
 mod error;
+mod launcher;
 mod lease;
 mod records;
+mod run_view;
 mod run_work;
 mod stream_holder;
 mod submit;
 mod submit_stream;
 mod worker;
+mod written;
 
 pub use cluster::{Cluster, ClusterOptions, DEFAULT_ACK_WAIT, DEFAULT_LEASE_TIME};
 pub use error::{Error, Result};
+pub use launcher::{ClusterLauncher, cluster_runs};
 pub use lease::{Lease, Leases};
 pub use records::{RunRecord, StreamRecord, Work, WorkRecord, WorkState, WorkerRecord};
-pub use submit::{DEFAULT_MAX_DELIVER, Submission, submit};
-pub use submit_stream::{stop_run, submit_stream};
+pub use submit::DEFAULT_MAX_DELIVER;
+pub use submit_stream::stop_run;
 pub use worker::{WorkerOptions, work};

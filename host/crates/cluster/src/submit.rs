@@ -5,39 +5,36 @@
 //! snapshot open meanwhile. Stopping it stops the watching only: the
 //! workers go on, and submitting again watches the same run.
 
-use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tracing::info;
 
-use crate::cluster::Cluster;
+use crate::cluster::{Cluster, SETTLE_LIMIT};
+use crate::error::retrying;
 use crate::error::{Error, Result};
-use crate::records::{
-    RunRecord, Work, WorkRecord, WorkState, WorkerRecord, new_run_key, run_prefix,
-};
+use crate::records::{RunRecord, Work, WorkRecord, WorkState, new_run_key, run_prefix};
+use crate::run_view::{RunView, committed};
 use dmp_config::{Pipeline, Scope};
 use dmp_contract::{Source, Target};
-use dmp_engine::{
-    Progress, RunSummary, SharedPlan, Shutdown, TablePhase, TableSummary, plan_shared,
-};
-use dmp_model::Checkpoint;
+use dmp_engine::{Progress, RunSummary, SharedPlan, Shutdown, TableSummary, plan_shared};
 use dmp_state::{RunStatus, StateStore};
 
 /// Deliveries a chunk gets by default before it is a failed chunk.
 pub const DEFAULT_MAX_DELIVER: u32 = 5;
 
-/// How often the submitter reads the run's progress.
-const WATCH_EVERY: Duration = Duration::from_millis(250);
+/// How often the submitter asks whether the run is finished: one read of
+/// one key, cheap; often, as the run's end waits for it.
+const WATCH_EVERY: Duration = Duration::from_millis(50);
 
-/// Rounds of the watch between two reads of the whole progress.
-const SCAN_ROUNDS: u64 = 8;
+/// Rounds of the watch between two reads of the whole progress (2 s).
+const SCAN_ROUNDS: u64 = 40;
 
 /// How long the progress may stay unreadable before the watch gives up.
 const UNREAD_LIMIT: Duration = Duration::from_secs(120);
 
 /// What `dmp run --cluster` hands over.
-pub struct Submission<'a> {
+pub(crate) struct Submission<'a> {
     pub pipeline: &'a Pipeline,
     /// The pipeline file's text and path, for the workers to read.
     pub text: &'a str,
@@ -63,7 +60,7 @@ impl Submission<'_> {
 
 /// Submits the run and watches it to its end; the summary counts what the
 /// target's checkpoints hold.
-pub async fn submit(
+pub(crate) async fn submit(
     cluster: &Cluster,
     submission: Submission<'_>,
     source: Arc<dyn Source>,
@@ -74,17 +71,11 @@ pub async fn submit(
 ) -> Result<RunSummary> {
     let started = Instant::now();
     let pipeline = submission.pipeline;
-    if pipeline.every.is_some() {
+    crate::launcher::cluster_runs(pipeline)?;
+    if pipeline.mode.streams_changes() {
         return Err(Error::Engine(dmp_contract::Error::Config(format!(
-            "pipeline {}: a cluster runs a full load or a change stream, not a schedule ([run] every)",
+            "pipeline {}: a change stream goes to the cluster through submit_stream",
             dmp_model::printable(&pipeline.name)
-        ))));
-    }
-    if pipeline.mode != dmp_config::RunMode::Full {
-        return Err(Error::Engine(dmp_contract::Error::Config(format!(
-            "pipeline {}: mode = \"{}\" runs on one machine; a cluster runs full loads and change streams",
-            dmp_model::printable(&pipeline.name),
-            pipeline.mode.as_str()
         ))));
     }
     let plan = plan_shared(
@@ -168,6 +159,7 @@ pub async fn submit(
         rejected,
         elapsed: started.elapsed(),
         stream: None,
+        back: None,
     })
 }
 
@@ -177,34 +169,6 @@ fn scope_name(scope: Scope) -> &'static str {
         Scope::SchemaOnly => "schema_only",
         Scope::DataOnly => "data_only",
     }
-}
-
-/// Rows each table's checkpoints hold, and the chunks they hold done.
-async fn committed(
-    target: &dyn Target,
-    plan: &SharedPlan,
-) -> Result<(Vec<u64>, HashSet<(usize, u32)>)> {
-    let held: HashMap<(String, u32), Checkpoint> = target
-        .checkpoints()
-        .await?
-        .into_iter()
-        .map(|c| ((c.table.clone(), c.chunk), c))
-        .collect();
-    let mut rows = Vec::new();
-    let mut done = HashSet::new();
-    for (index, (table, chunks)) in plan.tables.iter().enumerate() {
-        let mut sum = 0;
-        for chunk in chunks {
-            if let Some(c) = held.get(&(table.name.clone(), chunk.id)) {
-                sum += c.rows;
-                if c.done {
-                    done.insert((index, chunk.id));
-                }
-            }
-        }
-        rows.push(sum);
-    }
-    Ok((rows, done))
 }
 
 /// Puts on the queue what the run still needs: each chunk the target does
@@ -218,9 +182,14 @@ async fn hand_out(
     target: &dyn Target,
 ) -> Result<usize> {
     let (_, done) = committed(target, plan).await?;
+    let prefix = run_prefix(&record.pipeline, &record.key);
     let mut handing = Handing {
         cluster,
-        view: RunView::read(cluster, &run_prefix(&record.pipeline, &record.key)).await?,
+        // Through a JetStream cluster still electing the bucket's leader.
+        view: retrying("reading the run's progress", SETTLE_LIMIT, || {
+            RunView::read(cluster, &prefix)
+        })
+        .await?,
         // A retry of failed work needs an id of its own, or the queue
         // would take it for the first attempt within its dedupe window.
         retry: u32::try_from(chrono::Utc::now().timestamp() % i64::from(u32::MAX)).unwrap_or(1),
@@ -351,151 +320,4 @@ async fn watch(
         }
     }
     Ok(())
-}
-
-/// The run's progress records as read at one moment.
-struct RunView {
-    work: HashMap<String, WorkRecord>,
-    workers: Vec<WorkerRecord>,
-}
-
-impl RunView {
-    async fn read(cluster: &Cluster, prefix: &str) -> Result<Self> {
-        let mut work = HashMap::new();
-        let mut workers = Vec::new();
-        for (key, value) in cluster.records(prefix).await? {
-            let kind = key.trim_start_matches(prefix);
-            let what = || format!("progress record {key}");
-            if kind.starts_with("worker.") {
-                workers
-                    .push(serde_json::from_slice(&value).map_err(|e| Error::refused(what(), e))?);
-            } else {
-                let record: WorkRecord =
-                    serde_json::from_slice(&value).map_err(|e| Error::refused(what(), e))?;
-                work.insert(kind.to_string(), record);
-            }
-        }
-        Ok(RunView { work, workers })
-    }
-
-    fn state(&self, kind: &str) -> Option<WorkState> {
-        self.work.get(kind).map(|r| r.state)
-    }
-
-    fn rows(&self, table: usize) -> u64 {
-        self.workers.iter().filter_map(|w| w.rows.get(table)).sum()
-    }
-
-    fn rejected(&self, table: usize) -> u64 {
-        self.workers
-            .iter()
-            .filter_map(|w| w.rejected.get(table))
-            .sum()
-    }
-
-    fn phase(&self, table: usize, plan: &SharedPlan) -> TablePhase {
-        let chunks = &plan.tables[table].1;
-        let failed = chunks
-            .iter()
-            .filter(|c| self.state(&format!("chunk.{table}.{}", c.id)) == Some(WorkState::Failed))
-            .count();
-        match self.state(&format!("finish.{table}")) {
-            Some(WorkState::Done) => TablePhase::Done,
-            Some(WorkState::Running) => TablePhase::Indexing,
-            Some(WorkState::Failed) => TablePhase::Failed {
-                reason: "its finish step failed".into(),
-            },
-            None if failed > 0 => TablePhase::Failed {
-                reason: format!("{failed} chunk(s) failed"),
-            },
-            None if chunks
-                .iter()
-                .any(|c| self.work.contains_key(&format!("chunk.{table}.{}", c.id))) =>
-            {
-                TablePhase::Copying
-            }
-            None => TablePhase::Planned,
-        }
-    }
-
-    fn is_done(&self) -> bool {
-        self.state("finish.all") == Some(WorkState::Done)
-    }
-
-    /// When failed work leaves nothing else to wait for: what failed.
-    async fn failure(&self, plan: &SharedPlan, target: &dyn Target) -> Result<Option<String>> {
-        let failed: Vec<(&String, &WorkRecord)> = self
-            .work
-            .iter()
-            .filter(|(_, r)| r.state == WorkState::Failed)
-            .collect();
-        if failed.is_empty() {
-            return Ok(None);
-        }
-        // Waits while any other work may still move.
-        let (_, done) = committed(target, plan).await?;
-        for (table, (_, chunks)) in plan.tables.iter().enumerate() {
-            let mut all_done = true;
-            for chunk in chunks {
-                let state = self.state(&format!("chunk.{table}.{}", chunk.id));
-                if state == Some(WorkState::Failed) {
-                    all_done = false;
-                    continue;
-                }
-                if !done.contains(&(table, chunk.id)) {
-                    return Ok(None);
-                }
-            }
-            if all_done
-                && !matches!(
-                    self.state(&format!("finish.{table}")),
-                    Some(WorkState::Done | WorkState::Failed)
-                )
-            {
-                return Ok(None);
-            }
-        }
-        let mut said: Vec<String> = failed
-            .iter()
-            .map(|(kind, record)| {
-                format!(
-                    "{} after {} deliveries: {}",
-                    describe(kind, plan),
-                    record.attempts,
-                    record
-                        .errors
-                        .last()
-                        .map_or("no error recorded", String::as_str)
-                )
-            })
-            .collect();
-        said.sort();
-        Ok(Some(format!(
-            "run {}: {} piece(s) of work failed for good; the rest is done. {}. \
-             Fix the cause and run `dmp run --cluster` again to retry them",
-            plan.run,
-            said.len(),
-            said.join("; ")
-        )))
-    }
-}
-
-/// `chunk.T.C` / `finish.T` / `finish.all` in words.
-fn describe(kind: &str, plan: &SharedPlan) -> String {
-    let table = |t: &str| {
-        t.parse::<usize>()
-            .ok()
-            .and_then(|t| plan.tables.get(t))
-            .map_or_else(
-                || t.to_string(),
-                |(s, _)| dmp_model::printable(&s.name).into_owned(),
-            )
-    };
-    let parts: Vec<&str> = kind.split('.').collect();
-    match parts.as_slice() {
-        ["chunk", t, c] => format!("table {} chunk {c}", table(t)),
-        ["finish", "all"] => "the pipeline's finish step".to_string(),
-        ["finish", t] => format!("table {}'s finish step", table(t)),
-        _ => kind.to_string(),
-    }
 }

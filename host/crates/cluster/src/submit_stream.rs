@@ -19,7 +19,7 @@ const WATCH_EVERY: Duration = Duration::from_millis(500);
 
 /// Puts the stream on the cluster (a stream there already keeps its
 /// holder) and shows its progress until `stop` fires.
-pub async fn submit_stream(
+pub(crate) async fn submit_stream(
     cluster: &Cluster,
     submission: Submission<'_>,
     progress: Arc<Progress>,
@@ -75,6 +75,7 @@ pub async fn submit_stream(
         rejected: 0,
         elapsed: started.elapsed(),
         stream: None,
+        back: None,
     })
 }
 

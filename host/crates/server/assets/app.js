@@ -8,8 +8,8 @@
  *     #/            overview: every pipeline, status refreshed every 2 s,
  *                   lag sparklines fetched lazily (3 at a time)
  *     #/p/NAME      one pipeline: live status over EventSource (poll fallback),
- *                   progress, lag chart, log, runs, dead letters, verify,
- *                   change stream, plugins
+ *                   progress, lag chart, workers (on a cluster), log, runs,
+ *                   dead letters, verify, change stream, plugins
  *     #/new         create a pipeline (admin)
  *     #/edit/NAME   edit a pipeline (admin)
  *     #/admin       API tokens, users, audit log (admin)
@@ -26,7 +26,11 @@
  *              dlq-replay-TABLE, dlq-purge-TABLE(-confirm), dlq-replay-all,
  *              dlq-purge-all(-confirm), btn-verify, btn-verify-repair,
  *              verify-result, stream-drop(-confirm), plugin-upload-NAME (the
- *              file input; choosing a file uploads it), plugin-rollback-NAME-V
+ *              file input; choosing a file uploads it), plugin-rollback-NAME-V,
+ *              on the cluster: cluster-summary, cluster-worker-NAME,
+ *              cluster-work-TABLE-CHUNK (data-worker, data-state; CHUNK is
+ *              `finish` for a table's finish step, cluster-work-finish for
+ *              the pipeline's), cluster-stream
  *   form:      form-name, form-mode, form-source, form-target, form-tables,
  *              form-every, form-toml, form-toml-direct, btn-test, test-result,
  *              btn-save, form-error
@@ -765,6 +769,7 @@
     const progress = progressCard(pl);
     const lag = lagCard(pl);
     const stream = streamCard(pl);
+    const cluster = clusterCard(pl);
     const logs = logCard(pl);
     const runs = runsCard(pl);
     const dlq = deadLetterCard(pl);
@@ -772,7 +777,7 @@
     const plugins = pluginCard(pl);
     main.append(head.el,
       h('div', { class: 'cols' }, progress.el, lag.el),
-      stream.el, logs.el, runs.el, dlq.el, verify.el, plugins.el);
+      cluster.el, stream.el, logs.el, runs.el, dlq.el, verify.el, plugins.el);
 
     function setMode(mode) {
       if (!mode || mode === pl.mode) return;
@@ -791,6 +796,7 @@
       head.status(s);
       progress.update(s);
       lag.status(s);
+      cluster.status(s);
       if (prev !== null && prev !== s.state) {
         pl.bg(runs.load); pl.bg(dlq.load);
         if (!stream.el.hidden) pl.bg(stream.load);
@@ -813,6 +819,9 @@
       pl.bg(runs.load); pl.bg(dlq.load);
       if (!stream.el.hidden) pl.bg(stream.load);
     }, 10000);
+    ctx.every(() => {
+      if (isActive(pl.state) && !cluster.el.hidden) pl.bg(cluster.load);
+    }, 2000);
     ctx.listen(window, 'resize', lag.redraw);
   }
 
@@ -1074,13 +1083,94 @@
       if (lag && lag.ms != null && Number.isFinite(Number(lag.ms))) {
         points.push({ at: Date.now(), lag_ms: Number(lag.ms) });
       }
+      // A two-way sync: the stream back from side B too.
+      const back = s.back
+        ? ` · B → A: ${fmtLag(s.back.ms)}, ${fmtNum(s.back.changes)} changes`
+        : '';
       setText(now, lag
-        ? `Current lag: ${fmtLag(lag.ms)} · ${fmtNum(lag.changes)} changes · ${fmtNum(lag.transactions)} transactions streamed`
+        ? `Current lag: ${fmtLag(lag.ms)} · ${fmtNum(lag.changes)} changes · ${fmtNum(lag.transactions)} transactions streamed${back}`
         : 'Current lag: —');
       trim();
       redraw();
     }
     return { el: c.el, load, status, redraw };
+  }
+
+  /* ---- Workers of a pipeline run on the cluster (`dmp serve --cluster`) ---- */
+
+  const WORK_ROWS = 300;
+
+  function clusterCard(pl) {
+    const c = card('Workers');
+    c.el.hidden = true;
+    const summary = h('div', { class: 'muted small', testid: 'cluster-summary' }, '—');
+    const workers = h('div');
+    const work = h('div');
+    c.body.append(summary, workers, work);
+
+    function workerTable(list) {
+      if (!list.length) return h('p', { class: 'empty' }, 'No worker has reported yet.');
+      return h('table', { class: 'grid' },
+        thead(['Worker', 'Chunks done', 'Rows', 'Copying now']),
+        h('tbody', null, list.map((w) => h('tr', { testid: `cluster-worker-${w.name}` },
+          h('td', { class: 'mono' }, w.name), h('td', { class: 'num' }, fmtNum(w.chunks_done)),
+          h('td', { class: 'num' }, fmtNum(w.rows)),
+          h('td', null, (w.copying || []).join(', ') || '—')))));
+    }
+    function workTable(all) {
+      if (!all.length) return h('p', { class: 'empty' }, 'No chunk taken yet.');
+      // What moves or needs a look first; a load of thousands of chunks
+      // shows its first WORK_ROWS.
+      const rank = { running: 0, failed: 1 };
+      const list = all.map((w, i) => [rank[w.state] ?? 2, i, w])
+        .sort((a, b) => a[0] - b[0] || a[1] - b[1]).map((x) => x[2]).slice(0, WORK_ROWS);
+      const more = all.length - list.length;
+      return h('div', null, h('table', { class: 'grid' },
+        thead(['Table', 'Chunk', 'State', 'Worker', 'Deliveries', 'Rows', 'Error']),
+        h('tbody', null, list.map((w) => {
+          const chunk = w.chunk == null ? 'finish' : String(w.chunk);
+          const id = w.table == null ? 'cluster-work-finish' : `cluster-work-${w.table}-${chunk}`;
+          return h('tr', { testid: id, 'data-worker': w.worker, 'data-state': w.state },
+            h('td', null, w.table ?? '(pipeline)'), h('td', { class: 'num' }, chunk),
+            h('td', null, badge(w.state)), h('td', { class: 'mono' }, w.worker),
+            h('td', { class: 'num' }, fmtNum(w.attempts)), h('td', { class: 'num' }, fmtNum(w.rows)),
+            h('td', { class: 'error-cell', title: w.error || '' }, w.error || ''));
+        }))), more > 0 ? h('p', { class: 'muted small' }, `${fmtNum(more)} more done, not shown.`) : null);
+    }
+    const load = sectionLoader(pl.ctx, c, async () => {
+      const p = await api('GET', `${pl.base}/placement`);
+      if (!pl.ctx.alive) return;
+      if (!p) {
+        setText(summary, 'The cluster runs nothing of this pipeline now.');
+        workers.replaceChildren();
+        work.replaceChildren();
+        return;
+      }
+      const list = Array.isArray(p.work) ? p.work : [];
+      const ws = Array.isArray(p.workers) ? p.workers : [];
+      if (p.stream) {
+        const s = p.stream;
+        setText(summary, `Run ${p.run} · change stream`);
+        workers.replaceChildren(h('p', { testid: 'cluster-stream', 'data-worker': s.worker },
+          `Held by ${s.worker} (epoch ${s.epoch}) · ${fmtNum(s.changes)} changes · lag ${fmtLag(s.lag_ms)}`));
+        work.replaceChildren();
+        return;
+      }
+      const done = list.filter((w) => w.state === 'done').length;
+      setText(summary, `Run ${p.run} · ${ws.length} worker(s) · ${list.length} piece(s) of work taken, ${done} done`);
+      workers.replaceChildren(workerTable(ws));
+      work.replaceChildren(workTable(list));
+    });
+    let shown = false;
+    function status(s) {
+      const on = s.place === 'cluster';
+      c.el.hidden = !on;
+      if (on && !shown) pl.bg(load);
+      // The last word once a run ends.
+      if (on && shown && !isActive(s.state)) pl.bg(load);
+      shown = on;
+    }
+    return { el: c.el, load, status };
   }
 
   /* ---- Change stream (cdc modes) ---- */

@@ -31,7 +31,7 @@ pub use error::{Result, ServeError};
 pub use service::Home;
 
 use dmp_contract::Connectors;
-use dmp_engine::Shutdown;
+use dmp_engine::{Launcher, Shutdown};
 
 /// How `dmp serve` was asked to run.
 #[derive(Debug, Clone)]
@@ -50,9 +50,14 @@ pub struct ServeOptions {
 /// Runs the service until `stop` fires; then stops every pipeline at a
 /// batch boundary (their checkpoints valid) and returns. Prints the
 /// address it listens on (`listening on http://…`) to stdout.
+///
+/// With a `launcher` (`--cluster`), the pipelines it runs run there: the
+/// service submits and follows them, and stopping the service leaves them
+/// running (a stop or pause through the API ends them).
 pub async fn serve(
     options: ServeOptions,
     connectors: Arc<dyn Connectors>,
+    launcher: Option<Arc<dyn Launcher>>,
     stop: Shutdown,
 ) -> Result<()> {
     let tls = match (&options.tls_cert, &options.tls_key) {
@@ -95,6 +100,7 @@ pub async fn serve(
         verify_jobs: Mutex::new(std::collections::HashMap::new()),
         plugin_lock: tokio::sync::Mutex::new(()),
         stop: stop.clone(),
+        launcher,
         home,
     });
     supervisor::restore(&service)?;

@@ -166,4 +166,6 @@ pub struct Service {
     pub plugin_lock: tokio::sync::Mutex<()>,
     /// Fires when the service stops: event streams end with it.
     pub stop: dmp_engine::Shutdown,
+    /// Runs the pipelines it can elsewhere (`dmp serve --cluster`).
+    pub launcher: Option<Arc<dyn dmp_engine::Launcher>>,
 }

@@ -15,7 +15,7 @@ use crate::definitions::{Desired, read_pipeline};
 use crate::error::{Result, ServeError};
 use crate::metrics;
 use crate::service::Service;
-use dmp_engine::{Progress, RunObserver, RunSummary, Session, SessionHandle};
+use dmp_engine::{Progress, RunObserver, RunSummary, Session, SessionHandle, Written};
 
 /// The states a pipeline can be in, as the API names them.
 pub const STATES: &[&str] = &[
@@ -50,6 +50,16 @@ pub struct LagStatus {
     pub transactions: u64,
 }
 
+impl LagStatus {
+    fn of(stream: &dmp_engine::StreamProgress) -> Self {
+        LagStatus {
+            ms: (stream.transactions() > 0).then(|| stream.lag_ms()),
+            changes: stream.changes(),
+            transactions: stream.transactions(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Status {
     pub name: String,
@@ -59,11 +69,17 @@ pub struct Status {
     /// The service's number of the current (or last) run.
     pub run: Option<i64>,
     pub tables: Vec<TableStatus>,
+    /// The change stream (a two-way sync's from side A to side B).
     pub lag: Option<LagStatus>,
+    /// A two-way sync's stream from side B back to side A.
+    pub back: Option<LagStatus>,
     pub error: Option<String>,
     pub started_at: Option<String>,
     /// Rows per second over all tables.
     pub rows_per_s: f64,
+    /// Where its runs run: `local` (in the service) or `cluster` (handed
+    /// to the workers of `dmp serve --cluster`).
+    pub place: String,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, utoipa::ToSchema)]
@@ -108,6 +124,8 @@ struct Live {
     changes_counted: u64,
     /// Counts the sessions started: a watcher watches only its own.
     generation: u64,
+    /// The session's runs go to the service's launcher (a cluster).
+    launched: bool,
 }
 
 #[derive(Clone, Copy)]
@@ -158,6 +176,7 @@ impl Slot {
         let mut tables = Vec::new();
         let mut total_rate = 0.0;
         let mut lag = None;
+        let mut back = None;
         let mut state = live.state;
         if let Some(progress) = &live.progress {
             for t in progress.tables() {
@@ -183,12 +202,12 @@ impl Slot {
                 if state == "running" {
                     state = "streaming";
                 }
-                lag = Some(LagStatus {
-                    ms: (progress.stream.transactions() > 0).then(|| progress.stream.lag_ms()),
-                    changes: progress.stream.changes(),
-                    transactions: progress.stream.transactions(),
-                });
+                lag = Some(LagStatus::of(&progress.stream));
             }
+            back = progress
+                .back()
+                .filter(|b| b.stream.is_active())
+                .map(|b| LagStatus::of(&b.stream));
         }
         Status {
             name: self.name.clone(),
@@ -197,9 +216,11 @@ impl Slot {
             run: live.run,
             tables,
             lag,
+            back,
             error: live.error.clone(),
             started_at: live.started_at.clone(),
             rows_per_s: total_rate,
+            place: if live.launched { "cluster" } else { "local" }.to_string(),
         }
     }
 
@@ -394,7 +415,18 @@ pub fn start(service: &Arc<Service>, name: &str, restart: bool) -> Result<()> {
     live.state = "running";
     live.generation += 1;
     let generation = live.generation;
-    let session = Session::new(pipeline, service.connectors.clone());
+    let mut session = Session::new(pipeline, service.connectors.clone());
+    if let Some(launcher) = &service.launcher {
+        // Workers read the file as the service keeps it (their own
+        // environment fills its references), based where the service
+        // bases its relative paths.
+        let written = Written {
+            path: service.rules.data_root.join(format!("{name}.toml")),
+            text,
+        };
+        session = session.launched_by(launcher.clone(), written);
+    }
+    live.launched = session.is_launched();
     let observer = SlotObserver {
         slot: slot.clone(),
         service: service.clone(),
@@ -411,8 +443,18 @@ pub fn start(service: &Arc<Service>, name: &str, restart: bool) -> Result<()> {
 }
 
 /// Stops (or pauses) pipeline `name` at its next batch boundary; its
-/// checkpoints stay valid and the next start resumes from them.
-pub fn stop(service: &Service, name: &str, pause: bool) -> Result<()> {
+/// checkpoints stay valid and the next start resumes from them. A
+/// pipeline run on the cluster is ended there too.
+pub async fn stop(service: &Service, name: &str, pause: bool) -> Result<()> {
+    let launched = stop_session(service, name, pause)?;
+    if launched || launched_by_file(service, name) {
+        halt_elsewhere(service, name).await?;
+    }
+    Ok(())
+}
+
+/// Stops the session of `name`; whether its runs went to the launcher.
+fn stop_session(service: &Service, name: &str, pause: bool) -> Result<bool> {
     let slot = service.supervisor.slot(name);
     let mut live = slot.live();
     let running = live.handle.as_ref().is_some_and(|h| !h.is_finished());
@@ -433,11 +475,44 @@ pub fn stop(service: &Service, name: &str, pause: bool) -> Result<()> {
     if !running {
         live.state = state;
     }
+    let launched = live.launched;
     drop(live);
     service.store.set_desired(name, desired)?;
     if !running {
         slot.set_state(service, state);
     }
+    Ok(launched)
+}
+
+/// Whether the launcher runs stored pipeline `name` (one the service has
+/// not started since it began may still run on the cluster).
+fn launched_by_file(service: &Service, name: &str) -> bool {
+    let Some(launcher) = &service.launcher else {
+        return false;
+    };
+    service
+        .store
+        .pipeline_text(name, &service.key)
+        .and_then(|text| read_pipeline(&text, &service.rules, &*service.connectors))
+        .is_ok_and(|pipeline| launcher.runs(&pipeline))
+}
+
+/// Ends what the launcher runs of `name`.
+async fn halt_elsewhere(service: &Service, name: &str) -> Result<()> {
+    let Some(launcher) = &service.launcher else {
+        return Ok(());
+    };
+    let halted = launcher.halt(name).await.map_err(|e| {
+        ServeError::Engine(dmp_contract::Error::Layer {
+            kind: dmp_contract::ErrorKind::Transient,
+            source: format!(
+                "pipeline {name} is stopped here, but the cluster did not hear it; stop it again: {}",
+                e.report()
+            )
+            .into(),
+        })
+    })?;
+    tracing::info!(pipeline = %name, halted, "ended in the cluster");
     Ok(())
 }
 

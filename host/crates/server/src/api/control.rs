@@ -74,7 +74,7 @@ pub async fn stop(
     Path(name): Path<String>,
 ) -> Result<Response> {
     known(&app, &name)?;
-    let outcome = supervisor::stop(&app, &name, false);
+    let outcome = supervisor::stop(&app, &name, false).await;
     audited(&app, &caller, "pipeline.stop", &name, outcome)
 }
 
@@ -86,7 +86,7 @@ pub async fn pause(
     Path(name): Path<String>,
 ) -> Result<Response> {
     known(&app, &name)?;
-    let outcome = supervisor::stop(&app, &name, true);
+    let outcome = supervisor::stop(&app, &name, true).await;
     audited(&app, &caller, "pipeline.pause", &name, outcome)
 }
 

@@ -4,6 +4,7 @@
 //! OpenAPI document must list exactly its routes (a test checks).
 
 mod admin;
+mod cluster;
 mod control;
 mod dead_letters;
 mod ops;
@@ -133,6 +134,12 @@ fn routes() -> Vec<(Route, MethodRouter<App>)> {
             "/api/v1/pipelines/{name}/lag",
             VIEWER,
             get(control::lag),
+        ),
+        (
+            M::GET,
+            "/api/v1/pipelines/{name}/placement",
+            VIEWER,
+            get(cluster::placement),
         ),
         (
             M::GET,

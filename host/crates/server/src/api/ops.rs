@@ -93,7 +93,7 @@ impl utoipa::Modify for BearerAuth {
         super::pipelines::list, super::pipelines::create, super::pipelines::validate,
         super::pipelines::show, super::pipelines::replace, super::pipelines::remove, super::pipelines::export,
         super::control::start, super::control::stop, super::control::pause, super::control::resume,
-        super::control::status, super::control::runs, super::control::logs, super::control::lag, super::control::events,
+        super::control::status, super::control::runs, super::control::logs, super::control::lag, super::control::events, super::cluster::placement,
         super::dead_letters::groups, super::dead_letters::rows, super::dead_letters::replay, super::dead_letters::purge,
         super::verify::start, super::verify::result,
         super::streams::status, super::streams::drop_stream,
