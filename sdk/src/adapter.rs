@@ -11,6 +11,17 @@ use crate::cell::{ColumnBuilder, cell, value_cell};
 use crate::row::{Input, Layout, Row};
 use crate::{Config, Outcome, Transform};
 
+/// Logs a panic's message as an error before the panic ends in a bare
+/// trap, so the host can say why.
+pub(crate) fn log_panics() {
+    static HOOK: std::sync::Once = std::sync::Once::new();
+    HOOK.call_once(|| {
+        std::panic::set_hook(Box::new(|info| {
+            crate::log(crate::Level::Error, &info.to_string())
+        }))
+    });
+}
+
 /// The WIT resource wrapping a plugin's [`Transform`].
 pub struct Adapter<T: Transform> {
     transform: RefCell<T>,
@@ -20,14 +31,7 @@ pub struct Adapter<T: Transform> {
 
 impl<T: Transform> GuestTransformer for Adapter<T> {
     fn open(config: Vec<(String, String)>, input: TableSchema) -> Result<Transformer, String> {
-        // A panic ends in a bare trap; logging its message first lets the
-        // host say why.
-        static HOOK: std::sync::Once = std::sync::Once::new();
-        HOOK.call_once(|| {
-            std::panic::set_hook(Box::new(|info| {
-                crate::log(crate::Level::Error, &info.to_string())
-            }))
-        });
+        log_panics();
         let transform = T::open(&Config::new(config), &input)?;
         let output = transform.output_schema(&input);
         Ok(Transformer::new(Adapter {

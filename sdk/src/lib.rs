@@ -1,4 +1,4 @@
-//! Write DMP transform plugins in Rust.
+//! Write DMP plugins in Rust: transforms, and conflict resolvers for two-way sync.
 //!
 //! A transform is opened once per table with its settings and the table's
 //! schema, says what its output schema is, then sees every row. Build the
@@ -33,6 +33,10 @@
 //!
 //! dmp_sdk::export_transform!(Shout);
 //! ```
+//!
+//! A conflict resolver for two-way sync is the other kind of plugin: it
+//! implements [`Resolver`] and is exported with [`export_resolver!`]
+//! instead.
 #![deny(missing_docs)]
 
 mod adapter;
@@ -40,6 +44,10 @@ mod adapter;
 #[allow(missing_docs, clippy::all, unsafe_code)]
 pub mod bindings;
 mod cell;
+mod resolver;
+#[doc(hidden)]
+#[allow(missing_docs, clippy::all, unsafe_code)]
+pub mod resolver_bindings;
 mod row;
 mod schema;
 
@@ -51,6 +59,12 @@ pub use bindings::dmp::transform::types::{
     TableSchema, Value,
 };
 pub use cell::{Cell, ColumnBuilder, cell, value_cell};
+pub use resolver::Resolver;
+#[doc(hidden)]
+pub use resolver::ResolverAdapter;
+pub use resolver_bindings::exports::dmp::transform::resolve::{
+    Conflict, ConflictKind, Resolution, RowVersion, Side,
+};
 pub use row::{FromCell, Row};
 pub use schema::SchemaExt;
 

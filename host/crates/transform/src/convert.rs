@@ -245,6 +245,11 @@ fn wit_value_cell(v: &wit::Value) -> Cell<'_> {
     }
 }
 
+/// The model value of a plugin's value for a column of type `t`, checked.
+pub(crate) fn value_from_wit(v: &wit::Value, t: &DataType) -> Result<Value, String> {
+    cell_value(wit_value_cell(v), t)
+}
+
 /// The model value of a cell in a column of type `t`, checked.
 fn cell_value(cell: Cell<'_>, t: &DataType) -> Result<Value, String> {
     let value = match (cell, t) {

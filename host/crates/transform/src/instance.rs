@@ -1,45 +1,40 @@
 //! One plugin instance opened for one table: its own store, memory cap and
 //! time limit. A trap poisons an instance; the caller drops it.
 
+use std::sync::{Arc, Mutex};
+
 use wasmtime::component::ResourceAny;
-use wasmtime::{Store, Trap};
+use wasmtime::{Engine, Store, Trap};
 
 use super::bindings::{Plugin, wit};
 use super::guest_text::{MAX_ERROR_BYTES, capped};
-use super::host::HostState;
+use super::host::{HostState, LogBudget};
 use super::limiter::{OverBudget, SandboxLimiter};
 use super::plugin::LoadedPlugin;
 use super::runtime::{EPOCH_TICK, Limits};
 
 /// Why a call into a plugin failed.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Failure {
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Failure {
     /// The plugin returned an error.
+    #[error("{0}")]
     Refused(String),
     /// It ran past its time limit.
+    #[error("ran past its time limit")]
     Timeout,
     /// It tried to grow its memories and tables past the cap.
+    #[error("ran past its memory limit")]
     Memory,
     /// It trapped (a panic, an invalid operation).
+    #[error("trapped: {0}")]
     Trap(String),
 }
 
 impl Failure {
     /// The plugin's own error, cut to a bound: it is copied into every
     /// row of the batch it fails.
-    fn refused(message: String) -> Failure {
+    pub(crate) fn refused(message: String) -> Failure {
         Failure::Refused(capped(message, MAX_ERROR_BYTES))
-    }
-}
-
-impl std::fmt::Display for Failure {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Failure::Refused(message) => write!(f, "{message}"),
-            Failure::Timeout => f.write_str("ran past its time limit"),
-            Failure::Memory => f.write_str("ran past its memory limit"),
-            Failure::Trap(reason) => write!(f, "trapped: {reason}"),
-        }
     }
 }
 
@@ -50,7 +45,8 @@ pub(crate) struct Instance {
     limits: Limits,
 }
 
-fn deadline_ticks(limits: &Limits) -> u64 {
+/// Epoch ticks a call may run for under `limits`.
+pub(crate) fn deadline_ticks(limits: &Limits) -> u64 {
     let tick = EPOCH_TICK.as_millis().max(1);
     u64::try_from(limits.time_per_call.as_millis().div_ceil(tick))
         .unwrap_or(u64::MAX)
@@ -67,17 +63,7 @@ impl Instance {
         config: &[(String, String)],
         input: &wit::TableSchema,
     ) -> Result<(Instance, wit::TableSchema), Failure> {
-        let state = HostState {
-            limiter: SandboxLimiter::new(limits.memory_bytes),
-            plugin: plugin.name.clone(),
-            table: table.to_string(),
-            log: plugin.log.clone(),
-            last_error: None,
-        };
-        let mut store = Store::new(&plugin.engine, state);
-        store.limiter(|state| &mut state.limiter);
-        store.epoch_deadline_trap();
-        store.set_epoch_deadline(deadline_ticks(&limits));
+        let mut store = sandboxed_store(&plugin.engine, &plugin.name, &plugin.log, table, &limits);
         let bindings = plugin
             .pre
             .instantiate(&mut store)
@@ -118,10 +104,33 @@ impl Instance {
     }
 }
 
+/// A store for one plugin instance: its memory budget, and a deadline
+/// armed for the first call.
+pub(crate) fn sandboxed_store(
+    engine: &Engine,
+    plugin: &str,
+    log: &Arc<Mutex<LogBudget>>,
+    table: &str,
+    limits: &Limits,
+) -> Store<HostState> {
+    let state = HostState {
+        limiter: SandboxLimiter::new(limits.memory_bytes),
+        plugin: plugin.to_string(),
+        table: table.to_string(),
+        log: log.clone(),
+        last_error: None,
+    };
+    let mut store = Store::new(engine, state);
+    store.limiter(|state| &mut state.limiter);
+    store.epoch_deadline_trap();
+    store.set_epoch_deadline(deadline_ticks(limits));
+    store
+}
+
 /// Names the cause of a failed call. A guest panic arrives as an
 /// `unreachable` trap; the SDK logs the panic message just before, so it is
 /// taken from the instance's last error line.
-fn classify(store: &Store<HostState>, e: &wasmtime::Error) -> Failure {
+pub(crate) fn classify(store: &Store<HostState>, e: &wasmtime::Error) -> Failure {
     if let Some(trap) = e.downcast_ref::<Trap>() {
         return match trap {
             Trap::Interrupt => Failure::Timeout,

@@ -1,7 +1,8 @@
 //! The WebAssembly transform runtime: plugins are components that see rows
 //! through the WIT contract in `wit/`, each call sandboxed (memory cap,
 //! time limit, no imports but logging). One wasmtime `Engine` per process;
-//! compiled components are cached on disk by content hash.
+//! compiled components are cached on disk by content hash. Conflict
+//! resolvers for two-way sync run in the same sandbox (`resolver`).
 
 // The shared error: this crate meets no driver's.
 use dmp_contract::error;
@@ -15,11 +16,17 @@ mod hot_swap;
 mod instance;
 mod limiter;
 mod plugin;
+mod resolver;
 mod runtime;
 mod stage;
 
 pub use hot_swap::{HotSwap, watch};
+pub use instance::Failure as PluginFailure;
 pub use plugin::LoadedPlugin;
+pub use resolver::{
+    BadMerge, Conflict, ConflictKind, ConflictResolver, Resolution, ResolveError, ResolverPlugin,
+    RowVersion, Settled, Side,
+};
 pub use runtime::{
     DEFAULT_COMPILE_TIMEOUT_MS, DEFAULT_MAX_PLUGIN_MB, Limits, LoadError, LoadLimits, PluginRuntime,
 };

@@ -52,6 +52,27 @@ pub(crate) struct PluginFile {
     pub load_limits: LoadLimits,
 }
 
+/// Refuses a component that imports anything but what the host grants.
+pub(crate) fn check_imports(
+    runtime: &PluginRuntime,
+    component: &Component,
+    place: &str,
+) -> Result<()> {
+    let ty = component.component_type();
+    let refused: Vec<&str> = ty
+        .imports(&runtime.engine)
+        .map(|(name, _)| name)
+        .filter(|name| *name != GRANTED && *name != TYPES)
+        .collect();
+    if refused.is_empty() {
+        return Ok(());
+    }
+    Err(Error::Plugin(format!(
+        "{place} imports {}: a plugin may import only {GRANTED} (no filesystem, network, environment or clock)",
+        refused.join(", ")
+    )))
+}
+
 impl LoadedPlugin {
     pub(crate) fn new(
         runtime: &PluginRuntime,
@@ -66,18 +87,7 @@ impl LoadedPlugin {
             generation,
             load_limits,
         } = file;
-        let ty = component.component_type();
-        let refused: Vec<&str> = ty
-            .imports(&runtime.engine)
-            .map(|(name, _)| name)
-            .filter(|name| *name != GRANTED && *name != TYPES)
-            .collect();
-        if !refused.is_empty() {
-            return Err(Error::Plugin(format!(
-                "{place} imports {}: a plugin may import only {GRANTED} (no filesystem, network, environment or clock)",
-                refused.join(", ")
-            )));
-        }
+        check_imports(runtime, component, &place)?;
         let pre = runtime
             .linker
             .instantiate_pre(component)

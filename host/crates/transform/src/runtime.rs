@@ -160,9 +160,20 @@ impl PluginRuntime {
         }))
     }
 
-    /// Reads, checks and compiles (or loads from the cache) a plugin,
-    /// within `load`'s size and time limits.
+    /// Reads, checks and compiles (or loads from the cache) a transform
+    /// plugin, within `load`'s size and time limits.
     pub fn load(&self, path: &Path, load: LoadLimits) -> Result<Arc<LoadedPlugin>> {
+        let (file, component) = self.compile_file(path, load)?;
+        LoadedPlugin::new(self, file, &component)
+    }
+
+    /// Reads, checks and compiles (or loads from the cache) a plugin file,
+    /// whatever world it is built against.
+    pub(crate) fn compile_file(
+        &self,
+        path: &Path,
+        load: LoadLimits,
+    ) -> Result<(PluginFile, Component)> {
         let generation = super::plugin::next_generation();
         let name = path
             .file_stem()
@@ -182,7 +193,7 @@ impl PluginRuntime {
             generation,
             load_limits: load,
         };
-        LoadedPlugin::new(self, file, &component)
+        Ok((file, component))
     }
 
     fn compile(
