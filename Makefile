@@ -4,7 +4,7 @@
 CARGO ?= cargo
 export CARGO_BUILD_JOBS ?= 2
 
-.PHONY: demo test lint bench bench-sql bench-cdc bench-verify bench-clone bench-cluster plugins rust-plugins servers
+.PHONY: demo test lint bench bench-sql bench-cdc bench-verify bench-clone bench-cluster bench-two-way plugins rust-plugins servers
 
 # Rust plugins build as plain core modules carrying their WIT type; the host
 # turns them into components. Without WASI they can import nothing but what
@@ -76,6 +76,9 @@ bench-clone: servers
 
 bench-cluster: servers
 	bench/cluster.sh
+
+bench-two-way: servers
+	bench/two_way.sh
 
 bench: rust-plugins
 	$(CARGO) bench --bench sqlite_to_sqlite

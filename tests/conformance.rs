@@ -178,6 +178,7 @@ fn open_target(subject: &Subject, if_exists: IfExists) -> Arc<dyn Target> {
         writers: 1,
         data_only: false,
         source_database: None,
+        origin: None,
     };
     REGISTRY
         .open_target(&endpoint(subject), options)

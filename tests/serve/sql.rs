@@ -493,3 +493,83 @@ fn a_plugin_uploaded_under_load_is_swapped_in_and_a_broken_one_refused() {
     });
     assert_eq!(serve.status(&admin, "stamped")["state"], "streaming");
 }
+
+/// A two-way sync run by the service: its status shows a stream each way,
+/// both sides' writes reach the other, and dropping its stream removes
+/// both legs' slots.
+#[test]
+fn a_two_way_sync_shows_both_directions_and_drops_both_slots() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let a = postgres().create_database("serve_two_way_a");
+    let b = postgres().create_database("serve_two_way_b");
+    a.exec(
+        "CREATE TABLE notes (id bigint PRIMARY KEY, body text NOT NULL);
+         INSERT INTO notes SELECT g, 'seed ' || g FROM generate_series(1, 100) g;",
+    );
+    let serve = Serve::start(&dir.path().join("home"), &[], &[]);
+    let admin = serve.token("admin");
+    serve.create(
+        &admin,
+        &format!(
+            "{}[cdc]\nslot = \"serve_two_way\"\nheartbeat = \"1s\"\n",
+            named("both", &a, &b, "mode = \"bidirectional\"")
+        ),
+    );
+    serve
+        .post_json(
+            &admin,
+            "/api/v1/pipelines/both/start",
+            &serde_json::json!({}),
+        )
+        .expect(202);
+    wait_for(&serve, "the first load", Duration::from_secs(60), || {
+        b.try_scalar("SELECT count(*) FROM notes").ok().as_deref() == Some("100")
+    });
+    serve.wait_status(&admin, "both", Duration::from_secs(60), |s| {
+        s["state"] == "streaming" && s["back"].is_object()
+    });
+    a.exec("INSERT INTO notes VALUES (1001, 'written on A')");
+    b.exec("INSERT INTO notes VALUES (2001, 'written on B')");
+    wait_for(
+        &serve,
+        "each side's write on the other",
+        Duration::from_secs(60),
+        || {
+            b.try_scalar("SELECT count(*) FROM notes WHERE id = 1001")
+                .ok()
+                .as_deref()
+                == Some("1")
+                && a.try_scalar("SELECT count(*) FROM notes WHERE id = 2001")
+                    .ok()
+                    .as_deref()
+                    == Some("1")
+        },
+    );
+    let status = serve.wait_status(&admin, "both", Duration::from_secs(30), |s| {
+        s["lag"]["changes"].as_u64() >= Some(1) && s["back"]["changes"].as_u64() >= Some(1)
+    });
+    assert_eq!(status["mode"], "bidirectional", "{status}");
+    serve
+        .post_json(
+            &admin,
+            "/api/v1/pipelines/both/stop",
+            &serde_json::json!({}),
+        )
+        .expect(202);
+    serve.wait_status(&admin, "both", Duration::from_secs(60), |s| {
+        s["state"] == "stopped"
+    });
+    serve
+        .send(
+            "DELETE",
+            Some(&admin),
+            "/api/v1/pipelines/both/stream",
+            "application/json",
+            b"",
+        )
+        .expect(204);
+    let left = a.scalar(
+        "SELECT count(*) FROM pg_replication_slots WHERE slot_name IN ('serve_two_way', 'serve_two_way_b')",
+    );
+    assert_eq!(left, "0", "slots left after the drop");
+}

@@ -10,4 +10,5 @@ mod fidelity;
 mod incremental;
 mod schema;
 mod tls;
+mod two_way;
 mod verify;

@@ -35,23 +35,19 @@ pub(super) async fn cdc(command: CdcCommand) -> Result<u8> {
     match command {
         CdcCommand::Status { pipeline, json } => {
             let pipeline = Pipeline::load(&pipeline)?;
-            let status = engine::stream_standing(&REGISTRY, &pipeline).await?;
-            if json {
-                let text = serde_json::to_string_pretty(&status)
+            // A two-way sync's legs, one after the other (JSON: a list).
+            let mut standings = Vec::new();
+            for stream in pipeline.streams() {
+                standings.push(engine::stream_standing(&REGISTRY, &stream).await?);
+            }
+            if json && standings.len() > 1 {
+                let text = serde_json::to_string_pretty(&standings)
                     .map_err(|e| Error::Data(format!("status as JSON: {e}")))?;
                 println!("{text}");
-            } else {
-                let show = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".to_string());
-                println!("pipeline {}", status.pipeline);
-                println!("  target holds      {}", show(&status.target_position));
-                println!("  source is at      {}", show(&status.source_position));
-                println!("  source confirmed  {}", show(&status.confirmed_position));
-                println!(
-                    "  change log kept   {}",
-                    status
-                        .retained_bytes
-                        .map_or_else(|| "-".to_string(), |b| format!("{} KiB", b / 1024))
-                );
+                return Ok(EXIT_OK);
+            }
+            for standing in &standings {
+                show_standing(standing, json)?;
             }
             Ok(EXIT_OK)
         }
@@ -65,4 +61,26 @@ pub(super) async fn cdc(command: CdcCommand) -> Result<u8> {
             Ok(EXIT_OK)
         }
     }
+}
+
+/// One change stream's standing, as text or JSON.
+fn show_standing(status: &engine::StreamStanding, json: bool) -> Result<()> {
+    if json {
+        let text = serde_json::to_string_pretty(status)
+            .map_err(|e| Error::Data(format!("status as JSON: {e}")))?;
+        println!("{text}");
+        return Ok(());
+    }
+    let show = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".to_string());
+    println!("pipeline {}", status.pipeline);
+    println!("  target holds      {}", show(&status.target_position));
+    println!("  source is at      {}", show(&status.source_position));
+    println!("  source confirmed  {}", show(&status.confirmed_position));
+    println!(
+        "  change log kept   {}",
+        status
+            .retained_bytes
+            .map_or_else(|| "-".to_string(), |b| format!("{} KiB", b / 1024))
+    );
+    Ok(())
 }

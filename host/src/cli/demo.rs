@@ -95,7 +95,7 @@ pub(super) async fn demo(args: DemoArgs, interactive: bool) -> Result<u8> {
         std::fs::write(&file, text).context(|| format!("writing {}", file.display()))?;
         println!("\nrunning {}", file.display());
         let pipeline = Pipeline::load(&file)?;
-        let summary = run_pipeline(&pipeline, true, interactive).await?;
+        let summary = run_pipeline(&pipeline, true, interactive, None).await?;
         print_summary(&summary, false);
         if summary.rejected > 0 {
             code = EXIT_DATA;

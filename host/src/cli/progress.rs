@@ -98,32 +98,42 @@ async fn bars(progress: Arc<Progress>, mut stopped: oneshot::Receiver<()>) {
     .unwrap_or_else(|_| ProgressStyle::default_bar())
     .progress_chars("=> ");
     let mut shown: HashMap<String, (ProgressBar, Speed)> = HashMap::new();
-    let mut stream: Option<(ProgressBar, Speed)> = None;
+    let mut stream: [Option<(ProgressBar, Speed)>; 2] = [None, None];
     let mut tick = tokio::time::interval(Duration::from_millis(200));
     loop {
         let last = tokio::select! {
             _ = &mut stopped => true,
             _ = tick.tick() => false,
         };
-        if progress.stream.is_active() {
-            // The stream has no end: a line with its rate and lag.
-            let (line, speed) = stream.get_or_insert_with(|| {
-                let line = multi.add(ProgressBar::new_spinner());
-                line.set_style(
-                    ProgressStyle::with_template("{prefix:>20.bold} {spinner} {msg}")
-                        .unwrap_or_else(|_| ProgressStyle::default_spinner()),
-                );
-                line.set_prefix("changes");
-                (line, Speed::default())
-            });
-            let changes = progress.stream.changes();
-            let (rate, _) = speed.update(changes, changes);
-            line.set_message(format!(
-                "{changes} applied, {} transactions, {rate:.0} changes/s, lag {} ms",
-                progress.stream.transactions(),
-                progress.stream.lag_ms()
-            ));
-            line.tick();
+        // A two-way sync has a stream each way.
+        let streams = match progress.back() {
+            Some(back) => vec![
+                (&progress.stream, "changes A → B"),
+                (&back.stream, "changes B → A"),
+            ],
+            None => vec![(&progress.stream, "changes")],
+        };
+        for (at, (counters, prefix)) in streams.into_iter().enumerate() {
+            if counters.is_active() {
+                // The stream has no end: a line with its rate and lag.
+                let (line, speed) = stream[at].get_or_insert_with(|| {
+                    let line = multi.add(ProgressBar::new_spinner());
+                    line.set_style(
+                        ProgressStyle::with_template("{prefix:>20.bold} {spinner} {msg}")
+                            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+                    );
+                    line.set_prefix(prefix);
+                    (line, Speed::default())
+                });
+                let changes = counters.changes();
+                let (rate, _) = speed.update(changes, changes);
+                line.set_message(format!(
+                    "{changes} applied, {} transactions, {rate:.0} changes/s, lag {} ms",
+                    counters.transactions(),
+                    counters.lag_ms()
+                ));
+                line.tick();
+            }
         }
         for table in progress.tables() {
             let (bar, speed) = shown.entry(table.name.clone()).or_insert_with(|| {
@@ -157,7 +167,7 @@ async fn bars(progress: Arc<Progress>, mut stopped: oneshot::Receiver<()>) {
             }
         }
         if last {
-            if let Some((line, _)) = &stream {
+            for (line, _) in stream.iter().flatten() {
                 line.abandon();
             }
             for (bar, _) in shown.values() {

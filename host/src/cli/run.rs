@@ -9,7 +9,7 @@ use super::progress::{ProgressDisplay, peak_rss_bytes};
 use super::{EXIT_DATA, EXIT_OK, EXIT_RUNTIME};
 use crate::config::{Pipeline, Scope};
 use crate::connectors::Registry;
-use crate::engine::{Progress, RunObserver, RunSummary, Session};
+use crate::engine::{Launcher, Progress, RunObserver, RunSummary, Session, Written};
 use crate::error::{Error, ErrorKind, Result};
 use crate::model::printable;
 
@@ -75,7 +75,7 @@ pub(super) async fn run(args: RunArgs, interactive: bool) -> Result<u8> {
         (_, true) => Scope::DataOnly,
         _ => Scope::SchemaAndData,
     };
-    let summary = match args.cluster.join().await? {
+    let launched = match args.cluster.join().await? {
         Some(cluster) => {
             let Some(path) = &args.pipeline else {
                 return Err(Error::Config(
@@ -83,30 +83,21 @@ pub(super) async fn run(args: RunArgs, interactive: bool) -> Result<u8> {
                 ));
             };
             if args.stop {
-                let stopped = dmp_cluster::stop_run(&cluster, &pipeline.name).await?;
-                println!(
-                    "pipeline {}: {}",
-                    printable(&pipeline.name),
-                    if stopped {
-                        "stopped in the cluster"
-                    } else {
-                        "the cluster runs nothing of it"
-                    }
-                );
-                return Ok(EXIT_OK);
+                return stop_on_cluster(&cluster, &pipeline.name).await;
             }
-            let submitted = Submitted {
+            Some(launched_on_cluster(
+                cluster,
+                &pipeline,
                 path,
-                restart: args.restart,
-                max_deliver: args.max_deliver,
-            };
-            run_on_cluster(&cluster, &pipeline, &submitted, interactive).await?
+                args.max_deliver,
+            )?)
         }
-        None if pipeline.every.is_some() => {
-            return run_scheduled(pipeline, args.restart, interactive, args.json).await;
-        }
-        None => run_pipeline(&pipeline, args.restart, interactive).await?,
+        None => None,
     };
+    if pipeline.every.is_some() {
+        return run_scheduled(pipeline, args.restart, interactive, args.json, launched).await;
+    }
+    let summary = run_pipeline(&pipeline, args.restart, interactive, launched).await?;
     print_summary(&summary, args.json);
     let verified = if args.verify {
         super::verify::verify_pipeline(&pipeline, &super::verify::VerifyFlags::all(args.json))
@@ -121,13 +112,28 @@ pub(super) async fn run(args: RunArgs, interactive: bool) -> Result<u8> {
     })
 }
 
-/// Runs a pipeline once with progress display and Ctrl-C handling.
+/// A run handed to a launcher, and the file it reads.
+type Launched = Option<(Arc<dyn Launcher>, Written)>;
+
+/// A session of `pipeline`, handed to `launched` when given.
+fn session(pipeline: Pipeline, launched: Launched) -> Session {
+    let session = Session::new(pipeline, Arc::new(Registry));
+    match launched {
+        Some((launcher, written)) => session.launched_by(launcher, written),
+        None => session,
+    }
+}
+
+/// Runs a pipeline once (here, or handed to `launched`) with progress
+/// display and Ctrl-C handling. Ctrl-C of a run on a cluster stops the
+/// watching; the workers go on.
 pub(super) async fn run_pipeline(
     pipeline: &Pipeline,
     restart: bool,
     interactive: bool,
+    launched: Launched,
 ) -> Result<RunSummary> {
-    let session = Session::new(pipeline.clone(), Arc::new(Registry));
+    let session = session(pipeline.clone(), launched);
     let signals = super::signals::stop_on_signals(session.stopper());
     let mut display = Display::new(interactive, None);
     let result = session.run_once_observed(restart, &mut display).await;
@@ -135,53 +141,36 @@ pub(super) async fn run_pipeline(
     result
 }
 
-/// What `dmp run --cluster` submits besides the pipeline.
-struct Submitted<'a> {
-    path: &'a std::path::Path,
-    restart: bool,
+/// The cluster's launcher of `pipeline`, read from `path` by the workers.
+fn launched_on_cluster(
+    cluster: Arc<dmp_cluster::Cluster>,
+    pipeline: &Pipeline,
+    path: &std::path::Path,
     max_deliver: u32,
+) -> Result<(Arc<dyn Launcher>, Written)> {
+    let launcher = dmp_cluster::ClusterLauncher::new(cluster, Arc::new(Registry), max_deliver);
+    dmp_cluster::cluster_runs(pipeline)?;
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| Error::Config(format!("cannot read pipeline file {}: {e}", path.display())))?;
+    // Workers resolve the file's relative paths from where it is.
+    let path =
+        std::path::absolute(path).map_err(|e| Error::Config(format!("{}: {e}", path.display())))?;
+    Ok((Arc::new(launcher), Written { text, path }))
 }
 
-/// Submits the pipeline's run to a cluster and shows its progress as the
-/// workers report it, with Ctrl-C handling (which stops the watching; the
-/// workers go on).
-async fn run_on_cluster(
-    cluster: &dmp_cluster::Cluster,
-    pipeline: &Pipeline,
-    submitted: &Submitted<'_>,
-    interactive: bool,
-) -> Result<RunSummary> {
-    let text = std::fs::read_to_string(submitted.path).map_err(|e| {
-        Error::Config(format!(
-            "cannot read pipeline file {}: {e}",
-            submitted.path.display()
-        ))
-    })?;
-    // Workers resolve the file's relative paths from where it is.
-    let path = std::path::absolute(submitted.path)
-        .map_err(|e| Error::Config(format!("{}: {e}", submitted.path.display())))?;
-    let stop = crate::engine::Shutdown::new();
-    let signals = super::signals::stop_on_signals(stop.clone());
-    let progress = Progress::new();
-    let shown = ProgressDisplay::start(progress.clone(), interactive);
-    let submission = dmp_cluster::Submission {
-        pipeline,
-        text: &text,
-        path: &path,
-        restart: submitted.restart,
-        max_deliver: submitted.max_deliver,
-    };
-    let outcome = if pipeline.mode.streams_changes() {
-        dmp_cluster::submit_stream(cluster, submission, progress, stop).await
-    } else {
-        let (source, target) = crate::engine::open_pipeline(&Registry, pipeline)?;
-        let state = Arc::new(crate::state::StateStore::for_pipeline(pipeline)?);
-        let _lease = state.lease(&pipeline.name)?;
-        dmp_cluster::submit(cluster, submission, source, target, state, progress, stop).await
-    };
-    shown.stop().await;
-    signals.abort();
-    Ok(outcome?)
+/// `dmp run --cluster … --stop`.
+async fn stop_on_cluster(cluster: &dmp_cluster::Cluster, pipeline: &str) -> Result<u8> {
+    let stopped = dmp_cluster::stop_run(cluster, pipeline).await?;
+    println!(
+        "pipeline {}: {}",
+        printable(pipeline),
+        if stopped {
+            "stopped in the cluster"
+        } else {
+            "the cluster runs nothing of it"
+        }
+    );
+    Ok(EXIT_OK)
 }
 
 /// `[run] every`: the session runs the pipeline on its schedule until
@@ -191,8 +180,9 @@ async fn run_scheduled(
     restart: bool,
     interactive: bool,
     json: bool,
+    launched: Launched,
 ) -> Result<u8> {
-    let session = Session::new(pipeline, Arc::new(Registry));
+    let session = session(pipeline, launched);
     let signals = super::signals::stop_on_signals(session.stopper());
     let mut display = Display::new(interactive, Some(json));
     let outcome = session.run(restart, &mut display).await;
@@ -273,10 +263,19 @@ pub(super) fn print_summary(summary: &RunSummary, json: bool) {
     }
     #[allow(clippy::cast_precision_loss)]
     let rate = summary.rows as f64 / secs;
-    if let Some(stream) = &summary.stream {
+    let two_way = summary.back.is_some();
+    let streams = [
+        (
+            &summary.stream,
+            if two_way { "stream A → B" } else { "stream" },
+        ),
+        (&summary.back, "stream B → A"),
+    ];
+    for (stream, label) in streams {
+        let Some(stream) = stream else { continue };
         let ms = |v: Option<f64>| v.map_or_else(|| "-".to_string(), |v| format!("{v:.1} ms"));
         println!(
-            "  stream: {} changes in {} transactions, {} target commits; lag p50 {}, p99 {}, max {}; at {}",
+            "  {label}: {} changes in {} transactions, {} target commits; lag p50 {}, p99 {}, max {}; at {}",
             stream.changes,
             stream.transactions,
             stream.batches,

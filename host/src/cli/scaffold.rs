@@ -70,6 +70,14 @@ const RUST: &[(&str, &str)] = &[
         include_str!("../../../sdk/src/cell.rs"),
     ),
     (
+        "dmp-sdk/src/resolver.rs",
+        include_str!("../../../sdk/src/resolver.rs"),
+    ),
+    (
+        "dmp-sdk/src/resolver_bindings.rs",
+        include_str!("../../../sdk/src/resolver_bindings.rs"),
+    ),
+    (
         "dmp-sdk/src/row.rs",
         include_str!("../../../sdk/src/row.rs"),
     ),

@@ -35,6 +35,8 @@ struct PipelineFile {
     table: BTreeMap<String, Spanned<TableSection>>,
     #[serde(default)]
     cdc: CdcSection,
+    /// `[sync]`: two-way sync (`mode = "bidirectional"`).
+    sync: Option<Spanned<crate::sync::SyncSection>>,
 }
 
 /// `[table."GLOB"]`: settings of the tables whose names match the glob (the
@@ -181,6 +183,9 @@ pub enum RunMode {
     Cdc,
     #[serde(rename = "full+cdc")]
     FullCdc,
+    /// Two-way sync: two change streams, source to target and back.
+    #[serde(rename = "bidirectional")]
+    Bidirectional,
 }
 
 impl RunMode {
@@ -190,12 +195,17 @@ impl RunMode {
             RunMode::Incremental => "incremental",
             RunMode::Cdc => "cdc",
             RunMode::FullCdc => "full+cdc",
+            RunMode::Bidirectional => "bidirectional",
         }
     }
 
-    /// `cdc` and `full+cdc` read the source's change stream.
+    /// `cdc`, `full+cdc` and `bidirectional` read a change stream (the
+    /// last one of each side).
     pub fn streams_changes(self) -> bool {
-        matches!(self, RunMode::Cdc | RunMode::FullCdc)
+        matches!(
+            self,
+            RunMode::Cdc | RunMode::FullCdc | RunMode::Bidirectional
+        )
     }
 }
 
@@ -216,7 +226,8 @@ pub enum OnError {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "snake_case")]
 struct RunSection {
-    /// `full | incremental | cdc | full+cdc`. Default: `full`.
+    /// `full | incremental | cdc | full+cdc | bidirectional`. Default:
+    /// `full`.
     #[serde(default = "default_mode")]
     mode: Spanned<RunMode>,
     /// Rows per batch (one target transaction); a batch also ends at
@@ -319,7 +330,7 @@ fn default_state() -> Spanned<String> {
 }
 
 /// Turns byte spans into `file:line key` places.
-struct Places<'a> {
+pub(crate) struct Places<'a> {
     file: &'a Path,
     text: &'a str,
     /// The file's folder: relative secret files are read from there.
@@ -371,7 +382,7 @@ impl Places<'_> {
         Ok(())
     }
 
-    fn at(&self, span: std::ops::Range<usize>, key: &str) -> String {
+    pub(crate) fn at(&self, span: std::ops::Range<usize>, key: &str) -> String {
         if span.start == 0 && span.end == 0 {
             return format!("{} {key}", self.file.display());
         }
@@ -391,7 +402,7 @@ impl Places<'_> {
     }
 
     /// A duration longer than zero (`examples` for the error).
-    fn duration(
+    pub(crate) fn duration(
         &self,
         s: &Spanned<String>,
         key: &str,
@@ -574,7 +585,7 @@ pub(super) fn parse(text: &str, path: &Path, secrets: &dyn Secrets) -> Result<Pi
     let every = match &run.every {
         Some(every) => {
             let (text, place) = places.string(every, "run.every")?;
-            if matches!(mode, RunMode::Cdc | RunMode::FullCdc) {
+            if mode.streams_changes() {
                 return Err(Error::Config(format!(
                     "{place}: a {} run streams until stopped and cannot be scheduled; use `mode = \"incremental\"`",
                     mode.as_str()
@@ -649,6 +660,7 @@ pub(super) fn parse(text: &str, path: &Path, secrets: &dyn Secrets) -> Result<Pi
         }
         None => None,
     };
+    let sync = crate::sync::settings(file.sync.as_ref(), mode, &transforms, &places)?;
     let cdc = CdcSettings {
         slot: name_setting(&cdc.slot, "cdc.slot")?,
         publication: name_setting(&cdc.publication, "cdc.publication")?,
@@ -683,6 +695,8 @@ pub(super) fn parse(text: &str, path: &Path, secrets: &dyn Secrets) -> Result<Pi
         dead_letter_retention,
         dead_letter_key,
         epoch: None,
+        sync,
+        origin: None,
     }))
 }
 

@@ -10,6 +10,7 @@ mod file;
 mod interpolate;
 mod retry;
 mod schedule;
+mod sync;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -20,6 +21,7 @@ pub use interpolate::{ProcessSecrets, Secrets, read_secret_file, references};
 pub use retry::RetryPolicy;
 
 pub use schedule::Schedule;
+pub use sync::{DEFAULT_MAX_CLOCK_SKEW, Leg, SyncInitial, SyncSettings};
 
 use crate::error::{Error, Result};
 use dmp_contract::IfExists;
@@ -92,6 +94,12 @@ pub struct Pipeline {
     /// epoch of its lease, which every checkpoint of the stream carries
     /// (`Fence::Epoch`). Not from the file.
     pub epoch: Option<u64>,
+    /// `[sync]`: a two-way sync's settings.
+    pub sync: SyncSettings,
+    /// Set on each leg of a two-way sync (see [`Pipeline::leg`]): the sync
+    /// id its applied transactions carry and its change stream drops. Not
+    /// from the file.
+    pub origin: Option<String>,
 }
 
 /// `[run] dead_letter_retention` by default: 30 days.
@@ -191,6 +199,7 @@ impl Pipeline {
             writers: self.parallelism,
             data_only: self.scope == Scope::DataOnly,
             source_database: self.source.database_name(),
+            origin: self.origin.clone(),
         }
     }
 
@@ -203,6 +212,7 @@ impl Pipeline {
             server_id: self.cdc.server_id,
             heartbeat: self.cdc.heartbeat,
             selection: self.selection.clone(),
+            origin: self.origin.clone(),
         }
     }
 }
@@ -295,6 +305,8 @@ impl Pipeline {
             dead_letter_retention: default_dead_letter_retention(),
             dead_letter_key: None,
             epoch: None,
+            sync: SyncSettings::default(),
+            origin: None,
         }
         .with_plugin_cache())
     }

@@ -31,6 +31,12 @@ pub struct ChangeOptions {
     /// The pipeline's tables: a table created at the source while
     /// streaming is streamed too when this selects it.
     pub selection: TableSelection,
+    /// Two-way sync: the tag of the transactions DMP itself applied to
+    /// this database (the pipeline's sync id), which the stream drops, so
+    /// that nothing DMP wrote comes back as a change (see
+    /// [`TargetOptions::origin`](crate::TargetOptions)). `None`: every
+    /// transaction is read.
+    pub origin: Option<String>,
 }
 
 impl ChangeOptions {

@@ -76,6 +76,11 @@ pub struct TargetOptions {
     /// The source's database (or file) name, for targets that say where
     /// rows come from (a message envelope's `source.db`).
     pub source_database: Option<String>,
+    /// Two-way sync: tag every transaction a change stream applies with
+    /// this sync id, so that the stream reading this database back drops
+    /// it (PostgreSQL: a transactional logical message `dmp.origin`;
+    /// MariaDB: the session's `skip_replication`). `None`: no tag.
+    pub origin: Option<String>,
 }
 
 /// Opens endpoints: the build's connector registry (`dmp-connectors`),

@@ -305,6 +305,13 @@ pub trait Source: Send + Sync {
         None
     }
 
+    /// The database server's clock now, in microseconds since the Unix
+    /// epoch (a two-way sync compares its sides' clocks); `None` where
+    /// the source has no clock of its own (files, a bus).
+    async fn server_time(&self) -> Result<Option<i64>> {
+        Ok(None)
+    }
+
     /// The change stream of this source, if it has one (`mode = "cdc"`).
     fn changes(
         &self,

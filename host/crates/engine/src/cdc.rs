@@ -156,6 +156,7 @@ pub(super) async fn run(
             .plugins()
             .map(|runtime| (runtime, pipeline.transforms.clone())),
         fence,
+        write_idle_positions: pipeline.origin.is_none(),
     };
     let outcome = super::retry::retrying(
         &pipeline.retry,
@@ -191,11 +192,12 @@ pub(super) async fn run(
         rejected,
         elapsed: started.elapsed(),
         stream: Some(stream_summary),
+        back: None,
     })
 }
 
 /// The stream position the target holds for this pipeline, if any.
-async fn stream_checkpoint(target: &dyn Target) -> Result<Option<Position>> {
+pub(super) async fn stream_checkpoint(target: &dyn Target) -> Result<Option<Position>> {
     Ok(target
         .checkpoints()
         .await?
@@ -311,6 +313,16 @@ async fn start_without_snapshot(
     schemas: &[Arc<TableSchema>],
     state: &StateStore,
 ) -> Result<Position> {
+    // A two-way sync's leg fixed its start before the other side's first
+    // load (see `bidirectional`).
+    if let Some(position) = state.stream_start(&pipeline.name)? {
+        changes.current_position(schemas).await?;
+        info!(
+            ?position,
+            "streaming from the start recorded before the first load"
+        );
+        return Ok(position);
+    }
     let recorded = state.snapshot_position(&pipeline.name)?;
     let from_snapshot = match &recorded {
         Some(text) => changes.position_from_snapshot(text).await?,

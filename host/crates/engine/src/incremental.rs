@@ -259,6 +259,7 @@ pub(super) async fn run(
         rejected,
         elapsed: started.elapsed(),
         stream: None,
+        back: None,
     };
     info!(
         rows,

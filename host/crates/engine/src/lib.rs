@@ -9,10 +9,13 @@
 use dmp_contract::error;
 
 mod assess;
+mod bidirectional;
 mod cdc;
+mod clocks;
 mod evolve;
 mod incremental;
 mod lag;
+mod launch;
 mod letter;
 mod naming;
 mod plan;
@@ -34,7 +37,9 @@ use std::sync::Arc;
 use tracing::Instrument;
 
 pub use assess::{assess, not_carried};
+pub use bidirectional::{LegEnds, run_two_way};
 pub use dmp_model::TablePhase;
+pub use launch::{Launch, Launcher, PlacedStream, PlacedWork, PlacedWorker, Placement, Written};
 pub use plan::discover;
 pub use plan::{ColumnPlan, PlanReport, TablePlan, plan};
 pub use progress::{Progress, StreamProgress, TableProgress};
@@ -100,5 +105,9 @@ pub async fn run(
             .instrument(span)
             .await
         }
+        RunMode::Bidirectional => Err(error::Error::Config(format!(
+            "pipeline {}: a two-way sync opens each side as a source and as a target; run it through a Session (or run_two_way)",
+            dmp_model::printable(&pipeline.name)
+        ))),
     }
 }

@@ -192,7 +192,10 @@ impl StreamProgress {
 #[derive(Debug, Default)]
 pub struct Progress {
     tables: Mutex<Vec<Arc<TableProgress>>>,
+    /// The change stream (a two-way sync's from side A to side B).
     pub stream: StreamProgress,
+    /// A two-way sync's leg from side B back to side A.
+    back: std::sync::OnceLock<Arc<Progress>>,
 }
 
 impl Progress {
@@ -220,9 +223,24 @@ impl Progress {
         table
     }
 
-    /// A snapshot of the tables registered so far.
+    /// A snapshot of the tables registered so far (with those of the leg
+    /// back, whose first load they may be).
     pub fn tables(&self) -> Vec<Arc<TableProgress>> {
-        self.tables.lock().map(|t| t.clone()).unwrap_or_default()
+        let mut tables = self.tables.lock().map(|t| t.clone()).unwrap_or_default();
+        if let Some(back) = self.back() {
+            tables.extend(back.tables());
+        }
+        tables
+    }
+
+    /// A two-way sync's progress from side B back to side A.
+    pub fn back(&self) -> Option<&Arc<Progress>> {
+        self.back.get()
+    }
+
+    /// The progress of the leg back of a two-way sync (made once).
+    pub(crate) fn back_leg(&self) -> Arc<Progress> {
+        self.back.get_or_init(Progress::new).clone()
     }
 }
 

@@ -51,9 +51,13 @@ pub struct RunSummary {
     /// Rows refused in this run (dead-lettered or skipped).
     pub rejected: u64,
     pub elapsed: Duration,
-    /// The change stream's figures (cdc runs).
+    /// The change stream's figures (cdc runs; a two-way sync's from side
+    /// A to side B).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub stream: Option<super::stream::StreamSummary>,
+    /// A two-way sync's stream back, from side B to side A.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub back: Option<super::stream::StreamSummary>,
 }
 
 /// Everything a chunk copy needs, shared by all chunk tasks.
@@ -183,6 +187,7 @@ pub async fn run(
             rejected,
             elapsed: started.elapsed(),
             stream: None,
+            back: None,
         };
         info!(
             rows,

@@ -10,9 +10,11 @@ use async_trait::async_trait;
 use tokio::task::JoinHandle;
 use tracing::Instrument;
 
+use crate::LegEnds;
 use crate::error::{Error, ErrorKind, Result};
+use crate::launch::{Launch, Launcher, Written};
 use crate::{Progress, RunSummary, Shutdown};
-use dmp_config::{Pipeline, Schedule};
+use dmp_config::{Leg, Pipeline, RunMode, Schedule};
 use dmp_contract::{Connectors, Source, Target};
 use dmp_state::StateStore;
 
@@ -70,6 +72,8 @@ pub struct Session {
     pipeline: Arc<Pipeline>,
     connectors: Arc<dyn Connectors>,
     stop: Shutdown,
+    /// Runs the pipeline elsewhere, when it runs it.
+    launcher: Option<(Arc<dyn Launcher>, Written)>,
 }
 
 impl Session {
@@ -78,7 +82,23 @@ impl Session {
             pipeline: Arc::new(pipeline),
             connectors,
             stop: Shutdown::new(),
+            launcher: None,
         }
+    }
+
+    /// Hands the session's runs to `launcher` (other processes read the
+    /// pipeline as `written`) when it runs the pipeline's mode.
+    #[must_use]
+    pub fn launched_by(mut self, launcher: Arc<dyn Launcher>, written: Written) -> Self {
+        self.launcher = Some((launcher, written));
+        self
+    }
+
+    /// Whether the runs go to a launcher.
+    pub fn is_launched(&self) -> bool {
+        self.launcher
+            .as_ref()
+            .is_some_and(|(launcher, _)| launcher.runs(&self.pipeline))
     }
 
     pub fn pipeline(&self) -> &Pipeline {
@@ -93,8 +113,24 @@ impl Session {
     }
 
     /// One run in the pipeline's mode (a stream goes on until stopped),
-    /// under the pipeline's lease, reporting into `progress`.
+    /// under the pipeline's lease, reporting into `progress`; or handed to
+    /// the session's launcher and followed.
     pub async fn run_once(&self, restart: bool, progress: Arc<Progress>) -> Result<RunSummary> {
+        if let Some((launcher, written)) = &self.launcher
+            && launcher.runs(&self.pipeline)
+        {
+            let launch = Launch {
+                pipeline: &self.pipeline,
+                written,
+                restart,
+                progress,
+                stop: self.stop.child(),
+            };
+            return launcher.launch(launch).await;
+        }
+        if self.pipeline.mode == RunMode::Bidirectional {
+            return self.run_two_way(restart, progress).await;
+        }
         let (source, target) = open_pipeline(&*self.connectors, &self.pipeline)?;
         let state = Arc::new(StateStore::for_pipeline(&self.pipeline)?);
         let _lease = state.lease(&self.pipeline.name)?;
@@ -103,6 +139,28 @@ impl Session {
             restart,
             source,
             target,
+            state,
+            progress,
+            self.stop.child(),
+        )
+        .await
+    }
+
+    /// A two-way sync: each side opened as the source of one leg and the
+    /// target of the other.
+    async fn run_two_way(&self, restart: bool, progress: Arc<Progress>) -> Result<RunSummary> {
+        let open = |leg| -> Result<LegEnds> {
+            let (source, target) = open_pipeline(&*self.connectors, &self.pipeline.leg(leg))?;
+            Ok(LegEnds { source, target })
+        };
+        let (a_to_b, b_to_a) = (open(Leg::AToB)?, open(Leg::BToA)?);
+        let state = Arc::new(StateStore::for_pipeline(&self.pipeline)?);
+        let _lease = state.lease(&self.pipeline.name)?;
+        crate::run_two_way(
+            &self.pipeline,
+            restart,
+            a_to_b,
+            b_to_a,
             state,
             progress,
             self.stop.child(),

@@ -27,6 +27,9 @@ pub async fn stream_standing(
     connectors: &dyn Connectors,
     pipeline: &Pipeline,
 ) -> Result<StreamStanding> {
+    // A two-way sync: its first leg's (`dmp cdc status` shows each).
+    let streams = pipeline.streams();
+    let pipeline = streams.first().unwrap_or(pipeline);
     let (source, target) = crate::open_pipeline(connectors, pipeline)?;
     let changes = change_source(connectors, pipeline, &*source)?;
     let lag = changes.lag().await?;
@@ -51,11 +54,15 @@ pub async fn stream_standing(
 
 /// Drops what the stream holds at the source (PostgreSQL: its slot and
 /// publication), so that the source stops keeping change log for it.
+/// A two-way sync's legs each hold their own.
 pub async fn drop_stream(connectors: &dyn Connectors, pipeline: &Pipeline) -> Result<()> {
-    let source = connectors.open_source(&pipeline.source, pipeline.source_options())?;
-    change_source(connectors, pipeline, &*source)?
-        .drop_stream()
-        .await
+    for stream in pipeline.streams() {
+        let source = connectors.open_source(&stream.source, stream.source_options())?;
+        change_source(connectors, &stream, &*source)?
+            .drop_stream()
+            .await?;
+    }
+    Ok(())
 }
 
 fn change_source(

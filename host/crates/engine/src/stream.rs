@@ -98,6 +98,12 @@ pub(super) struct StreamContext {
     /// What each apply's checkpoint is fenced on (a cluster's stream
     /// holder: its lease's epoch).
     pub(super) fence: Option<Fence>,
+    /// A position that moved with no change to apply (the source's other
+    /// tables, a heartbeat) is written to the target's checkpoint; else
+    /// only confirmed to the source. A two-way sync's legs write none: such
+    /// a write would be a change of the other side's log, whose position
+    /// its leg would write back, and so on for ever.
+    pub(super) write_idle_positions: bool,
 }
 
 /// The source transaction being received.
@@ -228,7 +234,14 @@ pub(super) async fn stream(ctx: &StreamContext, from: Position) -> Result<Stream
         let Some(position) = pending.position.clone().filter(|_| cut) else {
             continue;
         };
-        if pending.items.is_empty() && position == last_position {
+        // Nothing to apply: a position that did not move needs nothing; one
+        // that moved is written below, or (see `write_idle_positions`) only
+        // confirmed to the source, which may free its log up to there.
+        if pending.items.is_empty() && (position == last_position || !ctx.write_idle_positions) {
+            if position != last_position {
+                let _ = feed.confirmed.send(Some(position.clone()));
+                last_position = position;
+            }
             pending = Pending::default();
             if open.is_none() {
                 ctx.progress.stream.idle();

@@ -108,6 +108,13 @@ pub const REPLAY_CHUNK: u32 = CURSOR_CHUNK - 2;
 /// the snapshot's per-table rows).
 pub const STREAM_CHECKPOINT: &str = "";
 
+/// Whether `table` is one of DMP's own in a database it writes to
+/// (`_dmp_checkpoints`): never data, so never discovered or streamed —
+/// a two-way sync's side is a target and a source at once.
+pub fn is_dmp_table(table: &str) -> bool {
+    table.starts_with("_dmp_")
+}
+
 /// A slice of a table's snapshot that can be copied, checkpointed and redone
 /// on its own. Bounds are keys in the source's order: `lower` exclusive,
 /// `upper` inclusive, `None` open.

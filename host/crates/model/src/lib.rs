@@ -22,7 +22,7 @@ pub use assessment::{Assessed, ObjectKind, Status};
 pub use batch::{
     Batch, CURSOR_CHUNK, Change, ChangeBatch, ChangeOrigin, Checkpoint, Chunk, Fence, Position,
     REPAIR_CHUNK, REPLAY_CHUNK, Reject, RejectStage, Row, STREAM_CHECKPOINT, SchemaDelta,
-    TableChanges, WireColumn, WireDecoder, WireFormat, WireRows,
+    TableChanges, WireColumn, WireDecoder, WireFormat, WireRows, is_dmp_table,
 };
 pub use data_type::DataType;
 pub use decimal::Decimal;

@@ -150,6 +150,20 @@ impl MysqlSource {
 
 #[async_trait]
 impl Source for MysqlSource {
+    async fn server_time(&self) -> Result<Option<i64>> {
+        let inner = &self.inner;
+        let (pool, _) = inner.pool().await?;
+        let mut conn = pool
+            .get_conn()
+            .await
+            .context(|| inner.config.connecting())?;
+        let micros: Option<i64> = conn
+            .query_first("SELECT CAST(UNIX_TIMESTAMP(NOW(6)) * 1000000 AS SIGNED)")
+            .await
+            .context(|| format!("{}: reading the server's clock", inner.config.place))?;
+        Ok(micros)
+    }
+
     async fn discover(&self, selection: &TableSelection) -> Result<Vec<TableSchema>> {
         let inner = &self.inner;
         let (pool, server) = inner.pool().await?;

@@ -86,9 +86,15 @@ impl MysqlTarget {
         pool.get_conn().await.context(|| self.config.connecting())
     }
 
+    /// A session of the pool; in a two-way sync, one whose writes are
+    /// tagged as DMP's own (the first load's, the stream's).
     async fn conn(&self) -> Result<(Conn, Server)> {
         let (pool, server) = self.pool().await?;
-        Ok((self.conn_from(pool).await?, *server))
+        let mut conn = self.conn_from(pool).await?;
+        if self.options.origin.is_some() {
+            self.tag_session(&mut conn, *server).await?;
+        }
+        Ok((conn, *server))
     }
 
     /// How batches of `table` are written, worked out at its first batch
@@ -121,6 +127,27 @@ impl MysqlTarget {
             .map_err(|_| poisoned())?
             .insert(table.name.clone(), plan.clone());
         Ok(plan)
+    }
+
+    /// Two-way sync: marks what `conn` writes as DMP's own. MariaDB's
+    /// `skip_replication` flags the session's binlog events
+    /// (`LOG_EVENT_SKIP_REPLICATION_F`), which the reader of the way back
+    /// drops; MySQL has no such flag.
+    async fn tag_session(&self, conn: &mut Conn, server: Server) -> Result<()> {
+        if !server.mariadb {
+            return Err(Error::Config(format!(
+                "{}: a two-way sync with MySQL is not supported: DMP tags its own writes with MariaDB's skip_replication, which MySQL lacks",
+                self.place()
+            )));
+        }
+        conn.query_drop("SET SESSION skip_replication = 1")
+            .await
+            .context(|| {
+                format!(
+                    "{}: marking DMP's own writes (`SET SESSION skip_replication`, which needs the BINLOG ADMIN or SUPER privilege)",
+                    self.place()
+                )
+            })
     }
 
     fn place(&self) -> String {

@@ -170,20 +170,48 @@ fn plan<'a>(
     Ok(steps)
 }
 
+/// How an apply transaction begins.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct ApplySession<'a> {
+    /// The session runs as PostgreSQL's own replication apply does
+    /// (`session_replication_role = replica`: no foreign key checks, no
+    /// ordinary triggers), so that rows arriving in another order than the
+    /// keys need (tables of an incremental run, a segment's deletes before
+    /// its upserts) are not refused.
+    pub(super) replica: bool,
+    /// Two-way sync: the sync id the transaction is tagged with, as its
+    /// first change, a transactional logical decoding message
+    /// (`dmp.origin`) that the reader of this database drops the
+    /// transaction for (see `replication::ORIGIN_PREFIX`).
+    pub(super) origin: Option<&'a str>,
+}
+
+impl ApplySession<'_> {
+    /// The statements that open the transaction, after `BEGIN`.
+    fn prologue(&self) -> String {
+        let mut prologue = String::new();
+        if self.replica {
+            prologue.push_str("SET LOCAL session_replication_role = replica;\n");
+        }
+        if let Some(origin) = self.origin {
+            prologue.push_str(&crate::replication::origin_tag(origin));
+            prologue.push_str(";\n");
+        }
+        prologue
+    }
+}
+
 /// Applies `batch` (its segments' tables as `tables`, one per segment)
 /// and `checkpoint` in one transaction; refused rows go to `sink` before
-/// the commit. Returns the changes applied. `replica`: the session runs
-/// as PostgreSQL's own replication apply does (`session_replication_role
-/// = replica`: no foreign key checks, no ordinary triggers), so that rows
-/// arriving in another order than the keys need (tables of an incremental
-/// run, a segment's deletes before its upserts) are not refused.
+/// the commit. Returns the changes applied. `session` says how the
+/// transaction begins (see [`ApplySession`]).
 #[allow(clippy::too_many_arguments)]
 #[tracing::instrument(level = "debug", skip_all, fields(segments = batch.segments.len(), changes = batch.len()))]
 pub(super) async fn apply(
     pool: &PgPool,
     schema_name: &str,
     pipeline: &str,
-    replica: bool,
+    session: ApplySession<'_>,
     tables: &[Option<Arc<WriteTable>>],
     batch: ChangeBatch,
     checkpoint: Checkpoint,
@@ -195,7 +223,8 @@ pub(super) async fn apply(
     // Sent with the last statements: one round trip fewer per batch, which
     // a change stream of small transactions feels.
     let checkpoint_sql = checkpoint_sql(schema_name, pipeline, &checkpoint).context(ctx)?;
-    if let Some((script, applied)) = one_script(&steps, &checkpoint_sql, replica) {
+    let prologue = session.prologue();
+    if let Some((script, applied)) = one_script(&steps, &checkpoint_sql, &prologue) {
         // The common case of a stream: BEGIN, the statements, the
         // checkpoint and COMMIT in one round trip. Rows refused before
         // the target are dead-lettered first (before the commit, as the
@@ -223,22 +252,22 @@ pub(super) async fn apply(
                 debug!(error = %e, "changes refused by the server; isolating the bad rows");
             }
         }
-        let (txn, applied, bad) = match attempt(pool, &steps, &checkpoint_sql, replica, true).await
-        {
-            Err(e) if is_deposed(&e) => return Err(dmp_contract::deposed(&checkpoint)),
-            outcome => outcome.context(ctx)?,
-        };
+        let (txn, applied, bad) =
+            match attempt(pool, &steps, &checkpoint_sql, &prologue, true).await {
+                Err(e) if is_deposed(&e) => return Err(dmp_contract::deposed(&checkpoint)),
+                outcome => outcome.context(ctx)?,
+            };
         refuse_bad(&steps, bad, &checkpoint, &mut refused);
         dead_letter(refused, &sink).await?;
         txn.commit().await.context(ctx)?;
         return Ok(applied);
     }
-    let first = attempt(pool, &steps, &checkpoint_sql, replica, false).await;
+    let first = attempt(pool, &steps, &checkpoint_sql, &prologue, false).await;
     let outcome = match first {
         Err(e) if is_deposed(&e) => return Err(dmp_contract::deposed(&checkpoint)),
         Err(e) if is_data_error(&e) => {
             debug!(error = %e, "changes refused by the server; isolating the bad rows");
-            attempt(pool, &steps, &checkpoint_sql, replica, true).await
+            attempt(pool, &steps, &checkpoint_sql, &prologue, true).await
         }
         other => other,
     };
@@ -284,11 +313,9 @@ async fn dead_letter(refused: Refused, sink: &Arc<dyn RejectSink>) -> Result<()>
 /// The whole batch as one script from `BEGIN` to `COMMIT`, with the
 /// changes it applies, when every step fits in literal statements (no
 /// staging table) and the script stays small.
-fn one_script(steps: &[Step<'_>], checkpoint_sql: &str, replica: bool) -> Option<(String, u64)> {
+fn one_script(steps: &[Step<'_>], checkpoint_sql: &str, prologue: &str) -> Option<(String, u64)> {
     let mut script = String::from("BEGIN;\n");
-    if replica {
-        script.push_str("SET LOCAL session_replication_role = replica;\n");
-    }
+    script.push_str(prologue);
     let mut applied = 0u64;
     for step in steps {
         match step {
@@ -402,15 +429,12 @@ async fn attempt<'a>(
     pool: &PgPool,
     steps: &[Step<'a>],
     checkpoint_sql: &str,
-    replica: bool,
+    prologue: &str,
     isolate: bool,
 ) -> std::result::Result<Attempt<'a>, sqlx::Error> {
     let mut txn = pool.begin().await?;
     let conn: &mut PgConnection = &mut txn;
-    let mut script = String::new();
-    if replica {
-        script.push_str("SET LOCAL session_replication_role = replica;\n");
-    }
+    let mut script = prologue.to_string();
     let mut applied = 0u64;
     let mut bad = Vec::new();
     let mut staged: HashSet<String> = HashSet::new();

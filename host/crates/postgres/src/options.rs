@@ -43,6 +43,7 @@ mod tests {
             server_id: None,
             heartbeat: std::time::Duration::from_secs(10),
             selection: dmp_model::TableSelection::new(&[], &[]).expect("all tables"),
+            origin: None,
         }
     }
 

@@ -180,6 +180,16 @@ impl Inner {
 
 #[async_trait]
 impl Source for PostgresSource {
+    async fn server_time(&self) -> Result<Option<i64>> {
+        let inner = &self.inner;
+        let micros: i64 =
+            sqlx::query_scalar("SELECT (extract(epoch FROM clock_timestamp()) * 1000000)::bigint")
+                .fetch_one(&inner.pool)
+                .await
+                .context(|| format!("{}: reading the server's clock", inner.place()))?;
+        Ok(Some(micros))
+    }
+
     async fn discover(&self, selection: &TableSelection) -> Result<Vec<TableSchema>> {
         let inner = &self.inner;
         inner.config.check_reachable().await?;

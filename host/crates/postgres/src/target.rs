@@ -186,13 +186,10 @@ impl PostgresTarget {
             encodings.push(Some(encoding));
         }
         let replica = has_foreign_keys && self.may_skip_foreign_keys(&table.name).await?;
-        let write_table = Arc::new(WriteTable::new(
-            self.schema(),
-            table,
-            encodings,
-            sql_types,
-            replica,
-        ));
+        let write_table = Arc::new(WriteTable {
+            origin: self.options.origin.clone(),
+            ..WriteTable::new(self.schema(), table, encodings, sql_types, replica)
+        });
         if let Ok(mut tables) = self.tables.lock() {
             tables.insert(table.name.clone(), write_table.clone());
         }
@@ -278,6 +275,14 @@ impl PostgresTarget {
             .execute(&mut **txn)
             .await
             .context(ctx)?;
+        // A two-way sync: what preparing empties is not a change of this
+        // side's to carry back.
+        if let Some(origin) = &self.options.origin {
+            exec(crate::replication::origin_tag(origin))
+                .execute(&mut **txn)
+                .await
+                .context(ctx)?;
+        }
         let found: bool =
             sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)")
                 .bind(schema)
@@ -887,7 +892,10 @@ impl Target for PostgresTarget {
             &self.pool,
             self.schema(),
             &self.options.pipeline,
-            replica,
+            apply::ApplySession {
+                replica,
+                origin: self.options.origin.as_deref(),
+            },
             &tables,
             batch,
             checkpoint,

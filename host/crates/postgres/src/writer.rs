@@ -46,6 +46,9 @@ pub(super) struct WriteTable {
     /// = replica`): the table has foreign keys already (a data-only or
     /// append run) and tables arrive in any order.
     pub(super) replica: bool,
+    /// Two-way sync: each batch's transaction is tagged with this sync id,
+    /// so that the first load does not come back from this side either.
+    pub(super) origin: Option<String>,
 }
 
 impl WriteTable {
@@ -86,6 +89,7 @@ impl WriteTable {
             quoted_names: table.columns.iter().map(|c| quote_ident(&c.name)).collect(),
             key: table.primary_key_indices(),
             replica,
+            origin: None,
         }
     }
 
@@ -355,6 +359,10 @@ async fn begin(
     let mut settings = String::from("SET LOCAL synchronous_commit = off");
     if table.replica {
         settings.push_str("; SET LOCAL session_replication_role = replica");
+    }
+    if let Some(origin) = &table.origin {
+        settings.push_str("; ");
+        settings.push_str(&crate::replication::origin_tag(origin));
     }
     sqlx::raw_sql(AssertSqlSafe(settings))
         .execute(&mut *txn)

@@ -390,6 +390,7 @@ impl TablePair {
                     writers: 1,
                     data_only: true,
                     source_database: None,
+                    origin: None,
                 },
             )?;
             if !target.applies_in_place() {

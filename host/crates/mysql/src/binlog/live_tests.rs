@@ -177,6 +177,7 @@ async fn binlog_stream_end_to_end() {
             server_id: None,
             heartbeat: Duration::from_secs(1),
             selection: dmp_model::TableSelection::new(&[], &[]).expect("selection"),
+            origin: None,
         })
         .unwrap()
         .unwrap();
@@ -440,6 +441,7 @@ async fn binlog_stream_throughput() {
             server_id: None,
             heartbeat: Duration::from_secs(1),
             selection: dmp_model::TableSelection::new(&[], &[]).expect("selection"),
+            origin: None,
         })
         .unwrap()
         .unwrap();

@@ -159,6 +159,7 @@ impl ChangeSource for MysqlChanges {
             from,
             heartbeat: self.options.heartbeat,
             selection: self.options.selection.clone(),
+            skip_flagged: self.options.origin.is_some(),
         };
         let (tx, rx) = mpsc::channel(CHANNEL_EVENTS);
         let (confirmed, watched) = watch::channel(None);

@@ -42,6 +42,9 @@ const HEARTBEAT_V2: u8 = 41;
 const FL_STANDALONE: u8 = 1;
 /// Events the server makes up for the stream (not in the file).
 const LOG_EVENT_ARTIFICIAL_F: u16 = 0x20;
+/// MariaDB: written by a session with `skip_replication` on — a two-way
+/// sync's own apply (mysql_common's flags do not name it).
+const LOG_EVENT_SKIP_REPLICATION_F: u16 = 0x8000;
 
 /// What the reader needs, gathered by `open`.
 pub(super) struct Setup {
@@ -57,6 +60,9 @@ pub(super) struct Setup {
     pub(super) heartbeat: Duration,
     /// A table created while streaming joins when this selects it.
     pub(super) selection: TableSelection,
+    /// Two-way sync: drop the rows of events written with
+    /// `skip_replication` (DMP's own applies).
+    pub(super) skip_flagged: bool,
 }
 
 /// What `connect` learnt besides the stream.
@@ -112,6 +118,8 @@ fn map_key(tme: &TableMapEvent<'_>) -> MapKey {
 
 struct Reader {
     tx: mpsc::Sender<Result<StreamEvent>>,
+    /// See [`Setup::skip_flagged`].
+    skip_flagged: bool,
     tables: Vec<Arc<TableSchema>>,
     database: String,
     columns: HashMap<String, Vec<SourceColumn>>,
@@ -147,6 +155,7 @@ impl Reader {
     fn new(setup: &Setup, tx: mpsc::Sender<Result<StreamEvent>>) -> Reader {
         Reader {
             tx,
+            skip_flagged: setup.skip_flagged,
             tables: setup.tables.clone(),
             database: setup.database.clone(),
             columns: setup.columns.clone(),
@@ -339,7 +348,8 @@ impl Reader {
             self.open_group(start, after, flags & FL_STANDALONE != 0, None);
         } else if is(EventType::QUERY_EVENT) {
             let query: QueryEvent<'_> = event.read_event().context(ctx)?;
-            self.query(&query, start, log_pos, header.timestamp())
+            let ours = self.skip_flagged && header.flags_raw() & LOG_EVENT_SKIP_REPLICATION_F != 0;
+            self.query(&query, start, log_pos, header.timestamp(), ours)
                 .await?;
         } else if is(EventType::XID_EVENT) {
             self.commit(log_pos, header.timestamp()).await?;
@@ -363,7 +373,9 @@ impl Reader {
                 // The id now stands for another table.
                 self.maps.remove(&tme.table_id());
             }
-        } else if let Some(rows_kind) = rows_kind(kind) {
+        } else if let Some(rows_kind) = rows_kind(kind)
+            && !(self.skip_flagged && header.flags_raw() & LOG_EVENT_SKIP_REPLICATION_F != 0)
+        {
             let data = event.read_data().context(ctx)?;
             let Some(EventData::RowsEvent(rows)) = data else {
                 return Err(Error::Data(format!(
@@ -478,6 +490,7 @@ impl Reader {
         start: Option<u64>,
         log_pos: u64,
         timestamp: u32,
+        ours: bool,
     ) -> Result<()> {
         let sql = query.query();
         let schema = query.schema();
@@ -491,6 +504,11 @@ impl Reader {
             Statement::Commit | Statement::Rollback => {
                 return self.commit(log_pos, timestamp).await;
             }
+            // A two-way sync's own truncate (of its first load's
+            // preparation, or carried from the other side): not a change
+            // of this side's. Its DDL still tells this stream the tables'
+            // new shapes.
+            Statement::Truncate(_) | Statement::Dml(_) if ours => {}
             Statement::Truncate(name) => {
                 if let Some(table) = self.streamed(&name, &schema) {
                     self.begin(start).await?;
@@ -590,7 +608,8 @@ impl Reader {
                 Some(t)
                     if here(t)
                         && self.streamed(t, default_db).is_none()
-                        && self.selection.matches(&t.name) =>
+                        && self.selection.matches(&t.name)
+                        && !dmp_model::is_dmp_table(&t.name) =>
                 {
                     self.reshape(None, &t.name, TableEvent::Created, sql, Vec::new(), start)
                         .await

@@ -113,6 +113,7 @@ fn options(pipeline: &str, heartbeat: Duration) -> ChangeOptions {
         server_id: None,
         heartbeat,
         selection: dmp_model::TableSelection::new(&[], &[]).expect("selection"),
+        origin: None,
     }
 }
 
@@ -385,6 +386,7 @@ async fn stream_against_a_real_server() {
     let plain_changes = source
         .changes(&ChangeOptions {
             selection: TableSelection::new(&["plain".to_string()], &[]).expect("selection"),
+            origin: None,
             ..options("PgCdc e2e", Duration::from_secs(1))
         })
         .expect("changes")

@@ -94,11 +94,28 @@ pub(super) struct PgChangeSource {
     /// The pipeline's tables (a table created while streaming joins when
     /// this selects it).
     selection: TableSelection,
+    /// Two-way sync: transactions tagged with this sync id are DMP's own
+    /// and dropped.
+    origin: Option<String>,
     /// The replication session that created the slot and exported its
     /// snapshot, kept idle (so the snapshot stays valid) until `open`
     /// streams on it.
     held: tokio::sync::Mutex<Option<Connection>>,
     snapshots: Arc<ExportedSnapshots>,
+}
+
+/// The prefix of the logical decoding message that tags a transaction a
+/// two-way sync applied; its content is the sync id.
+pub(crate) const ORIGIN_PREFIX: &str = "dmp.origin";
+
+/// The statement that tags the transaction it runs in with sync id
+/// `origin` (a transactional logical decoding message): run first, it
+/// tells the reader before any change of the transaction.
+pub(crate) fn origin_tag(origin: &str) -> String {
+    format!(
+        "SELECT pg_logical_emit_message(true, '{ORIGIN_PREFIX}', {})",
+        crate::sql::quote_literal(origin)
+    )
 }
 
 impl PgChangeSource {
@@ -116,6 +133,7 @@ impl PgChangeSource {
             publication,
             heartbeat: options.heartbeat,
             selection: options.selection.clone(),
+            origin: options.origin.clone(),
             held: tokio::sync::Mutex::new(None),
             snapshots,
         })
@@ -303,6 +321,7 @@ impl ChangeSource for PgChangeSource {
             namespace: self.config.schema.clone(),
             selection: self.selection.clone(),
             binary,
+            origin: self.origin.clone(),
         };
         let span = info_span!("pg_stream", slot = self.slot, from = %start);
         Ok(ChangeFeed::spawn(
@@ -338,6 +357,17 @@ impl PgChangeSource {
         );
         if binary {
             command.push_str(", binary 'true'");
+        }
+        if self.origin.is_some() {
+            // The tag of DMP's own transactions comes as a logical
+            // decoding message, which pgoutput sends from version 14 on.
+            if conn.server_version() < 140_000 {
+                return Err(Error::Config(format!(
+                    "{}: a two-way sync needs PostgreSQL 14 or later, whose change stream carries the tag of DMP's own transactions",
+                    self.place()
+                )));
+            }
+            command.push_str(", messages 'true'");
         }
         command.push(')');
         conn.start_copy_both(&command).await.context(|| {

@@ -57,6 +57,13 @@ pub(super) enum Message {
     Truncate {
         relations: Vec<u32>,
     },
+    /// `M`: a logical decoding message (sent with `messages 'true'`).
+    Logical {
+        /// Written in a transaction (else on its own).
+        transactional: bool,
+        prefix: String,
+        content: Bytes,
+    },
     /// Origin, Type and logical decoding messages: nothing to act on.
     Other(u8),
 }
@@ -273,10 +280,22 @@ pub(super) fn parse_message(mut data: Bytes) -> Result<Message, String> {
         b'U' => "Update",
         b'D' => "Delete",
         b'T' => "Truncate",
+        b'M' => "Message",
         other => return Ok(Message::Other(other)),
     };
     let mut r = Reader { buf: data, what };
     Ok(match kind {
+        b'M' => {
+            let transactional = r.u8()? & 1 == 1;
+            let _lsn = r.lsn()?;
+            let prefix = r.string()?;
+            let length = usize::try_from(r.u32()?).map_err(|e| e.to_string())?;
+            Message::Logical {
+                transactional,
+                prefix,
+                content: r.bytes(length)?,
+            }
+        }
         b'B' => Message::Begin {
             final_lsn: r.lsn()?,
             commit_time: r.i64()?,

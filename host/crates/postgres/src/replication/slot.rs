@@ -523,6 +523,7 @@ mod tests {
             server_id: None,
             heartbeat: Duration::from_secs(10),
             selection: dmp_model::TableSelection::new(&[], &[]).expect("selection"),
+            origin: None,
         }
     }
 

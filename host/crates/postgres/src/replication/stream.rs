@@ -58,6 +58,8 @@ struct Txn {
     begun: bool,
     /// Changes handed on.
     seen: u64,
+    /// Tagged with the sync id: DMP applied it; its changes are dropped.
+    ours: bool,
 }
 
 /// What woke the reader.
@@ -90,6 +92,9 @@ pub(super) struct Reader {
     pub(super) selection: TableSelection,
     /// Values come in binary (every column had a binary decoder).
     pub(super) binary: bool,
+    /// Two-way sync: the sync id whose tagged transactions (DMP's own
+    /// applies) are dropped.
+    pub(super) origin: Option<String>,
 }
 
 /// Tables whose shape this stream has handed on (each is, at its first
@@ -242,6 +247,7 @@ impl Reader {
                     log: state.last_end.log_text(),
                     begun: false,
                     seen: 0,
+                    ours: false,
                 });
                 Ok(true)
             }
@@ -267,6 +273,22 @@ impl Reader {
                 Ok(open)
             }
             Message::Relation(relation) => self.relation(state, relation).await,
+            Message::Logical {
+                transactional: true,
+                prefix,
+                content,
+            } if prefix == super::ORIGIN_PREFIX => {
+                if let Some(txn) = &mut state.txn
+                    && self.origin.as_deref().map(str::as_bytes) == Some(&content[..])
+                {
+                    // The tag is the transaction's first write, so no
+                    // change of it was handed on.
+                    txn.ours = true;
+                }
+                Ok(true)
+            }
+            Message::Logical { .. } => Ok(true),
+            _ if state.txn.as_ref().is_some_and(|t| t.ours) => Ok(true),
             Message::Insert { relation, new } => {
                 let Some(table) = self.mapped(state, relation)? else {
                     return Ok(true);
@@ -324,7 +346,9 @@ impl Reader {
             .iter()
             .position(|t| t.namespace() == namespace && t.schema.name == relation.name);
         let known = by_name.or_else(|| self.tables.iter().position(|t| t.oid == relation.oid));
-        let selected = namespace == self.namespace && self.selection.matches(&relation.name);
+        let selected = namespace == self.namespace
+            && self.selection.matches(&relation.name)
+            && !dmp_model::is_dmp_table(&relation.name);
         if known.is_none() && !selected {
             debug!(
                 relation = relation.name,

@@ -1,0 +1,250 @@
+//! Two-way sync (`mode = "bidirectional"`): side A is the pipeline's
+//! `[source]`, side B its `[target]`, each both source and target. The
+//! pipeline runs as two legs — A to B and B to A — each an ordinary change
+//! stream with its checkpoint in its own target, and each applying under
+//! the pipeline's sync id, which the other leg's reader drops: nothing DMP
+//! wrote comes back.
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::Pipeline;
+use crate::error::{Error, Result};
+use crate::file::{Places, RunMode, TransformSection};
+
+/// `[sync]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "snake_case")]
+pub(crate) struct SyncSection {
+    /// The first load, before the two streams: `a_to_b` (A's rows copied
+    /// into B), `b_to_a`, or `none` (both hold the same rows already).
+    /// Default: `a_to_b`.
+    #[serde(default)]
+    initial: SyncInitial,
+    /// How far apart the clocks of the two databases and DMP may be before
+    /// a warning (checked at start and every minute): `1s`, `250ms`.
+    /// Default: `1s`.
+    max_clock_skew: Option<Spanned<String>>,
+}
+
+/// Which way the first load of a two-way sync goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SyncInitial {
+    #[default]
+    AToB,
+    BToA,
+    None,
+}
+
+/// `[sync] max_clock_skew` by default.
+pub const DEFAULT_MAX_CLOCK_SKEW: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// `[sync]` settings.
+#[derive(Debug, Clone)]
+pub struct SyncSettings {
+    pub initial: SyncInitial,
+    pub max_clock_skew: std::time::Duration,
+}
+
+impl Default for SyncSettings {
+    fn default() -> Self {
+        SyncSettings {
+            initial: SyncInitial::default(),
+            max_clock_skew: DEFAULT_MAX_CLOCK_SKEW,
+        }
+    }
+}
+
+/// One direction of a two-way sync.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Leg {
+    /// From side A (the `[source]`) to side B (the `[target]`).
+    AToB,
+    BToA,
+}
+
+impl Leg {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Leg::AToB => "a_to_b",
+            Leg::BToA => "b_to_a",
+        }
+    }
+}
+
+/// `[sync]` read for `mode`: only a two-way sync has one, and its rows
+/// pass unchanged (a transform maps one way only).
+pub(crate) fn settings(
+    section: Option<&Spanned<SyncSection>>,
+    mode: RunMode,
+    transforms: &[TransformSection],
+    places: &Places<'_>,
+) -> Result<SyncSettings> {
+    if mode != RunMode::Bidirectional {
+        return match section {
+            Some(section) => Err(Error::Config(format!(
+                "{}: applies to mode = \"bidirectional\" only",
+                places.at(section.span(), "sync")
+            ))),
+            None => Ok(SyncSettings::default()),
+        };
+    }
+    if let Some(transform) = transforms.first() {
+        return Err(Error::Config(format!(
+            "{}: a two-way sync carries rows unchanged both ways (a transform maps one way only)",
+            transform.place
+        )));
+    }
+    let Some(section) = section.map(Spanned::get_ref) else {
+        return Ok(SyncSettings::default());
+    };
+    let max_clock_skew = match &section.max_clock_skew {
+        Some(text) => places.duration(text, "sync.max_clock_skew", "`1s` or `250ms`")?,
+        None => DEFAULT_MAX_CLOCK_SKEW,
+    };
+    Ok(SyncSettings {
+        initial: section.initial,
+        max_clock_skew,
+    })
+}
+
+impl Pipeline {
+    /// The sync id of a two-way sync: the tag of what DMP applies.
+    pub fn sync_id(&self) -> &str {
+        &self.name
+    }
+
+    /// Leg `leg` of a two-way sync as a change stream of its own: named
+    /// `NAME.a_to_b` / `NAME.b_to_a` (its checkpoints, its state, its
+    /// default slot), `full+cdc` for the leg that does the first load and
+    /// `cdc` for the other, applying under the sync id and dropping it.
+    /// Side B's slot and publication are side A's (`[cdc]`) with `_b`; its
+    /// server id, side A's plus one.
+    pub fn leg(&self, leg: Leg) -> Pipeline {
+        let mut out = self.clone();
+        out.name = format!("{}.{}", self.name, leg.as_str());
+        out.origin = Some(self.sync_id().to_string());
+        let loads = matches!(
+            (leg, self.sync.initial),
+            (Leg::AToB, SyncInitial::AToB) | (Leg::BToA, SyncInitial::BToA)
+        );
+        out.mode = if loads {
+            RunMode::FullCdc
+        } else {
+            RunMode::Cdc
+        };
+        if leg == Leg::BToA {
+            std::mem::swap(&mut out.source, &mut out.target);
+            out.cdc.slot = self.cdc.slot.as_ref().map(|s| format!("{s}_b"));
+            out.cdc.publication = self.cdc.publication.as_ref().map(|p| format!("{p}_b"));
+            out.cdc.server_id = self.cdc.server_id.map(|id| id.wrapping_add(1));
+        }
+        out
+    }
+
+    /// The change streams the pipeline reads: its own, or a two-way
+    /// sync's two legs (each with its slot, its checkpoint).
+    pub fn streams(&self) -> Vec<Pipeline> {
+        if self.mode == RunMode::Bidirectional {
+            vec![self.leg(Leg::AToB), self.leg(Leg::BToA)]
+        } else {
+            vec![self.clone()]
+        }
+    }
+
+    /// The leg that copies the first load, if any.
+    pub fn loading_leg(&self) -> Option<Leg> {
+        match self.sync.initial {
+            SyncInitial::AToB => Some(Leg::AToB),
+            SyncInitial::BToA => Some(Leg::BToA),
+            SyncInitial::None => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Pipeline> {
+        crate::file::parse(
+            text,
+            std::path::Path::new("conf/p.toml"),
+            &crate::ProcessSecrets,
+        )
+    }
+
+    const ENDS: &str =
+        "[source]\nurl = \"postgres://a@h/one\"\n[target]\nurl = \"mysql://b@h/two\"\n";
+
+    #[test]
+    fn a_two_way_sync_runs_as_two_legs_each_with_its_own_stream() {
+        let p = parse(&format!(
+            "{ENDS}[run]\nmode = \"bidirectional\"\n[cdc]\nslot = \"shop\"\nserver_id = 40\n"
+        ))
+        .unwrap();
+        assert_eq!(p.sync.initial, SyncInitial::AToB);
+        assert_eq!(p.sync.max_clock_skew, DEFAULT_MAX_CLOCK_SKEW);
+        let (forward, back) = (p.leg(Leg::AToB), p.leg(Leg::BToA));
+        assert_eq!(forward.name, "p.a_to_b");
+        assert_eq!(forward.mode, RunMode::FullCdc);
+        assert_eq!(back.mode, RunMode::Cdc);
+        assert_eq!(back.source.to_string(), p.target.to_string());
+        assert_eq!(back.target.to_string(), p.source.to_string());
+        assert_eq!(forward.cdc.slot.as_deref(), Some("shop"));
+        assert_eq!(back.cdc.slot.as_deref(), Some("shop_b"));
+        assert_eq!(back.cdc.server_id, Some(41));
+        for leg in [&forward, &back] {
+            assert_eq!(leg.change_options().origin.as_deref(), Some("p"));
+            assert_eq!(leg.target_options().origin.as_deref(), Some("p"));
+        }
+        assert_eq!(p.change_options().origin, None);
+        let none = parse(&format!(
+            "{ENDS}[run]\nmode = \"bidirectional\"\n[sync]\ninitial = \"none\"\n"
+        ))
+        .unwrap();
+        assert_eq!(none.loading_leg(), None);
+        let skew = parse(&format!(
+            "{ENDS}[run]\nmode = \"bidirectional\"\n[sync]\nmax_clock_skew = \"250ms\"\n"
+        ))
+        .unwrap();
+        assert_eq!(
+            skew.sync.max_clock_skew,
+            std::time::Duration::from_millis(250)
+        );
+        assert_eq!(none.leg(Leg::AToB).mode, RunMode::Cdc);
+        assert_eq!(none.streams().len(), 2);
+    }
+
+    #[test]
+    fn sync_settings_are_refused_where_they_do_not_apply() {
+        let e = parse(&format!(
+            "{ENDS}[run]\nmode = \"cdc\"\n[sync]\ninitial = \"none\"\n"
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("conf/p.toml:7 sync") && e.contains("bidirectional"),
+            "{e}"
+        );
+        let e = parse(&format!(
+            "{ENDS}[run]\nmode = \"bidirectional\"\n[[transform]]\nplugin = \"x.wasm\"\n"
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("transform") && e.contains("one way"), "{e}");
+        let e = parse(&format!(
+            "{ENDS}[run]\nmode = \"bidirectional\"\n[sync]\ninitial = \"sideways\"\n"
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("sideways"), "{e}");
+        let e = parse(&format!(
+            "{ENDS}[run]\nmode = \"bidirectional\"\nevery = \"1h\"\n"
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("cannot be scheduled"), "{e}");
+    }
+}
