@@ -33,6 +33,7 @@ pg -c "CREATE DATABASE side_a"
 pg -d side_a -c "CREATE TABLE accounts (id bigint PRIMARY KEY, n integer NOT NULL, balance bigint NOT NULL, filler text NOT NULL)" \
     -c "INSERT INTO accounts SELECT g, 0, 0, repeat('x', 60) FROM generate_series(1, $ROWS) g" \
     -c "CREATE TABLE probe (id bigint PRIMARY KEY, dir text NOT NULL, sent timestamptz NOT NULL, arrived timestamptz)" \
+    -c "ALTER TABLE accounts REPLICA IDENTITY FULL" -c "ALTER TABLE probe REPLICA IDENTITY FULL" \
     -c "VACUUM ANALYZE accounts"
 # When a probe from B reaches A; ALWAYS: DMP applies as a replica.
 pg -d side_a -c "CREATE FUNCTION arrived() RETURNS trigger LANGUAGE plpgsql AS \$\$

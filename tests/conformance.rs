@@ -179,6 +179,7 @@ fn open_target(subject: &Subject, if_exists: IfExists) -> Arc<dyn Target> {
         data_only: false,
         source_database: None,
         origin: None,
+        conflicts: None,
     };
     REGISTRY
         .open_target(&endpoint(subject), options)

@@ -504,6 +504,7 @@ fn a_two_way_sync_shows_both_directions_and_drops_both_slots() {
     let b = postgres().create_database("serve_two_way_b");
     a.exec(
         "CREATE TABLE notes (id bigint PRIMARY KEY, body text NOT NULL);
+         ALTER TABLE notes REPLICA IDENTITY FULL;
          INSERT INTO notes SELECT g, 'seed ' || g FROM generate_series(1, 100) g;",
     );
     let serve = Serve::start(&dir.path().join("home"), &[], &[]);

@@ -1,19 +1,22 @@
 //! Two-way sync (`mode = "bidirectional"`): side A is loaded into side B,
-//! then writers change both sides at once — each side its own keys:
-//! inserts, updates, deletes, several rows a transaction — while `dmp run`
-//! is SIGKILLed twice and started again. Afterwards a sentinel row written
-//! on each side reaches the other, both sides hold the same rows, and
+//! then writers change both sides at once — each side its own keys
+//! (inserts, updates, deletes, several rows a transaction) and a set of hot
+//! keys both sides update, delete and insert again — while `dmp run` is
+//! SIGKILLed twice and started again. Afterwards a sentinel row written on
+//! each side reaches the other, both sides hold the same rows, every
+//! conflict logged is of a hot key and decided as the policy says, and
 //! nothing echoes: no row is written again once the writers stopped
 //! (PostgreSQL: each row's version, `xmin`, stays; MariaDB: the binlog
 //! holds no event of the table past that point).
 
 use std::path::Path;
-use std::process::{Child, Stdio};
+use std::process::Child;
 use std::time::{Duration, Instant};
 
 use dmp_test_servers::{TestDb, mariadb, postgres};
 
 use super::cdc::{interrupt, seed};
+use super::conflicts::start as start_dmp;
 use crate::support::workload::{Dialect, Lcg};
 use crate::support::{assert_exit, dmp, pipeline, text};
 
@@ -22,6 +25,8 @@ const SEEDED: u64 = 1000;
 /// Writer sessions per side, and transactions each.
 const WRITERS: u64 = 2;
 const TRANSACTIONS: u64 = 150;
+/// Ids 1 to HOT are written by every writer of both sides.
+const HOT: u64 = 16;
 
 struct Side<'a> {
     db: &'a TestDb,
@@ -32,6 +37,7 @@ fn create_items(side: &Side<'_>) {
     side.db.exec(&match side.dialect {
         Dialect::Postgres => format!(
             "CREATE TABLE items (id bigint PRIMARY KEY, side text NOT NULL, n integer NOT NULL, note text);
+             ALTER TABLE items REPLICA IDENTITY FULL;
              INSERT INTO items SELECT g, 'seed', 0, 'seed ' || g FROM generate_series(1, {SEEDED}) g;"
         ),
         Dialect::Mariadb => format!(
@@ -42,11 +48,12 @@ fn create_items(side: &Side<'_>) {
 }
 
 /// The SQL of writer `session` of side `side` (0 = A, 1 = B): it owns the
-/// ids of one class modulo 4, so writers never touch each other's rows.
+/// ids of one class modulo 4, which no other writer touches, and shares
+/// the hot ids with all.
 fn writer_script(dialect: Dialect, side: u64, session: u64, seed: u64) -> String {
     let class = side * WRITERS + session;
     let mut rng = Lcg::new(seed ^ (class + 1).wrapping_mul(0x9E37_79B9));
-    let mut live: Vec<u64> = (1..=SEEDED).filter(|id| id % 4 == class).collect();
+    let mut live: Vec<u64> = (HOT + 1..=SEEDED).filter(|id| id % 4 == class).collect();
     let mut next = 0u64;
     let (mut sql, pause) = match dialect {
         Dialect::Postgres => (String::new(), "SELECT pg_sleep(0.01);"),
@@ -59,6 +66,11 @@ fn writer_script(dialect: Dialect, side: u64, session: u64, seed: u64) -> String
     for t in 0..TRANSACTIONS {
         sql.push_str("BEGIN;\n");
         for _ in 0..=rng.below(3) {
+            if rng.below(5) == 0 {
+                let hot = 1 + rng.below(HOT);
+                sql.push_str(&hot_write(dialect, &mut rng, hot, name, t));
+                continue;
+            }
             match rng.below(10) {
                 0..=2 => {
                     next += 1;
@@ -88,6 +100,25 @@ fn writer_script(dialect: Dialect, side: u64, session: u64, seed: u64) -> String
     sql
 }
 
+/// An update, a delete or an insert (again) of hot key `id`.
+fn hot_write(dialect: Dialect, rng: &mut Lcg, id: u64, name: &str, t: u64) -> String {
+    match rng.below(20) {
+        0 => format!("DELETE FROM items WHERE id = {id};\n"),
+        1 => {
+            let upsert = match dialect {
+                Dialect::Postgres => "ON CONFLICT (id) DO UPDATE SET n = excluded.n",
+                Dialect::Mariadb => "ON DUPLICATE KEY UPDATE n = VALUES(n)",
+            };
+            format!(
+                "INSERT INTO items (id, side, n, note) VALUES ({id}, '{name}', {t}, 'hot {t}') {upsert};\n"
+            )
+        }
+        _ => format!(
+            "UPDATE items SET n = n + 1, side = '{name}', note = 'hot {t}' WHERE id = {id};\n"
+        ),
+    }
+}
+
 fn start_writers(side: &Side<'_>, index: u64, seed: u64) -> Vec<std::thread::JoinHandle<()>> {
     (0..WRITERS)
         .map(|session| {
@@ -104,18 +135,6 @@ fn rows(side: &Side<'_>) -> Vec<Vec<Option<String>>> {
         .unwrap_or_default()
 }
 
-/// `dmp run p.toml`, logging to `dir/run-N.log`.
-fn start_dmp(dir: &Path, n: u32) -> Child {
-    let log = std::fs::File::create(dir.join(format!("run-{n}.log"))).expect("log");
-    dmp(dir)
-        .args(["run", "p.toml"])
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .expect("dmp starts")
-}
-
 fn logs(dir: &Path) -> String {
     let mut out = String::new();
     for n in 0..4 {
@@ -130,7 +149,18 @@ fn logs(dir: &Path) -> String {
     out
 }
 
-fn wait_until(dir: &Path, child: &mut Child, what: &str, mut done: impl FnMut() -> bool) {
+fn wait_until(dir: &Path, child: &mut Child, what: &str, done: impl FnMut() -> bool) {
+    wait_until_or(dir, child, what, done, String::new);
+}
+
+/// [`wait_until`], adding `state()` to the message when it gives up.
+fn wait_until_or(
+    dir: &Path,
+    child: &mut Child,
+    what: &str,
+    mut done: impl FnMut() -> bool,
+    state: impl Fn() -> String,
+) {
     let deadline = Instant::now() + Duration::from_secs(180);
     while !done() {
         if let Ok(Some(status)) = child.try_wait() {
@@ -138,11 +168,39 @@ fn wait_until(dir: &Path, child: &mut Child, what: &str, mut done: impl FnMut() 
         }
         assert!(
             Instant::now() < deadline,
-            "waited for {what}\n{}",
+            "waited for {what}{}\n{}",
+            state(),
             logs(dir)
         );
         std::thread::sleep(Duration::from_millis(200));
     }
+}
+
+/// The rows only one side holds as they are, and the conflicts logged.
+fn differences(a: &Side<'_>, b: &Side<'_>) -> String {
+    let (on_a, on_b) = (rows(a), rows(b));
+    let only_a: Vec<_> = on_a.iter().filter(|r| !on_b.contains(r)).collect();
+    let only_b: Vec<_> = on_b.iter().filter(|r| !on_a.contains(r)).collect();
+    let keys: Vec<String> = only_a
+        .iter()
+        .chain(&only_b)
+        .filter_map(|r| r[0].clone())
+        .collect();
+    let mut out = format!("\nonly on A: {only_a:?}\nonly on B: {only_b:?}");
+    for (name, side) in [("A", a), ("B", b)] {
+        for id in &keys {
+            let key = match side.dialect {
+                Dialect::Postgres => "key",
+                Dialect::Mariadb => "`key`",
+            };
+            let logged = side.db.try_query(&format!(
+                "SELECT id, kind, decision, remote_old, remote_new, local_row FROM _dmp_conflicts \
+                 WHERE table_name = 'items' AND {key} = '{{\"id\":{id}}}' ORDER BY id"
+            ));
+            out.push_str(&format!("\nconflicts of {id} on {name}: {logged:?}"));
+        }
+    }
+    out
 }
 
 /// What shows a row written again on `side` from now on.
@@ -203,7 +261,8 @@ fn assert_unwritten(side: &Side<'_>, mark: &Mark, which: &str) {
 
 /// `initial`: `a_to_b` (A seeded, loaded into B), `b_to_a`, or `none`
 /// (both seeded alike).
-fn two_way(a: Side<'_>, b: Side<'_>, slot: &str, initial: &str) {
+/// `policy`: the `[sync] conflict` lines.
+fn two_way(a: Side<'_>, b: Side<'_>, slot: &str, initial: &str, policy: &str) {
     let dir = tempfile::tempdir().expect("tempdir");
     match initial {
         "a_to_b" => create_items(&a),
@@ -214,7 +273,7 @@ fn two_way(a: Side<'_>, b: Side<'_>, slot: &str, initial: &str) {
         }
     }
     let loaded = if initial == "b_to_a" { &a } else { &b };
-    let mut child = start_sync(dir.path(), &a, &b, slot, initial, loaded);
+    let mut child = start_sync(dir.path(), &a, &b, slot, (initial, policy), loaded);
     let seed = seed();
     let mut rng = Lcg::new(seed);
     let mut writers = start_writers(&a, 0, seed);
@@ -231,7 +290,7 @@ fn two_way(a: Side<'_>, b: Side<'_>, slot: &str, initial: &str) {
     }
     a.db.exec("INSERT INTO items (id, side, n, note) VALUES (900000001, 'a', 0, 'sentinel of a')");
     b.db.exec("INSERT INTO items (id, side, n, note) VALUES (900000002, 'b', 0, 'sentinel of b')");
-    wait_until(
+    wait_until_or(
         dir.path(),
         &mut child,
         "both sides equal, sentinels included",
@@ -244,6 +303,7 @@ fn two_way(a: Side<'_>, b: Side<'_>, slot: &str, initial: &str) {
                     .count()
                     == 2
         },
+        || differences(&a, &b),
     );
     // Quiet now: a few heartbeats later, nothing was written again.
     let (mark_a, mark_b) = (mark(&a), mark(&b));
@@ -251,6 +311,7 @@ fn two_way(a: Side<'_>, b: Side<'_>, slot: &str, initial: &str) {
     assert_unwritten(&a, &mark_a, "A");
     assert_unwritten(&b, &mark_b, "B");
     assert_eq!(rows(&a), rows(&b));
+    assert_conflicts_decided(&a, &b, policy);
     let verified = dmp(dir.path())
         .args(["verify", "p.toml"])
         .output()
@@ -275,6 +336,7 @@ fn postgres_and_postgres_stay_equal_when_both_are_written() {
         side(&b, Dialect::Postgres),
         "tw_pg_pg",
         "a_to_b",
+        "conflict = \"a_wins\"",
     );
 }
 
@@ -287,6 +349,7 @@ fn postgres_and_mariadb_stay_equal_when_both_are_written() {
         side(&b, Dialect::Mariadb),
         "tw_pg_maria",
         "a_to_b",
+        "conflict = \"b_wins\"",
     );
 }
 
@@ -299,6 +362,7 @@ fn mariadb_and_mariadb_stay_equal_when_both_are_written() {
         side(&b, Dialect::Mariadb),
         "tw_maria_maria",
         "a_to_b",
+        "conflict = \"last_writer_wins\"\nconflict_column = \"n\"",
     );
 }
 
@@ -311,6 +375,7 @@ fn mariadb_loaded_into_postgres_then_both_written_stay_equal() {
         side(&b, Dialect::Mariadb),
         "tw_b_to_a",
         "b_to_a",
+        "",
     );
 }
 
@@ -323,7 +388,73 @@ fn two_equal_postgres_databases_without_a_first_load_stay_equal() {
         side(&b, Dialect::Postgres),
         "tw_none",
         "none",
+        "conflict = \"last_writer_wins\"\nconflict_column = \"n\"",
     );
+}
+
+/// The conflicts of `items` logged on `side`: (id, kind, decision).
+fn conflicts(side: &Side<'_>) -> Vec<(u64, String, String)> {
+    let key = match side.dialect {
+        Dialect::Postgres => "key",
+        Dialect::Mariadb => "`key`",
+    };
+    side.db
+        .try_query(&format!(
+            "SELECT {key}, kind, decision FROM _dmp_conflicts WHERE table_name = 'items'"
+        ))
+        .unwrap_or_default()
+        .into_iter()
+        .map(|r| {
+            let key: serde_json::Value =
+                serde_json::from_str(r[0].as_deref().unwrap_or("{}")).expect("key JSON");
+            (
+                key["id"].as_u64().expect("id"),
+                r[1].clone().unwrap_or_default(),
+                r[2].clone().unwrap_or_default(),
+            )
+        })
+        .collect()
+}
+
+/// Only hot keys conflicted (the others have one writer: a replay after a
+/// kill is no conflict), some did (the kills leave both sides written
+/// apart for a while), and each was decided as `policy` says.
+fn assert_conflicts_decided(a: &Side<'_>, b: &Side<'_>, policy: &str) {
+    let (on_a, on_b) = (conflicts(a), conflicts(b));
+    assert!(
+        !on_a.is_empty() || !on_b.is_empty(),
+        "no conflict was logged on either side"
+    );
+    // The side that wins per log: a_wins applies A's changes on B, keeps
+    // A's rows on A.
+    let winner = if policy.contains("a_wins") {
+        Some("a")
+    } else if policy.contains("b_wins") {
+        Some("b")
+    } else {
+        None
+    };
+    for (log, side, remote) in [(&on_a, "A", "b"), (&on_b, "B", "a")] {
+        for (id, kind, decision) in log {
+            assert!(
+                *id <= HOT,
+                "side {side}: key {id}, written on one side only, conflicted ({kind})"
+            );
+            let expected = match winner {
+                _ if kind == "delete_missing" => "apply_remote",
+                Some(w) if w == remote => "apply_remote",
+                Some(_) => "keep_local",
+                None => {
+                    assert!(
+                        decision == "apply_remote" || decision == "keep_local",
+                        "side {side}: key {id} {kind}: {decision}"
+                    );
+                    continue;
+                }
+            };
+            assert_eq!(decision, expected, "side {side}: key {id} {kind}");
+        }
+    }
 }
 
 /// Writes the two-way pipeline of `a` and `b` into `dir`, starts it, and
@@ -334,7 +465,7 @@ fn start_sync(
     a: &Side<'_>,
     b: &Side<'_>,
     slot: &str,
-    initial: &str,
+    (initial, policy): (&str, &str),
     loaded: &Side<'_>,
 ) -> Child {
     pipeline(
@@ -344,7 +475,7 @@ fn start_sync(
             "[pipeline]\nname = \"{slot}\"\n[source]\nurl = \"{}\"\n[target]\nurl = \"{}\"\n\
              [tables]\ninclude = [\"items\"]\n\
              [run]\nmode = \"bidirectional\"\nbatch_rows = 500\n\
-             [cdc]\nslot = \"{slot}\"\nheartbeat = \"1s\"\n[sync]\ninitial = \"{initial}\"\n",
+             [cdc]\nslot = \"{slot}\"\nheartbeat = \"1s\"\n[sync]\ninitial = \"{initial}\"\n{policy}\n",
             a.db.url, b.db.url
         ),
     );
@@ -414,7 +545,7 @@ fn a_column_added_on_one_side_is_carried_both_ways() {
     );
     let dir = tempfile::tempdir().expect("tempdir");
     create_items(&a);
-    let mut child = start_sync(dir.path(), &a, &b, "tw_ddl", "a_to_b", &b);
+    let mut child = start_sync(dir.path(), &a, &b, "tw_ddl", ("a_to_b", ""), &b);
     a.db.exec("ALTER TABLE items ADD COLUMN extra text; INSERT INTO items VALUES (5001, 'a', 0, 'with extra', 'from a')");
     wait_until(
         dir.path(),

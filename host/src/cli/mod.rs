@@ -2,6 +2,7 @@
 //! one file each; this is the only place that turns errors into exit codes.
 
 mod cdc;
+mod conflicts;
 mod demo;
 mod dlq;
 mod log_lines;
@@ -64,6 +65,9 @@ enum Command {
     /// Change data capture: stream status, dropping the replication slot.
     #[command(subcommand)]
     Cdc(cdc::CdcCommand),
+    /// Two-way sync conflicts: list them, show one, resolve a parked one.
+    #[command(subcommand)]
+    Conflicts(conflicts::ConflictsCommand),
     /// Dead-letter rows: what could not be moved, and why.
     #[command(subcommand)]
     Dlq(dlq::DlqCommand),
@@ -122,6 +126,7 @@ pub fn main() -> ExitCode {
                 }
                 Command::Demo(args) => demo::demo(args, interactive).await,
                 Command::Cdc(command) => cdc::cdc(command).await,
+                Command::Conflicts(command) => conflicts::conflicts(command).await,
                 Command::Dlq(command) => dlq::dlq(command).await,
                 Command::Verify(args) => verify::verify_command(args).await,
                 Command::Plugin(command) => plugin::plugin(command).await,

@@ -402,6 +402,18 @@ impl Places<'_> {
     }
 
     /// A duration longer than zero (`examples` for the error).
+    /// A text setting, `${…}` interpolated.
+    pub(crate) fn text(&self, s: &Spanned<String>, key: &str) -> Result<String> {
+        Ok(self.string(s, key)?.0)
+    }
+
+    /// A file path setting, `${…}` interpolated and resolved against the
+    /// pipeline file's folder.
+    pub(crate) fn path(&self, s: &Spanned<String>, key: &str) -> Result<std::path::PathBuf> {
+        let (text, _) = self.string(s, key)?;
+        Ok(dmp_contract::resolve_path(self.base_dir, &text))
+    }
+
     pub(crate) fn duration(
         &self,
         s: &Spanned<String>,
@@ -697,6 +709,7 @@ pub(super) fn parse(text: &str, path: &Path, secrets: &dyn Secrets) -> Result<Pi
         epoch: None,
         sync,
         origin: None,
+        conflicts: None,
     }))
 }
 

@@ -100,6 +100,9 @@ pub struct Pipeline {
     /// id its applied transactions carry and its change stream drops. Not
     /// from the file.
     pub origin: Option<String>,
+    /// Set on each leg of a two-way sync: how its target settles
+    /// conflicts. Not from the file.
+    pub conflicts: Option<dmp_contract::conflict::ConflictRules>,
 }
 
 /// `[run] dead_letter_retention` by default: 30 days.
@@ -200,6 +203,7 @@ impl Pipeline {
             data_only: self.scope == Scope::DataOnly,
             source_database: self.source.database_name(),
             origin: self.origin.clone(),
+            conflicts: self.conflicts.clone(),
         }
     }
 
@@ -307,6 +311,7 @@ impl Pipeline {
             epoch: None,
             sync: SyncSettings::default(),
             origin: None,
+            conflicts: None,
         }
         .with_plugin_cache())
     }

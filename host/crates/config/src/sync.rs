@@ -11,6 +11,7 @@ use toml::Spanned;
 use crate::Pipeline;
 use crate::error::{Error, Result};
 use crate::file::{Places, RunMode, TransformSection};
+use dmp_contract::conflict::{ConflictRules, Policy, ResolverSlot, Side};
 
 /// `[sync]`
 #[derive(Debug, Default, Deserialize)]
@@ -25,6 +26,44 @@ pub(crate) struct SyncSection {
     /// a warning (checked at start and every minute): `1s`, `250ms`.
     /// Default: `1s`.
     max_clock_skew: Option<Spanned<String>>,
+    /// Who wins when both sides changed a row: `a_wins`, `b_wins`,
+    /// `last_writer_wins` (by `conflict_column`) or `manual` (parked).
+    /// Default: `a_wins`.
+    #[serde(default)]
+    conflict: Option<Spanned<ConflictName>>,
+    /// The column `last_writer_wins` compares (`updated_at`, `version`):
+    /// the greater value wins, equal values go to side A.
+    conflict_column: Option<String>,
+    /// The `.wasm` resolver plugin (world `resolver`) that `conflict =
+    /// "resolver"` asks, relative to this file.
+    resolver: Option<Spanned<String>>,
+    /// `[sync.resolver_config]`: settings the resolver opens with
+    /// (`${…}` allowed).
+    #[serde(default)]
+    resolver_config: std::collections::BTreeMap<String, Spanned<String>>,
+    /// `[sync.tables.NAME]`: a table's own `conflict` and
+    /// `conflict_column`.
+    #[serde(default)]
+    tables: std::collections::BTreeMap<String, Spanned<SyncTableSection>>,
+}
+
+/// `[sync.tables.NAME]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "snake_case")]
+struct SyncTableSection {
+    conflict: Option<Spanned<ConflictName>>,
+    conflict_column: Option<String>,
+}
+
+/// A conflict policy's name in the file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum ConflictName {
+    AWins,
+    BWins,
+    LastWriterWins,
+    Manual,
+    Resolver,
 }
 
 /// Which way the first load of a two-way sync goes.
@@ -45,6 +84,10 @@ pub const DEFAULT_MAX_CLOCK_SKEW: std::time::Duration = std::time::Duration::fro
 pub struct SyncSettings {
     pub initial: SyncInitial,
     pub max_clock_skew: std::time::Duration,
+    /// Who wins a conflict (`[sync] conflict`).
+    pub conflict: Policy,
+    /// Tables of their own policy, by name.
+    pub table_conflicts: std::collections::BTreeMap<String, Policy>,
 }
 
 impl Default for SyncSettings {
@@ -52,6 +95,8 @@ impl Default for SyncSettings {
         SyncSettings {
             initial: SyncInitial::default(),
             max_clock_skew: DEFAULT_MAX_CLOCK_SKEW,
+            conflict: Policy::AWins,
+            table_conflicts: std::collections::BTreeMap::new(),
         }
     }
 }
@@ -103,10 +148,99 @@ pub(crate) fn settings(
         Some(text) => places.duration(text, "sync.max_clock_skew", "`1s` or `250ms`")?,
         None => DEFAULT_MAX_CLOCK_SKEW,
     };
+    let resolver = match &section.resolver {
+        Some(path) => {
+            let mut config = Vec::new();
+            for (key, value) in &section.resolver_config {
+                config.push((key.clone(), places.text(value, "sync.resolver_config")?));
+            }
+            Some(ResolverSlot::new(
+                places.path(path, "sync.resolver")?,
+                config,
+            ))
+        }
+        None => None,
+    };
+    let policy = |name, column, at: &str| policy(name, column, resolver.as_ref(), at, places);
+    let conflict = policy(
+        section.conflict.as_ref(),
+        section.conflict_column.as_deref(),
+        "sync",
+    )?
+    .unwrap_or(Policy::AWins);
+    let mut table_conflicts = std::collections::BTreeMap::new();
+    for (name, table) in &section.tables {
+        let at = format!("sync.tables.{name}");
+        let own = table.get_ref();
+        // A column alone keeps the pipeline's policy with that column.
+        let named = own.conflict.as_ref().or(section.conflict.as_ref());
+        // The pipeline's column serves a table's last_writer_wins, never
+        // another policy of its own.
+        let inherits_column = own
+            .conflict
+            .as_ref()
+            .is_none_or(|c| *c.get_ref() == ConflictName::LastWriterWins);
+        let column = own.conflict_column.as_deref().or(section
+            .conflict_column
+            .as_deref()
+            .filter(|_| inherits_column));
+        if let Some(policy) = policy(named, column, &at)? {
+            table_conflicts.insert(name.clone(), policy);
+        }
+    }
     Ok(SyncSettings {
         initial: section.initial,
         max_clock_skew,
+        conflict,
+        table_conflicts,
     })
+}
+
+/// The policy `name` (with `column` for `last_writer_wins`) read at
+/// `[at]`; `None` when not named.
+fn policy(
+    name: Option<&Spanned<ConflictName>>,
+    column: Option<&str>,
+    resolver: Option<&ResolverSlot>,
+    at: &str,
+    places: &Places<'_>,
+) -> Result<Option<Policy>> {
+    let Some(name) = name else {
+        return Ok(None);
+    };
+    let place = || places.at(name.span(), &format!("{at}.conflict"));
+    Ok(Some(match (name.get_ref(), column) {
+        (ConflictName::LastWriterWins, Some(column)) if !column.trim().is_empty() => {
+            Policy::LastWriterWins {
+                column: column.to_string(),
+            }
+        }
+        (ConflictName::LastWriterWins, _) => {
+            return Err(Error::Config(format!(
+                "{}: last_writer_wins needs conflict_column, the column that orders the writes \
+                 (an updated_at or a version): commit times are not compared yet",
+                place()
+            )));
+        }
+        (_, Some(_)) => {
+            return Err(Error::Config(format!(
+                "{}: conflict_column applies to last_writer_wins only",
+                place()
+            )));
+        }
+        (ConflictName::Resolver, None) => match resolver {
+            Some(slot) => Policy::Resolver(slot.clone()),
+            None => {
+                return Err(Error::Config(format!(
+                    "{}: conflict = \"resolver\" needs [sync] resolver, the plugin's .wasm file",
+                    place()
+                )));
+            }
+        },
+        (ConflictName::AWins, None) => Policy::AWins,
+        (ConflictName::BWins, None) => Policy::BWins,
+        (ConflictName::Manual, None) => Policy::Manual,
+    }))
 }
 
 impl Pipeline {
@@ -125,6 +259,14 @@ impl Pipeline {
         let mut out = self.clone();
         out.name = format!("{}.{}", self.name, leg.as_str());
         out.origin = Some(self.sync_id().to_string());
+        out.conflicts = Some(ConflictRules {
+            remote: match leg {
+                Leg::AToB => Side::A,
+                Leg::BToA => Side::B,
+            },
+            policy: self.sync.conflict.clone(),
+            tables: self.sync.table_conflicts.clone(),
+        });
         let loads = matches!(
             (leg, self.sync.initial),
             (Leg::AToB, SyncInitial::AToB) | (Leg::BToA, SyncInitial::BToA)
@@ -215,6 +357,55 @@ mod tests {
         );
         assert_eq!(none.leg(Leg::AToB).mode, RunMode::Cdc);
         assert_eq!(none.streams().len(), 2);
+    }
+
+    #[test]
+    fn conflict_policies_are_read_per_pipeline_and_per_table() {
+        let sync = |lines: &str| {
+            parse(&format!(
+                "{ENDS}[run]\nmode = \"bidirectional\"\n[sync]\n{lines}\n"
+            ))
+        };
+        let p = sync("").unwrap();
+        let rules = p.leg(Leg::BToA).target_options().conflicts.unwrap();
+        assert_eq!((rules.remote, &rules.policy), (Side::B, &Policy::AWins));
+        assert_eq!(p.target_options().conflicts, None);
+        let p = sync(
+            "conflict = \"last_writer_wins\"\nconflict_column = \"updated_at\"\n\
+             [sync.tables.ledger]\nconflict = \"manual\"\n\
+             [sync.tables.stock]\nconflict_column = \"version\"",
+        )
+        .unwrap();
+        let rules = p.leg(Leg::AToB).target_options().conflicts.unwrap();
+        assert_eq!(rules.remote, Side::A);
+        let lww = |c: &str| Policy::LastWriterWins { column: c.into() };
+        assert_eq!(rules.policy("orders"), &lww("updated_at"));
+        assert_eq!(rules.policy("ledger"), &Policy::Manual);
+        assert_eq!(rules.policy("stock"), &lww("version"));
+        let p = sync(
+            "conflict = \"resolver\"\nresolver = \"merge.wasm\"\n[sync.resolver_config]\ncounters = \"n\"",
+        )
+        .unwrap();
+        let Policy::Resolver(slot) = &p.sync.conflict else {
+            panic!("{:?}", p.sync.conflict);
+        };
+        assert!(slot.plugin.ends_with("conf/merge.wasm"), "{slot:?}");
+        assert_eq!(slot.config, [("counters".to_string(), "n".to_string())]);
+        for (lines, says) in [
+            ("conflict = \"last_writer_wins\"", "needs conflict_column"),
+            (
+                "conflict = \"a_wins\"\nconflict_column = \"v\"",
+                "last_writer_wins only",
+            ),
+            ("conflict = \"resolver\"", "needs [sync] resolver"),
+            ("conflict = \"newest\"", "newest"),
+        ] {
+            let e = sync(lines).unwrap_err().to_string();
+            assert!(
+                e.contains("conf/p.toml:") && e.contains(says),
+                "{lines}: {e}"
+            );
+        }
     }
 
     #[test]

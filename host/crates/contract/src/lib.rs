@@ -8,6 +8,8 @@
 mod assess;
 mod changes;
 pub mod checksum;
+pub mod conflict;
+pub mod conflict_log;
 mod crash;
 mod endpoint;
 pub mod error;
@@ -30,6 +32,7 @@ pub use changes::{
     TableEvent,
 };
 pub use checksum::{BucketSum, ChecksumQuery, Checksums, CompareColumn};
+pub use conflict_log::{EntryId, LoggedConflict, Resolution, RowWrite};
 pub use crash::{CRASH_AT, crash_point};
 pub use endpoint::{Endpoint, is_secret_key, mask_secrets, mask_url};
 pub use error::{Error, ErrorKind, Result};
@@ -81,6 +84,10 @@ pub struct TargetOptions {
     /// it (PostgreSQL: a transactional logical message `dmp.origin`;
     /// MariaDB: the session's `skip_replication`). `None`: no tag.
     pub origin: Option<String>,
+    /// Two-way sync: compare each changed key with this side's row inside
+    /// the apply transaction, settle conflicts by these rules and log them
+    /// (`_dmp_conflicts`). `None`: changes apply as they come.
+    pub conflicts: Option<conflict::ConflictRules>,
 }
 
 /// Opens endpoints: the build's connector registry (`dmp-connectors`),

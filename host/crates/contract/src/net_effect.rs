@@ -5,7 +5,7 @@
 //! the source has. Also the grouping of refused rows that every SQL
 //! target's apply hands to the reject sink.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use crate::error::{Error, Result};
@@ -33,6 +33,33 @@ pub struct NetEffect<'a> {
     /// Updates and deletes of a table without a primary key: they cannot
     /// find their row.
     pub refused: Vec<&'a Change>,
+}
+
+impl NetEffect<'_> {
+    /// Drops the rows and deletes of the keys in `skip` (by [`key_text`]):
+    /// changes a conflict decided not to write.
+    pub fn without(&mut self, key: &[usize], skip: &HashSet<String>) {
+        if skip.is_empty() {
+            return;
+        }
+        self.deletes
+            .retain(|r| !skip.contains(&key_text(key, r.row)));
+        self.upserts
+            .retain(|r| !skip.contains(&key_text(key, r.row)));
+    }
+}
+
+impl<'a> NetEffect<'a> {
+    /// Takes a table's settled conflicts in: the remote changes they keep
+    /// out are dropped, the rows and deletes a resolver chose instead are
+    /// added.
+    pub fn settle(&mut self, key: &[usize], settled: &'a crate::conflict::Settled) {
+        self.without(key, &settled.skip);
+        self.deletes
+            .extend(settled.deletes.iter().map(|row| NetRow { row, changes: 1 }));
+        self.upserts
+            .extend(settled.writes.iter().map(|row| NetRow { row, changes: 1 }));
+    }
 }
 
 /// The positions of `table`'s primary key columns; an error when one is
@@ -112,7 +139,7 @@ pub fn net_effect<'a>(key: &[usize], changes: &'a [Change]) -> NetEffect<'a> {
 
 /// A key's identity: its values' JSON forms, which differ whenever the
 /// values do (a column's values all have one kind).
-fn key_text(key: &[usize], row: &Row) -> String {
+pub fn key_text(key: &[usize], row: &Row) -> String {
     let mut text = String::new();
     for &i in key {
         write_value(&mut text, row.0.get(i).unwrap_or(&Value::Null));

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
-use super::{NameRules, SchemaItem, TakenName};
+use super::{LoggedConflict, NameRules, Resolution, SchemaItem, TakenName};
 use crate::error::Error;
 use crate::error::Result;
 use dmp_model::{
@@ -222,4 +222,40 @@ pub trait Target: Send + Sync {
         let _ = tables;
         Ok(())
     }
+
+    /// Two-way sync: the entries of this side's conflict log for sync
+    /// `sync_id`, oldest first; none when the log was never made. Reads
+    /// only; what a running sync logs meanwhile may be missing.
+    async fn conflict_log(&self, sync_id: &str) -> Result<Vec<LoggedConflict>> {
+        let _ = sync_id;
+        Err(no_conflict_log())
+    }
+
+    /// Two-way sync: the row of `table` at `key` (JSON object text of its
+    /// primary key's columns, as the conflict log holds it) as this side
+    /// has it now, as JSON object text; `None` when there is none. A
+    /// snapshot of one moment: nothing is locked.
+    async fn read_row(&self, table: &str, key: &str) -> Result<Option<String>> {
+        let _ = (table, key);
+        Err(no_conflict_log())
+    }
+
+    /// Two-way sync: carries out `resolution` on this side in one
+    /// transaction, durable when this returns: its write at the key
+    /// (tagged as the sync's own, so that the change stream reading this
+    /// side drops it) and the marking of every unresolved parked entry of
+    /// the key up to `seen_up_to`. Returns the entries marked. Safe to
+    /// repeat.
+    async fn resolve_conflicts(&self, resolution: &Resolution<'_>) -> Result<u64> {
+        let _ = resolution;
+        Err(no_conflict_log())
+    }
+}
+
+/// What a target without a conflict log answers `dmp conflicts`.
+fn no_conflict_log() -> Error {
+    Error::Unsupported(
+        "this target keeps no conflict log (two-way sync runs between PostgreSQL and MariaDB)"
+            .to_string(),
+    )
 }

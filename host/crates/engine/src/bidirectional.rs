@@ -17,6 +17,7 @@ use tracing::{Instrument, info};
 use crate::error::{Error, Result};
 use crate::{Progress, RunSummary, Shutdown};
 use dmp_config::{Leg, Pipeline, RunMode};
+use dmp_contract::conflict::Policy;
 use dmp_contract::{Source, Target};
 use dmp_state::StateStore;
 
@@ -58,6 +59,16 @@ pub async fn run_two_way(
         Some(Leg::BToA) => fix_start(&forward, restart, &a_to_b, &state).await?,
         None => {}
     }
+    let by_time = std::iter::once(&pipeline.sync.conflict)
+        .chain(pipeline.sync.table_conflicts.values())
+        .any(|p| matches!(p, Policy::LastWriterWins { .. }));
+    super::clocks::refuse_far_apart(
+        &*a_to_b.source,
+        &*b_to_a.source,
+        pipeline.sync.max_clock_skew,
+        by_time,
+    )
+    .await?;
     let stop = shutdown.child();
     let back_progress = progress.back_leg();
     let forward_run = run_leg(LegRun {

@@ -9,7 +9,7 @@ use std::time::Duration;
 use tracing::{info, warn};
 
 use crate::Shutdown;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use dmp_contract::Source;
 
 /// How often the clocks are compared again.
@@ -73,6 +73,32 @@ async fn read(source: &dyn Source) -> Result<Option<Reading>> {
     let server = source.server_time().await?;
     let after = chrono::Utc::now().timestamp_micros();
     Ok(server.map(|server| Reading::new(before, server, after)))
+}
+
+/// `last_writer_wins` compares times the two sides wrote: refused when the
+/// clocks are more than ten times `max` apart at start (a warning below
+/// that). A clock that cannot be read does not refuse it.
+pub(crate) async fn refuse_far_apart(
+    a: &dyn Source,
+    b: &dyn Source,
+    max: Duration,
+    by_time: bool,
+) -> Result<()> {
+    if !by_time {
+        return Ok(());
+    }
+    let (Ok(on_a), Ok(on_b)) = tokio::join!(read(a), read(b)) else {
+        return Ok(());
+    };
+    let far = judge(on_a, on_b, max.saturating_mul(10));
+    match far.first() {
+        Some(sentence) => Err(Error::Config(format!(
+            "{sentence}, over ten times [sync] max_clock_skew ({}): last_writer_wins would pick \
+             winners by the clocks' error; synchronize the clocks (NTP) or choose another policy",
+            humantime::format_duration(max)
+        ))),
+        None => Ok(()),
+    }
 }
 
 /// Compares the clocks of sides `a` and `b` now and every minute until

@@ -21,6 +21,7 @@ mod naming;
 mod plan;
 mod progress;
 mod replay;
+mod resolver;
 mod retry;
 mod runner;
 mod session;

@@ -149,6 +149,7 @@ impl Session {
     /// A two-way sync: each side opened as the source of one leg and the
     /// target of the other.
     async fn run_two_way(&self, restart: bool, progress: Arc<Progress>) -> Result<RunSummary> {
+        crate::resolver::load_resolver(&self.pipeline).await?;
         let open = |leg| -> Result<LegEnds> {
             let (source, target) = open_pipeline(&*self.connectors, &self.pipeline.leg(leg))?;
             Ok(LegEnds { source, target })

@@ -14,6 +14,7 @@ use mysql_async::{Conn, Transaction, TxOpts, Value as My};
 use tracing::debug;
 
 use super::chunks::key_param;
+use super::conflicts;
 use super::load_data::too_long;
 use super::server::Server;
 use super::sql::quote;
@@ -24,6 +25,7 @@ use super::writer::{
 };
 use crate::error::{Result, ResultExt};
 use dmp_contract::RejectSink;
+use dmp_contract::conflict::ConflictRules;
 use dmp_contract::net_effect::{NetRow, Refused, key_columns, keyless_reject, net_effect};
 use dmp_model::json::row_to_json;
 use dmp_model::{ChangeBatch, Checkpoint, Reject, RejectStage, TableChanges, TableSchema};
@@ -152,6 +154,7 @@ pub(super) async fn apply(
     plans: &[Arc<TablePlan>],
     server: Server,
     pipeline: &str,
+    conflicts: Option<(&ConflictRules, &str)>,
     batch: ChangeBatch,
     checkpoint: Checkpoint,
     sink: Arc<dyn RejectSink>,
@@ -159,10 +162,14 @@ pub(super) async fn apply(
     let ctx = || "applying changes".to_string();
     let mut refused = Refused::default();
     let checkpoint_write = CheckpointWrite::new(&checkpoint, pipeline)?;
-    let mut tx = conn
-        .start_transaction(TxOpts::default())
-        .await
-        .context(ctx)?;
+    // Two-way sync: REPEATABLE READ, whose locking reads also lock the
+    // gap of a key found absent, so that no local insert of it slips in
+    // between the conflict check and the apply.
+    let mut options = TxOpts::default();
+    if conflicts.is_some() {
+        options.with_isolation_level(mysql_async::IsolationLevel::RepeatableRead);
+    }
+    let mut tx = conn.start_transaction(options).await.context(ctx)?;
     let mut applied = 0u64;
     for (segment, plan) in batch.segments.iter().zip(plans) {
         let schema = segment.table();
@@ -180,7 +187,21 @@ pub(super) async fn apply(
             TableChanges::Evolve { .. } => continue,
         };
         let key = key_columns(schema)?;
-        let net = net_effect(&key, changes);
+        // Two-way sync: the conflicts are settled first; the keys whose
+        // conflict kept this side's row are not written.
+        let settled = match (conflicts, segment) {
+            (Some((rules, sync_id)), TableChanges::Rows { origins, .. }) if !key.is_empty() => {
+                let settled =
+                    conflicts::check(&mut tx, rules, schema, &key, changes, origins).await?;
+                conflicts::log(&mut tx, sync_id, &settled.entries).await?;
+                Some(settled)
+            }
+            _ => None,
+        };
+        let mut net = net_effect(&key, changes);
+        if let Some(settled) = &settled {
+            net.settle(&key, settled);
+        }
         for change in &net.refused {
             refused.push(schema, keyless_reject(schema, change, &checkpoint.position));
         }

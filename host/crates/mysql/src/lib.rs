@@ -9,6 +9,8 @@ mod catalog;
 mod checksum;
 mod chunks;
 mod config;
+mod conflict_log;
+mod conflicts;
 mod ddl;
 pub mod error;
 mod evolve;

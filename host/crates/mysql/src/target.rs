@@ -16,6 +16,7 @@ use tracing::{info, warn};
 
 use super::apply;
 use super::config::{MysqlConfig, Role};
+use super::conflict_log;
 use super::ddl::{
     auto_increment_column, binary_collation, check_sql, column_default, column_types, create_table,
     identity_carry, on_update_sql,
@@ -29,8 +30,8 @@ use crate::error::{Error, Result, ResultExt};
 use dmp_contract::Endpoint;
 use dmp_contract::prepare::{Checkpointed, TablePrep, decide};
 use dmp_contract::{
-    CONSTRAINTS, NameRules, NameScope, RejectSink, SchemaItem, Start, TakenName, Target,
-    TargetOptions,
+    CONSTRAINTS, LoggedConflict, NameRules, NameScope, RejectSink, Resolution, RowWrite,
+    SchemaItem, Start, TakenName, Target, TargetOptions,
 };
 use dmp_model::{
     Batch, Carry, ChangeBatch, Checkpoint, Column, ForeignKey, SchemaObjects, TableChanges,
@@ -152,6 +153,24 @@ impl MysqlTarget {
 
     fn place(&self) -> String {
         self.config.place.clone()
+    }
+
+    /// `table` as this side has it, for resolving a conflict at one of its
+    /// keys: its primary key decides which row a key names.
+    async fn keyed_table(&self, table: &str) -> Result<TableSchema> {
+        let Some(schema) = self.describe(table).await? else {
+            return Err(Error::Config(format!(
+                "{}: table {table} does not exist",
+                self.place()
+            )));
+        };
+        if schema.primary_key.is_empty() {
+            return Err(Error::Config(format!(
+                "{}: table {table} has no primary key: a conflict's key names no row of it",
+                self.place()
+            )));
+        }
+        Ok(schema)
     }
 
     /// The server, once connected; until then MariaDB is assumed.
@@ -359,6 +378,11 @@ impl Target for MysqlTarget {
         let place = self.place();
         let ctx = || format!("preparing {place}");
         conn.query_drop(CHECKPOINTS_DDL).await.context(ctx)?;
+        if self.options.conflicts.is_some() {
+            conn.query_drop(super::conflicts::CONFLICTS_DDL)
+                .await
+                .context(ctx)?;
+        }
         let has_epoch: Option<u64> = conn.query_first(CHECKPOINTS_EPOCH).await.context(ctx)?;
         if has_epoch == Some(0) {
             conn.query_drop(
@@ -512,6 +536,10 @@ impl Target for MysqlTarget {
             &plans,
             server,
             &self.options.pipeline,
+            self.options.conflicts.as_ref().map(|rules| {
+                let sync_id = self.options.origin.as_deref();
+                (rules, sync_id.unwrap_or(&self.options.pipeline))
+            }),
             batch,
             checkpoint,
             rejects,
@@ -532,6 +560,30 @@ impl Target for MysqlTarget {
             }
         }
         Ok(applied)
+    }
+
+    async fn conflict_log(&self, sync_id: &str) -> Result<Vec<LoggedConflict>> {
+        let (mut conn, _) = self.conn().await?;
+        conflict_log::entries(&mut conn, &self.place(), sync_id).await
+    }
+
+    async fn read_row(&self, table: &str, key: &str) -> Result<Option<String>> {
+        let schema = self.keyed_table(table).await?;
+        let (mut conn, _) = self.conn().await?;
+        conflict_log::read_row(&mut conn, &schema, key, &self.place()).await
+    }
+
+    async fn resolve_conflicts(&self, resolution: &Resolution<'_>) -> Result<u64> {
+        let schema = match resolution.write {
+            RowWrite::Keep => None,
+            RowWrite::Upsert(_) | RowWrite::Delete => {
+                Some(self.keyed_table(resolution.table).await?)
+            }
+        };
+        // Tagged whatever the options say: the write must not come back.
+        let (mut conn, server) = self.conn().await?;
+        self.tag_session(&mut conn, server).await?;
+        conflict_log::resolve(&mut conn, &self.place(), schema.as_ref(), resolution).await
     }
 
     async fn finish_table(&self, table: &TableSchema) -> Result<()> {

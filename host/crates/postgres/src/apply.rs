@@ -16,12 +16,14 @@ use sqlx::postgres::PgConnection;
 use sqlx::{AssertSqlSafe, PgPool, Postgres, Transaction};
 use tracing::debug;
 
+use super::conflicts;
 use super::copy_binary::{CopyEncoder, coerce};
 use super::ddl::CHECKPOINTS;
 use super::sql::{pg_text, qualified, quote_ident, quote_literal, typed_literal};
 use super::writer::{WriteTable, copy, is_row_error, server_message};
 use crate::error::{Error, Result, ResultExt};
 use dmp_contract::RejectSink;
+use dmp_contract::conflict::{ConflictRules, Settled};
 use dmp_contract::net_effect::{NetRow, Refused, key_columns, keyless_reject, net_effect};
 use dmp_model::json::row_to_json;
 use dmp_model::{
@@ -77,10 +79,11 @@ fn plan<'a>(
     tables: &'a [Option<Arc<WriteTable>>],
     batch: &'a ChangeBatch,
     checkpoint: &Checkpoint,
+    settled: &'a [Settled],
     refused: &mut Refused,
 ) -> Result<Vec<Step<'a>>> {
     let mut steps: Vec<Step<'a>> = Vec::new();
-    for (segment, table) in batch.segments.iter().zip(tables) {
+    for (n, (segment, table)) in batch.segments.iter().zip(tables).enumerate() {
         if let TableChanges::Evolve {
             table,
             from,
@@ -112,7 +115,11 @@ fn plan<'a>(
         };
         let schema = segment.table();
         let key = key_columns(schema)?;
-        let net = net_effect(&key, changes);
+        let mut net = net_effect(&key, changes);
+        // Two-way sync: the keys whose conflict kept this side's row.
+        if let Some(settled) = settled.get(n) {
+            net.settle(&key, settled);
+        }
         for change in &net.refused {
             refused.push(schema, keyless_reject(schema, change, &checkpoint.position));
         }
@@ -184,6 +191,9 @@ pub(super) struct ApplySession<'a> {
     /// (`dmp.origin`) that the reader of this database drops the
     /// transaction for (see `replication::ORIGIN_PREFIX`).
     pub(super) origin: Option<&'a str>,
+    /// Two-way sync: each key is checked against this side's row first,
+    /// and conflicts are settled by these rules and logged.
+    pub(super) conflicts: Option<&'a ConflictRules>,
 }
 
 impl ApplySession<'_> {
@@ -218,8 +228,19 @@ pub(super) async fn apply(
     sink: Arc<dyn RejectSink>,
 ) -> Result<u64> {
     let ctx = || "applying changes".to_string();
+    if let Some(rules) = session.conflicts {
+        let apply = Settling {
+            pool,
+            schema_name,
+            pipeline,
+            session,
+            rules,
+            tables,
+        };
+        return apply.apply(&batch, &checkpoint, sink).await;
+    }
     let mut refused = Refused::default();
-    let steps = plan(schema_name, tables, &batch, &checkpoint, &mut refused)?;
+    let steps = plan(schema_name, tables, &batch, &checkpoint, &[], &mut refused)?;
     // Sent with the last statements: one round trip fewer per batch, which
     // a change stream of small transactions feels.
     let checkpoint_sql = checkpoint_sql(schema_name, pipeline, &checkpoint).context(ctx)?;
@@ -433,7 +454,20 @@ async fn attempt<'a>(
     isolate: bool,
 ) -> std::result::Result<Attempt<'a>, sqlx::Error> {
     let mut txn = pool.begin().await?;
-    let conn: &mut PgConnection = &mut txn;
+    let (applied, bad) = attempt_in(&mut txn, steps, checkpoint_sql, prologue, isolate).await?;
+    Ok((txn, applied, bad))
+}
+
+type Applied<'a> = (u64, Vec<(usize, NetRow<'a>, String)>);
+
+/// [`attempt`] in an open transaction.
+async fn attempt_in<'a>(
+    conn: &mut PgConnection,
+    steps: &[Step<'a>],
+    checkpoint_sql: &str,
+    prologue: &str,
+    isolate: bool,
+) -> std::result::Result<Applied<'a>, sqlx::Error> {
     let mut script = prologue.to_string();
     let mut applied = 0u64;
     let mut bad = Vec::new();
@@ -488,7 +522,109 @@ async fn attempt<'a>(
     }
     script.push_str(checkpoint_sql);
     flush(conn, &mut script).await?;
-    Ok((txn, applied, bad))
+    Ok((applied, bad))
+}
+
+/// A two-way sync leg's apply: in one transaction, the prologue, each
+/// table's conflict check, the steps without the keys a conflict kept,
+/// the conflict log's rows and the checkpoint.
+struct Settling<'a> {
+    pool: &'a PgPool,
+    schema_name: &'a str,
+    pipeline: &'a str,
+    session: ApplySession<'a>,
+    rules: &'a ConflictRules,
+    tables: &'a [Option<Arc<WriteTable>>],
+}
+
+impl Settling<'_> {
+    async fn apply(
+        &self,
+        batch: &ChangeBatch,
+        checkpoint: &Checkpoint,
+        sink: Arc<dyn RejectSink>,
+    ) -> Result<u64> {
+        let ctx = || "applying changes".to_string();
+        let checkpoint_sql =
+            checkpoint_sql(self.schema_name, self.pipeline, checkpoint).context(ctx)?;
+        // Data errors: once more, with the rows apart.
+        for isolate in [false, true] {
+            let mut txn = self.pool.begin().await.context(ctx)?;
+            // A key found absent cannot be locked: under READ COMMITTED a
+            // local insert of it committing meanwhile would be overwritten
+            // unseen. Under REPEATABLE READ the write fails instead (a
+            // serialization failure, retried with the batch), and the
+            // retry's check sees the local row.
+            let prologue = format!(
+                "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ;\n{}",
+                self.session.prologue()
+            );
+            sqlx::raw_sql(AssertSqlSafe(prologue))
+                .execute(&mut *txn)
+                .await
+                .context(ctx)?;
+            let settled = self.check(&mut txn, batch).await?;
+            let mut refused = Refused::default();
+            let steps = plan(
+                self.schema_name,
+                self.tables,
+                batch,
+                checkpoint,
+                &settled,
+                &mut refused,
+            )?;
+            let entries: Vec<_> = settled.iter().flat_map(|s| s.entries.clone()).collect();
+            let log = conflicts::log_sql(
+                self.schema_name,
+                self.session.origin.unwrap_or(self.pipeline),
+                &entries,
+            );
+            let tail = if log.is_empty() {
+                checkpoint_sql.clone()
+            } else {
+                format!("{log};\n{checkpoint_sql}")
+            };
+            match attempt_in(&mut txn, &steps, &tail, "", isolate).await {
+                Ok((applied, bad)) => {
+                    refuse_bad(&steps, bad, checkpoint, &mut refused);
+                    dead_letter(refused, &sink).await?;
+                    txn.commit().await.context(ctx)?;
+                    return Ok(applied);
+                }
+                Err(e) if is_deposed(&e) => return Err(dmp_contract::deposed(checkpoint)),
+                Err(e) if is_data_error(&e) && !isolate => {
+                    debug!(error = %e, "changes refused by the server; isolating the bad rows");
+                }
+                Err(e) => return Err(e).context(ctx),
+            }
+        }
+        Err(Error::Data(
+            "applying changes: the rows apart failed as a whole".into(),
+        ))
+    }
+
+    /// Each row segment's settled conflicts, in segment order (an empty
+    /// one for the others).
+    async fn check(&self, conn: &mut PgConnection, batch: &ChangeBatch) -> Result<Vec<Settled>> {
+        let mut out = Vec::with_capacity(batch.segments.len());
+        for (segment, table) in batch.segments.iter().zip(self.tables) {
+            let settled = match (segment, table) {
+                (
+                    TableChanges::Rows {
+                        table: schema,
+                        changes,
+                        origins,
+                    },
+                    Some(table),
+                ) if !table.key.is_empty() => {
+                    conflicts::check(conn, self.rules, table, schema, changes, origins).await?
+                }
+                _ => Settled::default(),
+            };
+            out.push(settled);
+        }
+        Ok(out)
+    }
 }
 
 /// The statements that change table `from` into `to`, each doing nothing
@@ -925,7 +1061,7 @@ mod tests {
         };
         let mut refused = Refused::default();
         let tables: Vec<Option<Arc<WriteTable>>> = tables.into_iter().map(Some).collect();
-        let steps = plan("public", &tables, &batch, &checkpoint, &mut refused).unwrap();
+        let steps = plan("public", &tables, &batch, &checkpoint, &[], &mut refused).unwrap();
         let shape: Vec<String> = steps
             .iter()
             .map(|s| match s {

@@ -8,6 +8,8 @@ mod catalog;
 mod checksum;
 mod chunks;
 mod config;
+mod conflict_log;
+mod conflicts;
 mod copy_binary;
 mod ddl;
 pub mod error;

@@ -17,6 +17,7 @@ use tracing::{info, warn};
 use super::apply;
 use super::catalog::resolve_column_types;
 use super::config::PgConfig;
+use super::conflict_log;
 use super::ddl::{self, CHECKPOINTS};
 use super::objects::{self, view_carry};
 use super::sql::qualified;
@@ -26,8 +27,8 @@ use crate::error::{Error, Result, ResultExt};
 use dmp_contract::Endpoint;
 use dmp_contract::prepare::{Checkpointed, TablePrep, decide};
 use dmp_contract::{
-    IfExists, NameRules, NameScope, RELATIONS, RejectSink, SchemaItem, Start, TakenName, Target,
-    TargetOptions,
+    IfExists, LoggedConflict, NameRules, NameScope, RELATIONS, RejectSink, Resolution, RowWrite,
+    SchemaItem, Start, TakenName, Target, TargetOptions,
 };
 use dmp_model::{
     Batch, Carry, ChangeBatch, Checkpoint, Column, Dialect, SchemaObjects, TableChanges,
@@ -325,6 +326,12 @@ impl PostgresTarget {
                 .await
                 .context(ctx)?;
         }
+        if self.options.conflicts.is_some() {
+            exec(super::conflicts::create_conflicts(schema))
+                .execute(&mut **txn)
+                .await
+                .context(ctx)?;
+        }
         if start == Start::Fresh {
             sqlx::query(AssertSqlSafe(format!(
                 "DELETE FROM {} WHERE pipeline = $1",
@@ -356,7 +363,7 @@ impl PostgresTarget {
                         .await
                         .context(table_ctx)?;
                 }
-                TablePrep::Empty => truncate.push(name),
+                TablePrep::Empty => truncate.push(name.clone()),
                 TablePrep::Replace => {
                     exec(format!("DROP TABLE {name} CASCADE"))
                         .execute(&mut **txn)
@@ -367,6 +374,16 @@ impl PostgresTarget {
                         .context(table_ctx)?;
                 }
                 TablePrep::Restart => self.restart_partial(txn, table).await?,
+            }
+            // Two-way sync: a table DMP made on this side streams back
+            // with full before-images, which the conflict check compares.
+            if self.options.conflicts.is_some()
+                && matches!(prep, TablePrep::Create { .. } | TablePrep::Replace)
+            {
+                exec(format!("ALTER TABLE {name} REPLICA IDENTITY FULL"))
+                    .execute(&mut **txn)
+                    .await
+                    .context(table_ctx)?;
             }
         }
         if !truncate.is_empty() {
@@ -578,6 +595,28 @@ impl PostgresTarget {
                 .context(ctx)?;
         }
         txn.commit().await.context(ctx)
+    }
+}
+
+impl PostgresTarget {
+    /// `table` as this side has it, for resolving a conflict at one of its
+    /// keys: its primary key decides which row a key names.
+    async fn keyed_table(&self, table: &str) -> Result<(Arc<WriteTable>, TableSchema)> {
+        let Some(schema) = self.describe(table).await? else {
+            return Err(Error::Config(format!(
+                "{}: table {}.{table} does not exist",
+                self.place(),
+                self.schema()
+            )));
+        };
+        if schema.primary_key.is_empty() {
+            return Err(Error::Config(format!(
+                "{}: table {}.{table} has no primary key: a conflict's key names no row of it",
+                self.place(),
+                self.schema()
+            )));
+        }
+        Ok((self.write_table(&schema).await?, schema))
     }
 }
 
@@ -895,6 +934,7 @@ impl Target for PostgresTarget {
             apply::ApplySession {
                 replica,
                 origin: self.options.origin.as_deref(),
+                conflicts: self.options.conflicts.as_ref(),
             },
             &tables,
             batch,
@@ -981,6 +1021,38 @@ impl Target for PostgresTarget {
             );
         }
         Ok(())
+    }
+
+    async fn conflict_log(&self, sync_id: &str) -> Result<Vec<LoggedConflict>> {
+        conflict_log::entries(&self.pool, self.schema(), self.place(), sync_id).await
+    }
+
+    async fn read_row(&self, table: &str, key: &str) -> Result<Option<String>> {
+        let (write_table, schema) = self.keyed_table(table).await?;
+        let key_names = schema.primary_key.clone();
+        conflict_log::read_row(&self.pool, &write_table, &key_names, key, self.place()).await
+    }
+
+    async fn resolve_conflicts(&self, resolution: &Resolution<'_>) -> Result<u64> {
+        let table = match resolution.write {
+            RowWrite::Keep => None,
+            RowWrite::Upsert(_) | RowWrite::Delete => {
+                Some(self.keyed_table(resolution.table).await?)
+            }
+        };
+        let names = table
+            .as_ref()
+            .map(|(_, schema)| conflict_log::column_names(schema))
+            .unwrap_or_default();
+        let replica = table.is_some() && self.superuser().await?;
+        let written = table
+            .as_ref()
+            .map(|(write_table, _)| conflict_log::Written {
+                table: write_table,
+                names: &names,
+                replica,
+            });
+        conflict_log::resolve(&self.pool, self.schema(), self.place(), written, resolution).await
     }
 
     async fn finish_pipeline(&self, tables: &[Arc<TableSchema>]) -> Result<()> {

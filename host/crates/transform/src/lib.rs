@@ -24,8 +24,8 @@ pub use hot_swap::{HotSwap, watch};
 pub use instance::Failure as PluginFailure;
 pub use plugin::LoadedPlugin;
 pub use resolver::{
-    BadMerge, Conflict, ConflictKind, ConflictResolver, Resolution, ResolveError, ResolverPlugin,
-    RowVersion, Settled, Side,
+    BadMerge, Conflict, ConflictKind, ConflictResolver, PluginArbiter, Resolution, ResolveError,
+    ResolverPlugin, RowVersion, Settled, Side, error_chain,
 };
 pub use runtime::{
     DEFAULT_COMPILE_TIMEOUT_MS, DEFAULT_MAX_PLUGIN_MB, Limits, LoadError, LoadLimits, PluginRuntime,

@@ -391,6 +391,7 @@ impl TablePair {
                     data_only: true,
                     source_database: None,
                     origin: None,
+                    conflicts: None,
                 },
             )?;
             if !target.applies_in_place() {

@@ -277,14 +277,24 @@ impl ChangeSource for PgChangeSource {
                 self.slot
             )));
         };
+        let mut start = start;
         if let Some(confirmed) = state.confirmed
             && start < confirmed
         {
-            return Err(Error::Data(format!(
-                "{}: replication slot {} has moved on to {confirmed}; the changes from {start} on are no longer kept; run with --restart",
-                self.place(),
-                self.slot
-            )));
+            // A two-way sync's leg confirms the positions its stream
+            // passed without a change to apply (its own writes, dropped)
+            // to the slot only, never to its target, whose checkpoint
+            // stays behind: what lies between carried nothing for it.
+            if self.origin.is_some() {
+                info!(slot = self.slot, checkpoint = %start, %confirmed, "resuming where the slot was confirmed: the changes between were DMP's own");
+                start = confirmed;
+            } else {
+                return Err(Error::Data(format!(
+                    "{}: replication slot {} has moved on to {confirmed}; the changes from {start} on are no longer kept; run with --restart",
+                    self.place(),
+                    self.slot
+                )));
+            }
         }
         let binary = plans.iter().all(columns::TablePlan::all_native);
         // The session that exported the snapshot streams too, unless it
@@ -345,6 +355,31 @@ impl ChangeSource for PgChangeSource {
 }
 
 impl PgChangeSource {
+    /// Two-way sync: the conflict check on the other side compares its
+    /// rows with the before-images of this side's updates and deletes,
+    /// which only `REPLICA IDENTITY FULL` sends whole.
+    async fn check_full_images(&self) -> Result<()> {
+        let partial: Option<String> = sqlx::query_scalar(
+            "SELECT string_agg(format('%I.%I', pt.schemaname, pt.tablename), ', ' ORDER BY 1) \
+             FROM pg_publication_tables pt \
+             JOIN pg_namespace n ON n.nspname = pt.schemaname \
+             JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = pt.tablename \
+             WHERE pt.pubname = $1 AND c.relreplident <> 'f' AND left(pt.tablename, 5) <> '_dmp_'",
+        )
+        .bind(&self.publication)
+        .fetch_one(&self.pool)
+        .await
+        .context(|| format!("{}: reading the tables' replica identity", self.place()))?;
+        match partial {
+            Some(tables) => Err(Error::Config(format!(
+                "{}: a two-way sync compares whole before-images to find conflicts; \
+                 set ALTER TABLE … REPLICA IDENTITY FULL on {tables}",
+                self.place()
+            ))),
+            None => Ok(()),
+        }
+    }
+
     /// Starts streaming on `conn`; `binary` when every column's type has
     /// a binary decoder (PostgreSQL 14+).
     async fn start(&self, mut conn: Connection, start: Lsn, binary: bool) -> Result<Connection> {
@@ -368,6 +403,7 @@ impl PgChangeSource {
                 )));
             }
             command.push_str(", messages 'true'");
+            self.check_full_images().await?;
         }
         command.push(')');
         conn.start_copy_both(&command).await.context(|| {

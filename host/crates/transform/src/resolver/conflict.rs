@@ -8,70 +8,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use dmp_model::{Row, TableSchema, Value};
 
-/// How the local row differs from what an incoming change expected.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum ConflictKind {
-    /// An insert whose key already exists locally.
-    InsertExists,
-    /// An update whose row does not exist locally.
-    UpdateMissing,
-    /// An update whose old image differs from the local row.
-    UpdateDiffers,
-    /// A delete whose row does not exist locally.
-    DeleteMissing,
-    /// A delete whose old image differs from the local row.
-    DeleteDiffers,
-}
-
-impl ConflictKind {
-    /// The name the pipeline file and the conflict log use.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ConflictKind::InsertExists => "insert_exists",
-            ConflictKind::UpdateMissing => "update_missing",
-            ConflictKind::UpdateDiffers => "update_differs",
-            ConflictKind::DeleteMissing => "delete_missing",
-            ConflictKind::DeleteDiffers => "delete_differs",
-        }
-    }
-
-    /// The kind the other leg meets: a row updated on one side and deleted
-    /// on the other is an update of a missing row where the delete
-    /// happened, a delete of a changed row where the update did.
-    pub fn mirrored(self) -> Self {
-        match self {
-            ConflictKind::UpdateMissing => ConflictKind::DeleteDiffers,
-            ConflictKind::DeleteDiffers => ConflictKind::UpdateMissing,
-            same => same,
-        }
-    }
-}
-
-impl std::fmt::Display for ConflictKind {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// One of the two databases of a two-way sync: A is the pipeline's
-/// `[source]`, B its `[target]`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Side {
-    /// The pipeline's `[source]`.
-    A,
-    /// The pipeline's `[target]`.
-    B,
-}
-
-impl Side {
-    /// The name the conflict log uses.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Side::A => "a",
-            Side::B => "b",
-        }
-    }
-}
+pub use dmp_contract::conflict::{ConflictKind, Side};
 
 /// A row as one side last wrote it.
 #[derive(Debug, Clone, PartialEq)]

@@ -4,6 +4,7 @@
 //! since both legs of a sync ask it about the same conflict and must end
 //! with the same row ([`ConflictResolver::check_converges`]).
 
+mod arbiter;
 mod conflict;
 mod error;
 mod instance;
@@ -13,6 +14,7 @@ mod wire;
 #[cfg(test)]
 mod tests;
 
+pub use arbiter::{PluginArbiter, error_chain};
 pub use conflict::{Conflict, ConflictKind, Resolution, RowVersion, Settled, Side};
 pub use error::{BadMerge, ResolveError};
 pub use instance::ConflictResolver;

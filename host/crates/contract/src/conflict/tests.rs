@@ -1,0 +1,214 @@
+use super::*;
+use dmp_model::{Column, DataType, Value};
+
+fn row(id: i64, v: &str) -> Row {
+    Row(vec![Value::Int(id), Value::Text(v.into())])
+}
+
+fn table() -> TableSchema {
+    TableSchema {
+        name: "items".into(),
+        columns: vec![
+            Column::new("id", DataType::Int64),
+            Column::new("v", DataType::TEXT),
+        ],
+        primary_key: vec!["id".into()],
+        ..Default::default()
+    }
+}
+
+fn found(present: bool, same_as_expected: bool, same_as_last: bool) -> Found {
+    Found {
+        present,
+        same_as_expected,
+        same_as_last,
+        order: None,
+        local: None,
+    }
+}
+
+fn update(before: Row, after: Row) -> Change {
+    Change::Update {
+        before: Some(before),
+        after,
+    }
+}
+
+#[test]
+fn a_key_keeps_its_first_expectation_and_its_last_row() {
+    let changes = vec![
+        update(row(1, "a"), row(1, "b")),
+        Change::Insert(row(2, "x")),
+        update(row(1, "b"), row(1, "c")),
+        Change::Delete(row(2, "x")),
+        // The key moves: 3 is expected gone after, 4 absent before.
+        update(row(3, "m"), row(4, "m")),
+    ];
+    let checks = key_checks(&[0], &changes, &[]);
+    let shape: Vec<(Expected<'_>, Option<&Row>)> =
+        checks.iter().map(|c| (c.expected, c.last)).collect();
+    assert_eq!(
+        shape,
+        vec![
+            (Expected::Row(&row(1, "a")), Some(&row(1, "c"))),
+            (Expected::Absent, None),
+            (Expected::Row(&row(3, "m")), None),
+            (Expected::Absent, Some(&row(4, "m"))),
+        ]
+    );
+}
+
+/// Changes whose old image is not the row the change before left start
+/// from a row the stream did not carry (DMP's own write on that side): the
+/// key is expected to hold that row, not the first one.
+#[test]
+fn a_broken_run_of_changes_expects_its_last_old_image() {
+    let changes = vec![
+        update(row(1, "a"), row(1, "b")),
+        // "x" came from this side, written there by DMP.
+        update(row(1, "x"), row(1, "y")),
+        update(row(1, "y"), row(1, "z")),
+    ];
+    let checks = key_checks(&[0], &changes, &[]);
+    assert_eq!(checks[0].expected, Expected::Row(&row(1, "x")));
+    assert_eq!(checks[0].remote_old, Some(&row(1, "x")));
+    assert_eq!(checks[0].last, Some(&row(1, "z")));
+    // Deleted and inserted again: one run.
+    let changes = vec![Change::Delete(row(2, "a")), Change::Insert(row(2, "b"))];
+    let checks = key_checks(&[0], &changes, &[]);
+    assert_eq!(checks[0].expected, Expected::Row(&row(2, "a")));
+}
+
+#[test]
+fn each_kind_is_told_and_agreement_is_none() {
+    let insert = vec![Change::Insert(row(1, "a"))];
+    let upd = vec![update(row(1, "a"), row(1, "b"))];
+    let del = vec![Change::Delete(row(1, "a"))];
+    let judged = |changes: &[Change], f: Found| judge(&key_checks(&[0], changes, &[])[0], &f);
+    assert_eq!(judged(&insert, found(false, false, false)), None);
+    assert_eq!(
+        judged(&insert, found(true, false, false)),
+        Some(ConflictKind::InsertExists)
+    );
+    // The same row already there (a replay, or the same write on both).
+    assert_eq!(judged(&insert, found(true, false, true)), None);
+    assert_eq!(judged(&upd, found(true, true, false)), None);
+    assert_eq!(
+        judged(&upd, found(true, false, false)),
+        Some(ConflictKind::UpdateDiffers)
+    );
+    assert_eq!(
+        judged(&upd, found(false, false, false)),
+        Some(ConflictKind::UpdateMissing)
+    );
+    assert_eq!(judged(&del, found(true, true, false)), None);
+    assert_eq!(
+        judged(&del, found(true, false, false)),
+        Some(ConflictKind::DeleteDiffers)
+    );
+    assert_eq!(
+        judged(&del, found(false, false, true)),
+        Some(ConflictKind::DeleteMissing)
+    );
+}
+
+/// The two legs of one conflict decide alike: the row that wins on one
+/// side is the one the other side keeps.
+#[test]
+fn both_legs_reach_the_same_row_under_every_policy() {
+    let lww = Policy::LastWriterWins { column: "v".into() };
+    // Concurrent updates; A's row orders `a_order` against B's.
+    for (policy, a_order, winner) in [
+        (Policy::AWins, None, Side::A),
+        (Policy::BWins, None, Side::B),
+        (lww.clone(), Some(1), Side::A),
+        (lww.clone(), Some(-1), Side::B),
+        (lww.clone(), Some(0), Side::A),
+    ] {
+        let on = |remote: Side, order: Option<i8>| {
+            let f = Found {
+                order,
+                ..found(true, false, false)
+            };
+            decide(remote, &policy, ConflictKind::UpdateDiffers, &f)
+        };
+        let on_b = on(Side::A, a_order);
+        let on_a = on(Side::B, a_order.map(|o| -o));
+        let expected = if winner == Side::A {
+            (Decision::ApplyRemote, Decision::KeepLocal)
+        } else {
+            (Decision::KeepLocal, Decision::ApplyRemote)
+        };
+        assert_eq!((on_b, on_a), expected, "{policy:?} {a_order:?}");
+    }
+    // A deletes while B updates: under last_writer_wins the delete wins
+    // on both sides.
+    let on_b = decide(
+        Side::A,
+        &lww,
+        ConflictKind::DeleteDiffers,
+        &found(true, false, false),
+    );
+    let on_a = decide(
+        Side::B,
+        &lww,
+        ConflictKind::UpdateMissing,
+        &found(false, false, false),
+    );
+    assert_eq!((on_b, on_a), (Decision::ApplyRemote, Decision::KeepLocal));
+    assert_eq!(
+        decide(
+            Side::A,
+            &Policy::Manual,
+            ConflictKind::UpdateDiffers,
+            &found(true, false, false)
+        ),
+        Decision::Park
+    );
+}
+
+#[test]
+fn settled_keys_leave_the_net_effect_and_enter_the_log() {
+    let table = table();
+    let changes = vec![
+        update(row(1, "a"), row(1, "b")),
+        update(row(2, "a"), row(2, "b")),
+    ];
+    let checks = key_checks(&[0], &changes, &[]);
+    let rules = ConflictRules {
+        remote: Side::B,
+        policy: Policy::AWins,
+        tables: BTreeMap::new(),
+    };
+    let found = vec![
+        Found {
+            local: Some(r#"{"id":1,"v":"z"}"#.into()),
+            ..found(true, false, false)
+        },
+        found(true, true, false),
+    ];
+    let settled = settle(&rules, &table, &[0], &checks, &found);
+    assert_eq!(settled.entries.len(), 1);
+    let entry = &settled.entries[0];
+    assert_eq!(entry.key, serde_json::json!({"id": 1}));
+    assert_eq!(
+        (entry.kind, entry.decision.clone()),
+        (ConflictKind::UpdateDiffers, Decision::KeepLocal)
+    );
+    assert_eq!(
+        entry.remote_new,
+        Some(serde_json::json!({"id": 1, "v": "b"}))
+    );
+    let mut net = crate::net_effect::net_effect(&[0], &changes);
+    net.without(&[0], &settled.skip);
+    let kept: Vec<&Row> = net.upserts.iter().map(|r| r.row).collect();
+    assert_eq!(kept, vec![&row(2, "b")]);
+    // A table of its own policy.
+    let rules = ConflictRules {
+        tables: [("items".to_string(), Policy::BWins)].into(),
+        ..rules
+    };
+    let settled = settle(&rules, &table, &[0], &checks, &found);
+    assert_eq!(settled.entries[0].decision, Decision::ApplyRemote);
+    assert!(settled.skip.is_empty());
+}
