@@ -7,12 +7,15 @@
 #   - pgbench on A offers RATE transactions/s, each one UPDATE of an even id;
 #   - CLIENTS sessions on B together offer about RATE/s, each one UPDATE of
 #     an odd id (paced with sleeps; the rate reached is measured);
+#   - one update in twenty on each side goes to the HOT even ids 2..2*HOT,
+#     which both sides write: conflicts, settled as a_wins and logged;
 #   - a probe each way every 20 ms: a row holding when it was written, and
 #     a trigger on the other side holding when DMP's apply wrote it there
 #     (the same machine's clock on both sides).
 # Reports each direction's lag p50/p99/max from the probes, the p99 of the
 # first and last 10 s (growth over the run), the rates reached and DMP's
-# peak RSS, and checks that both sides hold the same accounts.
+# peak RSS, the conflicts settled per second, and checks that both sides
+# hold the same accounts.
 #
 #   ROWS=100000 DURATION=60 RATE=2000 bench/two_way.sh
 set -euo pipefail
@@ -21,6 +24,7 @@ ROWS=${ROWS:-100000}
 DURATION=${DURATION:-60}
 RATE=${RATE:-2000}
 CLIENTS=${CLIENTS:-4}
+HOT=${HOT:-100}
 
 SERVERS="postgres mariadb"
 # shellcheck source=bench/servers.sh
@@ -77,9 +81,16 @@ cat > "$WORK/update_a.sql" <<SQL
 \set delta random(-5000, 5000)
 UPDATE accounts SET n = n + 1, balance = balance + :delta WHERE id = :id;
 SQL
-python3 - "$WORK" "$ROWS" "$DURATION" "$RATE" "$CLIENTS" <<'PY'
+# One update in twenty on each side goes to a hot set both sides write
+# (the even ids 2 to 2 * HOT): conflicts, settled by the default a_wins.
+cat > "$WORK/update_a_hot.sql" <<SQL
+\set id 2 * random(1, $HOT)
+\set delta random(-5000, 5000)
+UPDATE accounts SET n = n + 1, balance = balance + :delta WHERE id = :id;
+SQL
+python3 - "$WORK" "$ROWS" "$DURATION" "$RATE" "$CLIENTS" "$HOT" <<'PY'
 import random, sys
-work, rows, duration, rate, clients = sys.argv[1], *map(int, sys.argv[2:])
+work, rows, duration, rate, clients, hot = sys.argv[1], *map(int, sys.argv[2:])
 per = rate // clients
 # Ten updates, then a sleep: about `per` a second when an update takes
 # ~0.8 ms (this 2-core machine under the whole load).
@@ -89,8 +100,9 @@ for c in range(clients):
     with open(f"{work}/update_b_{c}.sql", "w") as f:
         f.write("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED;\n")
         for i in range(per * duration):
+            key = 2 * rnd.randint(1, hot) if i % 20 == 0 else 2 * rnd.randint(0, rows // 2 - 1) + 1
             f.write(f"UPDATE accounts SET n = n + 1, balance = balance + {rnd.randint(-5000, 5000)} "
-                    f"WHERE id = {2 * rnd.randint(0, rows // 2 - 1) + 1};\n")
+                    f"WHERE id = {key};\n")
             if i % 10 == 9:
                 f.write(f"DO SLEEP({pause:.4f});\n")
 probes = duration * 50
@@ -105,7 +117,7 @@ PY
 
 echo "offering $RATE changes/s on each side for ${DURATION}s…"
 started=$(date +%s.%N)
-PGOPTIONS='-c synchronous_commit=on' pgbench -n -f "$WORK/update_a.sql" -c 4 -j 2 -R "$RATE" -T "$DURATION" \
+PGOPTIONS='-c synchronous_commit=on' pgbench -n -f "$WORK/update_a.sql@19" -f "$WORK/update_a_hot.sql@1" -c 4 -j 2 -R "$RATE" -T "$DURATION" \
     -h 127.0.0.1 -p "$DMP_TEST_PG_PORT" -U postgres side_a > "$WORK/pgbench.out" 2>&1 &
 PGBENCH=$!
 pids=()
@@ -126,10 +138,15 @@ digest_a() { pg -d side_a -At -c "SELECT count(*) || ':' || sum(n) || ':' || sum
 digest_b() { my -N side_b -e "SELECT CONCAT(count(*), ':', sum(n), ':', sum(balance)) FROM accounts"; }
 deadline=$((SECONDS + 120))
 until [ "$(digest_a)" = "$(digest_b)" ]; do
-    [ $SECONDS -lt $deadline ] || { echo "the sides did not converge: A $(digest_a), B $(digest_b)" >&2; exit 1; }
+    [ $SECONDS -lt $deadline ] || {
+        echo "the sides did not converge: A $(digest_a), B $(digest_b)" >&2
+        if [ -n "${LOGDIR:-}" ]; then mkdir -p "$LOGDIR" && cp "$WORK/dmp.log" "$LOGDIR"/; fi
+        exit 1
+    }
     sleep 1
 done
 updates_b=$(( $(my -N side_b -e "SELECT sum(n) FROM accounts WHERE id % 2 = 1") ))
+conflicts=$(( $(pg -d side_a -At -c "SELECT count(*) FROM _dmp_conflicts") + $(my -N side_b -e "SELECT count(*) FROM _dmp_conflicts") ))
 DMP_REAL=$(pgrep -P "$DMP_PID" -x dmp || echo "$DMP_PID")
 kill -INT "$DMP_REAL"
 wait "$DMP_PID" || true
@@ -139,14 +156,15 @@ pg -d side_a -At -F ' ' -c "SELECT extract(epoch FROM sent) * 1e6, extract(epoch
 my -N side_b -e "SET time_zone = '+00:00'; SELECT UNIX_TIMESTAMP(sent) * 1e6, TIMESTAMPDIFF(MICROSECOND, sent, arrived)
     FROM probe WHERE dir = 'a_to_b' AND arrived IS NOT NULL ORDER BY sent" > "$WORK/lag_a_to_b"
 if [ -n "${LOGDIR:-}" ]; then mkdir -p "$LOGDIR" && cp "$WORK/dmp.log" "$WORK/summary.json" "$LOGDIR"/; fi
-python3 - "$WORK" "$tps_a" "$updates_b" "$b_secs" "$(( $(cat "$WORK/rss") / 1024 ))" <<'PY'
+python3 - "$WORK" "$tps_a" "$updates_b" "$b_secs" "$(( $(cat "$WORK/rss") / 1024 ))" "$conflicts" <<'PY'
 import sys
-work, tps_a, updates_b, b_secs, rss = sys.argv[1], float(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4]), sys.argv[5]
+work, tps_a, updates_b, b_secs, rss, conflicts = sys.argv[1], float(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4]), sys.argv[5], int(sys.argv[6])
 def pct(xs, p):
     xs = sorted(xs)
     return xs[min(len(xs) - 1, int(p * len(xs)))] if xs else float("nan")
 print(f"\nPostgreSQL ↔ MariaDB, changes offered on each side, both sides equal at the end; dmp peak RSS {rss} MiB")
-print(f"  side A (pgbench): {tps_a:.0f} changes/s reached; side B: {updates_b / b_secs:.0f} changes/s reached")
+print(f"  side A (pgbench): {tps_a:.0f} changes/s reached; side B: {updates_b / b_secs:.0f} changes/s reached on its own keys")
+print(f"  conflicts settled (hot keys written on both sides): {conflicts} in all, {conflicts / b_secs:.1f}/s")
 for leg in ("a_to_b", "b_to_a"):
     pts = [tuple(map(float, l.split())) for l in open(f"{work}/lag_{leg}") if l.strip()]
     lags = [lag / 1000 for _, lag in pts]

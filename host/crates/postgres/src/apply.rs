@@ -537,6 +537,20 @@ struct Settling<'a> {
     tables: &'a [Option<Arc<WriteTable>>],
 }
 
+/// How one try of a settling apply ended, short of an error.
+enum Try {
+    Applied(u64),
+    /// The server refused some rows: tried again with the rows apart.
+    DataError,
+    /// A local write of a checked key committed meanwhile (a serialization
+    /// failure) or a deadlock with one: tried again at once.
+    Raced(sqlx::Error),
+}
+
+/// Tries of a batch that meets local writes of its keys, before the
+/// stream's own retry takes over.
+const RACE_TRIES: u32 = 100;
+
 impl Settling<'_> {
     async fn apply(
         &self,
@@ -547,67 +561,124 @@ impl Settling<'_> {
         let ctx = || "applying changes".to_string();
         let checkpoint_sql =
             checkpoint_sql(self.schema_name, self.pipeline, checkpoint).context(ctx)?;
-        // Data errors: once more, with the rows apart.
-        for isolate in [false, true] {
-            let mut txn = self.pool.begin().await.context(ctx)?;
-            // A key found absent cannot be locked: under READ COMMITTED a
-            // local insert of it committing meanwhile would be overwritten
-            // unseen. Under REPEATABLE READ the write fails instead (a
-            // serialization failure, retried with the batch), and the
-            // retry's check sees the local row.
-            let prologue = format!(
-                "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ;\n{}",
-                self.session.prologue()
-            );
-            sqlx::raw_sql(AssertSqlSafe(prologue))
-                .execute(&mut *txn)
-                .await
-                .context(ctx)?;
-            let settled = self.check(&mut txn, batch).await?;
-            let mut refused = Refused::default();
-            let steps = plan(
-                self.schema_name,
-                self.tables,
-                batch,
-                checkpoint,
-                &settled,
-                &mut refused,
-            )?;
-            let entries: Vec<_> = settled.iter().flat_map(|s| s.entries.clone()).collect();
-            let log = conflicts::log_sql(
-                self.schema_name,
-                self.session.origin.unwrap_or(self.pipeline),
-                &entries,
-            );
-            let tail = if log.is_empty() {
-                checkpoint_sql.clone()
-            } else {
-                format!("{log};\n{checkpoint_sql}")
-            };
-            match attempt_in(&mut txn, &steps, &tail, "", isolate).await {
-                Ok((applied, bad)) => {
-                    refuse_bad(&steps, bad, checkpoint, &mut refused);
-                    dead_letter(refused, &sink).await?;
-                    txn.commit().await.context(ctx)?;
-                    return Ok(applied);
+        let columns = batch
+            .segments
+            .iter()
+            .map(|segment| self.rules.order_column(segment.table()))
+            .collect::<Result<Vec<_>>>()?;
+        let (mut isolate, mut raced) = (false, 0);
+        loop {
+            let tried = self
+                .try_once(batch, checkpoint, &checkpoint_sql, &columns, &sink, isolate)
+                .await?;
+            match tried {
+                Try::Applied(applied) => return Ok(applied),
+                Try::DataError if !isolate => {
+                    debug!("changes refused by the server; isolating the bad rows");
+                    isolate = true;
                 }
-                Err(e) if is_deposed(&e) => return Err(dmp_contract::deposed(checkpoint)),
-                Err(e) if is_data_error(&e) && !isolate => {
-                    debug!(error = %e, "changes refused by the server; isolating the bad rows");
+                Try::DataError => {
+                    return Err(Error::Data(
+                        "applying changes: the rows apart failed as a whole".into(),
+                    ));
                 }
-                Err(e) => return Err(e).context(ctx),
+                Try::Raced(e) if raced < RACE_TRIES => {
+                    raced += 1;
+                    debug!(error = %e, raced, "a local write of a checked key meanwhile; again");
+                    // A little apart, so that the local writer gets ahead.
+                    let pause = 1 + (u64::from(raced) * 7919) % 20;
+                    tokio::time::sleep(std::time::Duration::from_millis(pause)).await;
+                }
+                Try::Raced(e) => return Err(e).context(ctx),
             }
         }
-        Err(Error::Data(
-            "applying changes: the rows apart failed as a whole".into(),
-        ))
+    }
+
+    /// One transaction: the prologue (REPEATABLE READ: a key found absent
+    /// cannot be locked, and under READ COMMITTED a local insert of it
+    /// committing meanwhile would be overwritten unseen; here the write
+    /// fails instead, and the next try's check sees the local row), the
+    /// checks, the steps, the log, the checkpoint and the commit.
+    async fn try_once(
+        &self,
+        batch: &ChangeBatch,
+        checkpoint: &Checkpoint,
+        checkpoint_sql: &str,
+        columns: &[Option<usize>],
+        sink: &Arc<dyn RejectSink>,
+        isolate: bool,
+    ) -> Result<Try> {
+        let ctx = || "applying changes".to_string();
+        let failed = |e: sqlx::Error| -> Result<Try> {
+            if is_deposed(&e) {
+                Err(dmp_contract::deposed(checkpoint))
+            } else if matches!(&e, sqlx::Error::Database(db)
+                if matches!(db.code().as_deref(), Some("40001" | "40P01")))
+            {
+                Ok(Try::Raced(e))
+            } else if is_data_error(&e) && !isolate {
+                Ok(Try::DataError)
+            } else {
+                Err(e).context(ctx)
+            }
+        };
+        let mut txn = self.pool.begin().await.context(ctx)?;
+        let prologue = format!(
+            "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ;\n{}",
+            self.session.prologue()
+        );
+        if let Err(e) = sqlx::raw_sql(AssertSqlSafe(prologue))
+            .execute(&mut *txn)
+            .await
+        {
+            return failed(e);
+        }
+        let settled = match self.check(&mut txn, batch, columns).await {
+            Ok(settled) => settled,
+            Err(e) => return failed(e),
+        };
+        let mut refused = Refused::default();
+        let steps = plan(
+            self.schema_name,
+            self.tables,
+            batch,
+            checkpoint,
+            &settled,
+            &mut refused,
+        )?;
+        let entries: Vec<_> = settled.iter().flat_map(|s| s.entries.clone()).collect();
+        let log = conflicts::log_sql(
+            self.schema_name,
+            self.session.origin.unwrap_or(self.pipeline),
+            &entries,
+        );
+        let tail = if log.is_empty() {
+            checkpoint_sql.to_string()
+        } else {
+            format!("{log};\n{checkpoint_sql}")
+        };
+        let (applied, bad) = match attempt_in(&mut txn, &steps, &tail, "", isolate).await {
+            Ok(done) => done,
+            Err(e) => return failed(e),
+        };
+        refuse_bad(&steps, bad, checkpoint, &mut refused);
+        dead_letter(refused, sink).await?;
+        match txn.commit().await {
+            Ok(()) => Ok(Try::Applied(applied)),
+            Err(e) => failed(e),
+        }
     }
 
     /// Each row segment's settled conflicts, in segment order (an empty
-    /// one for the others).
-    async fn check(&self, conn: &mut PgConnection, batch: &ChangeBatch) -> Result<Vec<Settled>> {
+    /// one for the others); `columns`: each segment's order column.
+    async fn check(
+        &self,
+        conn: &mut PgConnection,
+        batch: &ChangeBatch,
+        columns: &[Option<usize>],
+    ) -> std::result::Result<Vec<Settled>, sqlx::Error> {
         let mut out = Vec::with_capacity(batch.segments.len());
-        for (segment, table) in batch.segments.iter().zip(self.tables) {
+        for ((segment, table), column) in batch.segments.iter().zip(self.tables).zip(columns) {
             let settled = match (segment, table) {
                 (
                     TableChanges::Rows {
@@ -617,7 +688,13 @@ impl Settling<'_> {
                     },
                     Some(table),
                 ) if !table.key.is_empty() => {
-                    conflicts::check(conn, self.rules, table, schema, changes, origins).await?
+                    let checks = conflicts::Checked {
+                        rules: self.rules,
+                        table,
+                        schema,
+                        column: *column,
+                    };
+                    checks.check(conn, changes, origins).await?
                 }
                 _ => Settled::default(),
             };

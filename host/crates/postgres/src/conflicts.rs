@@ -10,7 +10,6 @@ use sqlx::{AssertSqlSafe, Row as _};
 use super::copy_binary::coerce;
 use super::sql::{pg_text, qualified, quote_literal};
 use super::writer::WriteTable;
-use crate::error::{Result, ResultExt};
 use dmp_contract::conflict::{
     ConflictEntry, ConflictRules, Expected, Found, KeyCheck, Settled, key_checks, settle,
 };
@@ -33,53 +32,59 @@ pub(super) fn create_conflicts(schema: &str) -> String {
     )
 }
 
-/// Checks one table's changes against this side's rows, inside the apply
-/// transaction, and settles the conflicts by `rules`.
-pub(super) async fn check(
-    conn: &mut PgConnection,
-    rules: &ConflictRules,
-    table: &WriteTable,
-    schema: &TableSchema,
-    changes: &[Change],
-    origins: &[ChangeOrigin],
-) -> Result<Settled> {
-    let ctx = || format!("checking table {} for conflicts", schema.name);
-    let checks = key_checks(&table.key, changes, origins);
-    let column = rules.order_column(schema)?;
-    let mut found = Vec::with_capacity(checks.len());
-    for group in checks.chunks(CHECK_KEYS) {
-        sqlx::raw_sql(AssertSqlSafe(lock_sql(table, group)))
-            .execute(&mut *conn)
-            .await
-            .context(ctx)?;
-        let mut part = vec![Found::default(); group.len()];
-        for (i, check) in group.iter().enumerate() {
-            // Nothing there: the same as a deletion's result.
-            part[i].same_as_last = check.last.is_none();
+/// One table's conflict check: what settles it and how its rows compare.
+pub(super) struct Checked<'a> {
+    pub(super) rules: &'a ConflictRules,
+    pub(super) table: &'a WriteTable,
+    pub(super) schema: &'a TableSchema,
+    /// The column the table's policy orders writes by.
+    pub(super) column: Option<usize>,
+}
+
+impl Checked<'_> {
+    /// Checks the table's changes against this side's rows, inside the
+    /// apply transaction, and settles the conflicts. Errors are the
+    /// server's, for the caller to tell a race from a failure.
+    pub(super) async fn check(
+        &self,
+        conn: &mut PgConnection,
+        changes: &[Change],
+        origins: &[ChangeOrigin],
+    ) -> std::result::Result<Settled, sqlx::Error> {
+        let table = self.table;
+        let checks = key_checks(&table.key, changes, origins);
+        let mut found = Vec::with_capacity(checks.len());
+        for group in checks.chunks(CHECK_KEYS) {
+            sqlx::raw_sql(AssertSqlSafe(lock_sql(table, group)))
+                .execute(&mut *conn)
+                .await?;
+            let mut part = vec![Found::default(); group.len()];
+            for (i, check) in group.iter().enumerate() {
+                // Nothing there: the same as a deletion's result.
+                part[i].same_as_last = check.last.is_none();
+            }
+            let rows = sqlx::raw_sql(AssertSqlSafe(compare_sql(table, group, self.column)))
+                .fetch_all(&mut *conn)
+                .await?;
+            for row in rows {
+                let i = usize::try_from(row.try_get::<i32, _>(0)?).unwrap_or(usize::MAX);
+                let Some(slot) = part.get_mut(i) else {
+                    continue;
+                };
+                *slot = Found {
+                    present: true,
+                    same_as_expected: row.try_get(1)?,
+                    same_as_last: row.try_get(2)?,
+                    order: row
+                        .try_get::<Option<i32>, _>(3)?
+                        .and_then(|o| i8::try_from(o).ok()),
+                    local: row.try_get(4)?,
+                };
+            }
+            found.extend(part);
         }
-        let rows = sqlx::raw_sql(AssertSqlSafe(compare_sql(table, group, column)))
-            .fetch_all(&mut *conn)
-            .await
-            .context(ctx)?;
-        for row in rows {
-            let i = usize::try_from(row.try_get::<i32, _>(0).context(ctx)?).unwrap_or(usize::MAX);
-            let Some(slot) = part.get_mut(i) else {
-                continue;
-            };
-            *slot = Found {
-                present: true,
-                same_as_expected: row.try_get(1).context(ctx)?,
-                same_as_last: row.try_get(2).context(ctx)?,
-                order: row
-                    .try_get::<Option<i32>, _>(3)
-                    .context(ctx)?
-                    .and_then(|o| i8::try_from(o).ok()),
-                local: row.try_get(4).context(ctx)?,
-            };
-        }
-        found.extend(part);
+        Ok(settle(self.rules, self.schema, &table.key, &checks, &found))
     }
-    Ok(settle(rules, schema, &table.key, &checks, &found))
 }
 
 /// `SELECT 1 FROM t WHERE (key) IN (…) FOR UPDATE`.
