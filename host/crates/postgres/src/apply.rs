@@ -77,13 +77,13 @@ impl Step<'_> {
 fn plan<'a>(
     schema_name: &str,
     tables: &'a [Option<Arc<WriteTable>>],
-    batch: &'a ChangeBatch,
+    segments: &'a [TableChanges],
     checkpoint: &Checkpoint,
     settled: &'a [Settled],
     refused: &mut Refused,
 ) -> Result<Vec<Step<'a>>> {
     let mut steps: Vec<Step<'a>> = Vec::new();
-    for (n, (segment, table)) in batch.segments.iter().zip(tables).enumerate() {
+    for (n, (segment, table)) in segments.iter().zip(tables).enumerate() {
         if let TableChanges::Evolve {
             table,
             from,
@@ -240,7 +240,14 @@ pub(super) async fn apply(
         return apply.apply(&batch, &checkpoint, sink).await;
     }
     let mut refused = Refused::default();
-    let steps = plan(schema_name, tables, &batch, &checkpoint, &[], &mut refused)?;
+    let steps = plan(
+        schema_name,
+        tables,
+        &batch.segments,
+        &checkpoint,
+        &[],
+        &mut refused,
+    )?;
     // Sent with the last statements: one round trip fewer per batch, which
     // a change stream of small transactions feels.
     let checkpoint_sql = checkpoint_sql(schema_name, pipeline, &checkpoint).context(ctx)?;
@@ -454,24 +461,34 @@ async fn attempt<'a>(
     isolate: bool,
 ) -> std::result::Result<Attempt<'a>, sqlx::Error> {
     let mut txn = pool.begin().await?;
-    let (applied, bad) = attempt_in(&mut txn, steps, checkpoint_sql, prologue, isolate).await?;
+    let mut staged = HashSet::new();
+    let (applied, bad) = attempt_in(
+        &mut txn,
+        steps,
+        checkpoint_sql,
+        prologue,
+        isolate,
+        &mut staged,
+    )
+    .await?;
     Ok((txn, applied, bad))
 }
 
 type Applied<'a> = (u64, Vec<(usize, NetRow<'a>, String)>);
 
-/// [`attempt`] in an open transaction.
+/// [`attempt`] in an open transaction; `staged`: the staging tables this
+/// transaction made so far (a second use empties one first).
 async fn attempt_in<'a>(
     conn: &mut PgConnection,
     steps: &[Step<'a>],
     checkpoint_sql: &str,
     prologue: &str,
     isolate: bool,
+    staged: &mut HashSet<String>,
 ) -> std::result::Result<Applied<'a>, sqlx::Error> {
     let mut script = prologue.to_string();
     let mut applied = 0u64;
     let mut bad = Vec::new();
-    let mut staged: HashSet<String> = HashSet::new();
     for (n, step) in steps.iter().enumerate() {
         match step {
             Step::Truncate(tables) => {
@@ -504,7 +521,7 @@ async fn attempt_in<'a>(
                 ..
             } if !isolate => {
                 flush(conn, &mut script).await?;
-                stage(conn, table, stream, &mut staged).await?;
+                stage(conn, table, stream, staged).await?;
                 applied += rows.iter().map(|r| r.changes).sum::<u64>();
             }
             Step::Delete { table, rows, .. } => {
@@ -633,20 +650,39 @@ impl Settling<'_> {
         {
             return failed(e);
         }
-        let settled = match self.check(&mut txn, batch, columns).await {
-            Ok(settled) => settled,
-            Err(e) => return failed(e),
-        };
+        // Segment by segment, each checked after the ones before it are
+        // written: a key changed in two segments of a batch is expected,
+        // the second time, to hold what the first one wrote.
         let mut refused = Refused::default();
-        let steps = plan(
-            self.schema_name,
-            self.tables,
-            batch,
-            checkpoint,
-            &settled,
-            &mut refused,
-        )?;
-        let entries: Vec<_> = settled.iter().flat_map(|s| s.entries.clone()).collect();
+        let mut entries = Vec::new();
+        let mut applied = 0;
+        let mut staged = HashSet::new();
+        for n in 0..batch.segments.len() {
+            let segment = &batch.segments[n..=n];
+            let settled = match self
+                .check(&mut txn, segment, &self.tables[n..=n], &columns[n..=n])
+                .await
+            {
+                Ok(settled) => settled,
+                Err(e) => return failed(e),
+            };
+            let steps = plan(
+                self.schema_name,
+                &self.tables[n..=n],
+                segment,
+                checkpoint,
+                &settled,
+                &mut refused,
+            )?;
+            entries.extend(settled.iter().flat_map(|s| s.entries.clone()));
+            match attempt_in(&mut txn, &steps, "", "", isolate, &mut staged).await {
+                Ok((done, bad)) => {
+                    applied += done;
+                    refuse_bad(&steps, bad, checkpoint, &mut refused);
+                }
+                Err(e) => return failed(e),
+            }
+        }
         let log = conflicts::log_sql(
             self.schema_name,
             self.session.origin.unwrap_or(self.pipeline),
@@ -657,11 +693,9 @@ impl Settling<'_> {
         } else {
             format!("{log};\n{checkpoint_sql}")
         };
-        let (applied, bad) = match attempt_in(&mut txn, &steps, &tail, "", isolate).await {
-            Ok(done) => done,
-            Err(e) => return failed(e),
-        };
-        refuse_bad(&steps, bad, checkpoint, &mut refused);
+        if let Err(e) = attempt_in(&mut txn, &[], &tail, "", isolate, &mut staged).await {
+            return failed(e);
+        }
         dead_letter(refused, sink).await?;
         match txn.commit().await {
             Ok(()) => Ok(Try::Applied(applied)),
@@ -674,11 +708,12 @@ impl Settling<'_> {
     async fn check(
         &self,
         conn: &mut PgConnection,
-        batch: &ChangeBatch,
+        segments: &[TableChanges],
+        tables: &[Option<Arc<WriteTable>>],
         columns: &[Option<usize>],
     ) -> std::result::Result<Vec<Settled>, sqlx::Error> {
-        let mut out = Vec::with_capacity(batch.segments.len());
-        for ((segment, table), column) in batch.segments.iter().zip(self.tables).zip(columns) {
+        let mut out = Vec::with_capacity(segments.len());
+        for ((segment, table), column) in segments.iter().zip(tables).zip(columns) {
             let settled = match (segment, table) {
                 (
                     TableChanges::Rows {
@@ -1138,7 +1173,15 @@ mod tests {
         };
         let mut refused = Refused::default();
         let tables: Vec<Option<Arc<WriteTable>>> = tables.into_iter().map(Some).collect();
-        let steps = plan("public", &tables, &batch, &checkpoint, &[], &mut refused).unwrap();
+        let steps = plan(
+            "public",
+            &tables,
+            &batch.segments,
+            &checkpoint,
+            &[],
+            &mut refused,
+        )
+        .unwrap();
         let shape: Vec<String> = steps
             .iter()
             .map(|s| match s {
