@@ -55,12 +55,18 @@ pub async fn stream_standing(
 /// Drops what the stream holds at the source (PostgreSQL: its slot and
 /// publication), so that the source stops keeping change log for it.
 /// A two-way sync's legs each hold their own.
+/// A lost connection is retried as the pipeline's `[retry]` says (both
+/// drops do nothing when already done).
 pub async fn drop_stream(connectors: &dyn Connectors, pipeline: &Pipeline) -> Result<()> {
+    // Nothing to stop it but the process's end.
+    let stop = crate::Shutdown::new();
     for stream in pipeline.streams() {
         let source = connectors.open_source(&stream.source, stream.source_options())?;
-        change_source(connectors, &stream, &*source)?
-            .drop_stream()
-            .await?;
+        let changes = change_source(connectors, &stream, &*source)?;
+        crate::retry::retrying_step(&pipeline.retry, &stop, "dropping the change stream", || {
+            changes.drop_stream()
+        })
+        .await?;
     }
     Ok(())
 }
