@@ -133,15 +133,20 @@ fn last_writer_rows() -> Rows {
     rows(&["1:b1:3", "5:a5:7", "6:a6:2", "10:b10:2"])
 }
 
-/// The conflict log of `db`: (id, kind, decision) by id.
+/// The conflict log of table `hot` in `db`: (id, kind, decision) by id.
 fn log_of(db: &TestDb, dialect: Dialect) -> Vec<(i64, String, String)> {
+    table_log(db, dialect, "hot")
+}
+
+/// The conflict log of `table` in `db`: (id, kind, decision) by id.
+pub(super) fn table_log(db: &TestDb, dialect: Dialect, table: &str) -> Vec<(i64, String, String)> {
     let key = match dialect {
         Dialect::Postgres => "key",
         Dialect::Mariadb => "`key`",
     };
     let mut log: Vec<(i64, String, String)> = db
         .try_query(&format!(
-            "SELECT {key}, kind, decision FROM _dmp_conflicts WHERE table_name = 'hot'"
+            "SELECT {key}, kind, decision FROM _dmp_conflicts WHERE table_name = '{table}'"
         ))
         .unwrap_or_default()
         .into_iter()
@@ -217,12 +222,7 @@ fn settle(a: (&TestDb, Dialect), b: (&TestDb, Dialect), name: &str, sync: &str) 
         dir.path(),
         &mut child,
         "the first load and both legs",
-        |log| {
-            hot(b.0).len() == 6
-                && ["a_to_b", "b_to_a"].iter().all(|leg| {
-                    log.contains(&format!("leg{{leg=\"{leg}\"}}: streaming changes log="))
-                })
-        },
+        |log| hot(b.0).len() == 6 && legs_streaming(log),
     );
     let stopped = super::cdc::interrupt(child);
     assert!(stopped.status.success(), "{}", text(&stopped.stderr));
@@ -287,6 +287,13 @@ fn check(sync: &str, on_a: &Rows, on_b: &Rows, (log_a, log_b): &Logs) {
     assert_eq!((on_a, on_b), (&want.a, &want.b), "rows under {policy}");
     assert_eq!(log_b, &log_expected(&ON_B, |_, _| want.decisions[0]));
     assert_eq!(log_a, &log_expected(&ON_A, |_, _| want.decisions[1]));
+}
+
+/// Whether `log` shows both legs of a two-way sync streaming.
+pub(super) fn legs_streaming(log: &str) -> bool {
+    ["a_to_b", "b_to_a"]
+        .iter()
+        .all(|leg| log.contains(&format!("leg{{leg=\"{leg}\"}}: streaming changes log=")))
 }
 
 /// `dmp run p.toml` in `dir`, logging to `run-N.log`.

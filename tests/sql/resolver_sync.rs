@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use dmp_test_servers::{TestDb, mariadb, postgres};
 
-use super::conflicts::{joined_rows, start, wait_for};
+use super::conflicts::{joined_rows, legs_streaming, start, wait_for};
 use crate::support::{assert_exit, dmp, pipeline, text};
 
 fn merge_counters() -> PathBuf {
@@ -76,9 +76,7 @@ fn a_resolver_plugin_merges_counters_alike_on_postgres_and_mariadb() {
         |log| {
             counters(&b).len() == 3
                 && log.contains("conflict resolver loaded")
-                && ["a_to_b", "b_to_a"].iter().all(|leg| {
-                    log.contains(&format!("leg{{leg=\"{leg}\"}}: streaming changes log="))
-                })
+                && legs_streaming(log)
         },
     );
     let stopped = super::cdc::interrupt(child);

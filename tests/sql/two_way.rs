@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use dmp_test_servers::{TestDb, mariadb, postgres};
 
 use super::cdc::{interrupt, seed};
-use super::conflicts::start as start_dmp;
+use super::conflicts::{legs_streaming, start as start_dmp, table_log};
 use crate::support::workload::{Dialect, Lcg};
 use crate::support::{assert_exit, dmp, pipeline, text};
 
@@ -393,27 +393,8 @@ fn two_equal_postgres_databases_without_a_first_load_stay_equal() {
 }
 
 /// The conflicts of `items` logged on `side`: (id, kind, decision).
-fn conflicts(side: &Side<'_>) -> Vec<(u64, String, String)> {
-    let key = match side.dialect {
-        Dialect::Postgres => "key",
-        Dialect::Mariadb => "`key`",
-    };
-    side.db
-        .try_query(&format!(
-            "SELECT {key}, kind, decision FROM _dmp_conflicts WHERE table_name = 'items'"
-        ))
-        .unwrap_or_default()
-        .into_iter()
-        .map(|r| {
-            let key: serde_json::Value =
-                serde_json::from_str(r[0].as_deref().unwrap_or("{}")).expect("key JSON");
-            (
-                key["id"].as_u64().expect("id"),
-                r[1].clone().unwrap_or_default(),
-                r[2].clone().unwrap_or_default(),
-            )
-        })
-        .collect()
+fn conflicts(side: &Side<'_>) -> Vec<(i64, String, String)> {
+    table_log(side.db, side.dialect, "items")
 }
 
 /// Only hot keys conflicted (the others have one writer: a replay after a
@@ -437,7 +418,7 @@ fn assert_conflicts_decided(a: &Side<'_>, b: &Side<'_>, policy: &str) {
     for (log, side, remote) in [(&on_a, "A", "b"), (&on_b, "B", "a")] {
         for (id, kind, decision) in log {
             assert!(
-                *id <= HOT,
+                u64::try_from(*id).is_ok_and(|id| id <= HOT),
                 "side {side}: key {id}, written on one side only, conflicted ({kind})"
             );
             let expected = match winner {
@@ -484,10 +465,7 @@ fn start_sync(
         rows(loaded).len() as u64 == SEEDED
     });
     wait_until(dir, &mut child, "both legs streaming", || {
-        let log = std::fs::read_to_string(dir.join("run-0.log")).unwrap_or_default();
-        ["a_to_b", "b_to_a"]
-            .iter()
-            .all(|leg| log.contains(&format!("leg{{leg=\"{leg}\"}}: streaming changes log=")))
+        legs_streaming(&std::fs::read_to_string(dir.join("run-0.log")).unwrap_or_default())
     });
     child
 }
