@@ -12,7 +12,7 @@ use crate::support::workload::Dialect;
 use crate::support::{assert_exit, dmp, pipeline, text};
 
 /// `hot` before: ids 1 to 6, `v = 'seed'`, `version = 1`.
-fn create_hot(db: &TestDb, dialect: Dialect) {
+pub(crate) fn create_hot(db: &TestDb, dialect: Dialect) {
     let identity = match dialect {
         Dialect::Postgres => "ALTER TABLE hot REPLICA IDENTITY FULL;",
         Dialect::Mariadb => "",
@@ -69,9 +69,9 @@ const ON_A: [(i64, &str); 6] = [
 ];
 
 /// `id:v:version` of each row.
-type Rows = Vec<String>;
+pub(crate) type Rows = Vec<String>;
 
-fn hot(db: &TestDb) -> Rows {
+pub(crate) fn hot(db: &TestDb) -> Rows {
     joined_rows(db, "SELECT id, v, version FROM hot ORDER BY id")
 }
 
@@ -127,10 +127,11 @@ fn expected(policy: &str) -> Expected {
     }
 }
 
-/// By `version`: 1 goes to B (3 > 2), 2 and 3 to the delete over the
-/// update, 5 to A (7 > 2), 10 to B (2 > 1).
+/// By `version`: 1 goes to B (3 > 2), 2 to B's update (2) over A's delete
+/// of version 1 (its tombstone's), 3 to A's update (5) over B's delete of
+/// version 1, 5 to A (7 > 2), 10 to B (2 > 1).
 fn last_writer_rows() -> Rows {
-    rows(&["1:b1:3", "5:a5:7", "6:a6:2", "10:b10:2"])
+    rows(&["1:b1:3", "2:b2:2", "3:a3:5", "5:a5:7", "6:a6:2", "10:b10:2"])
 }
 
 /// The conflict log of table `hot` in `db`: (id, kind, decision) by id.
@@ -207,16 +208,7 @@ fn run_policy(a: (&TestDb, Dialect), b: (&TestDb, Dialect), name: &str, sync: &s
 fn settle(a: (&TestDb, Dialect), b: (&TestDb, Dialect), name: &str, sync: &str) -> Settled {
     let dir = tempfile::tempdir().expect("tempdir");
     create_hot(a.0, a.1);
-    pipeline(
-        dir.path(),
-        "p.toml",
-        &format!(
-            "[pipeline]\nname = \"{name}\"\n[source]\nurl = \"{}\"\n[target]\nurl = \"{}\"\n\
-             [tables]\ninclude = [\"hot\"]\n[run]\nmode = \"bidirectional\"\n\
-             [cdc]\nslot = \"{name}\"\nheartbeat = \"1s\"\n[sync]\n{sync}\n",
-            a.0.url, b.0.url
-        ),
-    );
+    hot_pipeline(dir.path(), name, (a.0, b.0), sync);
     let mut child = start(dir.path(), 0);
     wait_for(
         dir.path(),
@@ -246,6 +238,67 @@ fn settle(a: (&TestDb, Dialect), b: (&TestDb, Dialect), name: &str, sync: &str) 
     }
 }
 
+/// `p.toml` in `dir`: sync `name` of table `hot` between `sides`, with
+/// `sync` as its `[sync]` lines.
+fn hot_pipeline(dir: &Path, name: &str, (a, b): (&TestDb, &TestDb), sync: &str) {
+    pipeline(
+        dir,
+        "p.toml",
+        &format!(
+            "[pipeline]\nname = \"{name}\"\n[source]\nurl = \"{}\"\n[target]\nurl = \"{}\"\n\
+             [tables]\ninclude = [\"hot\"]\n[run]\nmode = \"bidirectional\"\n\
+             [cdc]\nslot = \"{name}\"\nheartbeat = \"1s\"\n[sync]\n{sync}\n",
+            a.url, b.url
+        ),
+    );
+}
+
+/// The keys of `hot`'s tombstones in `db`; none while there is no
+/// tombstone table.
+fn tombstones(db: &TestDb) -> Vec<String> {
+    joined_rows(db, "SELECT id FROM _dmp_tomb_hot ORDER BY id")
+}
+
+/// Under last_writer_wins each side keeps a tombstone of every deleted
+/// row (the user's deletes and the sync's own), and forgets it once it is
+/// older than the retention and a later change was applied.
+#[test]
+fn last_writer_wins_keeps_tombstones_for_the_retention() {
+    let a = postgres().create_database("conflict_tomb_a");
+    let b = mariadb().create_database("conflict_tomb_b");
+    create_hot(&a, Dialect::Postgres);
+    let dir = tempfile::tempdir().expect("tempdir");
+    hot_pipeline(
+        dir.path(),
+        "cf_tomb",
+        (&a, &b),
+        "conflict = \"last_writer_wins\"\nconflict_column = \"version\"\n\
+         tombstone_retention = \"2s\"",
+    );
+    let mut child = start(dir.path(), 0);
+    wait_for(dir.path(), &mut child, "the first load", |log| {
+        hot(&b).len() == 6 && legs_streaming(log)
+    });
+    a.exec("DELETE FROM hot WHERE id = 1");
+    b.exec("DELETE FROM hot WHERE id = 2");
+    wait_for(dir.path(), &mut child, "both deletes on both sides", |_| {
+        hot(&a).len() == 4 && hot(&b).len() == 4
+    });
+    assert_eq!(tombstones(&a), vec!["1", "2"]);
+    assert_eq!(tombstones(&b), vec!["1", "2"]);
+    // Past the retention, a change each way: both purge.
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    a.exec("INSERT INTO hot VALUES (20, 'a20', 1)");
+    b.exec("INSERT INTO hot VALUES (21, 'b21', 1)");
+    wait_for(dir.path(), &mut child, "the tombstones forgotten", |_| {
+        tombstones(&a).is_empty() && tombstones(&b).is_empty()
+    });
+    assert_eq!(hot(&a), hot(&b));
+    let stopped = super::cdc::interrupt(child);
+    assert!(stopped.status.success(), "{}", text(&stopped.stderr));
+    drop_slots(dir.path());
+}
+
 /// Drops both legs' change streams at their sources.
 fn drop_slots(dir: &Path) {
     let dropped = dmp(dir)
@@ -258,9 +311,9 @@ fn drop_slots(dir: &Path) {
 fn check(sync: &str, on_a: &Rows, on_b: &Rows, (log_a, log_b): &Logs) {
     if sync.contains("last_writer_wins") {
         assert_eq!((on_a, on_b), (&last_writer_rows(), &last_writer_rows()));
-        // B's change wins on 1, 3 (its delete) and 10; A's on 2 (its
-        // delete) and 5.
-        let b_won = [1, 3, 10];
+        // B's change wins on 1, 2 (its update over A's older delete) and
+        // 10; A's on 3 (its update over B's older delete) and 5.
+        let b_won = [1, 2, 10];
         assert_eq!(
             log_b,
             &log_expected(&ON_B, |id, _| if b_won.contains(&id) {
@@ -367,6 +420,18 @@ fn last_writer_wins_by_version_on_postgres_and_mariadb() {
         (&a, Dialect::Postgres),
         (&b, Dialect::Mariadb),
         "cf_lww",
+        "conflict = \"last_writer_wins\"\nconflict_column = \"version\"",
+    );
+}
+
+#[test]
+fn last_writer_wins_by_version_on_postgres_and_postgres() {
+    let a = postgres().create_database("conflict_lwp_a");
+    let b = postgres().create_database("conflict_lwp_b");
+    run_policy(
+        (&a, Dialect::Postgres),
+        (&b, Dialect::Postgres),
+        "cf_lww_p",
         "conflict = \"last_writer_wins\"\nconflict_column = \"version\"",
     );
 }

@@ -388,11 +388,9 @@ fn two_equal_postgres_databases_without_a_first_load_stay_equal() {
         side(&b, Dialect::Postgres),
         "tw_none",
         "none",
-        // last_writer_wins on PostgreSQL <-> PostgreSQL still diverges now
-        // and then when hot keys are deleted and inserted again on both
-        // sides at once (no tombstones yet: issue 18); MariaDB <->
-        // MariaDB covers it concurrently, the scripted set exactly.
-        "conflict = \"a_wins\"",
+        // Hot keys deleted and inserted again on both sides at once: the
+        // deletes are ordered by their tombstones.
+        "conflict = \"last_writer_wins\"\nconflict_column = \"n\"",
     );
 }
 

@@ -34,6 +34,10 @@ pub(crate) struct SyncSection {
     /// The column `last_writer_wins` compares (`updated_at`, `version`):
     /// the greater value wins, equal values go to side A.
     conflict_column: Option<String>,
+    /// How long `last_writer_wins` keeps the tombstone of a deleted row
+    /// past the remote changes of its time: `24h`, `7d`. Longer than a
+    /// row's two writes may be apart and still conflict. Default: `24h`.
+    tombstone_retention: Option<Spanned<String>>,
     /// The `.wasm` resolver plugin (world `resolver`) that `conflict =
     /// "resolver"` asks, relative to this file.
     resolver: Option<Spanned<String>>,
@@ -79,6 +83,10 @@ pub enum SyncInitial {
 /// `[sync] max_clock_skew` by default.
 pub const DEFAULT_MAX_CLOCK_SKEW: std::time::Duration = std::time::Duration::from_secs(1);
 
+/// `[sync] tombstone_retention` by default.
+pub const DEFAULT_TOMBSTONE_RETENTION: std::time::Duration =
+    std::time::Duration::from_secs(24 * 3600);
+
 /// `[sync]` settings.
 #[derive(Debug, Clone)]
 pub struct SyncSettings {
@@ -88,6 +96,7 @@ pub struct SyncSettings {
     pub conflict: Policy,
     /// Tables of their own policy, by name.
     pub table_conflicts: std::collections::BTreeMap<String, Policy>,
+    pub tombstone_retention: std::time::Duration,
 }
 
 impl Default for SyncSettings {
@@ -97,6 +106,7 @@ impl Default for SyncSettings {
             max_clock_skew: DEFAULT_MAX_CLOCK_SKEW,
             conflict: Policy::AWins,
             table_conflicts: std::collections::BTreeMap::new(),
+            tombstone_retention: DEFAULT_TOMBSTONE_RETENTION,
         }
     }
 }
@@ -148,6 +158,10 @@ pub(crate) fn settings(
         Some(text) => places.duration(text, "sync.max_clock_skew", "`1s` or `250ms`")?,
         None => DEFAULT_MAX_CLOCK_SKEW,
     };
+    let tombstone_retention = match &section.tombstone_retention {
+        Some(text) => places.duration(text, "sync.tombstone_retention", "`24h` or `7d`")?,
+        None => DEFAULT_TOMBSTONE_RETENTION,
+    };
     let resolver = match &section.resolver {
         Some(path) => {
             let mut config = Vec::new();
@@ -193,6 +207,7 @@ pub(crate) fn settings(
         max_clock_skew,
         conflict,
         table_conflicts,
+        tombstone_retention,
     })
 }
 
@@ -266,6 +281,7 @@ impl Pipeline {
             },
             policy: self.sync.conflict.clone(),
             tables: self.sync.table_conflicts.clone(),
+            tombstone_retention: self.sync.tombstone_retention,
         });
         let loads = matches!(
             (leg, self.sync.initial),
@@ -357,6 +373,31 @@ mod tests {
         );
         assert_eq!(none.leg(Leg::AToB).mode, RunMode::Cdc);
         assert_eq!(none.streams().len(), 2);
+    }
+
+    #[test]
+    fn tombstones_are_kept_for_a_day_or_as_long_as_said() {
+        let p = parse(&format!("{ENDS}[run]\nmode = \"bidirectional\"\n")).unwrap();
+        let rules = p.leg(Leg::BToA).conflicts.unwrap();
+        assert_eq!(rules.tombstone_retention, DEFAULT_TOMBSTONE_RETENTION);
+        let week = parse(&format!(
+            "{ENDS}[run]\nmode = \"bidirectional\"\n[sync]\ntombstone_retention = \"7d\"\n"
+        ))
+        .unwrap();
+        let rules = week.leg(Leg::AToB).conflicts.unwrap();
+        assert_eq!(
+            rules.tombstone_retention,
+            std::time::Duration::from_secs(7 * 86_400)
+        );
+        let bad = parse(&format!(
+            "{ENDS}[run]\nmode = \"bidirectional\"\n[sync]\ntombstone_retention = \"soon\"\n"
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(
+            bad.contains("sync.tombstone_retention") && bad.contains("soon"),
+            "{bad}"
+        );
     }
 
     #[test]

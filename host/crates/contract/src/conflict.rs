@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 
 use dmp_model::json::{row_to_json, value_from_json};
-use dmp_model::{Change, ChangeOrigin, Row, TableSchema, Value};
+use dmp_model::{Change, ChangeBatch, ChangeOrigin, Row, TableChanges, TableSchema, Value};
 use tracing::warn;
 
 use crate::net_effect::key_text;
@@ -41,8 +41,10 @@ pub enum Policy {
     AWins,
     BWins,
     /// The row whose `column` holds the greater value wins (an
-    /// `updated_at`, a `version`); equal values: side A. A delete wins over
-    /// a concurrent update.
+    /// `updated_at`, a `version`); equal values: side A. A delete counts
+    /// with the value of the row it deleted, kept in a tombstone on the
+    /// deleting side (see [`tombstone_table`]), and wins a tie with an
+    /// update.
     LastWriterWins {
         column: String,
     },
@@ -140,11 +142,21 @@ pub struct ConflictRules {
     pub policy: Policy,
     /// Per table (by its source name), overriding `policy`.
     pub tables: BTreeMap<String, Policy>,
+    /// How long a tombstone of a deleted row is kept after the remote
+    /// changes of its time have been applied (`[sync] tombstone_retention`).
+    pub tombstone_retention: std::time::Duration,
 }
 
 impl ConflictRules {
     pub fn policy(&self, table: &str) -> &Policy {
         self.tables.get(table).unwrap_or(&self.policy)
+    }
+
+    /// The column `table`'s deletes are remembered by, when its policy
+    /// orders writes by one: a target keeps a tombstone of each deleted
+    /// row's key and value of it (see [`tombstone_table`]).
+    pub fn tombstone_column(&self, table: &str) -> Option<&str> {
+        self.policy(table).column()
     }
 
     /// The position in `table` of the column its policy orders writes by,
@@ -256,6 +268,9 @@ pub struct KeyCheck<'a> {
     /// The first change's old image and the last change's new one, for the
     /// log.
     pub remote_old: Option<&'a Row>,
+    /// When the changes end in a delete: the row it deleted, whose value
+    /// of a `last_writer_wins` column is the delete's.
+    pub deleted: Option<&'a Row>,
     /// The remote commit time of the key's last change (µs since the
     /// epoch), when the stream knew it.
     pub commit_time: Option<i64>,
@@ -281,6 +296,8 @@ pub fn key_checks<'a>(
             Expected::Row(old) => Some(old),
             _ => None,
         };
+        // A change that leaves no row deleted the one it expected.
+        let deleted = if last.is_none() { remote_old } else { None };
         match index.get(&key_text(key, row)) {
             Some(&slot) => {
                 let check = &mut checks[slot];
@@ -289,6 +306,7 @@ pub fn key_checks<'a>(
                     check.remote_old = remote_old;
                 }
                 check.last = last;
+                check.deleted = deleted;
                 check.commit_time = time;
             }
             None => {
@@ -298,6 +316,7 @@ pub fn key_checks<'a>(
                     expected,
                     last,
                     remote_old,
+                    deleted,
                     commit_time: time,
                 });
             }
@@ -344,9 +363,11 @@ pub struct Found {
     /// The row equals the remote side's row after the changes, or there
     /// is none and the changes deleted it: nothing to write.
     pub same_as_last: bool,
-    /// The policy's column of the remote row against this side's: 1 the
-    /// remote one is greater, -1 smaller, 0 equal; `None` when either is
-    /// null or missing.
+    /// The policy's column of the remote side's write against this side's:
+    /// 1 the remote one is later, -1 earlier, 0 equal; `None` when either
+    /// is null or unknown. A delete's value is that of the row it deleted
+    /// (this side's from its tombstone), and it is later than an update
+    /// of the same value (see [`write_order_sql`]).
     pub order: Option<i8>,
     /// This side's row as JSON text, for the log.
     pub local: Option<String>,
@@ -391,9 +412,10 @@ pub fn decide(remote: Side, policy: &Policy, kind: ConflictKind, found: &Found) 
         Policy::LastWriterWins { .. } => match (found.order, kind) {
             (Some(1), _) => Decision::ApplyRemote,
             (Some(-1), _) => Decision::KeepLocal,
-            // A delete beats a concurrent update: a deleted row leaves no
-            // value to compare (no tombstones yet), and "update wins"
-            // diverges when the row the update lost to is deleted later.
+            // A delete of unknown value (its tombstone expired, or the row
+            // was deleted before the sync kept them) beats a concurrent
+            // update: "update wins" diverges when the row the update lost
+            // to is deleted later.
             (None, ConflictKind::UpdateMissing) => Decision::KeepLocal,
             (None, ConflictKind::DeleteDiffers) => Decision::ApplyRemote,
             _ => wins(Side::A),
@@ -526,6 +548,96 @@ fn arbitrate(
             Decision::Park
         }
     }
+}
+
+/// The longest table name both PostgreSQL (63 bytes) and MySQL (64
+/// characters) take.
+const NAME_BYTES: usize = 63;
+
+/// The table that keeps the tombstones of `table`'s deleted rows on a
+/// side of a two-way sync under `last_writer_wins`: its key columns, the
+/// policy's column (both of the table's types) and `deleted_at`. Its
+/// name starts with `_dmp_` (change streams skip it); a long one is cut
+/// and ends with a hash of the whole, so that two tables never share one.
+pub fn tombstone_table(table: &str) -> String {
+    let name = format!("_dmp_tomb_{table}");
+    if name.len() <= NAME_BYTES {
+        return name;
+    }
+    let mut cut = NAME_BYTES - 9;
+    while !name.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    // FNV-1a: stable across builds, unlike the std hasher.
+    let hash = table.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    });
+    format!("{}_{:08x}", &name[..cut], hash as u32)
+}
+
+/// The order of two writes of a `last_writer_wins` column as SQL, for
+/// [`Found::order`]: `remote` and `local` are the two values (SQL
+/// expressions of the column's type), `remote_deletes` / `local_deleted`
+/// whether each is a delete's (the deleted row's value). Equal values: a
+/// delete is later than an update (it removed that very row), two alike
+/// are equal. Both targets' SQL has `CASE` and the comparisons.
+pub fn write_order_sql(
+    remote: &str,
+    local: &str,
+    remote_deletes: bool,
+    local_deleted: bool,
+) -> String {
+    let tie = i8::from(remote_deletes) - i8::from(local_deleted);
+    format!(
+        "CASE WHEN {remote} > {local} THEN 1 WHEN {remote} < {local} THEN -1 \
+         WHEN {remote} = {local} THEN {tie} END"
+    )
+}
+
+/// When a target last forgot expired tombstones: after a batch, once a
+/// minute at most, or once per retention when that is shorter.
+#[derive(Debug, Default)]
+pub struct PurgeClock(std::sync::Mutex<Option<std::time::Instant>>);
+
+impl PurgeClock {
+    const EVERY: std::time::Duration = std::time::Duration::from_secs(60);
+
+    /// Whether a purge of tombstones kept for `retention` is due now (and,
+    /// if so, counted as done).
+    pub fn due(&self, retention: std::time::Duration) -> bool {
+        let Ok(mut last) = self.0.lock() else {
+            return false;
+        };
+        let now = std::time::Instant::now();
+        match *last {
+            Some(at) if now.duration_since(at) < Self::EVERY.min(retention) => false,
+            _ => {
+                *last = Some(now);
+                true
+            }
+        }
+    }
+}
+
+/// The tables of `batch` that keep tombstones under `rules`, with the
+/// batch's latest remote commit time (µs since the epoch): what a purge
+/// after it may forget, or `None` when the stream gave no time.
+pub fn tombstone_tables(rules: &ConflictRules, batch: &ChangeBatch) -> Option<(Vec<String>, i64)> {
+    let mut tables: Vec<String> = Vec::new();
+    let mut latest = None;
+    for segment in &batch.segments {
+        if let TableChanges::Rows { table, origins, .. } = segment {
+            latest = origins
+                .iter()
+                .filter_map(|o| o.commit_time)
+                .chain(latest)
+                .max();
+            if rules.tombstone_column(&table.name).is_some() && !tables.contains(&table.name) {
+                tables.push(table.name.clone());
+            }
+        }
+    }
+    Some((tables, latest?)).filter(|(tables, _)| !tables.is_empty())
 }
 
 /// A row read back as a JSON object (`{"column": value}`), in `table`'s

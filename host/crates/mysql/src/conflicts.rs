@@ -13,7 +13,8 @@ use super::types::to_param;
 use super::writer::MAX_PARAMS;
 use crate::error::{Result, ResultExt};
 use dmp_contract::conflict::{
-    ConflictEntry, ConflictRules, Expected, Found, KeyCheck, Settled, key_checks, settle,
+    ConflictEntry, ConflictKind, ConflictRules, Expected, Found, KeyCheck, Settled, judge,
+    key_checks, settle, tombstone_table, write_order_sql,
 };
 use dmp_model::{Change, ChangeOrigin, Row, TableSchema, Value};
 
@@ -76,7 +77,63 @@ pub(super) async fn check(
         }
         found.extend(part);
     }
+    if let (Some(c), Some(_)) = (column, rules.tombstone_column(&schema.name)) {
+        order_by_tombstones(tx, schema, key, c, &checks, &mut found)
+            .await
+            .context(ctx)?;
+    }
     Ok(settle(rules, schema, key, &checks, &found))
+}
+
+/// A remote write of a key this side deleted meanwhile is ordered against
+/// the delete, by the value its tombstone kept; without one (expired, or
+/// deleted before), the order stays unknown.
+async fn order_by_tombstones(
+    tx: &mut Transaction<'_>,
+    schema: &TableSchema,
+    key: &[usize],
+    column: usize,
+    checks: &[KeyCheck<'_>],
+    found: &mut [Found],
+) -> std::result::Result<(), mysql_async::Error> {
+    let missing: Vec<(usize, &Row)> = checks
+        .iter()
+        .enumerate()
+        .filter(|(i, c)| judge(c, &found[*i]) == Some(ConflictKind::UpdateMissing))
+        .filter_map(|(i, c)| Some((i, c.last?)))
+        .collect();
+    let per_key = 4 + key.len();
+    let keys_per_statement = (MAX_PARAMS / per_key).clamp(1, 500);
+    let local = format!("d.{}", quote(&schema.columns[column].name));
+    let r = key_param(&schema.columns[column].data_type);
+    let order = write_order_sql(&r, &local, false, true);
+    let key_where: Vec<String> = key
+        .iter()
+        .zip(key_params(schema, key))
+        .map(|(&k, p)| format!("d.{} <=> {p}", quote(&schema.columns[k].name)))
+        .collect();
+    // Locking, as the comparison: the tombstone as it is now.
+    let one = format!(
+        "(SELECT CAST(? AS SIGNED), {order} FROM {} d WHERE {} FOR UPDATE)",
+        quote(&tombstone_table(&schema.name)),
+        key_where.join(" AND ")
+    );
+    for group in missing.chunks(keys_per_statement) {
+        let mut params = Vec::with_capacity(group.len() * per_key);
+        for (i, row) in group {
+            params.push(My::Int(i64::try_from(*i).unwrap_or(i64::MAX)));
+            params.extend(std::iter::repeat_n(value(row, column), 3));
+            params.extend(key.iter().map(|&k| value(row, k)));
+        }
+        let sql = vec![one.as_str(); group.len()].join(" UNION ALL ");
+        let rows: Vec<(i64, Option<i64>)> = tx.exec(sql, params).await?;
+        for (i, order) in rows {
+            if let Some(slot) = usize::try_from(i).ok().and_then(|i| found.get_mut(i)) {
+                slot.order = order.and_then(|o| i8::try_from(o).ok());
+            }
+        }
+    }
+    Ok(())
 }
 
 /// `SELECT 1 FROM t WHERE (key) IN (…) FOR UPDATE`.
@@ -95,9 +152,9 @@ fn lock_sql(schema: &TableSchema, key: &[usize], checks: &[KeyCheck<'_>]) -> (St
     (sql, params)
 }
 
-/// One `SELECT` per key, `UNION ALL`: its number, whether the row equals
-/// the expected one and the last one, the order of the policy's column,
-/// and the row as JSON.
+/// One `SELECT … FOR UPDATE` per key, `UNION ALL`: its number, whether
+/// the row equals the expected one and the last one, the order of the
+/// policy's column, and the row as JSON.
 fn compare_sql(
     schema: &TableSchema,
     key: &[usize],
@@ -123,23 +180,28 @@ fn compare_sql(
             Some(row) => same_sql(schema, row, &mut params),
             None => "0".into(),
         };
-        let order = match (column, check.last) {
-            (Some(c), Some(row)) => {
+        // A delete's value is the deleted row's.
+        let remote = check
+            .last
+            .map(|r| (r, false))
+            .or(check.deleted.map(|r| (r, true)));
+        let order = match (column, remote) {
+            (Some(c), Some((row, deletes))) => {
                 let local = quote(&schema.columns[c].name);
                 let r = key_param(&schema.columns[c].data_type);
                 // The remote value, bound once per comparison.
                 params.extend(std::iter::repeat_n(value(row, c), 3));
-                format!(
-                    "CASE WHEN {r} > {local} THEN 1 WHEN {r} < {local} THEN -1 \
-                     WHEN {r} = {local} THEN 0 END"
-                )
+                write_order_sql(&r, &local, deletes, false)
             }
             _ => "NULL".into(),
         };
         params.extend(key.iter().map(|&k| value(check.key_row, k)));
+        // A locking read: it reads the rows as they are now, not as the
+        // transaction's snapshot (taken at its first plain read, perhaps a
+        // segment earlier) had them.
         parts.push(format!(
-            "SELECT CAST(? AS SIGNED), ({expected}) + 0, ({last}) + 0, {order}, {json} FROM {} \
-             WHERE {key_where}",
+            "(SELECT CAST(? AS SIGNED), ({expected}) + 0, ({last}) + 0, {order}, {json} FROM {} \
+             WHERE {key_where} FOR UPDATE)",
             quote(&schema.name)
         ));
     }
@@ -229,4 +291,69 @@ pub(super) async fn log(
         .context(|| format!("logging a conflict of table {}", e.table))?;
     }
     Ok(())
+}
+
+/// The statements that keep the tombstones of `table`'s deleted rows
+/// (under `last_writer_wins` by `column`): the tombstone table, of the
+/// key's and the column's types as the table has them, and a trigger
+/// that fires for every delete, the sync's own too, with the time in UTC
+/// (sessions' time zones differ). Each does nothing when made.
+pub(super) fn tombstone_ddl(
+    table: &TableSchema,
+    column: &str,
+) -> std::result::Result<Vec<String>, String> {
+    if table.primary_key.is_empty() {
+        return Err(format!(
+            "table {}: last_writer_wins needs a primary key to keep the tombstones of deleted rows",
+            table.name
+        ));
+    }
+    let name = tombstone_table(&table.name);
+    let tombstones = quote(&name);
+    let mut kept: Vec<&str> = table.primary_key.iter().map(String::as_str).collect();
+    if !kept.contains(&column) {
+        kept.push(column);
+    }
+    let list = |prefix: &str| {
+        let names: Vec<String> = kept
+            .iter()
+            .map(|c| format!("{prefix}{}", quote(c)))
+            .collect();
+        names.join(", ")
+    };
+    let keys: Vec<String> = table.primary_key.iter().map(|k| quote(k)).collect();
+    let mut update = vec!["deleted_at = VALUES(deleted_at)".to_string()];
+    if !table.primary_key.iter().any(|k| k == column) {
+        update.insert(0, format!("{0} = VALUES({0})", quote(column)));
+    }
+    let create = format!(
+        "CREATE TABLE IF NOT EXISTS {tombstones} (deleted_at DATETIME(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6), \
+         PRIMARY KEY ({})) ENGINE=InnoDB SELECT {} FROM {} LIMIT 0",
+        keys.join(", "),
+        list(""),
+        quote(&table.name)
+    );
+    let trigger = format!(
+        "CREATE TRIGGER IF NOT EXISTS {tombstones} AFTER DELETE ON {} FOR EACH ROW \
+         INSERT INTO {tombstones} ({}, deleted_at) VALUES ({}, UTC_TIMESTAMP(6)) \
+         ON DUPLICATE KEY UPDATE {}",
+        quote(&table.name),
+        list(""),
+        list("OLD."),
+        update.join(", ")
+    );
+    Ok(vec![create, trigger])
+}
+
+/// Forgets `table`'s tombstones older than `retention` before the earlier
+/// of now and the remote commit time `commit_us` a leg has applied: a
+/// sync stopped for a while keeps those its catching up still needs.
+pub(super) fn purge_sql(table: &str, retention: std::time::Duration, commit_us: i64) -> String {
+    format!(
+        "DELETE FROM {} WHERE deleted_at < LEAST(UTC_TIMESTAMP(6), \
+         TIMESTAMPADD(MICROSECOND, {commit_us}, '1970-01-01 00:00:00')) \
+         - INTERVAL {} MICROSECOND",
+        quote(&tombstone_table(table)),
+        retention.as_micros()
+    )
 }

@@ -28,6 +28,7 @@ use super::types::target_type;
 use super::writer::{Method, TablePlan, write_batch};
 use crate::error::{Error, Result, ResultExt};
 use dmp_contract::Endpoint;
+use dmp_contract::conflict::{PurgeClock, tombstone_tables};
 use dmp_contract::prepare::{Checkpointed, TablePrep, decide};
 use dmp_contract::{
     CONSTRAINTS, LoggedConflict, NameRules, NameScope, RejectSink, Resolution, RowWrite,
@@ -46,6 +47,8 @@ pub struct MysqlTarget {
     plans: Mutex<HashMap<String, Arc<TablePlan>>>,
     /// Cleared when the server refuses LOAD DATA LOCAL.
     load_data: AtomicBool,
+    /// Two-way sync: when expired tombstones were last forgotten.
+    purge: PurgeClock,
 }
 
 const CHECKPOINTS_DDL: &str = "CREATE TABLE IF NOT EXISTS _dmp_checkpoints (
@@ -64,6 +67,25 @@ const CHECKPOINTS_EPOCH: &str = "SELECT count(*) FROM information_schema.columns
 const NO_SUCH_TABLE: u16 = 1146;
 
 impl MysqlTarget {
+    /// Two-way sync: after a batch, at most once a minute, forgets the
+    /// expired tombstones of its tables. A failure is only logged: the
+    /// tombstones stay until the next purge.
+    async fn purge_tombstones(&self, conn: &mut Conn, purge: Option<(Vec<String>, i64)>) {
+        let (Some(rules), Some((tables, commit_us))) = (&self.options.conflicts, purge) else {
+            return;
+        };
+        if !self.purge.due(rules.tombstone_retention) {
+            return;
+        }
+        for table in tables {
+            let sql = super::conflicts::purge_sql(&table, rules.tombstone_retention, commit_us);
+            if let Err(e) = conn.query_drop(sql).await {
+                warn!(place = self.config.place, table = %table, error = %e,
+                    "expired tombstones not forgotten; tried again in a minute");
+            }
+        }
+    }
+
     pub fn open(endpoint: &Endpoint, options: TargetOptions) -> Result<Self> {
         Ok(MysqlTarget {
             config: MysqlConfig::parse(endpoint)?,
@@ -71,6 +93,7 @@ impl MysqlTarget {
             pool: OnceCell::new(),
             plans: Mutex::new(HashMap::new()),
             load_data: AtomicBool::new(true),
+            purge: PurgeClock::default(),
         })
     }
 
@@ -448,6 +471,22 @@ impl Target for MysqlTarget {
                 .await
                 .context(table_ctx)?;
             }
+            // Two-way sync: a table whose policy orders writes by a column
+            // remembers its deleted rows.
+            let column =
+                (self.options.conflicts.as_ref()).and_then(|r| r.tombstone_column(&table.name));
+            if let Some(column) = column {
+                let statements = super::conflicts::tombstone_ddl(table, column)
+                    .map_err(|e| Error::Config(format!("{place}: {e}")))?;
+                for statement in statements {
+                    conn.query_drop(statement).await.context(|| {
+                        format!(
+                            "keeping the tombstones of table {}'s deleted rows in {place}",
+                            table.name
+                        )
+                    })?;
+                }
+            }
         }
         Ok(())
     }
@@ -527,6 +566,8 @@ impl Target for MysqlTarget {
             .into_iter()
             .partition(|s| matches!(s, TableChanges::Evolve { .. }));
         let batch = ChangeBatch { segments };
+        // What a purge of tombstones after it needs of the batch.
+        let purge = (self.options.conflicts.as_ref()).and_then(|r| tombstone_tables(r, &batch));
         let mut plans = Vec::with_capacity(batch.segments.len());
         for segment in &batch.segments {
             plans.push(self.plan(&mut conn, segment.table(), server).await?);
@@ -545,6 +586,7 @@ impl Target for MysqlTarget {
             rejects,
         )
         .await?;
+        self.purge_tombstones(&mut conn, purge).await;
         for evolution in evolutions {
             if let TableChanges::Evolve {
                 table,

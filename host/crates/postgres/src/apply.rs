@@ -23,7 +23,7 @@ use super::sql::{pg_text, qualified, quote_ident, quote_literal, typed_literal};
 use super::writer::{WriteTable, copy, is_row_error, server_message};
 use crate::error::{Error, Result, ResultExt};
 use dmp_contract::RejectSink;
-use dmp_contract::conflict::{ConflictRules, Settled};
+use dmp_contract::conflict::{ConflictRules, Settled, tombstone_table};
 use dmp_contract::net_effect::{NetRow, Refused, key_columns, keyless_reject, net_effect};
 use dmp_model::json::row_to_json;
 use dmp_model::{
@@ -723,11 +723,16 @@ impl Settling<'_> {
                     },
                     Some(table),
                 ) if !table.key.is_empty() => {
+                    let tombstones = self
+                        .rules
+                        .tombstone_column(&schema.name)
+                        .map(|_| qualified(self.schema_name, &tombstone_table(&schema.name)));
                     let checks = conflicts::Checked {
                         rules: self.rules,
                         table,
                         schema,
                         column: *column,
+                        tombstones,
                     };
                     checks.check(conn, changes, origins).await?
                 }

@@ -8,10 +8,11 @@ use sqlx::postgres::PgConnection;
 use sqlx::{AssertSqlSafe, Row as _};
 
 use super::copy_binary::coerce;
-use super::sql::{pg_text, qualified, quote_literal};
+use super::sql::{pg_text, qualified, quote_ident, quote_literal};
 use super::writer::WriteTable;
 use dmp_contract::conflict::{
-    ConflictEntry, ConflictRules, Expected, Found, KeyCheck, Settled, key_checks, settle,
+    ConflictEntry, ConflictKind, ConflictRules, Expected, Found, KeyCheck, Settled, judge,
+    key_checks, settle, tombstone_table, write_order_sql,
 };
 use dmp_model::{Change, ChangeOrigin, Row, TableSchema, Value};
 
@@ -39,6 +40,8 @@ pub(super) struct Checked<'a> {
     pub(super) schema: &'a TableSchema,
     /// The column the table's policy orders writes by.
     pub(super) column: Option<usize>,
+    /// The table's tombstones (qualified), kept with that column.
+    pub(super) tombstones: Option<String>,
 }
 
 impl Checked<'_> {
@@ -83,8 +86,74 @@ impl Checked<'_> {
             }
             found.extend(part);
         }
+        self.order_by_tombstones(conn, &checks, &mut found).await?;
         Ok(settle(self.rules, self.schema, &table.key, &checks, &found))
     }
+
+    /// A remote write of a key this side deleted meanwhile is ordered
+    /// against the delete, by the value its tombstone kept; without one
+    /// (expired, or deleted before), the order stays unknown.
+    async fn order_by_tombstones(
+        &self,
+        conn: &mut PgConnection,
+        checks: &[KeyCheck<'_>],
+        found: &mut [Found],
+    ) -> std::result::Result<(), sqlx::Error> {
+        let (Some(column), Some(tombstones)) = (self.column, &self.tombstones) else {
+            return Ok(());
+        };
+        let missing: Vec<(usize, &KeyCheck<'_>)> = checks
+            .iter()
+            .enumerate()
+            .filter(|(i, c)| judge(c, &found[*i]) == Some(ConflictKind::UpdateMissing))
+            .collect();
+        for group in missing.chunks(CHECK_KEYS) {
+            let sql = tombstone_sql(self.table, tombstones, column, group);
+            if sql.is_empty() {
+                continue;
+            }
+            for row in sqlx::raw_sql(AssertSqlSafe(sql))
+                .fetch_all(&mut *conn)
+                .await?
+            {
+                let i = usize::try_from(row.try_get::<i32, _>(0)?).unwrap_or(usize::MAX);
+                if let Some(slot) = found.get_mut(i) {
+                    slot.order = row
+                        .try_get::<Option<i32>, _>(1)?
+                        .and_then(|o| i8::try_from(o).ok());
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Per key (numbered as in `checks`), the order of the remote row's
+/// `column` against the tombstone's: one `SELECT` each, `UNION ALL`.
+fn tombstone_sql(
+    table: &WriteTable,
+    tombstones: &str,
+    column: usize,
+    checks: &[(usize, &KeyCheck<'_>)],
+) -> String {
+    let parts: Vec<String> = checks
+        .iter()
+        .filter_map(|(i, check)| {
+            let row = check.last?;
+            let order = write_order_sql(
+                &literal(table, column, row),
+                &format!("d.{}", table.quoted_names[column]),
+                false,
+                true,
+            );
+            Some(format!(
+                "SELECT {i}::int, {order} FROM {tombstones} d WHERE ({}) = ({})",
+                key_names_of(table, "d."),
+                key_values(table, check.key_row)
+            ))
+        })
+        .collect();
+    parts.join(" UNION ALL ")
 }
 
 /// `SELECT 1 FROM t WHERE (key) IN (…) FOR UPDATE`.
@@ -112,15 +181,18 @@ fn compare_sql(table: &WriteTable, checks: &[KeyCheck<'_>], column: Option<usize
         let last = check
             .last
             .map_or_else(|| "false".to_string(), |row| same_sql(table, row));
-        let order = match (column, check.last) {
-            (Some(c), Some(row)) => {
-                let local = format!("t.{}", table.quoted_names[c]);
-                let remote = literal(table, c, row);
-                format!(
-                    "CASE WHEN {remote} > {local} THEN 1 WHEN {remote} < {local} THEN -1 \
-                     WHEN {remote} = {local} THEN 0 END"
-                )
-            }
+        // A delete's value is the deleted row's.
+        let remote = check
+            .last
+            .map(|r| (r, false))
+            .or(check.deleted.map(|r| (r, true)));
+        let order = match (column, remote) {
+            (Some(c), Some((row, deletes))) => write_order_sql(
+                &literal(table, c, row),
+                &format!("t.{}", table.quoted_names[c]),
+                deletes,
+                false,
+            ),
             _ => "NULL::int".into(),
         };
         parts.push(format!(
@@ -230,5 +302,82 @@ pub(super) fn log_sql(schema: &str, pipeline: &str, entries: &[ConflictEntry]) -
          remote_new, local_row, remote_commit_time) VALUES {}",
         qualified(schema, CONFLICTS),
         rows.join(", ")
+    )
+}
+
+/// The statements that keep the tombstones of `table`'s deleted rows
+/// (under `last_writer_wins` by `column`): the tombstone table, of the
+/// key's and the column's types as the table has them, and a trigger
+/// that fires for every delete — the sync's own too (`ENABLE ALWAYS`:
+/// its sessions may run as `replica`). The trigger reads the deleted row
+/// as JSON, so that a column dropped later leaves a NULL rather than
+/// failing the user's delete. Each statement does nothing when made.
+pub(super) fn tombstone_ddl(
+    schema: &str,
+    table: &TableSchema,
+    column: &str,
+) -> std::result::Result<Vec<String>, String> {
+    let name = tombstone_table(&table.name);
+    let tombstones = qualified(schema, &name);
+    let target = qualified(schema, &table.name);
+    if table.primary_key.is_empty() {
+        return Err(format!(
+            "table {}: last_writer_wins needs a primary key to keep the tombstones of deleted rows",
+            table.name
+        ));
+    }
+    let keys: Vec<String> = table.primary_key.iter().map(|k| quote_ident(k)).collect();
+    let mut kept = keys.clone();
+    let value = quote_ident(column);
+    let mut update = vec!["deleted_at = EXCLUDED.deleted_at".to_string()];
+    if !table.primary_key.iter().any(|k| k == column) {
+        kept.push(value.clone());
+        update.insert(0, format!("{value} = EXCLUDED.{value}"));
+    }
+    let create = format!(
+        "DO $dmp$ BEGIN IF to_regclass({reg}) IS NULL THEN \
+         CREATE TABLE {tombstones} AS SELECT {kept} FROM {target} WITH NO DATA; \
+         ALTER TABLE {tombstones} ADD PRIMARY KEY ({keys}), \
+         ADD COLUMN deleted_at timestamptz NOT NULL DEFAULT now(); END IF; END $dmp$",
+        reg = quote_literal(&tombstones),
+        kept = kept.join(", "),
+        keys = keys.join(", "),
+    );
+    let function = format!(
+        "CREATE OR REPLACE FUNCTION {tombstones}() RETURNS trigger LANGUAGE plpgsql AS $dmp$ \
+         BEGIN INSERT INTO {tombstones} SELECT * FROM jsonb_populate_record(NULL::{tombstones}, \
+         to_jsonb(OLD) || jsonb_build_object('deleted_at', clock_timestamp())) \
+         ON CONFLICT ({keys}) DO UPDATE SET {update}; RETURN NULL; END $dmp$",
+        keys = keys.join(", "),
+        update = update.join(", "),
+    );
+    let trigger = format!(
+        "DO $dmp$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = {reg}::regclass \
+         AND tgname = '{TOMBSTONE_TRIGGER}') THEN \
+         CREATE TRIGGER {TOMBSTONE_TRIGGER} AFTER DELETE ON {target} FOR EACH ROW \
+         EXECUTE FUNCTION {tombstones}(); \
+         ALTER TABLE {target} ENABLE ALWAYS TRIGGER {TOMBSTONE_TRIGGER}; END IF; END $dmp$",
+        reg = quote_literal(&target),
+    );
+    Ok(vec![create, function, trigger])
+}
+
+/// The trigger that writes a table's tombstones.
+const TOMBSTONE_TRIGGER: &str = "_dmp_tombstone";
+
+/// Forgets `table`'s tombstones older than `retention` before the
+/// earlier of now and the remote commit time `commit_us` a leg has applied: a
+/// sync stopped for a while keeps those its catching up still needs.
+pub(super) fn purge_sql(
+    schema: &str,
+    table: &str,
+    retention: std::time::Duration,
+    commit_us: i64,
+) -> String {
+    format!(
+        "DELETE FROM {} WHERE deleted_at < LEAST(now(), to_timestamp({commit_us}::float8 / 1000000)) \
+         - make_interval(secs => {})",
+        qualified(schema, &tombstone_table(table)),
+        retention.as_secs_f64()
     )
 }

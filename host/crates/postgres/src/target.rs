@@ -25,6 +25,7 @@ use super::types::{ddl_type, native};
 use super::writer::{self, WriteTable};
 use crate::error::{Error, Result, ResultExt};
 use dmp_contract::Endpoint;
+use dmp_contract::conflict::{PurgeClock, tombstone_tables};
 use dmp_contract::prepare::{Checkpointed, TablePrep, decide};
 use dmp_contract::{
     IfExists, LoggedConflict, NameRules, NameScope, RELATIONS, RejectSink, Resolution, RowWrite,
@@ -43,6 +44,8 @@ pub struct PostgresTarget {
     tables: Mutex<HashMap<String, Arc<WriteTable>>>,
     /// Whether the role may set `session_replication_role`, asked once.
     superuser: tokio::sync::OnceCell<bool>,
+    /// Two-way sync: when expired tombstones were last forgotten.
+    purge: PurgeClock,
 }
 
 impl PostgresTarget {
@@ -57,6 +60,7 @@ impl PostgresTarget {
             options,
             tables: Mutex::new(HashMap::new()),
             superuser: tokio::sync::OnceCell::new(),
+            purge: PurgeClock::default(),
         })
     }
 
@@ -386,6 +390,7 @@ impl PostgresTarget {
                     .context(table_ctx)?;
             }
         }
+        self.keep_tombstones(txn, tables).await?;
         if !truncate.is_empty() {
             exec(format!("TRUNCATE {}", truncate.join(", ")))
                 .execute(&mut **txn)
@@ -393,6 +398,63 @@ impl PostgresTarget {
                 .context(|| format!("{place}: emptying the target tables"))?;
         }
         Ok(())
+    }
+
+    /// Two-way sync: the tables whose policy orders writes by a column
+    /// remember their deleted rows (see `conflicts::tombstone_ddl`).
+    async fn keep_tombstones(
+        &self,
+        txn: &mut Transaction<'static, Postgres>,
+        tables: &[Arc<TableSchema>],
+    ) -> Result<()> {
+        let Some(rules) = &self.options.conflicts else {
+            return Ok(());
+        };
+        for table in tables {
+            let Some(column) = rules.tombstone_column(&table.name) else {
+                continue;
+            };
+            let ctx = || {
+                format!(
+                    "{}: keeping the tombstones of table {}'s deleted rows",
+                    self.place(),
+                    table.name
+                )
+            };
+            let statements = super::conflicts::tombstone_ddl(self.schema(), table, column)
+                .map_err(|e| Error::Config(format!("{}: {e}", self.place())))?;
+            for statement in statements {
+                sqlx::raw_sql(AssertSqlSafe(statement))
+                    .execute(&mut **txn)
+                    .await
+                    .context(ctx)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Two-way sync: after a batch, at most once a minute, forgets the
+    /// expired tombstones of its tables. A failure is only logged: the
+    /// tombstones stay until the next purge.
+    async fn purge_tombstones(&self, purge: Option<(Vec<String>, i64)>) {
+        let (Some(rules), Some((tables, commit_us))) = (&self.options.conflicts, purge) else {
+            return;
+        };
+        if !self.purge.due(rules.tombstone_retention) {
+            return;
+        }
+        for table in tables {
+            let sql = super::conflicts::purge_sql(
+                self.schema(),
+                &table,
+                rules.tombstone_retention,
+                commit_us,
+            );
+            if let Err(e) = sqlx::raw_sql(AssertSqlSafe(sql)).execute(&self.pool).await {
+                warn!(target_place = %self.place(), table = %table, error = %e,
+                    "expired tombstones not forgotten; tried again in a minute");
+            }
+        }
     }
 
     /// The pipeline's checkpoints per table, as far as preparing cares.
@@ -927,6 +989,8 @@ impl Target for PostgresTarget {
             }
         }
         let replica = self.superuser().await?;
+        // What a purge of tombstones after it needs of the batch.
+        let purge = (self.options.conflicts.as_ref()).and_then(|r| tombstone_tables(r, &batch));
         let applied = apply::apply(
             &self.pool,
             self.schema(),
@@ -948,6 +1012,9 @@ impl Target for PostgresTarget {
             for name in &evolved {
                 cached.remove(name);
             }
+        }
+        if applied.is_ok() {
+            self.purge_tombstones(purge).await;
         }
         applied.map_err(|e| match e {
             Error::Driver { context, source } => Error::Driver {

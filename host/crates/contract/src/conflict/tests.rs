@@ -179,6 +179,7 @@ fn settled_keys_leave_the_net_effect_and_enter_the_log() {
         remote: Side::B,
         policy: Policy::AWins,
         tables: BTreeMap::new(),
+        tombstone_retention: std::time::Duration::from_secs(3600),
     };
     let found = vec![
         Found {
@@ -211,4 +212,106 @@ fn settled_keys_leave_the_net_effect_and_enter_the_log() {
     let settled = settle(&rules, &table, &[0], &checks, &found);
     assert_eq!(settled.entries[0].decision, Decision::ApplyRemote);
     assert!(settled.skip.is_empty());
+}
+
+/// A run ending in a delete remembers the row it deleted (its value is
+/// the delete's under last_writer_wins); one that inserts again after
+/// does not.
+#[test]
+fn a_delete_keeps_the_row_it_deleted() {
+    let changes = vec![
+        update(row(1, "a"), row(1, "b")),
+        Change::Delete(row(1, "b")),
+        Change::Delete(row(2, "a")),
+        Change::Insert(row(2, "c")),
+        update(row(3, "m"), row(4, "m")),
+    ];
+    let checks = key_checks(&[0], &changes, &[]);
+    let deleted: Vec<Option<&Row>> = checks.iter().map(|c| c.deleted).collect();
+    assert_eq!(
+        deleted,
+        vec![Some(&row(1, "b")), None, Some(&row(3, "m")), None]
+    );
+}
+
+/// The order of two writes: by value, a delete later than an update of
+/// the same value, two alike equal.
+#[test]
+fn a_delete_is_later_than_an_update_of_the_same_value() {
+    let sql = write_order_sql("r", "l", true, false);
+    assert_eq!(
+        sql,
+        "CASE WHEN r > l THEN 1 WHEN r < l THEN -1 WHEN r = l THEN 1 END"
+    );
+    assert!(write_order_sql("r", "l", false, true).ends_with("THEN -1 END"));
+    assert!(write_order_sql("r", "l", true, true).ends_with("THEN 0 END"));
+    assert!(write_order_sql("r", "l", false, false).ends_with("THEN 0 END"));
+}
+
+#[test]
+fn tombstone_tables_fit_every_server_and_never_collide() {
+    assert_eq!(tombstone_table("items"), "_dmp_tomb_items");
+    let long_a = format!("{}a", "x".repeat(70));
+    let long_b = format!("{}b", "x".repeat(70));
+    let (a, b) = (tombstone_table(&long_a), tombstone_table(&long_b));
+    assert!(a.len() <= 63 && b.len() <= 63, "{a} {b}");
+    assert_ne!(a, b);
+    assert!(a.starts_with("_dmp_"));
+    // Cut on a character boundary.
+    let wide = tombstone_table(&"é".repeat(40));
+    assert!(wide.len() <= 63);
+}
+
+/// Under last_writer_wins a known order decides, ties go to side A, and
+/// a delete of unknown value (no tombstone) beats an update.
+#[test]
+fn last_writer_wins_follows_the_order_of_the_writes() {
+    let policy = Policy::LastWriterWins {
+        column: "version".into(),
+    };
+    let with = |order| Found {
+        order,
+        ..found(true, false, false)
+    };
+    let decide_b = |kind, order| decide(Side::B, &policy, kind, &with(order));
+    assert_eq!(
+        decide_b(ConflictKind::UpdateMissing, Some(1)),
+        Decision::ApplyRemote
+    );
+    assert_eq!(
+        decide_b(ConflictKind::DeleteDiffers, Some(-1)),
+        Decision::KeepLocal
+    );
+    assert_eq!(
+        decide_b(ConflictKind::UpdateDiffers, Some(0)),
+        Decision::KeepLocal
+    );
+    assert_eq!(
+        decide(
+            Side::A,
+            &policy,
+            ConflictKind::UpdateDiffers,
+            &with(Some(0))
+        ),
+        Decision::ApplyRemote
+    );
+    assert_eq!(
+        decide_b(ConflictKind::UpdateMissing, None),
+        Decision::KeepLocal
+    );
+    assert_eq!(
+        decide_b(ConflictKind::DeleteDiffers, None),
+        Decision::ApplyRemote
+    );
+}
+
+#[test]
+fn a_purge_is_due_once_a_minute_or_once_per_retention() {
+    let clock = PurgeClock::default();
+    let day = std::time::Duration::from_secs(86_400);
+    assert!(clock.due(day));
+    assert!(!clock.due(day));
+    // A retention shorter than a minute purges as often.
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    assert!(clock.due(std::time::Duration::from_millis(10)));
 }
