@@ -8,7 +8,8 @@
 #   - CLIENTS sessions on B together offer about RATE/s, each one UPDATE of
 #     an odd id (paced with sleeps; the rate reached is measured);
 #   - one update in twenty on each side goes to the HOT even ids 2..2*HOT,
-#     which both sides write: conflicts, settled as a_wins and logged;
+#     which both sides write: conflicts, settled as CONFLICT says (a_wins,
+#     or last_writer_wins by the accounts' update count n) and logged;
 #   - a probe each way every 20 ms: a row holding when it was written, and
 #     a trigger on the other side holding when DMP's apply wrote it there
 #     (the same machine's clock on both sides).
@@ -17,7 +18,7 @@
 # peak RSS, the conflicts settled per second, and checks that both sides
 # hold the same accounts.
 #
-#   ROWS=100000 DURATION=60 RATE=2000 bench/two_way.sh
+#   ROWS=100000 DURATION=60 RATE=2000 CONFLICT=a_wins bench/two_way.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROWS=${ROWS:-100000}
@@ -25,6 +26,12 @@ DURATION=${DURATION:-60}
 RATE=${RATE:-2000}
 CLIENTS=${CLIENTS:-4}
 HOT=${HOT:-100}
+CONFLICT=${CONFLICT:-a_wins}
+case "$CONFLICT" in
+    a_wins|b_wins) conflict_lines="conflict = \"$CONFLICT\"" ;;
+    last_writer_wins) conflict_lines=$'conflict = "last_writer_wins"\nconflict_column = "n"' ;;
+    *) echo "CONFLICT=$CONFLICT: a_wins, b_wins or last_writer_wins" >&2; exit 2 ;;
+esac
 
 SERVERS="postgres mariadb"
 # shellcheck source=bench/servers.sh
@@ -61,6 +68,7 @@ slot = "dmp_bench_two_way"
 heartbeat = "1s"
 [sync]
 initial = "a_to_b"
+$conflict_lines
 TOML
 /usr/bin/time -f %M -o "$WORK/rss" env RUST_LOG="${DMP_LOG:-info}" "$DMP" run "$WORK/p.toml" --json > "$WORK/summary.json" 2> "$WORK/dmp.log" &
 DMP_PID=$!
@@ -82,7 +90,7 @@ cat > "$WORK/update_a.sql" <<SQL
 UPDATE accounts SET n = n + 1, balance = balance + :delta WHERE id = :id;
 SQL
 # One update in twenty on each side goes to a hot set both sides write
-# (the even ids 2 to 2 * HOT): conflicts, settled by the default a_wins.
+# (the even ids 2 to 2 * HOT): conflicts, settled by CONFLICT.
 cat > "$WORK/update_a_hot.sql" <<SQL
 \set id 2 * random(1, $HOT)
 \set delta random(-5000, 5000)

@@ -10,6 +10,7 @@
 
 use std::collections::HashSet;
 use std::hash::{Hash, Hasher};
+use std::ops::Range;
 use std::sync::Arc;
 
 use sqlx::postgres::PgConnection;
@@ -23,12 +24,14 @@ use super::sql::{pg_text, qualified, quote_ident, quote_literal, typed_literal};
 use super::writer::{WriteTable, copy, is_row_error, server_message};
 use crate::error::{Error, Result, ResultExt};
 use dmp_contract::RejectSink;
-use dmp_contract::conflict::{ConflictRules, Settled, tombstone_table};
-use dmp_contract::net_effect::{NetRow, Refused, key_columns, keyless_reject, net_effect};
+use dmp_contract::conflict::{ConflictEntry, ConflictRules, Settled, tombstone_table};
+use dmp_contract::net_effect::{
+    NetRow, Refused, key_columns, key_text, keyless_reject, net_effect,
+};
 use dmp_model::json::row_to_json;
 use dmp_model::{
-    ChangeBatch, Checkpoint, Fence, Reject, RejectStage, SchemaDelta, TableChanges, TableSchema,
-    Value,
+    Change, ChangeBatch, Checkpoint, Fence, Reject, RejectStage, Row, SchemaDelta, TableChanges,
+    TableSchema, Value,
 };
 
 /// Upserts of more rows than this go through a staging table: one COPY
@@ -644,23 +647,22 @@ impl Settling<'_> {
             "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ;\n{}",
             self.session.prologue()
         );
-        if let Err(e) = sqlx::raw_sql(AssertSqlSafe(prologue))
-            .execute(&mut *txn)
-            .await
-        {
-            return failed(e);
-        }
-        // Segment by segment, each checked after the ones before it are
-        // written: a key changed in two segments of a batch is expected,
-        // the second time, to hold what the first one wrote.
+        // Run by run, each checked after the ones before it are written: a
+        // key changed in two segments of a batch is expected, the second
+        // time, to hold what the first one wrote. A run's checks go in one
+        // round trip, its writes in another (with the log and the
+        // checkpoint, for the last).
+        let runs = runs(&batch.segments, self.tables);
         let mut refused = Refused::default();
         let mut entries = Vec::new();
         let mut applied = 0;
         let mut staged = HashSet::new();
-        for n in 0..batch.segments.len() {
-            let segment = &batch.segments[n..=n];
+        for (r, run) in runs.iter().enumerate() {
+            let segments = &batch.segments[run.clone()];
+            let tables = &self.tables[run.clone()];
+            let first = if r == 0 { prologue.as_str() } else { "" };
             let settled = match self
-                .check(&mut txn, segment, &self.tables[n..=n], &columns[n..=n])
+                .check(&mut txn, first, segments, tables, &columns[run.clone()])
                 .await
             {
                 Ok(settled) => settled,
@@ -668,14 +670,19 @@ impl Settling<'_> {
             };
             let steps = plan(
                 self.schema_name,
-                &self.tables[n..=n],
-                segment,
+                tables,
+                segments,
                 checkpoint,
                 &settled,
                 &mut refused,
             )?;
-            entries.extend(settled.iter().flat_map(|s| s.entries.clone()));
-            match attempt_in(&mut txn, &steps, "", "", isolate, &mut staged).await {
+            entries.extend(settled.iter().flat_map(|s| s.entries.iter().cloned()));
+            let tail = if r + 1 == runs.len() {
+                self.tail(&entries, checkpoint_sql)
+            } else {
+                String::new()
+            };
+            match attempt_in(&mut txn, &steps, &tail, "", isolate, &mut staged).await {
                 Ok((done, bad)) => {
                     applied += done;
                     refuse_bad(&steps, bad, checkpoint, &mut refused);
@@ -683,18 +690,12 @@ impl Settling<'_> {
                 Err(e) => return failed(e),
             }
         }
-        let log = conflicts::log_sql(
-            self.schema_name,
-            self.session.origin.unwrap_or(self.pipeline),
-            &entries,
-        );
-        let tail = if log.is_empty() {
-            checkpoint_sql.to_string()
-        } else {
-            format!("{log};\n{checkpoint_sql}")
-        };
-        if let Err(e) = attempt_in(&mut txn, &[], &tail, "", isolate, &mut staged).await {
-            return failed(e);
+        if runs.is_empty() {
+            let tail = self.tail(&entries, checkpoint_sql);
+            if let Err(e) = attempt_in(&mut txn, &[], &tail, &prologue, isolate, &mut staged).await
+            {
+                return failed(e);
+            }
         }
         dead_letter(refused, sink).await?;
         match txn.commit().await {
@@ -703,18 +704,36 @@ impl Settling<'_> {
         }
     }
 
-    /// Each row segment's settled conflicts, in segment order (an empty
-    /// one for the others); `columns`: each segment's order column.
+    /// The conflict log's rows of `entries`, then the checkpoint.
+    fn tail(&self, entries: &[ConflictEntry], checkpoint_sql: &str) -> String {
+        let log = conflicts::log_sql(
+            self.schema_name,
+            self.session.origin.unwrap_or(self.pipeline),
+            entries,
+        );
+        if log.is_empty() {
+            checkpoint_sql.to_string()
+        } else {
+            format!("{log};\n{checkpoint_sql}")
+        }
+    }
+
+    /// Each segment's settled conflicts, in segment order (an empty one
+    /// for those without rows or a key); `columns`: each segment's order
+    /// column. One round trip, after `prologue` (see `conflicts::check_run`).
     async fn check(
         &self,
         conn: &mut PgConnection,
+        prologue: &str,
         segments: &[TableChanges],
         tables: &[Option<Arc<WriteTable>>],
         columns: &[Option<usize>],
     ) -> std::result::Result<Vec<Settled>, sqlx::Error> {
-        let mut out = Vec::with_capacity(segments.len());
-        for ((segment, table), column) in segments.iter().zip(tables).zip(columns) {
-            let settled = match (segment, table) {
+        let run: Vec<Option<conflicts::SegmentCheck<'_>>> = segments
+            .iter()
+            .zip(tables)
+            .zip(columns)
+            .map(|((segment, table), column)| match (segment, table) {
                 (
                     TableChanges::Rows {
                         table: schema,
@@ -722,26 +741,79 @@ impl Settling<'_> {
                         origins,
                     },
                     Some(table),
-                ) if !table.key.is_empty() => {
-                    let tombstones = self
-                        .rules
-                        .tombstone_column(&schema.name)
-                        .map(|_| qualified(self.schema_name, &tombstone_table(&schema.name)));
-                    let checks = conflicts::Checked {
+                ) if !table.key.is_empty() => Some(conflicts::SegmentCheck {
+                    checked: conflicts::Checked {
                         rules: self.rules,
                         table,
                         schema,
                         column: *column,
-                        tombstones,
-                    };
-                    checks.check(conn, changes, origins).await?
-                }
-                _ => Settled::default(),
-            };
-            out.push(settled);
-        }
-        Ok(out)
+                        tombstones: self
+                            .rules
+                            .tombstone_column(&schema.name)
+                            .map(|_| qualified(self.schema_name, &tombstone_table(&schema.name))),
+                    },
+                    changes,
+                    origins,
+                }),
+                _ => None,
+            })
+            .collect();
+        conflicts::check_run(conn, prologue, &run).await
     }
+}
+
+/// The rows a change names: its key's old and new values.
+fn change_rows(change: &Change) -> Vec<&Row> {
+    match change {
+        Change::Insert(row) | Change::Delete(row) => vec![row],
+        Change::Update { before, after } => before.iter().chain([after]).collect(),
+    }
+}
+
+/// The batch's segments in runs that are checked at once: a run ends
+/// before a segment that touches a key the run touched already (it must
+/// see the run's writes), and a truncate or a change of shape is a run of
+/// its own (what follows it must see it done).
+fn runs(segments: &[TableChanges], tables: &[Option<Arc<WriteTable>>]) -> Vec<Range<usize>> {
+    let mut runs = Vec::new();
+    let mut start = 0;
+    let mut keys: HashSet<(&str, String)> = HashSet::new();
+    for (n, (segment, table)) in segments.iter().zip(tables).enumerate() {
+        let touched: Vec<(&str, String)> = match (segment, table) {
+            (
+                TableChanges::Rows {
+                    table: schema,
+                    changes,
+                    ..
+                },
+                Some(table),
+            ) => changes
+                .iter()
+                .flat_map(change_rows)
+                .map(|row| (schema.name.as_str(), key_text(&table.key, row)))
+                .collect(),
+            _ => {
+                // On its own.
+                if start < n {
+                    runs.push(start..n);
+                }
+                runs.push(n..n + 1);
+                start = n + 1;
+                keys.clear();
+                continue;
+            }
+        };
+        if touched.iter().any(|k| keys.contains(k)) {
+            runs.push(start..n);
+            start = n;
+            keys.clear();
+        }
+        keys.extend(touched);
+    }
+    if start < segments.len() {
+        runs.push(start..segments.len());
+    }
+    runs
 }
 
 /// The statements that change table `from` into `to`, each doing nothing
@@ -1063,6 +1135,37 @@ mod tests {
 
     fn net(row: &Row) -> NetRow<'_> {
         NetRow { row, changes: 1 }
+    }
+
+    /// A run of checks ends before a segment that touches one of its keys
+    /// again; a truncate stands alone.
+    #[test]
+    fn runs_end_where_a_key_comes_again() {
+        let table = Arc::new(schema(&["id"]));
+        let write = Some(Arc::new(write_table(&table, false)));
+        let rows = |changes: Vec<Change>| TableChanges::Rows {
+            table: table.clone(),
+            changes,
+            origins: Vec::new(),
+        };
+        let segments = vec![
+            rows(vec![Change::Insert(row(1, 1, "a"))]),
+            rows(vec![Change::Insert(row(2, 1, "a"))]),
+            // 1 again: a new run.
+            rows(vec![Change::Update {
+                before: Some(row(1, 1, "a")),
+                after: row(1, 2, "b"),
+            }]),
+            rows(vec![Change::Delete(row(3, 1, "a"))]),
+            TableChanges::Truncate {
+                table: table.clone(),
+                origin: None,
+            },
+            rows(vec![Change::Insert(row(3, 1, "a"))]),
+        ];
+        let tables = vec![write; segments.len()];
+        assert_eq!(runs(&segments, &tables), vec![0..2, 2..4, 4..5, 5..6]);
+        assert!(runs(&[], &[]).is_empty());
     }
 
     #[test]

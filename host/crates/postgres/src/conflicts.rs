@@ -44,52 +44,98 @@ pub(super) struct Checked<'a> {
     pub(super) tombstones: Option<String>,
 }
 
-impl Checked<'_> {
-    /// Checks the table's changes against this side's rows, inside the
-    /// apply transaction, and settles the conflicts. Errors are the
-    /// server's, for the caller to tell a race from a failure.
-    pub(super) async fn check(
-        &self,
-        conn: &mut PgConnection,
-        changes: &[Change],
-        origins: &[ChangeOrigin],
-    ) -> std::result::Result<Settled, sqlx::Error> {
-        let table = self.table;
-        let checks = key_checks(&table.key, changes, origins);
-        let mut found = Vec::with_capacity(checks.len());
-        for group in checks.chunks(CHECK_KEYS) {
-            sqlx::raw_sql(AssertSqlSafe(lock_sql(table, group)))
-                .execute(&mut *conn)
-                .await?;
-            let mut part = vec![Found::default(); group.len()];
-            for (i, check) in group.iter().enumerate() {
-                // Nothing there: the same as a deletion's result.
-                part[i].same_as_last = check.last.is_none();
-            }
-            let rows = sqlx::raw_sql(AssertSqlSafe(compare_sql(table, group, self.column)))
-                .fetch_all(&mut *conn)
-                .await?;
-            for row in rows {
-                let i = usize::try_from(row.try_get::<i32, _>(0)?).unwrap_or(usize::MAX);
-                let Some(slot) = part.get_mut(i) else {
-                    continue;
-                };
-                *slot = Found {
-                    present: true,
-                    same_as_expected: row.try_get(1)?,
-                    same_as_last: row.try_get(2)?,
-                    order: row
-                        .try_get::<Option<i32>, _>(3)?
-                        .and_then(|o| i8::try_from(o).ok()),
-                    local: row.try_get(4)?,
-                };
-            }
-            found.extend(part);
-        }
-        self.order_by_tombstones(conn, &checks, &mut found).await?;
-        Ok(settle(self.rules, self.schema, &table.key, &checks, &found))
-    }
+/// One segment of a run to check: its table's rules and its changes.
+pub(super) struct SegmentCheck<'a> {
+    pub(super) checked: Checked<'a>,
+    pub(super) changes: &'a [Change],
+    pub(super) origins: &'a [ChangeOrigin],
+}
 
+/// Checks a run of segments (no key in two of them) against this side's
+/// rows, inside the apply transaction, and settles each one's conflicts
+/// (`None`: a segment with nothing to check). The run's locks and
+/// comparisons go in one round trip, after `prologue`. Errors are the
+/// server's, for the caller to tell a race from a failure.
+pub(super) async fn check_run(
+    conn: &mut PgConnection,
+    prologue: &str,
+    run: &[Option<SegmentCheck<'_>>],
+) -> std::result::Result<Vec<Settled>, sqlx::Error> {
+    let mut script = prologue.to_string();
+    let mut checks = Vec::with_capacity(run.len());
+    let mut found = Vec::new();
+    for segment in run {
+        let Some(segment) = segment else {
+            checks.push(Vec::new());
+            continue;
+        };
+        let table = segment.checked.table;
+        let keys = key_checks(&table.key, segment.changes, segment.origins);
+        for group in keys.chunks(CHECK_KEYS) {
+            script.push_str(&lock_sql(table, group));
+            script.push_str(";\n");
+            script.push_str(&compare_sql(
+                table,
+                group,
+                segment.checked.column,
+                found.len(),
+            ));
+            script.push_str(";\n");
+            // Nothing there: the same as a deletion's result.
+            found.extend(group.iter().map(|c| Found {
+                same_as_last: c.last.is_none(),
+                ..Found::default()
+            }));
+        }
+        checks.push(keys);
+    }
+    if !script.is_empty() {
+        for row in sqlx::raw_sql(AssertSqlSafe(script))
+            .fetch_all(&mut *conn)
+            .await?
+        {
+            // The locks' rows have one column.
+            if row.len() < 5 {
+                continue;
+            }
+            let i = usize::try_from(row.try_get::<i32, _>(0)?).unwrap_or(usize::MAX);
+            let Some(slot) = found.get_mut(i) else {
+                continue;
+            };
+            *slot = Found {
+                present: true,
+                same_as_expected: row.try_get(1)?,
+                same_as_last: row.try_get(2)?,
+                order: row
+                    .try_get::<Option<i32>, _>(3)?
+                    .and_then(|o| i8::try_from(o).ok()),
+                local: row.try_get(4)?,
+            };
+        }
+    }
+    let mut settled = Vec::with_capacity(run.len());
+    let mut at = 0;
+    for (segment, keys) in run.iter().zip(&checks) {
+        let Some(segment) = segment else {
+            settled.push(Settled::default());
+            continue;
+        };
+        let part = &mut found[at..at + keys.len()];
+        at += keys.len();
+        let checked = &segment.checked;
+        checked.order_by_tombstones(conn, keys, part).await?;
+        settled.push(settle(
+            checked.rules,
+            checked.schema,
+            &checked.table.key,
+            keys,
+            part,
+        ));
+    }
+    Ok(settled)
+}
+
+impl Checked<'_> {
     /// A remote write of a key this side deleted meanwhile is ordered
     /// against the delete, by the value its tombstone kept; without one
     /// (expired, or deleted before), the order stays unknown.
@@ -167,13 +213,19 @@ fn lock_sql(table: &WriteTable, checks: &[KeyCheck<'_>]) -> String {
     )
 }
 
-/// One `SELECT` per key, `UNION ALL`: its number, whether the row equals
+/// One `SELECT` per key, `UNION ALL`: its number (from `base`), whether the row equals
 /// the expected one and the last one, the order of the policy's column,
 /// and the row as JSON. Values compare as text (as their types print
 /// them), which every type has, unlike `=`.
-fn compare_sql(table: &WriteTable, checks: &[KeyCheck<'_>], column: Option<usize>) -> String {
+fn compare_sql(
+    table: &WriteTable,
+    checks: &[KeyCheck<'_>],
+    column: Option<usize>,
+    base: usize,
+) -> String {
     let mut parts = Vec::with_capacity(checks.len());
-    for (i, check) in checks.iter().enumerate() {
+    for (n, check) in checks.iter().enumerate() {
+        let i = base + n;
         let expected = match check.expected {
             Expected::Row(row) => same_sql(table, row),
             Expected::Absent | Expected::Present => "false".into(),
