@@ -3,6 +3,7 @@
 //! Every test saves screenshots under `target/screenshots/`.
 
 mod cluster;
+mod conflicts;
 mod create;
 mod dead_letters;
 mod lag;

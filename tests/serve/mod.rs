@@ -4,6 +4,7 @@
 mod access;
 mod audit;
 mod bad_input;
+pub(crate) mod conflicts;
 mod lifecycle;
 mod listen;
 mod rotate;

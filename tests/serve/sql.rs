@@ -20,7 +20,7 @@ fn named(name: &str, source: &TestDb, target: &TestDb, run: &str) -> String {
 }
 
 /// Waits until `done` holds, failing with `what` and the service's log.
-fn wait_for(serve: &Serve, what: &str, limit: Duration, done: impl Fn() -> bool) {
+pub(super) fn wait_for(serve: &Serve, what: &str, limit: Duration, done: impl Fn() -> bool) {
     let started = Instant::now();
     while !done() {
         assert!(

@@ -2,7 +2,7 @@
 //! instances started by `dmp-test-servers`, compared value by value.
 
 pub(crate) mod cdc;
-mod conflicts;
+pub(crate) mod conflicts;
 mod crash;
 pub(crate) mod every_type;
 mod evolve;

@@ -12,6 +12,7 @@ mod assess;
 mod bidirectional;
 mod cdc;
 mod clocks;
+mod conflicts;
 mod evolve;
 mod incremental;
 mod lag;
@@ -39,6 +40,10 @@ use tracing::Instrument;
 
 pub use assess::{assess, not_carried};
 pub use bidirectional::{LegEnds, run_two_way};
+pub use conflicts::{
+    About, ConflictError, EntryRows, EntryView, JsonColumn, ResolveSummary, RowOutcome, Sides,
+    entry_view,
+};
 pub use dmp_model::TablePhase;
 pub use launch::{Launch, Launcher, PlacedStream, PlacedWork, PlacedWorker, Placement, Written};
 pub use plan::discover;

@@ -9,7 +9,8 @@
  *                   lag sparklines fetched lazily (3 at a time)
  *     #/p/NAME      one pipeline: live status over EventSource (poll fallback),
  *                   progress, lag chart, workers (on a cluster), log, runs,
- *                   dead letters, verify, change stream, plugins
+ *                   dead letters, conflicts (two-way syncs), verify, change
+ *                   stream, plugins
  *     #/new         create a pipeline (admin)
  *     #/edit/NAME   edit a pipeline (admin)
  *     #/admin       API tokens, users, audit log (admin)
@@ -24,7 +25,10 @@
  *              error-box, table-progress-TABLE (data-percent), lag-chart
  *              (data-points), log-lines, log-level, dlq-count, dlq-show-TABLE,
  *              dlq-replay-TABLE, dlq-purge-TABLE(-confirm), dlq-replay-all,
- *              dlq-purge-all(-confirm), btn-verify, btn-verify-repair,
+ *              dlq-purge-all(-confirm), conflicts-count, conflicts-all (the
+ *              "every entry" toggle), conflict-ID (a row; ID as `a:7`;
+ *              data-open), conflict-resolve-a-ID(-confirm),
+ *              conflict-resolve-b-ID(-confirm), btn-verify, btn-verify-repair,
  *              verify-result, stream-drop(-confirm), plugin-upload-NAME (the
  *              file input; choosing a file uploads it), plugin-rollback-NAME-V,
  *              on the cluster: cluster-summary, cluster-worker-NAME,
@@ -773,11 +777,12 @@
     const logs = logCard(pl);
     const runs = runsCard(pl);
     const dlq = deadLetterCard(pl);
+    const conflicts = conflictCard(pl);
     const verify = verifyCard(pl);
     const plugins = pluginCard(pl);
     main.append(head.el,
       h('div', { class: 'cols' }, progress.el, lag.el),
-      cluster.el, stream.el, logs.el, runs.el, dlq.el, verify.el, plugins.el);
+      cluster.el, stream.el, logs.el, runs.el, dlq.el, conflicts.el, verify.el, plugins.el);
 
     function setMode(mode) {
       if (!mode || mode === pl.mode) return;
@@ -786,6 +791,10 @@
       const cdc = mode.includes('cdc');
       if (cdc && stream.el.hidden) { stream.el.hidden = false; pl.bg(stream.load); }
       stream.el.hidden = !cdc;
+      // Only a two-way sync logs conflicts.
+      const twoWay = mode === 'bidirectional';
+      if (twoWay && conflicts.el.hidden) { conflicts.el.hidden = false; pl.bg(conflicts.load); }
+      conflicts.el.hidden = !twoWay;
     }
 
     function onStatus(s) {
@@ -800,6 +809,7 @@
       if (prev !== null && prev !== s.state) {
         pl.bg(runs.load); pl.bg(dlq.load);
         if (!stream.el.hidden) pl.bg(stream.load);
+        if (!conflicts.el.hidden) pl.bg(conflicts.load);
       }
     }
 
@@ -818,6 +828,7 @@
       if (!isActive(pl.state)) return;
       pl.bg(runs.load); pl.bg(dlq.load);
       if (!stream.el.hidden) pl.bg(stream.load);
+      if (!conflicts.el.hidden) pl.bg(conflicts.load);
     }, 10000);
     ctx.every(() => {
       if (isActive(pl.state) && !cluster.el.hidden) pl.bg(cluster.load);
@@ -1366,6 +1377,80 @@
       lastJson = json;
       render(Array.isArray(groups) ? groups : []);
     });
+    return { el: c.el, load };
+  }
+
+  /* ---- Conflicts of a two-way sync: entries for all; rows and resolving for operators ---- */
+
+  function conflictCard(pl) {
+    const count = h('span', { class: 'count', testid: 'conflicts-count' }, '0');
+    const c = card(['Conflicts ', count]);
+    c.el.hidden = true;
+    const op = can('operator');
+    const all = h('input', { type: 'checkbox', testid: 'conflicts-all' });
+    c.actions.append(h('label', { class: 'inline small' }, all, ' every entry (settled and resolved too)'));
+    let lastJson = '';
+
+    const isOpen = (e) => e.decision === 'parked' && e.resolution == null;
+
+    async function resolve(e, side) {
+      const r = await api('POST', `${pl.base}/conflicts/${enc(e.id)}/resolve`, { json: { side } });
+      const row = r && r.row === 'deleted' ? 'deleted on' : 'written to';
+      notify(`Conflict ${e.id} resolved by side ${side.toUpperCase()}: its row ${row} side ${String(r && r.other_side).toUpperCase()}`);
+      lastJson = '';
+      await load();
+    }
+
+    /** A row as logged: its JSON, or what its absence means. */
+    function rowCell(v, none) {
+      return h('td', null, v == null ? h('span', { class: 'muted' }, none) : h('code', { class: 'row-json' }, asText(v)));
+    }
+
+    function entryRow(e) {
+      const remote = String(e.remote_side ?? '').toUpperCase();
+      const here = String(e.side ?? '').toUpperCase();
+      const tr = h('tr', { testid: `conflict-${e.id}`, 'data-open': isOpen(e) ? 'true' : 'false' },
+        h('td', { class: 'mono' }, e.id), h('td', { class: 'name' }, e.table_name ?? ''),
+        h('td', null, h('code', null, asText(e.key))), h('td', null, e.kind ?? ''),
+        h('td', null, e.decision ?? ''),
+        h('td', null, `side ${remote}'s change, logged on side ${here}`),
+        h('td', { title: asText(e.logged_at) }, fmtTime(e.logged_at)),
+        h('td', null, e.resolution ? `${e.resolution} (${fmtTime(e.resolved_at)})` : '—'));
+      if (!op) return tr;
+      tr.append(rowCell(e.remote_new, 'deleted'), rowCell(e.local_row, 'none'));
+      const actions = h('td', { class: 'actions' });
+      if (isOpen(e)) {
+        for (const side of ['a', 'b']) {
+          const label = `Resolve ${side.toUpperCase()}`;
+          const question = `Keep side ${side.toUpperCase()}'s row at this key on both sides?`;
+          actions.append(confirmButton(label, question, () => resolve(e, side),
+            `conflict-resolve-${side}-${e.id}`, 'btn small'));
+        }
+      }
+      tr.append(actions);
+      return tr;
+    }
+
+    function render(entries) {
+      setText(count, String(entries.filter(isOpen).length));
+      if (!entries.length) {
+        c.body.replaceChildren(h('p', { class: 'empty' }, all.checked ? 'No conflicts logged.' : 'No parked conflicts wait.'));
+        return;
+      }
+      const labels = ['Id', 'Table', 'Key', 'Kind', 'Decision', 'Change', 'Logged', 'Resolution']
+        .concat(op ? ['Remote row after', 'Local row then', ''] : []);
+      c.body.replaceChildren(h('table', { class: 'grid' }, thead(labels), h('tbody', null, entries.map(entryRow))));
+    }
+
+    const load = sectionLoader(pl.ctx, c, async () => {
+      const entries = await api('GET', `${pl.base}/conflicts?all=${all.checked ? 'true' : 'false'}`);
+      if (!pl.ctx.alive) return;
+      const json = JSON.stringify(entries ?? []);
+      if (json === lastJson) return; // unchanged: keep an open confirmation as it is
+      lastJson = json;
+      render(Array.isArray(entries) ? entries : []);
+    });
+    all.addEventListener('change', () => { lastJson = ''; load(); });
     return { el: c.el, load };
   }
 

@@ -78,6 +78,21 @@ impl IntoResponse for ServeError {
     }
 }
 
+/// A conflict request the engine refused: the status says why (the
+/// pipeline is no two-way sync, no such entry, nothing waits to be
+/// resolved); a side that failed keeps its error's kind.
+impl From<dmp_engine::ConflictError> for ServeError {
+    fn from(e: dmp_engine::ConflictError) -> Self {
+        use dmp_engine::ConflictError as C;
+        match e {
+            C::Engine(inner) => ServeError::Engine(inner),
+            C::NotTwoWay { .. } => ServeError::BadRequest(e.to_string()),
+            C::NoEntry { .. } => ServeError::NotFound(e.to_string()),
+            C::NotParked { .. } | C::Resolved { .. } => ServeError::Conflict(e.to_string()),
+        }
+    }
+}
+
 /// `context` on the service store's results.
 pub(crate) trait StoreContext<T> {
     fn store(self, what: &str) -> Result<T>;

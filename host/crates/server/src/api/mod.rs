@@ -5,6 +5,7 @@
 
 mod admin;
 mod cluster;
+mod conflicts;
 mod control;
 mod dead_letters;
 mod ops;
@@ -170,6 +171,24 @@ fn routes() -> Vec<(Route, MethodRouter<App>)> {
             "/api/v1/pipelines/{name}/dead-letters/purge",
             OPERATOR,
             post(dead_letters::purge),
+        ),
+        (
+            M::GET,
+            "/api/v1/pipelines/{name}/conflicts",
+            VIEWER,
+            get(conflicts::list),
+        ),
+        (
+            M::GET,
+            "/api/v1/pipelines/{name}/conflicts/{id}",
+            VIEWER,
+            get(conflicts::show),
+        ),
+        (
+            M::POST,
+            "/api/v1/pipelines/{name}/conflicts/{id}/resolve",
+            OPERATOR,
+            post(conflicts::resolve),
         ),
         (
             M::POST,

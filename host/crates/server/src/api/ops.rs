@@ -85,7 +85,7 @@ impl utoipa::Modify for BearerAuth {
 
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "dmp serve", description = "DMP's control plane: pipelines, runs, dead letters, verify, plugins, access. Every error is JSON {\"error\": …}."),
+    info(title = "dmp serve", description = "DMP's control plane: pipelines, runs, dead letters, two-way sync conflicts, verify, plugins, access. Every error is JSON {\"error\": …}."),
     modifiers(&BearerAuth),
     paths(
         healthz, readyz, metrics, openapi,
@@ -95,6 +95,7 @@ impl utoipa::Modify for BearerAuth {
         super::control::start, super::control::stop, super::control::pause, super::control::resume,
         super::control::status, super::control::runs, super::control::logs, super::control::lag, super::control::events, super::cluster::placement,
         super::dead_letters::groups, super::dead_letters::rows, super::dead_letters::replay, super::dead_letters::purge,
+        super::conflicts::list, super::conflicts::show, super::conflicts::resolve,
         super::verify::start, super::verify::result,
         super::streams::status, super::streams::drop_stream,
         super::plugins::list, super::plugins::upload, super::plugins::rollback,
