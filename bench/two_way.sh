@@ -29,7 +29,7 @@ HOT=${HOT:-100}
 CONFLICT=${CONFLICT:-a_wins}
 case "$CONFLICT" in
     a_wins|b_wins) conflict_lines="conflict = \"$CONFLICT\"" ;;
-    last_writer_wins) conflict_lines=$'conflict = "last_writer_wins"\nconflict_column = "n"' ;;
+    last_writer_wins) conflict_lines=$'conflict = "last_writer_wins"\nconflict_column = "n"\n[sync.tables.probe]\nconflict = "a_wins"' ;;
     *) echo "CONFLICT=$CONFLICT: a_wins, b_wins or last_writer_wins" >&2; exit 2 ;;
 esac
 

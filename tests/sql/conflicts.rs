@@ -309,6 +309,12 @@ fn drop_slots(dir: &Path) {
 }
 
 fn check(sync: &str, on_a: &Rows, on_b: &Rows, (log_a, log_b): &Logs) {
+    // By commit time: B's writes, all made after A's, win every conflict.
+    let sync = if sync.contains("last_writer_wins") && !sync.contains("conflict_column") {
+        "conflict = \"b_wins\""
+    } else {
+        sync
+    };
     if sync.contains("last_writer_wins") {
         assert_eq!((on_a, on_b), (&last_writer_rows(), &last_writer_rows()));
         // B's change wins on 1, 2 (its update over A's older delete) and
@@ -434,6 +440,66 @@ fn last_writer_wins_by_version_on_postgres_and_postgres() {
         "cf_lww_p",
         "conflict = \"last_writer_wins\"\nconflict_column = \"version\"",
     );
+}
+
+/// By commit time (no column), between two PostgreSQL sides: side B's
+/// writes were made after side A's.
+#[test]
+fn last_writer_wins_by_commit_time_on_postgres_and_postgres() {
+    let a = postgres().create_database("conflict_lwt_a");
+    let b = postgres().create_database("conflict_lwt_b");
+    let sync = "conflict = \"last_writer_wins\"";
+    let settled = settle(
+        (&a, Dialect::Postgres),
+        (&b, Dialect::Postgres),
+        "cf_lww_t",
+        sync,
+    );
+    drop_slots(settled.dir.path());
+    check(sync, &settled.on_a, &settled.on_b, &settled.logs);
+    // A row DMP wrote carries the remote write's commit time: 6, updated
+    // on A only, holds on B the time A committed it.
+    let commit_us = "round(extract(epoch FROM pg_xact_commit_timestamp(xmin)) * 1000000)::bigint";
+    let on_a = joined_rows(&a, &format!("SELECT id, {commit_us} FROM hot WHERE id = 6"));
+    let on_b = joined_rows(
+        &b,
+        "SELECT t.id, v.write_us FROM hot t JOIN _dmp_ver_hot v USING (id) WHERE v.xid = t.xmin",
+    );
+    assert_eq!(on_b, on_a);
+    // B's delete of 3 applied on A: its tombstone holds B's delete's time.
+    let tomb = joined_rows(
+        &a,
+        "SELECT id FROM _dmp_tomb_hot WHERE write_us IS NOT NULL",
+    );
+    assert_eq!(tomb, vec!["3"]);
+}
+
+/// MariaDB keeps no commit time per row: last_writer_wins without a
+/// column is refused there, with what to do instead.
+#[test]
+fn last_writer_wins_by_commit_time_is_refused_on_mariadb() {
+    let a = postgres().create_database("conflict_lwr_a");
+    let b = mariadb().create_database("conflict_lwr_b");
+    create_hot(&a, Dialect::Postgres);
+    let dir = tempfile::tempdir().expect("tempdir");
+    hot_pipeline(
+        dir.path(),
+        "cf_lww_r",
+        (&a, &b),
+        "conflict = \"last_writer_wins\"",
+    );
+    let run = dmp(dir.path())
+        .args(["run", "p.toml"])
+        .output()
+        .expect("dmp run");
+    assert_exit(&run, 2);
+    let stderr = text(&run.stderr);
+    assert!(
+        stderr.contains("last_writer_wins by commit time (table hot)")
+            && stderr.contains("conflict_column"),
+        "{stderr}"
+    );
+    drop_slots(dir.path());
 }
 
 #[test]

@@ -336,7 +336,8 @@ fn postgres_and_postgres_stay_equal_when_both_are_written() {
         side(&b, Dialect::Postgres),
         "tw_pg_pg",
         "a_to_b",
-        "conflict = \"a_wins\"",
+        // By commit time (track_commit_timestamp; no column).
+        "conflict = \"last_writer_wins\"",
     );
 }
 

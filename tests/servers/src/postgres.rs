@@ -294,6 +294,8 @@ fn settings(port: u16, socket_dir: &Path, tls: Option<&TlsFiles>) -> Vec<String>
         "wal_level=logical".to_owned(),
         "max_wal_senders=10".to_owned(),
         "max_replication_slots=10".to_owned(),
+        // Two-way sync's last_writer_wins by commit time reads each row's.
+        "track_commit_timestamp=on".to_owned(),
         // Tests run in parallel, each with a pool of connections.
         "max_connections=200".to_owned(),
         // Test speed: nothing here must survive a machine crash.

@@ -27,7 +27,8 @@ pub(crate) struct SyncSection {
     /// Default: `1s`.
     max_clock_skew: Option<Spanned<String>>,
     /// Who wins when both sides changed a row: `a_wins`, `b_wins`,
-    /// `last_writer_wins` (by `conflict_column`) or `manual` (parked).
+    /// `last_writer_wins` (by `conflict_column`, else by commit time),
+    /// `manual` (parked) or `resolver`.
     /// Default: `a_wins`.
     #[serde(default)]
     conflict: Option<Spanned<ConflictName>>,
@@ -230,10 +231,11 @@ fn policy(
                 column: column.to_string(),
             }
         }
-        (ConflictName::LastWriterWins, _) => {
+        (ConflictName::LastWriterWins, None) => Policy::LastCommitWins,
+        (ConflictName::LastWriterWins, Some(_)) => {
             return Err(Error::Config(format!(
-                "{}: last_writer_wins needs conflict_column, the column that orders the writes \
-                 (an updated_at or a version): commit times are not compared yet",
+                "{}: conflict_column is empty: name the column that orders the writes (an \
+                 updated_at or a version), or leave it out to order them by commit time",
                 place()
             )));
         }
@@ -432,8 +434,14 @@ mod tests {
         };
         assert!(slot.plugin.ends_with("conf/merge.wasm"), "{slot:?}");
         assert_eq!(slot.config, [("counters".to_string(), "n".to_string())]);
+        // Without a column: by commit time.
+        let p = sync("conflict = \"last_writer_wins\"").unwrap();
+        assert_eq!(p.sync.conflict, Policy::LastCommitWins);
         for (lines, says) in [
-            ("conflict = \"last_writer_wins\"", "needs conflict_column"),
+            (
+                "conflict = \"last_writer_wins\"\nconflict_column = \" \"",
+                "conflict_column is empty",
+            ),
             (
                 "conflict = \"a_wins\"\nconflict_column = \"v\"",
                 "last_writer_wins only",

@@ -48,6 +48,12 @@ pub enum Policy {
     LastWriterWins {
         column: String,
     },
+    /// `last_writer_wins` without a column: the write of the later commit
+    /// wins; equal times: side A. A delete counts with its own commit
+    /// time (kept in a tombstone on the deleting side), a row DMP applied
+    /// with the remote write's (see [`versions_table`]). Needs each
+    /// side's commit time per row: PostgreSQL's `track_commit_timestamp`.
+    LastCommitWins,
     /// Neither: the change is parked, listed, and resolved by hand.
     Manual,
     /// A WASM plugin of the `resolver` world decides.
@@ -157,6 +163,12 @@ impl ConflictRules {
     /// row's key and value of it (see [`tombstone_table`]).
     pub fn tombstone_column(&self, table: &str) -> Option<&str> {
         self.policy(table).column()
+    }
+
+    /// Whether `table`'s policy orders writes by their commit times: a
+    /// target keeps the times of what it deleted and of what DMP wrote.
+    pub fn by_commit_time(&self, table: &str) -> bool {
+        *self.policy(table) == Policy::LastCommitWins
     }
 
     /// The position in `table` of the column its policy orders writes by,
@@ -409,7 +421,7 @@ pub fn decide(remote: Side, policy: &Policy, kind: ConflictKind, found: &Found) 
         Policy::BWins => wins(Side::B),
         // A resolver is asked with the rows (see `settle`).
         Policy::Manual | Policy::Resolver(_) => Decision::Park,
-        Policy::LastWriterWins { .. } => match (found.order, kind) {
+        Policy::LastWriterWins { .. } | Policy::LastCommitWins => match (found.order, kind) {
             (Some(1), _) => Decision::ApplyRemote,
             (Some(-1), _) => Decision::KeepLocal,
             // A delete of unknown value (its tombstone expired, or the row
@@ -560,7 +572,20 @@ const NAME_BYTES: usize = 63;
 /// name starts with `_dmp_` (change streams skip it); a long one is cut
 /// and ends with a hash of the whole, so that two tables never share one.
 pub fn tombstone_table(table: &str) -> String {
-    let name = format!("_dmp_tomb_{table}");
+    shadow_table("tomb", table)
+}
+
+/// Under `last_writer_wins` by commit time: the table that keeps, per key
+/// of `table` that DMP wrote, the remote write's commit time (µs) and the
+/// transaction that wrote it here — a row still of that transaction
+/// carries that time, any other the commit time of its own.
+pub fn versions_table(table: &str) -> String {
+    shadow_table("ver", table)
+}
+
+/// `_dmp_KIND_TABLE`, cut to fit (see [`tombstone_table`]).
+fn shadow_table(kind: &str, table: &str) -> String {
+    let name = format!("_dmp_{kind}_{table}");
     if name.len() <= NAME_BYTES {
         return name;
     }
@@ -632,7 +657,9 @@ pub fn tombstone_tables(rules: &ConflictRules, batch: &ChangeBatch) -> Option<(V
                 .filter_map(|o| o.commit_time)
                 .chain(latest)
                 .max();
-            if rules.tombstone_column(&table.name).is_some() && !tables.contains(&table.name) {
+            let keeps =
+                rules.tombstone_column(&table.name).is_some() || rules.by_commit_time(&table.name);
+            if keeps && !tables.contains(&table.name) {
                 tables.push(table.name.clone());
             }
         }

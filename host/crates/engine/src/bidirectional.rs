@@ -61,7 +61,7 @@ pub async fn run_two_way(
     }
     let by_time = std::iter::once(&pipeline.sync.conflict)
         .chain(pipeline.sync.table_conflicts.values())
-        .any(|p| matches!(p, Policy::LastWriterWins { .. }));
+        .any(|p| matches!(p, Policy::LastWriterWins { .. } | Policy::LastCommitWins));
     super::clocks::refuse_far_apart(
         &*a_to_b.source,
         &*b_to_a.source,

@@ -471,10 +471,25 @@ impl Target for MysqlTarget {
                 .await
                 .context(table_ctx)?;
             }
+            if (self.options.conflicts.as_ref()).is_some_and(|r| r.by_commit_time(&table.name)) {
+                return Err(Error::Config(format!(
+                    "{place}: last_writer_wins by commit time (table {}) needs each row's commit \
+                     time, which MySQL and MariaDB do not keep (a binlog's times have one-second \
+                     resolution): name a conflict_column that orders the writes (an updated_at \
+                     DATETIME(6) set on every write, or a version)",
+                    table.name
+                )));
+            }
             // Two-way sync: a table whose policy orders writes by a column
             // remembers its deleted rows.
-            let column =
-                (self.options.conflicts.as_ref()).and_then(|r| r.tombstone_column(&table.name));
+            let column = match &self.options.conflicts {
+                // A table without the column is refused here, by name.
+                Some(rules) => rules
+                    .order_column(table)
+                    .map_err(|e| Error::Config(format!("{place}: {e}")))?
+                    .map(|c| table.columns[c].name.as_str()),
+                None => None,
+            };
             if let Some(column) = column {
                 let statements = super::conflicts::tombstone_ddl(table, column)
                     .map_err(|e| Error::Config(format!("{place}: {e}")))?;

@@ -24,7 +24,9 @@ use super::sql::{pg_text, qualified, quote_ident, quote_literal, typed_literal};
 use super::writer::{WriteTable, copy, is_row_error, server_message};
 use crate::error::{Error, Result, ResultExt};
 use dmp_contract::RejectSink;
-use dmp_contract::conflict::{ConflictEntry, ConflictRules, Settled, tombstone_table};
+use dmp_contract::conflict::{
+    ConflictEntry, ConflictRules, Settled, key_checks, tombstone_table, versions_table,
+};
 use dmp_contract::net_effect::{
     NetRow, Refused, key_columns, key_text, keyless_reject, net_effect,
 };
@@ -60,15 +62,16 @@ enum Step<'a> {
         /// [`LITERAL_ROWS`].
         stream: Vec<u8>,
     },
-    /// A table's change of shape: statements that do nothing when it is
-    /// already made.
-    Ddl(Vec<String>),
+    /// Statements sent as they are: a table's change of shape (each does
+    /// nothing when it is already made), or a two-way sync's record of the
+    /// commit times of what the batch wrote.
+    Statements(Vec<String>),
 }
 
 impl Step<'_> {
     fn schema(&self) -> Option<&Arc<TableSchema>> {
         match self {
-            Step::Truncate(_) | Step::Ddl(_) => None,
+            Step::Truncate(_) | Step::Statements(_) => None,
             Step::Delete { schema, .. } | Step::Upsert { schema, .. } => Some(schema),
         }
     }
@@ -93,7 +96,7 @@ fn plan<'a>(
             changes,
         } = segment
         {
-            steps.push(Step::Ddl(evolve(schema_name, from, table, changes)));
+            steps.push(Step::Statements(evolve(schema_name, from, table, changes)));
             continue;
         }
         let Some(table) = table else {
@@ -363,7 +366,7 @@ fn one_script(steps: &[Step<'_>], checkpoint_sql: &str, prologue: &str) -> Optio
                 applied += rows.iter().map(|r| r.changes).sum::<u64>();
             }
             Step::Delete { .. } | Step::Upsert { .. } => return None,
-            Step::Ddl(statements) => script.push_str(&statements.join(";\n")),
+            Step::Statements(statements) => script.push_str(&statements.join(";\n")),
         }
         script.push_str(";\n");
         if script.len() > SCRIPT_BYTES {
@@ -499,7 +502,7 @@ async fn attempt_in<'a>(
                 script.push_str(";\n");
                 applied += tables.len() as u64;
             }
-            Step::Ddl(statements) => {
+            Step::Statements(statements) => {
                 for sql in statements {
                     script.push_str(sql);
                     script.push_str(";\n");
@@ -668,7 +671,7 @@ impl Settling<'_> {
                 Ok(settled) => settled,
                 Err(e) => return failed(e),
             };
-            let steps = plan(
+            let mut steps = plan(
                 self.schema_name,
                 tables,
                 segments,
@@ -676,6 +679,10 @@ impl Settling<'_> {
                 &settled,
                 &mut refused,
             )?;
+            let record = self.record_times(segments, tables, &settled);
+            if !record.is_empty() {
+                steps.push(Step::Statements(record));
+            }
             entries.extend(settled.iter().flat_map(|s| s.entries.iter().cloned()));
             let tail = if r + 1 == runs.len() {
                 self.tail(&entries, checkpoint_sql)
@@ -746,11 +753,9 @@ impl Settling<'_> {
                         rules: self.rules,
                         table,
                         schema,
-                        column: *column,
-                        tombstones: self
-                            .rules
-                            .tombstone_column(&schema.name)
-                            .map(|_| qualified(self.schema_name, &tombstone_table(&schema.name))),
+                        order: self.order(schema, *column),
+                        tombstones: (column.is_some() || self.rules.by_commit_time(&schema.name))
+                            .then(|| qualified(self.schema_name, &tombstone_table(&schema.name))),
                     },
                     changes,
                     origins,
@@ -759,6 +764,67 @@ impl Settling<'_> {
             })
             .collect();
         conflicts::check_run(conn, prologue, &run).await
+    }
+
+    /// What `schema`'s policy orders writes by (`column`: its column's
+    /// index, if it names one).
+    fn order(&self, schema: &TableSchema, column: Option<usize>) -> conflicts::Order {
+        match column {
+            Some(c) => conflicts::Order::Column(c),
+            None if self.rules.by_commit_time(&schema.name) => conflicts::Order::CommitTime {
+                versions: qualified(self.schema_name, &versions_table(&schema.name)),
+            },
+            None => conflicts::Order::None,
+        }
+    }
+
+    /// Under `last_writer_wins` by commit time: the statements that record
+    /// the remote commit times of what the run writes (see
+    /// `conflicts::record_times_sql`); the keys a conflict kept are not
+    /// written, so not recorded.
+    fn record_times(
+        &self,
+        segments: &[TableChanges],
+        tables: &[Option<Arc<WriteTable>>],
+        settled: &[Settled],
+    ) -> Vec<String> {
+        let mut out = Vec::new();
+        for ((segment, table), settled) in segments.iter().zip(tables).zip(settled) {
+            let (
+                TableChanges::Rows {
+                    table: schema,
+                    changes,
+                    origins,
+                },
+                Some(table),
+            ) = (segment, table)
+            else {
+                continue;
+            };
+            if table.key.is_empty() || !self.rules.by_commit_time(&schema.name) {
+                continue;
+            }
+            let (mut written, mut deleted) = (Vec::new(), Vec::new());
+            for check in key_checks(&table.key, changes, origins) {
+                let Some(us) = check.commit_time else {
+                    continue;
+                };
+                if settled.skip.contains(&key_text(&table.key, check.key_row)) {
+                    continue;
+                }
+                match check.last {
+                    Some(row) => written.push((row, us)),
+                    None => deleted.push((check.key_row, us)),
+                }
+            }
+            out.extend(conflicts::record_times_sql(
+                self.schema_name,
+                table,
+                &written,
+                &deleted,
+            ));
+        }
+        out
     }
 }
 
@@ -1296,7 +1362,7 @@ mod tests {
                 Step::Truncate(t) => format!("truncate {}", t.len()),
                 Step::Delete { table, rows, .. } => format!("delete {} {}", table.name, rows.len()),
                 Step::Upsert { table, rows, .. } => format!("upsert {} {}", table.name, rows.len()),
-                Step::Ddl(statements) => statements.join("; "),
+                Step::Statements(statements) => statements.join("; "),
             })
             .collect();
         assert_eq!(

@@ -12,7 +12,7 @@ use super::sql::{pg_text, qualified, quote_ident, quote_literal};
 use super::writer::WriteTable;
 use dmp_contract::conflict::{
     ConflictEntry, ConflictKind, ConflictRules, Expected, Found, KeyCheck, Settled, judge,
-    key_checks, settle, tombstone_table, write_order_sql,
+    key_checks, settle, tombstone_table, versions_table, write_order_sql,
 };
 use dmp_model::{Change, ChangeOrigin, Row, TableSchema, Value};
 
@@ -33,13 +33,39 @@ pub(super) fn create_conflicts(schema: &str) -> String {
     )
 }
 
+/// What a table's writes are ordered by, under `last_writer_wins`.
+#[derive(Debug, Clone)]
+pub(super) enum Order {
+    /// Not ordered: another policy.
+    None,
+    /// A column of the rows (its index); a delete by the deleted row's.
+    Column(usize),
+    /// Commit times; those of the rows DMP wrote here are in `versions`
+    /// (qualified), see `versions_table`.
+    CommitTime { versions: String },
+}
+
+/// This side's row's commit time (µs): the remote write's when DMP wrote
+/// it (its versions row names the row's transaction), else its own
+/// (`track_commit_timestamp`).
+const ROW_TIME: &str = "CASE WHEN v.xid = t.xmin THEN v.write_us \
+    ELSE round(extract(epoch FROM pg_xact_commit_timestamp(t.xmin)) * 1000000)::bigint END";
+
+/// A tombstone's commit time (µs): the remote delete's when DMP deleted
+/// the row, else that of the transaction that did.
+const TOMBSTONE_TIME: &str = "COALESCE(d.write_us, \
+    round(extract(epoch FROM pg_xact_commit_timestamp(d.xid)) * 1000000)::bigint)";
+
+/// The 32-bit id of the current transaction, as `xmin` shows it.
+const CURRENT_XID: &str = "(txid_current() % 4294967296)::text::xid";
+
 /// One table's conflict check: what settles it and how its rows compare.
 pub(super) struct Checked<'a> {
     pub(super) rules: &'a ConflictRules,
     pub(super) table: &'a WriteTable,
     pub(super) schema: &'a TableSchema,
-    /// The column the table's policy orders writes by.
-    pub(super) column: Option<usize>,
+    /// What the table's policy orders writes by.
+    pub(super) order: Order,
     /// The table's tombstones (qualified), kept with that column.
     pub(super) tombstones: Option<String>,
 }
@@ -77,7 +103,7 @@ pub(super) async fn check_run(
             script.push_str(&compare_sql(
                 table,
                 group,
-                segment.checked.column,
+                &segment.checked.order,
                 found.len(),
             ));
             script.push_str(";\n");
@@ -145,7 +171,7 @@ impl Checked<'_> {
         checks: &[KeyCheck<'_>],
         found: &mut [Found],
     ) -> std::result::Result<(), sqlx::Error> {
-        let (Some(column), Some(tombstones)) = (self.column, &self.tombstones) else {
+        let Some(tombstones) = &self.tombstones else {
             return Ok(());
         };
         let missing: Vec<(usize, &KeyCheck<'_>)> = checks
@@ -154,7 +180,7 @@ impl Checked<'_> {
             .filter(|(i, c)| judge(c, &found[*i]) == Some(ConflictKind::UpdateMissing))
             .collect();
         for group in missing.chunks(CHECK_KEYS) {
-            let sql = tombstone_sql(self.table, tombstones, column, group);
+            let sql = tombstone_sql(self.table, tombstones, &self.order, group);
             if sql.is_empty() {
                 continue;
             }
@@ -174,24 +200,30 @@ impl Checked<'_> {
     }
 }
 
-/// Per key (numbered as in `checks`), the order of the remote row's
-/// `column` against the tombstone's: one `SELECT` each, `UNION ALL`.
+/// Per key (numbered as in `checks`), the order of the remote write
+/// against the tombstone's delete: one `SELECT` each, `UNION ALL`.
 fn tombstone_sql(
     table: &WriteTable,
     tombstones: &str,
-    column: usize,
+    order: &Order,
     checks: &[(usize, &KeyCheck<'_>)],
 ) -> String {
     let parts: Vec<String> = checks
         .iter()
         .filter_map(|(i, check)| {
             let row = check.last?;
-            let order = write_order_sql(
-                &literal(table, column, row),
-                &format!("d.{}", table.quoted_names[column]),
-                false,
-                true,
-            );
+            let (remote, local) = match *order {
+                Order::Column(c) => (
+                    literal(table, c, row),
+                    format!("d.{}", table.quoted_names[c]),
+                ),
+                Order::CommitTime { .. } => (
+                    format!("{}::bigint", check.commit_time?),
+                    TOMBSTONE_TIME.into(),
+                ),
+                Order::None => return None,
+            };
+            let order = write_order_sql(&remote, &local, false, true);
             Some(format!(
                 "SELECT {i}::int, {order} FROM {tombstones} d WHERE ({}) = ({})",
                 key_names_of(table, "d."),
@@ -217,12 +249,16 @@ fn lock_sql(table: &WriteTable, checks: &[KeyCheck<'_>]) -> String {
 /// the expected one and the last one, the order of the policy's column,
 /// and the row as JSON. Values compare as text (as their types print
 /// them), which every type has, unlike `=`.
-fn compare_sql(
-    table: &WriteTable,
-    checks: &[KeyCheck<'_>],
-    column: Option<usize>,
-    base: usize,
-) -> String {
+fn compare_sql(table: &WriteTable, checks: &[KeyCheck<'_>], order: &Order, base: usize) -> String {
+    let from = match order {
+        Order::CommitTime { versions } => format!(
+            "{} t LEFT JOIN {versions} v ON ({}) = ({})",
+            table.qualified,
+            key_names_of(table, "v."),
+            key_names_of(table, "t.")
+        ),
+        _ => format!("{} t", table.qualified),
+    };
     let mut parts = Vec::with_capacity(checks.len());
     for (n, check) in checks.iter().enumerate() {
         let i = base + n;
@@ -238,19 +274,25 @@ fn compare_sql(
             .last
             .map(|r| (r, false))
             .or(check.deleted.map(|r| (r, true)));
-        let order = match (column, remote) {
-            (Some(c), Some((row, deletes))) => write_order_sql(
+        let order = match (order, remote, check.commit_time) {
+            (&Order::Column(c), Some((row, deletes)), _) => write_order_sql(
                 &literal(table, c, row),
                 &format!("t.{}", table.quoted_names[c]),
                 deletes,
                 false,
             ),
+            // A delete's time is its own.
+            (Order::CommitTime { .. }, _, Some(us)) => write_order_sql(
+                &format!("{us}::bigint"),
+                ROW_TIME,
+                check.last.is_none(),
+                false,
+            ),
             _ => "NULL::int".into(),
         };
         parts.push(format!(
-            "SELECT {i}::int, {expected}, {last}, {order}, row_to_json(t)::text FROM {} t \
+            "SELECT {i}::int, {expected}, {last}, {order}, row_to_json(t)::text FROM {from} \
              WHERE ({}) = ({})",
-            table.qualified,
             key_names_of(table, "t."),
             key_values(table, check.key_row)
         ));
@@ -358,19 +400,22 @@ pub(super) fn log_sql(schema: &str, pipeline: &str, entries: &[ConflictEntry]) -
 }
 
 /// The statements that keep the tombstones of `table`'s deleted rows
-/// (under `last_writer_wins` by `column`): the tombstone table, of the
-/// key's and the column's types as the table has them, and a trigger
-/// that fires for every delete — the sync's own too (`ENABLE ALWAYS`:
-/// its sessions may run as `replica`). The trigger reads the deleted row
-/// as JSON, so that a column dropped later leaves a NULL rather than
-/// failing the user's delete. Each statement does nothing when made.
+/// under `last_writer_wins` by `column` (`None`: by commit time): the
+/// tombstone table, of the key's types (and the column's) as the table
+/// has them, and a trigger that fires for every delete — the sync's own
+/// too (`ENABLE ALWAYS`: its sessions may run as `replica`). By commit
+/// time a tombstone holds the deleting transaction (`xid`) and, when DMP
+/// deleted the row, the remote delete's time (`write_us`, set by the
+/// apply); and a versions table holds the times of the rows DMP wrote
+/// (see `versions_table`). The trigger reads the deleted row as JSON, so
+/// that a column dropped later leaves a NULL rather than failing the
+/// user's delete. Each statement does nothing when made.
 pub(super) fn tombstone_ddl(
     schema: &str,
     table: &TableSchema,
-    column: &str,
+    column: Option<&str>,
 ) -> std::result::Result<Vec<String>, String> {
-    let name = tombstone_table(&table.name);
-    let tombstones = qualified(schema, &name);
+    let tombstones = qualified(schema, &tombstone_table(&table.name));
     let target = qualified(schema, &table.name);
     if table.primary_key.is_empty() {
         return Err(format!(
@@ -379,39 +424,126 @@ pub(super) fn tombstone_ddl(
         ));
     }
     let keys: Vec<String> = table.primary_key.iter().map(|k| quote_ident(k)).collect();
-    let mut kept = keys.clone();
-    let value = quote_ident(column);
-    let mut update = vec!["deleted_at = EXCLUDED.deleted_at".to_string()];
-    if !table.primary_key.iter().any(|k| k == column) {
-        kept.push(value.clone());
-        update.insert(0, format!("{value} = EXCLUDED.{value}"));
+    let keys = keys.join(", ");
+    let mut kept = vec![keys.clone()];
+    let mut added = Vec::new();
+    let mut update = Vec::new();
+    let mut dated = "jsonb_build_object('deleted_at', clock_timestamp())".to_string();
+    match column {
+        Some(column) => {
+            if !table.primary_key.iter().any(|k| k == column) {
+                let value = quote_ident(column);
+                kept.push(value.clone());
+                update.push(format!("{value} = EXCLUDED.{value}"));
+            }
+        }
+        None => {
+            added.push("ADD COLUMN xid xid, ADD COLUMN write_us bigint".to_string());
+            update.push("xid = EXCLUDED.xid, write_us = NULL".into());
+            dated = format!(
+                "jsonb_build_object('deleted_at', clock_timestamp(), 'xid', {CURRENT_XID}::text, \
+                 'write_us', NULL)"
+            );
+        }
     }
-    let create = format!(
-        "DO $dmp$ BEGIN IF to_regclass({reg}) IS NULL THEN \
-         CREATE TABLE {tombstones} AS SELECT {kept} FROM {target} WITH NO DATA; \
-         ALTER TABLE {tombstones} ADD PRIMARY KEY ({keys}), \
-         ADD COLUMN deleted_at timestamptz NOT NULL DEFAULT now(); END IF; END $dmp$",
-        reg = quote_literal(&tombstones),
-        kept = kept.join(", "),
-        keys = keys.join(", "),
-    );
-    let function = format!(
+    added.push("ADD COLUMN deleted_at timestamptz NOT NULL DEFAULT now()".into());
+    update.push("deleted_at = EXCLUDED.deleted_at".into());
+    let mut statements = vec![shadow_sql(
+        &tombstones,
+        &target,
+        &kept.join(", "),
+        &keys,
+        &added.join(", "),
+    )];
+    statements.push(format!(
         "CREATE OR REPLACE FUNCTION {tombstones}() RETURNS trigger LANGUAGE plpgsql AS $dmp$ \
          BEGIN INSERT INTO {tombstones} SELECT * FROM jsonb_populate_record(NULL::{tombstones}, \
-         to_jsonb(OLD) || jsonb_build_object('deleted_at', clock_timestamp())) \
-         ON CONFLICT ({keys}) DO UPDATE SET {update}; RETURN NULL; END $dmp$",
-        keys = keys.join(", "),
-        update = update.join(", "),
-    );
-    let trigger = format!(
+         to_jsonb(OLD) || {dated}) ON CONFLICT ({keys}) DO UPDATE SET {}; RETURN NULL; END $dmp$",
+        update.join(", "),
+    ));
+    statements.push(format!(
         "DO $dmp$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = {reg}::regclass \
          AND tgname = '{TOMBSTONE_TRIGGER}') THEN \
          CREATE TRIGGER {TOMBSTONE_TRIGGER} AFTER DELETE ON {target} FOR EACH ROW \
          EXECUTE FUNCTION {tombstones}(); \
          ALTER TABLE {target} ENABLE ALWAYS TRIGGER {TOMBSTONE_TRIGGER}; END IF; END $dmp$",
         reg = quote_literal(&target),
-    );
-    Ok(vec![create, function, trigger])
+    ));
+    if column.is_none() {
+        statements.push(shadow_sql(
+            &qualified(schema, &versions_table(&table.name)),
+            &target,
+            &keys,
+            &keys,
+            "ADD COLUMN xid xid NOT NULL, ADD COLUMN write_us bigint NOT NULL",
+        ));
+    }
+    Ok(statements)
+}
+
+/// Makes table `shadow` once: `target`'s columns `kept` (their types as
+/// there), primary key `keys`, and the columns `added` (`ADD COLUMN …`).
+fn shadow_sql(shadow: &str, target: &str, kept: &str, keys: &str, added: &str) -> String {
+    format!(
+        "DO $dmp$ BEGIN IF to_regclass({reg}) IS NULL THEN \
+         CREATE TABLE {shadow} AS SELECT {kept} FROM {target} WITH NO DATA; \
+         ALTER TABLE {shadow} ADD PRIMARY KEY ({keys}), {added}; END IF; END $dmp$",
+        reg = quote_literal(shadow),
+    )
+}
+
+/// Whether the server keeps a commit time per transaction, which
+/// `last_writer_wins` by commit time reads for this side's rows.
+pub(super) const COMMIT_TIMES: &str = "SELECT current_setting('track_commit_timestamp') = 'on'";
+
+/// Under `last_writer_wins` by commit time, after a batch's writes: the
+/// remote commit time of each key DMP wrote (`times`: a key's row, its
+/// time) in the versions table, with the transaction that wrote it, and
+/// of each key it deleted in the tombstone its delete left. Only rows
+/// and tombstones of this transaction are marked (a row the server
+/// refused keeps its own time).
+pub(super) fn record_times_sql(
+    schema: &str,
+    table: &WriteTable,
+    written: &[(&Row, i64)],
+    deleted: &[(&Row, i64)],
+) -> Vec<String> {
+    let names: Vec<String> = (0..table.key.len()).map(|n| format!("k{n}")).collect();
+    let values = |rows: &[(&Row, i64)]| {
+        let tuples: Vec<String> = rows
+            .iter()
+            .map(|(row, us)| format!("({}, {us}::bigint)", key_values(table, row)))
+            .collect();
+        format!("(VALUES {}) r({}, us)", tuples.join(", "), names.join(", "))
+    };
+    let on = |alias: &str| {
+        let r: Vec<String> = names.iter().map(|n| format!("r.{n}")).collect();
+        format!("({}) = ({})", key_names_of(table, alias), r.join(", "))
+    };
+    let mut out = Vec::new();
+    if !written.is_empty() {
+        out.push(format!(
+            "INSERT INTO {versions} ({keys}, xid, write_us) SELECT {t_keys}, t.xmin, r.us \
+             FROM {target} t JOIN {values} ON {on} WHERE t.xmin = {CURRENT_XID} \
+             ON CONFLICT ({keys}) DO UPDATE SET xid = EXCLUDED.xid, write_us = EXCLUDED.write_us",
+            versions = qualified(schema, &versions_table(&table.name)),
+            keys = key_names(table),
+            t_keys = key_names_of(table, "t."),
+            target = table.qualified,
+            values = values(written),
+            on = on("t."),
+        ));
+    }
+    if !deleted.is_empty() {
+        out.push(format!(
+            "UPDATE {tombstones} d SET write_us = r.us FROM {values} WHERE {on} \
+             AND d.xid = {CURRENT_XID}",
+            tombstones = qualified(schema, &tombstone_table(&table.name)),
+            values = values(deleted),
+            on = on("d."),
+        ));
+    }
+    out
 }
 
 /// The trigger that writes a table's tombstones.

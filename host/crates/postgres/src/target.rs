@@ -400,8 +400,9 @@ impl PostgresTarget {
         Ok(())
     }
 
-    /// Two-way sync: the tables whose policy orders writes by a column
-    /// remember their deleted rows (see `conflicts::tombstone_ddl`).
+    /// Two-way sync: the tables whose policy orders writes (by a column
+    /// or by commit time) remember their deleted rows, and by commit time
+    /// the times of the rows DMP wrote (see `conflicts::tombstone_ddl`).
     async fn keep_tombstones(
         &self,
         txn: &mut Transaction<'static, Postgres>,
@@ -410,9 +411,34 @@ impl PostgresTarget {
         let Some(rules) = &self.options.conflicts else {
             return Ok(());
         };
+        let by_time: Vec<&str> = tables
+            .iter()
+            .filter(|t| rules.by_commit_time(&t.name))
+            .map(|t| t.name.as_str())
+            .collect();
+        if let Some(first) = by_time.first() {
+            let kept: bool = sqlx::query_scalar(super::conflicts::COMMIT_TIMES)
+                .fetch_one(&mut **txn)
+                .await
+                .context(|| format!("{}: reading track_commit_timestamp", self.place()))?;
+            if !kept {
+                return Err(Error::Config(format!(
+                    "{}: last_writer_wins by commit time (table {first}) reads each row's commit \
+                     time, which the server keeps with track_commit_timestamp = on (a restart); \
+                     or name a conflict_column that orders the writes",
+                    self.place()
+                )));
+            }
+        }
         for table in tables {
-            let Some(column) = rules.tombstone_column(&table.name) else {
-                continue;
+            // A table without the column is refused here, by name.
+            let named = rules
+                .order_column(table)
+                .map_err(|e| Error::Config(format!("{}: {e}", self.place())))?;
+            let column = match named {
+                Some(c) => Some(table.columns[c].name.as_str()),
+                None if rules.by_commit_time(&table.name) => None,
+                None => continue,
             };
             let ctx = || {
                 format!(

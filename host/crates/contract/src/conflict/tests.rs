@@ -266,14 +266,20 @@ fn tombstone_tables_fit_every_server_and_never_collide() {
 /// a delete of unknown value (no tombstone) beats an update.
 #[test]
 fn last_writer_wins_follows_the_order_of_the_writes() {
-    let policy = Policy::LastWriterWins {
+    let by_column = Policy::LastWriterWins {
         column: "version".into(),
     };
+    for policy in [by_column, Policy::LastCommitWins] {
+        decides_by_order(&policy);
+    }
+}
+
+fn decides_by_order(policy: &Policy) {
     let with = |order| Found {
         order,
         ..found(true, false, false)
     };
-    let decide_b = |kind, order| decide(Side::B, &policy, kind, &with(order));
+    let decide_b = |kind, order| decide(Side::B, policy, kind, &with(order));
     assert_eq!(
         decide_b(ConflictKind::UpdateMissing, Some(1)),
         Decision::ApplyRemote
