@@ -240,17 +240,82 @@ fn settle(a: (&TestDb, Dialect), b: (&TestDb, Dialect), name: &str, sync: &str) 
 
 /// `p.toml` in `dir`: sync `name` of table `hot` between `sides`, with
 /// `sync` as its `[sync]` lines.
-fn hot_pipeline(dir: &Path, name: &str, (a, b): (&TestDb, &TestDb), sync: &str) {
+fn hot_pipeline(dir: &Path, name: &str, sides: (&TestDb, &TestDb), sync: &str) {
+    sync_pipeline(dir, name, "hot", sides, sync);
+}
+
+/// `p.toml` in `dir`: sync `name` of `table` between `sides`, with `sync`
+/// as its `[sync]` lines.
+fn sync_pipeline(dir: &Path, name: &str, table: &str, (a, b): (&TestDb, &TestDb), sync: &str) {
     pipeline(
         dir,
         "p.toml",
         &format!(
             "[pipeline]\nname = \"{name}\"\n[source]\nurl = \"{}\"\n[target]\nurl = \"{}\"\n\
-             [tables]\ninclude = [\"hot\"]\n[run]\nmode = \"bidirectional\"\n\
+             [tables]\ninclude = [\"{table}\"]\n[run]\nmode = \"bidirectional\"\n\
              [cdc]\nslot = \"{name}\"\nheartbeat = \"1s\"\n[sync]\n{sync}\n",
             a.url, b.url
         ),
     );
+}
+
+/// Bytes cross whole in a resolution, both ways: MariaDB hands its row
+/// over with them as hex, as PostgreSQL prints them.
+#[test]
+fn a_resolution_carries_bytes_between_postgres_and_mariadb() {
+    let a = postgres().create_database("conflict_bin_a");
+    let b = mariadb().create_database("conflict_bin_b");
+    a.exec(
+        "CREATE TABLE blobs (id bigint PRIMARY KEY, data bytea);
+         ALTER TABLE blobs REPLICA IDENTITY FULL;
+         INSERT INTO blobs VALUES (1, '\\x00'), (2, '\\x00');",
+    );
+    let dir = tempfile::tempdir().expect("tempdir");
+    sync_pipeline(
+        dir.path(),
+        "cf_bytes",
+        "blobs",
+        (&a, &b),
+        "conflict = \"manual\"",
+    );
+    let blobs_b =
+        |db: &TestDb| joined_rows(db, "SELECT id, LOWER(HEX(data)) FROM blobs ORDER BY id");
+    let mut child = start(dir.path(), 0);
+    wait_for(dir.path(), &mut child, "the first load", |log| {
+        blobs_b(&b).len() == 2 && legs_streaming(log)
+    });
+    let stopped = super::cdc::interrupt(child);
+    assert!(stopped.status.success(), "{}", text(&stopped.stderr));
+    a.exec(
+        "UPDATE blobs SET data = '\\x00ff80c3' WHERE id = 1;
+         UPDATE blobs SET data = '\\x01' WHERE id = 2;",
+    );
+    b.exec("UPDATE blobs SET data = 0x02 WHERE id = 1; UPDATE blobs SET data = 0xfe00e9ff WHERE id = 2;");
+    let mut child = start(dir.path(), 1);
+    wait_for(dir.path(), &mut child, "both sides' conflicts", |_| {
+        table_log(&a, Dialect::Postgres, "blobs").len() == 2
+            && table_log(&b, Dialect::Mariadb, "blobs").len() == 2
+    });
+    let stopped = super::cdc::interrupt(child);
+    assert!(stopped.status.success(), "{}", text(&stopped.stderr));
+    let parked = listed(dir.path(), &[]);
+    for (id, side) in [(1, "a"), (2, "b")] {
+        let resolved = conflicts(
+            dir.path(),
+            &[
+                "resolve",
+                "p.toml",
+                &entry_at(&parked, "a", id),
+                "--side",
+                side,
+            ],
+        );
+        assert_exit(&resolved, 0);
+    }
+    let want = vec!["1:00ff80c3".to_string(), "2:fe00e9ff".to_string()];
+    let on_a = joined_rows(&a, "SELECT id, encode(data, 'hex') FROM blobs ORDER BY id");
+    assert_eq!((on_a, blobs_b(&b)), (want.clone(), want));
+    drop_slots(dir.path());
 }
 
 /// The keys of `hot`'s tombstones in `db`; none while there is no

@@ -129,6 +129,10 @@ pub fn value_from_json(raw: &RawValue, t: &DataType) -> Result<Value, ValueError
             Value::parse_text(text, t)
         }
         (serde_json::Value::Bool(_), DataType::Text { .. }) => Ok(Value::Text(text.to_string())),
+        // `\x` and hex as PostgreSQL prints bytes (no base64 starts so).
+        (serde_json::Value::String(s), DataType::Bytes) if s.starts_with("\\x") => {
+            Value::parse_text(s, t)
+        }
         (serde_json::Value::String(s), DataType::Bytes) => Ok(Value::Bytes(
             BASE64
                 .decode(s)
@@ -185,6 +189,22 @@ mod tests {
         through_json("2024-02-29 23:59:59.000001", "timestamp");
         through_json("2024-02-29 23:59:59.000001+00:00", "timestamptz");
         through_json("a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11", "uuid");
+    }
+
+    /// Bytes read back in base64 or as PostgreSQL prints them.
+    #[test]
+    fn bytes_are_read_in_base64_or_hex() {
+        let raw = |text: &str| serde_json::from_str::<Box<RawValue>>(text).unwrap();
+        let bytes = Value::Bytes(vec![0, 0xff, 0x10]);
+        assert_eq!(
+            value_from_json(&raw(r#""AP8Q""#), &DataType::Bytes).unwrap(),
+            bytes
+        );
+        assert_eq!(
+            value_from_json(&raw(r#""\\x00ff10""#), &DataType::Bytes).unwrap(),
+            bytes
+        );
+        assert!(value_from_json(&raw(r#""\\xzz""#), &DataType::Bytes).is_err());
     }
 
     #[test]

@@ -16,7 +16,7 @@ use dmp_contract::conflict::{
     ConflictEntry, ConflictKind, ConflictRules, Expected, Found, KeyCheck, Settled, judge,
     key_checks, settle, tombstone_table, write_order_sql,
 };
-use dmp_model::{Change, ChangeOrigin, Row, TableSchema, Value};
+use dmp_model::{Change, ChangeOrigin, DataType, Row, TableSchema, Value};
 
 pub(super) const CONFLICTS_DDL: &str = "CREATE TABLE IF NOT EXISTS _dmp_conflicts (
     id BIGINT NOT NULL AUTO_INCREMENT PRIMARY KEY,
@@ -227,16 +227,21 @@ fn same_sql(schema: &TableSchema, row: &Row, params: &mut Vec<My>) -> String {
 }
 
 /// `JSON_OBJECT('a', `a`, …)`: the row for the log (and for `dmp
-/// conflicts resolve`, which copies it to the other side).
+/// conflicts resolve`, which copies it to the other side, and a resolver).
+/// Bytes as `\x` and hex, as PostgreSQL prints them: `JSON_OBJECT` would
+/// put them in as text, which arbitrary bytes are not.
 pub(super) fn row_json(schema: &TableSchema) -> String {
     let pairs: Vec<String> = schema
         .columns
         .iter()
         .map(|c| {
+            let value = match c.data_type {
+                DataType::Bytes => format!("CONCAT('\\\\x', LOWER(HEX({})))", quote(&c.name)),
+                _ => quote(&c.name),
+            };
             format!(
-                "'{}', {}",
+                "'{}', {value}",
                 c.name.replace('\\', "\\\\").replace('\'', "''"),
-                quote(&c.name)
             )
         })
         .collect();
