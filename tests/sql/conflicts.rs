@@ -246,7 +246,13 @@ fn hot_pipeline(dir: &Path, name: &str, sides: (&TestDb, &TestDb), sync: &str) {
 
 /// `p.toml` in `dir`: sync `name` of `table` between `sides`, with `sync`
 /// as its `[sync]` lines.
-fn sync_pipeline(dir: &Path, name: &str, table: &str, (a, b): (&TestDb, &TestDb), sync: &str) {
+pub(super) fn sync_pipeline(
+    dir: &Path,
+    name: &str,
+    table: &str,
+    (a, b): (&TestDb, &TestDb),
+    sync: &str,
+) {
     pipeline(
         dir,
         "p.toml",
@@ -365,7 +371,7 @@ fn last_writer_wins_keeps_tombstones_for_the_retention() {
 }
 
 /// Drops both legs' change streams at their sources.
-fn drop_slots(dir: &Path) {
+pub(super) fn drop_slots(dir: &Path) {
     let dropped = dmp(dir)
         .args(["cdc", "drop-slot", "p.toml"])
         .output()

@@ -554,3 +554,61 @@ fn a_column_added_on_one_side_is_carried_both_ways() {
     stop(child, dir.path());
     drop_streams(dir.path(), &a, &b, "tw_ddl");
 }
+
+/// A MariaDB server two syncs write through (a hub between two
+/// PostgreSQL databases): each sync drops only its own writes from the
+/// hub's binlog, so a row written at either end reaches the other end
+/// through the hub.
+#[test]
+fn a_mariadb_hub_passes_each_syncs_writes_on_to_the_other() {
+    let (one, hub, two) = (
+        postgres().create_database("hub_one"),
+        mariadb().create_database("hub_mid"),
+        postgres().create_database("hub_two"),
+    );
+    for end in [&one, &two] {
+        end.exec(
+            "CREATE TABLE t (id bigint PRIMARY KEY, v text); ALTER TABLE t REPLICA IDENTITY FULL;",
+        );
+    }
+    one.exec("INSERT INTO t VALUES (1, 'one'), (2, 'one'), (3, 'one');");
+    let rows = |db: &TestDb| super::conflicts::joined_rows(db, "SELECT id, v FROM t ORDER BY id");
+    let (dir_one, dir_two) = (
+        tempfile::tempdir().expect("dir"),
+        tempfile::tempdir().expect("dir"),
+    );
+    // One → hub, loaded; then hub → two, loaded the other way.
+    super::conflicts::sync_pipeline(dir_one.path(), "hub_x", "t", (&one, &hub), "");
+    let mut x = start_dmp(dir_one.path(), 0);
+    super::conflicts::wait_for(dir_one.path(), &mut x, "sync x", |log| {
+        rows(&hub).len() == 3 && legs_streaming(log)
+    });
+    super::conflicts::sync_pipeline(
+        dir_two.path(),
+        "hub_y",
+        "t",
+        (&two, &hub),
+        "initial = \"b_to_a\"",
+    );
+    let mut y = start_dmp(dir_two.path(), 0);
+    super::conflicts::wait_for(dir_two.path(), &mut y, "sync y", |log| {
+        rows(&two).len() == 3 && legs_streaming(log)
+    });
+    one.exec("INSERT INTO t VALUES (10, 'from one'); UPDATE t SET v = 'one again' WHERE id = 1;");
+    two.exec("INSERT INTO t VALUES (20, 'from two'); DELETE FROM t WHERE id = 2;");
+    let want: Vec<String> = ["1:one again", "3:one", "10:from one", "20:from two"]
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    super::conflicts::wait_for(
+        dir_two.path(),
+        &mut y,
+        "both ends' writes everywhere",
+        |_| [&one, &hub, &two].iter().all(|db| rows(db) == want),
+    );
+    for (child, dir) in [(x, &dir_one), (y, &dir_two)] {
+        let stopped = interrupt(child);
+        assert!(stopped.status.success(), "{}", text(&stopped.stderr));
+        super::conflicts::drop_slots(dir.path());
+    }
+}

@@ -170,6 +170,11 @@ pub(super) async fn apply(
         options.with_isolation_level(mysql_async::IsolationLevel::RepeatableRead);
     }
     let mut tx = conn.start_transaction(options).await.context(ctx)?;
+    // Two-way sync: first, the mark that tells the reader of this side
+    // that the transaction is the sync's own.
+    if let Some((_, sync_id)) = conflicts {
+        crate::origin::mark(&mut tx, sync_id).await.context(ctx)?;
+    }
     let mut applied = 0u64;
     for (segment, plan) in batch.segments.iter().zip(plans) {
         let schema = segment.table();

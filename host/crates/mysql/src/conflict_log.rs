@@ -240,6 +240,11 @@ pub(super) async fn resolve(
         .start_transaction(TxOpts::default())
         .await
         .context(ctx)?;
+    // The sync's own write: the stream of this side does not carry it
+    // back.
+    crate::origin::mark(&mut tx, resolution.sync_id)
+        .await
+        .context(ctx)?;
     if let Some((sql, params)) = write {
         tx.exec_drop(sql, params).await.context(ctx)?;
     }

@@ -17,6 +17,7 @@ mod evolve;
 mod incremental;
 mod load_data;
 mod options;
+mod origin;
 mod server;
 mod snapshot;
 mod source;

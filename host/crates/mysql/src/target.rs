@@ -406,6 +406,11 @@ impl Target for MysqlTarget {
                 .await
                 .context(ctx)?;
         }
+        if self.options.origin.is_some() {
+            conn.query_drop(super::origin::ORIGIN_DDL)
+                .await
+                .context(ctx)?;
+        }
         let has_epoch: Option<u64> = conn.query_first(CHECKPOINTS_EPOCH).await.context(ctx)?;
         if has_epoch == Some(0) {
             conn.query_drop(
@@ -553,6 +558,7 @@ impl Target for MysqlTarget {
             &batch,
             &checkpoint,
             &self.options.pipeline,
+            self.options.origin.as_deref(),
             method,
             rejects,
         )

@@ -209,13 +209,16 @@ const CHECKPOINT_SQL: &str = "INSERT INTO _dmp_checkpoints (pipeline, table_name
      VALUES (?, ?, ?, ?, ?, ?, ?) ON DUPLICATE KEY UPDATE position = VALUES(position), \
      `rows` = VALUES(`rows`), done = VALUES(done), epoch = GREATEST(epoch, VALUES(epoch))";
 
-/// Writes `batch` and `checkpoint` in one transaction on `conn`.
+/// Writes `batch` and `checkpoint` in one transaction on `conn`; in a
+/// two-way sync, marked as sync `origin`'s (see `crate::origin`).
+#[allow(clippy::too_many_arguments)]
 pub(super) async fn write_batch(
     conn: &mut Conn,
     plan: &TablePlan,
     batch: &Batch,
     checkpoint: &Checkpoint,
     pipeline: &str,
+    origin: Option<&str>,
     method: Method,
     sink: Arc<dyn RejectSink>,
 ) -> Result<Written> {
@@ -241,6 +244,9 @@ pub(super) async fn write_batch(
             .start_transaction(TxOpts::default())
             .await
             .context(ctx)?;
+        if let Some(origin) = origin {
+            crate::origin::mark(&mut tx, origin).await.context(ctx)?;
+        }
         let loaded = if accepted.is_empty() {
             Ok(())
         } else {
@@ -284,6 +290,9 @@ pub(super) async fn write_batch(
         .start_transaction(TxOpts::default())
         .await
         .context(ctx)?;
+    if let Some(origin) = origin {
+        crate::origin::mark(&mut tx, origin).await.context(ctx)?;
+    }
     let written = match &redo {
         Some(rows) => insert_rows(&mut tx, plan, rows, &batch.position, &mut refused)
             .await

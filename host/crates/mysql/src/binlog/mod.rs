@@ -160,6 +160,7 @@ impl ChangeSource for MysqlChanges {
             heartbeat: self.options.heartbeat,
             selection: self.options.selection.clone(),
             skip_flagged: self.options.origin.is_some(),
+            origin: self.options.origin.clone(),
         };
         let (tx, rx) = mpsc::channel(CHANNEL_EVENTS);
         let (confirmed, watched) = watch::channel(None);

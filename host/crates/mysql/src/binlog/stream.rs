@@ -60,9 +60,14 @@ pub(super) struct Setup {
     pub(super) heartbeat: Duration,
     /// A table created while streaming joins when this selects it.
     pub(super) selection: TableSelection,
-    /// Two-way sync: drop the rows of events written with
-    /// `skip_replication` (DMP's own applies).
+    /// Two-way sync: drop the statements written with `skip_replication`
+    /// (DMP's own changes of shape).
     pub(super) skip_flagged: bool,
+    /// Two-way sync: the sync id whose transactions are dropped, told by
+    /// their first row, this sync's in `_dmp_origin` (see
+    /// `crate::origin`); another sync's writes through the same server
+    /// are carried.
+    pub(super) origin: Option<String>,
 }
 
 /// What `connect` learnt besides the stream.
@@ -102,6 +107,9 @@ struct Group {
     changes: u64,
     /// MySQL's commit time in µs, from its GTID event.
     commit_time: Option<i64>,
+    /// Written by this sync (its `_dmp_origin` row came first): its rows
+    /// are not handed on.
+    ours: bool,
 }
 
 /// What a table id stands for: database, table and column count. Every
@@ -120,6 +128,8 @@ struct Reader {
     tx: mpsc::Sender<Result<StreamEvent>>,
     /// See [`Setup::skip_flagged`].
     skip_flagged: bool,
+    /// See [`Setup::origin`].
+    origin: Option<String>,
     tables: Vec<Arc<TableSchema>>,
     database: String,
     columns: HashMap<String, Vec<SourceColumn>>,
@@ -156,6 +166,7 @@ impl Reader {
         Reader {
             tx,
             skip_flagged: setup.skip_flagged,
+            origin: setup.origin.clone(),
             tables: setup.tables.clone(),
             database: setup.database.clone(),
             columns: setup.columns.clone(),
@@ -373,9 +384,7 @@ impl Reader {
                 // The id now stands for another table.
                 self.maps.remove(&tme.table_id());
             }
-        } else if let Some(rows_kind) = rows_kind(kind)
-            && !(self.skip_flagged && header.flags_raw() & LOG_EVENT_SKIP_REPLICATION_F != 0)
-        {
+        } else if let Some(rows_kind) = rows_kind(kind) {
             let data = event.read_data().context(ctx)?;
             let Some(EventData::RowsEvent(rows)) = data else {
                 return Err(Error::Data(format!(
@@ -409,6 +418,7 @@ impl Reader {
             begun: false,
             changes: 0,
             commit_time,
+            ours: false,
         });
     }
 
@@ -427,6 +437,7 @@ impl Reader {
                 begun: false,
                 changes: 0,
                 commit_time: None,
+                ours: false,
             }
         })
     }
@@ -779,6 +790,19 @@ impl Reader {
                 self.at
             )));
         };
+        if let Some(origin) = &self.origin
+            && tme.table_name() == crate::origin::ORIGIN_TABLE
+            && tme.database_name() == self.database
+        {
+            // A transaction's first row: whose write it is.
+            if crate::origin::names(rows, tme, origin) {
+                self.group(start).ours = true;
+            }
+            return Ok(());
+        }
+        if self.group.as_ref().is_some_and(|g| g.ours) {
+            return Ok(());
+        }
         if !self.maps.contains_key(&table_id) {
             let database = tme.database_name();
             let name = tme.table_name();
