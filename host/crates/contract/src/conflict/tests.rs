@@ -293,12 +293,7 @@ fn decides_by_order(policy: &Policy) {
         Decision::KeepLocal
     );
     assert_eq!(
-        decide(
-            Side::A,
-            &policy,
-            ConflictKind::UpdateDiffers,
-            &with(Some(0))
-        ),
+        decide(Side::A, policy, ConflictKind::UpdateDiffers, &with(Some(0))),
         Decision::ApplyRemote
     );
     assert_eq!(
