@@ -44,6 +44,19 @@ fn post(serve: &Serve, token: &str, path: &str) {
     serve.post_json(token, path, &json!({})).expect(202);
 }
 
+/// Creates two-way sync `name` of table `hot` (made on `a`) as `admin`
+/// and starts it; returns once the first load is in `b` and both legs
+/// stream.
+pub(crate) fn start_two_way(serve: &Serve, admin: &str, name: &str, a: &TestDb, b: &TestDb) {
+    create_hot(a, Dialect::Postgres);
+    serve.create(admin, &two_way_toml(name, a, b));
+    post(serve, admin, &format!("/api/v1/pipelines/{name}/start"));
+    wait_until(serve, "the first load", || hot(b).len() == 6);
+    serve.wait_status(admin, name, Duration::from_secs(120), |s| {
+        s["state"] == "streaming" && s["back"].is_object()
+    });
+}
+
 /// Runs two-way sync `name` (created by `admin`) through its first load,
 /// stops it, changes key 1 of `hot` on both sides (A: `a1`, version 2;
 /// B: `b1`, version 3), and runs it again until both sides logged the
@@ -57,14 +70,8 @@ pub(crate) fn park_a_conflict(
     a: &TestDb,
     b: &TestDb,
 ) -> Vec<Value> {
-    create_hot(a, Dialect::Postgres);
-    serve.create(admin, &two_way_toml(name, a, b));
+    start_two_way(serve, admin, name, a, b);
     let base = format!("/api/v1/pipelines/{name}");
-    post(serve, admin, &format!("{base}/start"));
-    wait_until(serve, "the first load", || hot(b).len() == 6);
-    serve.wait_status(admin, name, Duration::from_secs(120), |s| {
-        s["state"] == "streaming" && s["back"].is_object()
-    });
     let stop = || {
         post(serve, admin, &format!("{base}/stop"));
         serve.wait_status(admin, name, Duration::from_secs(60), |s| {

@@ -5,6 +5,7 @@ mod access;
 mod audit;
 mod bad_input;
 pub(crate) mod conflicts;
+pub(crate) mod lag;
 mod lifecycle;
 mod listen;
 mod rotate;

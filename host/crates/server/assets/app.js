@@ -23,7 +23,9 @@
  *   pipeline:  pipeline-state, live-indicator, btn-start, start-restart,
  *              btn-stop, btn-pause, btn-resume, btn-edit, btn-delete(-confirm),
  *              error-box, table-progress-TABLE (data-percent), lag-chart
- *              (data-points), log-lines, log-level, dlq-count, dlq-show-TABLE,
+ *              (data-points; data-back-points, those of a two-way sync's
+ *              B → A line), lag-legend (shown with that line), log-lines,
+ *              log-level, dlq-count, dlq-show-TABLE,
  *              dlq-replay-TABLE, dlq-purge-TABLE(-confirm), dlq-replay-all,
  *              dlq-purge-all(-confirm), conflicts-count, conflicts-all (the
  *              "every entry" toggle), conflict-ID (a row; ID as `a:7`;
@@ -462,19 +464,39 @@
     return { g, w, h: ht };
   }
 
-  /** Valid {at, lag_ms} points inside the window, oldest first. */
-  function windowPoints(points, windowMs) {
-    const pts = (points || [])
-      .map((p) => ({ at: Number(p.at), lag_ms: Number(p.lag_ms) }))
+  /** The lines' colours: the stream (A → B) and a two-way sync's leg back. */
+  const LAG_COLOR = '#2563eb';
+  const BACK_COLOR = '#dc6803';
+  const BACK_DASH = [5, 3];
+
+  /** Lag points as {at, lag_ms, back_lag_ms} (null when the point has none). */
+  function lagPoints(points) {
+    return (points || [])
+      .map((p) => {
+        const back = p.back_lag_ms == null ? NaN : Number(p.back_lag_ms);
+        return { at: Number(p.at), lag_ms: Number(p.lag_ms), back_lag_ms: Number.isFinite(back) ? back : null };
+      })
       .filter((p) => Number.isFinite(p.at) && Number.isFinite(p.lag_ms))
       .sort((a, b) => a.at - b.at);
+  }
+
+  /** Valid lag points inside the window, oldest first. */
+  function windowPoints(points, windowMs) {
+    const pts = lagPoints(points);
     const end = Math.max(Date.now(), pts.length ? pts[pts.length - 1].at : 0);
     return { pts: pts.filter((p) => p.at >= end - windowMs), end };
   }
 
-  function tracePath(g, pts, X, Y) {
+  /** The line through the points' `key`; a point without one breaks it. */
+  function tracePath(g, pts, X, Y, key = 'lag_ms') {
     g.beginPath();
-    pts.forEach((p, i) => (i ? g.lineTo(X(p.at), Y(p.lag_ms)) : g.moveTo(X(p.at), Y(p.lag_ms))));
+    let pen = false;
+    for (const p of pts) {
+      const v = p[key];
+      if (v == null) { pen = false; continue; }
+      if (pen) g.lineTo(X(p.at), Y(v)); else g.moveTo(X(p.at), Y(v));
+      pen = true;
+    }
   }
 
   function drawSparkline(canvas, points) {
@@ -491,12 +513,12 @@
     const max = Math.max(1, pts.reduce((m, p) => Math.max(m, p.lag_ms), 0));
     const X = (t) => 1 + ((t - (end - HOUR)) / HOUR) * (w - 4);
     const Y = (v) => ht - 2 - (v / max) * (ht - 4);
-    g.strokeStyle = '#2563eb';
+    g.strokeStyle = LAG_COLOR;
     g.lineWidth = 1.25;
     tracePath(g, pts, X, Y);
     g.stroke();
     const last = pts[pts.length - 1];
-    g.fillStyle = '#2563eb';
+    g.fillStyle = LAG_COLOR;
     g.beginPath(); g.arc(X(last.at), Y(last.lag_ms), 1.8, 0, Math.PI * 2); g.fill();
   }
 
@@ -510,17 +532,24 @@
     return { top: Math.max(step, Math.ceil(max / step) * step), step };
   }
 
+  /**
+   * The lag line of the points in the window, and a second line of their
+   * `back_lag_ms` (a two-way sync's B → A) where they have one, on the same
+   * axis. Returns how many points the second line has.
+   */
   function drawLineChart(canvas, points, windowMs) {
     const { pts, end } = windowPoints(points, windowMs);
+    const backs = pts.filter((p) => p.back_lag_ms != null);
     canvas.setAttribute('data-points', pts.length);
+    canvas.setAttribute('data-back-points', backs.length);
     const c = prepCanvas(canvas, 600, 220);
-    if (!c) return;
+    if (!c) return backs.length;
     const { g, w, h: ht } = c;
     const pad = { l: 66, r: 14, t: 12, b: 26 };
     const pw = Math.max(10, w - pad.l - pad.r);
     const ph = Math.max(10, ht - pad.t - pad.b);
     const start = end - windowMs;
-    const { top, step } = niceScale(pts.reduce((m, p) => Math.max(m, p.lag_ms), 0));
+    const { top, step } = niceScale(pts.reduce((m, p) => Math.max(m, p.lag_ms, p.back_lag_ms || 0), 0));
     const X = (t) => pad.l + ((t - start) / windowMs) * pw;
     const Y = (v) => pad.t + ph - (v / top) * ph;
     g.font = '11px system-ui, -apple-system, "Segoe UI", sans-serif';
@@ -557,7 +586,7 @@
       g.textAlign = 'center'; g.textBaseline = 'middle'; g.fillStyle = '#98a2b3';
       g.font = '13px system-ui, -apple-system, "Segoe UI", sans-serif';
       g.fillText('No lag data in the last hour', pad.l + pw / 2, pad.t + ph / 2);
-      return;
+      return backs.length;
     }
     // Area under the line, then the line.
     tracePath(g, pts, X, Y);
@@ -565,11 +594,24 @@
     g.fillStyle = 'rgba(37, 99, 235, 0.08)';
     g.fill();
     tracePath(g, pts, X, Y);
-    g.strokeStyle = '#2563eb'; g.lineWidth = 1.5;
+    g.strokeStyle = LAG_COLOR; g.lineWidth = 1.5;
     g.stroke();
     const last = pts[pts.length - 1];
-    g.fillStyle = '#2563eb';
+    g.fillStyle = LAG_COLOR;
     g.beginPath(); g.arc(X(last.at), Y(last.lag_ms), 2.5, 0, Math.PI * 2); g.fill();
+    // The leg back on top, dashed and without an area, so that the line
+    // under it still shows where both lie together (caught up, at 0).
+    if (backs.length) {
+      tracePath(g, pts, X, Y, 'back_lag_ms');
+      g.strokeStyle = BACK_COLOR; g.lineWidth = 1.5;
+      g.setLineDash(BACK_DASH);
+      g.stroke();
+      g.setLineDash([]);
+      const lastBack = backs[backs.length - 1];
+      g.fillStyle = BACK_COLOR;
+      g.beginPath(); g.arc(X(lastBack.at), Y(lastBack.back_lag_ms), 2.5, 0, Math.PI * 2); g.fill();
+    }
+    return backs.length;
   }
 
   /* ------------------------------------------------------------------ *
@@ -1068,11 +1110,25 @@
   function lagCard(pl) {
     const c = card('Lag, last hour');
     const now = h('div', { class: 'muted small' }, 'Current lag: —');
-    const canvas = h('canvas', { class: 'chart', testid: 'lag-chart', 'data-points': 0 });
-    c.body.append(now, canvas);
+    const canvas = h('canvas', { class: 'chart', testid: 'lag-chart', 'data-points': 0, 'data-back-points': 0 });
+    // Shown once a two-way sync's leg back has a line.
+    const swatch = (background) => {
+      const el = h('span', { class: 'swatch' });
+      el.style.background = background; // CSSOM: the page's CSP refuses style attributes
+      return el;
+    };
+    const [dash, gap] = BACK_DASH;
+    const legend = h('div', { class: 'chart-legend small', testid: 'lag-legend', hidden: true },
+      h('span', null, swatch(LAG_COLOR), 'A → B'),
+      h('span', null, swatch(`repeating-linear-gradient(90deg, ${BACK_COLOR} 0 ${dash}px, transparent ${dash}px ${dash + gap}px)`), 'B → A'));
+    c.body.append(now, legend, canvas);
     let points = [];
 
-    const redraw = () => { if (pl.ctx.alive) drawLineChart(canvas, points, HOUR); };
+    const redraw = () => {
+      if (!pl.ctx.alive) return;
+      const backs = drawLineChart(canvas, points, HOUR);
+      if (legend.hidden !== !backs) legend.hidden = !backs;
+    };
     const trim = () => {
       const cut = Date.now() - HOUR;
       if (points.length && points[0].at < cut) points = points.filter((p) => p.at >= cut);
@@ -1080,10 +1136,7 @@
     const load = sectionLoader(pl.ctx, c, async () => {
       const data = await api('GET', `${pl.base}/lag?minutes=60`);
       if (!pl.ctx.alive) return;
-      const loaded = (Array.isArray(data) ? data : [])
-        .map((p) => ({ at: Number(p.at), lag_ms: Number(p.lag_ms) }))
-        .filter((p) => Number.isFinite(p.at) && Number.isFinite(p.lag_ms))
-        .sort((a, b) => a.at - b.at);
+      const loaded = lagPoints(Array.isArray(data) ? data : []);
       const last = loaded.length ? loaded[loaded.length - 1].at : -Infinity;
       points = loaded.concat(points.filter((p) => p.at > last));
       trim();
@@ -1091,8 +1144,13 @@
     });
     function status(s) {
       const lag = s.lag;
-      if (lag && lag.ms != null && Number.isFinite(Number(lag.ms))) {
-        points.push({ at: Date.now(), lag_ms: Number(lag.ms) });
+      const ms = (l) => (l && l.ms != null && Number.isFinite(Number(l.ms)) ? Number(l.ms) : null);
+      // As the service samples: a point while either leg has a lag, A → B
+      // caught up (0) while only the leg back has applied changes.
+      const ab = ms(lag);
+      const ba = ms(s.back);
+      if (ab != null || ba != null) {
+        points.push({ at: Date.now(), lag_ms: ab == null ? 0 : ab, back_lag_ms: ba });
       }
       // A two-way sync: the stream back from side B too.
       const back = s.back

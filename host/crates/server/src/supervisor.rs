@@ -86,7 +86,13 @@ pub struct Status {
 pub struct LagPoint {
     /// Unix time in milliseconds.
     pub at: i64,
+    /// The change stream's lag (a two-way sync's from side A to side B).
     pub lag_ms: u64,
+    /// A two-way sync's lag from side B back to side A; absent for a
+    /// one-way pipeline and while the leg back has applied nothing.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub back_lag_ms: Option<u64>,
 }
 
 /// What a pipeline's watchers hear: its status (every second while it
@@ -289,10 +295,14 @@ impl Slot {
             .get_or_create(&label)
             .inc_by(changes.saturating_sub(live.changes_counted));
         live.changes_counted = changes.max(live.changes_counted);
-        let streaming = progress.stream.is_active() && progress.stream.transactions() > 0;
+        let streaming = applying(&progress.stream);
+        let back_lag_ms = progress
+            .back()
+            .filter(|b| applying(&b.stream))
+            .map(|b| b.stream.lag_ms());
         drop(live);
+        let lag_ms = progress.stream.lag_ms();
         if streaming {
-            let lag_ms = progress.stream.lag_ms();
             service
                 .metrics
                 .lag_seconds
@@ -303,18 +313,30 @@ impl Slot {
                 .lag_now_ms
                 .get_or_create(&label)
                 .set(i64::try_from(lag_ms).unwrap_or(i64::MAX));
-            if let Ok(mut lag) = self.lag.lock() {
-                if lag.len() == LAG_POINTS {
-                    lag.pop_front();
-                }
-                lag.push_back(LagPoint {
-                    at: chrono::Utc::now().timestamp_millis(),
-                    lag_ms,
-                });
+        }
+        // A two-way sync's point carries both legs: while only side B's
+        // changes have been applied, A → B shows what its stream reports
+        // (0 until it applies its first batch).
+        if (streaming || back_lag_ms.is_some())
+            && let Ok(mut lag) = self.lag.lock()
+        {
+            if lag.len() == LAG_POINTS {
+                lag.pop_front();
             }
+            lag.push_back(LagPoint {
+                at: chrono::Utc::now().timestamp_millis(),
+                lag_ms,
+                back_lag_ms,
+            });
         }
         self.announce();
     }
+}
+
+/// Whether `stream` runs and has applied a transaction: its lag means
+/// something then.
+fn applying(stream: &dmp_engine::StreamProgress) -> bool {
+    stream.is_active() && stream.transactions() > 0
 }
 
 /// Adds what table `t` did since `counted` to the metrics; returns the

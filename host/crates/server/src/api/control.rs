@@ -221,7 +221,10 @@ pub struct LagQuery {
 }
 
 #[utoipa::path(get, path = "/api/v1/pipelines/{name}/lag", tag = "watch",
-    params(("name" = String, Path), LagQuery), responses((status = 200, body = [LagPoint]), (status = 404)))]
+    params(("name" = String, Path), LagQuery),
+    responses((status = 200, body = [LagPoint],
+        description = "The stream's lag, one point a second while it applies changes, oldest first; a two-way sync's points carry the lag from side B back to side A too (`back_lag_ms`, absent until that leg applied a change)"),
+        (status = 404)))]
 pub async fn lag(
     State(app): State<App>,
     Path(name): Path<String>,
