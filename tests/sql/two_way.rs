@@ -612,3 +612,53 @@ fn a_mariadb_hub_passes_each_syncs_writes_on_to_the_other() {
         super::conflicts::drop_slots(dir.path());
     }
 }
+
+/// Side B on PostgreSQL under a role that is not a superuser (it cannot
+/// publish a whole schema): the tables the first load creates there are
+/// published for the leg back when it starts streaming, after the load,
+/// so B's writes from then on reach A (those made during the load do not:
+/// the README says so).
+#[test]
+fn a_first_load_into_postgres_under_a_plain_role_carries_b_writes_back() {
+    let a = postgres().create_database("two_way_plain_a");
+    let b = postgres().create_database("two_way_plain_b");
+    let role = format!("tw_plain_{}", std::process::id());
+    b.exec(&format!(
+        "CREATE ROLE {role} LOGIN REPLICATION;
+         GRANT ALL ON DATABASE \"{db}\" TO {role};
+         GRANT ALL ON SCHEMA public TO {role};",
+        db = b.name
+    ));
+    a.exec(
+        "CREATE TABLE t (id bigint PRIMARY KEY, v text); ALTER TABLE t REPLICA IDENTITY FULL;
+            INSERT INTO t VALUES (1, 'a'), (2, 'a');",
+    );
+    let b_plain = b.url.replacen("postgres@", &format!("{role}@"), 1);
+    let rows = |db: &TestDb| super::conflicts::joined_rows(db, "SELECT id, v FROM t ORDER BY id");
+    let dir = tempfile::tempdir().expect("dir");
+    pipeline(
+        dir.path(),
+        "p.toml",
+        &format!(
+            "[pipeline]\nname = \"tw_plain\"\n[source]\nurl = \"{}\"\n[target]\nurl = \"{b_plain}\"\n\
+             [tables]\ninclude = [\"t\"]\n[run]\nmode = \"bidirectional\"\n\
+             [cdc]\nslot = \"tw_plain\"\nheartbeat = \"1s\"\n",
+            a.url
+        ),
+    );
+    let mut child = start_dmp(dir.path(), 0);
+    super::conflicts::wait_for(dir.path(), &mut child, "the first load", |log| {
+        rows(&b).len() == 2 && legs_streaming(log)
+    });
+    b.exec("INSERT INTO t VALUES (3, 'from b'); UPDATE t SET v = 'b' WHERE id = 1;");
+    let want: Vec<String> = ["1:b", "2:a", "3:from b"]
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    super::conflicts::wait_for(dir.path(), &mut child, "B's writes on A", |_| {
+        rows(&a) == want
+    });
+    let stopped = interrupt(child);
+    assert!(stopped.status.success(), "{}", text(&stopped.stderr));
+    super::conflicts::drop_slots(dir.path());
+}
