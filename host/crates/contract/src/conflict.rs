@@ -165,6 +165,13 @@ impl ConflictRules {
         self.policy(table).column()
     }
 
+    /// Whether any table keeps tombstones (its policy orders writes).
+    pub fn keeps_tombstones(&self) -> bool {
+        std::iter::once(&self.policy)
+            .chain(self.tables.values())
+            .any(|p| matches!(p, Policy::LastWriterWins { .. } | Policy::LastCommitWins))
+    }
+
     /// Whether `table`'s policy orders writes by their commit times: a
     /// target keeps the times of what it deleted and of what DMP wrote.
     pub fn by_commit_time(&self, table: &str) -> bool {
@@ -274,6 +281,8 @@ pub enum Expected<'a> {
 pub struct KeyCheck<'a> {
     /// A row carrying the key's values.
     pub key_row: &'a Row,
+    /// The key as [`key_text`] writes it.
+    pub key: String,
     pub expected: Expected<'a>,
     /// The row after the changes; `None`: deleted.
     pub last: Option<&'a Row>,
@@ -310,7 +319,8 @@ pub fn key_checks<'a>(
         };
         // A change that leaves no row deleted the one it expected.
         let deleted = if last.is_none() { remote_old } else { None };
-        match index.get(&key_text(key, row)) {
+        let text = key_text(key, row);
+        match index.get(&text) {
             Some(&slot) => {
                 let check = &mut checks[slot];
                 if !follows(expected, check.last) {
@@ -322,9 +332,10 @@ pub fn key_checks<'a>(
                 check.commit_time = time;
             }
             None => {
-                index.insert(key_text(key, row), checks.len());
+                index.insert(text.clone(), checks.len());
                 checks.push(KeyCheck {
                     key_row: row,
+                    key: text,
                     expected,
                     last,
                     remote_old,
@@ -486,7 +497,7 @@ pub fn settle(
             _ => decide(rules.remote, policy, kind, found),
         };
         if decision != Decision::ApplyRemote {
-            settled.skip.insert(key_text(key, check.key_row));
+            settled.skip.insert(check.key.clone());
         }
         match &decision {
             Decision::Merged(row) => settled.writes.push(row.clone()),
@@ -550,7 +561,7 @@ fn arbitrate(
         commit_time: check.commit_time,
     };
     match arbiter.decide(&case) {
-        Ok(Decision::Merged(row)) if key_text(key, &row) != key_text(key, check.key_row) => {
+        Ok(Decision::Merged(row)) if key_text(key, &row) != check.key => {
             warn!(resolver = %place(), kind = %kind, "the merged row changes the key: the change is parked");
             Decision::Park
         }
@@ -642,6 +653,18 @@ impl PurgeClock {
             }
         }
     }
+}
+
+/// The primary key of `table`, which its tombstones are kept by; an
+/// error naming the table when it has none.
+pub fn tombstone_key(table: &TableSchema) -> std::result::Result<&[String], String> {
+    if table.primary_key.is_empty() {
+        return Err(format!(
+            "table {}: last_writer_wins needs a primary key to keep the tombstones of deleted rows",
+            table.name
+        ));
+    }
+    Ok(&table.primary_key)
 }
 
 /// The tables of `batch` that keep tombstones under `rules`, with the

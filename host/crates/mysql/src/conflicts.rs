@@ -14,7 +14,7 @@ use super::writer::MAX_PARAMS;
 use crate::error::{Result, ResultExt};
 use dmp_contract::conflict::{
     ConflictEntry, ConflictKind, ConflictRules, Expected, Found, KeyCheck, Settled, judge,
-    key_checks, settle, tombstone_table, write_order_sql,
+    key_checks, settle, tombstone_key, tombstone_table, write_order_sql,
 };
 use dmp_model::{Change, ChangeOrigin, DataType, Row, TableSchema, Value};
 
@@ -307,15 +307,10 @@ pub(super) fn tombstone_ddl(
     table: &TableSchema,
     column: &str,
 ) -> std::result::Result<Vec<String>, String> {
-    if table.primary_key.is_empty() {
-        return Err(format!(
-            "table {}: last_writer_wins needs a primary key to keep the tombstones of deleted rows",
-            table.name
-        ));
-    }
+    let primary_key = tombstone_key(table)?;
     let name = tombstone_table(&table.name);
     let tombstones = quote(&name);
-    let mut kept: Vec<&str> = table.primary_key.iter().map(String::as_str).collect();
+    let mut kept: Vec<&str> = primary_key.iter().map(String::as_str).collect();
     if !kept.contains(&column) {
         kept.push(column);
     }
@@ -326,9 +321,9 @@ pub(super) fn tombstone_ddl(
             .collect();
         names.join(", ")
     };
-    let keys: Vec<String> = table.primary_key.iter().map(|k| quote(k)).collect();
+    let keys: Vec<String> = primary_key.iter().map(|k| quote(k)).collect();
     let mut update = vec!["deleted_at = VALUES(deleted_at)".to_string()];
-    if !table.primary_key.iter().any(|k| k == column) {
+    if !primary_key.iter().any(|k| k == column) {
         update.insert(0, format!("{0} = VALUES({0})", quote(column)));
     }
     let create = format!(

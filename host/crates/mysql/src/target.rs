@@ -67,16 +67,13 @@ const CHECKPOINTS_EPOCH: &str = "SELECT count(*) FROM information_schema.columns
 const NO_SUCH_TABLE: u16 = 1146;
 
 impl MysqlTarget {
-    /// Two-way sync: after a batch, at most once a minute, forgets the
-    /// expired tombstones of its tables. A failure is only logged: the
+    /// Two-way sync: after a batch (when the purge is due, see
+    /// `PurgeClock`), forgets the expired tombstones of its tables. A failure is only logged: the
     /// tombstones stay until the next purge.
     async fn purge_tombstones(&self, conn: &mut Conn, purge: Option<(Vec<String>, i64)>) {
         let (Some(rules), Some((tables, commit_us))) = (&self.options.conflicts, purge) else {
             return;
         };
-        if !self.purge.due(rules.tombstone_retention) {
-            return;
-        }
         for table in tables {
             let sql = super::conflicts::purge_sql(&table, rules.tombstone_retention, commit_us);
             if let Err(e) = conn.query_drop(sql).await {
@@ -588,7 +585,9 @@ impl Target for MysqlTarget {
             .partition(|s| matches!(s, TableChanges::Evolve { .. }));
         let batch = ChangeBatch { segments };
         // What a purge of tombstones after it needs of the batch.
-        let purge = (self.options.conflicts.as_ref()).and_then(|r| tombstone_tables(r, &batch));
+        let purge = (self.options.conflicts.as_ref())
+            .filter(|r| r.keeps_tombstones() && self.purge.due(r.tombstone_retention))
+            .and_then(|r| tombstone_tables(r, &batch));
         let mut plans = Vec::with_capacity(batch.segments.len());
         for segment in &batch.segments {
             plans.push(self.plan(&mut conn, segment.table(), server).await?);

@@ -25,15 +25,13 @@ use super::writer::{WriteTable, copy, is_row_error, server_message};
 use crate::error::{Error, Result, ResultExt};
 use dmp_contract::RejectSink;
 use dmp_contract::conflict::{
-    ConflictEntry, ConflictRules, Settled, key_checks, tombstone_table, versions_table,
+    ConflictEntry, ConflictRules, KeyCheck, Settled, key_checks, tombstone_table, versions_table,
 };
-use dmp_contract::net_effect::{
-    NetRow, Refused, key_columns, key_text, keyless_reject, net_effect,
-};
+use dmp_contract::net_effect::{NetRow, Refused, key_columns, keyless_reject, net_effect};
 use dmp_model::json::row_to_json;
 use dmp_model::{
-    Change, ChangeBatch, Checkpoint, Fence, Reject, RejectStage, Row, SchemaDelta, TableChanges,
-    TableSchema, Value,
+    ChangeBatch, Checkpoint, Fence, Reject, RejectStage, SchemaDelta, TableChanges, TableSchema,
+    Value,
 };
 
 /// Upserts of more rows than this go through a staging table: one COPY
@@ -589,10 +587,18 @@ impl Settling<'_> {
             .iter()
             .map(|segment| self.rules.order_column(segment.table()))
             .collect::<Result<Vec<_>>>()?;
+        // Each segment's keys, and the runs they make, once for every try.
+        let keys = self.keys(batch);
+        let batch = Checking {
+            batch,
+            runs: runs(&keys, self.tables),
+            keys,
+            columns,
+        };
         let (mut isolate, mut raced) = (false, 0);
         loop {
             let tried = self
-                .try_once(batch, checkpoint, &checkpoint_sql, &columns, &sink, isolate)
+                .try_once(&batch, checkpoint, &checkpoint_sql, &sink, isolate)
                 .await?;
             match tried {
                 Try::Applied(applied) => return Ok(applied),
@@ -624,10 +630,9 @@ impl Settling<'_> {
     /// checks, the steps, the log, the checkpoint and the commit.
     async fn try_once(
         &self,
-        batch: &ChangeBatch,
+        checking: &Checking<'_>,
         checkpoint: &Checkpoint,
         checkpoint_sql: &str,
-        columns: &[Option<usize>],
         sink: &Arc<dyn RejectSink>,
         isolate: bool,
     ) -> Result<Try> {
@@ -655,17 +660,25 @@ impl Settling<'_> {
         // time, to hold what the first one wrote. A run's checks go in one
         // round trip, its writes in another (with the log and the
         // checkpoint, for the last).
-        let runs = runs(&batch.segments, self.tables);
+        let runs = &checking.runs;
         let mut refused = Refused::default();
         let mut entries = Vec::new();
         let mut applied = 0;
         let mut staged = HashSet::new();
         for (r, run) in runs.iter().enumerate() {
-            let segments = &batch.segments[run.clone()];
+            let segments = &checking.batch.segments[run.clone()];
             let tables = &self.tables[run.clone()];
+            let keys = &checking.keys[run.clone()];
             let first = if r == 0 { prologue.as_str() } else { "" };
             let settled = match self
-                .check(&mut txn, first, segments, tables, &columns[run.clone()])
+                .check(
+                    &mut txn,
+                    first,
+                    segments,
+                    tables,
+                    keys,
+                    &checking.columns[run.clone()],
+                )
                 .await
             {
                 Ok(settled) => settled,
@@ -679,7 +692,7 @@ impl Settling<'_> {
                 &settled,
                 &mut refused,
             )?;
-            let record = self.record_times(segments, tables, &settled);
+            let record = self.record_times(tables, keys, &settled);
             if !record.is_empty() {
                 steps.push(Step::Statements(record));
             }
@@ -725,42 +738,56 @@ impl Settling<'_> {
         }
     }
 
+    /// Each segment's keys (see `key_checks`): `None` for a segment with
+    /// nothing to check (no rows, no key).
+    fn keys<'b>(&self, batch: &'b ChangeBatch) -> Vec<Option<Vec<KeyCheck<'b>>>> {
+        batch
+            .segments
+            .iter()
+            .zip(self.tables)
+            .map(|(segment, table)| match (segment, table) {
+                (
+                    TableChanges::Rows {
+                        changes, origins, ..
+                    },
+                    Some(table),
+                ) if !table.key.is_empty() => Some(key_checks(&table.key, changes, origins)),
+                _ => None,
+            })
+            .collect()
+    }
+
     /// Each segment's settled conflicts, in segment order (an empty one
-    /// for those without rows or a key); `columns`: each segment's order
-    /// column. One round trip, after `prologue` (see `conflicts::check_run`).
+    /// for those without keys); `columns`: each segment's order column.
+    /// One round trip, after `prologue` (see `conflicts::check_run`).
     async fn check(
         &self,
         conn: &mut PgConnection,
         prologue: &str,
         segments: &[TableChanges],
         tables: &[Option<Arc<WriteTable>>],
+        keys: &[Option<Vec<KeyCheck<'_>>>],
         columns: &[Option<usize>],
     ) -> std::result::Result<Vec<Settled>, sqlx::Error> {
-        let run: Vec<Option<conflicts::SegmentCheck<'_>>> = segments
+        let run: Vec<Option<conflicts::SegmentCheck<'_, '_>>> = segments
             .iter()
             .zip(tables)
+            .zip(keys)
             .zip(columns)
-            .map(|((segment, table), column)| match (segment, table) {
-                (
-                    TableChanges::Rows {
-                        table: schema,
-                        changes,
-                        origins,
-                    },
-                    Some(table),
-                ) if !table.key.is_empty() => Some(conflicts::SegmentCheck {
+            .map(|(((segment, table), keys), column)| {
+                let (Some(table), Some(keys)) = (table, keys) else {
+                    return None;
+                };
+                let schema = segment.table();
+                Some(conflicts::SegmentCheck {
                     checked: conflicts::Checked {
                         rules: self.rules,
                         table,
                         schema,
                         order: self.order(schema, *column),
-                        tombstones: (column.is_some() || self.rules.by_commit_time(&schema.name))
-                            .then(|| qualified(self.schema_name, &tombstone_table(&schema.name))),
                     },
-                    changes,
-                    origins,
-                }),
-                _ => None,
+                    keys,
+                })
             })
             .collect();
         conflicts::check_run(conn, prologue, &run).await
@@ -769,10 +796,15 @@ impl Settling<'_> {
     /// What `schema`'s policy orders writes by (`column`: its column's
     /// index, if it names one).
     fn order(&self, schema: &TableSchema, column: Option<usize>) -> conflicts::Order {
+        let tombstones = || qualified(self.schema_name, &tombstone_table(&schema.name));
         match column {
-            Some(c) => conflicts::Order::Column(c),
+            Some(index) => conflicts::Order::Column {
+                index,
+                tombstones: tombstones(),
+            },
             None if self.rules.by_commit_time(&schema.name) => conflicts::Order::CommitTime {
                 versions: qualified(self.schema_name, &versions_table(&schema.name)),
+                tombstones: tombstones(),
             },
             None => conflicts::Order::None,
         }
@@ -784,32 +816,24 @@ impl Settling<'_> {
     /// written, so not recorded.
     fn record_times(
         &self,
-        segments: &[TableChanges],
         tables: &[Option<Arc<WriteTable>>],
+        keys: &[Option<Vec<KeyCheck<'_>>>],
         settled: &[Settled],
     ) -> Vec<String> {
         let mut out = Vec::new();
-        for ((segment, table), settled) in segments.iter().zip(tables).zip(settled) {
-            let (
-                TableChanges::Rows {
-                    table: schema,
-                    changes,
-                    origins,
-                },
-                Some(table),
-            ) = (segment, table)
-            else {
+        for ((table, keys), settled) in tables.iter().zip(keys).zip(settled) {
+            let (Some(table), Some(keys)) = (table, keys) else {
                 continue;
             };
-            if table.key.is_empty() || !self.rules.by_commit_time(&schema.name) {
+            if !self.rules.by_commit_time(&table.name) {
                 continue;
             }
             let (mut written, mut deleted) = (Vec::new(), Vec::new());
-            for check in key_checks(&table.key, changes, origins) {
+            for check in keys {
                 let Some(us) = check.commit_time else {
                     continue;
                 };
-                if settled.skip.contains(&key_text(&table.key, check.key_row)) {
+                if settled.skip.contains(&check.key) {
                     continue;
                 }
                 match check.last {
@@ -828,56 +852,50 @@ impl Settling<'_> {
     }
 }
 
-/// The rows a change names: its key's old and new values.
-fn change_rows(change: &Change) -> Vec<&Row> {
-    match change {
-        Change::Insert(row) | Change::Delete(row) => vec![row],
-        Change::Update { before, after } => before.iter().chain([after]).collect(),
-    }
+/// A two-way batch as its tries check it: each segment's keys and order
+/// column, and the runs the keys make (see [`runs`]).
+struct Checking<'b> {
+    batch: &'b ChangeBatch,
+    keys: Vec<Option<Vec<KeyCheck<'b>>>>,
+    columns: Vec<Option<usize>>,
+    runs: Vec<Range<usize>>,
 }
 
-/// The batch's segments in runs that are checked at once: a run ends
-/// before a segment that touches a key the run touched already (it must
-/// see the run's writes), and a truncate or a change of shape is a run of
-/// its own (what follows it must see it done).
-fn runs(segments: &[TableChanges], tables: &[Option<Arc<WriteTable>>]) -> Vec<Range<usize>> {
+/// The batch's segments (their keys as `keys`) in runs that are checked
+/// at once: a run ends before a segment that touches a key the run
+/// touched already (it must see the run's writes), and a segment with
+/// nothing to check — a truncate, a change of shape — is a run of its own
+/// (what follows it must see it done).
+fn runs(
+    keys: &[Option<Vec<KeyCheck<'_>>>],
+    tables: &[Option<Arc<WriteTable>>],
+) -> Vec<Range<usize>> {
     let mut runs = Vec::new();
     let mut start = 0;
-    let mut keys: HashSet<(&str, String)> = HashSet::new();
-    for (n, (segment, table)) in segments.iter().zip(tables).enumerate() {
-        let touched: Vec<(&str, String)> = match (segment, table) {
-            (
-                TableChanges::Rows {
-                    table: schema,
-                    changes,
-                    ..
-                },
-                Some(table),
-            ) => changes
-                .iter()
-                .flat_map(change_rows)
-                .map(|row| (schema.name.as_str(), key_text(&table.key, row)))
-                .collect(),
-            _ => {
-                // On its own.
-                if start < n {
-                    runs.push(start..n);
-                }
-                runs.push(n..n + 1);
-                start = n + 1;
-                keys.clear();
-                continue;
+    let mut touched: HashSet<(&str, &str)> = HashSet::new();
+    for (n, (keys, table)) in keys.iter().zip(tables).enumerate() {
+        let (Some(keys), Some(table)) = (keys, table) else {
+            if start < n {
+                runs.push(start..n);
             }
+            runs.push(n..n + 1);
+            start = n + 1;
+            touched.clear();
+            continue;
         };
-        if touched.iter().any(|k| keys.contains(k)) {
+        let these: Vec<(&str, &str)> = keys
+            .iter()
+            .map(|c| (table.name.as_str(), c.key.as_str()))
+            .collect();
+        if these.iter().any(|k| touched.contains(k)) {
             runs.push(start..n);
             start = n;
-            keys.clear();
+            touched.clear();
         }
-        keys.extend(touched);
+        touched.extend(these);
     }
-    if start < segments.len() {
-        runs.push(start..segments.len());
+    if start < keys.len() {
+        runs.push(start..keys.len());
     }
     runs
 }
@@ -1214,7 +1232,7 @@ mod tests {
             changes,
             origins: Vec::new(),
         };
-        let segments = vec![
+        let segments = [
             rows(vec![Change::Insert(row(1, 1, "a"))]),
             rows(vec![Change::Insert(row(2, 1, "a"))]),
             // 1 again: a new run.
@@ -1230,7 +1248,14 @@ mod tests {
             rows(vec![Change::Insert(row(3, 1, "a"))]),
         ];
         let tables = vec![write; segments.len()];
-        assert_eq!(runs(&segments, &tables), vec![0..2, 2..4, 4..5, 5..6]);
+        let keys: Vec<Option<Vec<KeyCheck<'_>>>> = segments
+            .iter()
+            .map(|segment| match segment {
+                TableChanges::Rows { changes, .. } => Some(key_checks(&[0], changes, &[])),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(runs(&keys, &tables), vec![0..2, 2..4, 4..5, 5..6]);
         assert!(runs(&[], &[]).is_empty());
     }
 

@@ -11,10 +11,10 @@ use super::copy_binary::coerce;
 use super::sql::{pg_text, qualified, quote_ident, quote_literal};
 use super::writer::WriteTable;
 use dmp_contract::conflict::{
-    ConflictEntry, ConflictKind, ConflictRules, Expected, Found, KeyCheck, Settled, judge,
-    key_checks, settle, tombstone_table, versions_table, write_order_sql,
+    ConflictEntry, ConflictKind, ConflictRules, Expected, Found, KeyCheck, Settled, judge, settle,
+    tombstone_key, tombstone_table, versions_table, write_order_sql,
 };
-use dmp_model::{Change, ChangeOrigin, Row, TableSchema, Value};
+use dmp_model::{Row, TableSchema, Value};
 
 /// The conflict log's table, in the target schema.
 pub(super) const CONFLICTS: &str = "_dmp_conflicts";
@@ -33,16 +33,31 @@ pub(super) fn create_conflicts(schema: &str) -> String {
     )
 }
 
-/// What a table's writes are ordered by, under `last_writer_wins`.
+/// What a table's writes are ordered by, under `last_writer_wins`; both
+/// orders keep the table's deletes in `tombstones` (qualified).
 #[derive(Debug, Clone)]
 pub(super) enum Order {
     /// Not ordered: another policy.
     None,
     /// A column of the rows (its index); a delete by the deleted row's.
-    Column(usize),
+    Column { index: usize, tombstones: String },
     /// Commit times; those of the rows DMP wrote here are in `versions`
     /// (qualified), see `versions_table`.
-    CommitTime { versions: String },
+    CommitTime {
+        versions: String,
+        tombstones: String,
+    },
+}
+
+impl Order {
+    fn tombstones(&self) -> Option<&str> {
+        match self {
+            Order::None => None,
+            Order::Column { tombstones, .. } | Order::CommitTime { tombstones, .. } => {
+                Some(tombstones)
+            }
+        }
+    }
 }
 
 /// This side's row's commit time (µs): the remote write's when DMP wrote
@@ -66,15 +81,13 @@ pub(super) struct Checked<'a> {
     pub(super) schema: &'a TableSchema,
     /// What the table's policy orders writes by.
     pub(super) order: Order,
-    /// The table's tombstones (qualified), kept with that column.
-    pub(super) tombstones: Option<String>,
 }
 
-/// One segment of a run to check: its table's rules and its changes.
-pub(super) struct SegmentCheck<'a> {
+/// One segment of a run to check: its table's rules and its keys (see
+/// `key_checks`).
+pub(super) struct SegmentCheck<'a, 'c> {
     pub(super) checked: Checked<'a>,
-    pub(super) changes: &'a [Change],
-    pub(super) origins: &'a [ChangeOrigin],
+    pub(super) keys: &'a [KeyCheck<'c>],
 }
 
 /// Checks a run of segments (no key in two of them) against this side's
@@ -85,19 +98,13 @@ pub(super) struct SegmentCheck<'a> {
 pub(super) async fn check_run(
     conn: &mut PgConnection,
     prologue: &str,
-    run: &[Option<SegmentCheck<'_>>],
+    run: &[Option<SegmentCheck<'_, '_>>],
 ) -> std::result::Result<Vec<Settled>, sqlx::Error> {
     let mut script = prologue.to_string();
-    let mut checks = Vec::with_capacity(run.len());
     let mut found = Vec::new();
-    for segment in run {
-        let Some(segment) = segment else {
-            checks.push(Vec::new());
-            continue;
-        };
+    for segment in run.iter().flatten() {
         let table = segment.checked.table;
-        let keys = key_checks(&table.key, segment.changes, segment.origins);
-        for group in keys.chunks(CHECK_KEYS) {
+        for group in segment.keys.chunks(CHECK_KEYS) {
             script.push_str(&lock_sql(table, group));
             script.push_str(";\n");
             script.push_str(&compare_sql(
@@ -113,7 +120,6 @@ pub(super) async fn check_run(
                 ..Found::default()
             }));
         }
-        checks.push(keys);
     }
     if !script.is_empty() {
         for row in sqlx::raw_sql(AssertSqlSafe(script))
@@ -141,11 +147,12 @@ pub(super) async fn check_run(
     }
     let mut settled = Vec::with_capacity(run.len());
     let mut at = 0;
-    for (segment, keys) in run.iter().zip(&checks) {
+    for segment in run {
         let Some(segment) = segment else {
             settled.push(Settled::default());
             continue;
         };
+        let keys = segment.keys;
         let part = &mut found[at..at + keys.len()];
         at += keys.len();
         let checked = &segment.checked;
@@ -171,7 +178,7 @@ impl Checked<'_> {
         checks: &[KeyCheck<'_>],
         found: &mut [Found],
     ) -> std::result::Result<(), sqlx::Error> {
-        let Some(tombstones) = &self.tombstones else {
+        let Some(tombstones) = self.order.tombstones() else {
             return Ok(());
         };
         let missing: Vec<(usize, &KeyCheck<'_>)> = checks
@@ -213,7 +220,7 @@ fn tombstone_sql(
         .filter_map(|(i, check)| {
             let row = check.last?;
             let (remote, local) = match *order {
-                Order::Column(c) => (
+                Order::Column { index: c, .. } => (
                     literal(table, c, row),
                     format!("d.{}", table.quoted_names[c]),
                 ),
@@ -251,7 +258,7 @@ fn lock_sql(table: &WriteTable, checks: &[KeyCheck<'_>]) -> String {
 /// them), which every type has, unlike `=`.
 fn compare_sql(table: &WriteTable, checks: &[KeyCheck<'_>], order: &Order, base: usize) -> String {
     let from = match order {
-        Order::CommitTime { versions } => format!(
+        Order::CommitTime { versions, .. } => format!(
             "{} t LEFT JOIN {versions} v ON ({}) = ({})",
             table.qualified,
             key_names_of(table, "v."),
@@ -275,7 +282,7 @@ fn compare_sql(table: &WriteTable, checks: &[KeyCheck<'_>], order: &Order, base:
             .map(|r| (r, false))
             .or(check.deleted.map(|r| (r, true)));
         let order = match (order, remote, check.commit_time) {
-            (&Order::Column(c), Some((row, deletes)), _) => write_order_sql(
+            (&Order::Column { index: c, .. }, Some((row, deletes)), _) => write_order_sql(
                 &literal(table, c, row),
                 &format!("t.{}", table.quoted_names[c]),
                 deletes,
@@ -417,13 +424,8 @@ pub(super) fn tombstone_ddl(
 ) -> std::result::Result<Vec<String>, String> {
     let tombstones = qualified(schema, &tombstone_table(&table.name));
     let target = qualified(schema, &table.name);
-    if table.primary_key.is_empty() {
-        return Err(format!(
-            "table {}: last_writer_wins needs a primary key to keep the tombstones of deleted rows",
-            table.name
-        ));
-    }
-    let keys: Vec<String> = table.primary_key.iter().map(|k| quote_ident(k)).collect();
+    let primary_key = tombstone_key(table)?;
+    let keys: Vec<String> = primary_key.iter().map(|k| quote_ident(k)).collect();
     let keys = keys.join(", ");
     let mut kept = vec![keys.clone()];
     let mut added = Vec::new();
@@ -431,7 +433,7 @@ pub(super) fn tombstone_ddl(
     let mut dated = "jsonb_build_object('deleted_at', clock_timestamp())".to_string();
     match column {
         Some(column) => {
-            if !table.primary_key.iter().any(|k| k == column) {
+            if !primary_key.iter().any(|k| k == column) {
                 let value = quote_ident(column);
                 kept.push(value.clone());
                 update.push(format!("{value} = EXCLUDED.{value}"));

@@ -459,16 +459,13 @@ impl PostgresTarget {
         Ok(())
     }
 
-    /// Two-way sync: after a batch, at most once a minute, forgets the
-    /// expired tombstones of its tables. A failure is only logged: the
+    /// Two-way sync: after a batch (when the purge is due, see
+    /// `PurgeClock`), forgets the expired tombstones of its tables. A failure is only logged: the
     /// tombstones stay until the next purge.
     async fn purge_tombstones(&self, purge: Option<(Vec<String>, i64)>) {
         let (Some(rules), Some((tables, commit_us))) = (&self.options.conflicts, purge) else {
             return;
         };
-        if !self.purge.due(rules.tombstone_retention) {
-            return;
-        }
         for table in tables {
             let sql = super::conflicts::purge_sql(
                 self.schema(),
@@ -1016,7 +1013,9 @@ impl Target for PostgresTarget {
         }
         let replica = self.superuser().await?;
         // What a purge of tombstones after it needs of the batch.
-        let purge = (self.options.conflicts.as_ref()).and_then(|r| tombstone_tables(r, &batch));
+        let purge = (self.options.conflicts.as_ref())
+            .filter(|r| r.keeps_tombstones() && self.purge.due(r.tombstone_retention))
+            .and_then(|r| tombstone_tables(r, &batch));
         let applied = apply::apply(
             &self.pool,
             self.schema(),
